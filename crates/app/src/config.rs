@@ -1,0 +1,185 @@
+//! Typed configuration: defaults, then a TOML file (`--config FILE` or `OPSDESK_CONFIG`), then
+//! `OPSDESK_*` environment variables (`__` nests: `OPSDESK_SERVER__BIND`). Unknown keys are
+//! refused with the key named. Secrets never appear in `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Uncased;
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://opsdesk.db".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &opsdesk_store::db::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `opsdesk=debug,sqlx=warn`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["config"];
+
+/// Short names for the settings people set most.
+fn env_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    if NOT_CONFIG.contains(&key.as_str()) || key.starts_with("test_") {
+        return None;
+    }
+    Some(match key.as_str() {
+        "bind" => "server.bind".to_owned(),
+        "database_url" => "database.url".to_owned(),
+        "log_format" => "log.format".to_owned(),
+        "log_level" => "log.level".to_owned(),
+        other => other.replace("__", "."),
+    })
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("OPSDESK_").filter_map(|k| env_key(k.as_str()).map(Uncased::from_owned)),
+        );
+        figment.extract()
+    }
+}
+
+/// A commented configuration with every key at its default.
+pub const EXAMPLE: &str = r#"# opsdesk configuration. Every key is optional; shown here at its default.
+# Each key can also be set in the environment: OPSDESK_<SECTION>__<KEY>, e.g.
+# OPSDESK_SERVER__BIND=0.0.0.0:8080. Short forms: OPSDESK_BIND, OPSDESK_DATABASE_URL,
+# OPSDESK_LOG_FORMAT, OPSDESK_LOG_LEVEL. The environment wins over this file.
+
+[server]
+# Address and port to listen on.
+bind = "127.0.0.1:8080"
+# Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+shutdown_grace_secs = 30
+
+[database]
+# sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+# The password is never printed or logged.
+url = "sqlite://opsdesk.db"
+# Connections in the pool (SQLite: readers; it always has one writer).
+max_connections = 10
+
+[log]
+# text or json
+format = "text"
+# A tracing filter, e.g. "info" or "opsdesk=debug,sqlx=warn". RUST_LOG overrides it.
+level = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_the_default() {
+        let parsed: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn debug_redacts_the_database_password() {
+        let mut c = Config::default();
+        c.database.url = "postgres://ops:hunter2@db:5432/opsdesk".into();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://ops:***@db:5432/opsdesk"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn env_short_names_map_to_keys() {
+        assert_eq!(env_key("BIND").as_deref(), Some("server.bind"));
+        assert_eq!(env_key("database_url").as_deref(), Some("database.url"));
+        assert_eq!(env_key("server__bind").as_deref(), Some("server.bind"));
+        assert_eq!(env_key("config"), None);
+        assert_eq!(env_key("test_postgres_url"), None);
+    }
+}

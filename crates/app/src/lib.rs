@@ -1,0 +1,5 @@
+//! The opsdesk binary's parts: configuration, the command line and the server's wiring.
+
+pub mod cli;
+pub mod config;
+pub mod server;

@@ -1,0 +1,112 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use opsdesk_core::{Desk, SystemClock};
+use opsdesk_store::{Db, DbOptions};
+use opsdesk_web::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::{Config, LogFormat};
+
+/// Sets up logging to stdout in the configured format.
+pub fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
+    let shown = opsdesk_store::db::redact_url(&config.database.url);
+    let db = Db::connect(
+        &config.database.url,
+        &DbOptions {
+            max_connections: config.database.max_connections,
+            ..DbOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the database {shown}"))?;
+    db.migrate()
+        .await
+        .with_context(|| format!("cannot migrate the database {shown}"))?;
+    Ok(Desk::new(db, Arc::new(SystemClock)))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs the server until `shutdown` resolves; in-flight requests then get the grace period.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let desk = open_desk(config).await?;
+    if let Some(secret) = desk.bootstrap_admin_token().await? {
+        // stdout, not the log: the secret must never reach log storage.
+        println!(
+            "opsdesk: this is a new database; created the admin API token \"first-admin\".\n\
+             It is shown only this once. Keep it somewhere safe:\n{secret}"
+        );
+    }
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        backend = desk.db().backend().as_str(),
+        database = %opsdesk_store::db::redact_url(&config.database.url),
+        "listening on http://{addr}"
+    );
+    let stopping = Arc::new(Notify::new());
+    let notify = stopping.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        notify.notify_one();
+    };
+    let db = desk.db().clone();
+    let server = opsdesk_web::serve(listener, AppState { desk }, graceful);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    tokio::select! {
+        res = server => res.context("the server failed")?,
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over; dropping requests still in flight");
+        }
+    }
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

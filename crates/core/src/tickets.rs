@@ -1,0 +1,244 @@
+use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes, FieldChange};
+use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
+use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
+use opsdesk_store::{TicketFilter, TicketPage, Tx};
+use serde_json::{json, Value};
+
+use crate::{Actor, Desk, Error, Result};
+
+fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("ticket {}", Ticket::key_for(id)))
+}
+
+fn one_change(field: &str, before: Value, after: Value) -> Changes {
+    let mut c = Changes::new();
+    c.insert(field.to_owned(), FieldChange { before, after });
+    c
+}
+
+impl Desk {
+    pub async fn create_ticket(&self, actor: &Actor, input: NewTicket) -> Result<Ticket> {
+        actor.require_write()?;
+        let input = input.validate()?;
+        let mut tx = self.db().begin().await?;
+        let ticket = self.insert_ticket(&mut tx, actor, input).await?;
+        tx.commit().await?;
+        Ok(ticket)
+    }
+
+    /// Creates many tickets in one transaction per call, each with its audit entry. For loading
+    /// data; the bench uses it to fill a database quickly.
+    pub async fn create_tickets(&self, actor: &Actor, inputs: Vec<NewTicket>) -> Result<Vec<i64>> {
+        actor.require_write()?;
+        let inputs = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.validate().map_err(|e| {
+                    opsdesk_domain::FieldError::new(format!("[{i}].{}", e.field), e.message)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.db().begin().await?;
+        let mut ids = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            ids.push(self.insert_ticket(&mut tx, actor, input).await?.id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn insert_ticket(&self, tx: &mut Tx, actor: &Actor, input: NewTicket) -> Result<Ticket> {
+        let now = self.now();
+        let mut ticket = Ticket::open(input, now);
+        ticket.id = tx.insert_ticket(&ticket).await?;
+        ticket.key = Ticket::key_for(ticket.id);
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.created".into(),
+            ticket_id: Some(ticket.id),
+            changes: ticket.creation_changes(),
+        })
+        .await?;
+        Ok(ticket)
+    }
+
+    /// Applies a patch. With `if_match`, refuses to change a ticket that moved past that version.
+    pub async fn update_ticket(
+        &self,
+        actor: &Actor,
+        id: i64,
+        if_match: Option<i64>,
+        patch: TicketPatch,
+    ) -> Result<Ticket> {
+        actor.require_write()?;
+        let patch = patch.validate()?;
+        let mut tx = self.db().begin().await?;
+        let current = tx
+            .ticket_for_update(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if let Some(expected) = if_match {
+            if expected != current.version {
+                return Err(Error::StaleVersion {
+                    expected,
+                    current: current.version,
+                });
+            }
+        }
+        let now = self.now();
+        let (next, changes) = current.patched(patch, now)?;
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        tx.update_ticket(&next, &current).await?;
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.updated".into(),
+            ticket_id: Some(id),
+            changes,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn add_comment(&self, actor: &Actor, id: i64, input: NewComment) -> Result<Comment> {
+        actor.require_write()?;
+        let input = input.validate()?;
+        let mut tx = self.db().begin().await?;
+        let current = tx
+            .ticket_for_update(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let now = self.now();
+        let comment = tx
+            .insert_comment(id, &input.body, &actor.name, input.public, now)
+            .await?;
+        let mut next = current.clone();
+        next.touch(now);
+        tx.update_ticket(&next, &current).await?;
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.commented".into(),
+            ticket_id: Some(id),
+            changes: one_change(
+                "comment",
+                Value::Null,
+                json!({ "id": comment.id, "public": comment.public, "body": comment.body }),
+            ),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(comment)
+    }
+
+    pub async fn add_link(&self, actor: &Actor, id: i64, input: NewLink) -> Result<TicketLink> {
+        actor.require_write()?;
+        let target = Ticket::parse_ref(input.target.trim()).ok_or_else(|| {
+            opsdesk_domain::FieldError::new("target", "must be a ticket id or key such as OPS-42")
+        })?;
+        if target == id {
+            return Err(opsdesk_domain::FieldError::new(
+                "target",
+                "a ticket cannot link to itself",
+            )
+            .into());
+        }
+        let mut tx = self.db().begin().await?;
+        let current = tx
+            .ticket_for_update(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if !tx.ticket_exists(target).await? {
+            return Err(opsdesk_domain::FieldError::new(
+                "target",
+                format!("ticket {} does not exist", Ticket::key_for(target)),
+            )
+            .into());
+        }
+        let now = self.now();
+        let link = tx
+            .insert_link(id, target, input.kind, &actor.name, now)
+            .await?;
+        let mut next = current.clone();
+        next.touch(now);
+        tx.update_ticket(&next, &current).await?;
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.linked".into(),
+            ticket_id: Some(id),
+            changes: one_change(
+                "link",
+                Value::Null,
+                json!({ "id": link.id, "kind": link.kind, "target": Ticket::key_for(target) }),
+            ),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(link)
+    }
+
+    pub async fn remove_link(&self, actor: &Actor, id: i64, link_id: i64) -> Result<TicketLink> {
+        actor.require_write()?;
+        let mut tx = self.db().begin().await?;
+        let current = tx
+            .ticket_for_update(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let link = tx
+            .delete_link(id, link_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("link {link_id} on {}", Ticket::key_for(id))))?;
+        let now = self.now();
+        let mut next = current.clone();
+        next.touch(now);
+        tx.update_ticket(&next, &current).await?;
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.unlinked".into(),
+            ticket_id: Some(id),
+            changes: one_change(
+                "link",
+                json!({
+                    "id": link.id,
+                    "kind": link.kind,
+                    "source": Ticket::key_for(link.source_id),
+                    "target": Ticket::key_for(link.target_id),
+                }),
+                Value::Null,
+            ),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(link)
+    }
+
+    pub async fn ticket(&self, id: i64) -> Result<Ticket> {
+        self.db().get_ticket(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn tickets(&self, filter: &TicketFilter) -> Result<TicketPage> {
+        Ok(self.db().list_tickets(filter).await?)
+    }
+
+    pub async fn comments(&self, id: i64) -> Result<Vec<Comment>> {
+        self.ticket(id).await?;
+        Ok(self.db().comments(id).await?)
+    }
+
+    pub async fn links(&self, id: i64) -> Result<Vec<TicketLink>> {
+        self.ticket(id).await?;
+        Ok(self.db().links(id).await?)
+    }
+
+    pub async fn history(&self, id: i64) -> Result<Vec<AuditRecord>> {
+        self.ticket(id).await?;
+        Ok(self.db().audit_for_ticket(id).await?)
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure types and rules of opsdesk: tickets, severities, the status workflow, access roles and
+//! the audit hash chain. No IO, no async and no clock reads: time is always a parameter.
+
+pub mod access;
+pub mod audit;
+pub mod change;
+pub mod ticket;
+pub mod validation;
+
+pub use access::Role;
+pub use audit::{AuditEntry, AuditRecord, ChainError};
+pub use ticket::{
+    Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink, Transition, TransitionError,
+};
+pub use validation::{FieldError, NewComment, NewLink, NewTicket, TicketPatch, Validated};

@@ -1,0 +1,109 @@
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes};
+use sqlx::Row;
+
+use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
+
+/// The last entry of the chain as recorded beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "seq, at, actor, action, ticket_id, changes, prev_hash, hash";
+
+macro_rules! audit_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let changes: String = row.try_get("changes")?;
+        let changes: Changes = serde_json::from_str(&changes)
+            .map_err(|e| StoreError::Corrupt(format!("audit changes: {e}")))?;
+        AuditRecord {
+            seq: row.try_get("seq")?,
+            at: row.try_get::<Ts, _>("at")?.0,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            ticket_id: row.try_get("ticket_id")?,
+            changes,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        }
+    }};
+}
+
+impl Tx {
+    /// Appends an entry to the chain, inside this transaction.
+    pub async fn append_audit(&mut self, entry: AuditEntry) -> Result<AuditRecord> {
+        on_tx!(self, c, backend => {
+            let head = sqlx::query(&format!(
+                "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+                backend.for_update()
+            ))
+            .fetch_one(&mut *c)
+            .await?;
+            let prev_seq: i64 = head.try_get("seq")?;
+            let prev_hash: String = head.try_get("hash")?;
+            let record = entry.seal(prev_seq + 1, &prev_hash);
+            let changes = serde_json::to_string(&record.changes)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, action, ticket_id, changes, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(record.seq)
+            .bind(Ts(record.at))
+            .bind(&record.actor)
+            .bind(&record.action)
+            .bind(record.ticket_id)
+            .bind(changes)
+            .bind(&record.prev_hash)
+            .bind(&record.hash)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(record.seq)
+                .bind(&record.hash)
+                .execute(&mut *c)
+                .await?;
+            Ok(record)
+        })
+    }
+}
+
+impl Db {
+    pub async fn audit_head(&self) -> Result<AuditHead> {
+        on_read!(self, p, _b => {
+            let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(p)
+                .await?;
+            Ok(AuditHead { seq: row.try_get("seq")?, hash: row.try_get("hash")? })
+        })
+    }
+
+    /// The whole trail in stored seq order, streamed.
+    pub fn audit_stream(&self) -> BoxStream<'_, Result<AuditRecord>> {
+        const SQL: &str = "SELECT seq, at, actor, action, ticket_id, changes, prev_hash, hash \
+                           FROM audit_log ORDER BY seq";
+        match self {
+            Db::Sqlite(s) => sqlx::query(SQL)
+                .fetch(&s.reader)
+                .map(|row| -> Result<AuditRecord> { Ok(audit_from_row!(&row?)) })
+                .boxed(),
+            Db::Postgres(p) => sqlx::query(SQL)
+                .fetch(p)
+                .map(|row| -> Result<AuditRecord> { Ok(audit_from_row!(&row?)) })
+                .boxed(),
+        }
+    }
+
+    /// The entries about one ticket, oldest first.
+    pub async fn audit_for_ticket(&self, ticket_id: i64) -> Result<Vec<AuditRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE ticket_id = $1 ORDER BY seq");
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(&sql).bind(ticket_id).fetch_all(p).await?;
+            rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
+        })
+    }
+}

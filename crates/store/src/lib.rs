@@ -1,0 +1,88 @@
+//! Storage for opsdesk on SQLite or PostgreSQL, chosen by the URL scheme.
+//!
+//! Queries are written once where both databases accept the same SQL (both take `$1`
+//! parameters) and per backend where they differ (full-text search, row locks). Every change
+//! runs inside a [`Tx`], which the use cases in `opsdesk-core` open and commit.
+
+mod audit;
+pub mod db;
+mod tickets;
+mod time;
+mod tokens;
+
+pub use audit::AuditHead;
+pub use db::{Backend, Db, DbOptions, Tx};
+pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
+pub use time::Ts;
+pub use tokens::{TokenRecord, TokenSummary};
+
+/// A failure of the database or of what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL scheme in {0:?}: use sqlite://PATH or postgres://...")]
+    UnknownScheme(String),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unique(String),
+}
+
+impl StoreError {
+    /// True when the error is a unique constraint refusing a duplicate.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Unique(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Runs `$body` with `$c` bound to the transaction's connection, once per backend.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident, $backend:ident => $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                let $backend = $crate::db::Backend::Sqlite;
+                let _ = $backend;
+                $body
+            }
+            $crate::db::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                let $backend = $crate::db::Backend::Postgres;
+                let _ = $backend;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$p` bound to a pool for reading, once per backend.
+macro_rules! on_read {
+    ($db:expr, $p:ident, $backend:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(s) => {
+                let $p = &s.reader;
+                let $backend = $crate::db::Backend::Sqlite;
+                let _ = $backend;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let $p = pg;
+                let $backend = $crate::db::Backend::Postgres;
+                let _ = $backend;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use on_read;
+pub(crate) use on_tx;

@@ -1,0 +1,667 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use opsdesk_domain::{Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink};
+use serde::{Deserialize, Serialize};
+use sqlx::{QueryBuilder, Row};
+
+use crate::{on_read, on_tx, Backend, Db, Result, StoreError, Ts, Tx};
+
+const TICKET_COLUMNS: &str = "t.id, t.title, t.description, t.kind, t.severity, t.status, \
+    t.requester, t.assignee, t.team, t.workload, t.tags, t.source, t.dedup_key, t.created_at, \
+    t.updated_at, t.acknowledged_at, t.resolved_at, t.closed_at, t.version";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} {value:?}"))
+}
+
+macro_rules! ticket_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let kind: String = row.try_get("kind")?;
+        let severity: String = row.try_get("severity")?;
+        let status: String = row.try_get("status")?;
+        let tags: String = row.try_get("tags")?;
+        let id: i64 = row.try_get("id")?;
+        Ticket {
+            id,
+            key: Ticket::key_for(id),
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+            severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity", &severity))?,
+            status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            requester: row.try_get("requester")?,
+            assignee: row.try_get("assignee")?,
+            team: row.try_get("team")?,
+            workload: row.try_get("workload")?,
+            tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags", &tags))?,
+            source: row.try_get("source")?,
+            dedup_key: row.try_get("dedup_key")?,
+            created_at: row.try_get::<Ts, _>("created_at")?.0,
+            updated_at: row.try_get::<Ts, _>("updated_at")?.0,
+            acknowledged_at: row
+                .try_get::<Option<Ts>, _>("acknowledged_at")?
+                .map(|t| t.0),
+            resolved_at: row.try_get::<Option<Ts>, _>("resolved_at")?.map(|t| t.0),
+            closed_at: row.try_get::<Option<Ts>, _>("closed_at")?.map(|t| t.0),
+            version: row.try_get("version")?,
+        }
+    }};
+}
+
+macro_rules! comment_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Comment {
+            id: row.try_get("id")?,
+            ticket_id: row.try_get("ticket_id")?,
+            body: row.try_get("body")?,
+            author: row.try_get("author")?,
+            public: row.try_get("public")?,
+            created_at: row.try_get::<Ts, _>("created_at")?.0,
+        }
+    }};
+}
+
+macro_rules! link_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let kind: String = row.try_get("kind")?;
+        TicketLink {
+            id: row.try_get("id")?,
+            source_id: row.try_get("source_id")?,
+            target_id: row.try_get("target_id")?,
+            kind: LinkKind::parse(&kind).ok_or_else(|| corrupt("link kind", &kind))?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get::<Ts, _>("created_at")?.0,
+        }
+    }};
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_owned())
+}
+
+impl Tx {
+    /// Stores a new ticket (its `id` and `key` are ignored) and returns the id it was given.
+    pub async fn insert_ticket(&mut self, t: &Ticket) -> Result<i64> {
+        on_tx!(self, c, backend => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO tickets (title, description, kind, severity, status, requester, \
+                 assignee, team, workload, tags, source, dedup_key, created_at, updated_at, \
+                 acknowledged_at, resolved_at, closed_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 RETURNING id",
+            )
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.kind.as_str())
+            .bind(t.severity.as_str())
+            .bind(t.status.as_str())
+            .bind(&t.requester)
+            .bind(&t.assignee)
+            .bind(&t.team)
+            .bind(&t.workload)
+            .bind(tags_json(&t.tags))
+            .bind(&t.source)
+            .bind(&t.dedup_key)
+            .bind(Ts(t.created_at))
+            .bind(Ts(t.updated_at))
+            .bind(t.acknowledged_at.map(Ts))
+            .bind(t.resolved_at.map(Ts))
+            .bind(t.closed_at.map(Ts))
+            .bind(t.version)
+            .fetch_one(&mut *c)
+            .await?;
+            for tag in &t.tags {
+                sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) VALUES ($1, $2)")
+                    .bind(tag)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            if backend == Backend::Sqlite {
+                sqlx::query(
+                    "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
+                )
+                .bind(id)
+                .bind(&t.title)
+                .bind(&t.description)
+                .execute(&mut *c)
+                .await?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Reads a ticket and locks it until the transaction ends.
+    pub async fn ticket_for_update(&mut self, id: i64) -> Result<Option<Ticket>> {
+        on_tx!(self, c, backend => {
+            let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = $1{}", backend.for_update());
+            match sqlx::query(&sql).bind(id).fetch_optional(&mut *c).await? {
+                Some(row) => Ok(Some(ticket_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn ticket_exists(&mut self, id: i64) -> Result<bool> {
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await? > 0)
+        })
+    }
+
+    /// Writes every field of `t`, which must have been read at version `t.version - 1`.
+    pub async fn update_ticket(&mut self, t: &Ticket, before: &Ticket) -> Result<()> {
+        on_tx!(self, c, backend => {
+            let done = sqlx::query(
+                "UPDATE tickets SET title = $1, description = $2, kind = $3, severity = $4, \
+                 status = $5, requester = $6, assignee = $7, team = $8, workload = $9, tags = $10, \
+                 updated_at = $11, acknowledged_at = $12, resolved_at = $13, closed_at = $14, \
+                 version = $15 WHERE id = $16 AND version = $17",
+            )
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.kind.as_str())
+            .bind(t.severity.as_str())
+            .bind(t.status.as_str())
+            .bind(&t.requester)
+            .bind(&t.assignee)
+            .bind(&t.team)
+            .bind(&t.workload)
+            .bind(tags_json(&t.tags))
+            .bind(Ts(t.updated_at))
+            .bind(t.acknowledged_at.map(Ts))
+            .bind(t.resolved_at.map(Ts))
+            .bind(t.closed_at.map(Ts))
+            .bind(t.version)
+            .bind(t.id)
+            .bind(before.version)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "ticket {} changed underneath a locked update", t.id
+                )));
+            }
+            if t.tags != before.tags {
+                sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1")
+                    .bind(t.id)
+                    .execute(&mut *c)
+                    .await?;
+                for tag in &t.tags {
+                    sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) VALUES ($1, $2)")
+                        .bind(tag)
+                        .bind(t.id)
+                        .execute(&mut *c)
+                        .await?;
+                }
+            }
+            if backend == Backend::Sqlite
+                && (t.title != before.title || t.description != before.description)
+            {
+                sqlx::query("UPDATE ticket_search SET title = $1, description = $2 WHERE rowid = $3")
+                    .bind(&t.title)
+                    .bind(&t.description)
+                    .bind(t.id)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub async fn insert_comment(
+        &mut self,
+        ticket_id: i64,
+        body: &str,
+        author: &str,
+        public: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Comment> {
+        on_tx!(self, c, backend => {
+            let row = sqlx::query(
+                "INSERT INTO comments (ticket_id, body, author, public, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id, ticket_id, body, author, public, created_at",
+            )
+            .bind(ticket_id)
+            .bind(body)
+            .bind(author)
+            .bind(public)
+            .bind(Ts(at))
+            .fetch_one(&mut *c)
+            .await?;
+            if backend == Backend::Sqlite {
+                sqlx::query(
+                    "UPDATE ticket_search SET comments = comments || ' ' || $1 WHERE rowid = $2",
+                )
+                .bind(body)
+                .bind(ticket_id)
+                .execute(&mut *c)
+                .await?;
+            }
+            Ok(comment_from_row!(&row))
+        })
+    }
+
+    pub async fn insert_link(
+        &mut self,
+        source_id: i64,
+        target_id: i64,
+        kind: LinkKind,
+        created_by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TicketLink> {
+        on_tx!(self, c, _b => {
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM ticket_links WHERE source_id = $1 AND target_id = $2 AND kind = $3",
+            )
+            .bind(source_id)
+            .bind(target_id)
+            .bind(kind.as_str())
+            .fetch_one(&mut *c)
+            .await?;
+            if exists > 0 {
+                return Err(StoreError::Unique(format!(
+                    "{} already {} {}", Ticket::key_for(source_id), kind, Ticket::key_for(target_id)
+                )));
+            }
+            let row = sqlx::query(
+                "INSERT INTO ticket_links (source_id, target_id, kind, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id, source_id, target_id, kind, created_by, created_at",
+            )
+            .bind(source_id)
+            .bind(target_id)
+            .bind(kind.as_str())
+            .bind(created_by)
+            .bind(Ts(at))
+            .fetch_one(&mut *c)
+            .await?;
+            Ok(link_from_row!(&row))
+        })
+    }
+
+    /// Removes a link that starts or ends at `ticket_id`.
+    pub async fn delete_link(
+        &mut self,
+        ticket_id: i64,
+        link_id: i64,
+    ) -> Result<Option<TicketLink>> {
+        on_tx!(self, c, _b => {
+            let row = sqlx::query(
+                "DELETE FROM ticket_links WHERE id = $1 AND (source_id = $2 OR target_id = $2) \
+                 RETURNING id, source_id, target_id, kind, created_by, created_at",
+            )
+            .bind(link_id)
+            .bind(ticket_id)
+            .fetch_optional(&mut *c)
+            .await?;
+            match row {
+                Some(row) => Ok(Some(link_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+/// The orders a ticket list can come in. Ties are broken by id in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Newest first.
+    #[default]
+    CreatedDesc,
+    CreatedAsc,
+    /// Most recently changed first.
+    UpdatedDesc,
+    UpdatedAsc,
+    /// Most severe first, oldest first within a severity: the order a queue is worked in.
+    SeverityAsc,
+    SeverityDesc,
+}
+
+impl SortKey {
+    pub const NAMES: &'static str = "-created, created, -updated, updated, severity, -severity";
+
+    pub fn parse(s: &str) -> Option<SortKey> {
+        Some(match s {
+            "-created" | "-created_at" => SortKey::CreatedDesc,
+            "created" | "created_at" => SortKey::CreatedAsc,
+            "-updated" | "-updated_at" => SortKey::UpdatedDesc,
+            "updated" | "updated_at" => SortKey::UpdatedAsc,
+            "severity" => SortKey::SeverityAsc,
+            "-severity" => SortKey::SeverityDesc,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SortKey::CreatedDesc => "-created",
+            SortKey::CreatedAsc => "created",
+            SortKey::UpdatedDesc => "-updated",
+            SortKey::UpdatedAsc => "updated",
+            SortKey::SeverityAsc => "severity",
+            SortKey::SeverityDesc => "-severity",
+        }
+    }
+
+    fn descending(self) -> bool {
+        matches!(
+            self,
+            SortKey::CreatedDesc | SortKey::UpdatedDesc | SortKey::SeverityDesc
+        )
+    }
+
+    fn column(self) -> Option<&'static str> {
+        match self {
+            SortKey::CreatedDesc | SortKey::CreatedAsc => None,
+            SortKey::UpdatedDesc | SortKey::UpdatedAsc => Some("t.updated_at"),
+            SortKey::SeverityAsc | SortKey::SeverityDesc => Some("t.severity"),
+        }
+    }
+
+    fn value_of(self, t: &Ticket) -> Option<String> {
+        match self {
+            SortKey::CreatedDesc | SortKey::CreatedAsc => None,
+            SortKey::UpdatedDesc | SortKey::UpdatedAsc => {
+                Some(opsdesk_domain::audit::format_time(t.updated_at))
+            }
+            SortKey::SeverityAsc | SortKey::SeverityDesc => Some(t.severity.as_str().to_owned()),
+        }
+    }
+}
+
+/// Where the next page starts: after the last ticket of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "s")]
+    sort: String,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(rename = "i")]
+    id: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a cursor given back by a client, for the sort it is used with.
+    pub fn decode(s: &str, sort: SortKey) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
+        let c: Cursor = serde_json::from_slice(&bytes).ok()?;
+        if c.sort != sort.name() || c.value.is_some() != sort.column().is_some() {
+            return None;
+        }
+        match sort {
+            SortKey::UpdatedAsc | SortKey::UpdatedDesc => {
+                DateTime::parse_from_rfc3339(c.value.as_deref()?).ok()?;
+            }
+            SortKey::SeverityAsc | SortKey::SeverityDesc => {
+                Severity::parse(c.value.as_deref()?)?;
+            }
+            _ => {}
+        }
+        Some(c)
+    }
+}
+
+/// What to list. Empty vectors and None mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub statuses: Vec<Status>,
+    pub severities: Vec<Severity>,
+    pub kinds: Vec<Kind>,
+    pub source: Option<String>,
+    pub team: Option<String>,
+    pub assignee: Option<String>,
+    pub requester: Option<String>,
+    pub workload: Option<String>,
+    pub tag: Option<String>,
+    pub dedup_key: Option<String>,
+    /// Full-text words over title, description and comments; all must match.
+    pub q: Option<String>,
+    pub sort: SortKey,
+    pub cursor: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// One page of a ticket list.
+#[derive(Debug, Clone)]
+pub struct TicketPage {
+    pub items: Vec<Ticket>,
+    pub next_cursor: Option<String>,
+}
+
+/// Turns free text into an FTS5 query that matches every word, with `word*` as a prefix.
+fn fts5_query(q: &str) -> Option<String> {
+    let terms: Vec<String> = q
+        .split_whitespace()
+        .filter_map(|w| {
+            let prefix = w.ends_with('*');
+            let word: String = w
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':' | '/'))
+                .collect();
+            if word.is_empty() {
+                None
+            } else if prefix {
+                Some(format!("\"{word}\"*"))
+            } else {
+                Some(format!("\"{word}\""))
+            }
+        })
+        .collect();
+    if terms.is_empty() {
+        None
+    } else {
+        Some(terms.join(" "))
+    }
+}
+
+macro_rules! push_filters {
+    ($qb:expr, $f:expr, $backend:expr, $id_col:expr) => {{
+        let qb = $qb;
+        let f = $f;
+        fn in_list<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, column: &str, values: Vec<&'static str>)
+        where
+            &'static str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        {
+            if values.is_empty() {
+                return;
+            }
+            qb.push(format!(" AND {column} IN ("));
+            let mut sep = qb.separated(", ");
+            for v in values {
+                sep.push_bind(v);
+            }
+            qb.push(")");
+        }
+        in_list(qb, "t.status", f.statuses.iter().map(|s| s.as_str()).collect());
+        in_list(qb, "t.severity", f.severities.iter().map(|s| s.as_str()).collect());
+        in_list(qb, "t.kind", f.kinds.iter().map(|s| s.as_str()).collect());
+        for (column, value) in [
+            ("t.source", &f.source),
+            ("t.team", &f.team),
+            ("t.assignee", &f.assignee),
+            ("t.requester", &f.requester),
+            ("t.workload", &f.workload),
+            ("t.dedup_key", &f.dedup_key),
+        ] {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(tag) = &f.tag {
+            qb.push(" AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ")
+                .push_bind(tag.trim().to_lowercase())
+                .push(")");
+        }
+        if $backend == Backend::Postgres {
+            if let Some(q) = f.q.as_deref().filter(|q| !q.trim().is_empty()) {
+                qb.push(" AND (t.search @@ websearch_to_tsquery('english', ")
+                    .push_bind(q.to_owned())
+                    .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ websearch_to_tsquery('english', ")
+                    .push_bind(q.to_owned())
+                    .push(")))");
+            }
+        }
+        let sort = f.sort;
+        let cmp = if sort.descending() { "<" } else { ">" };
+        if let Some(c) = &f.cursor {
+            match (sort.column(), &c.value) {
+                (Some(col), Some(v)) => {
+                    qb.push(format!(" AND ({col}, {}) {cmp} (", $id_col));
+                    if col == "t.updated_at" {
+                        let at = DateTime::parse_from_rfc3339(v)
+                            .map_err(|_| StoreError::Corrupt("cursor".into()))?
+                            .with_timezone(&Utc);
+                        qb.push_bind(Ts(at));
+                    } else {
+                        qb.push_bind(v.clone());
+                    }
+                    qb.push(", ").push_bind(c.id).push(")");
+                }
+                _ => {
+                    qb.push(format!(" AND {} {cmp} ", $id_col)).push_bind(c.id);
+                }
+            }
+        }
+        let dir = if sort.descending() { "DESC" } else { "ASC" };
+        match sort.column() {
+            Some(col) => qb.push(format!(" ORDER BY {col} {dir}, {} {dir}", $id_col)),
+            None => qb.push(format!(" ORDER BY {} {dir}", $id_col)),
+        };
+        qb.push(" LIMIT ").push_bind(i64::from(f.limit) + 1);
+    }};
+}
+
+impl Db {
+    pub async fn get_ticket(&self, id: i64) -> Result<Option<Ticket>> {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = $1");
+        on_read!(self, p, _b => {
+            match sqlx::query(&sql).bind(id).fetch_optional(p).await? {
+                Some(row) => Ok(Some(ticket_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn list_tickets(&self, f: &TicketFilter) -> Result<TicketPage> {
+        let fts = match self.backend() {
+            Backend::Sqlite => f.q.as_deref().and_then(fts5_query),
+            Backend::Postgres => None,
+        };
+        on_read!(self, p, backend => {
+            let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM "));
+            // With a search on SQLite, walk the full-text index in id order and join tickets to it.
+            let id_col = match &fts {
+                Some(m) => {
+                    qb.push("ticket_search JOIN tickets t ON t.id = ticket_search.rowid WHERE ticket_search MATCH ")
+                        .push_bind(m.clone());
+                    "ticket_search.rowid"
+                }
+                None => {
+                    qb.push("tickets t WHERE 1 = 1");
+                    "t.id"
+                }
+            };
+            push_filters!(&mut qb, f, backend, id_col);
+            let rows = qb.build().fetch_all(p).await?;
+            let mut items = rows
+                .iter()
+                .map(|row| Ok(ticket_from_row!(row)))
+                .collect::<Result<Vec<_>>>()?;
+            let next_cursor = if items.len() > f.limit as usize {
+                items.truncate(f.limit as usize);
+                items.last().map(|t| {
+                    Cursor { sort: f.sort.name().to_owned(), value: f.sort.value_of(t), id: t.id }.encode()
+                })
+            } else {
+                None
+            };
+            Ok(TicketPage { items, next_cursor })
+        })
+    }
+
+    pub async fn comments(&self, ticket_id: i64) -> Result<Vec<Comment>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT id, ticket_id, body, author, public, created_at FROM comments \
+                 WHERE ticket_id = $1 ORDER BY id",
+            )
+            .bind(ticket_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|row| Ok(comment_from_row!(row))).collect()
+        })
+    }
+
+    /// Links that start or end at the ticket.
+    pub async fn links(&self, ticket_id: i64) -> Result<Vec<TicketLink>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT id, source_id, target_id, kind, created_by, created_at FROM ticket_links \
+                 WHERE source_id = $1 OR target_id = $1 ORDER BY id",
+            )
+            .bind(ticket_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|row| Ok(link_from_row!(row))).collect()
+        })
+    }
+
+    /// How many tickets are in each status.
+    pub async fn count_by_status(&self) -> Result<Vec<(Status, i64)>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tickets GROUP BY status")
+                .fetch_all(p)
+                .await?;
+            let mut out = Vec::new();
+            for row in &rows {
+                let status: String = row.try_get("status")?;
+                let n: i64 = row.try_get("n")?;
+                out.push((Status::parse(&status).ok_or_else(|| corrupt("status", &status))?, n));
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts5_query_quotes_every_word() {
+        assert_eq!(
+            fts5_query("disk full").as_deref(),
+            Some("\"disk\" \"full\"")
+        );
+        assert_eq!(
+            fts5_query("dat* \"x\" OR").as_deref(),
+            Some("\"dat\"* \"x\" \"OR\"")
+        );
+        assert_eq!(fts5_query("  \" ( ) ").as_deref(), None);
+    }
+
+    #[test]
+    fn cursor_round_trips_for_its_sort_only() {
+        let c = Cursor {
+            sort: "severity".into(),
+            value: Some("SEV2".into()),
+            id: 9,
+        };
+        let s = c.encode();
+        assert_eq!(Cursor::decode(&s, SortKey::SeverityAsc), Some(c));
+        assert_eq!(Cursor::decode(&s, SortKey::CreatedDesc), None);
+        assert_eq!(Cursor::decode("not base64!", SortKey::CreatedDesc), None);
+    }
+}

@@ -1,0 +1,38 @@
+//! The REST API under /api/v1.
+
+mod tickets;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "opsdesk",
+        description = "The support desk for teams that run on AWS. Every route needs `Authorization: Bearer <token>`; errors are `application/problem+json` (RFC 9457).",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "tickets", description = "Tracked requests, their comments, links and history")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every API route with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(tickets::routes())
+}

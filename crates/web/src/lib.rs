@@ -1,0 +1,69 @@
+//! The HTTP face of opsdesk: the REST API under /api/v1 with its OpenAPI document, and the
+//! operational endpoints /healthz, /readyz and /metrics.
+
+pub mod api;
+mod auth;
+mod error;
+mod json;
+mod ops;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use opsdesk_core::Desk;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use ops::metrics_handle;
+
+/// Requests larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub desk: Desk,
+}
+
+/// Builds the whole router: API, OpenAPI document, operations endpoints and layers.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api::routes().split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move |_auth: auth::Auth| {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(ops::routes())
+        .route_layer(axum::middleware::from_fn(ops::track_metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The OpenAPI document, as served at /api/v1/openapi.json.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::routes().split_for_parts().1
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long a client may take; long enough for a large page on a busy machine.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
