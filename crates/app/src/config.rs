@@ -108,21 +108,21 @@ fn env_key(key: &str) -> Option<String> {
 
 impl Config {
     /// Loads defaults, then `file` (if any), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "configuration file {} does not exist",
                     path.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(
             Env::prefixed("OPSDESK_").filter_map(|k| env_key(k.as_str()).map(Uncased::from_owned)),
         );
-        figment.extract()
+        figment.extract().map_err(Box::new)
     }
 }
 

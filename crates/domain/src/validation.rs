@@ -44,6 +44,15 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
+/// Reads a field that may be left out but not sent as `null`.
+pub fn present<'de, T, D>(de: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    T::deserialize(de).map(Some)
+}
+
 /// A new ticket as a client sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,15 +85,15 @@ pub struct NewTicket {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub title: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub kind: Option<Kind>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub severity: Option<Severity>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<Status>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -98,7 +107,7 @@ pub struct TicketPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub workload: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub tags: Option<Vec<String>>,
 }
 
@@ -332,5 +341,7 @@ mod tests {
         let p: TicketPatch = serde_json::from_str(r#"{}"#).unwrap();
         assert_eq!(p.assignee, None);
         assert!(p.is_empty());
+        assert!(serde_json::from_str::<TicketPatch>(r#"{"title":null}"#).is_err());
+        assert!(serde_json::from_str::<TicketPatch>(r#"{"status":null}"#).is_err());
     }
 }

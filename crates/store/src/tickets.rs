@@ -440,30 +440,48 @@ pub struct TicketPage {
     pub next_cursor: Option<String>,
 }
 
-/// Turns free text into an FTS5 query that matches every word, with `word*` as a prefix.
-fn fts5_query(q: &str) -> Option<String> {
-    let terms: Vec<String> = q
-        .split_whitespace()
+/// The words of a search, each with whether it ends in `*` (a prefix search). Only characters
+/// that can be part of a word are kept, so no input can inject search operators.
+fn search_words(q: &str) -> Vec<(String, bool)> {
+    q.split_whitespace()
         .filter_map(|w| {
-            let prefix = w.ends_with('*');
             let word: String = w
                 .chars()
                 .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':' | '/'))
                 .collect();
-            if word.is_empty() {
-                None
-            } else if prefix {
-                Some(format!("\"{word}\"*"))
+            (!word.is_empty()).then(|| (word, w.ends_with('*')))
+        })
+        .collect()
+}
+
+/// An FTS5 query (SQLite) that matches every word.
+fn fts5_query(q: &str) -> Option<String> {
+    let terms: Vec<String> = search_words(q)
+        .into_iter()
+        .map(|(w, prefix)| {
+            if prefix {
+                format!("\"{w}\"*")
             } else {
-                Some(format!("\"{word}\""))
+                format!("\"{w}\"")
             }
         })
         .collect();
-    if terms.is_empty() {
-        None
-    } else {
-        Some(terms.join(" "))
-    }
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+/// A `to_tsquery` text (PostgreSQL) that matches every word.
+fn pg_tsquery(q: &str) -> Option<String> {
+    let terms: Vec<String> = search_words(q)
+        .into_iter()
+        .map(|(w, prefix)| {
+            if prefix {
+                format!("'{w}':*")
+            } else {
+                format!("'{w}'")
+            }
+        })
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" & "))
 }
 
 macro_rules! push_filters {
@@ -505,11 +523,11 @@ macro_rules! push_filters {
                 .push(")");
         }
         if $backend == Backend::Postgres {
-            if let Some(q) = f.q.as_deref().filter(|q| !q.trim().is_empty()) {
-                qb.push(" AND (t.search @@ websearch_to_tsquery('english', ")
-                    .push_bind(q.to_owned())
-                    .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ websearch_to_tsquery('english', ")
-                    .push_bind(q.to_owned())
+            if let Some(q) = f.q.as_deref().and_then(pg_tsquery) {
+                qb.push(" AND (t.search @@ to_tsquery('english', ")
+                    .push_bind(q.clone())
+                    .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ to_tsquery('english', ")
+                    .push_bind(q)
                     .push(")))");
             }
         }
@@ -650,6 +668,15 @@ mod tests {
             Some("\"dat\"* \"x\" \"OR\"")
         );
         assert_eq!(fts5_query("  \" ( ) ").as_deref(), None);
+    }
+
+    #[test]
+    fn pg_tsquery_quotes_every_word() {
+        assert_eq!(
+            pg_tsquery("it's dat* & x").as_deref(),
+            Some("'its' & 'dat':* & 'x'")
+        );
+        assert_eq!(pg_tsquery("' & |").as_deref(), None);
     }
 
     #[test]

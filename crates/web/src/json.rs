@@ -64,8 +64,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     .iter()
                     .find_map(|p| msg.strip_prefix(p))
                     .and_then(|rest| rest.split('`').next());
+                // An unknown key is already the last part of the path; a missing one is not.
                 let field = match (named, path.as_str()) {
                     (Some(name), ".") => name.to_owned(),
+                    (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => {
+                        p.to_owned()
+                    }
                     (Some(name), parent) => format!("{parent}.{name}"),
                     (None, p) => p.to_owned(),
                 };
@@ -97,7 +101,10 @@ mod tests {
     #[test]
     fn classifies_json_errors() {
         assert_eq!(field_of("{"), (400, None));
-        assert_eq!(field_of("{} x"), (400, None));
+        assert_eq!(
+            field_of(r#"{"title":"a","kind":"incident","severity":"SEV1"} x"#),
+            (400, None)
+        );
         assert_eq!(
             field_of(r#"{"title":"a","kind":"incident"}"#),
             (422, Some("severity".into()))

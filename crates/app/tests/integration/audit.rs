@@ -1,0 +1,184 @@
+use serde_json::json;
+
+use crate::common::{on_both_backends, Backend, TestServer};
+use opsdesk_core::VerifyError;
+use opsdesk_domain::ChainError;
+
+on_both_backends!(
+    history_is_chained_and_verifies,
+    database_refuses_to_change_the_trail,
+    tampering_is_found_at_its_seq,
+);
+
+/// Makes five changes; with the four tokens made at start (seq 1-4) they are seq 5-9.
+async fn some_history(s: &TestServer) -> i64 {
+    let a = s
+        .ticket(json!({"title": "S3 bucket public", "kind": "incident", "severity": "SEV2"}))
+        .await;
+    s.ticket(json!({"title": "Rotate IAM keys", "kind": "task", "severity": "SEV4"}))
+        .await;
+    let path = format!("/api/v1/tickets/{}", a["id"]);
+    s.patch(&path, None, json!({"status": "acknowledged"}))
+        .await;
+    s.post(
+        &format!("{path}/comments"),
+        json!({"body": "Blocked public access"}),
+    )
+    .await;
+    s.patch(&path, None, json!({"status": "resolved"})).await;
+    a["id"].as_i64().unwrap()
+}
+
+async fn verify(s: &TestServer) -> Result<i64, ChainError> {
+    let desk = s.db.desk().await;
+    let res = desk.verify_audit().await;
+    desk.db().close().await;
+    match res {
+        Ok(summary) => Ok(summary.entries),
+        Err(VerifyError::Broken(e)) => Err(e),
+        Err(VerifyError::Failed(e)) => panic!("verification could not run: {e}"),
+    }
+}
+
+async fn history_is_chained_and_verifies(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let id = some_history(&s).await;
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    let entries = history.as_array().unwrap();
+    let actions: Vec<_> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ticket.created",
+            "ticket.updated",
+            "ticket.commented",
+            "ticket.updated"
+        ]
+    );
+    for e in entries {
+        assert_eq!(e["ticket_id"], id);
+        assert_eq!(e["hash"].as_str().unwrap().len(), 64);
+        assert!(e["at"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(
+        entries[1]["changes"]["status"],
+        json!({"before": "new", "after": "acknowledged"})
+    );
+    assert_eq!(
+        entries[2]["changes"]["comment"]["after"]["body"],
+        "Blocked public access"
+    );
+    // Entries are numbered across the whole trail; the ticket's are a subsequence.
+    let seqs: Vec<_> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // first-admin (made at first start) + 3 test tokens + 5 ticket changes.
+    assert_eq!(verify(&s).await, Ok(9));
+    s.stop().await;
+}
+
+async fn database_refuses_to_change_the_trail(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    some_history(&s).await;
+    for sql in [
+        "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 2",
+        "DELETE FROM audit_log",
+    ] {
+        let err = s.db.sql(sql).await.unwrap_err();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    if backend == Backend::Postgres {
+        let err = s.db.sql("TRUNCATE audit_log").await.unwrap_err();
+        assert!(err.contains("append-only"), "{err}");
+    }
+    assert_eq!(verify(&s).await, Ok(9));
+    s.stop().await;
+}
+
+/// SQL that switches off the append-only guard, as someone with full database access could.
+fn unguard(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER audit_log_refuse_update; DROP TRIGGER audit_log_refuse_delete;"
+        }
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER USER;",
+    }
+}
+
+async fn tampering_is_found_at_its_seq(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    some_history(&s).await;
+    s.db.sql(unguard(backend)).await.unwrap();
+
+    // Edited: the content no longer matches the hash.
+    s.db.sql("UPDATE audit_log SET actor = 'mallory' WHERE seq = 6")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Err(ChainError::Content { seq: 6 }));
+    s.db.sql("UPDATE audit_log SET actor = 'token:test-agent' WHERE seq = 6")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Ok(9));
+
+    // Edited changes: a field's before/after rewritten.
+    s.db.sql(
+        "UPDATE audit_log SET changes = replace(changes, 'acknowledged', 'resolved') WHERE seq = 7",
+    )
+    .await
+    .unwrap();
+    assert_eq!(verify(&s).await.unwrap_err().seq(), 7);
+    s.db.sql(
+        "UPDATE audit_log SET changes = replace(changes, 'resolved', 'acknowledged') WHERE seq = 7",
+    )
+    .await
+    .unwrap();
+    assert_eq!(verify(&s).await, Ok(9));
+
+    // Reordered: two entries swap places.
+    s.db.sql("UPDATE audit_log SET seq = -1 WHERE seq = 8")
+        .await
+        .unwrap();
+    s.db.sql("UPDATE audit_log SET seq = 8 WHERE seq = 9")
+        .await
+        .unwrap();
+    s.db.sql("UPDATE audit_log SET seq = 9 WHERE seq = -1")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Err(ChainError::Link { seq: 8 }));
+    s.db.sql("UPDATE audit_log SET seq = -1 WHERE seq = 9")
+        .await
+        .unwrap();
+    s.db.sql("UPDATE audit_log SET seq = 9 WHERE seq = 8")
+        .await
+        .unwrap();
+    s.db.sql("UPDATE audit_log SET seq = 8 WHERE seq = -1")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Ok(9));
+
+    // Deleted from the end: the head still remembers it.
+    s.db.sql("DELETE FROM audit_log WHERE seq = 9")
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&s).await,
+        Err(ChainError::Truncated { last: 8, head: 9 })
+    );
+
+    // Deleted from the middle.
+    s.db.sql("DELETE FROM audit_log WHERE seq = 4")
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&s).await,
+        Err(ChainError::Gap {
+            seq: 5,
+            expected: 4
+        })
+    );
+    s.stop().await;
+}

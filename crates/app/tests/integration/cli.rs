@@ -1,0 +1,327 @@
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::{on_both_backends, Backend, TestDb};
+
+on_both_backends!(
+    serve_prints_the_first_token_once_and_stops_on_sigterm,
+    token_commands_work_without_a_server,
+    audit_verify_and_export,
+);
+
+fn opsdesk(dir: &Path, db_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsdesk"));
+    cmd.current_dir(dir)
+        .env("OPSDESK_DATABASE_URL", db_url)
+        .env("OPSDESK_LOG_LEVEL", "info")
+        .env_remove("OPSDESK_CONFIG")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process whose stdout is read line by line.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, db_url: &str, port: u16) -> Server {
+        let mut child = opsdesk(dir, db_url)
+            .arg("serve")
+            .env("OPSDESK_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        server.wait_for("listening on http://");
+        server
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no line with {needle:?} ({e}); saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit code and the rest of the output.
+    fn terminate(mut self) -> (i32, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        self.seen.extend(self.lines.try_iter());
+        (status.code().unwrap_or(-1), self.seen)
+    }
+}
+
+async fn serve_prints_the_first_token_once_and_stops_on_sigterm(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Server::start(dir.path(), &db.url, port);
+    let token = server
+        .seen
+        .iter()
+        .find(|l| l.starts_with("odk_"))
+        .cloned()
+        .expect("first token printed");
+    assert_eq!(token.len(), 4 + 64, "256-bit token");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let r = http
+        .get(format!("{base}/api/v1/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created = http
+        .post(format!("{base}/api/v1/tickets"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "From the first token", "kind": "task", "severity": "SEV4"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    server.seen.extend(server.lines.try_iter());
+    let (code, output) = server.terminate();
+    assert_eq!(code, 0, "{output:#?}");
+    assert!(output.iter().any(|l| l.contains("stopped")), "{output:#?}");
+    let token_lines = output.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(
+        token_lines, 1,
+        "the token appears once, never in the log: {output:#?}"
+    );
+
+    // The second start finds tokens and prints none.
+    let server = Server::start(dir.path(), &db.url, port);
+    let r = http
+        .get(format!("{base}/api/v1/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["items"][0]["title"], "From the first token");
+    let (code, output) = server.terminate();
+    assert_eq!(code, 0);
+    assert!(!output.iter().any(|l| l.contains("odk_")), "{output:#?}");
+    db.drop_schema().await;
+}
+
+async fn token_commands_work_without_a_server(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A new database is migrated by the command itself.
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url)
+        .args(["token", "create", "--name", "ci-bot", "--role", "agent"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let secret = out.lines().last().unwrap().to_owned();
+    assert!(secret.starts_with("odk_") && secret.len() == 68, "{out}");
+
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url)
+        .args(["token", "create", "--name", "ci-bot", "--role", "admin"]));
+    assert_ne!(code, 0);
+    assert!(!out.contains("odk_"));
+    let (code, _, err) = run(
+        opsdesk(dir.path(), &db.url).args(["token", "create", "--name", "x", "--role", "root"])
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("root"), "{err}");
+
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args(["token", "list"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ci-bot") && out.contains("agent") && out.contains("active"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&secret[4..20]),
+        "the list shows no secrets: {out}"
+    );
+
+    // The token works against a server on the same database, until revoked.
+    let desk = db.desk().await;
+    assert_eq!(
+        desk.authenticate(&secret).await.unwrap().unwrap().name,
+        "token:ci-bot"
+    );
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url).args(["token", "revoke", "ci-bot"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(desk.authenticate(&secret).await.unwrap().is_none());
+    let (code, _, err) = run(opsdesk(dir.path(), &db.url).args(["token", "revoke", "ci-bot"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    let (_, out, _) = run(opsdesk(dir.path(), &db.url).args(["token", "list"]));
+    assert!(out.contains("revoked"), "{out}");
+    desk.db().close().await;
+    db.drop_schema().await;
+}
+
+async fn audit_verify_and_export(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let desk = db.desk().await;
+    let cli = opsdesk_core::Actor::cli();
+    for i in 0..3 {
+        desk.create_ticket(
+            &cli,
+            serde_json::from_value(
+                serde_json::json!({"title": format!("t{i}"), "kind": "task", "severity": "SEV5"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    desk.db().close().await;
+
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url).args(["audit", "verify"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("intact: 3 entries"), "{out}");
+
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &db.url).args(["audit", "export", "--format", "jsonl"]));
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["seq"], 3);
+    assert_eq!(lines[2]["prev_hash"], lines[1]["hash"]);
+    let file = dir.path().join("trail.jsonl");
+    let (code, _, _) = run(opsdesk(dir.path(), &db.url)
+        .args(["audit", "export", "--output"])
+        .arg(&file));
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
+
+    let unguard = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_log_refuse_update",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER USER",
+    };
+    db.sql(unguard).await.unwrap();
+    db.sql("UPDATE audit_log SET changes = replace(changes, 't1', 't9') WHERE seq = 2")
+        .await
+        .unwrap();
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args(["audit", "verify"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at seq 2"), "{out}");
+    db.drop_schema().await;
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+
+    let (code, example, _) = run(opsdesk(dir.path(), &url).args(["config", "example"]));
+    assert_eq!(code, 0);
+    assert!(
+        example.contains("[database]") && example.contains("# "),
+        "{example}"
+    );
+    let file = dir.path().join("opsdesk.toml");
+    std::fs::write(&file, &example).unwrap();
+    let (code, out, err) = run(opsdesk(dir.path(), &url)
+        .arg("--config")
+        .arg(&file)
+        .args(["config", "check"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("127.0.0.1:8080"), "{out}");
+
+    std::fs::write(&file, "[server]\nbind = \"127.0.0.1:9000\"\nbnid = \"x\"\n").unwrap();
+    let (code, _, err) = run(opsdesk(dir.path(), &url)
+        .arg("--config")
+        .arg(&file)
+        .args(["config", "check"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("bnid"), "{err}");
+    let (code, _, err) = run(opsdesk(dir.path(), &url)
+        .env("OPSDESK_CONFIG", dir.path().join("missing.toml"))
+        .args(["config", "check"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("missing.toml"), "{err}");
+
+    let (code, _, err) = run(opsdesk(dir.path(), &url)
+        .env("OPSDESK_DATABSE_URL", "x")
+        .args(["config", "check"]));
+    assert_ne!(code, 0);
+    assert!(err.to_lowercase().contains("databse_url"), "{err}");
+
+    let (code, out, _) = run(opsdesk(dir.path(), &url)
+        .env("OPSDESK_SERVER__BIND", "0.0.0.0:9999")
+        .args(["config", "check"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("0.0.0.0:9999"), "{out}");
+
+    let (code, out, err) = run(opsdesk(dir.path(), "mysql://ops:hunter2@db/ops").args(["migrate"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("unsupported database URL scheme"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out.contains("hunter2"),
+        "{err}"
+    );
+    let (_, out, _) = run(
+        opsdesk(dir.path(), "postgres://ops:hunter2@127.0.0.1:1/ops").args(["config", "check"]),
+    );
+    assert!(!out.contains("hunter2") && out.contains("***"), "{out}");
+
+    let (code, out, _) = run(opsdesk(dir.path(), &url).args(["migrate"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+    assert!(dir.path().join("x.db").exists());
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on 127.0.0.1:0 and the real binary, against real SQLite
+//! and real PostgreSQL (OPSDESK_TEST_POSTGRES_URL). Every scenario runs on both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod audit;
+mod cli;
+mod ops;
+mod tickets;
