@@ -10,6 +10,7 @@ on_both_backends!(
     serve_prints_the_first_token_once_and_stops_on_sigterm,
     token_commands_work_without_a_server,
     audit_verify_and_export,
+    sigterm_lets_a_request_in_flight_finish,
 );
 
 fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -52,8 +53,13 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, db_url: &str, port: u16) -> Server {
+        Server::start_with(dir, db_url, port, "text")
+    }
+
+    fn start_with(dir: &Path, db_url: &str, port: u16, log_format: &str) -> Server {
         let mut child = opsdesk(dir, db_url)
             .arg("serve")
+            .env("OPSDESK_LOG_FORMAT", log_format)
             .env("OPSDESK_BIND", format!("127.0.0.1:{port}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -145,8 +151,15 @@ async fn serve_prints_the_first_token_once_and_stops_on_sigterm(backend: Backend
         "the token appears once, never in the log: {output:#?}"
     );
 
-    // The second start finds tokens and prints none.
-    let server = Server::start(dir.path(), &db.url, port);
+    // The second start finds tokens and prints none; this time the log is JSON.
+    let server = Server::start_with(dir.path(), &db.url, port, "json");
+    let listening: serde_json::Value =
+        serde_json::from_str(server.seen.last().unwrap()).expect("a JSON log line");
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("listening on"));
     let r = http
         .get(format!("{base}/api/v1/tickets"))
         .bearer_auth(&token)
@@ -324,4 +337,59 @@ fn configuration_errors_are_clear() {
     assert_eq!(code, 0);
     assert!(out.contains("up to date"), "{out}");
     assert!(dir.path().join("x.db").exists());
+}
+
+async fn sigterm_lets_a_request_in_flight_finish(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(dir.path(), &db.url, port);
+    let token = server
+        .seen
+        .iter()
+        .find(|l| l.starts_with("odk_"))
+        .cloned()
+        .unwrap();
+    let batch: Vec<_> = (0..1000)
+        .map(|i| serde_json::json!({"title": format!("bulk {i}"), "kind": "task", "severity": "SEV5", "description": "x".repeat(500)}))
+        .collect();
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/v1/tickets/batch"))
+            .bearer_auth(&token)
+            .json(&batch)
+            .send(),
+    );
+    // Let the request reach the server, then ask it to stop while the batch is being written.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (code, output) = server.terminate();
+    assert_eq!(code, 0, "{output:#?}");
+    let answered = request.await.unwrap();
+
+    let desk = db.desk().await;
+    let stored = desk
+        .tickets(&opsdesk_store::TicketFilter {
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let verified = desk.verify_audit().await.unwrap();
+    desk.db().close().await;
+    match answered {
+        // Finished before the server stopped: every ticket and entry is there.
+        Ok(r) => {
+            eprintln!("the batch finished during shutdown");
+            assert_eq!(r.status(), 201);
+            assert_eq!(stored.items.len(), 200);
+            assert!(stored.next_cursor.is_some());
+            assert_eq!(verified.entries, 1001);
+        }
+        // Never reached the server: nothing of it is there.
+        Err(e) => {
+            assert!(stored.items.is_empty(), "half a batch was written: {e}");
+            assert_eq!(verified.entries, 1);
+        }
+    }
+    db.drop_schema().await;
 }

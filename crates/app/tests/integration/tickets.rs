@@ -12,6 +12,7 @@ on_both_backends!(
     comments_and_links,
     search_filters_sort_and_pages,
     patch_sets_and_clears_fields,
+    batch_creates_all_or_none,
 );
 
 fn incident(title: &str) -> Value {
@@ -735,5 +736,50 @@ async fn patch_sets_and_clears_fields(backend: Backend) {
         s.get("/api/v1/tickets?q=eu-west").await.body["items"][0]["id"],
         t["id"]
     );
+    s.stop().await;
+}
+
+async fn batch_creates_all_or_none(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let head = s.audit_head().await;
+    let bad = json!([incident("one"), {"title": "", "kind": "task", "severity": "SEV5"}, incident("three")]);
+    s.post("/api/v1/tickets/batch", bad)
+        .await
+        .assert_problem(422, Some("[1].title"));
+    assert_eq!(s.count_tickets().await, 0);
+    assert_eq!(s.audit_head().await, head);
+
+    let too_many = Value::Array((0..1001).map(|i| incident(&format!("t{i}"))).collect());
+    s.post("/api/v1/tickets/batch", too_many)
+        .await
+        .assert_problem(422, None);
+
+    let ok = s
+        .post(
+            "/api/v1/tickets/batch",
+            json!([incident("a"), incident("b")]),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    let ids: Vec<i64> = ok.body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{}", ids[1])).await.body["title"],
+        "b"
+    );
+    assert_eq!(s.audit_head().await, head + 2, "one audit entry per ticket");
+    s.call(
+        Method::POST,
+        "/api/v1/tickets/batch",
+        Some(&s.viewer),
+        Some(json!([])),
+    )
+    .await
+    .assert_problem(403, None);
     s.stop().await;
 }
