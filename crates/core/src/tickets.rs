@@ -16,6 +16,30 @@ fn one_change(field: &str, before: Value, after: Value) -> Changes {
     c
 }
 
+/// Marks the ticket changed and records why, inside `tx`: for changes that live beside the
+/// ticket (comments, links) but are part of its history.
+async fn touch_and_record(
+    tx: &mut Tx,
+    actor: &Actor,
+    current: &Ticket,
+    now: chrono::DateTime<chrono::Utc>,
+    action: &str,
+    changes: Changes,
+) -> Result<()> {
+    let mut next = current.clone();
+    next.touch(now);
+    tx.update_ticket(&next, current).await?;
+    tx.append_audit(AuditEntry {
+        at: now,
+        actor: actor.name.clone(),
+        action: action.to_owned(),
+        ticket_id: Some(current.id),
+        changes,
+    })
+    .await?;
+    Ok(())
+}
+
 impl Desk {
     pub async fn create_ticket(&self, actor: &Actor, input: NewTicket) -> Result<Ticket> {
         actor.require_write()?;
@@ -117,20 +141,18 @@ impl Desk {
         let comment = tx
             .insert_comment(id, &input.body, &actor.name, input.public, now)
             .await?;
-        let mut next = current.clone();
-        next.touch(now);
-        tx.update_ticket(&next, &current).await?;
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.commented".into(),
-            ticket_id: Some(id),
-            changes: one_change(
+        touch_and_record(
+            &mut tx,
+            actor,
+            &current,
+            now,
+            "ticket.commented",
+            one_change(
                 "comment",
                 Value::Null,
                 json!({ "id": comment.id, "public": comment.public, "body": comment.body }),
             ),
-        })
+        )
         .await?;
         tx.commit().await?;
         Ok(comment)
@@ -164,20 +186,18 @@ impl Desk {
         let link = tx
             .insert_link(id, target, input.kind, &actor.name, now)
             .await?;
-        let mut next = current.clone();
-        next.touch(now);
-        tx.update_ticket(&next, &current).await?;
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.linked".into(),
-            ticket_id: Some(id),
-            changes: one_change(
+        touch_and_record(
+            &mut tx,
+            actor,
+            &current,
+            now,
+            "ticket.linked",
+            one_change(
                 "link",
                 Value::Null,
                 json!({ "id": link.id, "kind": link.kind, "target": Ticket::key_for(target) }),
             ),
-        })
+        )
         .await?;
         tx.commit().await?;
         Ok(link)
@@ -195,15 +215,13 @@ impl Desk {
             .await?
             .ok_or_else(|| Error::NotFound(format!("link {link_id} on {}", Ticket::key_for(id))))?;
         let now = self.now();
-        let mut next = current.clone();
-        next.touch(now);
-        tx.update_ticket(&next, &current).await?;
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.unlinked".into(),
-            ticket_id: Some(id),
-            changes: one_change(
+        touch_and_record(
+            &mut tx,
+            actor,
+            &current,
+            now,
+            "ticket.unlinked",
+            one_change(
                 "link",
                 json!({
                     "id": link.id,
@@ -213,7 +231,7 @@ impl Desk {
                 }),
                 Value::Null,
             ),
-        })
+        )
         .await?;
         tx.commit().await?;
         Ok(link)
