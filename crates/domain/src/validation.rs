@@ -146,7 +146,32 @@ fn title(field: &str, s: String) -> Result<String, FieldError> {
     if t.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
     }
+    no_control(field, &t)?;
     max_chars(field, t, TITLE_MAX)
+}
+
+/// One-line text: no control characters at all.
+fn no_control(field: &str, s: &str) -> Result<(), FieldError> {
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Multi-line text: line breaks and tabs, but no other control characters (NUL least of all).
+fn text(field: &str, s: String, max: usize) -> Result<String, FieldError> {
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    max_chars(field, s, max)
 }
 
 fn max_chars(field: &str, s: String, max: usize) -> Result<String, FieldError> {
@@ -234,12 +259,15 @@ impl Validated for NewTicket {
             Some(k) if k.trim().is_empty() => {
                 return Err(FieldError::new("dedup_key", "must not be empty when given"))
             }
-            Some(k) => Some(max_chars("dedup_key", k, DEDUP_KEY_MAX)?),
+            Some(k) => {
+                no_control("dedup_key", &k)?;
+                Some(max_chars("dedup_key", k, DEDUP_KEY_MAX)?)
+            }
             None => None,
         };
         Ok(NewTicket {
             title: title("title", self.title)?,
-            description: max_chars("description", self.description, DESCRIPTION_MAX)?,
+            description: text("description", self.description, DESCRIPTION_MAX)?,
             kind: self.kind,
             severity: self.severity,
             requester: name("requester", self.requester)?,
@@ -263,7 +291,7 @@ impl Validated for TicketPatch {
             title: self.title.map(|t| title("title", t)).transpose()?,
             description: self
                 .description
-                .map(|d| max_chars("description", d, DESCRIPTION_MAX))
+                .map(|d| text("description", d, DESCRIPTION_MAX))
                 .transpose()?,
             kind: self.kind,
             severity: self.severity,
@@ -283,7 +311,7 @@ impl Validated for NewComment {
             return Err(FieldError::new("body", "must not be empty"));
         }
         Ok(NewComment {
-            body: max_chars("body", self.body, COMMENT_MAX)?,
+            body: text("body", self.body, COMMENT_MAX)?,
             public: self.public,
         })
     }
@@ -325,6 +353,19 @@ mod tests {
         assert_eq!(t.tags, ["db", "prod"]);
         assert_eq!(t.assignee, None);
         assert_eq!(t.source.as_deref(), Some("manual"));
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(ticket("a\u{0}b").validate().unwrap_err().field, "title");
+        let mut t = ticket("ok");
+        t.description = "line one\nline\ttwo\r\n".into();
+        assert!(t.clone().validate().is_ok());
+        t.description = "nul \u{0}".into();
+        assert_eq!(t.validate().unwrap_err().field, "description");
+        let mut t = ticket("ok");
+        t.team = Some("a\nb".into());
+        assert_eq!(t.validate().unwrap_err().field, "team");
     }
 
     #[test]

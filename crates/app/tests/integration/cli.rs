@@ -106,7 +106,10 @@ impl Server {
             .unwrap()
             .success());
         let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.try_iter());
+        // Read to the end of the output: the reader thread stops at EOF.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(line);
+        }
         (status.code().unwrap_or(-1), self.seen)
     }
 }

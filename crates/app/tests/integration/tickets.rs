@@ -132,6 +132,14 @@ async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
             json!({"title": "x", "kind": "task", "severity": "SEV3", "source": "Bad Source"}),
             "source",
         ),
+        (
+            json!({"title": "a\u{0}b", "kind": "task", "severity": "SEV3"}),
+            "title",
+        ),
+        (
+            json!({"title": "x", "kind": "task", "severity": "SEV3", "description": "nul\u{0}"}),
+            "description",
+        ),
     ];
     for (body, field) in cases {
         s.post("/api/v1/tickets", body)
@@ -650,6 +658,34 @@ async fn search_filters_sort_and_pages(backend: Backend) {
         found("q=disk&team=payments".into()).await,
         Vec::<i64>::new()
     );
+    // Search syntax in the input is taken as text, never as an operator or an error.
+    for q in [
+        "-",
+        "*",
+        "\"",
+        "'",
+        "a*",
+        "disk OR",
+        "NEAR(disk",
+        "the",
+        "ñandú",
+        "col:val",
+        "a&b|c",
+        "%27%3B--",
+        "🚀",
+        "x*y*",
+        "disk\u{0}",
+    ] {
+        let r = s
+            .http
+            .get(s.url("/api/v1/tickets"))
+            .query(&[("q", q)])
+            .bearer_auth(&s.agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "q={q:?}: {}", r.text().await.unwrap());
+    }
     // Filters.
     assert_eq!(found("status=acknowledged".into()).await, [ids[1]]);
     assert_eq!(found("severity=SEV1,sev2".into()).await, [ids[1], ids[0]]);
