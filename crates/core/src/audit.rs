@@ -1,7 +1,7 @@
 use futures::StreamExt;
 use opsdesk_domain::audit::{AuditRecord, ChainError, ChainVerifier};
 
-use crate::{Desk, Error, Result};
+use crate::{Actor, Desk, Error, Result};
 
 /// The result of walking an intact chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +33,17 @@ impl Desk {
             entries: verifier.checked(),
             head_hash: verifier.last_hash().to_owned(),
         })
+    }
+
+    /// A page of the whole trail, for administrators.
+    pub async fn audit_page(
+        &self,
+        actor: &Actor,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
+        actor.require_admin()?;
+        Ok(self.db().audit_page(after, limit).await?)
     }
 
     /// Every entry in seq order, for export.

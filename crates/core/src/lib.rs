@@ -49,7 +49,7 @@ impl Actor {
         }
     }
 
-    fn require_admin(&self) -> Result<()> {
+    pub fn require_admin(&self) -> Result<()> {
         if self.role.can_administer() {
             Ok(())
         } else {

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -41,4 +42,17 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// An API token as listed: never the secret, never its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenSummary {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// Who created it: `token:<name>`, `cli` or `system`.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once revoked; a revoked token is refused.
+    pub revoked_at: Option<DateTime<Utc>>,
 }

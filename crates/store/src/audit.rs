@@ -98,6 +98,15 @@ impl Db {
         }
     }
 
+    /// Up to `limit` entries after seq `after`, in seq order.
+    pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(p).await?;
+            rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
+        })
+    }
+
     /// The entries about one ticket, oldest first.
     pub async fn audit_for_ticket(&self, ticket_id: i64) -> Result<Vec<AuditRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE ticket_id = $1 ORDER BY seq");

@@ -12,9 +12,10 @@ mod tokens;
 
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
+pub use opsdesk_domain::TokenSummary;
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
-pub use tokens::{TokenRecord, TokenSummary};
+pub use tokens::TokenRecord;
 
 /// A failure of the database or of what it holds.
 #[derive(Debug, thiserror::Error)]

@@ -1,19 +1,8 @@
 use chrono::{DateTime, Utc};
-use opsdesk_domain::Role;
+use opsdesk_domain::{Role, TokenSummary};
 use sqlx::Row;
 
 use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
-
-/// An API token as listed: never the secret, never its hash.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct TokenSummary {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
 
 /// A token about to be stored.
 #[derive(Debug, Clone)]

@@ -54,3 +54,21 @@ impl FromRequestParts<AppState> for Writer {
         Ok(Writer(actor))
     }
 }
+
+/// A caller with an admin token; others get 403 before their input is read.
+pub struct Admin(pub Actor);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(actor) = Auth::from_request_parts(parts, state).await?;
+        if !actor.role.can_administer() {
+            return Err(ApiError::Forbidden(format!(
+                "the {} role cannot do this; it takes an admin token",
+                actor.role
+            )));
+        }
+        Ok(Admin(actor))
+    }
+}

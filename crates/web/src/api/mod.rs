@@ -1,6 +1,8 @@
 //! The REST API under /api/v1.
 
+mod audit;
 mod tickets;
+mod tokens;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -16,7 +18,11 @@ use crate::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "tickets", description = "Tracked requests, their comments, links and history")),
+    tags(
+        (name = "tickets", description = "Tracked requests, their comments, links and history"),
+        (name = "tokens", description = "API tokens and their roles (admin)"),
+        (name = "audit", description = "The hash-chained audit trail (admin)"),
+    ),
 )]
 struct ApiDoc;
 
@@ -34,5 +40,8 @@ impl Modify for BearerAuth {
 
 /// Every API route with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(tickets::routes())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tickets::routes())
+        .merge(tokens::routes())
+        .merge(audit::routes())
 }
