@@ -80,4 +80,21 @@ impl Desk {
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
+
+    /// Runs one change in a write transaction, given the time it is made, and returns its
+    /// result once committed. The time is read when the change runs, so audit entries are in
+    /// time order as well as seq order.
+    pub(crate) async fn change<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a mut opsdesk_store::Tx,
+                chrono::DateTime<chrono::Utc>,
+            ) -> futures::future::BoxFuture<'a, Result<T>>
+            + Send
+            + 'static,
+    {
+        let clock = self.clock.clone();
+        self.db().write(move |tx| f(tx, clock.now())).await
+    }
 }

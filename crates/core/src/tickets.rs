@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes, FieldChange};
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
@@ -22,7 +23,7 @@ async fn touch_and_record(
     tx: &mut Tx,
     actor: &Actor,
     current: &Ticket,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     action: &str,
     changes: Changes,
 ) -> Result<()> {
@@ -40,18 +41,43 @@ async fn touch_and_record(
     Ok(())
 }
 
+/// Stores a new ticket with its audit entry, inside `tx`.
+async fn insert_ticket(
+    tx: &mut Tx,
+    actor: &Actor,
+    input: NewTicket,
+    now: DateTime<Utc>,
+) -> Result<Ticket> {
+    let mut ticket = Ticket::open(input, now);
+    ticket.id = tx.insert_ticket(&ticket).await?;
+    ticket.key = Ticket::key_for(ticket.id);
+    tx.append_audit(AuditEntry {
+        at: now,
+        actor: actor.name.clone(),
+        action: "ticket.created".into(),
+        ticket_id: Some(ticket.id),
+        changes: ticket.creation_changes(),
+    })
+    .await?;
+    Ok(ticket)
+}
+
+async fn locked_ticket(tx: &mut Tx, id: i64) -> Result<Ticket> {
+    tx.ticket_for_update(id).await?.ok_or_else(|| not_found(id))
+}
+
 impl Desk {
     pub async fn create_ticket(&self, actor: &Actor, input: NewTicket) -> Result<Ticket> {
         actor.require_write()?;
         let input = input.validate()?;
-        let mut tx = self.db().begin().await?;
-        let ticket = self.insert_ticket(&mut tx, actor, input).await?;
-        tx.commit().await?;
-        Ok(ticket)
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move { insert_ticket(tx, &actor, input, now).await })
+        })
+        .await
     }
 
-    /// Creates many tickets in one transaction per call, each with its audit entry. For loading
-    /// data; the bench uses it to fill a database quickly.
+    /// Creates many tickets in one transaction, each with its audit entry: all or none.
     pub async fn create_tickets(&self, actor: &Actor, inputs: Vec<NewTicket>) -> Result<Vec<i64>> {
         actor.require_write()?;
         let inputs = inputs
@@ -63,29 +89,17 @@ impl Desk {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.db().begin().await?;
-        let mut ids = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            ids.push(self.insert_ticket(&mut tx, actor, input).await?.id);
-        }
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    async fn insert_ticket(&self, tx: &mut Tx, actor: &Actor, input: NewTicket) -> Result<Ticket> {
-        let now = self.now();
-        let mut ticket = Ticket::open(input, now);
-        ticket.id = tx.insert_ticket(&ticket).await?;
-        ticket.key = Ticket::key_for(ticket.id);
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.created".into(),
-            ticket_id: Some(ticket.id),
-            changes: ticket.creation_changes(),
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let mut ids = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    ids.push(insert_ticket(tx, &actor, input, now).await?.id);
+                }
+                Ok(ids)
+            })
         })
-        .await?;
-        Ok(ticket)
+        .await
     }
 
     /// Applies a patch. With `if_match`, refuses to change a ticket that moved past that version.
@@ -98,64 +112,62 @@ impl Desk {
     ) -> Result<Ticket> {
         actor.require_write()?;
         let patch = patch.validate()?;
-        let mut tx = self.db().begin().await?;
-        let current = tx
-            .ticket_for_update(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if let Some(expected) = if_match {
-            if expected != current.version {
-                return Err(Error::StaleVersion {
-                    expected,
-                    current: current.version,
-                });
-            }
-        }
-        let now = self.now();
-        let (next, changes) = current.patched(patch, now)?;
-        if changes.is_empty() {
-            return Ok(current);
-        }
-        tx.update_ticket(&next, &current).await?;
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.updated".into(),
-            ticket_id: Some(id),
-            changes,
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let current = locked_ticket(tx, id).await?;
+                if let Some(expected) = if_match {
+                    if expected != current.version {
+                        return Err(Error::StaleVersion {
+                            expected,
+                            current: current.version,
+                        });
+                    }
+                }
+                let (next, changes) = current.patched(patch, now)?;
+                if changes.is_empty() {
+                    return Ok(current);
+                }
+                tx.update_ticket(&next, &current).await?;
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: actor.name.clone(),
+                    action: "ticket.updated".into(),
+                    ticket_id: Some(id),
+                    changes,
+                })
+                .await?;
+                Ok(next)
+            })
         })
-        .await?;
-        tx.commit().await?;
-        Ok(next)
+        .await
     }
 
     pub async fn add_comment(&self, actor: &Actor, id: i64, input: NewComment) -> Result<Comment> {
         actor.require_write()?;
         let input = input.validate()?;
-        let mut tx = self.db().begin().await?;
-        let current = tx
-            .ticket_for_update(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let now = self.now();
-        let comment = tx
-            .insert_comment(id, &input.body, &actor.name, input.public, now)
-            .await?;
-        touch_and_record(
-            &mut tx,
-            actor,
-            &current,
-            now,
-            "ticket.commented",
-            one_change(
-                "comment",
-                Value::Null,
-                json!({ "id": comment.id, "public": comment.public, "body": comment.body }),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(comment)
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let current = locked_ticket(tx, id).await?;
+                let comment = tx
+                    .insert_comment(id, &input.body, &actor.name, input.public, now)
+                    .await?;
+                let change =
+                    json!({ "id": comment.id, "public": comment.public, "body": comment.body });
+                touch_and_record(
+                    tx,
+                    &actor,
+                    &current,
+                    now,
+                    "ticket.commented",
+                    one_change("comment", Value::Null, change),
+                )
+                .await?;
+                Ok(comment)
+            })
+        })
+        .await
     }
 
     pub async fn add_link(&self, actor: &Actor, id: i64, input: NewLink) -> Result<TicketLink> {
@@ -170,71 +182,65 @@ impl Desk {
             )
             .into());
         }
-        let mut tx = self.db().begin().await?;
-        let current = tx
-            .ticket_for_update(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if !tx.ticket_exists(target).await? {
-            return Err(opsdesk_domain::FieldError::new(
-                "target",
-                format!("ticket {} does not exist", Ticket::key_for(target)),
-            )
-            .into());
-        }
-        let now = self.now();
-        let link = tx
-            .insert_link(id, target, input.kind, &actor.name, now)
-            .await?;
-        touch_and_record(
-            &mut tx,
-            actor,
-            &current,
-            now,
-            "ticket.linked",
-            one_change(
-                "link",
-                Value::Null,
-                json!({ "id": link.id, "kind": link.kind, "target": Ticket::key_for(target) }),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(link)
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let current = locked_ticket(tx, id).await?;
+                if !tx.ticket_exists(target).await? {
+                    return Err(opsdesk_domain::FieldError::new(
+                        "target",
+                        format!("ticket {} does not exist", Ticket::key_for(target)),
+                    )
+                    .into());
+                }
+                let link = tx
+                    .insert_link(id, target, input.kind, &actor.name, now)
+                    .await?;
+                let change =
+                    json!({ "id": link.id, "kind": link.kind, "target": Ticket::key_for(target) });
+                touch_and_record(
+                    tx,
+                    &actor,
+                    &current,
+                    now,
+                    "ticket.linked",
+                    one_change("link", Value::Null, change),
+                )
+                .await?;
+                Ok(link)
+            })
+        })
+        .await
     }
 
     pub async fn remove_link(&self, actor: &Actor, id: i64, link_id: i64) -> Result<TicketLink> {
         actor.require_write()?;
-        let mut tx = self.db().begin().await?;
-        let current = tx
-            .ticket_for_update(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let link = tx
-            .delete_link(id, link_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("link {link_id} on {}", Ticket::key_for(id))))?;
-        let now = self.now();
-        touch_and_record(
-            &mut tx,
-            actor,
-            &current,
-            now,
-            "ticket.unlinked",
-            one_change(
-                "link",
-                json!({
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let current = locked_ticket(tx, id).await?;
+                let link = tx.delete_link(id, link_id).await?.ok_or_else(|| {
+                    Error::NotFound(format!("link {link_id} on {}", Ticket::key_for(id)))
+                })?;
+                let change = json!({
                     "id": link.id,
                     "kind": link.kind,
                     "source": Ticket::key_for(link.source_id),
                     "target": Ticket::key_for(link.target_id),
-                }),
-                Value::Null,
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(link)
+                });
+                touch_and_record(
+                    tx,
+                    &actor,
+                    &current,
+                    now,
+                    "ticket.unlinked",
+                    one_change("link", change, Value::Null),
+                )
+                .await?;
+                Ok(link)
+            })
+        })
+        .await
     }
 
     pub async fn ticket(&self, id: i64) -> Result<Ticket> {

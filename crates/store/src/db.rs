@@ -86,6 +86,8 @@ impl Default for DbOptions {
 pub struct SqliteDb {
     /// One connection: SQLite allows one writer, and queuing here beats retrying on SQLITE_BUSY.
     pub(crate) writer: SqlitePool,
+    /// The group-commit task that owns `writer` for changes made through [`Db::write`].
+    pub(crate) jobs: tokio::sync::mpsc::Sender<crate::writer::Job>,
     pub(crate) reader: SqlitePool,
 }
 
@@ -98,8 +100,26 @@ pub enum Db {
 
 /// One open transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// On SQLite, full-text index changes wait until just before commit: FTS5 writes a new
+    /// index segment at every savepoint it has pending changes at, so writing it once per
+    /// transaction keeps group commit cheap.
+    Sqlite(Transaction<'static, Sqlite>, Vec<SearchUpdate>),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// A change to the SQLite full-text index, applied at commit.
+#[derive(Debug, Clone)]
+pub enum SearchUpdate {
+    Ticket {
+        id: i64,
+        title: String,
+        description: String,
+        new: bool,
+    },
+    Comment {
+        ticket_id: i64,
+        body: String,
+    },
 }
 
 impl Db {
@@ -130,7 +150,12 @@ impl Db {
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(base.read_only(true))
                     .await?;
-                Ok(Db::Sqlite(SqliteDb { writer, reader }))
+                let jobs = crate::writer::spawn(writer.clone());
+                Ok(Db::Sqlite(SqliteDb {
+                    writer,
+                    reader,
+                    jobs,
+                }))
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -169,12 +194,34 @@ impl Db {
         m.iter().map(|m| m.version).collect()
     }
 
+    /// Runs `f` in a write transaction and commits it. On SQLite, changes waiting at the same
+    /// time share one transaction (each in its own savepoint, so one failing undoes only
+    /// itself) and one commit; the result is returned only once the commit is done.
+    pub async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx) -> futures::future::BoxFuture<'a, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        match self {
+            Db::Sqlite(s) => crate::writer::submit(&s.jobs, f).await,
+            Db::Postgres(p) => {
+                let mut tx = Tx::Postgres(p.begin().await.map_err(StoreError::from)?);
+                let value = f(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+        }
+    }
+
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
             // IMMEDIATE takes the write lock now, so another process waits on busy_timeout
             // instead of failing halfway through.
-            Db::Sqlite(s) => Tx::Sqlite(s.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(s) => Tx::Sqlite(s.writer.begin_with("BEGIN IMMEDIATE").await?, Vec::new()),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -207,17 +254,70 @@ impl Db {
 }
 
 impl Tx {
+    /// Runs a statement without parameters, such as a savepoint.
+    pub(crate) fn raw<'a>(
+        &'a mut self,
+        sql: &'static str,
+    ) -> futures::future::BoxFuture<'a, Result<()>> {
+        use sqlx::Executor;
+        match self {
+            Tx::Sqlite(t, _) => {
+                let c: &'a mut sqlx::SqliteConnection = t;
+                Box::pin(async move {
+                    c.execute(sql).await?;
+                    Ok(())
+                })
+            }
+            Tx::Postgres(t) => {
+                let c: &'a mut sqlx::PgConnection = t;
+                Box::pin(async move {
+                    c.execute(sql).await?;
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// [`Tx::commit`] as a boxed future, for tasks that must prove they are `Send`.
+    pub(crate) fn commit_boxed(self) -> futures::future::BoxFuture<'static, Result<()>> {
+        Box::pin(self.commit())
+    }
+
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(mut t, search) => {
+                apply_search(&mut t, search).await?;
+                t.commit().await?;
+            }
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }
 
+    /// Queues a full-text index change (SQLite; PostgreSQL indexes generated columns itself).
+    pub(crate) fn queue_search(&mut self, update: SearchUpdate) {
+        if let Tx::Sqlite(_, queue) = self {
+            queue.push(update);
+        }
+    }
+
+    /// How many index changes are queued, to take back those of a failed change.
+    pub(crate) fn search_mark(&self) -> usize {
+        match self {
+            Tx::Sqlite(_, queue) => queue.len(),
+            Tx::Postgres(_) => 0,
+        }
+    }
+
+    pub(crate) fn search_rollback(&mut self, mark: usize) {
+        if let Tx::Sqlite(_, queue) = self {
+            queue.truncate(mark);
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
         }
     }
@@ -267,4 +367,35 @@ mod tests {
         );
         assert!(!Db::migration_versions(Backend::Sqlite).is_empty());
     }
+}
+
+async fn apply_search(
+    t: &mut Transaction<'static, Sqlite>,
+    updates: Vec<SearchUpdate>,
+) -> Result<()> {
+    use sqlx::Executor;
+    for update in updates {
+        let c: &mut sqlx::SqliteConnection = t;
+        let query = match update {
+            SearchUpdate::Ticket { id, title, description, new: true } => sqlx::query(
+                "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
+            )
+            .bind(id)
+            .bind(title)
+            .bind(description),
+            SearchUpdate::Ticket { id, title, description, new: false } => sqlx::query(
+                "UPDATE ticket_search SET title = $2, description = $3 WHERE rowid = $1",
+            )
+            .bind(id)
+            .bind(title)
+            .bind(description),
+            SearchUpdate::Comment { ticket_id, body } => sqlx::query(
+                "UPDATE ticket_search SET comments = comments || ' ' || $2 WHERE rowid = $1",
+            )
+            .bind(ticket_id)
+            .bind(body),
+        };
+        c.execute(query).await?;
+    }
+    Ok(())
 }

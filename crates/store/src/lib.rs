@@ -9,6 +9,7 @@ pub mod db;
 mod tickets;
 mod time;
 mod tokens;
+mod writer;
 
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
@@ -30,6 +31,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Unique(String),
+    #[error("the change was not saved: {0}")]
+    Commit(String),
 }
 
 impl StoreError {
@@ -49,7 +52,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 macro_rules! on_tx {
     ($tx:expr, $c:ident, $backend:ident => $body:expr) => {
         match $tx {
-            $crate::db::Tx::Sqlite(t) => {
+            $crate::db::Tx::Sqlite(t, _) => {
                 let $c = &mut **t;
                 let $backend = $crate::db::Backend::Sqlite;
                 let _ = $backend;

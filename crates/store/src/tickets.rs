@@ -5,6 +5,7 @@ use opsdesk_domain::{Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLi
 use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Row};
 
+use crate::db::SearchUpdate;
 use crate::{on_read, on_tx, Backend, Db, Result, StoreError, Ts, Tx};
 
 const TICKET_COLUMNS: &str = "t.id, t.title, t.description, t.kind, t.severity, t.status, \
@@ -86,7 +87,18 @@ fn tags_json(tags: &[String]) -> String {
 impl Tx {
     /// Stores a new ticket (its `id` and `key` are ignored) and returns the id it was given.
     pub async fn insert_ticket(&mut self, t: &Ticket) -> Result<i64> {
-        on_tx!(self, c, backend => {
+        let id = self.insert_ticket_row(t).await?;
+        self.queue_search(SearchUpdate::Ticket {
+            id,
+            title: t.title.clone(),
+            description: t.description.clone(),
+            new: true,
+        });
+        Ok(id)
+    }
+
+    async fn insert_ticket_row(&mut self, t: &Ticket) -> Result<i64> {
+        on_tx!(self, c, _b => {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO tickets (title, description, kind, severity, status, requester, \
                  assignee, team, workload, tags, source, dedup_key, created_at, updated_at, \
@@ -121,16 +133,6 @@ impl Tx {
                     .execute(&mut *c)
                     .await?;
             }
-            if backend == Backend::Sqlite {
-                sqlx::query(
-                    "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
-                )
-                .bind(id)
-                .bind(&t.title)
-                .bind(&t.description)
-                .execute(&mut *c)
-                .await?;
-            }
             Ok(id)
         })
     }
@@ -155,9 +157,22 @@ impl Tx {
         })
     }
 
-    /// Writes every field of `t`, which must have been read at version `t.version - 1`.
+    /// Writes every field of `t`, which was read as `before` in this transaction.
     pub async fn update_ticket(&mut self, t: &Ticket, before: &Ticket) -> Result<()> {
-        on_tx!(self, c, backend => {
+        self.update_ticket_row(t, before).await?;
+        if t.title != before.title || t.description != before.description {
+            self.queue_search(SearchUpdate::Ticket {
+                id: t.id,
+                title: t.title.clone(),
+                description: t.description.clone(),
+                new: false,
+            });
+        }
+        Ok(())
+    }
+
+    async fn update_ticket_row(&mut self, t: &Ticket, before: &Ticket) -> Result<()> {
+        on_tx!(self, c, _b => {
             let done = sqlx::query(
                 "UPDATE tickets SET title = $1, description = $2, kind = $3, severity = $4, \
                  status = $5, requester = $6, assignee = $7, team = $8, workload = $9, tags = $10, \
@@ -201,16 +216,6 @@ impl Tx {
                         .await?;
                 }
             }
-            if backend == Backend::Sqlite
-                && (t.title != before.title || t.description != before.description)
-            {
-                sqlx::query("UPDATE ticket_search SET title = $1, description = $2 WHERE rowid = $3")
-                    .bind(&t.title)
-                    .bind(&t.description)
-                    .bind(t.id)
-                    .execute(&mut *c)
-                    .await?;
-            }
             Ok(())
         })
     }
@@ -223,7 +228,25 @@ impl Tx {
         public: bool,
         at: DateTime<Utc>,
     ) -> Result<Comment> {
-        on_tx!(self, c, backend => {
+        let comment = self
+            .insert_comment_row(ticket_id, body, author, public, at)
+            .await?;
+        self.queue_search(SearchUpdate::Comment {
+            ticket_id,
+            body: body.to_owned(),
+        });
+        Ok(comment)
+    }
+
+    async fn insert_comment_row(
+        &mut self,
+        ticket_id: i64,
+        body: &str,
+        author: &str,
+        public: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Comment> {
+        on_tx!(self, c, _b => {
             let row = sqlx::query(
                 "INSERT INTO comments (ticket_id, body, author, public, created_at) \
                  VALUES ($1, $2, $3, $4, $5) \
@@ -236,15 +259,6 @@ impl Tx {
             .bind(Ts(at))
             .fetch_one(&mut *c)
             .await?;
-            if backend == Backend::Sqlite {
-                sqlx::query(
-                    "UPDATE ticket_search SET comments = comments || ' ' || $1 WHERE rowid = $2",
-                )
-                .bind(body)
-                .bind(ticket_id)
-                .execute(&mut *c)
-                .await?;
-            }
             Ok(comment_from_row!(&row))
         })
     }

@@ -8,6 +8,7 @@ on_both_backends!(
     history_is_chained_and_verifies,
     database_refuses_to_change_the_trail,
     tampering_is_found_at_its_seq,
+    a_failed_change_leaves_no_trace_among_concurrent_ones,
 );
 
 /// Makes five changes; with the four tokens made at start (seq 1-4) they are seq 5-9.
@@ -181,4 +182,74 @@ async fn tampering_is_found_at_its_seq(backend: Backend) {
         })
     );
     s.stop().await;
+}
+
+
+/// Changes made at the same moment share a transaction on SQLite; one that fails after writing
+/// must take back only its own writes.
+async fn a_failed_change_leaves_no_trace_among_concurrent_ones(backend: Backend) {
+    let db = crate::common::TestDb::new(backend).await;
+    let desk = db.desk().await;
+    let cli = opsdesk_core::Actor::cli();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let desk = desk.clone();
+        let cli = cli.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 3 == 0 {
+                let ticket = opsdesk_domain::Ticket::open(
+                    serde_json::from_value(
+                        json!({"title": format!("doomed {i}"), "kind": "task", "severity": "SEV5"}),
+                    )
+                    .unwrap(),
+                    desk.now(),
+                );
+                let res: Result<(), opsdesk_store::StoreError> = desk
+                    .db()
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            tx.insert_ticket(&ticket).await?;
+                            Err(opsdesk_store::StoreError::Unique(
+                                "refused on purpose".into(),
+                            ))
+                        })
+                    })
+                    .await;
+                assert!(res.is_err());
+            } else {
+                let input = serde_json::from_value(
+                    json!({"title": format!("kept {i}"), "kind": "task", "severity": "SEV5"}),
+                )
+                .unwrap();
+                desk.create_ticket(&cli, input).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let page = desk
+        .tickets(&opsdesk_store::TicketFilter {
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 40);
+    assert!(page.items.iter().all(|t| t.title.starts_with("kept")));
+    let found = desk
+        .tickets(&opsdesk_store::TicketFilter {
+            q: Some("doomed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        found.items.is_empty(),
+        "the search index kept a refused ticket"
+    );
+    assert_eq!(desk.verify_audit().await.unwrap().entries, 40);
+    desk.db().close().await;
+    db.drop_schema().await;
 }
