@@ -323,6 +323,37 @@ impl Tx {
     }
 }
 
+async fn apply_search(
+    t: &mut Transaction<'static, Sqlite>,
+    updates: Vec<SearchUpdate>,
+) -> Result<()> {
+    use sqlx::Executor;
+    for update in updates {
+        let c: &mut sqlx::SqliteConnection = t;
+        let query = match update {
+            SearchUpdate::Ticket { id, title, description, new: true } => sqlx::query(
+                "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
+            )
+            .bind(id)
+            .bind(title)
+            .bind(description),
+            SearchUpdate::Ticket { id, title, description, new: false } => sqlx::query(
+                "UPDATE ticket_search SET title = $2, description = $3 WHERE rowid = $1",
+            )
+            .bind(id)
+            .bind(title)
+            .bind(description),
+            SearchUpdate::Comment { ticket_id, body } => sqlx::query(
+                "UPDATE ticket_search SET comments = comments || ' ' || $2 WHERE rowid = $1",
+            )
+            .bind(ticket_id)
+            .bind(body),
+        };
+        c.execute(query).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,35 +398,4 @@ mod tests {
         );
         assert!(!Db::migration_versions(Backend::Sqlite).is_empty());
     }
-}
-
-async fn apply_search(
-    t: &mut Transaction<'static, Sqlite>,
-    updates: Vec<SearchUpdate>,
-) -> Result<()> {
-    use sqlx::Executor;
-    for update in updates {
-        let c: &mut sqlx::SqliteConnection = t;
-        let query = match update {
-            SearchUpdate::Ticket { id, title, description, new: true } => sqlx::query(
-                "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
-            )
-            .bind(id)
-            .bind(title)
-            .bind(description),
-            SearchUpdate::Ticket { id, title, description, new: false } => sqlx::query(
-                "UPDATE ticket_search SET title = $2, description = $3 WHERE rowid = $1",
-            )
-            .bind(id)
-            .bind(title)
-            .bind(description),
-            SearchUpdate::Comment { ticket_id, body } => sqlx::query(
-                "UPDATE ticket_search SET comments = comments || ' ' || $2 WHERE rowid = $1",
-            )
-            .bind(ticket_id)
-            .bind(body),
-        };
-        c.execute(query).await?;
-    }
-    Ok(())
 }
