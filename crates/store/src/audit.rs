@@ -36,18 +36,27 @@ macro_rules! audit_from_row {
 impl Tx {
     /// Appends an entry to the chain, inside this transaction.
     pub async fn append_audit(&mut self, entry: AuditEntry) -> Result<AuditRecord> {
-        on_tx!(self, c, backend => {
-            let head = sqlx::query(&format!(
-                "SELECT seq, hash FROM audit_head WHERE id = 1{}",
-                backend.for_update()
-            ))
-            .fetch_one(&mut *c)
-            .await?;
-            let prev_seq: i64 = head.try_get("seq")?;
-            let prev_hash: String = head.try_get("hash")?;
-            let record = entry.seal(prev_seq + 1, &prev_hash);
-            let changes = serde_json::to_string(&record.changes)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Tx::Sqlite(_, deferred) = self {
+            // SQLite has one writer: the head can be read once and carried in memory.
+            if deferred.head.is_none() {
+                let head = self.read_head().await?;
+                if let Tx::Sqlite(_, d) = self {
+                    d.head = Some(head);
+                }
+            }
+            if let Tx::Sqlite(_, d) = self {
+                let (seq, prev) = d.head.clone().unwrap_or_default();
+                let record = entry.seal(seq + 1, &prev);
+                d.head = Some((record.seq, record.hash.clone()));
+                d.audit.push(record.clone());
+                return Ok(record);
+            }
+        }
+        let (seq, prev) = self.read_head().await?;
+        let record = entry.seal(seq + 1, &prev);
+        let changes = serde_json::to_string(&record.changes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_tx!(self, c, _b => {
             sqlx::query(
                 "INSERT INTO audit_log (seq, at, actor, action, ticket_id, changes, prev_hash, hash) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -68,6 +77,19 @@ impl Tx {
                 .execute(&mut *c)
                 .await?;
             Ok(record)
+        })
+    }
+
+    /// The chain head, locked until the transaction ends on PostgreSQL.
+    async fn read_head(&mut self) -> Result<(i64, String)> {
+        on_tx!(self, c, backend => {
+            let head = sqlx::query(&format!(
+                "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+                backend.for_update()
+            ))
+            .fetch_one(&mut *c)
+            .await?;
+            Ok((head.try_get("seq")?, head.try_get("hash")?))
         })
     }
 }

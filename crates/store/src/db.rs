@@ -1,4 +1,6 @@
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -86,6 +88,9 @@ impl Default for DbOptions {
 pub struct SqliteDb {
     /// One connection: SQLite allows one writer, and queuing here beats retrying on SQLITE_BUSY.
     pub(crate) writer: SqlitePool,
+    /// Copies the WAL back into the database file every so often, so the writer never
+    /// stalls on the fsyncs a checkpoint takes.
+    pub(crate) checkpointer: SqlitePool,
     /// The group-commit task that owns `writer` for changes made through [`Db::write`].
     pub(crate) jobs: tokio::sync::mpsc::Sender<crate::writer::Job>,
     pub(crate) reader: SqlitePool,
@@ -103,8 +108,32 @@ pub enum Tx {
     /// On SQLite, full-text index changes wait until just before commit: FTS5 writes a new
     /// index segment at every savepoint it has pending changes at, so writing it once per
     /// transaction keeps group commit cheap.
-    Sqlite(Transaction<'static, Sqlite>, Vec<SearchUpdate>),
+    Sqlite(Transaction<'static, Sqlite>, Box<Deferred>),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// Writes a SQLite transaction saves for its commit. Statements cross to SQLite's own thread
+/// one at a time, so writing the audit rows, the chain head and the full-text changes of a
+/// whole group of changes in a few multi-row statements at the end is much cheaper than
+/// writing them as each change happens. FTS5 also starts a new index segment at every
+/// savepoint it has pending changes at, which deferring avoids.
+#[derive(Debug, Default)]
+pub struct Deferred {
+    pub(crate) search: Vec<SearchUpdate>,
+    pub(crate) audit: Vec<opsdesk_domain::AuditRecord>,
+    /// The chain head as of the last queued entry; read from the database on first use.
+    pub(crate) head: Option<(i64, String)>,
+    /// Statements run that changed the database, to tell whether a failed change wrote.
+    pub(crate) writes: u64,
+}
+
+/// A point to return to when a change in a group fails.
+#[derive(Debug, Clone)]
+pub(crate) struct Mark {
+    search: usize,
+    audit: usize,
+    head: Option<(i64, String)>,
+    writes: u64,
 }
 
 /// A change to the SQLite full-text index, applied at commit.
@@ -142,18 +171,29 @@ impl Db {
                         base.clone()
                             .create_if_missing(true)
                             .journal_mode(SqliteJournalMode::Wal)
-                            .synchronous(SqliteSynchronous::Normal),
+                            .synchronous(SqliteSynchronous::Normal)
+                            // The checkpointer below does this, off the writer's path.
+                            .pragma("wal_autocheckpoint", "0")
+                            .pragma("journal_size_limit", "268435456"),
                     )
                     .await?;
+                let checkpointer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(base.clone())
+                    .await?;
+                let wal_full = Arc::new(AtomicBool::new(false));
+                tokio::spawn(checkpoint(checkpointer.clone(), wal_full.clone()));
                 let reader = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.max(2))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(base.read_only(true))
                     .await?;
-                let jobs = crate::writer::spawn(writer.clone());
+                let jobs = crate::writer::spawn(writer.clone(), wal_full);
                 Ok(Db::Sqlite(SqliteDb {
                     writer,
                     reader,
+                    checkpointer,
                     jobs,
                 }))
             }
@@ -221,7 +261,10 @@ impl Db {
         Ok(match self {
             // IMMEDIATE takes the write lock now, so another process waits on busy_timeout
             // instead of failing halfway through.
-            Db::Sqlite(s) => Tx::Sqlite(s.writer.begin_with("BEGIN IMMEDIATE").await?, Vec::new()),
+            Db::Sqlite(s) => Tx::Sqlite(
+                s.writer.begin_with("BEGIN IMMEDIATE").await?,
+                Box::default(),
+            ),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -237,6 +280,14 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {
+                // Leave the database file whole and the WAL empty.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&s.checkpointer)
+                    .await
+                {
+                    tracing::warn!(error = %e, "final checkpoint failed");
+                }
+                s.checkpointer.close().await;
                 s.reader.close().await;
                 s.writer.close().await;
             }
@@ -254,30 +305,6 @@ impl Db {
 }
 
 impl Tx {
-    /// Runs a statement without parameters, such as a savepoint.
-    pub(crate) fn raw<'a>(
-        &'a mut self,
-        sql: &'static str,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        use sqlx::Executor;
-        match self {
-            Tx::Sqlite(t, _) => {
-                let c: &'a mut sqlx::SqliteConnection = t;
-                Box::pin(async move {
-                    c.execute(sql).await?;
-                    Ok(())
-                })
-            }
-            Tx::Postgres(t) => {
-                let c: &'a mut sqlx::PgConnection = t;
-                Box::pin(async move {
-                    c.execute(sql).await?;
-                    Ok(())
-                })
-            }
-        }
-    }
-
     /// [`Tx::commit`] as a boxed future, for tasks that must prove they are `Send`.
     pub(crate) fn commit_boxed(self) -> futures::future::BoxFuture<'static, Result<()>> {
         Box::pin(self.commit())
@@ -285,8 +312,8 @@ impl Tx {
 
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(mut t, search) => {
-                apply_search(&mut t, search).await?;
+            Tx::Sqlite(mut t, deferred) => {
+                write_deferred(&mut t, *deferred).await?;
                 t.commit().await?;
             }
             Tx::Postgres(t) => t.commit().await?,
@@ -296,22 +323,43 @@ impl Tx {
 
     /// Queues a full-text index change (SQLite; PostgreSQL indexes generated columns itself).
     pub(crate) fn queue_search(&mut self, update: SearchUpdate) {
-        if let Tx::Sqlite(_, queue) = self {
-            queue.push(update);
+        if let Tx::Sqlite(_, d) = self {
+            d.search.push(update);
         }
     }
 
-    /// How many index changes are queued, to take back those of a failed change.
-    pub(crate) fn search_mark(&self) -> usize {
+    /// Where the deferred writes stand, to take back those of a failed change.
+    pub(crate) fn mark(&self) -> Option<Mark> {
         match self {
-            Tx::Sqlite(_, queue) => queue.len(),
-            Tx::Postgres(_) => 0,
+            Tx::Sqlite(_, d) => Some(Mark {
+                search: d.search.len(),
+                audit: d.audit.len(),
+                head: d.head.clone(),
+                writes: d.writes,
+            }),
+            Tx::Postgres(_) => None,
         }
     }
 
-    pub(crate) fn search_rollback(&mut self, mark: usize) {
-        if let Tx::Sqlite(_, queue) = self {
-            queue.truncate(mark);
+    /// Counts a statement that changed the database.
+    pub(crate) fn note_write(&mut self) {
+        if let Tx::Sqlite(_, d) = self {
+            d.writes += 1;
+        }
+    }
+
+    pub(crate) fn wrote_since(&self, mark: &Option<Mark>) -> bool {
+        match (self, mark) {
+            (Tx::Sqlite(_, d), Some(m)) => d.writes != m.writes,
+            _ => true,
+        }
+    }
+
+    pub(crate) fn rollback_to(&mut self, mark: Option<Mark>) {
+        if let (Tx::Sqlite(_, d), Some(m)) = (self, mark) {
+            d.search.truncate(m.search);
+            d.audit.truncate(m.audit);
+            d.head = m.head;
         }
     }
 
@@ -323,33 +371,131 @@ impl Tx {
     }
 }
 
-async fn apply_search(
+/// WAL pages (4 KiB each) after which the writer resets the log.
+const WAL_RESET_PAGES: i64 = 65_536;
+
+/// Copies the WAL into the database file five times a second without blocking the writer or
+/// readers, until closed. A log that is written all the time never gets fully copied, so
+/// SQLite never starts it over; once it is long, this asks the writer to reset it between two
+/// groups of changes, which is quick because most of it has been copied already.
+async fn checkpoint(pool: SqlitePool, wal_full: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok((_, log_pages, _)) => {
+                if log_pages > WAL_RESET_PAGES {
+                    wal_full.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    }
+}
+
+/// Rows per multi-row INSERT; well under SQLite's limit of 32,766 parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+async fn write_deferred(t: &mut Transaction<'static, Sqlite>, d: Deferred) -> Result<()> {
+    use sqlx::Executor;
+    for chunk in d.audit.chunks(ROWS_PER_INSERT) {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (seq, at, actor, action, ticket_id, changes, prev_hash, hash) ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let changes = serde_json::to_string(&r.changes)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.push((r, changes));
+        }
+        qb.push_values(rows, |mut b, (r, changes)| {
+            b.push_bind(r.seq)
+                .push_bind(crate::Ts(r.at))
+                .push_bind(r.actor.clone())
+                .push_bind(r.action.clone())
+                .push_bind(r.ticket_id)
+                .push_bind(changes)
+                .push_bind(r.prev_hash.clone())
+                .push_bind(r.hash.clone());
+        });
+        let c: &mut sqlx::SqliteConnection = t;
+        c.execute(qb.build()).await?;
+    }
+    if let (Some(_), Some((seq, hash))) = (d.audit.last(), &d.head) {
+        let c: &mut sqlx::SqliteConnection = t;
+        c.execute(
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(*seq)
+                .bind(hash.clone()),
+        )
+        .await?;
+    }
+    let mut inserts = Vec::new();
+    for update in d.search {
+        match update {
+            SearchUpdate::Ticket {
+                id,
+                title,
+                description,
+                new: true,
+            } => {
+                inserts.push((id, title, description));
+            }
+            other => {
+                // Later changes to a ticket may follow its insert in the same group.
+                insert_search_rows(t, std::mem::take(&mut inserts)).await?;
+                let c: &mut sqlx::SqliteConnection = t;
+                let query = match other {
+                    SearchUpdate::Ticket { id, title, description, .. } => sqlx::query(
+                        "UPDATE ticket_search SET title = $2, description = $3 WHERE rowid = $1",
+                    )
+                    .bind(id)
+                    .bind(title)
+                    .bind(description),
+                    SearchUpdate::Comment { ticket_id, body } => sqlx::query(
+                        "UPDATE ticket_search SET comments = comments || ' ' || $2 WHERE rowid = $1",
+                    )
+                    .bind(ticket_id)
+                    .bind(body),
+                };
+                c.execute(query).await?;
+            }
+        }
+    }
+    insert_search_rows(t, inserts).await
+}
+
+async fn insert_search_rows(
     t: &mut Transaction<'static, Sqlite>,
-    updates: Vec<SearchUpdate>,
+    rows: Vec<(i64, String, String)>,
 ) -> Result<()> {
     use sqlx::Executor;
-    for update in updates {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ticket_search (rowid, title, description, comments) ",
+        );
+        qb.push_values(chunk, |mut b, (id, title, description)| {
+            b.push_bind(id)
+                .push_bind(title)
+                .push_bind(description)
+                .push_bind("");
+        });
         let c: &mut sqlx::SqliteConnection = t;
-        let query = match update {
-            SearchUpdate::Ticket { id, title, description, new: true } => sqlx::query(
-                "INSERT INTO ticket_search (rowid, title, description, comments) VALUES ($1, $2, $3, '')",
-            )
-            .bind(id)
-            .bind(title)
-            .bind(description),
-            SearchUpdate::Ticket { id, title, description, new: false } => sqlx::query(
-                "UPDATE ticket_search SET title = $2, description = $3 WHERE rowid = $1",
-            )
-            .bind(id)
-            .bind(title)
-            .bind(description),
-            SearchUpdate::Comment { ticket_id, body } => sqlx::query(
-                "UPDATE ticket_search SET comments = comments || ' ' || $2 WHERE rowid = $1",
-            )
-            .bind(ticket_id)
-            .bind(body),
-        };
-        c.execute(query).await?;
+        c.execute(qb.build()).await?;
     }
     Ok(())
 }

@@ -98,6 +98,7 @@ impl Tx {
     }
 
     async fn insert_ticket_row(&mut self, t: &Ticket) -> Result<i64> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO tickets (title, description, kind, severity, status, requester, \
@@ -126,12 +127,12 @@ impl Tx {
             .bind(t.version)
             .fetch_one(&mut *c)
             .await?;
-            for tag in &t.tags {
-                sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) VALUES ($1, $2)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?;
+            if !t.tags.is_empty() {
+                let mut qb = QueryBuilder::new("INSERT INTO ticket_tags (tag, ticket_id) ");
+                qb.push_values(&t.tags, |mut b, tag| {
+                    b.push_bind(tag.clone()).push_bind(id);
+                });
+                qb.build().execute(&mut *c).await?;
             }
             Ok(id)
         })
@@ -172,6 +173,7 @@ impl Tx {
     }
 
     async fn update_ticket_row(&mut self, t: &Ticket, before: &Ticket) -> Result<()> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let done = sqlx::query(
                 "UPDATE tickets SET title = $1, description = $2, kind = $3, severity = $4, \
@@ -208,12 +210,12 @@ impl Tx {
                     .bind(t.id)
                     .execute(&mut *c)
                     .await?;
-                for tag in &t.tags {
-                    sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) VALUES ($1, $2)")
-                        .bind(tag)
-                        .bind(t.id)
-                        .execute(&mut *c)
-                        .await?;
+                if !t.tags.is_empty() {
+                    let mut qb = QueryBuilder::new("INSERT INTO ticket_tags (tag, ticket_id) ");
+                    qb.push_values(&t.tags, |mut b, tag| {
+                        b.push_bind(tag.clone()).push_bind(t.id);
+                    });
+                    qb.build().execute(&mut *c).await?;
                 }
             }
             Ok(())
@@ -246,6 +248,7 @@ impl Tx {
         public: bool,
         at: DateTime<Utc>,
     ) -> Result<Comment> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let row = sqlx::query(
                 "INSERT INTO comments (ticket_id, body, author, public, created_at) \
@@ -271,6 +274,7 @@ impl Tx {
         created_by: &str,
         at: DateTime<Utc>,
     ) -> Result<TicketLink> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let exists: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM ticket_links WHERE source_id = $1 AND target_id = $2 AND kind = $3",
@@ -307,6 +311,7 @@ impl Tx {
         ticket_id: i64,
         link_id: i64,
     ) -> Result<Option<TicketLink>> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let row = sqlx::query(
                 "DELETE FROM ticket_links WHERE id = $1 AND (source_id = $2 OR target_id = $2) \
@@ -499,7 +504,7 @@ fn pg_tsquery(q: &str) -> Option<String> {
 }
 
 macro_rules! push_filters {
-    ($qb:expr, $f:expr, $backend:expr, $id_col:expr) => {{
+    ($qb:expr, $f:expr, $backend:expr, $id_col:expr, $tag_driven:expr) => {{
         let qb = $qb;
         let f = $f;
         fn in_list<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, column: &str, values: Vec<&'static str>)
@@ -531,7 +536,7 @@ macro_rules! push_filters {
                 qb.push(format!(" AND {column} = ")).push_bind(v.clone());
             }
         }
-        if let Some(tag) = &f.tag {
+        if let Some(tag) = f.tag.as_ref().filter(|_| !$tag_driven) {
             qb.push(" AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ")
                 .push_bind(tag.trim().to_lowercase())
                 .push(")");
@@ -594,18 +599,25 @@ impl Db {
         on_read!(self, p, backend => {
             let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM "));
             // With a search on SQLite, walk the full-text index in id order and join tickets to it.
-            let id_col = match &fts {
-                Some(m) => {
+            // Start from the most selective index that also yields ticket ids in order: the
+            // full-text index for a search on SQLite, the tag index for a tag.
+            let (id_col, tag_driven) = match (&fts, &f.tag) {
+                (Some(m), _) => {
                     qb.push("ticket_search JOIN tickets t ON t.id = ticket_search.rowid WHERE ticket_search MATCH ")
                         .push_bind(m.clone());
-                    "ticket_search.rowid"
+                    ("ticket_search.rowid", false)
                 }
-                None => {
+                (None, Some(tag)) => {
+                    qb.push("ticket_tags g JOIN tickets t ON t.id = g.ticket_id WHERE g.tag = ")
+                        .push_bind(tag.trim().to_lowercase());
+                    ("g.ticket_id", true)
+                }
+                (None, None) => {
                     qb.push("tickets t WHERE 1 = 1");
-                    "t.id"
+                    ("t.id", false)
                 }
             };
-            push_filters!(&mut qb, f, backend, id_col);
+            push_filters!(&mut qb, f, backend, id_col, tag_driven);
             let rows = qb.build().fetch_all(p).await?;
             let mut items = rows
                 .iter()

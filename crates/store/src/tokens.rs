@@ -33,6 +33,7 @@ macro_rules! token_from_row {
 
 impl Tx {
     pub async fn insert_token(&mut self, t: &TokenRecord) -> Result<TokenSummary> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let row = sqlx::query(
                 "INSERT INTO api_tokens (name, role, token_hash, created_by, created_at) \
@@ -56,6 +57,7 @@ impl Tx {
         name: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<TokenSummary>> {
+        self.note_write();
         on_tx!(self, c, _b => {
             let row = sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL \

@@ -1,11 +1,15 @@
 //! Group commit for SQLite: one task owns the single write connection and runs the changes
-//! waiting for it in one transaction, each inside a savepoint, then commits once.
+//! waiting for it in one transaction, then commits once.
 //!
 //! SQLite writes every page a transaction touches to the WAL at commit; a ticket touches about
 //! twenty (table, indexes, full-text index, audit). Committing many changes together writes
 //! shared pages once, which is what lets one writer keep up with thousands of changes a second.
 
 use futures::future::BoxFuture;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Result, StoreError, Tx};
@@ -20,59 +24,92 @@ pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>
 pub(crate) type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Finish)> + Send>;
 
 /// Starts the writer task; it ends when every sender is gone.
-pub(crate) fn spawn(pool: sqlx::SqlitePool) -> mpsc::Sender<Job> {
+pub(crate) fn spawn(pool: sqlx::SqlitePool, wal_full: Arc<AtomicBool>) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel::<Job>(4096);
-    tokio::spawn(run(pool, rx));
+    tokio::spawn(run(pool, rx, wal_full));
     tx
 }
 
-async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<AtomicBool>) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => return,
+            }
+        }
+        while waiting.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => waiting.push_back(job),
                 Err(_) => break,
             }
         }
+        let take = waiting.len().min(MAX_BATCH);
+        let batch: Vec<Job> = waiting.drain(..take).collect();
         let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-        let outcome = run_batch(&pool, std::mem::take(&mut batch), &mut finishes).await;
+        let (outcome, unrun) = run_batch(&pool, batch, &mut finishes).await;
+        // Changes that never ran go first in the next transaction.
+        for job in unrun.into_iter().rev() {
+            waiting.push_front(job);
+        }
         let outcome = outcome.map_err(|e| e.to_string());
         for finish in finishes.drain(..) {
             finish(outcome.clone());
         }
+        if wal_full.swap(false, Ordering::Relaxed) {
+            // Between two groups nobody waits on this connection's transaction.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL reset failed");
+            }
+        }
     }
 }
 
+/// Runs a group of changes in one transaction. Returns the outcome of the commit and the
+/// changes that did not get to run.
+///
+/// There are no savepoints between changes: SQLite would copy every page a change touches
+/// into a sub-journal first, which costs more than the rest of the change. A change that
+/// fails before writing anything (the usual case: not found, stale version, refused input)
+/// is simply left out. One that fails after writing has its writes mixed with the others',
+/// so the whole transaction is rolled back: the changes run before it fail with it, and the
+/// ones after it run in the next transaction.
 async fn run_batch(
     pool: &sqlx::SqlitePool,
     batch: Vec<Job>,
     finishes: &mut Vec<Finish>,
-) -> Result<()> {
+) -> (Result<()>, Vec<Job>) {
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(t) => Tx::Sqlite(t, Vec::new()),
+        Ok(t) => Tx::Sqlite(t, Box::default()),
         Err(e) => {
             // The jobs are dropped unrun; each caller hears that its change was not made.
             tracing::error!(error = %e, "cannot start a write transaction");
-            drop(batch);
-            return Err(e.into());
+            return (Err(e.into()), Vec::new());
         }
     };
-    for job in batch {
-        tx.raw("SAVEPOINT job").await?;
-        let mark = tx.search_mark();
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        let mark = tx.mark();
         let (keep, finish) = job(&mut tx).await;
         finishes.push(finish);
-        if keep {
-            tx.raw("RELEASE job").await?;
-        } else {
-            tx.raw("ROLLBACK TO job").await?;
-            tx.search_rollback(mark);
-            tx.raw("RELEASE job").await?;
+        if !keep {
+            if tx.wrote_since(&mark) {
+                tracing::warn!("a change failed after writing; its group is rolled back");
+                return (
+                    Err(StoreError::Commit(
+                        "another change in the same transaction failed; retry".into(),
+                    )),
+                    jobs.collect(),
+                );
+            }
+            tx.rollback_to(mark);
         }
     }
-    tx.commit_boxed().await
+    (tx.commit_boxed().await, Vec::new())
 }
 
 /// Runs `f` through `sender` and waits for the commit.
