@@ -1,1 +1,131 @@
-fn main() {}
+//! opsdesk-bench: drives the REST API of a running opsdesk server and prints throughput and
+//! latency. Every loop is bounded by a request count and by `--max-seconds`, and every request
+//! goes to the one loopback URL given.
+
+mod create;
+mod load;
+mod payload;
+mod query;
+mod run;
+mod stats;
+mod target;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::target::Target;
+
+#[derive(Parser)]
+#[command(
+    name = "opsdesk-bench",
+    version,
+    about = "Load generator for the opsdesk REST API"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Base URL of the server; must be a loopback address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API token (write role for create and load).
+    #[arg(
+        long,
+        global = true,
+        env = "OPSDESK_BENCH_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Stop starting new requests after this many seconds.
+    #[arg(long, global = true, default_value_t = 300)]
+    max_seconds: u64,
+    /// Seed for the generated tickets and query choices; the same seed gives the same run.
+    #[arg(long, global = true, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads of the client; 1 leaves the other cores to the server.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create tickets one request at a time (POST /api/v1/tickets).
+    Create(create::CreateArgs),
+    /// Fill the database through POST /api/v1/tickets/batch.
+    Load(load::LoadArgs),
+    /// Run a mix of list and search requests (GET /api/v1/tickets).
+    Query(query::QueryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the command; Ok(false) when a request failed or the run stopped before its count.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let Common {
+        url,
+        token,
+        max_seconds,
+        seed,
+        threads,
+        json,
+    } = cli.common;
+    let token = token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| anyhow::anyhow!("no token: pass --token or set OPSDESK_BENCH_TOKEN"))?;
+    anyhow::ensure!(max_seconds > 0, "--max-seconds must be at least 1");
+    anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let limit = Duration::from_secs(max_seconds);
+    runtime.block_on(async move {
+        let concurrency = match &cli.command {
+            Command::Create(a) => a.concurrency,
+            Command::Load(a) => a.concurrency,
+            Command::Query(a) => a.concurrency,
+        };
+        let target = Target::new(&url, token.trim(), concurrency)?;
+        target.check().await?;
+        let report = match cli.command {
+            Command::Create(a) => create::run(&target, &a, seed, limit).await?,
+            Command::Load(a) => load::run(&target, &a, seed, limit).await?,
+            Command::Query(a) => query::run(&target, &a, seed, limit).await?,
+        };
+        if json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_text());
+        }
+        if report.stopped_early {
+            eprintln!(
+                "stopped by --max-seconds {max_seconds} after {} of {} requests",
+                report.done, report.planned
+            );
+        }
+        for e in &report.first_errors {
+            eprintln!("failed: {e}");
+        }
+        Ok(report.passed())
+    })
+}
