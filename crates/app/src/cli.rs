@@ -37,6 +37,80 @@ pub enum Command {
     /// Check or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage people (works without the server running).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage teams (works without the server running).
+    #[command(subcommand)]
+    Team(TeamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a person.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// requester, agent, lead, admin, auditor or viewer.
+        #[arg(long, value_parser = role)]
+        role: Role,
+        /// Display name; defaults to the part of the email before the @.
+        #[arg(long)]
+        name: Option<String>,
+        /// A team to join (repeat for several); the team must exist.
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        /// Read a local password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a person's role.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = role)]
+        role: Role,
+    },
+    /// Stop a person from signing in; their history stays.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Let a disabled person sign in again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// List everyone.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Add a team.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The lead's email; they become a member.
+        #[arg(long)]
+        lead: Option<String>,
+    },
+    /// Add a person to a team.
+    AddMember {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a person from a team.
+    RemoveMember {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// List teams with their leads and members.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,21 +121,8 @@ pub enum ConfigCommand {
     Check,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RoleArg {
-    Admin,
-    Agent,
-    Viewer,
-}
-
-impl From<RoleArg> for Role {
-    fn from(r: RoleArg) -> Role {
-        match r {
-            RoleArg::Admin => Role::Admin,
-            RoleArg::Agent => Role::Agent,
-            RoleArg::Viewer => Role::Viewer,
-        }
-    }
+fn role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("unknown role {s:?}; expected one of: {}", Role::names()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,8 +131,9 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// requester, agent, lead, admin, auditor, viewer, or ingest (ingest endpoints only).
+        #[arg(long, value_parser = role)]
+        role: Role,
     },
     /// List tokens (never their secrets).
     List,
@@ -124,6 +186,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Example) => {}
         Command::Token(cmd) => token(&config, cmd).await?,
         Command::Audit(cmd) => return audit(&config, cmd).await,
+        Command::User(cmd) => user(&config, cmd).await?,
+        Command::Team(cmd) => team(&config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -133,7 +197,7 @@ async fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
         TokenCommand::Create { name, role } => {
-            let (summary, secret) = desk.create_token(&actor, &name, role.into()).await?;
+            let (summary, secret) = desk.create_token(&actor, &name, role).await?;
             println!(
                 "created token {:?} (id {}) with role {}; the secret below is shown only once:",
                 summary.name, summary.id, summary.role
@@ -208,4 +272,109 @@ async fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     };
     desk.db().close().await;
     Ok(code)
+}
+
+async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    let shown = |u: &opsdesk_domain::User| {
+        format!(
+            "{:<32} {:<10} {:<8} {:<5} {}",
+            u.email,
+            u.role,
+            if u.active { "active" } else { "disabled" },
+            if u.has_password { "yes" } else { "no" },
+            u.teams.join(",")
+        )
+    };
+    match cmd {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            teams,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let u = desk
+                .add_user(
+                    &actor,
+                    opsdesk_domain::NewUser {
+                        email,
+                        display_name: name,
+                        role,
+                        teams,
+                        password,
+                    },
+                )
+                .await?;
+            println!(
+                "added {} ({}) with role {}",
+                u.email, u.display_name, u.role
+            );
+        }
+        UserCommand::SetRole { email, role } => {
+            let u = desk.set_user_role(&actor, &email, role).await?;
+            println!("{} now has role {}", u.email, u.role);
+        }
+        UserCommand::Disable { email } => {
+            let u = desk.set_user_active(&actor, &email, false).await?;
+            println!("disabled {}", u.email);
+        }
+        UserCommand::Enable { email } => {
+            let u = desk.set_user_active(&actor, &email, true).await?;
+            println!("enabled {}", u.email);
+        }
+        UserCommand::List => {
+            println!(
+                "{:<32} {:<10} {:<8} {:<5} TEAMS",
+                "EMAIL", "ROLE", "STATUS", "PASSWORD"
+            );
+            for u in desk.users(&actor).await? {
+                println!("{}", shown(&u));
+            }
+        }
+    }
+    desk.db().close().await;
+    Ok(())
+}
+
+async fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    match cmd {
+        TeamCommand::Add { name, lead } => {
+            let t = desk.add_team(&actor, &name, lead.as_deref()).await?;
+            println!("added team {:?}", t.name);
+        }
+        TeamCommand::AddMember { team, email } => {
+            let t = desk.set_team_member(&actor, &team, &email, true).await?;
+            println!("{:?} members: {}", t.name, t.members.join(", "));
+        }
+        TeamCommand::RemoveMember { team, email } => {
+            let t = desk.set_team_member(&actor, &team, &email, false).await?;
+            println!("{:?} members: {}", t.name, t.members.join(", "));
+        }
+        TeamCommand::List => {
+            println!("{:<24} {:<32} MEMBERS", "NAME", "LEAD");
+            for t in desk.teams(&actor).await? {
+                println!(
+                    "{:<24} {:<32} {}",
+                    t.name,
+                    t.lead.as_deref().unwrap_or("-"),
+                    t.members.join(", ")
+                );
+            }
+        }
+    }
+    desk.db().close().await;
+    Ok(())
 }

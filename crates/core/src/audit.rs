@@ -35,14 +35,14 @@ impl Desk {
         })
     }
 
-    /// A page of the whole trail, for administrators.
+    /// A page of the whole trail, for admins and auditors.
     pub async fn audit_page(
         &self,
         actor: &Actor,
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditRecord>> {
-        actor.require_admin()?;
+        actor.require(opsdesk_domain::Permission::ReadAudit)?;
         Ok(self.db().audit_page(after, limit).await?)
     }
 

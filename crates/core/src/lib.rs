@@ -4,6 +4,7 @@
 pub mod audit;
 mod clock;
 mod error;
+pub mod people;
 mod tickets;
 mod tokens;
 
@@ -14,7 +15,7 @@ pub use tokens::TOKEN_PREFIX;
 
 use std::sync::Arc;
 
-use opsdesk_domain::Role;
+use opsdesk_domain::{Permission, Role};
 use opsdesk_store::Db;
 
 /// Who is acting, as recorded in the audit trail, and what they may do.
@@ -38,26 +39,34 @@ impl Actor {
         Actor::new("cli", Role::Admin)
     }
 
-    fn require_write(&self) -> Result<()> {
-        if self.role.can_write_tickets() {
+    /// The person behind a `user:<email>` actor.
+    pub fn user_email(&self) -> Option<&str> {
+        self.name.strip_prefix("user:")
+    }
+
+    /// Who "their own tickets" belong to: a person's email, or `token:<name>`.
+    pub fn identity(&self) -> &str {
+        self.user_email().unwrap_or(&self.name)
+    }
+
+    /// Refuses unless the actor's role holds `p`.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        if self.role.allows(p) {
             Ok(())
         } else {
             Err(Error::Forbidden(format!(
-                "the {} role cannot change tickets",
+                "the {} role cannot do this",
                 self.role
             )))
         }
     }
 
+    fn require_write(&self) -> Result<()> {
+        self.require(Permission::WriteTickets)
+    }
+
     pub fn require_admin(&self) -> Result<()> {
-        if self.role.can_administer() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
-                "the {} role cannot manage tokens",
-                self.role
-            )))
-        }
+        self.require(Permission::Administer)
     }
 }
 

@@ -5,6 +5,8 @@ use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
 use opsdesk_store::{TicketFilter, TicketPage, Tx};
 use serde_json::{json, Value};
 
+use opsdesk_domain::Permission;
+
 use crate::{Actor, Desk, Error, Result};
 
 fn not_found(id: i64) -> Error {
@@ -68,8 +70,12 @@ async fn locked_ticket(tx: &mut Tx, id: i64) -> Result<Ticket> {
 
 impl Desk {
     pub async fn create_ticket(&self, actor: &Actor, input: NewTicket) -> Result<Ticket> {
-        actor.require_write()?;
-        let input = input.validate()?;
+        actor.require(Permission::CreateTickets)?;
+        let mut input = input.validate()?;
+        if actor.role.sees_own_tickets_only() {
+            // A requester raises tickets for themself.
+            input.requester = Some(actor.identity().to_owned());
+        }
         let actor = actor.clone();
         self.change(move |tx, now| {
             Box::pin(async move { insert_ticket(tx, &actor, input, now).await })
@@ -144,12 +150,19 @@ impl Desk {
     }
 
     pub async fn add_comment(&self, actor: &Actor, id: i64, input: NewComment) -> Result<Comment> {
-        actor.require_write()?;
+        actor.require(Permission::CreateTickets)?;
         let input = input.validate()?;
+        let own_only = actor.role.sees_own_tickets_only();
+        if own_only && !input.public {
+            return Err(Error::Forbidden("a requester's comments are public".into()));
+        }
         let actor = actor.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
                 let current = locked_ticket(tx, id).await?;
+                if own_only && current.requester.as_deref() != Some(actor.identity()) {
+                    return Err(not_found(id));
+                }
                 let comment = tx
                     .insert_comment(id, &input.body, &actor.name, input.public, now)
                     .await?;
@@ -243,26 +256,55 @@ impl Desk {
         .await
     }
 
-    pub async fn ticket(&self, id: i64) -> Result<Ticket> {
-        self.db().get_ticket(id).await?.ok_or_else(|| not_found(id))
+    /// A ticket the actor may see; another's ticket is "not found" to a requester.
+    pub async fn ticket(&self, actor: &Actor, id: i64) -> Result<Ticket> {
+        actor.require(Permission::ReadTickets)?;
+        let ticket = self
+            .db()
+            .get_ticket(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if actor.role.sees_own_tickets_only()
+            && ticket.requester.as_deref() != Some(actor.identity())
+        {
+            return Err(not_found(id));
+        }
+        Ok(ticket)
     }
 
-    pub async fn tickets(&self, filter: &TicketFilter) -> Result<TicketPage> {
+    pub async fn tickets(&self, actor: &Actor, filter: &TicketFilter) -> Result<TicketPage> {
+        actor.require(Permission::ReadTickets)?;
+        if actor.role.sees_own_tickets_only() {
+            let mut own = filter.clone();
+            own.requester = Some(actor.identity().to_owned());
+            return Ok(self.db().list_tickets(&own).await?);
+        }
         Ok(self.db().list_tickets(filter).await?)
     }
 
-    pub async fn comments(&self, id: i64) -> Result<Vec<Comment>> {
-        self.ticket(id).await?;
-        Ok(self.db().comments(id).await?)
+    /// Comments a requester sees are the public ones.
+    pub async fn comments(&self, actor: &Actor, id: i64) -> Result<Vec<Comment>> {
+        self.ticket(actor, id).await?;
+        let mut comments = self.db().comments(id).await?;
+        if actor.role.sees_own_tickets_only() {
+            comments.retain(|c| c.public);
+        }
+        Ok(comments)
     }
 
-    pub async fn links(&self, id: i64) -> Result<Vec<TicketLink>> {
-        self.ticket(id).await?;
+    pub async fn links(&self, actor: &Actor, id: i64) -> Result<Vec<TicketLink>> {
+        self.ticket(actor, id).await?;
         Ok(self.db().links(id).await?)
     }
 
-    pub async fn history(&self, id: i64) -> Result<Vec<AuditRecord>> {
-        self.ticket(id).await?;
+    /// The audit entries of a ticket; they hold internal comments, so not for requesters.
+    pub async fn history(&self, actor: &Actor, id: i64) -> Result<Vec<AuditRecord>> {
+        if actor.role.sees_own_tickets_only() {
+            return Err(Error::Forbidden(
+                "a requester cannot read a ticket's audit entries".into(),
+            ));
+        }
+        self.ticket(actor, id).await?;
         Ok(self.db().audit_for_ticket(id).await?)
     }
 }

@@ -2,26 +2,66 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What an API token may do.
+/// What a person or an API token may do. Every route names the [`Permission`] it needs;
+/// [`Role::allows`] is the one table that says which role holds which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Everything, including token management and the audit trail.
-    Admin,
+    /// Raises tickets, sees and comments on their own (public comments only).
+    Requester,
     /// Works tickets: create, update, comment, link.
     Agent,
+    /// An agent who also manages their team's members and queue.
+    Lead,
+    /// Everything, including people, teams, tokens and the audit trail.
+    Admin,
+    /// Reads everything, the audit trail included; writes nothing.
+    Auditor,
     /// Reads tickets and their history; writes nothing.
     Viewer,
+    /// API tokens only: sends events to the ingest endpoints and nothing else.
+    Ingest,
+}
+
+/// Something a route or a use case needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// See tickets (a requester: only their own).
+    ReadTickets,
+    /// Raise tickets and comment (a requester: on their own).
+    CreateTickets,
+    /// Change any ticket: status, fields, links, internal comments.
+    WriteTickets,
+    /// Read the whole audit trail.
+    ReadAudit,
+    /// Manage the members of a team one leads.
+    ManageTeam,
+    /// Manage people, teams and tokens.
+    Administer,
+    /// Send events to the ingest endpoints.
+    Ingest,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Agent, Role::Viewer];
+    pub const ALL: [Role; 7] = [
+        Role::Requester,
+        Role::Agent,
+        Role::Lead,
+        Role::Admin,
+        Role::Auditor,
+        Role::Viewer,
+        Role::Ingest,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => "admin",
+            Role::Requester => "requester",
             Role::Agent => "agent",
+            Role::Lead => "lead",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
             Role::Viewer => "viewer",
+            Role::Ingest => "ingest",
         }
     }
 
@@ -29,12 +69,41 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// The accepted names, for error messages.
+    pub fn names() -> String {
+        Role::ALL.map(Role::as_str).join(", ")
+    }
+
+    /// Whether a person (not only a token) may hold this role.
+    pub fn for_people(self) -> bool {
+        self != Role::Ingest
+    }
+
+    /// The access table.
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => p != Ingest,
+            Role::Lead => matches!(p, ReadTickets | CreateTickets | WriteTickets | ManageTeam),
+            Role::Agent => matches!(p, ReadTickets | CreateTickets | WriteTickets),
+            Role::Requester => matches!(p, ReadTickets | CreateTickets),
+            Role::Auditor => matches!(p, ReadTickets | ReadAudit),
+            Role::Viewer => matches!(p, ReadTickets),
+            Role::Ingest => matches!(p, Ingest),
+        }
+    }
+
+    /// Whether this role sees only the tickets it raised.
+    pub fn sees_own_tickets_only(self) -> bool {
+        self == Role::Requester
+    }
+
     pub fn can_write_tickets(self) -> bool {
-        matches!(self, Role::Admin | Role::Agent)
+        self.allows(Permission::WriteTickets)
     }
 
     pub fn can_administer(self) -> bool {
-        matches!(self, Role::Admin)
+        self.allows(Permission::Administer)
     }
 }
 
@@ -55,4 +124,73 @@ pub struct TokenSummary {
     pub created_at: DateTime<Utc>,
     /// Set once revoked; a revoked token is refused.
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A person to add.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub email: String,
+    /// Defaults to the part of the email before the @.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub role: Role,
+    /// Names of existing teams.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// A local password (12 characters at least, not a common one). Leave out for people who
+    /// sign in with SSO only.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A person who uses opsdesk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    /// Unique, compared without regard to case; stored in lower case.
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// A disabled person cannot sign in; their history stays.
+    pub active: bool,
+    /// Teams they belong to, by name.
+    pub teams: Vec<String>,
+    /// Whether they have a local password (people who sign in with SSO may not).
+    pub has_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A group of people who work a queue together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Team {
+    pub id: i64,
+    pub name: String,
+    /// The lead's email, if the team has one.
+    pub lead: Option<String>,
+    /// Members' emails.
+    pub members: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_table() {
+        use Permission::*;
+        assert!(Role::Admin.allows(Administer) && !Role::Admin.allows(Ingest));
+        assert!(Role::Lead.allows(ManageTeam) && !Role::Lead.allows(Administer));
+        assert!(Role::Agent.allows(WriteTickets) && !Role::Agent.allows(ReadAudit));
+        assert!(Role::Requester.allows(CreateTickets) && !Role::Requester.allows(WriteTickets));
+        assert!(Role::Auditor.allows(ReadAudit) && !Role::Auditor.allows(CreateTickets));
+        assert!(Role::Viewer.allows(ReadTickets) && !Role::Viewer.allows(ReadAudit));
+        assert!(Role::Ingest.allows(Ingest) && !Role::Ingest.allows(ReadTickets));
+        assert!(!Role::Ingest.for_people());
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+    }
 }

@@ -7,7 +7,7 @@ pub mod change;
 pub mod ticket;
 pub mod validation;
 
-pub use access::{Role, TokenSummary};
+pub use access::{NewUser, Permission, Role, Team, TokenSummary, User};
 pub use audit::{AuditEntry, AuditRecord, ChainError};
 pub use ticket::{
     Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink, Transition, TransitionError,

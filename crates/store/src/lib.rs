@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod db;
+mod people;
 mod tickets;
 mod time;
 mod tokens;
@@ -14,6 +15,7 @@ mod writer;
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use opsdesk_domain::TokenSummary;
+pub use people::UserRecord;
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;

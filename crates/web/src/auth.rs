@@ -1,74 +1,45 @@
-//! Bearer tokens. Every /api/v1 route takes [`Auth`] (any role) or [`Writer`] (a role that may
-//! change tickets), so no route is reachable without a token.
+//! Who is calling. The access layer ([`crate::policy`]) authenticates every request to a route
+//! that needs it and checks the route's permission before any handler runs; handlers take
+//! [`Auth`] to learn who the caller is.
 
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
-use opsdesk_core::Actor;
+use axum::http::{header, request::Parts, HeaderMap};
+use opsdesk_core::{Actor, Desk};
 
 use crate::{ApiError, AppState};
 
-/// A caller with a valid token.
+/// The caller, as authenticated by the access layer.
 pub struct Auth(pub Actor);
-
-/// A caller whose role may change tickets; others get 403 before their input is read.
-pub struct Writer(pub Actor);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be: Bearer <token>".into())
-            })?;
-        match state.desk.authenticate(secret).await? {
-            Some(actor) => Ok(Auth(actor)),
-            None => Err(ApiError::Unauthorized(
-                "the token is not valid or has been revoked".into(),
-            )),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))
     }
 }
 
-impl FromRequestParts<AppState> for Writer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Auth(actor) = Auth::from_request_parts(parts, state).await?;
-        if !actor.role.can_write_tickets() {
-            return Err(ApiError::Forbidden(format!(
-                "the {} role cannot change tickets",
-                actor.role
-            )));
-        }
-        Ok(Writer(actor))
-    }
-}
-
-/// A caller with an admin token; others get 403 before their input is read.
-pub struct Admin(pub Actor);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Auth(actor) = Auth::from_request_parts(parts, state).await?;
-        if !actor.role.can_administer() {
-            return Err(ApiError::Forbidden(format!(
-                "the {} role cannot do this; it takes an admin token",
-                actor.role
-            )));
-        }
-        Ok(Admin(actor))
-    }
+/// Finds the actor behind the request's bearer token.
+pub async fn authenticate(desk: &Desk, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))?;
+    let secret = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be: Bearer <token>".into())
+        })?;
+    desk.authenticate(secret)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the token is not valid or has been revoked".into()))
 }

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod json;
 mod ops;
+pub mod policy;
 
 use std::future::Future;
 use std::time::Duration;
@@ -35,12 +36,16 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route(
             "/api/v1/openapi.json",
-            axum::routing::get(move |_auth: auth::Auth| {
+            axum::routing::get(move || {
                 let doc = openapi.clone();
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
         .merge(ops::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            policy::enforce,
+        ))
         .route_layer(axum::middleware::from_fn(ops::track_metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

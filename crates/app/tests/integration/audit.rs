@@ -250,10 +250,13 @@ async fn a_failed_change_leaves_no_trace_among_concurrent_ones(backend: Backend)
         .unwrap();
     saved.push(after.id);
     let page = desk
-        .tickets(&opsdesk_store::TicketFilter {
-            limit: 200,
-            ..Default::default()
-        })
+        .tickets(
+            &opsdesk_core::Actor::cli(),
+            &opsdesk_store::TicketFilter {
+                limit: 200,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let mut stored: Vec<i64> = page.items.iter().map(|t| t.id).collect();
@@ -265,11 +268,14 @@ async fn a_failed_change_leaves_no_trace_among_concurrent_ones(backend: Backend)
     );
     assert!(page.items.iter().all(|t| t.title.starts_with("kept")));
     let found = desk
-        .tickets(&opsdesk_store::TicketFilter {
-            q: Some("doomed".into()),
-            limit: 10,
-            ..Default::default()
-        })
+        .tickets(
+            &opsdesk_core::Actor::cli(),
+            &opsdesk_store::TicketFilter {
+                q: Some("doomed".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(

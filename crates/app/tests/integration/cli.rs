@@ -11,6 +11,7 @@ on_both_backends!(
     token_commands_work_without_a_server,
     audit_verify_and_export,
     sigterm_lets_a_request_in_flight_finish,
+    user_and_team_commands,
 );
 
 fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -371,10 +372,13 @@ async fn sigterm_lets_a_request_in_flight_finish(backend: Backend) {
 
     let desk = db.desk().await;
     let stored = desk
-        .tickets(&opsdesk_store::TicketFilter {
-            limit: 200,
-            ..Default::default()
-        })
+        .tickets(
+            &opsdesk_core::Actor::cli(),
+            &opsdesk_store::TicketFilter {
+                limit: 200,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let verified = desk.verify_audit().await.unwrap();
@@ -394,5 +398,136 @@ async fn sigterm_lets_a_request_in_flight_finish(backend: Backend) {
             assert_eq!(verified.entries, 1);
         }
     }
+    db.drop_schema().await;
+}
+
+async fn user_and_team_commands(backend: Backend) {
+    use std::io::Write;
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(opsdesk(dir.path(), &db.url).args(args));
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+    ok(&["team", "add", "--name", "sre"]);
+    let mut child = opsdesk(dir.path(), &db.url)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "Ana@Example.com",
+            "--role",
+            "agent",
+            "--team",
+            "sre",
+            "--name",
+            "Ana Silva",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"plum-tractor-velvet-42\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, _, err) = run(opsdesk(dir.path(), &db.url).args([
+        "user",
+        "add",
+        "--email",
+        "bo@example.com",
+        "--role",
+        "ingest",
+    ]));
+    assert_ne!(code, 0);
+    assert!(err.contains("API tokens only"), "{err}");
+    ok(&[
+        "user",
+        "add",
+        "--email",
+        "bo@example.com",
+        "--role",
+        "requester",
+    ]);
+    ok(&[
+        "user",
+        "set-role",
+        "--email",
+        "BO@example.com",
+        "--role",
+        "viewer",
+    ]);
+    ok(&["user", "disable", "--email", "bo@example.com"]);
+    ok(&["team", "add", "--name", "dba", "--lead", "ana@example.com"]);
+    ok(&[
+        "team",
+        "add-member",
+        "--team",
+        "dba",
+        "--email",
+        "bo@example.com",
+    ]);
+
+    let list = ok(&["user", "list"]);
+    let ana = list
+        .lines()
+        .find(|l| l.starts_with("ana@example.com"))
+        .unwrap();
+    assert!(
+        ana.contains("agent")
+            && ana.contains("active")
+            && ana.contains("yes")
+            && ana.contains("dba,sre"),
+        "{list}"
+    );
+    let bo = list
+        .lines()
+        .find(|l| l.starts_with("bo@example.com"))
+        .unwrap();
+    assert!(
+        bo.contains("viewer") && bo.contains("disabled") && bo.contains("no"),
+        "{list}"
+    );
+    let teams = ok(&["team", "list"]);
+    assert!(
+        teams
+            .lines()
+            .any(|l| l.starts_with("dba") && l.contains("ana@example.com, bo@example.com")),
+        "{teams}"
+    );
+
+    let desk = db.desk().await;
+    let actions: Vec<String> = desk
+        .audit_page(&opsdesk_core::Actor::cli(), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} by {}", e.action, e.actor))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "team.created by cli",
+            "user.created by cli",
+            "user.created by cli",
+            "user.role_changed by cli",
+            "user.disabled by cli",
+            "team.created by cli",
+            "team.member_added by cli",
+        ]
+    );
+    desk.db().close().await;
     db.drop_schema().await;
 }

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Admin;
+use crate::auth::Auth;
 use crate::error::Problem;
 use crate::{ApiError, AppState};
 
@@ -50,7 +50,7 @@ struct AuditPage {
 )]
 async fn audit_entries(
     State(state): State<AppState>,
-    Admin(actor): Admin,
+    Auth(actor): Auth,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
@@ -95,7 +95,7 @@ struct Verification {
 )]
 async fn audit_verify(
     State(state): State<AppState>,
-    Admin(_actor): Admin,
+    Auth(_actor): Auth,
 ) -> Result<Json<Verification>, ApiError> {
     Ok(Json(match state.desk.verify_audit().await {
         Ok(s) => Verification {

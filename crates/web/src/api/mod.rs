@@ -1,6 +1,7 @@
 //! The REST API under /api/v1.
 
 mod audit;
+mod people;
 mod tickets;
 mod tokens;
 
@@ -21,7 +22,8 @@ use crate::AppState;
     tags(
         (name = "tickets", description = "Tracked requests, their comments, links and history"),
         (name = "tokens", description = "API tokens and their roles (admin)"),
-        (name = "audit", description = "The hash-chained audit trail (admin)"),
+        (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
+        (name = "people", description = "People, their roles and teams"),
     ),
 )]
 struct ApiDoc;
@@ -44,4 +46,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(tickets::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(people::routes())
 }

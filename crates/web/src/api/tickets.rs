@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Auth, Writer};
+use crate::auth::Auth;
 use crate::error::Problem;
 use crate::json::ApiJson;
 use crate::{ApiError, AppState};
@@ -83,7 +83,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 )]
 async fn create_ticket(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     ApiJson(input): ApiJson<NewTicket>,
 ) -> Result<Response, ApiError> {
     let ticket = state.desk.create_ticket(&actor, input).await?;
@@ -113,7 +113,7 @@ struct BatchCreated {
 )]
 async fn create_tickets_batch(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     ApiJson(inputs): ApiJson<Vec<NewTicket>>,
 ) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
     if inputs.len() > 1000 {
@@ -242,7 +242,7 @@ fn filter_from(p: ListParams) -> Result<TicketFilter, ApiError> {
 )]
 async fn list_tickets(
     State(state): State<AppState>,
-    Auth(_actor): Auth,
+    Auth(actor): Auth,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<TicketList>, ApiError> {
     let Query(params) = params.map_err(|e| {
@@ -254,7 +254,7 @@ async fn list_tickets(
             .unwrap_or_else(|| "query".to_owned());
         ApiError::invalid(field, text)
     })?;
-    let page = state.desk.tickets(&filter_from(params)?).await?;
+    let page = state.desk.tickets(&actor, &filter_from(params)?).await?;
     Ok(Json(TicketList {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -274,10 +274,10 @@ async fn list_tickets(
 )]
 async fn get_ticket(
     State(state): State<AppState>,
-    Auth(_actor): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ticket = state.desk.ticket(ticket_id(&id)?).await?;
+    let ticket = state.desk.ticket(&actor, ticket_id(&id)?).await?;
     Ok(with_etag(StatusCode::OK, ticket))
 }
 
@@ -301,7 +301,7 @@ async fn get_ticket(
 )]
 async fn update_ticket(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(patch): ApiJson<TicketPatch>,
@@ -330,7 +330,7 @@ async fn update_ticket(
 )]
 async fn add_comment(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<NewComment>,
 ) -> Result<(StatusCode, Json<Comment>), ApiError> {
@@ -351,10 +351,10 @@ async fn add_comment(
 )]
 async fn list_comments(
     State(state): State<AppState>,
-    Auth(_actor): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Comment>>, ApiError> {
-    Ok(Json(state.desk.comments(ticket_id(&id)?).await?))
+    Ok(Json(state.desk.comments(&actor, ticket_id(&id)?).await?))
 }
 
 /// Link this ticket to another: it `relates_to`, `duplicates` or is `caused_by` the target.
@@ -372,7 +372,7 @@ async fn list_comments(
 )]
 async fn add_link(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<NewLink>,
 ) -> Result<(StatusCode, Json<TicketLink>), ApiError> {
@@ -390,10 +390,10 @@ async fn add_link(
 )]
 async fn list_links(
     State(state): State<AppState>,
-    Auth(_actor): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<TicketLink>>, ApiError> {
-    Ok(Json(state.desk.links(ticket_id(&id)?).await?))
+    Ok(Json(state.desk.links(&actor, ticket_id(&id)?).await?))
 }
 
 /// Remove a link from or to this ticket.
@@ -412,7 +412,7 @@ async fn list_links(
 )]
 async fn remove_link(
     State(state): State<AppState>,
-    Writer(actor): Writer,
+    Auth(actor): Auth,
     Path((id, link_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let link_id: i64 = link_id
@@ -435,8 +435,8 @@ async fn remove_link(
 )]
 async fn ticket_history(
     State(state): State<AppState>,
-    Auth(_actor): Auth,
+    Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
-    Ok(Json(state.desk.history(ticket_id(&id)?).await?))
+    Ok(Json(state.desk.history(&actor, ticket_id(&id)?).await?))
 }

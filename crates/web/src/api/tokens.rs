@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Admin;
+use crate::auth::Auth;
 use crate::error::Problem;
 use crate::json::ApiJson;
 use crate::{ApiError, AppState};
@@ -50,7 +50,7 @@ struct CreatedToken {
 )]
 async fn create_token(
     State(state): State<AppState>,
-    Admin(actor): Admin,
+    Auth(actor): Auth,
     ApiJson(input): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let (token, secret) = state
@@ -72,7 +72,7 @@ async fn create_token(
 )]
 async fn list_tokens(
     State(state): State<AppState>,
-    Admin(actor): Admin,
+    Auth(actor): Auth,
 ) -> Result<Json<Vec<TokenSummary>>, ApiError> {
     Ok(Json(state.desk.list_tokens(&actor).await?))
 }
@@ -90,7 +90,7 @@ async fn list_tokens(
 )]
 async fn revoke_token(
     State(state): State<AppState>,
-    Admin(actor): Admin,
+    Auth(actor): Auth,
     Path(name): Path<String>,
 ) -> Result<Json<TokenSummary>, ApiError> {
     Ok(Json(state.desk.revoke_token(&actor, &name).await?))

@@ -1,0 +1,420 @@
+use std::collections::HashMap;
+
+use opsdesk_core::Actor;
+use opsdesk_domain::Role;
+use opsdesk_web::policy::{access, Access, NON_API_ROUTES};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+
+on_both_backends!(
+    every_route_has_a_policy_and_every_role_gets_it,
+    requesters_see_and_comment_on_their_own_tickets_only,
+    people_and_teams,
+);
+
+/// One token per role.
+async fn tokens_for_every_role(s: &TestServer) -> HashMap<Role, String> {
+    let desk = s.db.desk().await;
+    let mut tokens = HashMap::new();
+    for role in Role::ALL {
+        let (_, secret) = desk
+            .create_token(&Actor::cli(), &format!("every-{role}"), role)
+            .await
+            .unwrap();
+        tokens.insert(role, secret);
+    }
+    desk.db().close().await;
+    tokens
+}
+
+async fn every_route_has_a_policy_and_every_role_gets_it(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.ticket(json!({"title": "seed", "kind": "task", "severity": "SEV5"}))
+        .await;
+    let tokens = tokens_for_every_role(&s).await;
+    let doc = s
+        .call(Method::GET, "/api/v1/openapi.json", Some(&s.admin), None)
+        .await
+        .body;
+    let mut routes: Vec<(String, String)> = NON_API_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(routes.len() >= 25, "only {} routes found", routes.len());
+
+    for (method, path) in &routes {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let policy =
+            access(&m, path).unwrap_or_else(|| panic!("{method} {path} has no access policy"));
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{link_id}", "999")
+            .replace("{name}", "nobody")
+            .replace("{email}", "nobody@example.com");
+        for role in Role::ALL {
+            let r = s
+                .call(m.clone(), &concrete, Some(&tokens[&role]), Some(json!({})))
+                .await;
+            let refused_by_policy =
+                r.status == StatusCode::FORBIDDEN && r.body["code"] == "role_not_allowed";
+            match policy {
+                Access::Public => assert!(
+                    !refused_by_policy && r.status != 401,
+                    "{method} {path} as {role}: {}",
+                    r.status
+                ),
+                Access::Needs(p) if role.allows(p) => assert!(
+                    !refused_by_policy && r.status != 401,
+                    "{method} {path} as {role} should pass the policy: {} {}",
+                    r.status,
+                    r.body
+                ),
+                Access::Needs(_) => assert!(
+                    refused_by_policy,
+                    "{method} {path} as {role} should be refused: {} {}",
+                    r.status, r.body
+                ),
+            }
+        }
+        if policy != Access::Public {
+            let r = s.call(m.clone(), &concrete, None, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without a token"
+            );
+        }
+    }
+    s.stop().await;
+}
+
+async fn requesters_see_and_comment_on_their_own_tickets_only(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    let (_, ana) = desk
+        .create_token(&Actor::cli(), "ana", Role::Requester)
+        .await
+        .unwrap();
+    let (_, bo) = desk
+        .create_token(&Actor::cli(), "bo", Role::Requester)
+        .await
+        .unwrap();
+    desk.db().close().await;
+
+    let mine = s
+        .call(Method::POST, "/api/v1/tickets", Some(&ana), Some(json!({"title": "VPN broken", "kind": "incident", "severity": "SEV3", "requester": "someone-else"})))
+        .await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
+    assert_eq!(
+        mine.body["requester"], "token:ana",
+        "a requester raises tickets for themself"
+    );
+    let id = mine.body["id"].as_i64().unwrap();
+    let other = s
+        .ticket(json!({"title": "Agent's own work", "kind": "task", "severity": "SEV4"}))
+        .await;
+    let path = format!("/api/v1/tickets/{id}");
+
+    let list = s
+        .call(Method::GET, "/api/v1/tickets", Some(&ana), None)
+        .await
+        .body;
+    let ids: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    assert!(s
+        .call(Method::GET, "/api/v1/tickets", Some(&bo), None)
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    s.call(
+        Method::GET,
+        &format!("/api/v1/tickets/{}", other["id"]),
+        Some(&ana),
+        None,
+    )
+    .await
+    .assert_problem(404, None);
+    s.call(Method::GET, &path, Some(&bo), None)
+        .await
+        .assert_problem(404, None);
+    assert_eq!(
+        s.call(Method::GET, &path, Some(&ana), None).await.status,
+        StatusCode::OK
+    );
+
+    // Public comments on their own ticket only; internal notes stay hidden from them.
+    s.post(
+        &format!("{path}/comments"),
+        json!({"body": "internal note", "public": false}),
+    )
+    .await;
+    s.post(&format!("{path}/comments"), json!({"body": "We are on it"}))
+        .await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("{path}/comments"),
+            Some(&ana),
+            Some(json!({"body": "Thanks"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    s.call(
+        Method::POST,
+        &format!("{path}/comments"),
+        Some(&ana),
+        Some(json!({"body": "x", "public": false})),
+    )
+    .await
+    .assert_problem(403, None);
+    s.call(
+        Method::POST,
+        &format!("{path}/comments"),
+        Some(&bo),
+        Some(json!({"body": "me too"})),
+    )
+    .await
+    .assert_problem(404, None);
+    let seen: Vec<_> = s
+        .call(Method::GET, &format!("{path}/comments"), Some(&ana), None)
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, ["We are on it", "Thanks"]);
+    assert_eq!(
+        s.get(&format!("{path}/comments"))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    s.call(Method::GET, &format!("{path}/history"), Some(&ana), None)
+        .await
+        .assert_problem(403, None);
+    let r = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&ana),
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    r.assert_problem(403, None);
+    assert_eq!(r.body["code"], "role_not_allowed");
+    s.stop().await;
+}
+
+async fn people_and_teams(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = |m: Method, path: &str, body: Option<Value>| {
+        let path = path.to_owned();
+        let s = &s;
+        async move { s.call(m, &path, Some(&s.admin), body).await }
+    };
+    let sre = admin(Method::POST, "/api/v1/teams", Some(json!({"name": "sre"}))).await;
+    assert_eq!(sre.status, StatusCode::CREATED, "{}", sre.body);
+    admin(Method::POST, "/api/v1/teams", Some(json!({"name": "sre"})))
+        .await
+        .assert_problem(409, None);
+
+    let ana = admin(Method::POST, "/api/v1/users", Some(json!({"email": " Ana@Example.com ", "role": "lead", "teams": ["sre"], "password": "plum-tractor-velvet-42"}))).await;
+    assert_eq!(ana.status, StatusCode::CREATED, "{}", ana.body);
+    assert_eq!(ana.body["email"], "ana@example.com");
+    assert_eq!(ana.body["display_name"], "ana");
+    assert_eq!(ana.body["teams"], json!(["sre"]));
+    assert_eq!(ana.body["has_password"], true);
+    assert!(
+        !ana.body.to_string().contains("argon2"),
+        "no password hash in answers"
+    );
+
+    for (body, field) in [
+        (json!({"email": "ANA@example.com", "role": "agent"}), None),
+        (
+            json!({"email": "not-an-email", "role": "agent"}),
+            Some("email"),
+        ),
+        (
+            json!({"email": "b@example.com", "role": "ingest"}),
+            Some("role"),
+        ),
+        (
+            json!({"email": "b@example.com", "role": "root"}),
+            Some("role"),
+        ),
+        (
+            json!({"email": "b@example.com", "role": "agent", "password": "short"}),
+            Some("password"),
+        ),
+        (
+            json!({"email": "b@example.com", "role": "agent", "password": "Password1234"}),
+            Some("password"),
+        ),
+        (
+            json!({"email": "b@example.com", "role": "agent", "teams": ["nope"]}),
+            Some("teams[0]"),
+        ),
+    ] {
+        let r = admin(Method::POST, "/api/v1/users", Some(body)).await;
+        match field {
+            None => r.assert_problem(409, None),
+            Some(f) => r.assert_problem(422, Some(f)),
+        }
+    }
+    admin(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"email": "bo@example.com", "role": "agent"})),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/teams",
+        Some(json!({"name": "dba", "lead": "bo@example.com"})),
+    )
+    .await;
+    let platform = admin(
+        Method::POST,
+        "/api/v1/teams",
+        Some(json!({"name": "platform", "lead": "ana@example.com"})),
+    )
+    .await;
+    assert_eq!(
+        platform.body["lead"], "ana@example.com",
+        "{}",
+        platform.body
+    );
+    assert_eq!(platform.body["members"], json!(["ana@example.com"]));
+
+    let r = admin(
+        Method::PATCH,
+        "/api/v1/users/BO@example.com",
+        Some(json!({"role": "auditor"})),
+    )
+    .await;
+    assert_eq!(r.body["role"], "auditor", "{}", r.body);
+    let r = admin(
+        Method::PATCH,
+        "/api/v1/users/bo@example.com",
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(r.body["active"], false);
+    admin(Method::GET, "/api/v1/users/nobody@example.com", None)
+        .await
+        .assert_problem(404, None);
+    let users = admin(Method::GET, "/api/v1/users", None).await.body;
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    admin(
+        Method::POST,
+        "/api/v1/teams",
+        Some(json!({"name": "x", "lead": "ghost@example.com"})),
+    )
+    .await
+    .assert_problem(422, Some("lead"));
+    admin(
+        Method::POST,
+        "/api/v1/teams",
+        Some(json!({"name": "bad/name"})),
+    )
+    .await
+    .assert_problem(422, Some("name"));
+
+    // A lead manages their own team's members, not another's.
+    let desk = s.db.desk().await;
+    let lead = Actor::new("user:ana@example.com", Role::Lead);
+    desk.set_team_member(&lead, "platform", "bo@example.com", true)
+        .await
+        .unwrap();
+    for team in ["dba", "sre"] {
+        assert!(
+            matches!(
+                desk.set_team_member(&lead, team, "ana@example.com", true)
+                    .await,
+                Err(opsdesk_core::Error::Forbidden(_))
+            ),
+            "{team}"
+        );
+    }
+    let teams = s.get("/api/v1/teams").await.body;
+    let platform = teams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "platform")
+        .unwrap();
+    assert_eq!(
+        platform["members"],
+        json!(["ana@example.com", "bo@example.com"])
+    );
+    let r = admin(
+        Method::DELETE,
+        "/api/v1/teams/platform/members/bo@example.com",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["members"], json!(["ana@example.com"]));
+
+    // Every change to people is in the audit trail.
+    let trail = admin(Method::GET, "/api/v1/audit?limit=1000", None)
+        .await
+        .body;
+    let actions: Vec<_> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for action in [
+        "team.created",
+        "user.created",
+        "user.role_changed",
+        "user.disabled",
+        "team.member_added",
+        "team.member_removed",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    let changed = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "user.role_changed")
+        .unwrap();
+    assert_eq!(
+        changed["changes"]["role"],
+        json!({"before": "agent", "after": "auditor"})
+    );
+    assert_eq!(
+        desk.verify_audit().await.unwrap().entries as usize,
+        actions.len()
+    );
+    desk.db().close().await;
+    s.stop().await;
+}

@@ -1,0 +1,221 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use opsdesk_domain::{NewUser, Role, Team, User};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::error::Problem;
+use crate::json::ApiJson;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(add_user, list_users))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(add_team, list_teams))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+}
+
+/// Add a person (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "people",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Added", body = User),
+        (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid; `field` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn add_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.desk.add_user(&actor, input).await?),
+    ))
+}
+
+/// Everyone, by email (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "people",
+    responses((status = 200, description = "The people", body = Vec<User>))
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(state.desk.users(&actor).await?))
+}
+
+/// One person (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{email}",
+    tag = "people",
+    params(("email" = String, Path, description = "Their email, in any case")),
+    responses(
+        (status = 200, description = "The person", body = User),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(email): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(state.desk.user(&actor, &email).await?))
+}
+
+/// A change to a person.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    #[serde(default)]
+    role: Option<Role>,
+    /// false disables the person: they can no longer sign in.
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+/// Change a person's role, or disable / enable them (admin). Each change is audited.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{email}",
+    tag = "people",
+    params(("email" = String, Path, description = "Their email, in any case")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The person after the change", body = User),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(email): Path<String>,
+    ApiJson(change): ApiJson<UserChange>,
+) -> Result<Json<User>, ApiError> {
+    let mut user = state.desk.user(&actor, &email).await?;
+    if let Some(role) = change.role {
+        user = state.desk.set_user_role(&actor, &email, role).await?;
+    }
+    if let Some(active) = change.active {
+        user = state.desk.set_user_active(&actor, &email, active).await?;
+    }
+    Ok(Json(user))
+}
+
+/// A team to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewTeam {
+    name: String,
+    /// The lead's email; they become a member too.
+    #[serde(default)]
+    lead: Option<String>,
+}
+
+/// Add a team (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/teams",
+    tag = "people",
+    request_body = NewTeam,
+    responses(
+        (status = 201, description = "Added", body = Team),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn add_team(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<NewTeam>,
+) -> Result<(StatusCode, Json<Team>), ApiError> {
+    let team = state
+        .desk
+        .add_team(&actor, &input.name, input.lead.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// Every team with its lead and members.
+#[utoipa::path(
+    get,
+    path = "/api/v1/teams",
+    tag = "people",
+    responses((status = 200, description = "The teams", body = Vec<Team>))
+)]
+async fn list_teams(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Vec<Team>>, ApiError> {
+    Ok(Json(state.desk.teams(&actor).await?))
+}
+
+/// A member to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    email: String,
+}
+
+/// Add a member to a team (admin, or the team's lead).
+#[utoipa::path(
+    post,
+    path = "/api/v1/teams/{name}/members",
+    tag = "people",
+    params(("name" = String, Path, description = "Team name")),
+    request_body = NewMember,
+    responses(
+        (status = 200, description = "The team", body = Team),
+        (status = 403, description = "Not an admin nor this team's lead", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn add_member(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<NewMember>,
+) -> Result<Json<Team>, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .set_team_member(&actor, &name, &input.email, true)
+            .await?,
+    ))
+}
+
+/// Remove a member from a team (admin, or the team's lead).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/teams/{name}/members/{email}",
+    tag = "people",
+    params(
+        ("name" = String, Path, description = "Team name"),
+        ("email" = String, Path, description = "The member's email"),
+    ),
+    responses((status = 200, description = "The team", body = Team))
+)]
+async fn remove_member(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((name, email)): Path<(String, String)>,
+) -> Result<Json<Team>, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .set_team_member(&actor, &name, &email, false)
+            .await?,
+    ))
+}
