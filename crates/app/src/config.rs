@@ -17,6 +17,48 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Mark cookies Secure; set it when people reach opsdesk over HTTPS.
+    pub secure_cookies: bool,
+    /// A session unused this many minutes ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this many hours after sign-in.
+    pub session_max_hours: u32,
+    /// Failed sign-ins per account, then per client address, within the window before 429.
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub failure_window_minutes: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secure_cookies: false,
+            session_idle_minutes: 120,
+            session_max_hours: 12,
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            failure_window_minutes: 15,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn settings(&self) -> opsdesk_core::sessions::AuthSettings {
+        use chrono::TimeDelta;
+        opsdesk_core::sessions::AuthSettings {
+            session_idle: TimeDelta::minutes(i64::from(self.session_idle_minutes.max(1))),
+            session_max: TimeDelta::hours(i64::from(self.session_max_hours.max(1))),
+            max_failures_per_account: i64::from(self.max_failures_per_account.max(1)),
+            max_failures_per_address: i64::from(self.max_failures_per_address.max(1)),
+            failure_window: TimeDelta::minutes(i64::from(self.failure_window_minutes.max(1))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +192,17 @@ max_connections = 10
 format = "text"
 # A tracing filter, e.g. "info" or "opsdesk=debug,sqlx=warn". RUST_LOG overrides it.
 level = "info"
+
+[auth]
+# Mark cookies Secure: set to true when people reach opsdesk over HTTPS (e.g. behind a proxy).
+secure_cookies = false
+# A web session unused this many minutes ends; every session ends this many hours after sign-in.
+session_idle_minutes = 120
+session_max_hours = 12
+# Failed sign-ins allowed per account, and per client address, within the window; then 429.
+max_failures_per_account = 5
+max_failures_per_address = 20
+failure_window_minutes = 15
 "#;
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     db.migrate()
         .await
         .with_context(|| format!("cannot migrate the database {shown}"))?;
-    Ok(Desk::new(db, Arc::new(SystemClock)))
+    Ok(Desk::new(db, Arc::new(SystemClock)).with_auth_settings(config.auth.settings()))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -100,7 +100,9 @@ pub async fn serve(
         notify.notify_one();
     };
     let db = desk.db().clone();
-    let server = opsdesk_web::serve(listener, AppState { desk }, graceful);
+    let mut state = AppState::new(desk);
+    state.secure_cookies = config.auth.secure_cookies;
+    let server = opsdesk_web::serve(listener, state, graceful);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
         res = server => res.context("the server failed")?,

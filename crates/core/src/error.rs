@@ -16,6 +16,10 @@ pub enum Error {
     StaleVersion { expected: i64, current: i64 },
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Throttled(String),
     #[error(transparent)]
     Store(StoreError),
 }

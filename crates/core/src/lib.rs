@@ -5,6 +5,7 @@ pub mod audit;
 mod clock;
 mod error;
 pub mod people;
+pub mod sessions;
 mod tickets;
 mod tokens;
 
@@ -75,11 +76,26 @@ impl Actor {
 pub struct Desk {
     db: Db,
     clock: Arc<dyn Clock>,
+    auth: Arc<sessions::AuthSettings>,
 }
 
 impl Desk {
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Desk {
-        Desk { db, clock }
+        Desk {
+            db,
+            clock,
+            auth: Arc::new(sessions::AuthSettings::default()),
+        }
+    }
+
+    /// Uses these session lifetimes and sign-in limits instead of the defaults.
+    pub fn with_auth_settings(mut self, settings: sessions::AuthSettings) -> Desk {
+        self.auth = Arc::new(settings);
+        self
+    }
+
+    pub fn auth_settings(&self) -> &sessions::AuthSettings {
+        &self.auth
     }
 
     pub fn db(&self) -> &Db {

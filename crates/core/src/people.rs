@@ -208,6 +208,10 @@ impl Desk {
                     return Ok(user);
                 }
                 tx.set_user_active(user.id, active, now).await?;
+                if !active {
+                    // Signed out everywhere at once.
+                    tx.delete_user_sessions(user.id).await?;
+                }
                 let mut c = change("active", json!(user.active), json!(active));
                 c.insert(
                     "user".into(),

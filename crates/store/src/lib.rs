@@ -7,6 +7,7 @@
 mod audit;
 pub mod db;
 mod people;
+mod sessions;
 mod tickets;
 mod time;
 mod tokens;
@@ -16,6 +17,7 @@ pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use opsdesk_domain::TokenSummary;
 pub use people::UserRecord;
+pub use sessions::SessionRecord;
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;

@@ -2,8 +2,11 @@
 //! that needs it and checks the route's permission before any handler runs; handlers take
 //! [`Auth`] to learn who the caller is.
 
+use axum::body::Body;
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts, HeaderMap};
+use axum::extract::Request;
+use axum::http::{header, request::Parts, HeaderMap, Method};
+use axum_extra::extract::cookie::CookieJar;
 use opsdesk_core::{Actor, Desk};
 
 use crate::{ApiError, AppState};
@@ -42,4 +45,71 @@ pub async fn authenticate(desk: &Desk, headers: &HeaderMap) -> Result<Actor, Api
     desk.authenticate(secret)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token is not valid or has been revoked".into()))
+}
+
+/// The CSRF token of the session a request came with, for pages to put in their forms.
+#[derive(Debug, Clone)]
+pub struct SessionCsrf(pub String);
+
+/// Finds who sent a request: a bearer token, or else a session cookie. A state-changing
+/// request on a session must come from opsdesk's own pages (not cross-site) and carry the
+/// session's CSRF token, in the `X-CSRF-Token` header or a form's `csrf` field.
+pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Actor), ApiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        let actor = authenticate(&state.desk, req.headers()).await?;
+        return Ok((req, actor));
+    }
+    let jar = CookieJar::from_headers(req.headers());
+    let Some(cookie) = jar.get(crate::ui::SESSION_COOKIE) else {
+        return Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <token>, or sign in".into(),
+        ));
+    };
+    let session = state
+        .desk
+        .session(cookie.value())
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the session has ended; sign in again".into()))?;
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let mut req = req;
+    if !safe {
+        if crate::ui::cross_site(req.headers()) {
+            return Err(ApiError::Forbidden(
+                "cross-site requests are refused".into(),
+            ));
+        }
+        let sent = match req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(token) => token.to_owned(),
+            None => {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+                    .await
+                    .map_err(|_| ApiError::TooLarge {
+                        max: crate::MAX_BODY_BYTES,
+                    })?;
+                let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                    .ok()
+                    .and_then(|fields| {
+                        fields
+                            .into_iter()
+                            .find(|(k, _)| k == "csrf")
+                            .map(|(_, v)| v)
+                    })
+                    .unwrap_or_default();
+                req = Request::from_parts(parts, Body::from(bytes));
+                token
+            }
+        };
+        if sent.is_empty() || sent != session.csrf_token {
+            return Err(ApiError::Forbidden(
+                "the CSRF token is missing or wrong".into(),
+            ));
+        }
+    }
+    req.extensions_mut().insert(SessionCsrf(session.csrf_token));
+    Ok((req, session.actor))
 }

@@ -46,6 +46,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{detail}")]
     PreconditionFailed { detail: String, current: i64 },
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("the request body is larger than {max} bytes")]
     TooLarge { max: usize },
     #[error("{0}")]
@@ -74,6 +76,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => {
                 (StatusCode::PRECONDITION_FAILED, "stale_version")
             }
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -98,6 +101,8 @@ impl From<Error> for ApiError {
                 current,
             },
             Error::Forbidden(msg) => ApiError::Forbidden(msg),
+            Error::Unauthorized(msg) => ApiError::Unauthorized(msg),
+            Error::Throttled(msg) => ApiError::TooManyRequests(msg),
             Error::Store(e) => ApiError::Internal(e.to_string()),
         }
     }

@@ -7,6 +7,7 @@ mod error;
 mod json;
 mod ops;
 pub mod policy;
+mod ui;
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +27,23 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub desk: Desk,
+    /// Mark cookies Secure (set when opsdesk is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// Show "Sign in with SSO" on the sign-in page.
+    pub sso_enabled: bool,
+    /// Turn local passwords off: people sign in with SSO only.
+    pub sso_only: bool,
+}
+
+impl AppState {
+    pub fn new(desk: Desk) -> AppState {
+        AppState {
+            desk,
+            secure_cookies: false,
+            sso_enabled: false,
+            sso_only: false,
+        }
+    }
 }
 
 /// Builds the whole router: API, OpenAPI document, operations endpoints and layers.
@@ -42,6 +60,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(ops::routes())
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             policy::enforce,
@@ -65,9 +84,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// How long a client may take; long enough for a large page on a busy machine.

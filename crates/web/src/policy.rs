@@ -13,19 +13,25 @@ use crate::{auth, ApiError, AppState};
 /// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, with or without a token: health, readiness, metrics.
+    /// Anyone, with or without a token: health, readiness, metrics, the sign-in page.
     Public,
+    /// Anyone signed in or with a valid token, whatever their role.
+    SignedIn,
     /// A valid token whose role holds the permission.
     Needs(Permission),
 }
 
 /// The policy of `method route`, where `route` is the router's pattern (`/api/v1/tickets/{id}`).
 pub fn access(method: &Method, route: &str) -> Option<Access> {
-    use Access::{Needs, Public};
+    use Access::{Needs, Public, SignedIn};
     use Permission::*;
     let m = method.as_str();
     Some(match (m, route) {
         ("GET", "/healthz" | "/readyz" | "/metrics") => Public,
+        ("GET" | "POST", "/login") => Public,
+        ("GET", "/") => SignedIn,
+        ("POST", "/logout") => SignedIn,
+        ("GET", "/api/v1/me") => SignedIn,
         ("GET", "/api/v1/openapi.json") => Needs(ReadTickets),
         ("GET", "/api/v1/tickets" | "/api/v1/tickets/{id}") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets") => Needs(CreateTickets),
@@ -56,10 +62,14 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
 ];
 
 /// The access layer: applies [`access`] to every routed request.
-pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -72,14 +82,24 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
             ApiError::RoleNotAllowed("this route has no access policy".into()).into_response()
         }
         Some(Access::Public) => next.run(req).await,
-        Some(Access::Needs(permission)) => {
-            let actor = match auth::authenticate(&state.desk, req.headers()).await {
-                Ok(actor) => actor,
+        Some(access) => {
+            let page = !route.starts_with("/api/");
+            let (mut req, actor) = match auth::credentials(&state, req).await {
+                Ok(found) => found,
+                // A person opening a page is sent to sign in; an API client is told why.
+                Err(ApiError::Unauthorized(_)) if page => {
+                    return axum::response::Redirect::to("/login").into_response()
+                }
                 Err(e) => return e.into_response(),
             };
-            if !actor.role.allows(permission) {
-                return ApiError::RoleNotAllowed(format!("the {} role cannot do this", actor.role))
+            if let Access::Needs(permission) = access {
+                if !actor.role.allows(permission) {
+                    return ApiError::RoleNotAllowed(format!(
+                        "the {} role cannot do this",
+                        actor.role
+                    ))
                     .into_response();
+                }
             }
             req.extensions_mut().insert(actor);
             next.run(req).await

@@ -9,4 +9,5 @@ mod admin;
 mod audit;
 mod cli;
 mod ops;
+mod signin;
 mod tickets;

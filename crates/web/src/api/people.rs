@@ -19,6 +19,36 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_team, list_teams))
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
+        .routes(routes!(me))
+}
+
+/// Who the caller is.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct Me {
+    /// `user:<email>` for a person, `token:<name>` for an API token.
+    name: String,
+    role: Role,
+    /// On a session: send it as `X-CSRF-Token` with every change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+/// Who am I: the person or token behind this request.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "people",
+    responses((status = 200, description = "The caller", body = Me))
+)]
+async fn me(
+    Auth(actor): Auth,
+    csrf: Option<axum::Extension<crate::auth::SessionCsrf>>,
+) -> Json<Me> {
+    Json(Me {
+        name: actor.name,
+        role: actor.role,
+        csrf_token: csrf.map(|c| c.0 .0),
+    })
 }
 
 /// Add a person (admin).

@@ -1,0 +1,407 @@
+use opsdesk_core::Actor;
+use opsdesk_domain::{NewUser, Role};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{redirect, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+
+on_both_backends!(
+    sign_in_session_csrf_and_sign_out,
+    failed_sign_ins_are_alike_audited_and_limited,
+    sessions_end_when_idle_expired_or_disabled,
+);
+
+const PASSWORD: &str = "plum-tractor-velvet-42";
+
+/// A browser: keeps cookies, does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn add_person(s: &TestServer, email: &str, role: Role) {
+    let desk = s.db.desk().await;
+    desk.add_user(
+        &Actor::cli(),
+        NewUser {
+            email: email.into(),
+            display_name: None,
+            role,
+            teams: vec![],
+            password: Some(PASSWORD.into()),
+        },
+    )
+    .await
+    .unwrap();
+    desk.db().close().await;
+}
+
+/// Opens the sign-in page and returns the form's CSRF token.
+async fn login_form(s: &TestServer, b: &reqwest::Client) -> String {
+    let r = b.get(s.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(r#"name="email""#) && html.contains(r#"name="password""#),
+        "{html}"
+    );
+    let re = regex_lite::Regex::new(r#"name="csrf" value="([0-9a-f]{64})""#).unwrap();
+    re.captures(&html).expect("a CSRF field")[1].to_owned()
+}
+
+async fn submit(
+    s: &TestServer,
+    b: &reqwest::Client,
+    email: &str,
+    password: &str,
+    csrf: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req =
+        b.post(s.url("/login"))
+            .form(&[("email", email), ("password", password), ("csrf", csrf)]);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("opsdesk_session=") && !c.starts_with("opsdesk_session=;"))
+        .map(str::to_owned)
+}
+
+async fn sign_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
+    let b = browser();
+    let csrf = login_form(s, &b).await;
+    let r = submit(s, &b, email, PASSWORD, &csrf, &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let cookie = session_cookie(r.headers()).expect("a session cookie");
+    (b, cookie)
+}
+
+async fn me(s: &TestServer, b: &reqwest::Client) -> (StatusCode, Value) {
+    let r = b.get(s.url("/api/v1/me")).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn sign_in_session_csrf_and_sign_out(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    let r = submit(&s, &b, "ANA@example.com", PASSWORD, &csrf, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/");
+    let cookie = session_cookie(r.headers()).unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "not Secure unless configured: {cookie}"
+    );
+
+    let home = b
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("ana@example.com") && home.contains("agent"),
+        "{home}"
+    );
+    let (status, who) = me(&s, &b).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(who["name"], "user:ana@example.com");
+    let token = who["csrf_token"].as_str().unwrap().to_owned();
+
+    // Changes on a session need its CSRF token and must come from opsdesk's own pages.
+    let ticket = json!({"title": "From the browser", "kind": "task", "severity": "SEV4"});
+    let r = b
+        .post(s.url("/api/v1/tickets"))
+        .json(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = b
+        .post(s.url("/api/v1/tickets"))
+        .header("x-csrf-token", "0".repeat(64))
+        .json(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for (k, v) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let r = b
+            .post(s.url("/api/v1/tickets"))
+            .header("x-csrf-token", &token)
+            .header(k, v)
+            .json(&ticket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{k}: {v}");
+    }
+    let r = b
+        .post(s.url("/api/v1/tickets"))
+        .header("x-csrf-token", &token)
+        .json(&ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["requester"], Value::Null);
+    let history = s
+        .get(&format!("/api/v1/tickets/{}/history", created["id"]))
+        .await
+        .body;
+    assert_eq!(history[0]["actor"], "user:ana@example.com");
+    assert_eq!(
+        s.count_tickets().await,
+        1,
+        "only the request with the right token wrote"
+    );
+
+    // A new sign-in gets a new session id.
+    let (_, second) = sign_in(&s, "ana@example.com").await;
+    assert_ne!(second.split(';').next(), cookie.split(';').next());
+
+    // Sign-out needs the CSRF token too, and really ends the session.
+    let r = b
+        .post(s.url("/logout"))
+        .form(&[("csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = b
+        .post(s.url("/logout"))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let stolen = cookie.split(';').next().unwrap().to_owned();
+    let r = reqwest::Client::new()
+        .get(s.url("/api/v1/me"))
+        .header("cookie", &stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old cookie is dead"
+    );
+    let r = browser()
+        .get(s.url("/"))
+        .header("cookie", &stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+
+    let trail = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&s.admin),
+            None,
+        )
+        .await
+        .body;
+    let actions: Vec<_> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.login user:ana@example.com")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"auth.logout user:ana@example.com".to_owned()),
+        "{actions:?}"
+    );
+    s.stop().await;
+}
+
+async fn failed_sign_ins_are_alike_audited_and_limited(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    add_person(&s, "bo@example.com", Role::Agent).await;
+    let desk = s.db.desk().await;
+    desk.set_user_active(&Actor::cli(), "bo@example.com", false)
+        .await
+        .unwrap();
+    desk.db().close().await;
+
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    // The form is refused without its CSRF token or from another site, before any check.
+    assert_eq!(
+        submit(&s, &b, "ana@example.com", PASSWORD, "", &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        submit(&s, &b, "ana@example.com", PASSWORD, &"a".repeat(64), &[])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = submit(
+        &s,
+        &b,
+        "ana@example.com",
+        PASSWORD,
+        &csrf,
+        &[("sec-fetch-site", "cross-site")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let mut messages = Vec::new();
+    for (email, password) in [
+        ("ana@example.com", "wrong-password-123"),
+        ("nobody@example.com", PASSWORD),
+        ("bo@example.com", PASSWORD),
+    ] {
+        let csrf = login_form(&s, &b).await;
+        let r = submit(&s, &b, email, password, &csrf, &[]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{email}");
+        assert!(session_cookie(r.headers()).is_none());
+        let html = r.text().await.unwrap();
+        let re = regex_lite::Regex::new(r#"role="alert">([^<]*)<"#).unwrap();
+        messages.push(re.captures(&html).unwrap()[1].to_owned());
+    }
+    assert!(
+        messages.iter().all(|m| m == &messages[0]),
+        "one message for every failure: {messages:?}"
+    );
+
+    let trail = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&s.admin),
+            None,
+        )
+        .await
+        .body;
+    let reasons: Vec<_> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.login_failed")
+        .map(|e| {
+            e["changes"]["attempt"]["after"]["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(reasons, ["wrong password", "unknown email", "disabled"]);
+
+    // Five failures for an account: the next try gets 429, even with the right password.
+    for _ in 0..4 {
+        let csrf = login_form(&s, &b).await;
+        assert_eq!(
+            submit(&s, &b, "ana@example.com", "wrong-password-123", &csrf, &[])
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let csrf = login_form(&s, &b).await;
+    let r = submit(&s, &b, "ana@example.com", PASSWORD, &csrf, &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(session_cookie(r.headers()).is_none());
+    s.stop().await;
+}
+
+async fn sessions_end_when_idle_expired_or_disabled(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    let old = match backend {
+        Backend::Sqlite => "'2020-01-01T00:00:00.000000Z'",
+        Backend::Postgres => "'2020-01-01T00:00:00Z'::timestamptz",
+    };
+
+    let (b, _) = sign_in(&s, "ana@example.com").await;
+    assert_eq!(me(&s, &b).await.0, StatusCode::OK);
+    s.db.sql(&format!("UPDATE sessions SET last_seen_at = {old}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        me(&s, &b).await.0,
+        StatusCode::UNAUTHORIZED,
+        "idle too long"
+    );
+
+    let (b, _) = sign_in(&s, "ana@example.com").await;
+    s.db.sql(&format!("UPDATE sessions SET expires_at = {old}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        me(&s, &b).await.0,
+        StatusCode::UNAUTHORIZED,
+        "past its absolute end"
+    );
+
+    let (b, _) = sign_in(&s, "ana@example.com").await;
+    assert_eq!(me(&s, &b).await.0, StatusCode::OK);
+    let r = s
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/users/ana@example.com",
+            Some(&s.admin),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        me(&s, &b).await.0,
+        StatusCode::UNAUTHORIZED,
+        "disabled people are signed out at once"
+    );
+    s.stop().await;
+}

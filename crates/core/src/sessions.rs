@@ -1,0 +1,249 @@
+//! Signing in with a local password, and the sessions that keep a person signed in.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use chrono::TimeDelta;
+use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{Actor, Desk, Error, Result};
+
+/// How long sessions live and how hard sign-in may be tried.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// A session unused this long ends.
+    pub session_idle: TimeDelta,
+    /// A session ends this long after sign-in, used or not.
+    pub session_max: TimeDelta,
+    /// Failed sign-ins per account within `failure_window` before further tries get 429.
+    pub max_failures_per_account: i64,
+    /// Failed sign-ins per client address within `failure_window` before further tries get 429.
+    pub max_failures_per_address: i64,
+    pub failure_window: TimeDelta,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_idle: TimeDelta::hours(2),
+            session_max: TimeDelta::hours(12),
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            failure_window: TimeDelta::minutes(15),
+        }
+    }
+}
+
+/// A session just opened: the cookie value (shown once) and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub secret: String,
+    pub csrf_token: String,
+    pub actor: Actor,
+    pub max_age: TimeDelta,
+}
+
+/// A session in use.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub actor: Actor,
+    pub csrf_token: String,
+}
+
+/// One message for every failed sign-in, so it tells nobody which accounts exist.
+pub const BAD_LOGIN: &str = "the email or password is wrong";
+
+/// 256 random bits, hex-encoded.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A hash to check against when there is no account, so an unknown email takes as long as a
+/// wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        crate::people::hash_password("no account has this password 7f3a").unwrap_or_default()
+    })
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn change(field: &str, after: Value) -> Changes {
+    let mut c = Changes::new();
+    c.insert(
+        field.to_owned(),
+        FieldChange {
+            before: Value::Null,
+            after,
+        },
+    );
+    c
+}
+
+impl Desk {
+    /// Signs a person in with their local password. `client` is their address, for the rate
+    /// limit and the audit trail.
+    pub async fn login(&self, email: &str, password: &str, client: &str) -> Result<NewSession> {
+        let email = email.trim().to_lowercase();
+        let settings = self.auth_settings().clone();
+        let now = self.now();
+        let (by_email, by_client) = self
+            .db()
+            .login_failures(&email, client, now - settings.failure_window)
+            .await?;
+        if by_email >= settings.max_failures_per_account
+            || by_client >= settings.max_failures_per_address
+        {
+            tracing::warn!(email, client, "sign-in refused: too many failures");
+            return Err(Error::Throttled(format!(
+                "too many failed sign-ins; try again in {} minutes",
+                settings.failure_window.num_minutes()
+            )));
+        }
+        let record = self.db().login_record(&email).await?;
+        let (hash, usable) = match &record {
+            Some((_, Some(hash), active)) => (hash.clone(), *active),
+            _ => (dummy_hash().to_owned(), false),
+        };
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        let reason = match (&record, matches, usable) {
+            (_, true, true) => None,
+            (None, _, _) => Some("unknown email"),
+            (Some((_, None, _)), _, _) => Some("no local password"),
+            (Some(_), true, false) => Some("disabled"),
+            (Some(_), false, _) => Some("wrong password"),
+        };
+        let actor_name = format!("user:{email}");
+        if let Some(reason) = reason {
+            let (failed_email, failed_client) = (email.clone(), client.to_owned());
+            self.change(move |tx, now| {
+                Box::pin(async move {
+                    let (email, client) = (failed_email, failed_client);
+                    tx.insert_login_failure(&email, &client, now).await?;
+                    tx.append_audit(AuditEntry {
+                        at: now,
+                        actor: "anonymous".into(),
+                        action: "auth.login_failed".into(),
+                        ticket_id: None,
+                        changes: change(
+                            "attempt",
+                            json!({ "email": email, "client": client, "reason": reason }),
+                        ),
+                    })
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+            tracing::info!(email, client, reason, "sign-in refused");
+            return Err(Error::Unauthorized(BAD_LOGIN.into()));
+        }
+        let Some((user_id, _, _)) = record else {
+            return Err(Error::Unauthorized(BAD_LOGIN.into()));
+        };
+        let user = self
+            .db()
+            .user(&email)
+            .await?
+            .ok_or_else(|| Error::Unauthorized(BAD_LOGIN.into()))?;
+        let secret = random_token();
+        let csrf_token = random_token();
+        let (id_hash, csrf, client) = (hash_secret(&secret), csrf_token.clone(), client.to_owned());
+        let name = actor_name.clone();
+        let max = settings.session_max;
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                tx.insert_session(&id_hash, user_id, &csrf, now, now + max)
+                    .await?;
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: name,
+                    action: "auth.login".into(),
+                    ticket_id: None,
+                    changes: change("session", json!({ "method": "password", "client": client })),
+                })
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(NewSession {
+            secret,
+            csrf_token,
+            actor: Actor::new(actor_name, user.role),
+            max_age: settings.session_max,
+        })
+    }
+
+    /// The person behind a session cookie, if the session is alive.
+    pub async fn session(&self, secret: &str) -> Result<Option<ActiveSession>> {
+        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let id_hash = hash_secret(secret);
+        let Some(s) = self.db().session(&id_hash).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let settings = self.auth_settings();
+        if now >= s.expires_at || now - s.last_seen_at >= settings.session_idle {
+            return Ok(None);
+        }
+        if now - s.last_seen_at >= TimeDelta::minutes(1) {
+            let id_hash = id_hash.clone();
+            self.change(move |tx, now| {
+                Box::pin(async move { Ok(tx.touch_session(&id_hash, now).await?) })
+            })
+            .await?;
+        }
+        Ok(Some(ActiveSession {
+            actor: Actor::new(format!("user:{}", s.email), s.role),
+            csrf_token: s.csrf_token,
+        }))
+    }
+
+    /// Ends a session for good.
+    pub async fn logout(&self, secret: &str) -> Result<bool> {
+        let Some(active) = self.session(secret).await? else {
+            return Ok(false);
+        };
+        let id_hash = hash_secret(secret);
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let ended = tx.delete_session(&id_hash).await?;
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: active.actor.name.clone(),
+                    action: "auth.logout".into(),
+                    ticket_id: None,
+                    changes: change("session", json!({ "ended": true })),
+                })
+                .await?;
+                Ok(ended)
+            })
+        })
+        .await
+    }
+}

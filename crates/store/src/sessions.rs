@@ -1,0 +1,166 @@
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use opsdesk_domain::Role;
+
+use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
+
+/// A stored session, found by the hash of its cookie value.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user_id: i64,
+    pub email: String,
+    pub role: Role,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Tx {
+    pub async fn insert_session(
+        &mut self,
+        id_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $4, $5)",
+            )
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(csrf_token)
+            .bind(Ts(at))
+            .bind(Ts(expires_at))
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Ends a session; true when there was one.
+    pub async fn delete_session(&mut self, id_hash: &str) -> Result<bool> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(&mut *c)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// Ends every session of a person (when they are disabled).
+    pub async fn delete_user_sessions(&mut self, user_id: i64) -> Result<u64> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    pub async fn touch_session(&mut self, id_hash: &str, at: DateTime<Utc>) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                .bind(Ts(at))
+                .bind(id_hash)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn insert_login_failure(
+        &mut self,
+        email: &str,
+        client: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("INSERT INTO login_failures (email, client, at) VALUES ($1, $2, $3)")
+                .bind(email)
+                .bind(client)
+                .bind(Ts(at))
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+impl Db {
+    /// The stored password hash and state of a person, by email.
+    pub async fn login_record(&self, email: &str) -> Result<Option<(i64, Option<String>, bool)>> {
+        on_read!(self, p, _b => {
+            let row = sqlx::query("SELECT id, password_hash, active FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(p)
+                .await?;
+            match row {
+                Some(r) => Ok(Some((r.try_get("id")?, r.try_get("password_hash")?, r.try_get("active")?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The session and its person, if the person is still active.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
+        on_read!(self, p, _b => {
+            let row = sqlx::query(
+                "SELECT s.user_id, u.email, u.role, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at \
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND u.active = $2",
+            )
+            .bind(id_hash)
+            .bind(true)
+            .fetch_optional(p)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(SessionRecord {
+                    user_id: r.try_get("user_id")?,
+                    email: r.try_get("email")?,
+                    role: {
+                        let role: String = r.try_get("role")?;
+                        Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?
+                    },
+                    csrf_token: r.try_get("csrf_token")?,
+                    created_at: r.try_get::<Ts, _>("created_at")?.0,
+                    last_seen_at: r.try_get::<Ts, _>("last_seen_at")?.0,
+                    expires_at: r.try_get::<Ts, _>("expires_at")?.0,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Failed sign-ins since `since`, for an email and for a client address.
+    pub async fn login_failures(
+        &self,
+        email: &str,
+        client: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, i64)> {
+        on_read!(self, p, _b => {
+            let by_email: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1 AND at > $2")
+                .bind(email)
+                .bind(Ts(since))
+                .fetch_one(p)
+                .await?;
+            let by_client: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE client = $1 AND at > $2")
+                .bind(client)
+                .bind(Ts(since))
+                .fetch_one(p)
+                .await?;
+            Ok((by_email, by_client))
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! The pages: sign-in, sign-out and the start page. The web app builds on these.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use opsdesk_core::Error;
+use serde::Deserialize;
+
+use crate::auth::{Auth, SessionCsrf};
+use crate::AppState;
+
+pub const SESSION_COOKIE: &str = "opsdesk_session";
+const LOGIN_CSRF_COOKIE: &str = "opsdesk_login_csrf";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+    sso: bool,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    who: &'a str,
+    role: &'a str,
+    csrf: &'a str,
+}
+
+fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
+    match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    path: &'static str,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .secure(state.secure_cookies)
+        .same_site(if name == SESSION_COOKIE {
+            SameSite::Lax
+        } else {
+            SameSite::Strict
+        })
+        .path(path)
+        .build()
+}
+
+/// Shows the sign-in form with a fresh CSRF token, tied to a cookie (double submit).
+async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        if let Ok(Some(_)) = state.desk.session(c.value()).await {
+            return Redirect::to("/").into_response();
+        }
+    }
+    render_login(&state, jar, StatusCode::OK, "", None)
+}
+
+fn render_login(
+    state: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    let csrf = opsdesk_core::sessions::random_token();
+    let jar = jar.add(cookie(state, LOGIN_CSRF_COOKIE, csrf.clone(), "/login"));
+    let html = LoginPage {
+        csrf: &csrf,
+        email,
+        error,
+        sso: state.sso_enabled,
+    }
+    .render();
+    (jar, page(status, html)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Refuses a request another site's page made the browser send.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host,
+    ) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
+}
+
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if cross_site(&headers) {
+        tracing::warn!(%peer, "cross-site sign-in refused");
+        return render_login(
+            &state,
+            jar,
+            StatusCode::FORBIDDEN,
+            "",
+            Some("this form must be sent from opsdesk itself"),
+        );
+    }
+    let expected = jar
+        .get(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if expected.is_empty() || !same_secret(&expected, &form.csrf) {
+        tracing::warn!(%peer, "sign-in with a missing or wrong CSRF token refused");
+        return render_login(
+            &state,
+            jar,
+            StatusCode::FORBIDDEN,
+            &form.email,
+            Some("the form expired; please sign in again"),
+        );
+    }
+    if state.sso_only {
+        return render_login(
+            &state,
+            jar,
+            StatusCode::FORBIDDEN,
+            "",
+            Some("sign in with SSO"),
+        );
+    }
+    match state
+        .desk
+        .login(&form.email, &form.password, &peer.ip().to_string())
+        .await
+    {
+        Ok(session) => {
+            // A browser-session cookie; the server ends the session on its own schedule.
+            let c = cookie(&state, SESSION_COOKIE, session.secret, "/");
+            let jar = jar
+                .remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/login").build())
+                .add(c);
+            (jar, Redirect::to("/")).into_response()
+        }
+        Err(Error::Throttled(msg)) => render_login(
+            &state,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.email,
+            Some(&msg),
+        ),
+        Err(Error::Unauthorized(msg)) => render_login(
+            &state,
+            jar,
+            StatusCode::UNAUTHORIZED,
+            &form.email,
+            Some(&msg),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            render_login(
+                &state,
+                jar,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &form.email,
+                Some("sign-in failed; try again"),
+            )
+        }
+    }
+}
+
+/// Ends the session (the access layer has checked it and its CSRF token already).
+async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        if let Err(e) = state.desk.logout(c.value()).await {
+            tracing::error!(error = %e, "sign-out failed");
+        }
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    (jar, Redirect::to("/login")).into_response()
+}
+
+async fn home(Auth(actor): Auth, csrf: Option<axum::Extension<SessionCsrf>>) -> Response {
+    let csrf = csrf.map(|c| c.0 .0).unwrap_or_default();
+    let who = actor.user_email().unwrap_or(&actor.name).to_owned();
+    page(
+        StatusCode::OK,
+        HomePage {
+            who: &who,
+            role: actor.role.as_str(),
+            csrf: &csrf,
+        }
+        .render(),
+    )
+}
