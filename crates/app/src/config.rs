@@ -18,6 +18,112 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub oidc: OidcConfig,
+}
+
+/// Single sign-on with an OpenID Connect provider; off while `issuer_url` is empty.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// `<opsdesk URL>/auth/oidc/callback`, as registered with the provider.
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    /// The ID token claim that lists a person's groups.
+    pub groups_claim: String,
+    /// Group -> role; the strongest role among a person's groups wins.
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// The role of people none of whose groups is in `roles`.
+    pub default_role: String,
+    /// Group -> team name (created when missing).
+    pub teams: std::collections::BTreeMap<String, String>,
+    /// Turn local passwords off: everyone signs in with SSO.
+    pub sso_only: bool,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer_url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_url: String::new(),
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            groups_claim: "groups".into(),
+            roles: Default::default(),
+            default_role: "requester".into(),
+            teams: Default::default(),
+            sso_only: false,
+        }
+    }
+}
+
+impl fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer_url", &self.issuer_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &if self.client_secret.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("redirect_url", &self.redirect_url)
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .field("roles", &self.roles)
+            .field("default_role", &self.default_role)
+            .field("teams", &self.teams)
+            .field("sso_only", &self.sso_only)
+            .finish()
+    }
+}
+
+impl OidcConfig {
+    /// The settings for the web layer, when single sign-on is on.
+    pub fn settings(&self) -> Result<Option<opsdesk_web::sso::SsoSettings>, String> {
+        use opsdesk_domain::Role;
+        if self.issuer_url.trim().is_empty() {
+            return Ok(None);
+        }
+        let role = |name: &str, key: &str| {
+            Role::parse(name)
+                .filter(|r| r.for_people())
+                .ok_or_else(|| format!("oidc.{key}: unknown role {name:?}; expected one of: requester, agent, lead, admin, auditor, viewer"))
+        };
+        let mut mapping = opsdesk_core::sso::SsoMapping {
+            default_role: role(&self.default_role, "default_role")?,
+            ..Default::default()
+        };
+        for (group, name) in &self.roles {
+            mapping
+                .roles
+                .insert(group.clone(), role(name, &format!("roles.{group}"))?);
+        }
+        mapping.teams = self.teams.clone();
+        for (key, value) in [
+            ("client_id", &self.client_id),
+            ("redirect_url", &self.redirect_url),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("oidc.{key} must be set when oidc.issuer_url is"));
+            }
+        }
+        Ok(Some(opsdesk_web::sso::SsoSettings {
+            issuer_url: self.issuer_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            redirect_url: self.redirect_url.clone(),
+            scopes: self.scopes.clone(),
+            groups_claim: self.groups_claim.clone(),
+            mapping,
+        }))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +309,29 @@ session_max_hours = 12
 max_failures_per_account = 5
 max_failures_per_address = 20
 failure_window_minutes = 15
+
+[oidc]
+# Single sign-on with your OpenID Connect provider (Okta, Entra ID, Google, Keycloak,
+# IAM Identity Center...). Off while issuer_url is empty.
+issuer_url = ""
+client_id = ""
+# Never printed or logged.
+client_secret = ""
+# <opsdesk URL>/auth/oidc/callback, registered with the provider as a redirect URI.
+redirect_url = ""
+scopes = ["openid", "email", "profile"]
+# The ID token claim listing a person's groups.
+groups_claim = "groups"
+# The role of people none of whose groups is mapped below.
+default_role = "requester"
+# Turn local passwords off: everyone signs in with SSO.
+sso_only = false
+
+# Group -> role; the strongest role among a person's groups wins, e.g. "ops-admins" = "admin".
+[oidc.roles]
+
+# Group -> team (created when missing), e.g. "sre" = "SRE".
+[oidc.teams]
 "#;
 
 #[cfg(test)]

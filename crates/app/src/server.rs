@@ -102,6 +102,14 @@ pub async fn serve(
     let db = desk.db().clone();
     let mut state = AppState::new(desk);
     state.secure_cookies = config.auth.secure_cookies;
+    if let Some(settings) = config.oidc.settings().map_err(anyhow::Error::msg)? {
+        let sso = opsdesk_web::sso::Sso::discover(settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("single sign-on: {e}"))?;
+        state.sso = Some(Arc::new(sso));
+        state.sso_only = config.oidc.sso_only;
+        tracing::info!(issuer = %config.oidc.issuer_url, "single sign-on is on");
+    }
     let server = opsdesk_web::serve(listener, state, graceful);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {

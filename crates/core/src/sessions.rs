@@ -64,7 +64,7 @@ pub fn random_token() -> String {
     hex::encode(bytes)
 }
 
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -164,3 +164,81 @@ impl Db {
         })
     }
 }
+
+impl Tx {
+    /// Remembers a single sign-on in progress.
+    pub async fn insert_sso_login(
+        &mut self,
+        state: &str,
+        nonce: &str,
+        verifier: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("INSERT INTO sso_logins (state, nonce, verifier, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(state)
+                .bind(nonce)
+                .bind(verifier)
+                .bind(Ts(at))
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Takes (and forgets) a sign-on in progress: its nonce, PKCE verifier and start time.
+    pub async fn take_sso_login(
+        &mut self,
+        state: &str,
+    ) -> Result<Option<(String, String, DateTime<Utc>)>> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let row = sqlx::query("DELETE FROM sso_logins WHERE state = $1 RETURNING nonce, verifier, created_at")
+                .bind(state)
+                .fetch_optional(&mut *c)
+                .await?;
+            match row {
+                Some(r) => Ok(Some((r.try_get("nonce")?, r.try_get("verifier")?, r.try_get::<Ts, _>("created_at")?.0))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Sets a person's role and teams from their identity provider's claims.
+    pub async fn set_user_teams(&mut self, user_id: i64, team_ids: &[i64]) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("DELETE FROM team_members WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
+            for team_id in team_ids {
+                sqlx::query("INSERT INTO team_members (team_id, user_id) VALUES ($1, $2)")
+                    .bind(team_id)
+                    .bind(user_id)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub async fn set_user_name(
+        &mut self,
+        user_id: i64,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3")
+                .bind(name)
+                .bind(Ts(at))
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -7,6 +7,7 @@ mod error;
 mod json;
 mod ops;
 pub mod policy;
+pub mod sso;
 mod ui;
 
 use std::future::Future;
@@ -29,8 +30,8 @@ pub struct AppState {
     pub desk: Desk,
     /// Mark cookies Secure (set when opsdesk is reached over HTTPS).
     pub secure_cookies: bool,
-    /// Show "Sign in with SSO" on the sign-in page.
-    pub sso_enabled: bool,
+    /// The identity provider for single sign-on, when one is set up.
+    pub sso: Option<std::sync::Arc<sso::Sso>>,
     /// Turn local passwords off: people sign in with SSO only.
     pub sso_only: bool,
 }
@@ -40,7 +41,7 @@ impl AppState {
         AppState {
             desk,
             secure_cookies: false,
-            sso_enabled: false,
+            sso: None,
             sso_only: false,
         }
     }
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(ops::routes())
         .merge(ui::routes())
+        .merge(sso::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             policy::enforce,

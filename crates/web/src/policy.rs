@@ -29,6 +29,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
     Some(match (m, route) {
         ("GET", "/healthz" | "/readyz" | "/metrics") => Public,
         ("GET" | "POST", "/login") => Public,
+        ("GET", "/auth/oidc/start" | "/auth/oidc/callback") => Public,
         ("GET", "/") => SignedIn,
         ("POST", "/logout") => SignedIn,
         ("GET", "/api/v1/me") => SignedIn,
@@ -66,6 +67,8 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/logout"),
+    ("GET", "/auth/oidc/start"),
+    ("GET", "/auth/oidc/callback"),
 ];
 
 /// The access layer: applies [`access`] to every routed request.

@@ -32,6 +32,7 @@ struct LoginPage<'a> {
     email: &'a str,
     error: Option<&'a str>,
     sso: bool,
+    sso_only: bool,
 }
 
 #[derive(Template)]
@@ -84,6 +85,16 @@ async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
     render_login(&state, jar, StatusCode::OK, "", None)
 }
 
+/// The sign-in page with a message, for flows that end in a refusal.
+pub fn login_error(
+    state: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    render_login(state, jar, status, "", Some(message))
+}
+
 fn render_login(
     state: &AppState,
     jar: CookieJar,
@@ -97,7 +108,8 @@ fn render_login(
         csrf: &csrf,
         email,
         error,
-        sso: state.sso_enabled,
+        sso: state.sso.is_some(),
+        sso_only: state.sso_only,
     }
     .render();
     (jar, page(status, html)).into_response()

@@ -124,10 +124,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, |_, _| {}).await
+    }
+
+    /// Starts a server whose configuration `configure` adjusts, knowing the server's base URL.
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config, &str),
+    ) -> TestServer {
         let db = TestDb::new(backend).await;
-        let config = db.config();
+        let mut config = db.config();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        configure(&mut config, &base);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             opsdesk::server::serve(&config, listener, async move {

@@ -10,4 +10,5 @@ mod audit;
 mod cli;
 mod ops;
 mod signin;
+mod sso;
 mod tickets;

@@ -1,0 +1,432 @@
+//! Single sign-on against a real OpenID Connect provider (`oidc-provider` from npm, run by
+//! the tests from crates/app/tests/oidc).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use opsdesk_core::{Desk, FixedClock};
+use reqwest::header::LOCATION;
+use reqwest::{redirect, Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+
+on_both_backends!(
+    sso_signs_people_in_and_keeps_them_up_to_date,
+    sso_refuses_what_it_must
+);
+
+const CLIENT_ID: &str = "opsdesk-test";
+const CLIENT_SECRET: &str = "test-client-secret-0123456789";
+
+/// A running provider; stopped when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Provider {
+    fn start(redirect_uri: &str) -> Provider {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc");
+        assert!(
+            std::path::Path::new(&format!("{dir}/node_modules/oidc-provider")).exists(),
+            "the OpenID Connect provider is not installed: run `npm ci --prefix crates/app/tests/oidc` (scripts/test does)"
+        );
+        let mut child = Command::new("node")
+            .arg(format!("{dir}/provider.mjs"))
+            .env("OIDC_PORT", "0")
+            .env("OIDC_CLIENT_ID", CLIENT_ID)
+            .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
+            .env("OIDC_REDIRECT_URI", redirect_uri)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let issuer = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(iss) = line.strip_prefix("OIDC_ISSUER=") {
+                        break iss.to_owned();
+                    }
+                }
+                other => panic!("the provider did not start: {other:?}"),
+            }
+        };
+        Provider { child, issuer }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "expected a redirect from {}",
+        r.url()
+    );
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// Signs in at the provider after its authorization URL; returns where it sends the browser.
+async fn at_provider(b: &reqwest::Client, issuer: &str, auth_url: &str, login: &str) -> String {
+    let interaction = location(&b.get(auth_url).send().await.unwrap());
+    assert!(interaction.starts_with("/interaction/"), "{interaction}");
+    let r = b
+        .post(format!("{issuer}{interaction}/login"))
+        .form(&[("login", login), ("password", "any")])
+        .send()
+        .await
+        .unwrap();
+    let resume = location(&r);
+    location(&b.get(resume).send().await.unwrap())
+}
+
+/// The whole flow in a browser: returns the answer of opsdesk's callback.
+async fn sso(s: &TestServer, p: &Provider, b: &reqwest::Client, login: &str) -> reqwest::Response {
+    let auth_url = location(&b.get(s.url("/auth/oidc/start")).send().await.unwrap());
+    assert!(
+        auth_url.starts_with(&format!("{}/auth?", p.issuer)),
+        "{auth_url}"
+    );
+    assert!(
+        auth_url.contains("code_challenge_method=S256") && auth_url.contains("nonce="),
+        "{auth_url}"
+    );
+    let back = at_provider(b, &p.issuer, &auth_url, login).await;
+    assert!(back.starts_with(&s.url("/auth/oidc/callback?")), "{back}");
+    b.get(back).send().await.unwrap()
+}
+
+async fn start(backend: Backend, sso_only: bool) -> (TestServer, Provider) {
+    let mut provider = None;
+    let s = TestServer::start_with(backend, |config, base| {
+        let p = Provider::start(&format!("{base}/auth/oidc/callback"));
+        config.oidc.issuer_url = p.issuer.clone();
+        config.oidc.client_id = CLIENT_ID.into();
+        config.oidc.client_secret = CLIENT_SECRET.into();
+        config.oidc.redirect_url = format!("{base}/auth/oidc/callback");
+        config.oidc.scopes = vec![
+            "openid".into(),
+            "email".into(),
+            "profile".into(),
+            "groups".into(),
+        ];
+        config
+            .oidc
+            .roles
+            .insert("ops-admins".into(), "admin".into());
+        config.oidc.teams.insert("sre".into(), "SRE".into());
+        config.oidc.sso_only = sso_only;
+        provider = Some(p);
+    })
+    .await;
+    (s, provider.unwrap())
+}
+
+async fn me(s: &TestServer, b: &reqwest::Client) -> (StatusCode, Value) {
+    let r = b.get(s.url("/api/v1/me")).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn audit_actions(s: &TestServer) -> Vec<Value> {
+    let trail = s
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&s.admin),
+            None,
+        )
+        .await
+        .body;
+    trail["items"].as_array().unwrap().clone()
+}
+
+async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
+    let (s, p) = start(backend, false).await;
+    let page = browser()
+        .get(s.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Sign in with SSO") && page.contains(r#"name="password""#),
+        "{page}"
+    );
+
+    let ana = browser();
+    let r = sso(&s, &p, &ana, "ana@example.com").await;
+    assert_eq!(location(&r), "/");
+    let (status, who) = me(&s, &ana).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(who["name"], "user:ana@example.com");
+    assert_eq!(who["role"], "admin", "ops-admins maps to admin");
+
+    let users = s
+        .call(Method::GET, "/api/v1/users", Some(&s.admin), None)
+        .await
+        .body;
+    let made = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ana@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(made["display_name"], "Ana Silva");
+    assert_eq!(made["teams"], json!(["SRE"]));
+    assert_eq!(made["has_password"], false);
+
+    let bo = browser();
+    sso(&s, &p, &bo, "bo@example.com").await;
+    assert_eq!(
+        me(&s, &bo).await.1["role"],
+        "requester",
+        "no mapped group: the default role"
+    );
+
+    // Each sign-in brings the account back in line with the provider.
+    let r = s
+        .call(
+            Method::PATCH,
+            "/api/v1/users/ana@example.com",
+            Some(&s.admin),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.body["role"], "viewer");
+    let again = browser();
+    sso(&s, &p, &again, "ana@example.com").await;
+    assert_eq!(me(&s, &again).await.1["role"], "admin");
+
+    let trail = audit_actions(&s).await;
+    let by_sso: Vec<_> = trail
+        .iter()
+        .filter(|e| e["actor"] == "sso")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        by_sso,
+        [
+            "user.created",
+            "team.created",
+            "user.created",
+            "user.role_changed"
+        ]
+    );
+    let logins: Vec<_> = trail
+        .iter()
+        .filter(|e| e["action"] == "auth.login")
+        .map(|e| e["changes"]["session"]["after"]["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(logins, ["oidc", "oidc", "oidc"]);
+    s.stop().await;
+}
+
+/// An ID token straight from a provider, for a nonce of the test's choosing.
+async fn id_token(p: &Provider, redirect_uri: &str, login: &str, nonce: &str) -> String {
+    let b = browser();
+    let verifier = "v".repeat(50);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let auth = reqwest::Url::parse_with_params(
+        &format!("{}/auth", p.issuer),
+        &[
+            ("client_id", CLIENT_ID),
+            ("redirect_uri", redirect_uri),
+            ("response_type", "code"),
+            ("scope", "openid email profile groups"),
+            ("state", "s"),
+            ("nonce", nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let back = at_provider(&b, &p.issuer, auth.as_str(), login).await;
+    let code = reqwest::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/token", p.issuer))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["id_token"].as_str().unwrap().to_owned()
+}
+
+async fn sso_refuses_what_it_must(backend: Backend) {
+    let (s, p) = start(backend, true).await;
+    let callback = s.url("/auth/oidc/callback");
+
+    // SSO only: no password form, and a password sign-in is refused.
+    let b = browser();
+    let page = b
+        .get(s.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Sign in with SSO") && !page.contains(r#"name="password""#),
+        "{page}"
+    );
+
+    // State that is not the one this browser started with.
+    let b = browser();
+    location(&b.get(s.url("/auth/oidc/start")).send().await.unwrap());
+    let r = b
+        .get(format!("{callback}?code=x&state=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(me(&s, &b).await.0, StatusCode::UNAUTHORIZED);
+
+    // A callback carried to another browser, and the same callback twice.
+    let first = browser();
+    let auth_url = location(&first.get(s.url("/auth/oidc/start")).send().await.unwrap());
+    let back = at_provider(&first, &p.issuer, &auth_url, "ana@example.com").await;
+    let other = browser();
+    assert_eq!(
+        other.get(&back).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(location(&first.get(&back).send().await.unwrap()), "/");
+    let replay = first.get(&back).send().await.unwrap();
+    assert_ne!(
+        replay.status(),
+        StatusCode::SEE_OTHER,
+        "a state is good once"
+    );
+
+    // The provider refusing the person.
+    let b = browser();
+    let auth_url = location(&b.get(s.url("/auth/oidc/start")).send().await.unwrap());
+    let back = at_provider(&b, &p.issuer, &auth_url, "mallory@example.com").await;
+    assert!(back.contains("error=access_denied"), "{back}");
+    assert_eq!(
+        b.get(&back).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A disabled person stays out.
+    s.call(
+        Method::PATCH,
+        "/api/v1/users/ana@example.com",
+        Some(&s.admin),
+        Some(json!({"active": false})),
+    )
+    .await;
+    let b = browser();
+    assert_eq!(
+        sso(&s, &p, &b, "ana@example.com").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me(&s, &b).await.0, StatusCode::UNAUTHORIZED);
+
+    let refusals = audit_actions(&s)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "auth.login_failed")
+        .count();
+    assert!(refusals >= 5, "{refusals} refusals audited");
+
+    // The ID token itself: signature, issuer, audience, expiry and nonce are all checked.
+    let settings = opsdesk::config::Config {
+        oidc: {
+            let mut o = opsdesk::config::Config::default().oidc;
+            o.issuer_url = p.issuer.clone();
+            o.client_id = CLIENT_ID.into();
+            o.client_secret = CLIENT_SECRET.into();
+            o.redirect_url = callback.clone();
+            o
+        },
+        ..Default::default()
+    }
+    .oidc
+    .settings()
+    .unwrap()
+    .unwrap();
+    let checker = opsdesk_web::sso::Sso::discover(settings).await.unwrap();
+    let desk = s.db.desk().await;
+    let good = id_token(&p, &callback, "bo@example.com", "n-1").await;
+    let who = checker.verify_id_token(&desk, &good, "n-1").unwrap();
+    assert_eq!(
+        (who.email.as_str(), who.groups.clone()),
+        ("bo@example.com", vec!["requesters".to_owned()])
+    );
+    assert!(
+        checker.verify_id_token(&desk, &good, "n-2").is_err(),
+        "wrong nonce"
+    );
+
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["email"] = json!("ana@example.com");
+    claims["groups"] = json!(["ops-admins"]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    assert!(
+        checker.verify_id_token(&desk, &forged, "n-1").is_err(),
+        "a changed payload breaks the signature"
+    );
+
+    let elsewhere = Provider::start(&callback);
+    let foreign = id_token(&elsewhere, &callback, "bo@example.com", "n-1").await;
+    assert!(
+        checker.verify_id_token(&desk, &foreign, "n-1").is_err(),
+        "another issuer's token"
+    );
+
+    let later = Desk::new(
+        desk.db().clone(),
+        Arc::new(FixedClock::new(desk.now() + chrono::TimeDelta::hours(2))),
+    );
+    let err = checker.verify_id_token(&later, &good, "n-1").unwrap_err();
+    assert!(err.to_lowercase().contains("expire"), "{err}");
+    desk.db().close().await;
+    s.stop().await;
+}
