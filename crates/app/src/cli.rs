@@ -81,6 +81,18 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Set up two-factor sign-in for a person; prints the secret and otpauth URL to hand over.
+    Totp {
+        #[arg(long)]
+        email: String,
+    },
+    /// Require a two-factor code from a person at sign-in (--off to stop requiring it).
+    RequireTotp {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        off: bool,
+    },
     /// List everyone.
     List,
 }
@@ -332,6 +344,24 @@ async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable { email } => {
             let u = desk.set_user_active(&actor, &email, true).await?;
             println!("enabled {}", u.email);
+        }
+        UserCommand::Totp { email } => {
+            let e = desk.enroll_totp(&actor, &email).await?;
+            println!("two-factor sign-in is on for {email}; give them this (once, privately):");
+            println!("secret: {}", e.secret);
+            println!("{}", e.url);
+        }
+        UserCommand::RequireTotp { email, off } => {
+            let u = desk.set_totp_required(&actor, &email, !off).await?;
+            println!(
+                "{} {} a two-factor code",
+                u.email,
+                if u.totp_required {
+                    "now needs"
+                } else {
+                    "no longer needs"
+                }
+            );
         }
         UserCommand::List => {
             println!(

@@ -9,6 +9,7 @@ pub mod sessions;
 pub mod sso;
 mod tickets;
 mod tokens;
+pub mod totp;
 
 pub use audit::{VerifyError, VerifySummary};
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -55,7 +55,11 @@ pub struct ActiveSession {
 }
 
 /// One message for every failed sign-in, so it tells nobody which accounts exist.
-pub const BAD_LOGIN: &str = "the email or password is wrong";
+pub const BAD_LOGIN: &str = "the email, password or two-factor code is wrong";
+
+/// The message when the password was right but a required second factor is not set up.
+pub const TOTP_NOT_SET_UP: &str =
+    "two-factor sign-in is required for this account; ask an admin to set it up";
 
 /// 256 random bits, hex-encoded.
 pub fn random_token() -> String {
@@ -102,7 +106,13 @@ fn change(field: &str, after: Value) -> Changes {
 impl Desk {
     /// Signs a person in with their local password. `client` is their address, for the rate
     /// limit and the audit trail.
-    pub async fn login(&self, email: &str, password: &str, client: &str) -> Result<NewSession> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        code: Option<&str>,
+        client: &str,
+    ) -> Result<NewSession> {
         let email = email.trim().to_lowercase();
         let settings = self.auth_settings().clone();
         let now = self.now();
@@ -137,27 +147,7 @@ impl Desk {
         };
         let actor_name = format!("user:{email}");
         if let Some(reason) = reason {
-            let (failed_email, failed_client) = (email.clone(), client.to_owned());
-            self.change(move |tx, now| {
-                Box::pin(async move {
-                    let (email, client) = (failed_email, failed_client);
-                    tx.insert_login_failure(&email, &client, now).await?;
-                    tx.append_audit(AuditEntry {
-                        at: now,
-                        actor: "anonymous".into(),
-                        action: "auth.login_failed".into(),
-                        ticket_id: None,
-                        changes: change(
-                            "attempt",
-                            json!({ "email": email, "client": client, "reason": reason }),
-                        ),
-                    })
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await?;
-            tracing::info!(email, client, reason, "sign-in refused");
+            self.record_login_failure(&email, client, reason).await?;
             return Err(Error::Unauthorized(BAD_LOGIN.into()));
         }
         let Some((user_id, _, _)) = record else {
@@ -173,28 +163,97 @@ impl Desk {
         let (id_hash, csrf, client) = (hash_secret(&secret), csrf_token.clone(), client.to_owned());
         let name = actor_name.clone();
         let max = settings.session_max;
-        self.change(move |tx, now| {
-            Box::pin(async move {
-                tx.insert_session(&id_hash, user_id, &csrf, now, now + max)
+        let (code, totp_email, failed_client) =
+            (code.map(str::to_owned), email.clone(), client.clone());
+        let second_factor = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let totp = tx.totp_state(user_id).await?;
+                    match (&totp.secret, code) {
+                        (Some(secret), Some(code)) => {
+                            match crate::totp::check(
+                                secret,
+                                &totp_email,
+                                &code,
+                                now,
+                                totp.last_step,
+                            ) {
+                                Some(step) => {
+                                    tx.set_totp(user_id, None, None, Some(step), None).await?
+                                }
+                                None => return Ok(Err("wrong two-factor code")),
+                            }
+                        }
+                        (Some(_), None) => return Ok(Err("no two-factor code")),
+                        (None, _) if totp.required => {
+                            return Ok(Err("two-factor sign-in not set up"))
+                        }
+                        (None, _) => {}
+                    }
+                    tx.insert_session(&id_hash, user_id, &csrf, now, now + max)
+                        .await?;
+                    let method = if totp.secret.is_some() {
+                        "password+totp"
+                    } else {
+                        "password"
+                    };
+                    tx.append_audit(AuditEntry {
+                        at: now,
+                        actor: name,
+                        action: "auth.login".into(),
+                        ticket_id: None,
+                        changes: change("session", json!({ "method": method, "client": client })),
+                    })
                     .await?;
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: name,
-                    action: "auth.login".into(),
-                    ticket_id: None,
-                    changes: change("session", json!({ "method": "password", "client": client })),
+                    Ok(Ok(()))
                 })
-                .await?;
-                Ok(())
             })
-        })
-        .await?;
+            .await?;
+        if let Err(reason) = second_factor {
+            self.record_login_failure(&email, &failed_client, reason)
+                .await?;
+            let message = if reason == "two-factor sign-in not set up" {
+                TOTP_NOT_SET_UP
+            } else {
+                BAD_LOGIN
+            };
+            return Err(Error::Unauthorized(message.into()));
+        }
         Ok(NewSession {
             secret,
             csrf_token,
             actor: Actor::new(actor_name, user.role),
             max_age: settings.session_max,
         })
+    }
+
+    /// Counts a failed sign-in towards the rate limit and records it in the audit trail.
+    async fn record_login_failure(
+        &self,
+        email: &str,
+        client: &str,
+        reason: &'static str,
+    ) -> Result<()> {
+        let (email, client) = (email.to_owned(), client.to_owned());
+        tracing::info!(email, client, reason, "sign-in refused");
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                tx.insert_login_failure(&email, &client, now).await?;
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: "anonymous".into(),
+                    action: "auth.login_failed".into(),
+                    ticket_id: None,
+                    changes: change(
+                        "attempt",
+                        json!({ "email": email, "client": client, "reason": reason }),
+                    ),
+                })
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The person behind a session cookie, if the session is alive.

@@ -158,6 +158,10 @@ pub struct User {
     pub teams: Vec<String>,
     /// Whether they have a local password (people who sign in with SSO may not).
     pub has_password: bool,
+    /// Whether they sign in with a two-factor code.
+    pub totp: bool,
+    /// Whether an admin requires a two-factor code from them.
+    pub totp_required: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

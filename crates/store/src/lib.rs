@@ -16,7 +16,7 @@ mod writer;
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use opsdesk_domain::TokenSummary;
-pub use people::UserRecord;
+pub use people::{TotpState, UserRecord};
 pub use sessions::SessionRecord;
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;

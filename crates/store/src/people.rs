@@ -15,12 +15,12 @@ pub struct UserRecord {
 }
 
 const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.role, u.active, \
-    u.password_hash IS NOT NULL AS has_password, u.created_at, u.updated_at, \
+    u.password_hash IS NOT NULL AS has_password, u.totp_secret IS NOT NULL AS totp, u.totp_required, u.created_at, u.updated_at, \
     (SELECT string_agg(m.name, ',') FROM (SELECT t.name FROM team_members tm \
       JOIN teams t ON t.id = tm.team_id WHERE tm.user_id = u.id ORDER BY t.name) m) AS team_names";
 
 const SQLITE_USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.role, u.active, \
-    u.password_hash IS NOT NULL AS has_password, u.created_at, u.updated_at, \
+    u.password_hash IS NOT NULL AS has_password, u.totp_secret IS NOT NULL AS totp, u.totp_required, u.created_at, u.updated_at, \
     (SELECT group_concat(name, ',') FROM (SELECT t.name FROM team_members tm \
       JOIN teams t ON t.id = tm.team_id WHERE tm.user_id = u.id ORDER BY t.name)) AS team_names";
 
@@ -47,6 +47,8 @@ macro_rules! user_from_row {
                 .map(|t| t.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
             has_password: row.try_get("has_password")?,
+            totp: row.try_get("totp")?,
+            totp_required: row.try_get("totp_required")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
             updated_at: row.try_get::<Ts, _>("updated_at")?.0,
         }
@@ -232,6 +234,59 @@ impl Db {
                 });
             }
             Ok(out)
+        })
+    }
+}
+
+/// A person's two-factor state, for sign-in.
+#[derive(Debug, Clone)]
+pub struct TotpState {
+    pub secret: Option<String>,
+    pub pending: Option<String>,
+    pub last_step: Option<i64>,
+    pub required: bool,
+}
+
+impl Tx {
+    pub async fn totp_state(&mut self, user_id: i64) -> Result<TotpState> {
+        on_tx!(self, c, _b => {
+            let r = sqlx::query("SELECT totp_secret, totp_pending, totp_last_step, totp_required FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *c)
+                .await?;
+            Ok(TotpState {
+                secret: r.try_get("totp_secret")?,
+                pending: r.try_get("totp_pending")?,
+                last_step: r.try_get("totp_last_step")?,
+                required: r.try_get("totp_required")?,
+            })
+        })
+    }
+
+    /// Sets the two-factor columns that are `Some`; `Some(None)` clears one.
+    pub async fn set_totp(
+        &mut self,
+        user_id: i64,
+        secret: Option<Option<&str>>,
+        pending: Option<Option<&str>>,
+        last_step: Option<i64>,
+        required: Option<bool>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            if let Some(v) = secret {
+                sqlx::query("UPDATE users SET totp_secret = $1 WHERE id = $2").bind(v).bind(user_id).execute(&mut *c).await?;
+            }
+            if let Some(v) = pending {
+                sqlx::query("UPDATE users SET totp_pending = $1 WHERE id = $2").bind(v).bind(user_id).execute(&mut *c).await?;
+            }
+            if let Some(v) = last_step {
+                sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2").bind(v).bind(user_id).execute(&mut *c).await?;
+            }
+            if let Some(v) = required {
+                sqlx::query("UPDATE users SET totp_required = $1 WHERE id = $2").bind(v).bind(user_id).execute(&mut *c).await?;
+            }
+            Ok(())
         })
     }
 }

@@ -33,6 +33,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/") => SignedIn,
         ("POST", "/logout") => SignedIn,
         ("GET", "/api/v1/me") => SignedIn,
+        ("POST", "/api/v1/me/totp" | "/api/v1/me/totp/confirm") => SignedIn,
         ("GET", "/api/v1/openapi.json") => Needs(ReadTickets),
         ("GET", "/api/v1/tickets" | "/api/v1/tickets/{id}") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets") => Needs(CreateTickets),

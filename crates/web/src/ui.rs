@@ -123,6 +123,8 @@ struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    code: String,
 }
 
 /// Refuses a request another site's page made the browser send.
@@ -196,9 +198,10 @@ async fn login(
             Some("sign in with SSO"),
         );
     }
+    let code = Some(form.code.trim()).filter(|c| !c.is_empty());
     match state
         .desk
-        .login(&form.email, &form.password, &peer.ip().to_string())
+        .login(&form.email, &form.password, code, &peer.ip().to_string())
         .await
     {
         Ok(session) => {

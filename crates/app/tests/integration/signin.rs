@@ -10,6 +10,7 @@ on_both_backends!(
     sign_in_session_csrf_and_sign_out,
     failed_sign_ins_are_alike_audited_and_limited,
     sessions_end_when_idle_expired_or_disabled,
+    two_factor_codes,
 );
 
 const PASSWORD: &str = "plum-tractor-velvet-42";
@@ -403,5 +404,177 @@ async fn sessions_end_when_idle_expired_or_disabled(backend: Backend) {
         StatusCode::UNAUTHORIZED,
         "disabled people are signed out at once"
     );
+    s.stop().await;
+}
+
+/// The code an authenticator app shows `ahead` steps of 30 s from now.
+#[allow(clippy::disallowed_methods)] // the server reads the same wall clock
+fn code(secret: &str, ahead: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap()
+        .generate(now + 30 * ahead)
+        .to_string()
+}
+
+async fn with_code(s: &TestServer, email: &str, code: &str) -> reqwest::Response {
+    let b = browser();
+    let csrf = login_form(s, &b).await;
+    b.post(s.url("/login"))
+        .form(&[
+            ("email", email),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+            ("code", code),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn two_factor_codes(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    add_person(&s, "bo@example.com", Role::Agent).await;
+    let desk = s.db.desk().await;
+    let enrolled = desk
+        .enroll_totp(&Actor::cli(), "ana@example.com")
+        .await
+        .unwrap();
+    assert!(
+        enrolled.url.starts_with("otpauth://totp/"),
+        "{}",
+        enrolled.url
+    );
+    desk.db().close().await;
+
+    // With a second factor, the password alone is not enough, a code is good once.
+    assert_eq!(
+        with_code(&s, "ana@example.com", "").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_code(&s, "ana@example.com", "000000").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let good = code(&enrolled.secret, 0);
+    assert_eq!(
+        with_code(&s, "ana@example.com", &good).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        with_code(&s, "ana@example.com", &good).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "replayed"
+    );
+
+    // Required but not set up: refused, and told why.
+    let r = s
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/users/bo@example.com",
+            Some(&s.admin),
+            Some(json!({"totp_required": true})),
+        )
+        .await;
+    assert_eq!(r.body["totp_required"], true);
+    let r = with_code(&s, "bo@example.com", "").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("ask an admin"));
+
+    // Setting it up yourself takes a confirming code.
+    s.call(
+        reqwest::Method::PATCH,
+        "/api/v1/users/bo@example.com",
+        Some(&s.admin),
+        Some(json!({"totp_required": false})),
+    )
+    .await;
+    let (b, _) = sign_in(&s, "bo@example.com").await;
+    let token = me(&s, &b).await.1["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let set_up: Value = b
+        .post(s.url("/api/v1/me/totp"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = set_up["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        with_code(&s, "bo@example.com", "").await.status(),
+        StatusCode::SEE_OTHER,
+        "pending until confirmed"
+    );
+    let r = b
+        .post(s.url("/api/v1/me/totp/confirm"))
+        .header("x-csrf-token", &token)
+        .json(&json!({"code": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = b
+        .post(s.url("/api/v1/me/totp/confirm"))
+        .header("x-csrf-token", &token)
+        .json(&json!({"code": code(&secret, 0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        with_code(&s, "bo@example.com", "").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_code(&s, "bo@example.com", &code(&secret, 1))
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let trail = s
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&s.admin),
+            None,
+        )
+        .await
+        .body;
+    let actions: Vec<_> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "user.totp_enabled").count(),
+        2,
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"user.totp_required".to_owned()));
+    let methods: Vec<_> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.login")
+        .map(|e| {
+            e["changes"]["session"]["after"]["method"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(methods.contains(&"password+totp".to_owned()), "{methods:?}");
     s.stop().await;
 }

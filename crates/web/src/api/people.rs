@@ -20,6 +20,71 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_member))
         .routes(routes!(remove_member))
         .routes(routes!(me))
+        .routes(routes!(start_totp))
+        .routes(routes!(confirm_totp))
+}
+
+/// What an authenticator app needs.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct TotpSetUp {
+    /// Base32 secret, for typing in.
+    secret: String,
+    /// `otpauth://` URL, the content of the QR code apps scan.
+    url: String,
+}
+
+/// Start setting up two-factor sign-in for yourself; confirm with a code to turn it on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/totp",
+    tag = "people",
+    responses(
+        (status = 200, description = "The secret to put in an authenticator app", body = TotpSetUp),
+        (status = 403, description = "Not a signed-in person", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn start_totp(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<TotpSetUp>, ApiError> {
+    let email = actor
+        .user_email()
+        .ok_or_else(|| {
+            ApiError::Forbidden("only a signed-in person has two-factor sign-in".into())
+        })?
+        .to_owned();
+    let e = state.desk.enroll_totp(&actor, &email).await?;
+    Ok(Json(TotpSetUp {
+        secret: e.secret,
+        url: e.url,
+    }))
+}
+
+/// A code from the authenticator app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TotpCode {
+    code: String,
+}
+
+/// Turn two-factor sign-in on with a current code from the app.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/totp/confirm",
+    tag = "people",
+    request_body = TotpCode,
+    responses(
+        (status = 204, description = "On: sign-in now asks for a code"),
+        (status = 422, description = "The code is not right", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<TotpCode>,
+) -> Result<StatusCode, ApiError> {
+    state.desk.confirm_totp(&actor, &input.code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who the caller is.
@@ -116,6 +181,9 @@ struct UserChange {
     /// false disables the person: they can no longer sign in.
     #[serde(default)]
     active: Option<bool>,
+    /// true requires a two-factor code when they sign in with a password.
+    #[serde(default)]
+    totp_required: Option<bool>,
 }
 
 /// Change a person's role, or disable / enable them (admin). Each change is audited.
@@ -142,6 +210,12 @@ async fn update_user(
     }
     if let Some(active) = change.active {
         user = state.desk.set_user_active(&actor, &email, active).await?;
+    }
+    if let Some(required) = change.totp_required {
+        user = state
+            .desk
+            .set_totp_required(&actor, &email, required)
+            .await?;
     }
     Ok(Json(user))
 }
