@@ -98,7 +98,7 @@ async fn record(
     Ok(())
 }
 
-async fn existing_user(tx: &mut Tx, email: &str) -> Result<User> {
+pub(crate) async fn existing_user(tx: &mut Tx, email: &str) -> Result<User> {
     tx.user_by_email(email)
         .await?
         .ok_or_else(|| Error::NotFound(format!("user {email}")))

@@ -92,10 +92,7 @@ impl Desk {
         let (actor, stored) = (actor.clone(), secret.clone());
         self.change(move |tx, now| {
             Box::pin(async move {
-                let user = tx
-                    .user_by_email(&email)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
+                let user = crate::people::existing_user(tx, &email).await?;
                 if for_self {
                     tx.set_totp(user.id, None, Some(Some(&stored)), None, None)
                         .await?;
@@ -123,10 +120,7 @@ impl Desk {
         let (actor, code) = (actor.clone(), code.to_owned());
         self.change(move |tx, now| {
             Box::pin(async move {
-                let user = tx
-                    .user_by_email(&email)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
+                let user = crate::people::existing_user(tx, &email).await?;
                 let state = tx.totp_state(user.id).await?;
                 let pending = state
                     .pending
@@ -159,10 +153,7 @@ impl Desk {
         let actor = actor.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
-                let user = tx
-                    .user_by_email(&email)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("user {email}")))?;
+                let user = crate::people::existing_user(tx, &email).await?;
                 if user.totp_required != required {
                     tx.set_totp(user.id, None, None, None, Some(required))
                         .await?;
@@ -173,9 +164,7 @@ impl Desk {
                     };
                     tx.append_audit(record(&actor, action, &email, now)).await?;
                 }
-                tx.user_by_email(&email)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("user {email}")))
+                crate::people::existing_user(tx, &email).await
             })
         })
         .await

@@ -244,6 +244,32 @@ impl TestServer {
         r.body["items"].as_array().unwrap().len()
     }
 
+    /// The whole audit trail, read through the API with the admin token.
+    pub async fn audit_trail(&self) -> Vec<Value> {
+        let r = self
+            .call(
+                Method::GET,
+                "/api/v1/audit?limit=1000",
+                Some(&self.admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["items"].as_array().unwrap().clone()
+    }
+
+    /// The text of a page, fetched with `client`.
+    pub async fn page(&self, client: &reqwest::Client, path: &str) -> String {
+        client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn audit_head(&self) -> i64 {
         let desk = self.db.desk().await;
         let head = desk.db().audit_head().await.unwrap().seq;

@@ -118,14 +118,7 @@ async fn sign_in_session_csrf_and_sign_out(backend: Backend) {
         "not Secure unless configured: {cookie}"
     );
 
-    let home = b
-        .get(s.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = s.page(&b, "/").await;
     assert!(
         home.contains("ana@example.com") && home.contains("agent"),
         "{home}"
@@ -228,18 +221,8 @@ async fn sign_in_session_csrf_and_sign_out(backend: Backend) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/login");
 
-    let trail = s
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/audit?limit=1000",
-            Some(&s.admin),
-            None,
-        )
-        .await
-        .body;
-    let actions: Vec<_> = trail["items"]
-        .as_array()
-        .unwrap()
+    let trail = s.audit_trail().await;
+    let actions: Vec<_> = trail
         .iter()
         .map(|e| {
             format!(
@@ -319,18 +302,8 @@ async fn failed_sign_ins_are_alike_audited_and_limited(backend: Backend) {
         "one message for every failure: {messages:?}"
     );
 
-    let trail = s
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/audit?limit=1000",
-            Some(&s.admin),
-            None,
-        )
-        .await
-        .body;
-    let reasons: Vec<_> = trail["items"]
-        .as_array()
-        .unwrap()
+    let trail = s.audit_trail().await;
+    let reasons: Vec<_> = trail
         .iter()
         .filter(|e| e["action"] == "auth.login_failed")
         .map(|e| {
@@ -542,18 +515,8 @@ async fn two_factor_codes(backend: Backend) {
         StatusCode::SEE_OTHER
     );
 
-    let trail = s
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/audit?limit=1000",
-            Some(&s.admin),
-            None,
-        )
-        .await
-        .body;
-    let actions: Vec<_> = trail["items"]
-        .as_array()
-        .unwrap()
+    let trail = s.audit_trail().await;
+    let actions: Vec<_> = trail
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
@@ -563,9 +526,7 @@ async fn two_factor_codes(backend: Backend) {
         "{actions:?}"
     );
     assert!(actions.contains(&"user.totp_required".to_owned()));
-    let methods: Vec<_> = trail["items"]
-        .as_array()
-        .unwrap()
+    let methods: Vec<_> = trail
         .iter()
         .filter(|e| e["action"] == "auth.login")
         .map(|e| {

@@ -148,19 +148,6 @@ async fn me(s: &TestServer, b: &reqwest::Client) -> (StatusCode, Value) {
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn audit_actions(s: &TestServer) -> Vec<Value> {
-    let trail = s
-        .call(
-            Method::GET,
-            "/api/v1/audit?limit=1000",
-            Some(&s.admin),
-            None,
-        )
-        .await
-        .body;
-    trail["items"].as_array().unwrap().clone()
-}
-
 async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
     let (s, p) = start(backend, false).await;
     let page = browser()
@@ -221,7 +208,7 @@ async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
     sso(&s, &p, &again, "ana@example.com").await;
     assert_eq!(me(&s, &again).await.1["role"], "admin");
 
-    let trail = audit_actions(&s).await;
+    let trail = s.audit_trail().await;
     let by_sso: Vec<_> = trail
         .iter()
         .filter(|e| e["actor"] == "sso")
@@ -296,14 +283,7 @@ async fn sso_refuses_what_it_must(backend: Backend) {
 
     // SSO only: no password form, and a password sign-in is refused.
     let b = browser();
-    let page = b
-        .get(s.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = s.page(&b, "/login").await;
     assert!(
         page.contains("Sign in with SSO") && !page.contains(r#"name="password""#),
         "{page}"
@@ -362,7 +342,8 @@ async fn sso_refuses_what_it_must(backend: Backend) {
     );
     assert_eq!(me(&s, &b).await.0, StatusCode::UNAUTHORIZED);
 
-    let refusals = audit_actions(&s)
+    let refusals = s
+        .audit_trail()
         .await
         .into_iter()
         .filter(|e| e["action"] == "auth.login_failed")
