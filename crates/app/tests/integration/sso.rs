@@ -22,6 +22,8 @@ on_both_backends!(
 
 const CLIENT_ID: &str = "opsdesk-test";
 const CLIENT_SECRET: &str = "test-client-secret-0123456789";
+/// A second client of the same provider: its ID tokens are for another audience.
+const OTHER_CLIENT: (&str, &str) = ("another-app", "another-app-secret-0123456789");
 
 /// A running provider; stopped when dropped.
 struct Provider {
@@ -42,6 +44,8 @@ impl Provider {
             .env("OIDC_CLIENT_ID", CLIENT_ID)
             .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
             .env("OIDC_REDIRECT_URI", redirect_uri)
+            .env("OIDC_EXTRA_CLIENT_ID", OTHER_CLIENT.0)
+            .env("OIDC_EXTRA_CLIENT_SECRET", OTHER_CLIENT.1)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -234,13 +238,23 @@ async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
 
 /// An ID token straight from a provider, for a nonce of the test's choosing.
 async fn id_token(p: &Provider, redirect_uri: &str, login: &str, nonce: &str) -> String {
+    id_token_for(p, (CLIENT_ID, CLIENT_SECRET), redirect_uri, login, nonce).await
+}
+
+async fn id_token_for(
+    p: &Provider,
+    (client_id, client_secret): (&str, &str),
+    redirect_uri: &str,
+    login: &str,
+    nonce: &str,
+) -> String {
     let b = browser();
     let verifier = "v".repeat(50);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let auth = reqwest::Url::parse_with_params(
         &format!("{}/auth", p.issuer),
         &[
-            ("client_id", CLIENT_ID),
+            ("client_id", client_id),
             ("redirect_uri", redirect_uri),
             ("response_type", "code"),
             ("scope", "openid email profile groups"),
@@ -261,7 +275,7 @@ async fn id_token(p: &Provider, redirect_uri: &str, login: &str, nonce: &str) ->
         .to_string();
     let token: Value = reqwest::Client::new()
         .post(format!("{}/token", p.issuer))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .basic_auth(client_id, Some(client_secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -393,6 +407,15 @@ async fn sso_refuses_what_it_must(backend: Backend) {
     assert!(
         checker.verify_id_token(&desk, &forged, "n-1").is_err(),
         "a changed payload breaks the signature"
+    );
+
+    let other_audience = id_token_for(&p, OTHER_CLIENT, &callback, "bo@example.com", "n-1").await;
+    let err = checker
+        .verify_id_token(&desk, &other_audience, "n-1")
+        .unwrap_err();
+    assert!(
+        err.to_lowercase().contains("audience"),
+        "another client's token: {err}"
     );
 
     let elsewhere = Provider::start(&callback);

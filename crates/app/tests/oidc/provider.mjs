@@ -38,6 +38,9 @@ const CLIENT_SECRET = env('OIDC_CLIENT_SECRET');
 const REDIRECT_URI = env('OIDC_REDIRECT_URI');
 const ID_TOKEN_TTL = positiveInt('OIDC_ID_TOKEN_TTL', 3600);
 const AUTH_METHOD = env('OIDC_TOKEN_AUTH_METHOD', 'client_secret_basic');
+// Optional second client with the same redirect URI: its ID tokens carry another audience.
+const EXTRA_CLIENT_ID = process.env.OIDC_EXTRA_CLIENT_ID || '';
+const EXTRA_CLIENT_SECRET = process.env.OIDC_EXTRA_CLIENT_SECRET || '';
 
 if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) {
   process.stderr.write(`oidc fixture: bad OIDC_PORT ${process.env.OIDC_PORT}\n`);
@@ -99,7 +102,15 @@ const configuration = {
     response_types: ['code'],
     token_endpoint_auth_method: AUTH_METHOD,
     id_token_signed_response_alg: 'RS256',
-  }],
+  }, ...(EXTRA_CLIENT_ID ? [{
+    client_id: EXTRA_CLIENT_ID,
+    client_secret: EXTRA_CLIENT_SECRET,
+    redirect_uris: [REDIRECT_URI],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: AUTH_METHOD,
+    id_token_signed_response_alg: 'RS256',
+  }] : [])],
   jwks: { keys: [signingJwk] },
   // cookies.keys deliberately unset: cookies stay unsigned (no extra `.sig`
   // cookies) so the exchange is simple; oidc-provider warns about it on stderr.
