@@ -104,7 +104,7 @@ pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Act
                 token
             }
         };
-        if sent.is_empty() || sent != session.csrf_token {
+        if sent.is_empty() || !crate::ui::same_secret(&sent, &session.csrf_token) {
             return Err(ApiError::Forbidden(
                 "the CSRF token is missing or wrong".into(),
             ));

@@ -150,7 +150,8 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
