@@ -607,12 +607,20 @@ impl Db {
                         .push_bind(m.clone());
                     ("ticket_search.rowid", false)
                 }
-                (None, Some(tag)) => {
+                // Another equality filter is usually more selective than a tag; then the
+                // planner picks its index and the tag is checked per ticket.
+                (None, Some(tag))
+                    if f.assignee.is_none()
+                        && f.team.is_none()
+                        && f.requester.is_none()
+                        && f.workload.is_none()
+                        && f.dedup_key.is_none() =>
+                {
                     qb.push("ticket_tags g JOIN tickets t ON t.id = g.ticket_id WHERE g.tag = ")
                         .push_bind(tag.trim().to_lowercase());
                     ("g.ticket_id", true)
                 }
-                (None, None) => {
+                (None, _) => {
                     qb.push("tickets t WHERE 1 = 1");
                     ("t.id", false)
                 }
