@@ -15,7 +15,7 @@ use crate::{auth, ApiError, AppState};
 pub enum Access {
     /// Anyone, with or without a token: health, readiness, metrics, the sign-in page.
     Public,
-    /// Anyone signed in or with a valid token, whatever their role.
+    /// Anyone signed in or with a valid token, whatever their role (but `ingest`).
     SignedIn,
     /// A valid token whose role holds the permission.
     Needs(Permission),
@@ -96,6 +96,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                 }
                 Err(e) => return e.into_response(),
             };
+            // Ingest tokens reach the ingest endpoints and nothing else, not even "who am I".
+            if access == Access::SignedIn && actor.role == opsdesk_domain::Role::Ingest {
+                return ApiError::RoleNotAllowed("an ingest token can only send events".into())
+                    .into_response();
+            }
             if let Access::Needs(permission) = access {
                 if !actor.role.allows(permission) {
                     return ApiError::RoleNotAllowed(format!(

@@ -67,6 +67,11 @@ async fn every_route_has_a_policy_and_every_role_gets_it(backend: Backend) {
             let refused_by_policy =
                 r.status == StatusCode::FORBIDDEN && r.body["code"] == "role_not_allowed";
             match policy {
+                Access::SignedIn if role == Role::Ingest => assert!(
+                    refused_by_policy,
+                    "{method} {path}: an ingest token does nothing but ingest: {} {}",
+                    r.status, r.body
+                ),
                 Access::Public | Access::SignedIn => assert!(
                     !refused_by_policy && r.status != 401,
                     "{method} {path} as {role}: {}",

@@ -106,6 +106,25 @@ async fn tokens_over_the_api(backend: Backend) {
     admin(Method::DELETE, "/api/v1/tokens/deploy-bot", None)
         .await
         .assert_problem(404, None);
+    let trail = s.audit_trail().await;
+    let token_events: Vec<_> = trail
+        .iter()
+        .filter(|e| e["changes"]["token"]["after"]["name"] == "deploy-bot")
+        .map(|e| {
+            format!(
+                "{} by {}",
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        token_events,
+        [
+            "token.created by token:test-admin",
+            "token.revoked by token:test-admin"
+        ]
+    );
     s.stop().await;
 }
 

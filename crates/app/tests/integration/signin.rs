@@ -11,6 +11,7 @@ on_both_backends!(
     failed_sign_ins_are_alike_audited_and_limited,
     sessions_end_when_idle_expired_or_disabled,
     two_factor_codes,
+    address_limit_and_secure_cookies,
 );
 
 const PASSWORD: &str = "plum-tractor-velvet-42";
@@ -537,5 +538,41 @@ async fn two_factor_codes(backend: Backend) {
         })
         .collect();
     assert!(methods.contains(&"password+totp".to_owned()), "{methods:?}");
+    s.stop().await;
+}
+
+async fn address_limit_and_secure_cookies(backend: Backend) {
+    let s = TestServer::start_with(backend, |config, _| {
+        config.auth.max_failures_per_address = 3;
+        config.auth.secure_cookies = true;
+    })
+    .await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    // Failures for different accounts from one address add up.
+    for who in ["x@example.com", "y@example.com", "z@example.com"] {
+        let b = browser();
+        let csrf = login_form(&s, &b).await;
+        assert_eq!(
+            submit(&s, &b, who, "wrong-password-123", &csrf, &[])
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    let r = submit(&s, &b, "ana@example.com", PASSWORD, &csrf, &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Served over HTTPS (as configured), cookies are Secure.
+    let r = browser().get(s.url("/login")).send().await.unwrap();
+    let set = r
+        .headers()
+        .get(SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
     s.stop().await;
 }
