@@ -92,6 +92,7 @@ pub async fn serve(
         database = %opsdesk_store::db::redact_url(&config.database.url),
         "listening on http://{addr}"
     );
+    tokio::spawn(purge_sign_in_state(desk.clone()));
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let graceful = async move {
@@ -121,4 +122,26 @@ pub async fn serve(
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every ten minutes, deletes sign-in state that can no longer be used, so those tables stay
+/// small. Each node may run it; deleting twice is harmless.
+async fn purge_sign_in_state(desk: Desk) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match desk.purge_sign_in_state().await {
+            Ok((sessions, failures, sso)) if sessions + failures + sso > 0 => {
+                tracing::info!(sessions, failures, sso, "purged ended sign-in state");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if desk.db().is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "purging ended sign-in state failed");
+            }
+        }
+    }
 }

@@ -283,6 +283,25 @@ impl Desk {
         }))
     }
 
+    /// Deletes ended sessions, failed sign-ins older than the rate-limit window and sign-ons
+    /// never finished; returns how many of each.
+    pub async fn purge_sign_in_state(&self) -> Result<(u64, u64, u64)> {
+        let settings = self.auth_settings().clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                Ok(tx
+                    .purge_sign_in_state(
+                        now - settings.session_idle,
+                        now,
+                        now - settings.failure_window,
+                        now - crate::sso::SSO_START_TTL,
+                    )
+                    .await?)
+            })
+        })
+        .await
+    }
+
     /// Ends a session for good.
     pub async fn logout(&self, secret: &str) -> Result<bool> {
         let Some(active) = self.session(secret).await? else {

@@ -13,7 +13,7 @@ use crate::sessions::{random_token, NewSession};
 use crate::{Actor, Desk, Error, Result};
 
 /// A sign-on started this long ago can no longer be finished.
-const SSO_START_TTL: TimeDelta = TimeDelta::minutes(10);
+pub(crate) const SSO_START_TTL: TimeDelta = TimeDelta::minutes(10);
 
 /// Who signed in, from an ID token whose signature and claims have been checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -277,6 +277,14 @@ impl Db {
         Ok(())
     }
 
+    /// True once [`Db::close`] has run.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Db::Sqlite(s) => s.writer.is_closed(),
+            Db::Postgres(p) => p.is_closed(),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {

@@ -242,3 +242,35 @@ impl Tx {
         })
     }
 }
+
+impl Tx {
+    /// Deletes sign-in state nobody can use any more; returns (sessions, failures, sign-ons).
+    pub async fn purge_sign_in_state(
+        &mut self,
+        sessions_idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        failures_before: DateTime<Utc>,
+        sso_before: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64)> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(Ts(now))
+                .bind(Ts(sessions_idle_before))
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            let failures = sqlx::query("DELETE FROM login_failures WHERE at <= $1")
+                .bind(Ts(failures_before))
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            let sso = sqlx::query("DELETE FROM sso_logins WHERE created_at <= $1")
+                .bind(Ts(sso_before))
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            Ok((sessions, failures, sso))
+        })
+    }
+}

@@ -12,6 +12,7 @@ on_both_backends!(
     sessions_end_when_idle_expired_or_disabled,
     two_factor_codes,
     address_limit_and_secure_cookies,
+    ended_sign_in_state_is_purged,
 );
 
 const PASSWORD: &str = "plum-tractor-velvet-42";
@@ -574,5 +575,41 @@ async fn address_limit_and_secure_cookies(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
+    s.stop().await;
+}
+
+async fn ended_sign_in_state_is_purged(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    let (live, _) = sign_in(&s, "ana@example.com").await;
+    let (old, _) = sign_in(&s, "ana@example.com").await;
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    submit(&s, &b, "ana@example.com", "wrong-password-123", &csrf, &[]).await;
+    let then = match backend {
+        Backend::Sqlite => "'2020-01-01T00:00:00.000000Z'",
+        Backend::Postgres => "'2020-01-01T00:00:00Z'::timestamptz",
+    };
+    // The newer session and the failure are made to look long ago.
+    let oldest = "(SELECT id_hash FROM sessions ORDER BY created_at DESC LIMIT 1)";
+    s.db.sql(&format!(
+        "UPDATE sessions SET last_seen_at = {then} WHERE id_hash = {oldest}"
+    ))
+    .await
+    .unwrap();
+    s.db.sql(&format!("UPDATE login_failures SET at = {then}"))
+        .await
+        .unwrap();
+
+    let desk = s.db.desk().await;
+    assert_eq!(desk.purge_sign_in_state().await.unwrap(), (1, 1, 0));
+    assert_eq!(desk.purge_sign_in_state().await.unwrap(), (0, 0, 0));
+    desk.db().close().await;
+    assert_eq!(
+        me(&s, &live).await.0,
+        StatusCode::OK,
+        "a live session stays"
+    );
+    assert_eq!(me(&s, &old).await.0, StatusCode::UNAUTHORIZED);
     s.stop().await;
 }
