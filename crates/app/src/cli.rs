@@ -291,7 +291,7 @@ async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     let shown = |u: &opsdesk_domain::User| {
         format!(
-            "{:<32} {:<10} {:<8} {:<5} {}",
+            "{:<32} {:<10} {:<8} {:<8} {}",
             u.email,
             u.role,
             if u.active { "active" } else { "disabled" },
@@ -365,7 +365,7 @@ async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             println!(
-                "{:<32} {:<10} {:<8} {:<5} TEAMS",
+                "{:<32} {:<10} {:<8} {:<8} TEAMS",
                 "EMAIL", "ROLE", "STATUS", "PASSWORD"
             );
             for u in desk.users(&actor).await? {
