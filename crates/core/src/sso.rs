@@ -171,6 +171,14 @@ impl Desk {
                 Box::pin(async move {
                     let user = match tx.user_by_email(&email).await? {
                         Some(u) if !u.active => return Ok(Err("disabled")),
+                        // Accounts with a local password (an admin's break-glass account, say)
+                        // keep the role and teams set in opsdesk.
+                        Some(u) if u.has_password => {
+                            tx.insert_session(&id_hash, u.id, &csrf, now, now + max).await?;
+                            let detail = json!({ "method": "oidc", "client": client, "issuer": issuer, "subject": subject });
+                            tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one("session", Value::Null, detail) }).await?;
+                            return Ok(Ok(u.role));
+                        }
                         Some(u) => {
                             if u.role != role {
                                 tx.set_user_role(u.id, role, now).await?;
@@ -209,14 +217,17 @@ impl Desk {
                     tx.insert_session(&id_hash, user, &csrf, now, now + max).await?;
                     let detail = json!({ "method": "oidc", "client": client, "issuer": issuer, "subject": subject });
                     tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one("session", Value::Null, detail) }).await?;
-                    Ok(Ok(()))
+                    Ok(Ok(role))
                 })
             })
             .await?;
-        if let Err(reason) = outcome {
-            self.sso_refused(reason, &refused_client).await?;
-            return Err(Error::Unauthorized("this account is disabled".into()));
-        }
+        let role = match outcome {
+            Ok(role) => role,
+            Err(reason) => {
+                self.sso_refused(reason, &refused_client).await?;
+                return Err(Error::Unauthorized("this account is disabled".into()));
+            }
+        };
         Ok(NewSession {
             secret,
             csrf_token,

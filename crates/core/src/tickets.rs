@@ -277,6 +277,8 @@ impl Desk {
         if actor.role.sees_own_tickets_only() {
             let mut own = filter.clone();
             own.requester = Some(actor.identity().to_owned());
+            // Internal comments are not theirs to search.
+            own.q_without_comments = true;
             return Ok(self.db().list_tickets(&own).await?);
         }
         Ok(self.db().list_tickets(filter).await?)

@@ -94,6 +94,12 @@ impl Desk {
             Box::pin(async move {
                 let user = crate::people::existing_user(tx, &email).await?;
                 if for_self {
+                    // A session alone must not be enough to move the account to another device.
+                    if tx.totp_state(user.id).await?.secret.is_some() {
+                        return Err(Error::Forbidden(
+                            "two-factor sign-in is already on; an admin can set it up again".into(),
+                        ));
+                    }
                     tx.set_totp(user.id, None, Some(Some(&stored)), None, None)
                         .await?;
                 } else {

@@ -248,9 +248,15 @@ pub struct TotpState {
 }
 
 impl Tx {
+    /// A person's two-factor state, locked until the transaction ends (so a code cannot be
+    /// used by two sign-ins at once).
     pub async fn totp_state(&mut self, user_id: i64) -> Result<TotpState> {
-        on_tx!(self, c, _b => {
-            let r = sqlx::query("SELECT totp_secret, totp_pending, totp_last_step, totp_required FROM users WHERE id = $1")
+        on_tx!(self, c, backend => {
+            let sql = format!(
+                "SELECT totp_secret, totp_pending, totp_last_step, totp_required FROM users WHERE id = $1{}",
+                backend.for_update()
+            );
+            let r = sqlx::query(&sql)
                 .bind(user_id)
                 .fetch_one(&mut *c)
                 .await?;

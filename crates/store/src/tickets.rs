@@ -447,6 +447,8 @@ pub struct TicketFilter {
     pub dedup_key: Option<String>,
     /// Full-text words over title, description and comments; all must match.
     pub q: Option<String>,
+    /// Leave comments out of the search (for people who may not read every comment).
+    pub q_without_comments: bool,
     pub sort: SortKey,
     pub cursor: Option<Cursor>,
     pub limit: u32,
@@ -543,11 +545,17 @@ macro_rules! push_filters {
         }
         if $backend == Backend::Postgres {
             if let Some(q) = f.q.as_deref().and_then(pg_tsquery) {
-                qb.push(" AND (t.search @@ to_tsquery('english', ")
-                    .push_bind(q.clone())
-                    .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ to_tsquery('english', ")
-                    .push_bind(q)
-                    .push(")))");
+                if f.q_without_comments {
+                    qb.push(" AND t.search @@ to_tsquery('english', ")
+                        .push_bind(q)
+                        .push(")");
+                } else {
+                    qb.push(" AND (t.search @@ to_tsquery('english', ")
+                        .push_bind(q.clone())
+                        .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ to_tsquery('english', ")
+                        .push_bind(q)
+                        .push(")))");
+                }
             }
         }
         let sort = f.sort;
@@ -593,7 +601,13 @@ impl Db {
 
     pub async fn list_tickets(&self, f: &TicketFilter) -> Result<TicketPage> {
         let fts = match self.backend() {
-            Backend::Sqlite => f.q.as_deref().and_then(fts5_query),
+            Backend::Sqlite => f.q.as_deref().and_then(fts5_query).map(|m| {
+                if f.q_without_comments {
+                    format!("{{title description}} : ({m})")
+                } else {
+                    m
+                }
+            }),
             Backend::Postgres => None,
         };
         on_read!(self, p, backend => {

@@ -226,6 +226,23 @@ async fn requesters_see_and_comment_on_their_own_tickets_only(backend: Backend) 
             .len(),
         3
     );
+    // Searching cannot reveal words of internal comments either.
+    let hits = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    Method::GET,
+                    "/api/v1/tickets?q=internal",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            r.body["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(hits(s.agent.clone()).await, 1);
+    assert_eq!(hits(ana.clone()).await, 0);
 
     s.call(Method::GET, &format!("{path}/history"), Some(&ana), None)
         .await

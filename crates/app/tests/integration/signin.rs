@@ -510,6 +510,14 @@ async fn two_factor_codes(backend: Backend) {
         with_code(&s, "bo@example.com", "").await.status(),
         StatusCode::UNAUTHORIZED
     );
+    // Once on, a session alone cannot move it to another device.
+    let r = b
+        .post(s.url("/api/v1/me/totp"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         with_code(&s, "bo@example.com", &code(&secret, 1))
             .await

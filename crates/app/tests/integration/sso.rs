@@ -190,12 +190,36 @@ async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
     assert_eq!(made["teams"], json!(["SRE"]));
     assert_eq!(made["has_password"], false);
 
+    let cy = browser();
+    sso(&s, &p, &cy, "cy@example.com").await;
+    assert_eq!(
+        me(&s, &cy).await.1["role"],
+        "requester",
+        "no mapped group: the default role"
+    );
+
+    // A local account (with a password) keeps the role and teams set in opsdesk.
+    let desk = s.db.desk().await;
+    desk.add_user(
+        &opsdesk_core::Actor::cli(),
+        opsdesk_domain::NewUser {
+            email: "bo@example.com".into(),
+            display_name: None,
+            role: opsdesk_domain::Role::Admin,
+            teams: vec![],
+            password: Some("plum-tractor-velvet-42".into()),
+        },
+    )
+    .await
+    .unwrap();
+    desk.db().close().await;
+
     let bo = browser();
     sso(&s, &p, &bo, "bo@example.com").await;
     assert_eq!(
         me(&s, &bo).await.1["role"],
-        "requester",
-        "no mapped group: the default role"
+        "admin",
+        "a local account keeps its role"
     );
 
     // Each sign-in brings the account back in line with the provider.
@@ -232,7 +256,7 @@ async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
         .filter(|e| e["action"] == "auth.login")
         .map(|e| e["changes"]["session"]["after"]["method"].as_str().unwrap())
         .collect();
-    assert_eq!(logins, ["oidc", "oidc", "oidc"]);
+    assert_eq!(logins, ["oidc", "oidc", "oidc", "oidc"]);
     s.stop().await;
 }
 

@@ -67,6 +67,13 @@ const ACCOUNTS = {
     name: 'Bo Chen',
     groups: ['requesters'],
   },
+  'cy@example.com': {
+    sub: 'cy',
+    email: 'cy@example.com',
+    email_verified: true,
+    name: 'Cy Park',
+    groups: [],
+  },
 };
 const ACCOUNTS_BY_SUB = Object.fromEntries(Object.values(ACCOUNTS).map((a) => [a.sub, a]));
 

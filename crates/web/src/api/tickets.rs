@@ -223,6 +223,7 @@ fn filter_from(p: ListParams) -> Result<TicketFilter, ApiError> {
         tag: text(p.tag),
         dedup_key: text(p.dedup_key),
         q: text(p.q),
+        q_without_comments: false,
         sort,
         cursor,
         limit,
