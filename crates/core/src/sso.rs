@@ -21,6 +21,8 @@ pub struct SsoIdentity {
     pub issuer: String,
     pub subject: String,
     pub email: String,
+    /// What the provider says of the email; absent when it says nothing.
+    pub email_verified: Option<bool>,
     pub name: Option<String>,
     /// Values of the configured groups claim.
     pub groups: Vec<String>,
@@ -165,11 +167,24 @@ impl Desk {
         let actor_name = format!("user:{email}");
         let sso = Actor::new("sso", Role::Admin);
         let (issuer, subject) = (who.issuer.clone(), who.subject.clone());
+        let identity = format!("{} {}", who.issuer, who.subject);
+        let verified = who.email_verified == Some(true);
         let session_actor = actor_name.clone();
         let outcome = self
             .change(move |tx, now| {
                 Box::pin(async move {
-                    let user = match tx.user_by_email(&email).await? {
+                    let existing = tx.user_by_email(&email).await?;
+                    if let Some(u) = &existing {
+                        // An account answers to one identity-provider account. Binding an
+                        // existing account takes an email the provider has verified.
+                        match tx.sso_identity(u.id).await? {
+                            Some(bound) if bound != identity => return Ok(Err("bound to another identity")),
+                            Some(_) => {}
+                            None if verified => tx.bind_sso_identity(u.id, &identity).await?,
+                            None => return Ok(Err("email not verified by the provider")),
+                        }
+                    }
+                    let user = match existing {
                         Some(u) if !u.active => return Ok(Err("disabled")),
                         // Accounts with a local password (an admin's break-glass account, say)
                         // keep the role and teams set in opsdesk.
@@ -195,6 +210,7 @@ impl Desk {
                             let id = tx
                                 .insert_user(&UserRecord { email: email.clone(), display_name: name.clone(), role, password_hash: None, at: now })
                                 .await?;
+                            tx.bind_sso_identity(id, &identity).await?;
                             let after = json!({ "id": id, "email": email, "role": role, "teams": teams, "issuer": issuer, "subject": subject });
                             tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.created".into(), ticket_id: None, changes: one("user", Value::Null, after) }).await?;
                             id
@@ -225,7 +241,9 @@ impl Desk {
             Ok(role) => role,
             Err(reason) => {
                 self.sso_refused(reason, &refused_client).await?;
-                return Err(Error::Unauthorized("this account is disabled".into()));
+                return Err(Error::Unauthorized(format!(
+                    "single sign-on refused: {reason}"
+                )));
             }
         };
         Ok(NewSession {

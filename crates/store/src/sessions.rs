@@ -274,3 +274,27 @@ impl Tx {
         })
     }
 }
+
+impl Tx {
+    /// The identity-provider account a person is bound to, if any.
+    pub async fn sso_identity(&mut self, user_id: i64) -> Result<Option<String>> {
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar::<_, Option<String>>("SELECT sso_identity FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *c)
+                .await?)
+        })
+    }
+
+    pub async fn bind_sso_identity(&mut self, user_id: i64, identity: &str) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE users SET sso_identity = $1 WHERE id = $2")
+                .bind(identity)
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+}

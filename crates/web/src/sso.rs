@@ -145,6 +145,7 @@ impl Sso {
             issuer: claims.issuer().as_str().to_owned(),
             subject: claims.subject().as_str().to_owned(),
             email,
+            email_verified: claims.email_verified(),
             name,
             groups,
         })

@@ -17,7 +17,8 @@ use crate::common::{on_both_backends, Backend, TestServer};
 
 on_both_backends!(
     sso_signs_people_in_and_keeps_them_up_to_date,
-    sso_refuses_what_it_must
+    sso_refuses_what_it_must,
+    accounts_answer_to_one_provider_identity,
 );
 
 const CLIENT_ID: &str = "opsdesk-test";
@@ -457,4 +458,68 @@ async fn sso_refuses_what_it_must(backend: Backend) {
     assert!(err.to_lowercase().contains("expire"), "{err}");
     desk.db().close().await;
     s.stop().await;
+}
+
+/// Binding an account to the provider's identity: an existing account needs a verified email,
+/// and once bound it answers to that identity only.
+async fn accounts_answer_to_one_provider_identity(backend: Backend) {
+    let db = crate::common::TestDb::new(backend).await;
+    let desk = db.desk().await;
+    desk.add_user(
+        &opsdesk_core::Actor::cli(),
+        opsdesk_domain::NewUser {
+            email: "root@example.com".into(),
+            display_name: None,
+            role: opsdesk_domain::Role::Admin,
+            teams: vec![],
+            password: Some("plum-tractor-velvet-42".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let who = |subject: &str, verified: Option<bool>| opsdesk_core::sso::SsoIdentity {
+        issuer: "https://idp.example.com".into(),
+        subject: subject.into(),
+        email: "ROOT@example.com".into(),
+        email_verified: verified,
+        name: None,
+        groups: vec![],
+    };
+    let mapping = opsdesk_core::sso::SsoMapping::default();
+    for unverified in [None, Some(false)] {
+        let err = desk
+            .login_sso(who("attacker", unverified), &mapping, "10.0.0.1")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not verified"), "{err}");
+    }
+    let session = desk
+        .login_sso(who("root-sub", Some(true)), &mapping, "10.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(session.actor.role, opsdesk_domain::Role::Admin);
+    assert!(
+        desk.login_sso(who("root-sub", None), &mapping, "10.0.0.1")
+            .await
+            .is_ok(),
+        "bound: the same identity is enough"
+    );
+    let err = desk
+        .login_sso(who("other-sub", Some(true)), &mapping, "10.0.0.1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another identity"), "{err}");
+    // A new person gets an account bound to their identity at once.
+    let mut newcomer = who("new-sub", None);
+    newcomer.email = "new@example.com".into();
+    desk.login_sso(newcomer.clone(), &mapping, "10.0.0.1")
+        .await
+        .unwrap();
+    newcomer.subject = "impostor".into();
+    assert!(desk
+        .login_sso(newcomer, &mapping, "10.0.0.1")
+        .await
+        .is_err());
+    desk.db().close().await;
+    db.drop_schema().await;
 }
