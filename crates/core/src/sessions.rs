@@ -115,20 +115,39 @@ impl Desk {
     ) -> Result<NewSession> {
         let email = email.trim().to_lowercase();
         let settings = self.auth_settings().clone();
-        let now = self.now();
-        let (by_email, by_client) = self
-            .db()
-            .login_failures(&email, client, now - settings.failure_window)
+        // The attempt counts as failed from now until it succeeds, so guesses sent in parallel
+        // count against each other.
+        let (limit_email, limit_client) = (email.clone(), client.to_owned());
+        let limits = settings.clone();
+        let attempt = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let (by_email, by_client) = tx
+                        .count_login_failures(
+                            &limit_email,
+                            &limit_client,
+                            now - limits.failure_window,
+                        )
+                        .await?;
+                    if by_email >= limits.max_failures_per_account
+                        || by_client >= limits.max_failures_per_address
+                    {
+                        return Ok(None);
+                    }
+                    Ok(Some(
+                        tx.insert_login_failure(&limit_email, &limit_client, now)
+                            .await?,
+                    ))
+                })
+            })
             .await?;
-        if by_email >= settings.max_failures_per_account
-            || by_client >= settings.max_failures_per_address
-        {
+        let Some(attempt) = attempt else {
             tracing::warn!(email, client, "sign-in refused: too many failures");
             return Err(Error::Throttled(format!(
                 "too many failed sign-ins; try again in {} minutes",
                 settings.failure_window.num_minutes()
             )));
-        }
+        };
         let record = self.db().login_record(&email).await?;
         let (hash, usable) = match &record {
             Some((_, Some(hash), active)) => (hash.clone(), *active),
@@ -190,6 +209,8 @@ impl Desk {
                         }
                         (None, _) => {}
                     }
+                    // The attempt succeeded: it no longer counts as a failure.
+                    tx.delete_login_failure(attempt).await?;
                     tx.insert_session(&id_hash, user_id, &csrf, now, now + max)
                         .await?;
                     let method = if totp.secret.is_some() {
@@ -227,7 +248,8 @@ impl Desk {
         })
     }
 
-    /// Counts a failed sign-in towards the rate limit and records it in the audit trail.
+    /// Records a failed sign-in in the audit trail (its attempt already counts towards the
+    /// rate limit).
     async fn record_login_failure(
         &self,
         email: &str,
@@ -238,7 +260,6 @@ impl Desk {
         tracing::info!(email, client, reason, "sign-in refused");
         self.change(move |tx, now| {
             Box::pin(async move {
-                tx.insert_login_failure(&email, &client, now).await?;
                 tx.append_audit(AuditEntry {
                     at: now,
                     actor: "anonymous".into(),

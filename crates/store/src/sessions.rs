@@ -79,21 +79,65 @@ impl Tx {
         })
     }
 
+    /// Records a sign-in attempt as failed until it succeeds; returns its id.
     pub async fn insert_login_failure(
         &mut self,
         email: &str,
         client: &str,
         at: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         self.note_write();
         on_tx!(self, c, _b => {
-            sqlx::query("INSERT INTO login_failures (email, client, at) VALUES ($1, $2, $3)")
-                .bind(email)
-                .bind(client)
-                .bind(Ts(at))
+            Ok(sqlx::query_scalar::<_, i64>(
+                "INSERT INTO login_failures (email, client, at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(email)
+            .bind(client)
+            .bind(Ts(at))
+            .fetch_one(&mut *c)
+            .await?)
+        })
+    }
+
+    /// Takes back an attempt that succeeded.
+    pub async fn delete_login_failure(&mut self, id: i64) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("DELETE FROM login_failures WHERE id = $1")
+                .bind(id)
                 .execute(&mut *c)
                 .await?;
             Ok(())
+        })
+    }
+
+    /// Failed (and running) sign-ins since `since`, for an email and for a client address.
+    /// On PostgreSQL, attempts for one email wait for each other here, so parallel guesses
+    /// cannot all pass the count.
+    pub async fn count_login_failures(
+        &mut self,
+        email: &str,
+        client: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, i64)> {
+        on_tx!(self, c, backend => {
+            if backend == crate::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7261))")
+                    .bind(email)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            let by_email: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1 AND at > $2")
+                .bind(email)
+                .bind(Ts(since))
+                .fetch_one(&mut *c)
+                .await?;
+            let by_client: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE client = $1 AND at > $2")
+                .bind(client)
+                .bind(Ts(since))
+                .fetch_one(&mut *c)
+                .await?;
+            Ok((by_email, by_client))
         })
     }
 }
@@ -139,28 +183,6 @@ impl Db {
                 })),
                 None => Ok(None),
             }
-        })
-    }
-
-    /// Failed sign-ins since `since`, for an email and for a client address.
-    pub async fn login_failures(
-        &self,
-        email: &str,
-        client: &str,
-        since: DateTime<Utc>,
-    ) -> Result<(i64, i64)> {
-        on_read!(self, p, _b => {
-            let by_email: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1 AND at > $2")
-                .bind(email)
-                .bind(Ts(since))
-                .fetch_one(p)
-                .await?;
-            let by_client: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE client = $1 AND at > $2")
-                .bind(client)
-                .bind(Ts(since))
-                .fetch_one(p)
-                .await?;
-            Ok((by_email, by_client))
         })
     }
 }

@@ -13,6 +13,7 @@ on_both_backends!(
     two_factor_codes,
     address_limit_and_secure_cookies,
     ended_sign_in_state_is_purged,
+    parallel_guesses_count_against_each_other,
 );
 
 const PASSWORD: &str = "plum-tractor-velvet-42";
@@ -619,5 +620,32 @@ async fn ended_sign_in_state_is_purged(backend: Backend) {
         "a live session stays"
     );
     assert_eq!(me(&s, &old).await.0, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+async fn parallel_guesses_count_against_each_other(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    let mut forms = Vec::new();
+    for _ in 0..10 {
+        let b = browser();
+        let csrf = login_form(&s, &b).await;
+        forms.push((b, csrf));
+    }
+    let guesses = forms
+        .iter()
+        .map(|(b, csrf)| submit(&s, b, "ana@example.com", "wrong-password-123", csrf, &[]));
+    let answers = futures::future::join_all(guesses).await;
+    let codes: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 401).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 5, "{codes:?}");
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    assert_eq!(
+        submit(&s, &b, "ana@example.com", PASSWORD, &csrf, &[])
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     s.stop().await;
 }
