@@ -5,6 +5,25 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+/// The local password test people get.
+pub const PASSWORD: &str = "plum-tractor-velvet-42";
+
+/// Adds a person with a local password.
+pub async fn add_local_user(desk: &Desk, email: &str, role: Role) {
+    desk.add_user(
+        &Actor::cli(),
+        opsdesk_domain::NewUser {
+            email: email.into(),
+            display_name: None,
+            role,
+            teams: vec![],
+            password: Some(PASSWORD.into()),
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

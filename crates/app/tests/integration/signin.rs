@@ -1,10 +1,10 @@
 use opsdesk_core::Actor;
-use opsdesk_domain::{NewUser, Role};
+use opsdesk_domain::Role;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{on_both_backends, Backend, TestServer};
+use crate::common::{on_both_backends, Backend, TestServer, PASSWORD};
 
 on_both_backends!(
     sign_in_session_csrf_and_sign_out,
@@ -15,8 +15,6 @@ on_both_backends!(
     ended_sign_in_state_is_purged,
     parallel_guesses_count_against_each_other,
 );
-
-const PASSWORD: &str = "plum-tractor-velvet-42";
 
 /// A browser: keeps cookies, does not follow redirects.
 fn browser() -> reqwest::Client {
@@ -29,18 +27,7 @@ fn browser() -> reqwest::Client {
 
 async fn add_person(s: &TestServer, email: &str, role: Role) {
     let desk = s.db.desk().await;
-    desk.add_user(
-        &Actor::cli(),
-        NewUser {
-            email: email.into(),
-            display_name: None,
-            role,
-            teams: vec![],
-            password: Some(PASSWORD.into()),
-        },
-    )
-    .await
-    .unwrap();
+    crate::common::add_local_user(&desk, email, role).await;
     desk.db().close().await;
 }
 

@@ -201,18 +201,7 @@ async fn sso_signs_people_in_and_keeps_them_up_to_date(backend: Backend) {
 
     // A local account (with a password) keeps the role and teams set in opsdesk.
     let desk = s.db.desk().await;
-    desk.add_user(
-        &opsdesk_core::Actor::cli(),
-        opsdesk_domain::NewUser {
-            email: "bo@example.com".into(),
-            display_name: None,
-            role: opsdesk_domain::Role::Admin,
-            teams: vec![],
-            password: Some("plum-tractor-velvet-42".into()),
-        },
-    )
-    .await
-    .unwrap();
+    crate::common::add_local_user(&desk, "bo@example.com", opsdesk_domain::Role::Admin).await;
     desk.db().close().await;
 
     let bo = browser();
@@ -465,18 +454,7 @@ async fn sso_refuses_what_it_must(backend: Backend) {
 async fn accounts_answer_to_one_provider_identity(backend: Backend) {
     let db = crate::common::TestDb::new(backend).await;
     let desk = db.desk().await;
-    desk.add_user(
-        &opsdesk_core::Actor::cli(),
-        opsdesk_domain::NewUser {
-            email: "root@example.com".into(),
-            display_name: None,
-            role: opsdesk_domain::Role::Admin,
-            teams: vec![],
-            password: Some("plum-tractor-velvet-42".into()),
-        },
-    )
-    .await
-    .unwrap();
+    crate::common::add_local_user(&desk, "root@example.com", opsdesk_domain::Role::Admin).await;
     let who = |subject: &str, verified: Option<bool>| opsdesk_core::sso::SsoIdentity {
         issuer: "https://idp.example.com".into(),
         subject: subject.into(),
