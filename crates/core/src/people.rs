@@ -3,7 +3,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
-use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::audit::{one_change, AuditEntry, Changes, FieldChange};
 use opsdesk_domain::{FieldError, NewUser, Permission, Role, Team, User};
 use opsdesk_store::{Tx, UserRecord};
 use serde_json::{json, Value};
@@ -72,12 +72,6 @@ fn team_name(name: &str) -> Result<String, FieldError> {
         ));
     }
     Ok(n.to_owned())
-}
-
-fn change(field: &str, before: Value, after: Value) -> Changes {
-    let mut c = Changes::new();
-    c.insert(field.to_owned(), FieldChange { before, after });
-    c
 }
 
 async fn record(
@@ -160,7 +154,7 @@ impl Desk {
                 }
                 let user = existing_user(tx, &email).await?;
                 let after = json!({ "id": user.id, "email": user.email, "role": user.role, "teams": user.teams });
-                record(tx, &actor, "user.created", change("user", Value::Null, after), now).await?;
+                record(tx, &actor, "user.created", one_change("user", Value::Null, after), now).await?;
                 Ok(user)
             })
         })
@@ -181,7 +175,7 @@ impl Desk {
                     return Ok(user);
                 }
                 tx.set_user_role(user.id, role, now).await?;
-                let mut c = change("role", json!(user.role), json!(role));
+                let mut c = one_change("role", json!(user.role), json!(role));
                 c.insert(
                     "user".into(),
                     FieldChange {
@@ -212,7 +206,7 @@ impl Desk {
                     // Signed out everywhere at once.
                     tx.delete_user_sessions(user.id).await?;
                 }
-                let mut c = change("active", json!(user.active), json!(active));
+                let mut c = one_change("active", json!(user.active), json!(active));
                 c.insert(
                     "user".into(),
                     FieldChange {
@@ -277,7 +271,7 @@ impl Desk {
                     tx,
                     &actor,
                     "team.created",
-                    change("team", Value::Null, after),
+                    one_change("team", Value::Null, after),
                     now,
                 )
                 .await
@@ -345,7 +339,7 @@ impl Desk {
                     } else {
                         (json!(email), Value::Null)
                     };
-                    let mut c = change("member", before, after);
+                    let mut c = one_change("member", before, after);
                     c.insert(
                         "team".into(),
                         FieldChange {

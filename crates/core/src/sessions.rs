@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use chrono::TimeDelta;
-use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::audit::{one_change, AuditEntry};
 use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -91,18 +91,6 @@ fn verify(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn change(field: &str, after: Value) -> Changes {
-    let mut c = Changes::new();
-    c.insert(
-        field.to_owned(),
-        FieldChange {
-            before: Value::Null,
-            after,
-        },
-    );
-    c
-}
-
 impl Desk {
     /// Signs a person in with their local password. `client` is their address, for the rate
     /// limit and the audit trail.
@@ -150,8 +138,11 @@ impl Desk {
         };
         let record = self.db().login_record(&email).await?;
         let (hash, usable) = match &record {
-            Some((_, Some(hash), active)) => (hash.clone(), *active),
-            _ => (dummy_hash().to_owned(), false),
+            Some(r) => match &r.password_hash {
+                Some(hash) => (hash.clone(), r.active),
+                None => (dummy_hash().to_owned(), false),
+            },
+            None => (dummy_hash().to_owned(), false),
         };
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
@@ -160,7 +151,7 @@ impl Desk {
         let reason = match (&record, matches, usable) {
             (_, true, true) => None,
             (None, _, _) => Some("unknown email"),
-            (Some((_, None, _)), _, _) => Some("no local password"),
+            (Some(r), _, _) if r.password_hash.is_none() => Some("no local password"),
             (Some(_), true, false) => Some("disabled"),
             (Some(_), false, _) => Some("wrong password"),
         };
@@ -169,14 +160,10 @@ impl Desk {
             self.record_login_failure(&email, client, reason).await?;
             return Err(Error::Unauthorized(BAD_LOGIN.into()));
         }
-        let Some((user_id, _, _)) = record else {
+        let Some(user) = record else {
             return Err(Error::Unauthorized(BAD_LOGIN.into()));
         };
-        let user = self
-            .db()
-            .user(&email)
-            .await?
-            .ok_or_else(|| Error::Unauthorized(BAD_LOGIN.into()))?;
+        let user_id = user.user_id;
         let secret = random_token();
         let csrf_token = random_token();
         let (id_hash, csrf, client) = (hash_secret(&secret), csrf_token.clone(), client.to_owned());
@@ -223,7 +210,11 @@ impl Desk {
                         actor: name,
                         action: "auth.login".into(),
                         ticket_id: None,
-                        changes: change("session", json!({ "method": method, "client": client })),
+                        changes: one_change(
+                            "session",
+                            Value::Null,
+                            json!({ "method": method, "client": client }),
+                        ),
                     })
                     .await?;
                     Ok(Ok(()))
@@ -265,8 +256,9 @@ impl Desk {
                     actor: "anonymous".into(),
                     action: "auth.login_failed".into(),
                     ticket_id: None,
-                    changes: change(
+                    changes: one_change(
                         "attempt",
+                        Value::Null,
                         json!({ "email": email, "client": client, "reason": reason }),
                     ),
                 })
@@ -337,7 +329,7 @@ impl Desk {
                     actor: active.actor.name.clone(),
                     action: "auth.logout".into(),
                     ticket_id: None,
-                    changes: change("session", json!({ "ended": true })),
+                    changes: one_change("session", Value::Null, json!({ "ended": true })),
                 })
                 .await?;
                 Ok(ended)

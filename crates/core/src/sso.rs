@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
-use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::audit::{one_change, AuditEntry, FieldChange};
 use opsdesk_domain::Role;
 use opsdesk_store::UserRecord;
 use serde_json::{json, Value};
@@ -82,12 +82,6 @@ impl SsoMapping {
     }
 }
 
-fn one(field: &str, before: Value, after: Value) -> Changes {
-    let mut c = Changes::new();
-    c.insert(field.to_owned(), FieldChange { before, after });
-    c
-}
-
 impl Desk {
     /// Remembers a sign-on sent to the identity provider: its state, nonce and PKCE verifier.
     pub async fn sso_begin(&self, state: &str, nonce: &str, verifier: &str) -> Result<()> {
@@ -112,7 +106,7 @@ impl Desk {
 
     /// Records a refused sign-on.
     pub async fn sso_refused(&self, reason: &str, client: &str) -> Result<()> {
-        let changes = one(
+        let changes = one_change(
             "attempt",
             Value::Null,
             json!({ "method": "oidc", "client": client, "reason": reason }),
@@ -184,27 +178,22 @@ impl Desk {
                             None => return Ok(Err("email not verified by the provider")),
                         }
                     }
-                    let user = match existing {
+                    // Accounts made by SSO follow the provider; accounts with a local password
+                    // (an admin's break-glass account, say) keep the role and teams set in opsdesk.
+                    let (user, role, managed) = match existing {
                         Some(u) if !u.active => return Ok(Err("disabled")),
-                        // Accounts with a local password (an admin's break-glass account, say)
-                        // keep the role and teams set in opsdesk.
-                        Some(u) if u.has_password => {
-                            tx.insert_session(&id_hash, u.id, &csrf, now, now + max).await?;
-                            let detail = json!({ "method": "oidc", "client": client, "issuer": issuer, "subject": subject });
-                            tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one("session", Value::Null, detail) }).await?;
-                            return Ok(Ok(u.role));
-                        }
+                        Some(u) if u.has_password => (u.id, u.role, false),
                         Some(u) => {
                             if u.role != role {
                                 tx.set_user_role(u.id, role, now).await?;
-                                let mut c = one("role", json!(u.role), json!(role));
+                                let mut c = one_change("role", json!(u.role), json!(role));
                                 c.insert("user".into(), FieldChange { before: json!(email), after: json!(email) });
                                 tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.role_changed".into(), ticket_id: None, changes: c }).await?;
                             }
                             if u.display_name != name {
                                 tx.set_user_name(u.id, &name, now).await?;
                             }
-                            u.id
+                            (u.id, role, true)
                         }
                         None => {
                             let id = tx
@@ -212,27 +201,29 @@ impl Desk {
                                 .await?;
                             tx.bind_sso_identity(id, &identity).await?;
                             let after = json!({ "id": id, "email": email, "role": role, "teams": teams, "issuer": issuer, "subject": subject });
-                            tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.created".into(), ticket_id: None, changes: one("user", Value::Null, after) }).await?;
-                            id
+                            tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.created".into(), ticket_id: None, changes: one_change("user", Value::Null, after) }).await?;
+                            (id, role, true)
                         }
                     };
-                    let mut team_ids = Vec::with_capacity(teams.len());
-                    for team in &teams {
-                        let id = match tx.team_by_name(team).await? {
-                            Some((id, _)) => id,
-                            None => {
-                                let id = tx.insert_team(team, None, now).await?;
-                                let after = json!({ "id": id, "name": team });
-                                tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "team.created".into(), ticket_id: None, changes: one("team", Value::Null, after) }).await?;
-                                id
-                            }
-                        };
-                        team_ids.push(id);
+                    if managed {
+                        let mut team_ids = Vec::with_capacity(teams.len());
+                        for team in &teams {
+                            let id = match tx.team_by_name(team).await? {
+                                Some((id, _)) => id,
+                                None => {
+                                    let id = tx.insert_team(team, None, now).await?;
+                                    let after = json!({ "id": id, "name": team });
+                                    tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "team.created".into(), ticket_id: None, changes: one_change("team", Value::Null, after) }).await?;
+                                    id
+                                }
+                            };
+                            team_ids.push(id);
+                        }
+                        tx.set_user_teams(user, &team_ids).await?;
                     }
-                    tx.set_user_teams(user, &team_ids).await?;
                     tx.insert_session(&id_hash, user, &csrf, now, now + max).await?;
                     let detail = json!({ "method": "oidc", "client": client, "issuer": issuer, "subject": subject });
-                    tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one("session", Value::Null, detail) }).await?;
+                    tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one_change("session", Value::Null, detail) }).await?;
                     Ok(Ok(role))
                 })
             })

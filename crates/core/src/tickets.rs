@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes, FieldChange};
+use opsdesk_domain::audit::{one_change, AuditEntry, AuditRecord, Changes};
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
 use opsdesk_store::{TicketFilter, TicketPage, Tx};
@@ -11,12 +11,6 @@ use crate::{Actor, Desk, Error, Result};
 
 fn not_found(id: i64) -> Error {
     Error::NotFound(format!("ticket {}", Ticket::key_for(id)))
-}
-
-fn one_change(field: &str, before: Value, after: Value) -> Changes {
-    let mut c = Changes::new();
-    c.insert(field.to_owned(), FieldChange { before, after });
-    c
 }
 
 /// Marks the ticket changed and records why, inside `tx`: for changes that live beside the

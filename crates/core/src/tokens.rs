@@ -1,6 +1,7 @@
-use opsdesk_domain::audit::{AuditEntry, FieldChange};
+use chrono::{DateTime, Utc};
+use opsdesk_domain::audit::{one_change, AuditEntry, FieldChange};
 use opsdesk_domain::{FieldError, Role};
-use opsdesk_store::{TokenRecord, TokenSummary};
+use opsdesk_store::{TokenRecord, TokenSummary, Tx};
 use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,6 +37,42 @@ fn valid_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// Stores a new token with its audit entry, inside `tx`.
+async fn insert_token(
+    tx: &mut Tx,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<(TokenSummary, String)> {
+    // Checked first: a refused change must not have written anything.
+    if tx.token_name_taken(name).await? {
+        return Err(Error::Conflict(format!(
+            "a token named {name:?} already exists"
+        )));
+    }
+    let secret = new_secret();
+    let summary = tx
+        .insert_token(&TokenRecord {
+            name: name.to_owned(),
+            role,
+            token_hash: hash_secret(&secret),
+            created_by: actor.name.clone(),
+            created_at: now,
+        })
+        .await?;
+    let after = json!({ "id": summary.id, "name": summary.name, "role": summary.role });
+    tx.append_audit(AuditEntry {
+        at: now,
+        actor: actor.name.clone(),
+        action: "token.created".into(),
+        ticket_id: None,
+        changes: one_change("token", Value::Null, after),
+    })
+    .await?;
+    Ok((summary, secret))
+}
+
 impl Desk {
     /// Creates a token and returns it with its secret, which is shown only this once.
     pub async fn create_token(
@@ -46,111 +83,70 @@ impl Desk {
     ) -> Result<(TokenSummary, String)> {
         actor.require_admin()?;
         let name = valid_name(name)?;
-        let mut tx = self.db().begin().await?;
-        let created = self.insert_token(&mut tx, actor, &name, role).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn insert_token(
-        &self,
-        tx: &mut opsdesk_store::Tx,
-        actor: &Actor,
-        name: &str,
-        role: Role,
-    ) -> Result<(TokenSummary, String)> {
-        let secret = new_secret();
-        let now = self.now();
-        let summary = tx
-            .insert_token(&TokenRecord {
-                name: name.to_owned(),
-                role,
-                token_hash: hash_secret(&secret),
-                created_by: actor.name.clone(),
-                created_at: now,
-            })
-            .await
-            .map_err(|e| {
-                if e.is_unique_violation() {
-                    Error::Conflict(format!("a token named {name:?} already exists"))
-                } else {
-                    e.into()
-                }
-            })?;
-        let mut changes = opsdesk_domain::audit::Changes::new();
-        changes.insert(
-            "token".into(),
-            FieldChange {
-                before: Value::Null,
-                after: json!({ "id": summary.id, "name": summary.name, "role": summary.role }),
-            },
-        );
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "token.created".into(),
-            ticket_id: None,
-            changes,
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move { insert_token(tx, &actor, &name, role, now).await })
         })
-        .await?;
-        Ok((summary, secret))
+        .await
     }
 
     /// On a database without any token, creates the first admin token and returns its secret.
     /// Returns None on every later start.
     pub async fn bootstrap_admin_token(&self) -> Result<Option<String>> {
-        let mut tx = self.db().begin().await?;
-        if tx.count_tokens().await? > 0 {
-            return Ok(None);
-        }
-        let actor = Actor::new("system", Role::Admin);
-        match self
-            .insert_token(&mut tx, &actor, FIRST_ADMIN, Role::Admin)
-            .await
-        {
-            Ok((_, secret)) => {
-                tx.commit().await?;
-                Ok(Some(secret))
-            }
+        let outcome = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    if tx.count_tokens().await? > 0 {
+                        return Ok(None);
+                    }
+                    let system = Actor::new("system", Role::Admin);
+                    let (_, secret) =
+                        insert_token(tx, &system, FIRST_ADMIN, Role::Admin, now).await?;
+                    Ok(Some(secret))
+                })
+            })
+            .await;
+        match outcome {
             // Another node created it first.
             Err(Error::Conflict(_)) => Ok(None),
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> Result<TokenSummary> {
         actor.require_admin()?;
-        let mut tx = self.db().begin().await?;
-        let now = self.now();
-        let revoked = tx
-            .revoke_token(name, now)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("active token {name:?}")))?;
-        let mut changes = opsdesk_domain::audit::Changes::new();
-        changes.insert(
-            "revoked_at".into(),
-            FieldChange {
-                before: Value::Null,
-                after: json!(opsdesk_domain::audit::format_time(now)),
-            },
-        );
-        changes.insert(
-            "token".into(),
-            FieldChange {
-                before: json!({ "id": revoked.id, "name": revoked.name, "role": revoked.role }),
-                after: json!({ "id": revoked.id, "name": revoked.name, "role": revoked.role }),
-            },
-        );
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "token.revoked".into(),
-            ticket_id: None,
-            changes,
+        let (actor, name) = (actor.clone(), name.to_owned());
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let revoked = tx
+                    .revoke_token(&name, now)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("active token {name:?}")))?;
+                let token = json!({ "id": revoked.id, "name": revoked.name, "role": revoked.role });
+                let mut changes = one_change(
+                    "revoked_at",
+                    Value::Null,
+                    json!(opsdesk_domain::audit::format_time(now)),
+                );
+                changes.insert(
+                    "token".into(),
+                    FieldChange {
+                        before: token.clone(),
+                        after: token,
+                    },
+                );
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: actor.name.clone(),
+                    action: "token.revoked".into(),
+                    ticket_id: None,
+                    changes,
+                })
+                .await?;
+                Ok(revoked)
+            })
         })
-        .await?;
-        tx.commit().await?;
-        Ok(revoked)
+        .await
     }
 
     pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenSummary>> {

@@ -25,6 +25,13 @@ pub struct FieldChange {
 /// Changed fields by name.
 pub type Changes = BTreeMap<String, FieldChange>;
 
+/// The changes of one field.
+pub fn one_change(field: &str, before: Value, after: Value) -> Changes {
+    let mut c = Changes::new();
+    c.insert(field.to_owned(), FieldChange { before, after });
+    c
+}
+
 /// A change about to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {

@@ -256,19 +256,6 @@ impl Db {
         }
     }
 
-    /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self {
-            // IMMEDIATE takes the write lock now, so another process waits on busy_timeout
-            // instead of failing halfway through.
-            Db::Sqlite(s) => Tx::Sqlite(
-                s.writer.begin_with("BEGIN IMMEDIATE").await?,
-                Box::default(),
-            ),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
-    }
-
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         crate::on_read!(self, p, _b => {

@@ -17,7 +17,7 @@ pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
-pub use sessions::SessionRecord;
+pub use sessions::{LoginRecord, SessionRecord};
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;

@@ -17,6 +17,15 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a password sign-in needs to know of a person.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub user_id: i64,
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub role: Role,
+}
+
 impl Tx {
     pub async fn insert_session(
         &mut self,
@@ -143,15 +152,24 @@ impl Tx {
 }
 
 impl Db {
-    /// The stored password hash and state of a person, by email.
-    pub async fn login_record(&self, email: &str) -> Result<Option<(i64, Option<String>, bool)>> {
+    /// The stored password hash, state and role of a person, by email.
+    pub async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>> {
         on_read!(self, p, _b => {
-            let row = sqlx::query("SELECT id, password_hash, active FROM users WHERE email = $1")
+            let row = sqlx::query("SELECT id, password_hash, active, role FROM users WHERE email = $1")
                 .bind(email)
                 .fetch_optional(p)
                 .await?;
             match row {
-                Some(r) => Ok(Some((r.try_get("id")?, r.try_get("password_hash")?, r.try_get("active")?))),
+                Some(r) => {
+                    let role: String = r.try_get("role")?;
+                    Ok(Some(LoginRecord {
+                        user_id: r.try_get("id")?,
+                        password_hash: r.try_get("password_hash")?,
+                        active: r.try_get("active")?,
+                        role: Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+                    }))
+                }
                 None => Ok(None),
             }
         })

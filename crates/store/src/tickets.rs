@@ -477,32 +477,24 @@ fn search_words(q: &str) -> Vec<(String, bool)> {
 
 /// An FTS5 query (SQLite) that matches every word.
 fn fts5_query(q: &str) -> Option<String> {
-    let terms: Vec<String> = search_words(q)
-        .into_iter()
-        .map(|(w, prefix)| {
-            if prefix {
-                format!("\"{w}\"*")
-            } else {
-                format!("\"{w}\"")
-            }
-        })
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" "))
+    quoted_words(q, '"', "*", " ")
 }
 
 /// A `to_tsquery` text (PostgreSQL) that matches every word.
 fn pg_tsquery(q: &str) -> Option<String> {
+    quoted_words(q, '\'', ":*", " & ")
+}
+
+/// Every word quoted, with the prefix marker after prefix words, joined by `and`.
+fn quoted_words(q: &str, quote: char, prefix_mark: &str, and: &str) -> Option<String> {
     let terms: Vec<String> = search_words(q)
         .into_iter()
         .map(|(w, prefix)| {
-            if prefix {
-                format!("'{w}':*")
-            } else {
-                format!("'{w}'")
-            }
+            let mark = if prefix { prefix_mark } else { "" };
+            format!("{quote}{w}{quote}{mark}")
         })
         .collect();
-    (!terms.is_empty()).then(|| terms.join(" & "))
+    (!terms.is_empty()).then(|| terms.join(and))
 }
 
 macro_rules! push_filters {

@@ -74,6 +74,16 @@ impl Tx {
         })
     }
 
+    /// Whether a token (active or revoked) has this name.
+    pub async fn token_name_taken(&mut self, name: &str) -> Result<bool> {
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM api_tokens WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *c)
+                .await? > 0)
+        })
+    }
+
     pub async fn count_tokens(&mut self) -> Result<i64> {
         on_tx!(self, c, _b => {
             Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM api_tokens")

@@ -11,7 +11,6 @@ pub mod sso;
 mod ui;
 
 use std::future::Future;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -93,6 +92,3 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
 }
-
-/// How long a client may take; long enough for a large page on a busy machine.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
