@@ -4,11 +4,14 @@
 pub mod access;
 pub mod audit;
 pub mod change;
+pub mod signal;
 pub mod ticket;
 pub mod validation;
 
 pub use access::{NewUser, Permission, Role, Team, TokenSummary, User};
 pub use audit::{AuditEntry, AuditRecord, ChainError};
+pub use signal::workload::{Environment, NewWorkload, Workload};
+pub use signal::{Signal, SignalState};
 pub use ticket::{
     Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink, Transition, TransitionError,
 };

@@ -1,0 +1,71 @@
+//! EventBridge events, as API destinations and SQS targets deliver them.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{clip, cloudwatch, health, receipt_key, trusted_advisor, Fields, Signal, SignalState};
+use crate::validation::FieldError;
+
+/// Whether `v` has the shape of an EventBridge event.
+pub fn is_event(v: &Value) -> bool {
+    v.get("detail-type").is_some() && v.get("source").is_some() && v.get("detail").is_some()
+}
+
+/// One EventBridge event as a signal; sources opsdesk has no reader for become unclassified
+/// signals.
+pub fn from_event(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {
+    let event = Fields::new(v, "")?;
+    let source = event.str("source")?;
+    let detail_type = event.str("detail-type")?;
+    event.obj("detail")?;
+    match (source, detail_type) {
+        ("aws.health", _) => health::from_eventbridge(&event, received_at),
+        ("aws.trustedadvisor", _) => trusted_advisor::from_eventbridge(&event, received_at),
+        ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
+            cloudwatch::from_eventbridge(&event, received_at)
+        }
+        _ => unclassified(&event, source, detail_type, received_at),
+    }
+}
+
+fn unclassified(
+    event: &Fields<'_>,
+    source: &str,
+    detail_type: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Signal, FieldError> {
+    let id = event.opt_str("id")?;
+    let resources: Vec<String> = event
+        .array("resources")?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let raw = event.value().clone();
+    let key = match id {
+        Some(id) => receipt_key(source, &[id]),
+        None => receipt_key(source, &[&raw.to_string()]),
+    };
+    Ok(Signal {
+        source: clip(source, 100),
+        receipt_key: key.clone(),
+        dedup_key: key,
+        state: SignalState::Firing,
+        kind: clip(detail_type, 200),
+        category: None,
+        severity: None,
+        account: event.opt_str("account")?.map(str::to_owned),
+        region: event.opt_str("region")?.map(str::to_owned),
+        service: None,
+        resources,
+        tags: Default::default(),
+        title: clip(&format!("{source}: {detail_type}"), 300),
+        body: serde_json::to_string_pretty(raw.get("detail").unwrap_or(&Value::Null))
+            .unwrap_or_default(),
+        occurred_at: event.opt_time("time")?.unwrap_or(received_at),
+        window: None,
+        savings: None,
+        classified: false,
+        raw,
+    })
+}
