@@ -215,8 +215,8 @@ mod tests {
             regions: vec![],
             resources: resources.iter().map(|s| s.to_string()).collect(),
             tags: BTreeMap::new(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
         }
     }
 
@@ -236,7 +236,7 @@ mod tests {
             tags: BTreeMap::new(),
             title: String::new(),
             body: String::new(),
-            occurred_at: Utc::now(),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
             window: None,
             savings: None,
             classified: true,
