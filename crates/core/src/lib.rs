@@ -6,6 +6,7 @@ mod clock;
 mod error;
 pub mod people;
 pub mod sessions;
+pub mod signals;
 pub mod sso;
 mod tickets;
 mod tokens;

@@ -28,6 +28,14 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The same error, for item `i` of an array.
+    pub fn within(self, i: usize) -> Self {
+        FieldError {
+            field: format!("[{i}].{}", self.field),
+            message: self.message,
+        }
+    }
 }
 
 /// An input that passed its rules.

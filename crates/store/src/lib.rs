@@ -8,6 +8,7 @@ mod audit;
 pub mod db;
 mod people;
 mod sessions;
+mod signals;
 mod tickets;
 mod time;
 mod tokens;

@@ -246,3 +246,41 @@ mod tests {
         assert_eq!(clip("hi", 5), "hi");
     }
 }
+
+/// Signals from a message whose shape is not known in advance, as SQS queues and SNS topics
+/// carry them: an EventBridge event, an array of events, a CloudWatch alarm notification, or an
+/// SNS envelope around any of these.
+pub fn from_payload(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
+    if let Value::Array(items) = v {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if !eventbridge::is_event(item) {
+                return Err(FieldError::new(format!("[{i}]"), "is not an EventBridge event"));
+            }
+            out.push(eventbridge::from_event(item, received_at).map_err(|e| e.within(i))?);
+        }
+        return Ok(out);
+    }
+    if eventbridge::is_event(v) {
+        return Ok(vec![eventbridge::from_event(v, received_at)?]);
+    }
+    if cloudwatch::is_sns_alarm(v) {
+        return Ok(vec![cloudwatch::from_sns_message(v, received_at)?]);
+    }
+    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message = v
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FieldError::new("Message", "is required"))?;
+        let inner: Value = serde_json::from_str(message)
+            .map_err(|_| FieldError::new("Message", "is not JSON opsdesk reads"))?;
+        if inner.get("Type").is_some() {
+            return Err(FieldError::new("Message", "holds another SNS envelope"));
+        }
+        return from_payload(&inner, received_at);
+    }
+    Err(FieldError::new(
+        "body",
+        "is not an EventBridge event, a CloudWatch alarm or an SNS notification",
+    ))
+}
