@@ -43,6 +43,25 @@ pub enum Command {
     /// Manage teams (works without the server running).
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Manage workloads (works without the server running).
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadCommand {
+    /// Create or replace the workloads of a TOML file (`[[workload]]` tables), all or none.
+    Import { file: PathBuf },
+    /// List workloads.
+    List,
+}
+
+/// A workloads file: `[[workload]]` tables with the fields of the API.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadFile {
+    #[serde(default)]
+    workload: Vec<opsdesk_domain::NewWorkload>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => return audit(&config, cmd).await,
         Command::User(cmd) => user(&config, cmd).await?,
         Command::Team(cmd) => team(&config, cmd).await?,
+        Command::Workload(cmd) => workload(&config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -401,6 +421,48 @@ async fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<()> {
                     t.name,
                     t.lead.as_deref().unwrap_or("-"),
                     t.members.join(", ")
+                );
+            }
+        }
+    }
+    desk.db().close().await;
+    Ok(())
+}
+
+async fn workload(config: &Config, cmd: WorkloadCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    match cmd {
+        WorkloadCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let parsed: WorkloadFile = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message()))?;
+            let saved = desk
+                .import_workloads(&actor, parsed.workload)
+                .await
+                .map_err(|e| match e {
+                    opsdesk_core::Error::Invalid(f) => {
+                        anyhow::anyhow!("{}: workload{}", file.display(), f)
+                    }
+                    other => anyhow::anyhow!(other),
+                })?;
+            for w in &saved {
+                println!("saved workload {} ({})", w.name, w.environment);
+            }
+        }
+        WorkloadCommand::List => {
+            println!(
+                "{:<24} {:<12} {:<20} ACCOUNTS",
+                "NAME", "ENVIRONMENT", "TEAM"
+            );
+            for w in desk.workloads(&actor).await? {
+                println!(
+                    "{:<24} {:<12} {:<20} {}",
+                    w.name,
+                    w.environment,
+                    w.team.as_deref().unwrap_or("-"),
+                    w.accounts.join(", ")
                 );
             }
         }

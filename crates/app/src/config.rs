@@ -19,6 +19,66 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub oidc: OidcConfig,
+    pub ingest: IngestConfig,
+}
+
+/// How signals from AWS and monitors become tickets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A problem that fires again this soon after its ticket was resolved reopens it.
+    pub reopen_window_hours: u64,
+    /// This many firing/resolved flips within `flapping_window_minutes` mark a problem flapping.
+    pub flapping_changes: usize,
+    pub flapping_window_minutes: u64,
+    /// Severity rules, tried in order before the built-in ones.
+    pub rules: Vec<opsdesk_domain::signal::rules::SeverityRule>,
+    /// SQS queues to consume (`[[ingest.sqs]]`).
+    pub sqs: Vec<opsdesk_aws::sqs::SqsConfig>,
+    /// Amazon SNS HTTP(S) subscriptions to `/api/v1/ingest/sns`.
+    pub sns: opsdesk_aws::sns::SnsConfig,
+    /// The AWS Health API poller.
+    pub health: opsdesk_aws::health::HealthConfig,
+    /// The Trusted Advisor poller.
+    pub trusted_advisor: opsdesk_aws::trusted_advisor::TrustedAdvisorConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            reopen_window_hours: 24,
+            flapping_changes: 4,
+            flapping_window_minutes: 60,
+            rules: Vec::new(),
+            sqs: Vec::new(),
+            sns: Default::default(),
+            health: Default::default(),
+            trusted_advisor: Default::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn settings(&self) -> Result<opsdesk_core::signals::IngestSettings, String> {
+        if self.flapping_changes < 2 {
+            return Err("ingest.flapping_changes must be at least 2".into());
+        }
+        let hours = i64::try_from(self.reopen_window_hours)
+            .ok()
+            .and_then(chrono::Duration::try_hours)
+            .ok_or("ingest.reopen_window_hours is too large")?;
+        let minutes = i64::try_from(self.flapping_window_minutes)
+            .ok()
+            .and_then(chrono::Duration::try_minutes)
+            .filter(|m| *m > chrono::Duration::zero())
+            .ok_or("ingest.flapping_window_minutes must be 1 or more, and not huge")?;
+        Ok(opsdesk_core::signals::IngestSettings {
+            rules: self.rules.clone(),
+            reopen_window: hours,
+            flapping_changes: self.flapping_changes,
+            flapping_window: minutes,
+        })
+    }
 }
 
 /// Single sign-on with an OpenID Connect provider; off while `issuer_url` is empty.
@@ -332,6 +392,63 @@ sso_only = false
 
 # Group -> team (created when missing), e.g. "sre" = "SRE".
 [oidc.teams]
+
+[ingest]
+# A problem that fires again within this many hours of its ticket being resolved reopens
+# that ticket; later, it opens a new one.
+reopen_window_hours = 24
+# This many firing/resolved flips within flapping_window_minutes mark a problem as flapping:
+# its ticket is tagged `flapping` and is not resolved or reopened by the flips until they stop.
+flapping_changes = 4
+flapping_window_minutes = 60
+# Severity rules, tried in order before the built-in ones (see docs/signals.md). Every
+# condition given must hold; text takes * and ? wildcards. For example:
+# [[ingest.rules]]
+# source = "aws.cloudwatch"
+# title = "CloudWatch alarm prod-*"
+# severity = "SEV2"
+# [[ingest.rules]]
+# source = "com.example.deploys"   # an EventBridge source opsdesk has no reader for
+# ticket = true
+
+# SQS queues an EventBridge rule delivers to (deploy/aws/opsdesk-signals.yaml makes one).
+# Credentials and region come from the AWS SDK's environment (AWS_REGION, AWS_PROFILE,
+# instance role...). A message is deleted only once its effect is committed; messages opsdesk
+# cannot read stay for the queue's dead-letter policy. For example:
+# [[ingest.sqs]]
+# queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/opsdesk-signals"
+# region = "us-east-1"      # default: the SDK's, else the queue URL's
+# max_messages = 10         # per receive, 1 to 10
+# wait_seconds = 20         # long polling, 0 to 20
+# concurrency = 1
+
+[ingest.sns]
+# Topics whose messages POST /api/v1/ingest/sns accepts (* wildcards). Empty: none.
+topics = []
+# How old a message may be, in seconds.
+max_age_seconds = 3600
+
+# SigningCertURL -> local PEM file, used instead of fetching the certificate.
+[ingest.sns.certificates]
+
+[ingest.health]
+# Poll the AWS Health API (needs a Business, Enterprise On-Ramp or Enterprise support plan).
+enabled = false
+region = "us-east-1"
+# The organization view: every account of the AWS Organization.
+organization = false
+interval_seconds = 300
+# account = "123456789012"   # the account the account view's events belong to
+
+[ingest.trusted_advisor]
+# Poll Trusted Advisor (same support plans as the Health API).
+enabled = false
+region = "us-east-1"
+# trustedadvisor (the Trusted Advisor API) or support (the AWS Support API).
+api = "trustedadvisor"
+interval_seconds = 3600
+language = "en"
+# account = "123456789012"
 "#;
 
 #[cfg(test)]

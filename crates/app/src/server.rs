@@ -41,7 +41,10 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     db.migrate()
         .await
         .with_context(|| format!("cannot migrate the database {shown}"))?;
-    Ok(Desk::new(db, Arc::new(SystemClock)).with_auth_settings(config.auth.settings()))
+    let ingest = config.ingest.settings().map_err(anyhow::Error::msg)?;
+    Ok(Desk::new(db, Arc::new(SystemClock))
+        .with_auth_settings(config.auth.settings())
+        .with_ingest_settings(ingest))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -93,6 +96,9 @@ pub async fn serve(
         "listening on http://{addr}"
     );
     tokio::spawn(purge_sign_in_state(desk.clone()));
+    let background = tokio_util::sync::CancellationToken::new();
+    let _stop_background = background.clone().drop_guard();
+    spawn_ingest(config, &desk, &background);
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let graceful = async move {
@@ -110,6 +116,10 @@ pub async fn serve(
         state.sso = Some(Arc::new(sso));
         state.sso_only = config.oidc.sso_only;
         tracing::info!(issuer = %config.oidc.issuer_url, "single sign-on is on");
+    }
+    if !config.ingest.sns.topics.is_empty() {
+        state.sns = Some(Arc::new(sns_ingest(config)?));
+        tracing::info!(topics = ?config.ingest.sns.topics, "SNS subscriptions are accepted");
     }
     let server = opsdesk_web::serve(listener, state, graceful);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
@@ -144,4 +154,44 @@ async fn purge_sign_in_state(desk: Desk) {
             }
         }
     }
+}
+
+/// Starts the SQS consumers and the AWS pollers the configuration asks for.
+fn spawn_ingest(config: &Config, desk: &Desk, stop: &tokio_util::sync::CancellationToken) {
+    for queue in &config.ingest.sqs {
+        tracing::info!(queue = %queue.queue_url, "consuming SQS queue");
+        tokio::spawn(opsdesk_aws::sqs::run(
+            desk.clone(),
+            queue.clone(),
+            stop.clone(),
+        ));
+    }
+    if config.ingest.health.enabled {
+        tokio::spawn(opsdesk_aws::health::run_health(
+            desk.clone(),
+            config.ingest.health.clone(),
+            stop.clone(),
+        ));
+    }
+    if config.ingest.trusted_advisor.enabled {
+        tokio::spawn(opsdesk_aws::trusted_advisor::run_trusted_advisor(
+            desk.clone(),
+            config.ingest.trusted_advisor.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+fn sns_ingest(config: &Config) -> anyhow::Result<opsdesk_web::api::sns::SnsIngest> {
+    let source = opsdesk_aws::sns::HttpsCertificateSource::new()
+        .context("cannot build the HTTPS client for SNS certificates")?;
+    let verifier = opsdesk_aws::sns::Verifier::new(&config.ingest.sns, Arc::new(source))
+        .map_err(|e| anyhow::anyhow!("ingest.sns: {e}"))?;
+    let http = reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTPS client for SNS confirmations")?;
+    Ok(opsdesk_web::api::sns::SnsIngest { verifier, http })
 }

@@ -11,6 +11,7 @@ pub mod sso;
 mod tickets;
 mod tokens;
 pub mod totp;
+pub mod workloads;
 
 pub use audit::{VerifyError, VerifySummary};
 pub use clock::{Clock, FixedClock, SystemClock};
@@ -80,6 +81,8 @@ pub struct Desk {
     db: Db,
     clock: Arc<dyn Clock>,
     auth: Arc<sessions::AuthSettings>,
+    ingest: Arc<signals::IngestSettings>,
+    catalog: Arc<signals::CatalogCache>,
 }
 
 impl Desk {
@@ -88,6 +91,8 @@ impl Desk {
             db,
             clock,
             auth: Arc::new(sessions::AuthSettings::default()),
+            ingest: Arc::new(signals::IngestSettings::default()),
+            catalog: Arc::new(signals::CatalogCache::default()),
         }
     }
 

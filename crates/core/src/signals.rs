@@ -1,13 +1,51 @@
 //! Ingest: signals from AWS and monitors open, update, resolve and reopen tickets, one ticket
 //! per real problem, each delivery taking effect once.
+//!
+//! The pipeline for one signal: receipt (a repeated delivery stops here), workload match,
+//! maintenance, severity rules, correlation with the open ticket, ticket change, stored signal.
 
-use opsdesk_domain::{Permission, Signal};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
+use opsdesk_domain::signal::workload::match_workload;
+use opsdesk_domain::signal::HEALTH;
+use opsdesk_domain::validation::NewTicket;
+use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
+use opsdesk_store::{Correlation, MaintenanceWindow, NewMaintenanceWindow, SignalRecord, Tx};
 use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use crate::{Actor, Desk, Error, Result};
+use crate::{Actor, Desk, Result};
+
+/// How signals become tickets, beyond the severity rules' defaults.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Tried in order before the built-in rules.
+    pub rules: Vec<SeverityRule>,
+    /// A problem that fires again this soon after its ticket was resolved reopens that ticket.
+    pub reopen_window: chrono::Duration,
+    /// This many firing/resolved flips within `flapping_window` mark a problem as flapping.
+    pub flapping_changes: usize,
+    pub flapping_window: chrono::Duration,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            rules: Vec::new(),
+            reopen_window: chrono::Duration::hours(24),
+            flapping_changes: 4,
+            flapping_window: chrono::Duration::hours(1),
+        }
+    }
+}
 
 /// What one signal did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Outcome {
     /// The stored signal; none for a repeated delivery.
     pub signal_id: Option<i64>,
@@ -16,7 +54,7 @@ pub struct Outcome {
 }
 
 /// The effect of one signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// A new ticket.
@@ -26,19 +64,538 @@ pub enum Effect {
     Acknowledged,
     Resolved,
     Reopened,
-    /// Stored, with no ticket change (no rule asked for a ticket, expected during maintenance,
-    /// damped while flapping, or nothing open to resolve).
+    /// Stored, with no ticket change: no rule asked for a ticket, expected during maintenance,
+    /// damped while flapping, or nothing open to resolve.
     Recorded,
     /// The same news arrived before; nothing changed.
     Duplicate,
 }
 
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Created => "created",
+            Effect::Occurrence => "occurrence",
+            Effect::Acknowledged => "acknowledged",
+            Effect::Resolved => "resolved",
+            Effect::Reopened => "reopened",
+            Effect::Recorded => "recorded",
+            Effect::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Workloads and user maintenance windows, read once for many signals.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    workloads: Vec<Workload>,
+    windows: Vec<MaintenanceWindow>,
+}
+
+/// The catalog as of a moment; changes made through this node drop it at once, changes made
+/// through other nodes are seen within `CATALOG_TTL`.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogCache(Mutex<Option<(Instant, Arc<Catalog>)>>);
+
+const CATALOG_TTL: Duration = Duration::from_secs(2);
+
+impl CatalogCache {
+    pub(crate) fn clear(&self) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = None;
+        }
+    }
+}
+
+impl Catalog {
+    fn expected(&self, workload: Option<&str>, at: DateTime<Utc>) -> bool {
+        let Some(workload) = workload else {
+            return false;
+        };
+        self.windows.iter().any(|w| {
+            w.origin == "user"
+                && w.workload.as_deref() == Some(workload)
+                && w.start <= at
+                && w.end.is_none_or(|end| at < end)
+        })
+    }
+}
+
+/// Ticket sources are short lowercase names; EventBridge sources of unclassified events may not be.
+fn ticket_source(source: &str) -> String {
+    let s: String = source
+        .chars()
+        .take(64)
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "signal".to_owned()
+    } else {
+        s
+    }
+}
+
+fn tag(s: &str) -> Option<String> {
+    let t: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.:/".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    (!t.trim_matches('-').is_empty()).then_some(t)
+}
+
+fn kind_for(s: &Signal) -> Kind {
+    match (s.source.as_str(), s.kind.as_str()) {
+        (HEALTH, "scheduledChange" | "accountNotification") => Kind::Task,
+        ("aws.trustedadvisor", _) => Kind::Task,
+        _ => Kind::Incident,
+    }
+}
+
+fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> String {
+    let mut d = String::new();
+    if !s.body.is_empty() {
+        d.push_str(&s.body);
+        d.push_str("\n\n");
+    }
+    d.push_str(&format!("- Source: {} ({})\n", s.source, s.kind));
+    if let Some(a) = &s.account {
+        d.push_str(&format!("- Account: {a}\n"));
+    }
+    if let Some(r) = &s.region {
+        d.push_str(&format!("- Region: {r}\n"));
+    }
+    if let Some(svc) = &s.service {
+        d.push_str(&format!("- Service: {svc}\n"));
+    }
+    if let Some(w) = workload {
+        d.push_str(&format!("- Workload: {} ({})\n", w.name, w.environment));
+    }
+    if let Some(win) = &s.window {
+        let end = win
+            .end
+            .map(|e| e.to_rfc3339())
+            .unwrap_or_else(|| "open".into());
+        d.push_str(&format!(
+            "- Maintenance window: {} to {end}\n",
+            win.start.to_rfc3339()
+        ));
+    }
+    if let Some(v) = s.savings {
+        d.push_str(&format!("- Estimated monthly savings: ${v:.2}\n"));
+    }
+    for r in s.resources.iter().take(50) {
+        d.push_str(&format!("- Resource: {r}\n"));
+    }
+    d.push_str(&format!("- Severity from: {}\n", decision.rule));
+    d.chars()
+        .take(opsdesk_domain::validation::DESCRIPTION_MAX)
+        .collect()
+}
+
+fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> Result<NewTicket> {
+    let title: String = s
+        .title
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut tags: Vec<String> = [Some(s.source.as_str()), s.category.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(tag)
+        .collect();
+    if workload.is_some_and(Workload::is_production) {
+        tags.push("production".into());
+    }
+    let input = NewTicket {
+        title: if title.trim().is_empty() {
+            "Signal".into()
+        } else {
+            title
+        },
+        description: description_for(s, workload, decision),
+        kind: kind_for(s),
+        severity: decision.severity,
+        requester: None,
+        assignee: None,
+        team: workload.and_then(|w| w.team.clone()),
+        workload: workload.map(|w| w.name.clone()),
+        tags,
+        source: Some(ticket_source(&s.source)),
+        dedup_key: Some(s.dedup_key.chars().take(512).collect()),
+    };
+    Ok(input.validate()?)
+}
+
+/// Everything about one signal that does not need the database.
+struct Assessed<'a> {
+    signal: Signal,
+    workload: Option<&'a Workload>,
+    decision: Decision,
+    expected: bool,
+}
+
+fn change(field: &str, before: Value, after: Value) -> (String, FieldChange) {
+    (field.to_owned(), FieldChange { before, after })
+}
+
+fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
+    change(
+        "signal",
+        Value::Null,
+        json!({
+            "id": id,
+            "source": s.source,
+            "state": s.state,
+            "kind": s.kind,
+            "title": s.title,
+            "body": s.body,
+            "occurred_at": s.occurred_at,
+            "rule": rule,
+        }),
+    )
+}
+
+struct Step<'a> {
+    tx: &'a mut Tx,
+    actor: &'a Actor,
+    settings: &'a IngestSettings,
+    now: DateTime<Utc>,
+}
+
+impl Step<'_> {
+    async fn audit(&mut self, action: &str, ticket_id: i64, changes: Changes) -> Result<()> {
+        self.tx
+            .append_audit(AuditEntry {
+                at: self.now,
+                actor: self.actor.name.clone(),
+                action: action.to_owned(),
+                ticket_id: Some(ticket_id),
+                changes,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(&mut self, a: &Assessed<'_>) -> Result<Outcome> {
+        let s = &a.signal;
+        if !self.tx.claim_receipt(&s.receipt_key, self.now).await? {
+            return Ok(Outcome {
+                signal_id: None,
+                ticket_id: None,
+                effect: Effect::Duplicate,
+            });
+        }
+        let signal_id = self.tx.next_signal_id().await?;
+        let correlation = self
+            .tx
+            .correlation_for_update(&s.source, &s.dedup_key)
+            .await?;
+        let ticket = match &correlation {
+            Some(c) => self.tx.ticket_for_update(c.ticket_id).await?,
+            None => None,
+        };
+        let (effect, ticket_id) = match (correlation, ticket) {
+            (Some(c), Some(t)) => self.follow_up(a, signal_id, c, t).await?,
+            _ => self.first_sight(a, signal_id).await?,
+        };
+        if let (Some(win), Some(_)) = (&s.window, ticket_id.filter(|_| s.source == HEALTH)) {
+            self.tx
+                .save_maintenance_window(
+                    &NewMaintenanceWindow {
+                        origin: HEALTH.to_owned(),
+                        dedup_key: Some(s.dedup_key.clone()),
+                        workload: a.workload.map(|w| w.name.clone()),
+                        title: s.title.clone(),
+                        service: s.service.clone(),
+                        start: win.start,
+                        end: win.end,
+                        resources: s.resources.clone(),
+                        ticket_id,
+                        created_by: self.actor.name.clone(),
+                    },
+                    self.now,
+                )
+                .await?;
+        }
+        let id = self
+            .tx
+            .insert_signal(&SignalRecord {
+                id: signal_id,
+                received_at: self.now,
+                source: s.source.clone(),
+                dedup_key: s.dedup_key.clone(),
+                state: s.state.as_str().to_owned(),
+                kind: s.kind.clone(),
+                category: s.category.clone(),
+                severity: a.decision.severity.as_str().to_owned(),
+                account: s.account.clone(),
+                region: s.region.clone(),
+                service: s.service.clone(),
+                resources: s.resources.clone(),
+                title: s.title.clone(),
+                body: s.body.clone(),
+                occurred_at: s.occurred_at,
+                workload: a.workload.map(|w| w.name.clone()),
+                classified: s.classified,
+                expected: a.expected,
+                savings: s.savings,
+                rule: a.decision.rule.clone(),
+                outcome: effect.as_str().to_owned(),
+                ticket_id,
+                raw: s.raw.clone(),
+            })
+            .await?;
+        Ok(Outcome {
+            signal_id: Some(id),
+            ticket_id,
+            effect,
+        })
+    }
+
+    /// A problem with no ticket yet, or whose ticket was resolved too long ago to reopen.
+    async fn first_sight(
+        &mut self,
+        a: &Assessed<'_>,
+        signal_id: i64,
+    ) -> Result<(Effect, Option<i64>)> {
+        let s = &a.signal;
+        if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
+            return Ok((Effect::Recorded, None));
+        }
+        let input = new_ticket(s, a.workload, &a.decision)?;
+        let mut ticket = Ticket::open(input, self.now);
+        ticket.id = self.tx.insert_ticket(&ticket).await?;
+        let mut changes = ticket.creation_changes();
+        changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
+        self.audit("ticket.created", ticket.id, changes).await?;
+        self.tx
+            .save_correlation(&Correlation {
+                source: s.source.clone(),
+                dedup_key: s.dedup_key.clone(),
+                ticket_id: ticket.id,
+                occurrences: 1,
+                first_seen_at: self.now,
+                last_seen_at: self.now,
+                last_state: s.state.as_str().to_owned(),
+                state_changes: Vec::new(),
+                flapping: false,
+            })
+            .await?;
+        Ok((Effect::Created, Some(ticket.id)))
+    }
+
+    /// A problem that already has a ticket.
+    async fn follow_up(
+        &mut self,
+        a: &Assessed<'_>,
+        signal_id: i64,
+        mut c: Correlation,
+        current: Ticket,
+    ) -> Result<(Effect, Option<i64>)> {
+        let s = &a.signal;
+        let settings = self.settings;
+        if s.state == SignalState::Firing && !current.status.is_open() {
+            let recent = current
+                .resolved_at
+                .is_some_and(|at| self.now - at <= settings.reopen_window);
+            if !recent {
+                // An old problem back again is a new ticket.
+                return self.first_sight(a, signal_id).await;
+            }
+        }
+
+        // Flapping: firing/resolved flips within the window.
+        let was_flapping = c.flapping;
+        let flips = matches!(
+            (c.last_state.as_str(), s.state),
+            ("resolved", SignalState::Firing) | ("firing" | "acknowledged", SignalState::Resolved)
+        );
+        if flips {
+            c.state_changes.push(self.now);
+        }
+        c.state_changes
+            .retain(|t| self.now - *t <= settings.flapping_window);
+        c.flapping = c.state_changes.len() >= settings.flapping_changes;
+        if s.state != SignalState::Acknowledged {
+            c.last_state = s.state.as_str().to_owned();
+        }
+        c.last_seen_at = self.now;
+
+        let mut next = current.clone();
+        let mut changes = Changes::new();
+        let (action, effect) = match s.state {
+            SignalState::Firing if current.status.is_open() => {
+                ("ticket.occurrence", Effect::Occurrence)
+            }
+            SignalState::Firing if c.flapping => ("ticket.occurrence", Effect::Recorded),
+            SignalState::Firing => {
+                let t = current.status.transition_to(Status::InProgress)?;
+                next.apply_transition(t, self.now);
+                changes.extend([change(
+                    "reason",
+                    Value::Null,
+                    json!(format!("{} fired again within the reopen window", s.source)),
+                )]);
+                ("ticket.reopened", Effect::Reopened)
+            }
+            SignalState::Acknowledged if current.status == Status::New => {
+                let t = current.status.transition_to(Status::Acknowledged)?;
+                next.apply_transition(t, self.now);
+                ("ticket.acknowledged", Effect::Acknowledged)
+            }
+            SignalState::Resolved if current.status.is_open() && !c.flapping => {
+                let t = current.status.transition_to(Status::Resolved)?;
+                next.apply_transition(t, self.now);
+                changes.extend([change(
+                    "reason",
+                    Value::Null,
+                    json!(format!(
+                        "{} says the problem is over ({})",
+                        s.source, s.kind
+                    )),
+                )]);
+                ("ticket.resolved", Effect::Resolved)
+            }
+            SignalState::Acknowledged | SignalState::Resolved => {
+                ("ticket.signal", Effect::Recorded)
+            }
+        };
+        if matches!(s.state, SignalState::Firing) {
+            c.occurrences += 1;
+            changes.extend([change(
+                "occurrences",
+                json!(c.occurrences - 1),
+                json!(c.occurrences),
+            )]);
+            // A problem can get worse; it never gets quieter by itself.
+            if a.decision.severity < next.severity && next.status.is_open() {
+                next.severity = a.decision.severity;
+            }
+        }
+        if c.flapping != was_flapping {
+            let mut tags = next.tags.clone();
+            if c.flapping {
+                tags.push("flapping".into());
+                tags.sort();
+                tags.dedup();
+            } else {
+                tags.retain(|t| t != "flapping");
+            }
+            next.tags = tags;
+            changes.extend([change("flapping", json!(was_flapping), json!(c.flapping))]);
+        }
+        for (field, before, after) in [
+            ("status", json!(current.status), json!(next.status)),
+            ("severity", json!(current.severity), json!(next.severity)),
+            ("tags", json!(current.tags), json!(next.tags)),
+            (
+                "resolved_at",
+                json!(current.resolved_at),
+                json!(next.resolved_at),
+            ),
+            (
+                "acknowledged_at",
+                json!(current.acknowledged_at),
+                json!(next.acknowledged_at),
+            ),
+        ] {
+            if before != after {
+                changes.extend([change(field, before, after)]);
+            }
+        }
+        changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
+        next.touch(self.now);
+        self.tx.update_ticket(&next, &current).await?;
+        self.audit(action, current.id, changes).await?;
+        self.tx.save_correlation(&c).await?;
+        Ok((effect, Some(current.id)))
+    }
+}
+
 impl Desk {
+    /// Uses these rules and windows instead of the defaults.
+    pub fn with_ingest_settings(mut self, settings: IngestSettings) -> Desk {
+        self.ingest = Arc::new(settings);
+        self
+    }
+
+    async fn catalog(&self) -> Result<Arc<Catalog>> {
+        if let Ok(guard) = self.catalog.0.lock() {
+            if let Some((at, c)) = guard.as_ref() {
+                if at.elapsed() < CATALOG_TTL {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let now = self.now();
+        let catalog = Arc::new(Catalog {
+            workloads: self.db().workloads().await?,
+            windows: self
+                .db()
+                .maintenance_windows(
+                    now - chrono::Duration::days(30),
+                    now + chrono::Duration::days(1),
+                )
+                .await?,
+        });
+        if let Ok(mut guard) = self.catalog.0.lock() {
+            *guard = Some((Instant::now(), catalog.clone()));
+        }
+        Ok(catalog)
+    }
+
     /// Applies signals in one transaction, in order; returns once committed.
     pub async fn ingest(&self, actor: &Actor, signals: Vec<Signal>) -> Result<Vec<Outcome>> {
         actor.require(Permission::Ingest)?;
-        let _ = signals;
-        Err(Error::Conflict("ingest is not wired yet".into()))
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let catalog = self.catalog().await?;
+        let settings = self.ingest.clone();
+        let defaults = default_rules();
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let mut step = Step {
+                    tx,
+                    actor: &actor,
+                    settings: &settings,
+                    now,
+                };
+                let mut out = Vec::with_capacity(signals.len());
+                for signal in signals {
+                    let workload = match_workload(&catalog.workloads, &signal);
+                    let environment = workload.map(|w| w.environment);
+                    let decision = decide(&settings.rules, &defaults, &signal, environment);
+                    let expected =
+                        catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                    let assessed = Assessed {
+                        signal,
+                        workload,
+                        decision,
+                        expected,
+                    };
+                    out.push(step.apply(&assessed).await?);
+                }
+                Ok(out)
+            })
+        })
+        .await
     }
 
     /// Where a poller left off, as it stored it.
@@ -53,5 +610,36 @@ impl Desk {
             Box::pin(async move { Ok(tx.set_poller_cursor(&name, &cursor, now).await?) })
         })
         .await
+    }
+}
+
+impl Desk {
+    /// Stored signals, newest first (staff only: signals can name any account's resources).
+    pub async fn signals(
+        &self,
+        actor: &Actor,
+        filter: &opsdesk_store::SignalFilter,
+    ) -> Result<Vec<SignalRecord>> {
+        actor.require(Permission::WriteTickets)?;
+        Ok(self.db().signals(filter).await?)
+    }
+
+    /// The problems a ticket tracks and its latest signals.
+    pub async fn ticket_signals(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<(Vec<Correlation>, Vec<SignalRecord>)> {
+        // Refuses tickets the actor may not see, as reading the ticket does.
+        self.ticket(actor, id).await?;
+        let filter = opsdesk_store::SignalFilter {
+            ticket_id: Some(id),
+            limit: 100,
+            ..Default::default()
+        };
+        Ok((
+            self.db().ticket_correlations(id).await?,
+            self.db().signals(&filter).await?,
+        ))
     }
 }

@@ -19,6 +19,9 @@ pub use db::{Backend, Db, DbOptions, Tx};
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
 pub use sessions::{LoginRecord, SessionRecord};
+pub use signals::{
+    Correlation, MaintenanceWindow, NewMaintenanceWindow, SignalFilter, SignalRecord,
+};
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;

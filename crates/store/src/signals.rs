@@ -1,8 +1,13 @@
 //! Signals, their receipts and correlations, workloads, maintenance windows and poller cursors.
 
 use chrono::{DateTime, Utc};
+use opsdesk_domain::{Environment, NewWorkload, Workload};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+use utoipa::ToSchema;
 
-use crate::{on_read, on_tx, Db, Result, Ts, Tx};
+use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
 
 impl Db {
     pub async fn poller_cursor(&self, name: &str) -> Result<Option<String>> {
@@ -34,6 +39,531 @@ impl Tx {
             .execute(&mut *c)
             .await?;
             Ok(())
+        })
+    }
+}
+
+/// The ticket that tracks one problem, and how it has been seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correlation {
+    pub source: String,
+    pub dedup_key: String,
+    pub ticket_id: i64,
+    pub occurrences: i64,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// `firing`, `acknowledged` or `resolved`.
+    pub last_state: String,
+    /// When the problem last flipped between firing and resolved, oldest first.
+    pub state_changes: Vec<DateTime<Utc>>,
+    pub flapping: bool,
+}
+
+/// A signal as stored, with what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SignalRecord {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub source: String,
+    pub dedup_key: String,
+    pub state: String,
+    pub kind: String,
+    pub category: Option<String>,
+    /// The severity the rules gave.
+    pub severity: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+    pub resources: Vec<String>,
+    pub title: String,
+    pub body: String,
+    pub occurred_at: DateTime<Utc>,
+    pub workload: Option<String>,
+    pub classified: bool,
+    /// Inside a maintenance window of its workload.
+    pub expected: bool,
+    pub savings: Option<f64>,
+    /// The severity rule that decided.
+    pub rule: String,
+    /// `created`, `occurrence`, `acknowledged`, `resolved`, `reopened` or `recorded`.
+    pub outcome: String,
+    pub ticket_id: Option<i64>,
+    /// The payload as received.
+    #[schema(value_type = Object)]
+    pub raw: Value,
+}
+
+/// A planned change: announced by AWS Health, or entered by a person for a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MaintenanceWindow {
+    pub id: i64,
+    /// `aws.health` or `user`.
+    pub origin: String,
+    pub workload: Option<String>,
+    pub title: String,
+    pub service: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+    pub resources: Vec<String>,
+    pub ticket_id: Option<i64>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A maintenance window about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMaintenanceWindow {
+    pub origin: String,
+    /// Health windows are kept once per event; user windows have none.
+    pub dedup_key: Option<String>,
+    pub workload: Option<String>,
+    pub title: String,
+    pub service: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+    pub resources: Vec<String>,
+    pub ticket_id: Option<i64>,
+    pub created_by: String,
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|_| StoreError::Corrupt(format!("unreadable {what} {s:?}")))
+}
+
+const WORKLOAD_COLUMNS: &str =
+    "id, name, environment, team, accounts, regions, resources, tags, created_at, updated_at";
+
+macro_rules! workload_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let env: String = row.try_get("environment")?;
+        let accounts: String = row.try_get("accounts")?;
+        let regions: String = row.try_get("regions")?;
+        let resources: String = row.try_get("resources")?;
+        let tags: String = row.try_get("tags")?;
+        Workload {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            environment: Environment::parse(&env)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown environment {env:?}")))?,
+            team: row.try_get("team")?,
+            accounts: parse_json("accounts", &accounts)?,
+            regions: parse_json("regions", &regions)?,
+            resources: parse_json("resources", &resources)?,
+            tags: parse_json("tags", &tags)?,
+            created_at: row.try_get::<Ts, _>("created_at")?.0,
+            updated_at: row.try_get::<Ts, _>("updated_at")?.0,
+        }
+    }};
+}
+
+const SIGNAL_COLUMNS: &str = "id, received_at, source, dedup_key, state, kind, category, \
+    severity, account, region, service, resources, title, body, occurred_at, workload, \
+    classified, expected, savings, rule, outcome, ticket_id, raw";
+
+macro_rules! signal_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let resources: String = row.try_get("resources")?;
+        let raw: String = row.try_get("raw")?;
+        SignalRecord {
+            id: row.try_get("id")?,
+            received_at: row.try_get::<Ts, _>("received_at")?.0,
+            source: row.try_get("source")?,
+            dedup_key: row.try_get("dedup_key")?,
+            state: row.try_get("state")?,
+            kind: row.try_get("kind")?,
+            category: row.try_get("category")?,
+            severity: row.try_get("severity")?,
+            account: row.try_get("account")?,
+            region: row.try_get("region")?,
+            service: row.try_get("service")?,
+            resources: parse_json("resources", &resources)?,
+            title: row.try_get("title")?,
+            body: row.try_get("body")?,
+            occurred_at: row.try_get::<Ts, _>("occurred_at")?.0,
+            workload: row.try_get("workload")?,
+            classified: row.try_get("classified")?,
+            expected: row.try_get("expected")?,
+            savings: row.try_get("savings")?,
+            rule: row.try_get("rule")?,
+            outcome: row.try_get("outcome")?,
+            ticket_id: row.try_get("ticket_id")?,
+            raw: parse_json("raw", &raw)?,
+        }
+    }};
+}
+
+const WINDOW_COLUMNS: &str = "id, origin, workload, title, service, start_at, end_at, resources, \
+    ticket_id, created_by, created_at";
+
+macro_rules! window_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let resources: String = row.try_get("resources")?;
+        MaintenanceWindow {
+            id: row.try_get("id")?,
+            origin: row.try_get("origin")?,
+            workload: row.try_get("workload")?,
+            title: row.try_get("title")?,
+            service: row.try_get("service")?,
+            start: row.try_get::<Ts, _>("start_at")?.0,
+            end: row.try_get::<Option<Ts>, _>("end_at")?.map(|t| t.0),
+            resources: parse_json("resources", &resources)?,
+            ticket_id: row.try_get("ticket_id")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get::<Ts, _>("created_at")?.0,
+        }
+    }};
+}
+
+/// Which signals to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct SignalFilter {
+    pub ticket_id: Option<i64>,
+    pub source: Option<String>,
+    pub dedup_key: Option<String>,
+    pub classified: Option<bool>,
+    /// Only signals with an id below this one.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Db {
+    pub async fn workloads(&self) -> Result<Vec<Workload>> {
+        on_read!(self, p, _b => {
+            let sql = format!("SELECT {WORKLOAD_COLUMNS} FROM workloads ORDER BY name");
+            let rows = sqlx::query(&sql).fetch_all(p).await?;
+            rows.iter().map(|row| Ok(workload_from_row!(row))).collect()
+        })
+    }
+
+    pub async fn workload(&self, name: &str) -> Result<Option<Workload>> {
+        on_read!(self, p, _b => {
+            let sql = format!("SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE name = $1");
+            match sqlx::query(&sql).bind(name).fetch_optional(p).await? {
+                Some(row) => Ok(Some(workload_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Maintenance windows that overlap `from..to` (open-ended windows overlap any later time).
+    pub async fn maintenance_windows(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<MaintenanceWindow>> {
+        on_read!(self, p, _b => {
+            let sql = format!(
+                "SELECT {WINDOW_COLUMNS} FROM maintenance_windows \
+                 WHERE start_at < $2 AND (end_at IS NULL OR end_at > $1) ORDER BY start_at, id"
+            );
+            let rows = sqlx::query(&sql).bind(Ts(from)).bind(Ts(to)).fetch_all(p).await?;
+            rows.iter().map(|row| Ok(window_from_row!(row))).collect()
+        })
+    }
+
+    pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<SignalRecord>> {
+        on_read!(self, p, _b => {
+            let mut q = sqlx::QueryBuilder::new(format!("SELECT {SIGNAL_COLUMNS} FROM signals WHERE 1=1"));
+            if let Some(t) = f.ticket_id {
+                q.push(" AND ticket_id = ").push_bind(t);
+            }
+            if let Some(s) = &f.source {
+                q.push(" AND source = ").push_bind(s.clone());
+            }
+            if let Some(k) = &f.dedup_key {
+                q.push(" AND dedup_key = ").push_bind(k.clone());
+            }
+            if let Some(c) = f.classified {
+                q.push(" AND classified = ").push_bind(c);
+            }
+            if let Some(b) = f.before {
+                q.push(" AND id < ").push_bind(b);
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+            let rows = q.build().fetch_all(p).await?;
+            rows.iter().map(|row| Ok(signal_from_row!(row))).collect()
+        })
+    }
+
+    /// The correlations that point at a ticket.
+    pub async fn ticket_correlations(&self, ticket_id: i64) -> Result<Vec<Correlation>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(&format!(
+                "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE ticket_id = $1 ORDER BY source, dedup_key"
+            ))
+            .bind(ticket_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(correlation_from_row).collect()
+        })
+    }
+}
+
+const CORRELATION_COLUMNS: &str = "source, dedup_key, ticket_id, occurrences, first_seen_at, \
+    last_seen_at, last_state, state_changes, flapping";
+
+fn correlation_from_row<R>(row: &R) -> Result<Correlation>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let changes: String = row.try_get("state_changes")?;
+    Ok(Correlation {
+        source: row.try_get("source")?,
+        dedup_key: row.try_get("dedup_key")?,
+        ticket_id: row.try_get("ticket_id")?,
+        occurrences: row.try_get("occurrences")?,
+        first_seen_at: row.try_get::<Ts, _>("first_seen_at")?.0,
+        last_seen_at: row.try_get::<Ts, _>("last_seen_at")?.0,
+        last_state: row.try_get("last_state")?,
+        state_changes: parse_json("state_changes", &changes)?,
+        flapping: row.try_get("flapping")?,
+    })
+}
+
+impl Tx {
+    /// Records a delivery; false when the same news was recorded before.
+    pub async fn claim_receipt(&mut self, key: &str, at: DateTime<Utc>) -> Result<bool> {
+        on_tx!(self, c, _b => {
+            let done = sqlx::query(
+                "INSERT INTO signal_receipts (receipt_key, received_at) VALUES ($1, $2) \
+                 ON CONFLICT (receipt_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(Ts(at))
+            .execute(&mut *c)
+            .await?;
+            let claimed = done.rows_affected() == 1;
+            if claimed {
+                self.note_write();
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// The correlation for a problem, locked for this transaction. On PostgreSQL a lock on the
+    /// key also stops two nodes from opening two tickets for a problem seen for the first time.
+    pub async fn correlation_for_update(
+        &mut self,
+        source: &str,
+        dedup_key: &str,
+    ) -> Result<Option<Correlation>> {
+        on_tx!(self, c, backend => {
+            if backend == crate::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(format!("{source}\u{1f}{dedup_key}"))
+                    .execute(&mut *c)
+                    .await?;
+            }
+            let row = sqlx::query(&format!(
+                "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE source = $1 AND dedup_key = $2"
+            ))
+            .bind(source)
+            .bind(dedup_key)
+            .fetch_optional(&mut *c)
+            .await?;
+            row.as_ref().map(correlation_from_row).transpose()
+        })
+    }
+
+    pub async fn save_correlation(&mut self, k: &Correlation) -> Result<()> {
+        self.note_write();
+        let changes = serde_json::to_string(&k.state_changes).unwrap_or_else(|_| "[]".to_owned());
+        on_tx!(self, c, _b => {
+            sqlx::query(
+                "INSERT INTO correlations (source, dedup_key, ticket_id, occurrences, first_seen_at, \
+                 last_seen_at, last_state, state_changes, flapping) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (source, dedup_key) DO UPDATE SET ticket_id = excluded.ticket_id, \
+                 occurrences = excluded.occurrences, first_seen_at = excluded.first_seen_at, \
+                 last_seen_at = excluded.last_seen_at, last_state = excluded.last_state, \
+                 state_changes = excluded.state_changes, flapping = excluded.flapping",
+            )
+            .bind(&k.source)
+            .bind(&k.dedup_key)
+            .bind(k.ticket_id)
+            .bind(k.occurrences)
+            .bind(Ts(k.first_seen_at))
+            .bind(Ts(k.last_seen_at))
+            .bind(&k.last_state)
+            .bind(changes)
+            .bind(k.flapping)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// The id the next stored signal gets, so that its ticket's history can name it first.
+    pub async fn next_signal_id(&mut self) -> Result<i64> {
+        on_tx!(self, c, backend => {
+            let sql = match backend {
+                crate::Backend::Sqlite => "SELECT COALESCE(MAX(id), 0) + 1 FROM signals",
+                crate::Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('signals', 'id'))",
+            };
+            Ok(sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut *c).await?)
+        })
+    }
+
+    /// Stores a signal under `s.id`, taken from [`Tx::next_signal_id`].
+    pub async fn insert_signal(&mut self, s: &SignalRecord) -> Result<i64> {
+        self.note_write();
+        let raw = s.raw.to_string();
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "INSERT INTO signals (id, received_at, source, dedup_key, state, kind, category, severity, \
+                 account, region, service, resources, title, body, occurred_at, workload, classified, \
+                 expected, savings, rule, outcome, ticket_id, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id",
+            )
+            .bind(s.id)
+            .bind(Ts(s.received_at))
+            .bind(&s.source)
+            .bind(&s.dedup_key)
+            .bind(&s.state)
+            .bind(&s.kind)
+            .bind(&s.category)
+            .bind(&s.severity)
+            .bind(&s.account)
+            .bind(&s.region)
+            .bind(&s.service)
+            .bind(json_list(&s.resources))
+            .bind(&s.title)
+            .bind(&s.body)
+            .bind(Ts(s.occurred_at))
+            .bind(&s.workload)
+            .bind(s.classified)
+            .bind(s.expected)
+            .bind(s.savings)
+            .bind(&s.rule)
+            .bind(&s.outcome)
+            .bind(s.ticket_id)
+            .bind(raw)
+            .fetch_one(&mut *c)
+            .await?)
+        })
+    }
+
+    /// Stores a maintenance window; a Health window seen before is updated in place.
+    pub async fn save_maintenance_window(
+        &mut self,
+        w: &NewMaintenanceWindow,
+        at: DateTime<Utc>,
+    ) -> Result<MaintenanceWindow> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let row = sqlx::query(&format!(
+                "INSERT INTO maintenance_windows (origin, dedup_key, workload, title, service, start_at, \
+                 end_at, resources, ticket_id, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                 ON CONFLICT (dedup_key) DO UPDATE SET workload = excluded.workload, title = excluded.title, \
+                 service = excluded.service, start_at = excluded.start_at, end_at = excluded.end_at, \
+                 resources = excluded.resources, ticket_id = COALESCE(excluded.ticket_id, maintenance_windows.ticket_id), \
+                 updated_at = excluded.updated_at \
+                 RETURNING {WINDOW_COLUMNS}"
+            ))
+            .bind(&w.origin)
+            .bind(&w.dedup_key)
+            .bind(&w.workload)
+            .bind(&w.title)
+            .bind(&w.service)
+            .bind(Ts(w.start))
+            .bind(w.end.map(Ts))
+            .bind(json_list(&w.resources))
+            .bind(w.ticket_id)
+            .bind(&w.created_by)
+            .bind(Ts(at))
+            .fetch_one(&mut *c)
+            .await?;
+            Ok(window_from_row!(&row))
+        })
+    }
+
+    pub async fn delete_maintenance_window(
+        &mut self,
+        id: i64,
+    ) -> Result<Option<MaintenanceWindow>> {
+        on_tx!(self, c, _b => {
+            let row = sqlx::query(&format!(
+                "DELETE FROM maintenance_windows WHERE id = $1 AND origin = 'user' RETURNING {WINDOW_COLUMNS}"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            match row {
+                Some(row) => {
+                    self.note_write();
+                    Ok(Some(window_from_row!(&row)))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Creates or replaces the workload with this name; the previous version, if any.
+    pub async fn save_workload(
+        &mut self,
+        w: &NewWorkload,
+        at: DateTime<Utc>,
+    ) -> Result<(Workload, Option<Workload>)> {
+        self.note_write();
+        let tags = serde_json::to_string(&w.tags).unwrap_or_else(|_| "{}".to_owned());
+        on_tx!(self, c, backend => {
+            let before = sqlx::query(&format!(
+                "SELECT {WORKLOAD_COLUMNS} FROM workloads WHERE name = $1{}", backend.for_update()
+            ))
+            .bind(&w.name)
+            .fetch_optional(&mut *c)
+            .await?;
+            let before = match before {
+                Some(row) => Some(workload_from_row!(&row)),
+                None => None,
+            };
+            let row = sqlx::query(&format!(
+                "INSERT INTO workloads (name, environment, team, accounts, regions, resources, tags, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                 ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, team = excluded.team, \
+                 accounts = excluded.accounts, regions = excluded.regions, resources = excluded.resources, \
+                 tags = excluded.tags, updated_at = excluded.updated_at RETURNING {WORKLOAD_COLUMNS}"
+            ))
+            .bind(&w.name)
+            .bind(w.environment.as_str())
+            .bind(&w.team)
+            .bind(json_list(&w.accounts))
+            .bind(json_list(&w.regions))
+            .bind(json_list(&w.resources))
+            .bind(tags)
+            .bind(Ts(at))
+            .fetch_one(&mut *c)
+            .await?;
+            Ok((workload_from_row!(&row), before))
+        })
+    }
+
+    pub async fn delete_workload(&mut self, name: &str) -> Result<Option<Workload>> {
+        on_tx!(self, c, _b => {
+            let row = sqlx::query(&format!("DELETE FROM workloads WHERE name = $1 RETURNING {WORKLOAD_COLUMNS}"))
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?;
+            match row {
+                Some(row) => {
+                    self.note_write();
+                    Ok(Some(workload_from_row!(&row)))
+                }
+                None => Ok(None),
+            }
         })
     }
 }

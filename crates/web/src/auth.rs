@@ -27,21 +27,41 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// Finds the actor behind the request's bearer token.
+/// The token a request carries: `Authorization: Bearer <token>`, or `x-api-key: <token>` as
+/// EventBridge API destinations can send it. `Err` for an Authorization header of another kind.
+pub fn token_in_headers(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
+    if let Some(header) = headers.get(header::AUTHORIZATION) {
+        return Some(
+            header
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    let (scheme, rest) = v.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+                })
+                .ok_or_else(|| {
+                    ApiError::Unauthorized(
+                        "the Authorization header must be: Bearer <token>".into(),
+                    )
+                }),
+        );
+    }
+    headers.get("x-api-key").map(|v| {
+        v.to_str()
+            .map(str::trim)
+            .map_err(|_| ApiError::Unauthorized("the x-api-key header is not a token".into()))
+    })
+}
+
+/// Finds the actor behind the request's token.
 pub async fn authenticate(desk: &Desk, headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))?;
-    let secret = header
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be: Bearer <token>".into())
-        })?;
+    let secret = token_in_headers(headers)
+        .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))??;
+    authenticate_secret(desk, secret).await
+}
+
+/// Finds the actor behind a token's secret.
+pub async fn authenticate_secret(desk: &Desk, secret: &str) -> Result<Actor, ApiError> {
     desk.authenticate(secret)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token is not valid or has been revoked".into()))
@@ -55,7 +75,7 @@ pub struct SessionCsrf(pub String);
 /// request on a session must come from opsdesk's own pages (not cross-site) and carry the
 /// session's CSRF token, in the `X-CSRF-Token` header or a form's `csrf` field.
 pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Actor), ApiError> {
-    if req.headers().contains_key(header::AUTHORIZATION) {
+    if token_in_headers(req.headers()).is_some() {
         let actor = authenticate(&state.desk, req.headers()).await?;
         return Ok((req, actor));
     }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub sso: Option<std::sync::Arc<sso::Sso>>,
     /// Turn local passwords off: people sign in with SSO only.
     pub sso_only: bool,
+    /// Amazon SNS HTTP(S) subscriptions, when set up.
+    pub sns: Option<std::sync::Arc<api::sns::SnsIngest>>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             secure_cookies: false,
             sso: None,
             sso_only: false,
+            sns: None,
         }
     }
 }

@@ -54,6 +54,19 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/v1/teams") => Needs(Administer),
         ("POST", "/api/v1/teams/{name}/members") => Needs(ManageTeam),
         ("DELETE", "/api/v1/teams/{name}/members/{email}") => Needs(ManageTeam),
+        ("POST", "/api/v1/events" | "/api/v1/ingest/alertmanager") => Needs(Ingest),
+        // The alert sender may put its token in the body (`routing_key`); the handler checks it.
+        ("POST", "/api/v1/alerts") => Public,
+        // SNS cannot send a token; every message's signature is checked instead.
+        ("POST", "/api/v1/ingest/sns") => Public,
+        ("GET", "/api/v1/signals") => Needs(WriteTickets),
+        ("GET", "/api/v1/tickets/{id}/signals") => Needs(ReadTickets),
+        ("GET", "/api/v1/workloads" | "/api/v1/workloads/{name}") => Needs(ReadTickets),
+        ("POST", "/api/v1/workloads") => Needs(Administer),
+        ("PUT" | "DELETE", "/api/v1/workloads/{name}") => Needs(Administer),
+        ("GET", "/api/v1/maintenance") => Needs(ReadTickets),
+        ("POST", "/api/v1/maintenance") => Needs(WriteTickets),
+        ("DELETE", "/api/v1/maintenance/{id}") => Needs(WriteTickets),
         _ => return None,
     })
 }

@@ -135,6 +135,9 @@ pub struct TestServer {
     pub admin: String,
     pub agent: String,
     pub viewer: String,
+    /// A token of the `ingest` role, for signal senders, once [`TestServer::with_ingest_token`]
+    /// made one.
+    pub ingest: String,
     pub db: TestDb,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -189,11 +192,24 @@ impl TestServer {
             admin,
             agent,
             viewer,
+            ingest: String::new(),
             db,
             http,
             shutdown: Some(tx),
             handle: Some(handle),
         }
+    }
+
+    /// Adds a token of the `ingest` role.
+    pub async fn with_ingest_token(mut self) -> TestServer {
+        let desk = self.db.desk().await;
+        let (_, secret) = desk
+            .create_token(&Actor::cli(), "test-ingest", Role::Ingest)
+            .await
+            .unwrap();
+        desk.db().close().await;
+        self.ingest = secret;
+        self
     }
 
     /// Stops the server gracefully and removes its database.
@@ -304,7 +320,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(r: reqwest::Response) -> Reply {
+    pub async fn from(r: reqwest::Response) -> Reply {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();

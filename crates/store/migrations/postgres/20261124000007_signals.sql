@@ -46,7 +46,7 @@ CREATE INDEX signals_received ON signals (received_at, id);
 -- One row per delivery that had an effect: a second delivery of the same news finds it here.
 CREATE TABLE signal_receipts (
     receipt_key TEXT    PRIMARY KEY,
-    signal_id   BIGINT NOT NULL
+    received_at TIMESTAMPTZ NOT NULL
 );
 
 -- The ticket that tracks each problem, and how often and how lately it was seen.

@@ -2,8 +2,11 @@
 
 mod audit;
 mod people;
+pub mod signals;
+pub mod sns;
 mod tickets;
 mod tokens;
+mod workloads;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +27,8 @@ use crate::AppState;
         (name = "tokens", description = "API tokens and their roles (admin)"),
         (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
         (name = "people", description = "People, their roles and teams"),
+        (name = "signals", description = "Signals in from AWS and monitors, and what each did"),
+        (name = "workloads", description = "Workloads signals are matched to, and maintenance windows"),
     ),
 )]
 struct ApiDoc;
@@ -47,4 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(people::routes())
+        .merge(signals::routes())
+        .merge(sns::routes())
+        .merge(workloads::routes())
 }

@@ -1,0 +1,265 @@
+//! Real programs the server talks to: moto standing in for AWS, and Prometheus Alertmanager.
+//! Each runs on a free port of 127.0.0.1 and is killed when dropped. A missing program fails
+//! the test: scripts/test installs them.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+
+/// How long a peer may take to answer after it was started.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A free TCP port on 127.0.0.1 (free when asked; peers start right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A started program whose output goes to a log file, killed on drop.
+struct Process {
+    name: &'static str,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn spawn(name: &'static str, command: &mut Command, dir: &Path, hint: &str) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}; {hint}"));
+        Process { name, child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `url` until it answers 200; panics with the program's output if it exits or
+    /// does not answer in time.
+    async fn wait_ready(&mut self, url: &str, hint: &str) {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}) before it answered; {hint}\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            if let Ok(r) = http.get(url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if started.elapsed() > STARTUP {
+                panic!(
+                    "{} did not answer {url} within {STARTUP:?}\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto's server: SQS, SNS, EventBridge and the rest of AWS in one process, accepting any
+/// credentials.
+pub struct Moto {
+    pub endpoint: String,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        const HINT: &str = "moto is needed: pip install 'moto[server]' (scripts/test does)";
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut process = Process::spawn(
+            "moto",
+            Command::new("python3").args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]),
+            dir.path(),
+            HINT,
+        );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        process
+            .wait_ready(&format!("{endpoint}/moto-api/"), HINT)
+            .await;
+        Moto {
+            endpoint,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// An AWS SDK configuration for this moto, with test credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
+
+/// Prometheus Alertmanager with one webhook receiver, grouping each alert on its own and
+/// sending at once, so tests see notifications within a second or two.
+pub struct Alertmanager {
+    pub base: String,
+    http: reqwest::Client,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager sending every alert, and its resolution, to `webhook_url` with
+    /// `Authorization: Bearer <bearer_token>`.
+    pub async fn start(webhook_url: &str, bearer_token: &str) -> Alertmanager {
+        const HINT: &str =
+            "Alertmanager is needed: apt-get install prometheus-alertmanager (scripts/test does)";
+        let dir = tempfile::tempdir().unwrap();
+        // JSON is YAML, and serde_json escapes the URL and the token.
+        let config = json!({
+            "route": {
+                "receiver": "opsdesk",
+                "group_by": ["..."],
+                "group_wait": "0s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [{
+                "name": "opsdesk",
+                "webhook_configs": [{
+                    "url": webhook_url,
+                    "send_resolved": true,
+                    "http_config": {
+                        "authorization": { "type": "Bearer", "credentials": bearer_token },
+                    },
+                }],
+            }],
+        });
+        let config_file = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_file, config.to_string()).unwrap();
+        let storage = dir.path().join("data");
+        std::fs::create_dir(&storage).unwrap();
+        let port = free_port();
+        let mut process = Process::spawn(
+            "prometheus-alertmanager",
+            Command::new("prometheus-alertmanager").args([
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.path={}", storage.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                // No cluster: no gossip port, and no wait for peers before sending.
+                "--cluster.listen-address=".to_owned(),
+            ]),
+            dir.path(),
+            HINT,
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        process.wait_ready(&format!("{base}/-/ready"), HINT).await;
+        Alertmanager {
+            base,
+            http: reqwest::Client::new(),
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// Posts alerts (a JSON array in the API v2 shape) as Prometheus would.
+    pub async fn post_alerts(&self, alerts: Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v2/alerts", self.base))
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "Alertmanager refused the alerts: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+}
+
+// The peers at work: a real Alertmanager notifying the server's webhook.
+on_both_backends!(alertmanager_opens_and_resolves_a_ticket);
+
+async fn alertmanager_opens_and_resolves_a_ticket(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let am = Alertmanager::start(&s.url("/api/v1/ingest/alertmanager"), &s.ingest).await;
+    let alert = |ends_at: Option<&str>| {
+        let mut a = json!({
+            "labels": { "alertname": "HighErrorRate", "severity": "critical", "service": "checkout" },
+            "annotations": { "summary": "Checkout 5xx above 5%" },
+            "startsAt": "2026-11-23T10:00:00Z",
+            "generatorURL": "http://prometheus.example/graph?g0.expr=rate",
+        });
+        if let Some(t) = ends_at {
+            a["endsAt"] = json!(t);
+        }
+        json!([a])
+    };
+    // The one Alertmanager ticket, once it is open (or resolved).
+    let ticket = |resolved: bool| {
+        let s = &s;
+        async move {
+            for _ in 0..150 {
+                let r = s.get("/api/v1/tickets?source=alertmanager").await;
+                assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+                let items = r.body["items"].as_array().unwrap().clone();
+                assert!(items.len() <= 1, "{items:?}");
+                if items
+                    .first()
+                    .is_some_and(|t| (t["status"] == "resolved") == resolved)
+                {
+                    return items[0].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("no ticket from Alertmanager (resolved: {resolved}) within 30 s");
+        }
+    };
+
+    am.post_alerts(alert(None)).await;
+    let opened = ticket(false).await;
+    assert_eq!(opened["title"], "Checkout 5xx above 5%");
+    assert_eq!(opened["severity"], "SEV2");
+    am.post_alerts(alert(Some("2026-11-23T10:30:00Z"))).await;
+    let resolved = ticket(true).await;
+    assert_eq!(resolved["id"], opened["id"]);
+    drop(am);
+    s.stop().await;
+}

@@ -1,0 +1,856 @@
+//! Signals in through the HTTP endpoints: EventBridge events, alerts, Alertmanager webhooks;
+//! workloads, severity rules, correlation, exactly-once, maintenance and flapping.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, Reply, TestServer};
+
+on_both_backends!(
+    health_event_opens_updates_resolves_and_reopens_one_ticket,
+    each_source_gets_its_severity_and_resolves,
+    repeated_deliveries_take_effect_once,
+    bad_deliveries_are_refused_and_write_nothing,
+    alerts_trigger_acknowledge_and_resolve,
+    alertmanager_webhook_fires_and_resolves,
+    workloads_crud,
+    maintenance_windows_are_listed_and_expected,
+    flapping_is_marked_and_damped,
+    old_problems_open_new_tickets_after_the_reopen_window,
+);
+
+pub const ACCOUNT: &str = "111122223333";
+const EVENT_ARN: &str = "arn:aws:health:eu-west-1::event/EC2/AWS_EC2_OPERATIONAL_ISSUE/AWS_EC2_OPERATIONAL_ISSUE_7f35c8ae-af1f-54e6-a526-d0179ed6d68f";
+
+/// An AWS Health event as EventBridge delivers it (times in RFC 1123, as AWS sends them).
+pub fn health_event(id: &str, status: &str, updated: &str, description: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": id,
+        "detail-type": "AWS Health Event",
+        "source": "aws.health",
+        "account": ACCOUNT,
+        "time": "2026-11-23T09:01:22Z",
+        "region": "eu-west-1",
+        "resources": ["i-0abc1234def567890"],
+        "detail": {
+            "eventArn": EVENT_ARN,
+            "service": "EC2",
+            "eventTypeCode": "AWS_EC2_OPERATIONAL_ISSUE",
+            "eventTypeCategory": "issue",
+            "eventScopeCode": "ACCOUNT_SPECIFIC",
+            "communicationId": "1d3d5ec5b6a4e8e2c1e0d7d7c0f0a0a0",
+            "startTime": "Mon, 23 Nov 2026 06:02:51 GMT",
+            "lastUpdatedTime": updated,
+            "statusCode": status,
+            "eventRegion": "eu-west-1",
+            "eventDescription": [{ "language": "en_US", "latestDescription": description }],
+            "affectedEntities": [{ "entityValue": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890" }],
+            "affectedAccount": ACCOUNT
+        }
+    })
+}
+
+pub fn alarm_event(name: &str, state: &str, at: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("cw-{name}-{state}-{at}"),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": ACCOUNT,
+        "time": "2026-11-23T10:00:00Z",
+        "region": "eu-west-1",
+        "resources": [format!("arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:{name}")],
+        "detail": {
+            "alarmName": name,
+            "configuration": { "description": "5xx above 1% for 5 minutes" },
+            "previousState": { "value": "OK", "timestamp": "2026-11-23T09:00:00.000+0000", "reason": "Threshold not crossed" },
+            "state": { "value": state, "timestamp": at, "reason": "Threshold Crossed: 1 datapoint [3.2] was greater than the threshold (1.0)." }
+        }
+    })
+}
+
+fn advisor_event(status: &str, time: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("ta-{status}-{time}"),
+        "detail-type": "Trusted Advisor Check Item Refresh Notification",
+        "source": "aws.trustedadvisor",
+        "account": ACCOUNT,
+        "time": time,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "check-name": "Exposed Access Keys",
+            "check-item-detail": {
+                "Access Key ID": "AKIAIOSFODNN7EXAMPLE",
+                "User Name (IAM or Root)": "deploy-bot",
+                "Location": "github.com/example/repo"
+            },
+            "status": status,
+            "resource_id": "arn:aws:iam::111122223333:user/deploy-bot",
+            "uuid": "aa12345f-55c7-498e-b7ac-123456781234"
+        }
+    })
+}
+
+impl TestServer {
+    pub async fn events(&self, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/events",
+            Some(&self.ingest),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn send_ok(&self, body: Value) -> Value {
+        let r = self.events(body).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        r.body
+    }
+
+    pub async fn ticket_by_id(&self, id: i64) -> Value {
+        let r = self.get(&format!("/api/v1/tickets/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    pub async fn problems(&self, id: i64) -> Value {
+        let r = self.get(&format!("/api/v1/tickets/{id}/signals")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    async fn workload(&self, body: Value) {
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/workloads",
+                Some(&self.admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+
+    async fn history_actions(&self, id: i64) -> Vec<String> {
+        let r = self.get(&format!("/api/v1/tickets/{id}/history")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn effects(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["effect"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn production_workload() -> Value {
+    json!({
+        "name": "checkout",
+        "environment": "production",
+        "team": "payments",
+        "accounts": [ACCOUNT],
+        "resources": ["arn:aws:ec2:eu-west-1:111122223333:instance/*"]
+    })
+}
+
+async fn health_event_opens_updates_resolves_and_reopens_one_ticket(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    s.workload(production_workload()).await;
+
+    let first = s
+        .send_ok(health_event(
+            "e1",
+            "open",
+            "Mon, 23 Nov 2026 06:10:00 GMT",
+            "We are investigating increased error rates.",
+        ))
+        .await;
+    assert_eq!(first["accepted"], 1);
+    assert_eq!(effects(&first), ["created"]);
+    let id = first["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    // Health `issue` on a production workload: SEV2, owned by the workload's team.
+    assert_eq!(t["severity"], "SEV2");
+    assert_eq!(t["team"], "payments");
+    assert_eq!(t["workload"], "checkout");
+    assert_eq!(t["source"], "aws.health");
+    assert_eq!(t["status"], "new");
+    assert_eq!(t["dedup_key"], format!("{EVENT_ARN}|{ACCOUNT}"));
+    assert!(t["tags"].as_array().unwrap().contains(&json!("production")));
+    assert!(t["description"]
+        .as_str()
+        .unwrap()
+        .contains("increased error rates"));
+
+    // An update of the same event (sent with x-api-key, as API destinations can).
+    let r = s
+        .http
+        .post(s.url("/api/v1/events"))
+        .header("x-api-key", &s.ingest)
+        .json(&health_event(
+            "e2",
+            "open",
+            "Mon, 23 Nov 2026 07:10:00 GMT",
+            "We have identified the cause.",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(effects(&body), ["occurrence"]);
+    assert_eq!(body["tickets"], json!([id]));
+    let p = s.problems(id).await;
+    assert_eq!(p["problems"][0]["occurrences"], 2);
+    assert_eq!(p["signals"].as_array().unwrap().len(), 2);
+    // The latest description is in the ticket's history.
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "ticket.occurrence");
+    assert_eq!(
+        last["changes"]["signal"]["after"]["body"],
+        "We have identified the cause."
+    );
+    assert_eq!(s.count_tickets().await, 1);
+
+    // Health says it is over: the ticket is resolved, and the history says why.
+    let closed = s
+        .send_ok(health_event(
+            "e3",
+            "closed",
+            "Mon, 23 Nov 2026 09:01:22 GMT",
+            "The issue has been resolved.",
+        ))
+        .await;
+    assert_eq!(effects(&closed), ["resolved"]);
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["status"], "resolved");
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "ticket.resolved");
+    assert!(last["changes"]["reason"]["after"]
+        .as_str()
+        .unwrap()
+        .contains("aws.health"));
+
+    // It fires again within the reopen window: the same ticket reopens.
+    let again = s
+        .send_ok(health_event(
+            "e4",
+            "open",
+            "Mon, 23 Nov 2026 10:00:00 GMT",
+            "The issue has returned.",
+        ))
+        .await;
+    assert_eq!(effects(&again), ["reopened"]);
+    assert_eq!(again["tickets"], json!([id]));
+    assert_eq!(s.ticket_by_id(id).await["status"], "in_progress");
+    assert_eq!(s.count_tickets().await, 1);
+    assert_eq!(
+        s.history_actions(id).await,
+        [
+            "ticket.created",
+            "ticket.occurrence",
+            "ticket.resolved",
+            "ticket.reopened"
+        ]
+    );
+    s.stop().await;
+}
+
+async fn each_source_gets_its_severity_and_resolves(backend: Backend) {
+    let s = TestServer::start_with(backend, |c, _| {
+        c.ingest.rules = vec![
+            serde_json::from_value(json!({
+                "source": "aws.cloudwatch", "title": "CloudWatch alarm prod-* is *", "severity": "SEV2"
+            }))
+            .unwrap(),
+            serde_json::from_value(json!({ "source": "com.example.deploys", "ticket": true, "severity": "SEV4" }))
+                .unwrap(),
+        ];
+    })
+    .await
+    .with_ingest_token()
+    .await;
+
+    // Trusted Advisor ERROR on a security check: SEV3; OK resolves.
+    let ta = s
+        .send_ok(advisor_event("ERROR", "2026-11-23T10:00:00Z"))
+        .await;
+    let ta_id = ta["tickets"][0].as_i64().unwrap();
+    assert_eq!(s.ticket_by_id(ta_id).await["severity"], "SEV3");
+    let ok = s.send_ok(advisor_event("OK", "2026-11-24T10:00:00Z")).await;
+    assert_eq!(effects(&ok), ["resolved"]);
+
+    // CloudWatch ALARM: SEV3 by default, SEV2 by the configured name rule; OK resolves.
+    let batch = s
+        .send_ok(json!([
+            alarm_event(
+                "staging-api-latency",
+                "ALARM",
+                "2026-11-23T10:00:00.000+0000"
+            ),
+            alarm_event("prod-api-5xx", "ALARM", "2026-11-23T10:00:00.000+0000"),
+        ]))
+        .await;
+    assert_eq!(batch["accepted"], 2);
+    assert_eq!(effects(&batch), ["created", "created"]);
+    let staging = batch["tickets"][0].as_i64().unwrap();
+    let prod = batch["tickets"][1].as_i64().unwrap();
+    assert_eq!(s.ticket_by_id(staging).await["severity"], "SEV3");
+    assert_eq!(s.ticket_by_id(prod).await["severity"], "SEV2");
+    let ok = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "OK",
+            "2026-11-23T10:20:00.000+0000",
+        ))
+        .await;
+    assert_eq!(effects(&ok), ["resolved"]);
+    assert_eq!(s.ticket_by_id(prod).await["status"], "resolved");
+    assert_eq!(s.ticket_by_id(staging).await["status"], "new");
+
+    // An event opsdesk has no reader for is kept, without a ticket...
+    let custom = json!({
+        "version": "0", "id": "c0ffee00-0000-4000-8000-000000000001", "detail-type": "Nightly report",
+        "source": "com.example.reports", "account": ACCOUNT, "time": "2026-11-23T10:00:00Z",
+        "region": "eu-west-1", "resources": [], "detail": { "rows": 42 }
+    });
+    let kept = s.send_ok(custom).await;
+    assert_eq!(effects(&kept), ["recorded"]);
+    assert_eq!(kept["tickets"], json!([]));
+    let unclassified = s.get("/api/v1/signals?classified=false").await;
+    assert_eq!(unclassified.status, StatusCode::OK, "{}", unclassified.body);
+    let stored = &unclassified.body["signals"][0];
+    assert_eq!(stored["source"], "com.example.reports");
+    assert_eq!(stored["raw"]["detail"]["rows"], 42);
+    // ...unless a rule asks for one.
+    let deploy = json!({
+        "version": "0", "id": "c0ffee00-0000-4000-8000-000000000002", "detail-type": "Deploy failed",
+        "source": "com.example.deploys", "account": ACCOUNT, "time": "2026-11-23T10:00:00Z",
+        "region": "eu-west-1", "resources": [], "detail": { "service": "cart" }
+    });
+    let opened = s.send_ok(deploy).await;
+    assert_eq!(effects(&opened), ["created"]);
+    let t = s.ticket_by_id(opened["tickets"][0].as_i64().unwrap()).await;
+    assert_eq!(t["severity"], "SEV4");
+    assert_eq!(t["source"], "com.example.deploys");
+    s.stop().await;
+}
+
+async fn repeated_deliveries_take_effect_once(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let event = health_event(
+        "id-1",
+        "open",
+        "Mon, 23 Nov 2026 06:10:00 GMT",
+        "Investigating.",
+    );
+    // The same news again: an EventBridge retry (same id), and a copy through the backup
+    // region (another id and region), in one batch and in separate requests at once.
+    let mut backup = event.clone();
+    backup["id"] = json!("id-2");
+    backup["region"] = json!("us-west-2");
+    let batch = s
+        .send_ok(json!([event.clone(), event.clone(), backup.clone()]))
+        .await;
+    assert_eq!(effects(&batch), ["created", "duplicate", "duplicate"]);
+    let id = batch["tickets"][0].as_i64().unwrap();
+    let (a, b) = tokio::join!(s.events(event.clone()), s.events(backup.clone()));
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
+    assert_eq!(effects(&a.body), ["duplicate"]);
+    assert_eq!(effects(&b.body), ["duplicate"]);
+    assert_eq!(s.count_tickets().await, 1);
+    assert_eq!(s.problems(id).await["problems"][0]["occurrences"], 1);
+    assert_eq!(s.history_actions(id).await, ["ticket.created"]);
+
+    // Many senders racing with a new problem still open one ticket.
+    let alarm = alarm_event("prod-db-cpu", "ALARM", "2026-11-23T11:00:00.000+0000");
+    let sends = (0..8).map(|_| s.events(alarm.clone()));
+    let replies = futures::future::join_all(sends).await;
+    let created = replies
+        .iter()
+        .filter(|r| effects(&r.body) == ["created"])
+        .count();
+    assert_eq!(created, 1);
+    assert_eq!(s.count_tickets().await, 2);
+    s.stop().await;
+}
+
+async fn bad_deliveries_are_refused_and_write_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let head = s.audit_head().await;
+    let raw = |body: &'static str, token: &str| {
+        s.http
+            .post(s.url("/api/v1/events"))
+            .bearer_auth(token.to_owned())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        raw("{not json", &s.ingest).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    s.events(json!({ "hello": "world" }))
+        .await
+        .assert_problem(422, Some("source"));
+    s.events(json!([])).await.assert_problem(422, Some("body"));
+    s.events(json!(["text"]))
+        .await
+        .assert_problem(422, Some("[0].body"));
+    let mut no_arn = health_event("x", "open", "Mon, 23 Nov 2026 06:10:00 GMT", "d");
+    no_arn["detail"].as_object_mut().unwrap().remove("eventArn");
+    let good = alarm_event("prod-api-5xx", "ALARM", "2026-11-23T10:00:00.000+0000");
+    // One bad event in a batch: nothing of the batch is kept.
+    s.events(json!([good, no_arn]))
+        .await
+        .assert_problem(422, Some("[1].detail.eventArn"));
+    let mut bad_time = health_event("y", "open", "yesterday", "d");
+    bad_time["id"] = json!("y");
+    s.events(bad_time)
+        .await
+        .assert_problem(422, Some("detail.lastUpdatedTime"));
+
+    // Wrong token, and a token without the ingest role.
+    s.call(
+        Method::POST,
+        "/api/v1/events",
+        Some("odk_wrong"),
+        Some(good_event()),
+    )
+    .await
+    .assert_problem(401, None);
+    s.call(Method::POST, "/api/v1/events", None, Some(good_event()))
+        .await
+        .assert_problem(401, None);
+    s.call(
+        Method::POST,
+        "/api/v1/events",
+        Some(&s.agent),
+        Some(good_event()),
+    )
+    .await
+    .assert_problem(403, None);
+    // An ingest token reaches the ingest endpoints and nothing else.
+    s.call(Method::GET, "/api/v1/tickets", Some(&s.ingest), None)
+        .await
+        .assert_problem(403, None);
+
+    assert_eq!(s.audit_head().await, head);
+    assert_eq!(s.count_tickets().await, 0);
+    let signals = s.get("/api/v1/signals").await;
+    assert_eq!(signals.body["signals"], json!([]));
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("opsdesk_ingest_refused_total{input=\"events\",reason=\"invalid\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+fn good_event() -> Value {
+    alarm_event("prod-api-5xx", "ALARM", "2026-11-23T10:00:00.000+0000")
+}
+
+async fn alerts_trigger_acknowledge_and_resolve(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    // PagerDuty senders put the key in the body and send no header.
+    let send = |body: Value| s.http.post(s.url("/api/v1/alerts")).json(&body).send();
+    let trigger = |ts: &str| {
+        json!({
+            "routing_key": s.ingest,
+            "event_action": "trigger",
+            "dedup_key": "disk-full/db-1",
+            "payload": {
+                "summary": "Disk 95% full on db-1",
+                "source": "db-1.example.internal",
+                "severity": "critical",
+                "timestamp": ts,
+                "component": "postgres",
+                "custom_details": { "free_gb": 3 }
+            },
+            "links": [{ "href": "https://grafana.example.com/d/db", "text": "Dashboard" }]
+        })
+    };
+    let r = send(trigger("2026-11-23T10:00:00Z")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["dedup_key"], "disk-full/db-1");
+    assert_eq!(body["effect"], "created");
+    let id = body["ticket_id"].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["severity"], "SEV2");
+    assert_eq!(t["title"], "Disk 95% full on db-1");
+    assert!(t["description"]
+        .as_str()
+        .unwrap()
+        .contains("[Dashboard](https://grafana.example.com/d/db)"));
+
+    let again: Value = send(trigger("2026-11-23T10:05:00Z"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["effect"], "occurrence");
+    let ack = json!({ "routing_key": s.ingest, "event_action": "acknowledge", "dedup_key": "disk-full/db-1" });
+    let acked: Value = send(ack).await.unwrap().json().await.unwrap();
+    assert_eq!(acked["effect"], "acknowledged");
+    assert_eq!(s.ticket_by_id(id).await["status"], "acknowledged");
+    // Through a header as well.
+    let resolve = json!({ "event_action": "resolve", "dedup_key": "disk-full/db-1" });
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/alerts",
+            Some(&s.ingest),
+            Some(resolve),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["effect"], "resolved");
+    assert_eq!(s.ticket_by_id(id).await["status"], "resolved");
+
+    // Bad alerts.
+    let head = s.audit_head().await;
+    let no_summary = json!({ "routing_key": s.ingest, "event_action": "trigger", "payload": { "severity": "error" } });
+    Reply::from(send(no_summary).await.unwrap())
+        .await
+        .assert_problem(422, Some("payload.summary"));
+    let bad_action = json!({ "routing_key": s.ingest, "event_action": "snooze", "dedup_key": "x" });
+    Reply::from(send(bad_action).await.unwrap())
+        .await
+        .assert_problem(422, Some("event_action"));
+    let mut wrong_key = trigger("2026-11-23T11:00:00Z");
+    wrong_key["routing_key"] = json!("odk_not-a-token");
+    Reply::from(send(wrong_key).await.unwrap())
+        .await
+        .assert_problem(401, None);
+    let mut not_ingest = trigger("2026-11-23T11:00:00Z");
+    not_ingest["routing_key"] = json!(s.agent);
+    Reply::from(send(not_ingest).await.unwrap())
+        .await
+        .assert_problem(403, None);
+    assert_eq!(s.audit_head().await, head);
+    s.stop().await;
+}
+
+/// An Alertmanager webhook notification, as Alertmanager sends it.
+pub fn alertmanager_notification(status: &str, ends_at: &str) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"HighErrorRate\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "opsdesk",
+        "groupLabels": { "alertname": "HighErrorRate" },
+        "commonLabels": { "alertname": "HighErrorRate", "severity": "critical" },
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{
+            "status": status,
+            "labels": { "alertname": "HighErrorRate", "severity": "critical", "service": "checkout", "instance": "10.0.1.7:9100" },
+            "annotations": { "summary": "Checkout error rate above 5%", "description": "5xx ratio 7.1% over 5m" },
+            "startsAt": "2026-11-23T10:00:00Z",
+            "endsAt": ends_at,
+            "generatorURL": "http://prometheus.example:9090/graph?g0.expr=...",
+            "fingerprint": "c6d5d1c5a0b2e3f4"
+        }]
+    })
+}
+
+async fn alertmanager_webhook_fires_and_resolves(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let post = |body: Value| {
+        s.call(
+            Method::POST,
+            "/api/v1/ingest/alertmanager",
+            Some(&s.ingest),
+            Some(body),
+        )
+    };
+    let r = post(alertmanager_notification("firing", "0001-01-01T00:00:00Z")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(effects(&r.body), ["created"]);
+    let id = r.body["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["severity"], "SEV2");
+    assert_eq!(t["dedup_key"], "c6d5d1c5a0b2e3f4");
+    // Alertmanager repeats a firing group every repeat_interval: the same news, no effect.
+    let r = post(alertmanager_notification("firing", "0001-01-01T00:00:00Z")).await;
+    assert_eq!(effects(&r.body), ["duplicate"]);
+    let r = post(alertmanager_notification(
+        "resolved",
+        "2026-11-23T10:30:00Z",
+    ))
+    .await;
+    assert_eq!(effects(&r.body), ["resolved"]);
+    assert_eq!(s.ticket_by_id(id).await["status"], "resolved");
+    post(json!({ "version": "4" }))
+        .await
+        .assert_problem(422, Some("alerts"));
+    s.stop().await;
+}
+
+async fn workloads_crud(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let admin =
+        |m: Method, path: &'static str, body: Option<Value>| s.call(m, path, Some(&s.admin), body);
+    s.workload(production_workload()).await;
+    let dup = admin(
+        Method::POST,
+        "/api/v1/workloads",
+        Some(production_workload()),
+    )
+    .await;
+    dup.assert_problem(409, None);
+    let mut bad = production_workload();
+    bad["accounts"] = json!(["1234"]);
+    bad["name"] = json!("other");
+    admin(Method::POST, "/api/v1/workloads", Some(bad))
+        .await
+        .assert_problem(422, Some("accounts[0]"));
+    let mut unknown = production_workload();
+    unknown["owner"] = json!("x");
+    admin(Method::POST, "/api/v1/workloads", Some(unknown))
+        .await
+        .assert_problem(422, Some("owner"));
+    // An agent reads workloads but cannot change them.
+    let r = s.get("/api/v1/workloads/checkout").await;
+    assert_eq!(r.body["environment"], "production");
+    s.call(
+        Method::POST,
+        "/api/v1/workloads",
+        Some(&s.agent),
+        Some(production_workload()),
+    )
+    .await
+    .assert_problem(403, None);
+
+    let mut staging = production_workload();
+    staging["environment"] = json!("staging");
+    let r = admin(Method::PUT, "/api/v1/workloads/checkout", Some(staging)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["environment"], "staging");
+    // Staging now: a Health issue is SEV3, not SEV2.
+    let sent = s
+        .send_ok(health_event(
+            "w1",
+            "open",
+            "Mon, 23 Nov 2026 06:10:00 GMT",
+            "d",
+        ))
+        .await;
+    let t = s.ticket_by_id(sent["tickets"][0].as_i64().unwrap()).await;
+    assert_eq!(
+        (t["severity"].as_str(), t["workload"].as_str()),
+        (Some("SEV3"), Some("checkout"))
+    );
+
+    let r = admin(Method::DELETE, "/api/v1/workloads/checkout", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    s.get("/api/v1/workloads/checkout")
+        .await
+        .assert_problem(404, None);
+    assert_eq!(s.get("/api/v1/workloads").await.body, json!([]));
+    let actions: Vec<Value> = s
+        .audit_trail()
+        .await
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    for a in ["workload.created", "workload.updated", "workload.deleted"] {
+        assert!(actions.contains(&json!(a)), "{actions:?}");
+    }
+    s.stop().await;
+}
+
+async fn maintenance_windows_are_listed_and_expected(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    s.workload(production_workload()).await;
+    // AWS Health announces a scheduled change: SEV4, and a window in /api/v1/maintenance.
+    let mut scheduled = health_event(
+        "m1",
+        "upcoming",
+        "Mon, 23 Nov 2026 06:10:00 GMT",
+        "Your instance will be retired.",
+    );
+    scheduled["detail"]["eventTypeCategory"] = json!("scheduledChange");
+    scheduled["detail"]["eventTypeCode"] = json!("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED");
+    scheduled["detail"]["eventArn"] =
+        json!("arn:aws:health:eu-west-1::event/EC2/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED/retire-1");
+    scheduled["detail"]["startTime"] = json!("Wed, 02 Dec 2026 04:00:00 GMT");
+    scheduled["detail"]["endTime"] = json!("Wed, 02 Dec 2026 06:00:00 GMT");
+    let sent = s.send_ok(scheduled).await;
+    let id = sent["tickets"][0].as_i64().unwrap();
+    assert_eq!(s.ticket_by_id(id).await["severity"], "SEV4");
+    assert_eq!(s.ticket_by_id(id).await["kind"], "task");
+    let r = s
+        .get("/api/v1/maintenance?from=2026-12-01T00:00:00Z&to=2026-12-31T00:00:00Z")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let w = &r.body[0];
+    assert_eq!(w["origin"], "aws.health");
+    assert_eq!(w["start"], "2026-12-02T04:00:00Z");
+    assert_eq!(w["end"], "2026-12-02T06:00:00Z");
+    assert_eq!(w["ticket_id"], id);
+    assert_eq!(w["service"], "EC2");
+    assert_eq!(w["workload"], "checkout");
+
+    // An open alarm, then a planned window: a new alarm inside the window is expected (no
+    // ticket), while the open one still resolves.
+    let open = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "ALARM",
+            "2026-11-23T09:00:00.000+0000",
+        ))
+        .await;
+    let open_id = open["tickets"][0].as_i64().unwrap();
+    let mut wl = production_workload();
+    wl["resources"] = json!([
+        "arn:aws:cloudwatch:*:111122223333:alarm:prod-*",
+        "arn:aws:ec2:*"
+    ]);
+    s.call(
+        Method::PUT,
+        "/api/v1/workloads/checkout",
+        Some(&s.admin),
+        Some(wl),
+    )
+    .await;
+    let plan = json!({ "workload": "checkout", "title": "DB upgrade", "start": "2026-11-23T09:30:00Z", "end": "2026-11-23T11:00:00Z" });
+    let r = s.post("/api/v1/maintenance", plan).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let window_id = r.body["id"].as_i64().unwrap();
+    let bad = json!({ "workload": "checkout", "title": "x", "start": "2026-11-23T11:00:00Z", "end": "2026-11-23T10:00:00Z" });
+    s.post("/api/v1/maintenance", bad)
+        .await
+        .assert_problem(422, Some("end"));
+    let quiet = s
+        .send_ok(alarm_event(
+            "prod-db-cpu",
+            "ALARM",
+            "2026-11-23T10:00:00.000+0000",
+        ))
+        .await;
+    assert_eq!(effects(&quiet), ["recorded"]);
+    let stored = s.get("/api/v1/signals?limit=1").await.body["signals"][0].clone();
+    assert_eq!(stored["expected"], true);
+    let resolved = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "OK",
+            "2026-11-23T10:00:00.000+0000",
+        ))
+        .await;
+    assert_eq!(effects(&resolved), ["resolved"]);
+    assert_eq!(s.ticket_by_id(open_id).await["status"], "resolved");
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/maintenance/{window_id}"),
+            Some(&s.agent),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    s.stop().await;
+}
+
+async fn flapping_is_marked_and_damped(backend: Backend) {
+    let s = TestServer::start_with(backend, |c, _| {
+        c.ingest.flapping_changes = 3;
+    })
+    .await
+    .with_ingest_token()
+    .await;
+    let at = |m: u32| format!("2026-11-23T10:{m:02}:00.000+0000");
+    let first = s
+        .send_ok(alarm_event("prod-queue-depth", "ALARM", &at(0)))
+        .await;
+    let id = first["tickets"][0].as_i64().unwrap();
+    let flips = [("OK", 1), ("ALARM", 2), ("OK", 3), ("ALARM", 4), ("OK", 5)];
+    let mut seen = Vec::new();
+    for (state, m) in flips {
+        let r = s
+            .send_ok(alarm_event("prod-queue-depth", state, &at(m)))
+            .await;
+        seen.push(effects(&r)[0].clone());
+    }
+    // Resolved, reopened, then the third flip marks it flapping: that resolve and the later
+    // ones are damped (the ticket stays open; firing again counts an occurrence).
+    assert_eq!(
+        seen,
+        ["resolved", "reopened", "recorded", "occurrence", "recorded"]
+    );
+    let t = s.ticket_by_id(id).await;
+    assert!(
+        t["tags"].as_array().unwrap().contains(&json!("flapping")),
+        "{t}"
+    );
+    assert_eq!(t["status"], "in_progress");
+    assert_eq!(s.problems(id).await["problems"][0]["flapping"], true);
+    assert_eq!(s.count_tickets().await, 1);
+    s.stop().await;
+}
+
+async fn old_problems_open_new_tickets_after_the_reopen_window(backend: Backend) {
+    let s = TestServer::start_with(backend, |c, _| {
+        c.ingest.reopen_window_hours = 0;
+    })
+    .await
+    .with_ingest_token()
+    .await;
+    let a = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "ALARM",
+            "2026-11-23T10:00:00.000+0000",
+        ))
+        .await;
+    s.send_ok(alarm_event(
+        "prod-api-5xx",
+        "OK",
+        "2026-11-23T10:10:00.000+0000",
+    ))
+    .await;
+    let b = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "ALARM",
+            "2026-11-23T12:00:00.000+0000",
+        ))
+        .await;
+    assert_eq!(effects(&b), ["created"]);
+    assert_ne!(a["tickets"], b["tickets"]);
+    assert_eq!(s.count_tickets().await, 2);
+    s.stop().await;
+}

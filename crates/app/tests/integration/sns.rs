@@ -1,0 +1,325 @@
+//! SNS HTTP(S) subscriptions against the real server: signatures made with a certificate the
+//! test creates (pinned in the configuration, as an operator can pin SNS's), forged ones,
+//! refused hosts, topics and ages.
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::SeedableRng;
+use reqwest::StatusCode;
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{SignatureEncoding as _, Signer as _};
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+use x509_cert::der::pem::LineEnding;
+use x509_cert::der::EncodePem as _;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::time::{Time, Validity};
+
+use crate::common::{on_both_backends, Backend, Reply, TestServer};
+use crate::signals::{alarm_event, ACCOUNT};
+
+on_both_backends!(sns_messages_are_verified_then_taken);
+
+const TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:opsdesk-alarms";
+const CERT_URL: &str =
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000000000000a.pem";
+
+static KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| key(7));
+
+fn key(seed: u64) -> RsaPrivateKey {
+    RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(seed), 2048).unwrap()
+}
+
+#[allow(clippy::disallowed_methods)] // the server checks message age against the real clock
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn certificate_pem(key: &RsaPrivateKey) -> String {
+    let at = |t: DateTime<Utc>| {
+        Time::try_from(SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp() as u64)).unwrap()
+    };
+    let validity = Validity {
+        not_before: at(now() - TimeDelta::days(1)),
+        not_after: at(now() + TimeDelta::days(365)),
+    };
+    let signer = SigningKey::<sha2::Sha256>::new(key.clone());
+    let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
+    CertificateBuilder::new(
+        Profile::Root,
+        SerialNumber::from(7u32),
+        validity,
+        Name::from_str("CN=sns.amazonaws.com").unwrap(),
+        spki,
+        &signer,
+    )
+    .unwrap()
+    .build::<rsa::pkcs1v15::Signature>()
+    .unwrap()
+    .to_pem(LineEnding::LF)
+    .unwrap()
+}
+
+/// Signs a message as SNS does (the string to sign is built here, not by the code under test).
+fn sign(mut m: Value, version: &str, key: &RsaPrivateKey) -> Value {
+    let keys: &[&str] = if m["Type"] == "Notification" {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut text = String::new();
+    for k in keys {
+        if let Some(v) = m.get(*k).and_then(Value::as_str) {
+            text.push_str(&format!("{k}\n{v}\n"));
+        }
+    }
+    let signature = if version == "1" {
+        SigningKey::<sha1::Sha1>::new(key.clone())
+            .sign(text.as_bytes())
+            .to_vec()
+    } else {
+        SigningKey::<sha2::Sha256>::new(key.clone())
+            .sign(text.as_bytes())
+            .to_vec()
+    };
+    m["SignatureVersion"] = json!(version);
+    m["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+    m
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn notification(message: &Value, id: &str) -> Value {
+    json!({
+        "Type": "Notification",
+        "MessageId": id,
+        "TopicArn": TOPIC,
+        "Subject": "ALARM: \"prod-api-5xx\" in EU (Ireland)",
+        "Message": message.to_string(),
+        "Timestamp": stamp(now()),
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:eu-west-1:111122223333:opsdesk-alarms:1"
+    })
+}
+
+/// The alarm notification CloudWatch publishes to SNS.
+fn cloudwatch_alarm(state: &str, at: &str) -> Value {
+    json!({
+        "AlarmName": "prod-api-5xx",
+        "AlarmDescription": "5xx above 1% for 5 minutes",
+        "AWSAccountId": ACCOUNT,
+        "AlarmConfigurationUpdatedTimestamp": "2026-11-01T08:00:00.000+0000",
+        "NewStateValue": state,
+        "NewStateReason": "Threshold Crossed: 1 out of the last 1 datapoints [3.2] was greater than the threshold (1.0).",
+        "StateChangeTime": at,
+        "Region": "EU (Ireland)",
+        "AlarmArn": format!("arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:prod-api-5xx"),
+        "OldStateValue": if state == "OK" { "ALARM" } else { "OK" },
+        "Trigger": { "MetricName": "5XXError", "Namespace": "AWS/ApiGateway", "Statistic": "AVERAGE", "Threshold": 1.0 }
+    })
+}
+
+async fn post(s: &TestServer, body: &Value) -> Reply {
+    // SNS posts JSON as text/plain.
+    let r = s
+        .http
+        .post(s.url("/api/v1/ingest/sns"))
+        .header("content-type", "text/plain; charset=UTF-8")
+        .header(
+            "x-amz-sns-message-type",
+            body["Type"].as_str().unwrap_or_default(),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    Reply::from(r).await
+}
+
+async fn sns_messages_are_verified_then_taken(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("sns.pem");
+    std::fs::write(&pem, certificate_pem(&KEY)).unwrap();
+    let s = TestServer::start_with(backend, |c, _| {
+        c.ingest.sns.topics = vec!["arn:aws:sns:eu-west-1:111122223333:opsdesk-*".into()];
+        c.ingest
+            .sns
+            .certificates
+            .insert(CERT_URL.into(), pem.clone());
+    })
+    .await;
+
+    // A CloudWatch alarm (signature version 1) opens a ticket...
+    let alarm = sign(
+        notification(
+            &cloudwatch_alarm("ALARM", "2026-11-23T10:00:00.000+0000"),
+            "m-1",
+        ),
+        "1",
+        &KEY,
+    );
+    let r = post(&s, &alarm).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["type"], "Notification");
+    assert_eq!(r.body["signals"]["results"][0]["effect"], "created");
+    let id = r.body["signals"]["tickets"][0].as_i64().unwrap();
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(t["source"], "aws.cloudwatch");
+    assert_eq!(t["severity"], "SEV3");
+    // ...SNS retries the same message: no effect...
+    assert_eq!(
+        post(&s, &alarm).await.body["signals"]["results"][0]["effect"],
+        "duplicate"
+    );
+    // ...and the OK notification (signature version 2) resolves it.
+    let ok = sign(
+        notification(
+            &cloudwatch_alarm("OK", "2026-11-23T10:30:00.000+0000"),
+            "m-2",
+        ),
+        "2",
+        &KEY,
+    );
+    let r = post(&s, &ok).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["signals"]["results"][0]["effect"], "resolved");
+    // An EventBridge event published to the topic works as well.
+    let event = sign(
+        notification(
+            &alarm_event("prod-db-cpu", "ALARM", "2026-11-23T11:00:00.000+0000"),
+            "m-3",
+        ),
+        "2",
+        &KEY,
+    );
+    assert_eq!(
+        post(&s, &event).await.body["signals"]["results"][0]["effect"],
+        "created"
+    );
+
+    // Refused, and nothing written.
+    let head = s.audit_head().await;
+    let fresh = || {
+        notification(
+            &cloudwatch_alarm("ALARM", "2026-11-23T12:00:00.000+0000"),
+            "m-4",
+        )
+    };
+    let mut forged = sign(fresh(), "2", &KEY);
+    forged["Message"] =
+        json!(cloudwatch_alarm("ALARM", "2026-11-23T12:05:00.000+0000").to_string());
+    let r = post(&s, &forged).await;
+    r.assert_problem(403, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("signature"),
+        "{}",
+        r.body
+    );
+    post(&s, &sign(fresh(), "2", &key(8)))
+        .await
+        .assert_problem(403, None);
+    let mut evil = fresh();
+    evil["SigningCertURL"] = json!("https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem");
+    let r = post(&s, &sign(evil, "2", &KEY)).await;
+    r.assert_problem(403, None);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SigningCertURL"),
+        "{}",
+        r.body
+    );
+    let mut other_topic = fresh();
+    other_topic["TopicArn"] = json!("arn:aws:sns:eu-west-1:999999999999:someone-else");
+    post(&s, &sign(other_topic, "2", &KEY))
+        .await
+        .assert_problem(403, None);
+    let mut old = fresh();
+    old["Timestamp"] = json!(stamp(now() - TimeDelta::hours(2)));
+    let r = post(&s, &sign(old, "2", &KEY)).await;
+    r.assert_problem(403, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("old"),
+        "{}",
+        r.body
+    );
+    let r = post(&s, &json!({ "Type": "Notification" })).await;
+    r.assert_problem(400, None);
+    let not_json = sign(notification(&json!("x"), "m-5"), "2", &KEY);
+    let mut not_json = not_json;
+    not_json["Message"] = json!("plain text");
+    let not_json = sign(not_json, "2", &KEY);
+    post(&s, &not_json)
+        .await
+        .assert_problem(422, Some("Message"));
+    assert_eq!(s.audit_head().await, head);
+
+    // A subscription confirmation is verified, then confirmed at its SNS SubscribeURL (which
+    // this machine cannot reach: the answer says so); one pointing elsewhere is refused.
+    let confirm = |url: &str| {
+        json!({
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+            "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92",
+            "TopicArn": TOPIC,
+            "Message": format!("You have chosen to subscribe to the topic {TOPIC}."),
+            "SubscribeURL": url,
+            "Timestamp": stamp(now()),
+            "SigningCertURL": CERT_URL
+        })
+    };
+    let r = post(&s, &sign(confirm("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=y"), "1", &KEY)).await;
+    r.assert_problem(502, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("confirm"),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &s,
+        &sign(confirm("https://metadata.internal/latest"), "1", &KEY),
+    )
+    .await;
+    r.assert_problem(400, None);
+
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("opsdesk_ingest_refused_total{input=\"sns\",reason=\"signature_mismatch\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
