@@ -12,6 +12,7 @@ on_both_backends!(
     audit_verify_and_export,
     sigterm_lets_a_request_in_flight_finish,
     user_and_team_commands,
+    workload_import_is_all_or_none,
 );
 
 fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -529,5 +530,60 @@ async fn user_and_team_commands(backend: Backend) {
         ]
     );
     desk.db().close().await;
+    db.drop_schema().await;
+}
+
+async fn workload_import_is_all_or_none(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("workloads.toml");
+    let good = r#"
+[[workload]]
+name = "checkout"
+environment = "production"
+team = "payments"
+accounts = ["111122223333"]
+regions = ["eu-west-1"]
+resources = ["arn:aws:ec2:eu-west-1:111122223333:instance/*"]
+tags = { app = "checkout" }
+
+[[workload]]
+name = "reports"
+environment = "staging"
+accounts = ["444455556666"]
+"#;
+    std::fs::write(&file, good).unwrap();
+    let (code, out, err) =
+        run(opsdesk(dir.path(), &db.url).args(["workload", "import", file.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("saved workload checkout (production)"),
+        "{out}"
+    );
+    assert!(out.contains("saved workload reports (staging)"), "{out}");
+
+    // One bad entry: the error names it and nothing of the file is saved.
+    let bad = good
+        .replace("reports", "billing")
+        .replace("444455556666", "4444");
+    std::fs::write(&file, bad.replace("checkout", "shop")).unwrap();
+    let (code, out, err) =
+        run(opsdesk(dir.path(), &db.url).args(["workload", "import", file.to_str().unwrap()]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("workload[1].accounts[0]"), "{err}");
+    std::fs::write(
+        &file,
+        "[[workload]]\nname = \"x\"\nenvironment = \"prod\"\n",
+    )
+    .unwrap();
+    let (code, _, err) =
+        run(opsdesk(dir.path(), &db.url).args(["workload", "import", file.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown variant `prod`"), "{err}");
+
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args(["workload", "list"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("checkout") && out.contains("reports"), "{out}");
+    assert!(!out.contains("shop") && !out.contains("billing"), "{out}");
     db.drop_schema().await;
 }
