@@ -221,32 +221,6 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_time_formats_aws_sends() {
-        let want = "2023-01-27T06:02:51Z".parse::<DateTime<Utc>>().unwrap();
-        assert_eq!(parse_time("Fri, 27 Jan 2023 06:02:51 GMT"), Some(want));
-        assert_eq!(parse_time("2023-01-27T06:02:51Z"), Some(want));
-        assert_eq!(parse_time("2023-01-27T06:02:51.000+0000"), Some(want));
-        assert_eq!(parse_time("yesterday"), None);
-    }
-
-    #[test]
-    fn receipt_keys_separate_parts() {
-        assert_ne!(receipt_key("a", &["bc", ""]), receipt_key("a", &["b", "c"]));
-        assert_eq!(receipt_key("a", &["b"]), receipt_key("a", &["b"]));
-    }
-
-    #[test]
-    fn clip_keeps_whole_characters() {
-        assert_eq!(clip("héllo", 2), "hé");
-        assert_eq!(clip("hi", 5), "hi");
-    }
-}
-
 /// Signals from a message whose shape is not known in advance, as SQS queues and SNS topics
 /// carry them: an EventBridge event, an array of events, a CloudWatch alarm notification, or an
 /// SNS envelope around any of these.
@@ -255,7 +229,10 @@ pub fn from_payload(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             if !eventbridge::is_event(item) {
-                return Err(FieldError::new(format!("[{i}]"), "is not an EventBridge event"));
+                return Err(FieldError::new(
+                    format!("[{i}]"),
+                    "is not an EventBridge event",
+                ));
             }
             out.push(eventbridge::from_event(item, received_at).map_err(|e| e.within(i))?);
         }
@@ -283,4 +260,30 @@ pub fn from_payload(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>
         "body",
         "is not an EventBridge event, a CloudWatch alarm or an SNS notification",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_time_formats_aws_sends() {
+        let want = "2023-01-27T06:02:51Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(parse_time("Fri, 27 Jan 2023 06:02:51 GMT"), Some(want));
+        assert_eq!(parse_time("2023-01-27T06:02:51Z"), Some(want));
+        assert_eq!(parse_time("2023-01-27T06:02:51.000+0000"), Some(want));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn receipt_keys_separate_parts() {
+        assert_ne!(receipt_key("a", &["bc", ""]), receipt_key("a", &["b", "c"]));
+        assert_eq!(receipt_key("a", &["b"]), receipt_key("a", &["b"]));
+    }
+
+    #[test]
+    fn clip_keeps_whole_characters() {
+        assert_eq!(clip("héllo", 2), "hé");
+        assert_eq!(clip("hi", 5), "hi");
+    }
 }
