@@ -81,6 +81,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    for (i, queue) in config.ingest.sqs.iter().enumerate() {
+        queue
+            .validate()
+            .map_err(|e| anyhow::anyhow!("ingest.sqs[{i}].{e}"))?;
+    }
     let desk = open_desk(config).await?;
     if let Some(secret) = desk.bootstrap_admin_token().await? {
         // stdout, not the log: the secret must never reach log storage.

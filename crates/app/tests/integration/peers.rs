@@ -138,7 +138,7 @@ impl Moto {
 pub struct Alertmanager {
     pub base: String,
     http: reqwest::Client,
-    _process: Process,
+    process: Process,
     _dir: tempfile::TempDir,
 }
 
@@ -191,9 +191,14 @@ impl Alertmanager {
         Alertmanager {
             base,
             http: reqwest::Client::new(),
-            _process: process,
+            process,
             _dir: dir,
         }
+    }
+
+    /// What Alertmanager logged: why a notification failed, for a test's panic message.
+    pub fn log(&self) -> String {
+        self.process.output()
     }
 
     /// Posts alerts (a JSON array in the API v2 shape) as Prometheus would.
@@ -218,7 +223,7 @@ impl Alertmanager {
 on_both_backends!(alertmanager_opens_and_resolves_a_ticket);
 
 async fn alertmanager_opens_and_resolves_a_ticket(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    let s = TestServer::start(backend).await.with_ingest_token().await;
     let am = Alertmanager::start(&s.url("/api/v1/ingest/alertmanager"), &s.ingest).await;
     let alert = |ends_at: Option<&str>| {
         let mut a = json!({
@@ -234,7 +239,7 @@ async fn alertmanager_opens_and_resolves_a_ticket(backend: Backend) {
     };
     // The one Alertmanager ticket, once it is open (or resolved).
     let ticket = |resolved: bool| {
-        let s = &s;
+        let (s, am) = (&s, &am);
         async move {
             for _ in 0..150 {
                 let r = s.get("/api/v1/tickets?source=alertmanager").await;
@@ -249,7 +254,10 @@ async fn alertmanager_opens_and_resolves_a_ticket(backend: Backend) {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            panic!("no ticket from Alertmanager (resolved: {resolved}) within 30 s");
+            panic!(
+                "no ticket from Alertmanager (resolved: {resolved}) within 30 s\n{}",
+                am.log()
+            );
         }
     };
 
