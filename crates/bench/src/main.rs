@@ -3,6 +3,7 @@
 //! goes to the one loopback URL given.
 
 mod create;
+mod events;
 mod load;
 mod payload;
 mod query;
@@ -35,7 +36,7 @@ struct Common {
     /// Base URL of the server; must be a loopback address.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// API token (write role for create and load).
+    /// API token (write role for create and load, ingest role for events).
     #[arg(
         long,
         global = true,
@@ -65,6 +66,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Run a mix of list and search requests (GET /api/v1/tickets).
     Query(query::QueryArgs),
+    /// Send AWS Health and CloudWatch alarm events (POST /api/v1/events; ingest token).
+    Events(events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,18 +107,33 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Create(a) => a.concurrency,
             Command::Load(a) => a.concurrency,
             Command::Query(a) => a.concurrency,
+            Command::Events(a) => a.concurrency,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
-        target.check().await?;
-        let report = match cli.command {
-            Command::Create(a) => create::run(&target, &a, seed, limit).await?,
-            Command::Load(a) => load::run(&target, &a, seed, limit).await?,
-            Command::Query(a) => query::run(&target, &a, seed, limit).await?,
+        // An ingest token may not list tickets; `events` checks its own endpoint.
+        if !matches!(cli.command, Command::Events(_)) {
+            target.check().await?;
+        }
+        let (report, tally) = match cli.command {
+            Command::Create(a) => (create::run(&target, &a, seed, limit).await?, None),
+            Command::Load(a) => (load::run(&target, &a, seed, limit).await?, None),
+            Command::Query(a) => (query::run(&target, &a, seed, limit).await?, None),
+            Command::Events(a) => {
+                let (report, tally) = events::run(&target, &a, seed, limit).await?;
+                (report, Some(tally))
+            }
         };
         if json {
-            println!("{}", report.to_json());
+            let mut summary = report.to_json();
+            if let Some(t) = &tally {
+                t.add_to(&mut summary);
+            }
+            println!("{summary}");
         } else {
             print!("{}", report.to_text());
+            if let Some(t) = &tally {
+                print!("{}", t.to_text());
+            }
         }
         if report.stopped_early {
             eprintln!(
