@@ -77,21 +77,58 @@ impl AuditEntry {
 impl AuditRecord {
     /// The canonical bytes the hash covers.
     pub fn canonical(&self) -> String {
-        // serde_json's map keeps keys sorted, which makes this encoding canonical.
-        json!({
-            "seq": self.seq,
-            "at": format_time(self.at),
-            "actor": self.actor,
-            "action": self.action,
-            "ticket_id": self.ticket_id,
-            "changes": self.changes,
-            "prev_hash": self.prev_hash,
-        })
-        .to_string()
+        let mut out = String::new();
+        write_canonical(
+            &json!({
+                "seq": self.seq,
+                "at": format_time(self.at),
+                "actor": self.actor,
+                "action": self.action,
+                "ticket_id": self.ticket_id,
+                "changes": self.changes,
+                "prev_hash": self.prev_hash,
+            }),
+            &mut out,
+        );
+        out
     }
 
     pub fn compute_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical().as_bytes()))
+    }
+}
+
+/// JSON with every object's keys in byte order and no spaces. Written out here rather than left
+/// to serde_json's map, whose order depends on a crate feature that any dependency can turn on.
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(item) = map.get(k) {
+                    write_canonical(item, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 

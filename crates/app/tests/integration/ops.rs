@@ -112,7 +112,14 @@ async fn openapi_document_covers_every_route(backend: Backend) {
                 .replace("{name}", "x");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = s.call(m, &concrete, None, Some(json!({}))).await;
-            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            if item[method]["security"] == json!([{}]) {
+                // SNS cannot send a token: its messages are signed instead, and an unsigned
+                // one is refused.
+                assert_eq!(path, "/api/v1/ingest/sns");
+                assert!(r.status.is_client_error(), "{method} {path}: {}", r.status);
+            } else {
+                assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
             checked += 1;
         }
     }
