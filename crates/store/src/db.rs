@@ -248,7 +248,15 @@ impl Db {
         match self {
             Db::Sqlite(s) => crate::writer::submit(&s.jobs, f).await,
             Db::Postgres(p) => {
-                let mut tx = Tx::Postgres(p.begin().await.map_err(StoreError::from)?);
+                let mut pg = p.begin().await.map_err(StoreError::from)?;
+                // The audit chain head orders every audited change, so writers wait for it
+                // anyway; taking it before any other row means no two writers ever hold locks
+                // in opposite orders, so concurrent writes cannot deadlock.
+                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *pg)
+                    .await
+                    .map_err(StoreError::from)?;
+                let mut tx = Tx::Postgres(pg);
                 let value = f(&mut tx).await?;
                 tx.commit().await?;
                 Ok(value)

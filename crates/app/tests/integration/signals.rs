@@ -17,6 +17,7 @@ on_both_backends!(
     maintenance_windows_are_listed_and_expected,
     flapping_is_marked_and_damped,
     old_problems_open_new_tickets_after_the_reopen_window,
+    concurrent_batches_over_the_same_problems_all_commit,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -852,5 +853,32 @@ async fn old_problems_open_new_tickets_after_the_reopen_window(backend: Backend)
     assert_eq!(effects(&b), ["created"]);
     assert_ne!(a["tickets"], b["tickets"]);
     assert_eq!(s.count_tickets().await, 2);
+    s.stop().await;
+}
+
+async fn concurrent_batches_over_the_same_problems_all_commit(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    // Eight senders, each a batch over the same ten alarms, half of them in reverse order:
+    // every batch commits (no deadlock between them) and each alarm has one ticket.
+    let batch = |sender: usize| {
+        let mut events: Vec<Value> = (0..10)
+            .map(|a| {
+                let at = format!("2026-11-23T10:{:02}:{:02}.000+0000", sender, a);
+                alarm_event(&format!("prod-alarm-{a}"), "ALARM", &at)
+            })
+            .collect();
+        if sender % 2 == 1 {
+            events.reverse();
+        }
+        Value::Array(events)
+    };
+    let replies = futures::future::join_all((0..8).map(|i| s.events(batch(i)))).await;
+    for r in &replies {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    }
+    let all: Vec<String> = replies.iter().flat_map(|r| effects(&r.body)).collect();
+    assert_eq!(all.iter().filter(|e| *e == "created").count(), 10);
+    assert_eq!(all.iter().filter(|e| *e == "occurrence").count(), 70);
+    assert_eq!(s.count_tickets().await, 10);
     s.stop().await;
 }
