@@ -4,6 +4,7 @@
 //! The pipeline for one signal: receipt (a repeated delivery stops here), workload match,
 //! maintenance, severity rules, correlation with the open ticket, ticket change, stored signal.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -270,11 +271,21 @@ fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
     )
 }
 
+/// One ingest transaction: the problems and tickets its signals touch are read once, changed
+/// in memory, and written back once at the end, so a batch costs a few statements rather than
+/// several per signal.
 struct Step<'a> {
     tx: &'a mut Tx,
     actor: &'a Actor,
     settings: &'a IngestSettings,
     now: DateTime<Utc>,
+    correlations: HashMap<(String, String), Correlation>,
+    /// Ticket id -> (as read, as it is now).
+    tickets: HashMap<i64, (Ticket, Ticket)>,
+    changed: Vec<Correlation>,
+    records: Vec<SignalRecord>,
+    receipts: Vec<(String, DateTime<Utc>)>,
+    next_id: i64,
 }
 
 impl Step<'_> {
@@ -293,22 +304,14 @@ impl Step<'_> {
 
     async fn apply(&mut self, a: &Assessed<'_>) -> Result<Outcome> {
         let s = &a.signal;
-        if !self.tx.claim_receipt(&s.receipt_key, self.now).await? {
-            return Ok(Outcome {
-                signal_id: None,
-                ticket_id: None,
-                effect: Effect::Duplicate,
-            });
-        }
-        let signal_id = self.tx.next_signal_id().await?;
-        let correlation = self
-            .tx
-            .correlation_for_update(&s.source, &s.dedup_key)
-            .await?;
-        let ticket = match &correlation {
-            Some(c) => self.tx.ticket_for_update(c.ticket_id).await?,
-            None => None,
-        };
+        let signal_id = self.next_id;
+        self.next_id += 1;
+        let key = (s.source.clone(), s.dedup_key.clone());
+        let correlation = self.correlations.get(&key).cloned();
+        let ticket = correlation
+            .as_ref()
+            .and_then(|c| self.tickets.get(&c.ticket_id))
+            .map(|(_, now)| now.clone());
         let (effect, ticket_id) = match (correlation, ticket) {
             (Some(c), Some(t)) => self.follow_up(a, signal_id, c, t).await?,
             _ => self.first_sight(a, signal_id).await?,
@@ -332,36 +335,34 @@ impl Step<'_> {
                 )
                 .await?;
         }
-        let id = self
-            .tx
-            .insert_signal(&SignalRecord {
-                id: signal_id,
-                received_at: self.now,
-                source: s.source.clone(),
-                dedup_key: s.dedup_key.clone(),
-                state: s.state.as_str().to_owned(),
-                kind: s.kind.clone(),
-                category: s.category.clone(),
-                severity: a.decision.severity.as_str().to_owned(),
-                account: s.account.clone(),
-                region: s.region.clone(),
-                service: s.service.clone(),
-                resources: s.resources.clone(),
-                title: s.title.clone(),
-                body: s.body.clone(),
-                occurred_at: s.occurred_at,
-                workload: a.workload.map(|w| w.name.clone()),
-                classified: s.classified,
-                expected: a.expected,
-                savings: s.savings,
-                rule: a.decision.rule.clone(),
-                outcome: effect.as_str().to_owned(),
-                ticket_id,
-                raw: s.raw.clone(),
-            })
-            .await?;
+        self.receipts.push((s.receipt_key.clone(), self.now));
+        self.records.push(SignalRecord {
+            id: signal_id,
+            received_at: self.now,
+            source: s.source.clone(),
+            dedup_key: s.dedup_key.clone(),
+            state: s.state.as_str().to_owned(),
+            kind: s.kind.clone(),
+            category: s.category.clone(),
+            severity: a.decision.severity.as_str().to_owned(),
+            account: s.account.clone(),
+            region: s.region.clone(),
+            service: s.service.clone(),
+            resources: s.resources.clone(),
+            title: s.title.clone(),
+            body: s.body.clone(),
+            occurred_at: s.occurred_at,
+            workload: a.workload.map(|w| w.name.clone()),
+            classified: s.classified,
+            expected: a.expected,
+            savings: s.savings,
+            rule: a.decision.rule.clone(),
+            outcome: effect.as_str().to_owned(),
+            ticket_id,
+            raw: s.raw.clone(),
+        });
         Ok(Outcome {
-            signal_id: Some(id),
+            signal_id: Some(signal_id),
             ticket_id,
             effect,
         })
@@ -380,22 +381,23 @@ impl Step<'_> {
         let input = new_ticket(s, a.workload, &a.decision)?;
         let mut ticket = Ticket::open(input, self.now);
         ticket.id = self.tx.insert_ticket(&ticket).await?;
+        ticket.key = Ticket::key_for(ticket.id);
         let mut changes = ticket.creation_changes();
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
         self.audit("ticket.created", ticket.id, changes).await?;
-        self.tx
-            .save_correlation(&Correlation {
-                source: s.source.clone(),
-                dedup_key: s.dedup_key.clone(),
-                ticket_id: ticket.id,
-                occurrences: 1,
-                first_seen_at: self.now,
-                last_seen_at: self.now,
-                last_state: s.state.as_str().to_owned(),
-                state_changes: Vec::new(),
-                flapping: false,
-            })
-            .await?;
+        self.tickets
+            .insert(ticket.id, (ticket.clone(), ticket.clone()));
+        self.save_correlation(Correlation {
+            source: s.source.clone(),
+            dedup_key: s.dedup_key.clone(),
+            ticket_id: ticket.id,
+            occurrences: 1,
+            first_seen_at: self.now,
+            last_seen_at: self.now,
+            last_state: s.state.as_str().to_owned(),
+            state_changes: Vec::new(),
+            flapping: false,
+        });
         Ok((Effect::Created, Some(ticket.id)))
     }
 
@@ -520,10 +522,37 @@ impl Step<'_> {
         }
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
         next.touch(self.now);
-        self.tx.update_ticket(&next, &current).await?;
         self.audit(action, current.id, changes).await?;
-        self.tx.save_correlation(&c).await?;
+        if let Some(entry) = self.tickets.get_mut(&current.id) {
+            entry.1 = next;
+        }
+        self.save_correlation(c);
         Ok((effect, Some(current.id)))
+    }
+
+    fn save_correlation(&mut self, c: Correlation) {
+        self.correlations
+            .insert((c.source.clone(), c.dedup_key.clone()), c.clone());
+        self.changed.push(c);
+    }
+
+    /// Writes back the tickets that changed, and the signals with their receipts and problems.
+    async fn finish(self) -> Result<()> {
+        let mut changed: Vec<&(Ticket, Ticket)> = self
+            .tickets
+            .values()
+            .filter(|(before, now)| before.version != now.version)
+            .collect();
+        changed.sort_by_key(|(before, _)| before.id);
+        for (before, now) in changed {
+            self.tx.update_ticket(now, before).await?;
+        }
+        if !self.records.is_empty() {
+            self.tx
+                .record_signals(self.records, self.receipts, self.changed)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -571,14 +600,59 @@ impl Desk {
         let actor = actor.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
+                // Repeated deliveries, against the database and within this batch.
+                let keys: Vec<String> = signals.iter().map(|s| s.receipt_key.clone()).collect();
+                let known = tx.known_receipts(&keys).await?;
+                let mut seen = HashSet::new();
+                let repeated: Vec<bool> = keys
+                    .iter()
+                    .map(|k| known.contains(k) || !seen.insert(k.clone()))
+                    .collect();
+                let mut problems: Vec<(String, String)> = signals
+                    .iter()
+                    .zip(&repeated)
+                    .filter(|(_, r)| !**r)
+                    .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
+                    .collect();
+                problems.sort();
+                problems.dedup();
+                let correlations = tx.correlations(&problems).await?;
+                let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let tickets = tx
+                    .tickets_for_update(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.id, (t.clone(), t)))
+                    .collect();
+                let next_id = if repeated.iter().all(|r| *r) {
+                    0
+                } else {
+                    tx.next_signal_id().await?
+                };
                 let mut step = Step {
                     tx,
                     actor: &actor,
                     settings: &settings,
                     now,
+                    correlations,
+                    tickets,
+                    changed: Vec::new(),
+                    records: Vec::new(),
+                    receipts: Vec::new(),
+                    next_id,
                 };
                 let mut out = Vec::with_capacity(signals.len());
-                for signal in signals {
+                for (signal, repeat) in signals.into_iter().zip(repeated) {
+                    if repeat {
+                        out.push(Outcome {
+                            signal_id: None,
+                            ticket_id: None,
+                            effect: Effect::Duplicate,
+                        });
+                        continue;
+                    }
                     let workload = match_workload(&catalog.workloads, &signal);
                     let environment = workload.map(|w| w.environment);
                     let decision = decide(&settings.rules, &defaults, &signal, environment);
@@ -592,6 +666,7 @@ impl Desk {
                     };
                     out.push(step.apply(&assessed).await?);
                 }
+                step.finish().await?;
                 Ok(out)
             })
         })

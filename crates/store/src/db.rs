@@ -125,6 +125,8 @@ pub struct Deferred {
     pub(crate) head: Option<(i64, String)>,
     /// Statements run that changed the database, to tell whether a failed change wrote.
     pub(crate) writes: u64,
+    /// Signals, their receipts and correlations, written in a few statements at commit.
+    pub(crate) signals: crate::signals::DeferredSignals,
 }
 
 /// A point to return to when a change in a group fails.
@@ -134,6 +136,7 @@ pub(crate) struct Mark {
     audit: usize,
     head: Option<(i64, String)>,
     writes: u64,
+    signals: crate::signals::SignalsMark,
 }
 
 /// A change to the SQLite full-text index, applied at commit.
@@ -339,6 +342,7 @@ impl Tx {
                 audit: d.audit.len(),
                 head: d.head.clone(),
                 writes: d.writes,
+                signals: d.signals.mark(),
             }),
             Tx::Postgres(_) => None,
         }
@@ -363,6 +367,7 @@ impl Tx {
             d.search.truncate(m.search);
             d.audit.truncate(m.audit);
             d.head = m.head;
+            d.signals.rollback_to(m.signals);
         }
     }
 
@@ -413,6 +418,7 @@ const ROWS_PER_INSERT: usize = 500;
 
 async fn write_deferred(t: &mut Transaction<'static, Sqlite>, d: Deferred) -> Result<()> {
     use sqlx::Executor;
+    crate::signals::write_deferred(t, d.signals).await?;
     for chunk in d.audit.chunks(ROWS_PER_INSERT) {
         let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO audit_log (seq, at, actor, action, ticket_id, changes, prev_hash, hash) ",

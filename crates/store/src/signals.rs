@@ -1,5 +1,7 @@
 //! Signals, their receipts and correlations, workloads, maintenance windows and poller cursors.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use opsdesk_domain::{Environment, NewWorkload, Workload};
 use serde::{Deserialize, Serialize};
@@ -332,127 +334,312 @@ where
     })
 }
 
+/// Signals of a SQLite transaction waiting for its commit, with what is needed to answer
+/// questions about them before then.
+#[derive(Debug, Default)]
+pub(crate) struct DeferredSignals {
+    signals: Vec<SignalRecord>,
+    receipts: Vec<(String, DateTime<Utc>)>,
+    receipt_keys: HashSet<String>,
+    correlations: Vec<Correlation>,
+    /// Where each problem's latest correlation is in `correlations`.
+    latest: HashMap<(String, String), usize>,
+    next_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SignalsMark {
+    signals: usize,
+    receipts: usize,
+    correlations: usize,
+    next_id: Option<i64>,
+}
+
+impl DeferredSignals {
+    pub(crate) fn mark(&self) -> SignalsMark {
+        SignalsMark {
+            signals: self.signals.len(),
+            receipts: self.receipts.len(),
+            correlations: self.correlations.len(),
+            next_id: self.next_id,
+        }
+    }
+
+    pub(crate) fn rollback_to(&mut self, m: SignalsMark) {
+        self.signals.truncate(m.signals);
+        self.receipts.truncate(m.receipts);
+        self.correlations.truncate(m.correlations);
+        self.next_id = m.next_id;
+        self.receipt_keys = self.receipts.iter().map(|(k, _)| k.clone()).collect();
+        self.latest = self
+            .correlations
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.source.clone(), c.dedup_key.clone()), i))
+            .collect();
+    }
+}
+
+/// Rows a statement may carry, under both databases' limits on bound values.
+const ROWS: usize = 400;
+
+fn push_signal_rows<DB>(qb: &mut sqlx::QueryBuilder<'_, DB>, rows: &[SignalRecord])
+where
+    DB: sqlx::Database,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(
+        "INSERT INTO signals (id, received_at, source, dedup_key, state, kind, category, severity, \
+         account, region, service, resources, title, body, occurred_at, workload, classified, \
+         expected, savings, rule, outcome, ticket_id, raw) ",
+    );
+    qb.push_values(rows, |mut b, s| {
+        b.push_bind(s.id)
+            .push_bind(Ts(s.received_at))
+            .push_bind(s.source.clone())
+            .push_bind(s.dedup_key.clone())
+            .push_bind(s.state.clone())
+            .push_bind(s.kind.clone())
+            .push_bind(s.category.clone())
+            .push_bind(s.severity.clone())
+            .push_bind(s.account.clone())
+            .push_bind(s.region.clone())
+            .push_bind(s.service.clone())
+            .push_bind(json_list(&s.resources))
+            .push_bind(s.title.clone())
+            .push_bind(s.body.clone())
+            .push_bind(Ts(s.occurred_at))
+            .push_bind(s.workload.clone())
+            .push_bind(s.classified)
+            .push_bind(s.expected)
+            .push_bind(s.savings)
+            .push_bind(s.rule.clone())
+            .push_bind(s.outcome.clone())
+            .push_bind(s.ticket_id)
+            .push_bind(s.raw.to_string());
+    });
+}
+
+fn push_receipt_rows<DB>(qb: &mut sqlx::QueryBuilder<'_, DB>, rows: &[(String, DateTime<Utc>)])
+where
+    DB: sqlx::Database,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push("INSERT INTO signal_receipts (receipt_key, received_at) ");
+    qb.push_values(rows, |mut b, (k, at)| {
+        b.push_bind(k.clone()).push_bind(Ts(*at));
+    });
+    qb.push(" ON CONFLICT (receipt_key) DO NOTHING");
+}
+
+fn push_correlation_rows<DB>(qb: &mut sqlx::QueryBuilder<'_, DB>, rows: &[&Correlation])
+where
+    DB: sqlx::Database,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(
+        "INSERT INTO correlations (source, dedup_key, ticket_id, occurrences, first_seen_at, \
+         last_seen_at, last_state, state_changes, flapping) ",
+    );
+    qb.push_values(rows, |mut b, k| {
+        b.push_bind(k.source.clone())
+            .push_bind(k.dedup_key.clone())
+            .push_bind(k.ticket_id)
+            .push_bind(k.occurrences)
+            .push_bind(Ts(k.first_seen_at))
+            .push_bind(Ts(k.last_seen_at))
+            .push_bind(k.last_state.clone())
+            .push_bind(serde_json::to_string(&k.state_changes).unwrap_or_else(|_| "[]".to_owned()))
+            .push_bind(k.flapping);
+    });
+    qb.push(
+        " ON CONFLICT (source, dedup_key) DO UPDATE SET ticket_id = excluded.ticket_id, \
+         occurrences = excluded.occurrences, first_seen_at = excluded.first_seen_at, \
+         last_seen_at = excluded.last_seen_at, last_state = excluded.last_state, \
+         state_changes = excluded.state_changes, flapping = excluded.flapping",
+    );
+}
+
+/// The latest version of each problem's correlation, in first-seen order: one statement may
+/// not update a row twice.
+fn latest_only(all: &[Correlation]) -> Vec<&Correlation> {
+    let mut at: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut out: Vec<&Correlation> = Vec::new();
+    for c in all {
+        match at.get(&(c.source.as_str(), c.dedup_key.as_str())) {
+            Some(i) => out[*i] = c,
+            None => {
+                at.insert((c.source.as_str(), c.dedup_key.as_str()), out.len());
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Writes signal rows, receipts and correlations on one backend's connection.
+macro_rules! write_rows {
+    ($db:ty, $c:expr, $signals:expr, $receipts:expr, $correlations:expr) => {{
+        for chunk in $receipts.chunks(ROWS) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new("");
+            push_receipt_rows(&mut qb, chunk);
+            qb.build().execute(&mut *$c).await?;
+        }
+        for chunk in latest_only($correlations).chunks(ROWS) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new("");
+            push_correlation_rows(&mut qb, chunk);
+            qb.build().execute(&mut *$c).await?;
+        }
+        for chunk in $signals.chunks(ROWS) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new("");
+            push_signal_rows(&mut qb, chunk);
+            qb.build().execute(&mut *$c).await?;
+        }
+        Ok(())
+    }};
+}
+
+/// Writes a SQLite transaction's signals at its commit.
+pub(crate) async fn write_deferred(
+    t: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    d: DeferredSignals,
+) -> Result<()> {
+    let c: &mut sqlx::SqliteConnection = t;
+    write_rows!(sqlx::Sqlite, c, &d.signals, &d.receipts, &d.correlations)
+}
+
 impl Tx {
-    /// Records a delivery; false when the same news was recorded before.
-    pub async fn claim_receipt(&mut self, key: &str, at: DateTime<Utc>) -> Result<bool> {
-        on_tx!(self, c, _b => {
-            let done = sqlx::query(
-                "INSERT INTO signal_receipts (receipt_key, received_at) VALUES ($1, $2) \
-                 ON CONFLICT (receipt_key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(Ts(at))
-            .execute(&mut *c)
-            .await?;
-            let claimed = done.rows_affected() == 1;
-            if claimed {
-                self.note_write();
+    /// Which of these receipts were recorded before (deliveries seen already).
+    pub async fn known_receipts(&mut self, keys: &[String]) -> Result<HashSet<String>> {
+        let mut known = HashSet::new();
+        let mut ask: Vec<&String> = Vec::with_capacity(keys.len());
+        for k in keys {
+            match self {
+                Tx::Sqlite(_, d) if d.signals.receipt_keys.contains(k) => {
+                    known.insert(k.clone());
+                }
+                _ => ask.push(k),
             }
-            Ok(claimed)
-        })
+        }
+        for chunk in ask.chunks(ROWS) {
+            on_tx!(self, c, _b => {
+                let mut qb = sqlx::QueryBuilder::new("SELECT receipt_key FROM signal_receipts WHERE receipt_key IN (");
+                let mut list = qb.separated(", ");
+                for k in chunk {
+                    list.push_bind((*k).clone());
+                }
+                qb.push(")");
+                let found: Vec<String> = qb.build_query_scalar().fetch_all(&mut *c).await?;
+                known.extend(found);
+            });
+        }
+        Ok(known)
     }
 
-    /// The correlation for a problem, locked for this transaction. On PostgreSQL a lock on the
-    /// key also stops two nodes from opening two tickets for a problem seen for the first time.
-    pub async fn correlation_for_update(
+    /// The correlations of these problems. Writes wait for the audit chain head first on
+    /// PostgreSQL, so no other writer can change them before this transaction ends.
+    pub async fn correlations(
         &mut self,
-        source: &str,
-        dedup_key: &str,
-    ) -> Result<Option<Correlation>> {
-        on_tx!(self, c, backend => {
-            if backend == crate::Backend::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(format!("{source}\u{1f}{dedup_key}"))
-                    .execute(&mut *c)
-                    .await?;
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), Correlation>> {
+        let mut found = HashMap::new();
+        let mut ask: Vec<&(String, String)> = Vec::with_capacity(keys.len());
+        for k in keys {
+            match self {
+                Tx::Sqlite(_, d) => match d.signals.latest.get(k) {
+                    Some(i) => {
+                        if let Some(c) = d.signals.correlations.get(*i) {
+                            found.insert(k.clone(), c.clone());
+                        }
+                    }
+                    None => ask.push(k),
+                },
+                Tx::Postgres(_) => ask.push(k),
             }
-            let row = sqlx::query(&format!(
-                "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE source = $1 AND dedup_key = $2"
-            ))
-            .bind(source)
-            .bind(dedup_key)
-            .fetch_optional(&mut *c)
-            .await?;
-            row.as_ref().map(correlation_from_row).transpose()
-        })
+        }
+        for chunk in ask.chunks(ROWS) {
+            on_tx!(self, c, _b => {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES "
+                ));
+                let mut list = qb.separated(", ");
+                for (source, key) in chunk {
+                    list.push("(");
+                    list.push_bind_unseparated(source.clone());
+                    list.push_unseparated(", ");
+                    list.push_bind_unseparated(key.clone());
+                    list.push_unseparated(")");
+                }
+                qb.push(")");
+                let rows = qb.build().fetch_all(&mut *c).await?;
+                for row in &rows {
+                    let k = correlation_from_row(row)?;
+                    found.insert((k.source.clone(), k.dedup_key.clone()), k);
+                }
+            });
+        }
+        Ok(found)
     }
 
-    pub async fn save_correlation(&mut self, k: &Correlation) -> Result<()> {
-        self.note_write();
-        let changes = serde_json::to_string(&k.state_changes).unwrap_or_else(|_| "[]".to_owned());
-        on_tx!(self, c, _b => {
-            sqlx::query(
-                "INSERT INTO correlations (source, dedup_key, ticket_id, occurrences, first_seen_at, \
-                 last_seen_at, last_state, state_changes, flapping) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (source, dedup_key) DO UPDATE SET ticket_id = excluded.ticket_id, \
-                 occurrences = excluded.occurrences, first_seen_at = excluded.first_seen_at, \
-                 last_seen_at = excluded.last_seen_at, last_state = excluded.last_state, \
-                 state_changes = excluded.state_changes, flapping = excluded.flapping",
-            )
-            .bind(&k.source)
-            .bind(&k.dedup_key)
-            .bind(k.ticket_id)
-            .bind(k.occurrences)
-            .bind(Ts(k.first_seen_at))
-            .bind(Ts(k.last_seen_at))
-            .bind(&k.last_state)
-            .bind(changes)
-            .bind(k.flapping)
-            .execute(&mut *c)
-            .await?;
-            Ok(())
-        })
-    }
-
-    /// The id the next stored signal gets, so that its ticket's history can name it first.
+    /// The id the next stored signal gets; ids are handed out in order by the caller.
     pub async fn next_signal_id(&mut self) -> Result<i64> {
-        on_tx!(self, c, backend => {
-            let sql = match backend {
-                crate::Backend::Sqlite => "SELECT COALESCE(MAX(id), 0) + 1 FROM signals",
-                crate::Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('signals', 'id'))",
-            };
-            Ok(sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut *c).await?)
-        })
+        if let Tx::Sqlite(_, d) = self {
+            if let Some(id) = d.signals.next_id {
+                return Ok(id);
+            }
+        }
+        let id = on_tx!(self, c, _b => {
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) + 1 FROM signals")
+                .fetch_one(&mut *c)
+                .await?
+        });
+        Ok(id)
     }
 
-    /// Stores a signal under `s.id`, taken from [`Tx::next_signal_id`].
-    pub async fn insert_signal(&mut self, s: &SignalRecord) -> Result<i64> {
+    /// Stores signals (ids from [`Tx::next_signal_id`] on), their receipts and the problems'
+    /// new correlations; on SQLite at commit, in a few statements for the whole group.
+    pub async fn record_signals(
+        &mut self,
+        signals: Vec<SignalRecord>,
+        receipts: Vec<(String, DateTime<Utc>)>,
+        correlations: Vec<Correlation>,
+    ) -> Result<()> {
         self.note_write();
-        let raw = s.raw.to_string();
-        on_tx!(self, c, _b => {
-            Ok(sqlx::query_scalar::<_, i64>(
-                "INSERT INTO signals (id, received_at, source, dedup_key, state, kind, category, severity, \
-                 account, region, service, resources, title, body, occurred_at, workload, classified, \
-                 expected, savings, rule, outcome, ticket_id, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) RETURNING id",
-            )
-            .bind(s.id)
-            .bind(Ts(s.received_at))
-            .bind(&s.source)
-            .bind(&s.dedup_key)
-            .bind(&s.state)
-            .bind(&s.kind)
-            .bind(&s.category)
-            .bind(&s.severity)
-            .bind(&s.account)
-            .bind(&s.region)
-            .bind(&s.service)
-            .bind(json_list(&s.resources))
-            .bind(&s.title)
-            .bind(&s.body)
-            .bind(Ts(s.occurred_at))
-            .bind(&s.workload)
-            .bind(s.classified)
-            .bind(s.expected)
-            .bind(s.savings)
-            .bind(&s.rule)
-            .bind(&s.outcome)
-            .bind(s.ticket_id)
-            .bind(raw)
-            .fetch_one(&mut *c)
-            .await?)
-        })
+        match self {
+            Tx::Sqlite(_, d) => {
+                let d = &mut d.signals;
+                if let Some(last) = signals.iter().map(|s| s.id).max() {
+                    d.next_id = Some(last + 1);
+                }
+                d.signals.extend(signals);
+                for (k, at) in receipts {
+                    d.receipt_keys.insert(k.clone());
+                    d.receipts.push((k, at));
+                }
+                for c in correlations {
+                    d.latest.insert(
+                        (c.source.clone(), c.dedup_key.clone()),
+                        d.correlations.len(),
+                    );
+                    d.correlations.push(c);
+                }
+                Ok(())
+            }
+            Tx::Postgres(t) => {
+                let c: &mut sqlx::PgConnection = t;
+                write_rows!(sqlx::Postgres, c, &signals, &receipts, &correlations)
+            }
+        }
     }
 
     /// Stores a maintenance window; a Health window seen before is updated in place.

@@ -149,6 +149,26 @@ impl Tx {
         })
     }
 
+    /// Several tickets by id, locked for this transaction; missing ids are left out.
+    pub async fn tickets_for_update(&mut self, ids: &[i64]) -> Result<Vec<Ticket>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            on_tx!(self, c, backend => {
+                let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ("));
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.push(backend.for_update());
+                for row in qb.build().fetch_all(&mut *c).await? {
+                    out.push(ticket_from_row!(&row));
+                }
+            });
+        }
+        Ok(out)
+    }
+
     pub async fn ticket_exists(&mut self, id: i64) -> Result<bool> {
         on_tx!(self, c, _b => {
             Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE id = $1")
