@@ -544,9 +544,16 @@ impl Step<'_> {
             .filter(|(before, now)| before.version != now.version)
             .collect();
         changed.sort_by_key(|(before, _)| before.id);
+        // Most changes are state only (occurrences, resolves, reopens): one statement for all.
+        let mut states: Vec<(&Ticket, i64)> = Vec::with_capacity(changed.len());
         for (before, now) in changed {
-            self.tx.update_ticket(now, before).await?;
+            if before.tags == now.tags {
+                states.push((now, before.version));
+            } else {
+                self.tx.update_ticket(now, before).await?;
+            }
         }
+        self.tx.update_ticket_states(&states).await?;
         if !self.records.is_empty() {
             self.tx
                 .record_signals(self.records, self.receipts, self.changed)

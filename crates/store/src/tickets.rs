@@ -169,6 +169,65 @@ impl Tx {
         Ok(out)
     }
 
+    /// Writes the state of many tickets in one statement per few hundred: severity, status,
+    /// its timestamps and the version. For changes that touch no other field (signals do
+    /// this); each ticket must still be at `before_version`.
+    pub async fn update_ticket_states(&mut self, tickets: &[(&Ticket, i64)]) -> Result<()> {
+        if tickets.is_empty() {
+            return Ok(());
+        }
+        self.note_write();
+        for chunk in tickets.chunks(300) {
+            let done = on_tx!(self, c, backend => {
+                let (head, tail) = match backend {
+                    Backend::Sqlite => (
+                        "UPDATE tickets SET severity = v.column2, status = v.column3, \
+                         updated_at = v.column4, acknowledged_at = v.column5, resolved_at = v.column6, \
+                         closed_at = v.column7, version = v.column8 FROM (",
+                        ") AS v WHERE tickets.id = v.column1 AND tickets.version = v.column9",
+                    ),
+                    Backend::Postgres => (
+                        "UPDATE tickets SET severity = v.severity, status = v.status, \
+                         updated_at = v.updated_at, acknowledged_at = v.acknowledged_at, \
+                         resolved_at = v.resolved_at, closed_at = v.closed_at, version = v.version FROM (",
+                        ") AS v (id, severity, status, updated_at, acknowledged_at, resolved_at, closed_at, \
+                         version, before_version) WHERE tickets.id = v.id AND tickets.version = v.before_version",
+                    ),
+                };
+                let mut qb = QueryBuilder::new(head);
+                qb.push("VALUES ");
+                let mut first = true;
+                for (t, before) in chunk {
+                    if !first {
+                        qb.push(", ");
+                    }
+                    first = false;
+                    qb.push("(");
+                    qb.push_bind(t.id);
+                    qb.push(", ").push_bind(t.severity.as_str());
+                    qb.push(", ").push_bind(t.status.as_str());
+                    qb.push(", ").push_bind(Ts(t.updated_at));
+                    qb.push(", ").push_bind(t.acknowledged_at.map(Ts));
+                    qb.push(", ").push_bind(t.resolved_at.map(Ts));
+                    qb.push(", ").push_bind(t.closed_at.map(Ts));
+                    qb.push(", ").push_bind(t.version);
+                    qb.push(", ").push_bind(*before);
+                    qb.push(")");
+                }
+                qb.push(tail);
+                qb.build().execute(&mut *c).await?.rows_affected()
+            });
+            if done != chunk.len() as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} of {} tickets changed underneath a locked update",
+                    chunk.len() as u64 - done.min(chunk.len() as u64),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub async fn ticket_exists(&mut self, id: i64) -> Result<bool> {
         on_tx!(self, c, _b => {
             Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets WHERE id = $1")
