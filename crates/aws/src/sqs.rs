@@ -163,18 +163,10 @@ pub fn read_body(body: Option<&str>, received_at: DateTime<Utc>) -> Result<Vec<S
         reason: "malformed",
         detail: format!("the body is not JSON: {e}"),
     })?;
-    let signals =
-        opsdesk_domain::signal::from_payload(&json, received_at).map_err(|e| Refusal {
-            reason: "invalid",
-            detail: e.to_string(),
-        })?;
-    if signals.is_empty() {
-        return Err(Refusal {
-            reason: "invalid",
-            detail: "body: the array holds no event".into(),
-        });
-    }
-    Ok(signals)
+    opsdesk_domain::signal::from_payload(&json, received_at).map_err(|e| Refusal {
+        reason: "invalid",
+        detail: e.to_string(),
+    })
 }
 
 /// What the workers share.
@@ -288,7 +280,6 @@ impl Consumer {
         if readable.is_empty() {
             return Ok(());
         }
-        let sources: Vec<String> = signals.iter().map(|s| s.source.clone()).collect();
         let outcomes = match self.desk.ingest(&self.actor, signals).await {
             Ok(o) => o,
             Err(e) => {
@@ -296,7 +287,6 @@ impl Consumer {
                 return Err(e.into());
             }
         };
-        count_signals(&sources, &outcomes);
         let mut outcomes = outcomes.iter();
         for (_, n) in &readable {
             let mine: Vec<&Outcome> = outcomes.by_ref().take(*n).collect();
@@ -380,19 +370,6 @@ impl Consumer {
             );
         }
         Ok(())
-    }
-}
-
-/// Counts signals by source and effect, as the HTTP inputs do.
-fn count_signals(sources: &[String], outcomes: &[Outcome]) {
-    for (source, o) in sources.iter().zip(outcomes) {
-        let source = match source.as_str() {
-            s @ ("aws.health" | "aws.trustedadvisor" | "aws.cloudwatch" | "alertmanager"
-            | "alerts") => s.to_owned(),
-            _ => "other".to_owned(),
-        };
-        metrics::counter!("opsdesk_signals_total", "source" => source, "effect" => o.effect.as_str())
-            .increment(1);
     }
 }
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
 use opsdesk_domain::signal::workload::match_workload;
-use opsdesk_domain::signal::HEALTH;
+use opsdesk_domain::signal::{ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_ADVISOR};
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
 use opsdesk_store::{Correlation, MaintenanceWindow, NewMaintenanceWindow, SignalRecord, Tx};
@@ -119,6 +119,19 @@ impl Catalog {
                 && w.start <= at
                 && w.end.is_none_or(|end| at < end)
         })
+    }
+}
+
+/// The `source` label of `opsdesk_signals_total`: the known sources, else `other`, so that
+/// senders cannot grow the label set.
+fn metric_source(source: &str) -> &'static str {
+    match source {
+        HEALTH => HEALTH,
+        TRUSTED_ADVISOR => TRUSTED_ADVISOR,
+        CLOUDWATCH => CLOUDWATCH,
+        ALERTMANAGER => ALERTMANAGER,
+        ALERTS => ALERTS,
+        _ => "other",
     }
 }
 
@@ -602,82 +615,89 @@ impl Desk {
             return Ok(Vec::new());
         }
         let catalog = self.catalog().await?;
+        let sources: Vec<&'static str> = signals.iter().map(|s| metric_source(&s.source)).collect();
         let settings = self.ingest.clone();
         let defaults = default_rules();
         let actor = actor.clone();
-        self.change(move |tx, now| {
-            Box::pin(async move {
-                // Repeated deliveries, against the database and within this batch.
-                let keys: Vec<String> = signals.iter().map(|s| s.receipt_key.clone()).collect();
-                let known = tx.known_receipts(&keys).await?;
-                let mut seen = HashSet::new();
-                let repeated: Vec<bool> = keys
-                    .iter()
-                    .map(|k| known.contains(k) || !seen.insert(k.clone()))
-                    .collect();
-                let mut problems: Vec<(String, String)> = signals
-                    .iter()
-                    .zip(&repeated)
-                    .filter(|(_, r)| !**r)
-                    .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
-                    .collect();
-                problems.sort();
-                problems.dedup();
-                let correlations = tx.correlations(&problems).await?;
-                let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let tickets = tx
-                    .tickets_for_update(&ids)
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.id, (t.clone(), t)))
-                    .collect();
-                let next_id = if repeated.iter().all(|r| *r) {
-                    0
-                } else {
-                    tx.next_signal_id().await?
-                };
-                let mut step = Step {
-                    tx,
-                    actor: &actor,
-                    settings: &settings,
-                    now,
-                    correlations,
-                    tickets,
-                    changed: Vec::new(),
-                    records: Vec::new(),
-                    receipts: Vec::new(),
-                    next_id,
-                };
-                let mut out = Vec::with_capacity(signals.len());
-                for (signal, repeat) in signals.into_iter().zip(repeated) {
-                    if repeat {
-                        out.push(Outcome {
-                            signal_id: None,
-                            ticket_id: None,
-                            effect: Effect::Duplicate,
-                        });
-                        continue;
-                    }
-                    let workload = match_workload(&catalog.workloads, &signal);
-                    let environment = workload.map(|w| w.environment);
-                    let decision = decide(&settings.rules, &defaults, &signal, environment);
-                    let expected =
-                        catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
-                    let assessed = Assessed {
-                        signal,
-                        workload,
-                        decision,
-                        expected,
+        let outcomes = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    // Repeated deliveries, against the database and within this batch.
+                    let keys: Vec<String> = signals.iter().map(|s| s.receipt_key.clone()).collect();
+                    let known = tx.known_receipts(&keys).await?;
+                    let mut seen = HashSet::new();
+                    let repeated: Vec<bool> = keys
+                        .iter()
+                        .map(|k| known.contains(k) || !seen.insert(k.clone()))
+                        .collect();
+                    let mut problems: Vec<(String, String)> = signals
+                        .iter()
+                        .zip(&repeated)
+                        .filter(|(_, r)| !**r)
+                        .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
+                        .collect();
+                    problems.sort();
+                    problems.dedup();
+                    let correlations = tx.correlations(&problems).await?;
+                    let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let tickets = tx
+                        .tickets_for_update(&ids)
+                        .await?
+                        .into_iter()
+                        .map(|t| (t.id, (t.clone(), t)))
+                        .collect();
+                    let next_id = if repeated.iter().all(|r| *r) {
+                        0
+                    } else {
+                        tx.next_signal_id().await?
                     };
-                    out.push(step.apply(&assessed).await?);
-                }
-                step.finish().await?;
-                Ok(out)
+                    let mut step = Step {
+                        tx,
+                        actor: &actor,
+                        settings: &settings,
+                        now,
+                        correlations,
+                        tickets,
+                        changed: Vec::new(),
+                        records: Vec::new(),
+                        receipts: Vec::new(),
+                        next_id,
+                    };
+                    let mut out = Vec::with_capacity(signals.len());
+                    for (signal, repeat) in signals.into_iter().zip(repeated) {
+                        if repeat {
+                            out.push(Outcome {
+                                signal_id: None,
+                                ticket_id: None,
+                                effect: Effect::Duplicate,
+                            });
+                            continue;
+                        }
+                        let workload = match_workload(&catalog.workloads, &signal);
+                        let environment = workload.map(|w| w.environment);
+                        let decision = decide(&settings.rules, &defaults, &signal, environment);
+                        let expected =
+                            catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                        let assessed = Assessed {
+                            signal,
+                            workload,
+                            decision,
+                            expected,
+                        };
+                        out.push(step.apply(&assessed).await?);
+                    }
+                    step.finish().await?;
+                    Ok(out)
+                })
             })
-        })
-        .await
+            .await?;
+        for (source, o) in sources.into_iter().zip(&outcomes) {
+            metrics::counter!("opsdesk_signals_total", "source" => source, "effect" => o.effect.as_str())
+                .increment(1);
+        }
+        Ok(outcomes)
     }
 
     /// Where a poller left off, as it stored it.

@@ -46,7 +46,7 @@ impl Tx {
 }
 
 /// The ticket that tracks one problem, and how it has been seen.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Correlation {
     pub source: String,
     pub dedup_key: String,
@@ -57,6 +57,7 @@ pub struct Correlation {
     /// `firing`, `acknowledged` or `resolved`.
     pub last_state: String,
     /// When the problem last flipped between firing and resolved, oldest first.
+    #[serde(skip)]
     pub state_changes: Vec<DateTime<Utc>>,
     pub flapping: bool,
 }

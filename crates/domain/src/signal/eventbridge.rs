@@ -11,6 +11,39 @@ pub fn is_event(v: &Value) -> bool {
     v.get("detail-type").is_some() && v.get("source").is_some() && v.get("detail").is_some()
 }
 
+/// What API destinations and batch senders post: one event, or a non-empty array of them.
+/// Errors name the item (`[1].detail.eventArn`).
+pub fn from_events(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
+    match v {
+        Value::Array(items) if items.is_empty() => {
+            Err(FieldError::new("body", "the array holds no event"))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| checked(item, received_at).map_err(|e| e.within(i)))
+            .collect(),
+        one => checked(one, received_at).map(|s| vec![s]),
+    }
+}
+
+/// An event, after saying plainly what is missing when it is not one.
+fn checked(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {
+    if !v.is_object() {
+        return Err(FieldError::new("body", "must be a JSON object"));
+    }
+    if let Some(key) = ["source", "detail-type", "detail"]
+        .into_iter()
+        .find(|k| v.get(*k).is_none())
+    {
+        return Err(FieldError::new(
+            key,
+            "is required: an EventBridge event has source, detail-type and detail",
+        ));
+    }
+    from_event(v, received_at)
+}
+
 /// One EventBridge event as a signal; sources opsdesk has no reader for become unclassified
 /// signals.
 pub fn from_event(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {

@@ -225,21 +225,8 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 /// carry them: an EventBridge event, an array of events, a CloudWatch alarm notification, or an
 /// SNS envelope around any of these.
 pub fn from_payload(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
-    if let Value::Array(items) = v {
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            if !eventbridge::is_event(item) {
-                return Err(FieldError::new(
-                    format!("[{i}]"),
-                    "is not an EventBridge event",
-                ));
-            }
-            out.push(eventbridge::from_event(item, received_at).map_err(|e| e.within(i))?);
-        }
-        return Ok(out);
-    }
-    if eventbridge::is_event(v) {
-        return Ok(vec![eventbridge::from_event(v, received_at)?]);
+    if v.is_array() || eventbridge::is_event(v) {
+        return eventbridge::from_events(v, received_at);
     }
     if cloudwatch::is_sns_alarm(v) {
         return Ok(vec![cloudwatch::from_sns_message(v, received_at)?]);

@@ -73,29 +73,23 @@ pub fn refused(input: &'static str, e: ApiError) -> ApiError {
     e
 }
 
-/// Takes signals in one transaction and counts them by effect.
+/// A delivery refused for a bad field, counted and logged.
+pub fn refused_field(input: &'static str, e: opsdesk_domain::FieldError) -> ApiError {
+    refused(input, ApiError::invalid(e.field, e.message))
+}
+
+/// Takes signals in one transaction; a failure is counted as a refused delivery.
 pub async fn ingest(
     state: &AppState,
     actor: &Actor,
     input: &'static str,
     signals: Vec<Signal>,
 ) -> Result<Vec<Outcome>, ApiError> {
-    let sources: Vec<String> = signals.iter().map(|s| s.source.clone()).collect();
-    let outcomes = state
+    state
         .desk
         .ingest(actor, signals)
         .await
-        .map_err(|e| refused(input, e.into()))?;
-    for (source, o) in sources.iter().zip(&outcomes) {
-        let source = match source.as_str() {
-            s @ ("aws.health" | "aws.trustedadvisor" | "aws.cloudwatch" | "alertmanager"
-            | "alerts") => s.to_owned(),
-            _ => "other".to_owned(),
-        };
-        metrics::counter!("opsdesk_signals_total", "source" => source, "effect" => o.effect.as_str())
-            .increment(1);
-    }
-    Ok(outcomes)
+        .map_err(|e| refused(input, e.into()))
 }
 
 /// Take EventBridge events: one event, or a JSON array of them (ingest token, as
@@ -121,48 +115,13 @@ async fn post_events(
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let ApiJson(body) = body.map_err(|e| refused("events", e))?;
-    let now = state.desk.now();
-    let signals = match &body {
-        Value::Array(items) if items.is_empty() => {
-            return Err(refused(
-                "events",
-                ApiError::invalid("body", "the array holds no event"),
-            ))
-        }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| event(item, now).map_err(|e| e.within(i)))
-            .collect::<Result<Vec<_>, _>>(),
-        one => event(one, now).map(|s| vec![s]),
-    }
-    .map_err(|e| refused("events", ApiError::invalid(e.field, e.message)))?;
+    let signals = eventbridge::from_events(&body, state.desk.now())
+        .map_err(|e| refused_field("events", e))?;
     let outcomes = ingest(&state, &actor, "events", signals).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted::from_outcomes(outcomes)),
     ))
-}
-
-fn event(
-    v: &Value,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Signal, opsdesk_domain::FieldError> {
-    if !v.is_object() {
-        return Err(opsdesk_domain::FieldError::new(
-            "body",
-            "must be a JSON object",
-        ));
-    }
-    for key in ["source", "detail-type", "detail"] {
-        if v.get(key).is_none() {
-            return Err(opsdesk_domain::FieldError::new(
-                key,
-                "is required: an EventBridge event has source, detail-type and detail",
-            ));
-        }
-    }
-    eventbridge::from_event(v, now)
 }
 
 /// The answer to an alert, shaped like PagerDuty's.
@@ -214,8 +173,8 @@ async fn post_alert(
             ApiError::Forbidden(format!("the {} role cannot send alerts", actor.role)),
         ));
     }
-    let signal = alerts::from_body(&body, state.desk.now())
-        .map_err(|e| refused("alerts", ApiError::invalid(e.field, e.message)))?;
+    let signal =
+        alerts::from_body(&body, state.desk.now()).map_err(|e| refused_field("alerts", e))?;
     let dedup_key = signal.dedup_key.clone();
     let outcome = ingest(&state, &actor, "alerts", vec![signal])
         .await?
@@ -255,7 +214,7 @@ async fn post_alertmanager(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let ApiJson(body) = body.map_err(|e| refused("alertmanager", e))?;
     let signals = alertmanager::from_webhook(&body, state.desk.now())
-        .map_err(|e| refused("alertmanager", ApiError::invalid(e.field, e.message)))?;
+        .map_err(|e| refused_field("alertmanager", e))?;
     let outcomes = ingest(&state, &actor, "alertmanager", signals).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -339,35 +298,9 @@ async fn list_signals(
 /// How a ticket is tied to the problems its signals report.
 #[derive(Debug, Serialize, ToSchema)]
 struct TicketSignals {
-    problems: Vec<TrackedProblem>,
+    problems: Vec<Correlation>,
     /// The latest signals, newest first (at most 100).
     signals: Vec<SignalRecord>,
-}
-
-/// One problem (source + dedup key) and how often it was seen.
-#[derive(Debug, Serialize, ToSchema)]
-struct TrackedProblem {
-    source: String,
-    dedup_key: String,
-    occurrences: i64,
-    first_seen_at: chrono::DateTime<chrono::Utc>,
-    last_seen_at: chrono::DateTime<chrono::Utc>,
-    last_state: String,
-    flapping: bool,
-}
-
-impl From<Correlation> for TrackedProblem {
-    fn from(c: Correlation) -> Self {
-        TrackedProblem {
-            source: c.source,
-            dedup_key: c.dedup_key,
-            occurrences: c.occurrences,
-            first_seen_at: c.first_seen_at,
-            last_seen_at: c.last_seen_at,
-            last_state: c.last_state,
-            flapping: c.flapping,
-        }
-    }
 }
 
 /// The problems a ticket tracks (occurrences, last seen, flapping) and its latest signals.
@@ -390,7 +323,7 @@ async fn ticket_signals(
         .ok_or_else(|| ApiError::NotFound(format!("ticket {id} not found")))?;
     let (correlations, signals) = state.desk.ticket_signals(&actor, id).await?;
     Ok(Json(TicketSignals {
-        problems: correlations.into_iter().map(TrackedProblem::from).collect(),
+        problems: correlations,
         signals,
     }))
 }
