@@ -5,6 +5,8 @@ pub mod access;
 pub mod audit;
 pub mod change;
 pub mod signal;
+pub mod sla;
+pub mod support;
 pub mod ticket;
 pub mod validation;
 
@@ -12,6 +14,14 @@ pub use access::{NewUser, Permission, Role, Team, TokenSummary, User};
 pub use audit::{AuditEntry, AuditRecord, ChainError};
 pub use signal::workload::{Environment, NewWorkload, Workload};
 pub use signal::{Signal, SignalState};
+pub use sla::{
+    Calendar, CalendarSpec, ClockState, Deadline, Pause, SlaClock, SlaPolicy, TicketTimes,
+    WeeklyHours,
+};
+pub use support::{
+    Advice, AdviceInput, AwsAccount, CaseCounts, CaseDecision, CaseSeverity, PlanChange,
+    SupportPlan, Target,
+};
 pub use ticket::{
     Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink, Transition, TransitionError,
 };
