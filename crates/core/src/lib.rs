@@ -83,6 +83,7 @@ pub struct Desk {
     auth: Arc<sessions::AuthSettings>,
     ingest: Arc<signals::IngestSettings>,
     catalog: Arc<signals::CatalogCache>,
+    intake: Arc<signals::Intake>,
 }
 
 impl Desk {
@@ -93,6 +94,7 @@ impl Desk {
             auth: Arc::new(sessions::AuthSettings::default()),
             ingest: Arc::new(signals::IngestSettings::default()),
             catalog: Arc::new(signals::CatalogCache::default()),
+            intake: Arc::new(signals::Intake::default()),
         }
     }
 

@@ -5,7 +5,7 @@
 //! maintenance, severity rules, correlation with the open ticket, ticket change, stored signal.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,7 +20,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::{Actor, Desk, Result};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Actor, Desk, Error, Result};
 
 /// How signals become tickets, beyond the severity rules' defaults.
 #[derive(Debug, Clone)]
@@ -119,6 +121,104 @@ impl Catalog {
                 && w.start <= at
                 && w.end.is_none_or(|end| at < end)
         })
+    }
+}
+
+/// How many signals one ingest transaction takes at most; the rest wait for the next.
+const GROUP_SIGNALS: usize = 1_000;
+
+/// One request's signals, waiting to be written.
+pub(crate) struct Delivery {
+    actor: Actor,
+    signals: Vec<Signal>,
+}
+
+type Waiting = (Arc<Delivery>, oneshot::Sender<Result<Vec<Outcome>>>);
+
+/// The queue in front of ingest: one task takes what has gathered and writes it together.
+#[derive(Default)]
+pub(crate) struct Intake {
+    queue: OnceLock<mpsc::Sender<Waiting>>,
+}
+
+impl Intake {
+    async fn submit(
+        &self,
+        desk: &Desk,
+        actor: Actor,
+        signals: Vec<Signal>,
+    ) -> Result<Vec<Outcome>> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(4096);
+            // The task's own handle has an intake of its own, so it ends when the last
+            // handle holding this queue is dropped.
+            let writer = Desk {
+                intake: Arc::new(Intake::default()),
+                ..desk.clone()
+            };
+            tokio::spawn(writer.gather(rx));
+            tx
+        });
+        let (done, answer) = oneshot::channel();
+        queue
+            .send((Arc::new(Delivery { actor, signals }), done))
+            .await
+            .map_err(|_| {
+                Error::Store(opsdesk_store::StoreError::Commit(
+                    "ingest has stopped".into(),
+                ))
+            })?;
+        answer.await.map_err(|_| {
+            Error::Store(opsdesk_store::StoreError::Commit(
+                "ingest dropped the delivery".into(),
+            ))
+        })?
+    }
+}
+
+impl Desk {
+    async fn gather(self, mut rx: mpsc::Receiver<Waiting>) {
+        while let Some(first) = rx.recv().await {
+            let mut count = first.0.signals.len();
+            let mut group = vec![first];
+            while count < GROUP_SIGNALS {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        count += next.0.signals.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_group(group).await;
+        }
+    }
+
+    async fn write_group(&self, group: Vec<Waiting>) {
+        // Signals per transaction = opsdesk_signals_total / opsdesk_ingest_groups_total.
+        metrics::counter!("opsdesk_ingest_groups_total").increment(1);
+        let deliveries: Vec<Arc<Delivery>> = group.iter().map(|(d, _)| d.clone()).collect();
+        match self.ingest_together(deliveries).await {
+            Ok(outcomes) => {
+                for ((_, done), outcomes) in group.into_iter().zip(outcomes) {
+                    let _ = done.send(Ok(outcomes));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                if let Some((_, done)) = group.into_iter().next() {
+                    let _ = done.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (delivery, done) in group {
+                    let result = self
+                        .ingest_together(vec![delivery])
+                        .await
+                        .map(|mut o| o.pop().unwrap_or_default());
+                    let _ = done.send(result);
+                }
+            }
+        }
     }
 }
 
@@ -257,7 +357,8 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
 
 /// Everything about one signal that does not need the database.
 struct Assessed<'a> {
-    signal: Signal,
+    actor: &'a Actor,
+    signal: &'a Signal,
     workload: Option<&'a Workload>,
     decision: Decision,
     expected: bool,
@@ -289,7 +390,6 @@ fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
 /// several per signal.
 struct Step<'a> {
     tx: &'a mut Tx,
-    actor: &'a Actor,
     settings: &'a IngestSettings,
     now: DateTime<Utc>,
     correlations: HashMap<(String, String), Correlation>,
@@ -302,11 +402,17 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    async fn audit(&mut self, action: &str, ticket_id: i64, changes: Changes) -> Result<()> {
+    async fn audit(
+        &mut self,
+        actor: &Actor,
+        action: &str,
+        ticket_id: i64,
+        changes: Changes,
+    ) -> Result<()> {
         self.tx
             .append_audit(AuditEntry {
                 at: self.now,
-                actor: self.actor.name.clone(),
+                actor: actor.name.clone(),
                 action: action.to_owned(),
                 ticket_id: Some(ticket_id),
                 changes,
@@ -316,7 +422,7 @@ impl Step<'_> {
     }
 
     async fn apply(&mut self, a: &Assessed<'_>) -> Result<Outcome> {
-        let s = &a.signal;
+        let s = a.signal;
         let signal_id = self.next_id;
         self.next_id += 1;
         let key = (s.source.clone(), s.dedup_key.clone());
@@ -342,7 +448,7 @@ impl Step<'_> {
                         end: win.end,
                         resources: s.resources.clone(),
                         ticket_id,
-                        created_by: self.actor.name.clone(),
+                        created_by: a.actor.name.clone(),
                     },
                     self.now,
                 )
@@ -387,7 +493,7 @@ impl Step<'_> {
         a: &Assessed<'_>,
         signal_id: i64,
     ) -> Result<(Effect, Option<i64>)> {
-        let s = &a.signal;
+        let s = a.signal;
         if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
             return Ok((Effect::Recorded, None));
         }
@@ -397,7 +503,8 @@ impl Step<'_> {
         ticket.key = Ticket::key_for(ticket.id);
         let mut changes = ticket.creation_changes();
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
-        self.audit("ticket.created", ticket.id, changes).await?;
+        self.audit(a.actor, "ticket.created", ticket.id, changes)
+            .await?;
         self.tickets
             .insert(ticket.id, (ticket.clone(), ticket.clone()));
         self.save_correlation(Correlation {
@@ -422,7 +529,7 @@ impl Step<'_> {
         mut c: Correlation,
         current: Ticket,
     ) -> Result<(Effect, Option<i64>)> {
-        let s = &a.signal;
+        let s = a.signal;
         let settings = self.settings;
         if s.state == SignalState::Firing && !current.status.is_open() {
             let recent = current
@@ -535,7 +642,7 @@ impl Step<'_> {
         }
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
         next.touch(self.now);
-        self.audit(action, current.id, changes).await?;
+        self.audit(a.actor, action, current.id, changes).await?;
         if let Some(entry) = self.tickets.get_mut(&current.id) {
             entry.1 = next;
         }
@@ -609,90 +716,18 @@ impl Desk {
     }
 
     /// Applies signals in one transaction, in order; returns once committed.
+    ///
+    /// Deliveries that arrive while others are being written wait and are then written
+    /// together, in one transaction, in arrival order: a thousand single-event requests cost
+    /// a few transactions rather than a thousand. A group that fails is retried one delivery
+    /// at a time, so a bad delivery fails alone.
     pub async fn ingest(&self, actor: &Actor, signals: Vec<Signal>) -> Result<Vec<Outcome>> {
         actor.require(Permission::Ingest)?;
         if signals.is_empty() {
             return Ok(Vec::new());
         }
-        let catalog = self.catalog().await?;
         let sources: Vec<&'static str> = signals.iter().map(|s| metric_source(&s.source)).collect();
-        let settings = self.ingest.clone();
-        let defaults = default_rules();
-        let actor = actor.clone();
-        let outcomes = self
-            .change(move |tx, now| {
-                Box::pin(async move {
-                    // Repeated deliveries, against the database and within this batch.
-                    let keys: Vec<String> = signals.iter().map(|s| s.receipt_key.clone()).collect();
-                    let known = tx.known_receipts(&keys).await?;
-                    let mut seen = HashSet::new();
-                    let repeated: Vec<bool> = keys
-                        .iter()
-                        .map(|k| known.contains(k) || !seen.insert(k.clone()))
-                        .collect();
-                    let mut problems: Vec<(String, String)> = signals
-                        .iter()
-                        .zip(&repeated)
-                        .filter(|(_, r)| !**r)
-                        .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
-                        .collect();
-                    problems.sort();
-                    problems.dedup();
-                    let correlations = tx.correlations(&problems).await?;
-                    let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    let tickets = tx
-                        .tickets_for_update(&ids)
-                        .await?
-                        .into_iter()
-                        .map(|t| (t.id, (t.clone(), t)))
-                        .collect();
-                    let next_id = if repeated.iter().all(|r| *r) {
-                        0
-                    } else {
-                        tx.next_signal_id().await?
-                    };
-                    let mut step = Step {
-                        tx,
-                        actor: &actor,
-                        settings: &settings,
-                        now,
-                        correlations,
-                        tickets,
-                        changed: Vec::new(),
-                        records: Vec::new(),
-                        receipts: Vec::new(),
-                        next_id,
-                    };
-                    let mut out = Vec::with_capacity(signals.len());
-                    for (signal, repeat) in signals.into_iter().zip(repeated) {
-                        if repeat {
-                            out.push(Outcome {
-                                signal_id: None,
-                                ticket_id: None,
-                                effect: Effect::Duplicate,
-                            });
-                            continue;
-                        }
-                        let workload = match_workload(&catalog.workloads, &signal);
-                        let environment = workload.map(|w| w.environment);
-                        let decision = decide(&settings.rules, &defaults, &signal, environment);
-                        let expected =
-                            catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
-                        let assessed = Assessed {
-                            signal,
-                            workload,
-                            decision,
-                            expected,
-                        };
-                        out.push(step.apply(&assessed).await?);
-                    }
-                    step.finish().await?;
-                    Ok(out)
-                })
-            })
-            .await?;
+        let outcomes = self.intake.submit(self, actor.clone(), signals).await?;
         for (source, o) in sources.into_iter().zip(&outcomes) {
             metrics::counter!("opsdesk_signals_total", "source" => source, "effect" => o.effect.as_str())
                 .increment(1);
@@ -700,7 +735,91 @@ impl Desk {
         Ok(outcomes)
     }
 
-    /// Where a poller left off, as it stored it.
+    /// Writes deliveries in one transaction; one list of outcomes per delivery.
+    async fn ingest_together(&self, deliveries: Vec<Arc<Delivery>>) -> Result<Vec<Vec<Outcome>>> {
+        let catalog = self.catalog().await?;
+        let settings = self.ingest.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let defaults = default_rules();
+                let signals = || deliveries.iter().flat_map(|d| d.signals.iter());
+                // Repeated deliveries, against the database and within this group.
+                let keys: Vec<String> = signals().map(|s| s.receipt_key.clone()).collect();
+                let known = tx.known_receipts(&keys).await?;
+                let mut seen = HashSet::new();
+                let repeated: Vec<bool> = keys
+                    .iter()
+                    .map(|k| known.contains(k) || !seen.insert(k.as_str()))
+                    .collect();
+                let mut problems: Vec<(String, String)> = signals()
+                    .zip(&repeated)
+                    .filter(|(_, r)| !**r)
+                    .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
+                    .collect();
+                problems.sort();
+                problems.dedup();
+                let correlations = tx.correlations(&problems).await?;
+                let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let tickets = tx
+                    .tickets_for_update(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.id, (t.clone(), t)))
+                    .collect();
+                let next_id = if repeated.iter().all(|r| *r) {
+                    0
+                } else {
+                    tx.next_signal_id().await?
+                };
+                let mut step = Step {
+                    tx,
+                    settings: &settings,
+                    now,
+                    correlations,
+                    tickets,
+                    changed: Vec::new(),
+                    records: Vec::new(),
+                    receipts: Vec::new(),
+                    next_id,
+                };
+                let mut repeated = repeated.into_iter();
+                let mut out = Vec::with_capacity(deliveries.len());
+                for delivery in &deliveries {
+                    let mut outcomes = Vec::with_capacity(delivery.signals.len());
+                    for signal in &delivery.signals {
+                        if repeated.next().unwrap_or(true) {
+                            outcomes.push(Outcome {
+                                signal_id: None,
+                                ticket_id: None,
+                                effect: Effect::Duplicate,
+                            });
+                            continue;
+                        }
+                        let workload = match_workload(&catalog.workloads, signal);
+                        let environment = workload.map(|w| w.environment);
+                        let decision = decide(&settings.rules, &defaults, signal, environment);
+                        let expected =
+                            catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                        let assessed = Assessed {
+                            actor: &delivery.actor,
+                            signal,
+                            workload,
+                            decision,
+                            expected,
+                        };
+                        outcomes.push(step.apply(&assessed).await?);
+                    }
+                    out.push(outcomes);
+                }
+                step.finish().await?;
+                Ok(out)
+            })
+        })
+        .await
+    }
+
     pub async fn poller_cursor(&self, name: &str) -> Result<Option<String>> {
         Ok(self.db().poller_cursor(name).await?)
     }

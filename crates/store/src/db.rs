@@ -177,7 +177,11 @@ impl Db {
                             .synchronous(SqliteSynchronous::Normal)
                             // The checkpointer below does this, off the writer's path.
                             .pragma("wal_autocheckpoint", "0")
-                            .pragma("journal_size_limit", "268435456"),
+                            .pragma("journal_size_limit", "268435456")
+                            // A group of changes fits in the page cache, so nothing spills to
+                            // the WAL before commit, and statement journals stay in memory.
+                            .pragma("cache_size", "-16384")
+                            .pragma("temp_store", "memory"),
                     )
                     .await?;
                 let checkpointer = SqlitePoolOptions::new()

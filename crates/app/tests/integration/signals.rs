@@ -18,6 +18,7 @@ on_both_backends!(
     flapping_is_marked_and_damped,
     old_problems_open_new_tickets_after_the_reopen_window,
     concurrent_batches_over_the_same_problems_all_commit,
+    concurrent_single_events_each_get_their_own_answer,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -880,5 +881,61 @@ async fn concurrent_batches_over_the_same_problems_all_commit(backend: Backend) 
     assert_eq!(all.iter().filter(|e| *e == "created").count(), 10);
     assert_eq!(all.iter().filter(|e| *e == "occurrence").count(), 70);
     assert_eq!(s.count_tickets().await, 10);
+    s.stop().await;
+}
+
+async fn concurrent_single_events_each_get_their_own_answer(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    // Sixty single-event requests at once, written together: each answer is about its own
+    // alarm, each alarm has one ticket, and the copies of an event sent twice count once.
+    let event = |i: usize| {
+        alarm_event(
+            &format!("single-{}", i % 30),
+            "ALARM",
+            "2026-11-23T11:00:00.000+0000",
+        )
+    };
+    let replies = futures::future::join_all((0..60).map(|i| s.events(event(i)))).await;
+    let mut tickets: std::collections::HashMap<usize, i64> = Default::default();
+    let mut duplicates = 0;
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(r.body["accepted"], 1, "{}", r.body);
+        match effects(&r.body)[0].as_str() {
+            "created" => {
+                let id = r.body["results"][0]["ticket_id"].as_i64().unwrap();
+                assert!(
+                    tickets.insert(i % 30, id).is_none(),
+                    "alarm {} opened twice",
+                    i % 30
+                );
+            }
+            "duplicate" => duplicates += 1,
+            other => panic!("unexpected effect {other}: {}", r.body),
+        }
+    }
+    assert_eq!(tickets.len(), 30);
+    assert_eq!(duplicates, 30);
+    assert_eq!(s.count_tickets().await, 30);
+    for (alarm, id) in tickets {
+        let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+        assert!(
+            t["title"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("single-{alarm}")),
+            "ticket {id} is not about alarm {alarm}: {t}"
+        );
+    }
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("opsdesk_ingest_groups_total"), "{metrics}");
     s.stop().await;
 }
