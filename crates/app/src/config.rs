@@ -20,6 +20,109 @@ pub struct Config {
     pub auth: AuthConfig,
     pub oidc: OidcConfig,
     pub ingest: IngestConfig,
+    pub notify: NotifyConfig,
+}
+
+/// Who is told about what, and how (`[notify]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Let webhooks reach loopback and private addresses (off: such URLs are refused).
+    pub allow_private_addresses: bool,
+    /// The address people open opsdesk at, for links in messages.
+    pub base_url: Option<String>,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: i64,
+    /// The first retry waits this long; each next one twice as long, up to `max_backoff_seconds`.
+    pub first_backoff_seconds: u64,
+    pub max_backoff_seconds: u64,
+    /// The SMTP server for email channels.
+    pub smtp: Option<opsdesk_notify::SmtpSettings>,
+    /// Channels (`[[notify.channels]]`); more can be added through /api/v1/channels.
+    pub channels: Vec<opsdesk_domain::channel::ChannelSpec>,
+    /// Routing rules (`[[notify.rules]]`), tried before those added through the API.
+    pub rules: Vec<opsdesk_domain::routing::RoutingRule>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            allow_private_addresses: false,
+            base_url: None,
+            max_attempts: 8,
+            first_backoff_seconds: 30,
+            max_backoff_seconds: 3600,
+            smtp: None,
+            channels: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The settings, once every channel, rule and the SMTP server are valid; the error names
+    /// the key.
+    pub fn settings(&self) -> Result<opsdesk_core::notify::NotifySettings, String> {
+        use opsdesk_domain::Validated;
+        let mut channels = Vec::with_capacity(self.channels.len());
+        for (i, c) in self.channels.iter().enumerate() {
+            let c = c
+                .clone()
+                .validate()
+                .map_err(|e| format!("notify.channels[{i}].{}: {}", e.field, e.message))?;
+            if channels
+                .iter()
+                .any(|k: &opsdesk_domain::channel::ChannelSpec| k.name == c.name)
+            {
+                return Err(format!(
+                    "notify.channels[{i}].name: {} is used twice",
+                    c.name
+                ));
+            }
+            channels.push(c);
+        }
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (i, r) in self.rules.iter().enumerate() {
+            let r = r
+                .clone()
+                .validate()
+                .map_err(|e| format!("notify.rules[{i}].{}: {}", e.field, e.message))?;
+            if let Some((j, c)) = r
+                .channels
+                .iter()
+                .enumerate()
+                .find(|(_, c)| !channels.iter().any(|k| &k.name == *c))
+            {
+                return Err(format!(
+                    "notify.rules[{i}].channels[{j}]: there is no channel named {c} in [[notify.channels]]"
+                ));
+            }
+            rules.push(r);
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate()
+                .map_err(|e| format!("notify.smtp.{}: {}", e.field, e.message))?;
+        }
+        if self.max_attempts < 1 {
+            return Err("notify.max_attempts must be 1 or more".into());
+        }
+        let seconds = |v: u64, key: &str| {
+            i64::try_from(v)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .filter(|d| *d > chrono::Duration::zero())
+                .ok_or(format!("notify.{key} must be 1 or more, and not huge"))
+        };
+        Ok(opsdesk_core::notify::NotifySettings {
+            channels,
+            rules,
+            base_url: self.base_url.clone(),
+            max_attempts: self.max_attempts,
+            first_backoff: seconds(self.first_backoff_seconds, "first_backoff_seconds")?,
+            max_backoff: seconds(self.max_backoff_seconds, "max_backoff_seconds")?,
+            ..Default::default()
+        })
+    }
 }
 
 /// How signals from AWS and monitors become tickets.
@@ -449,6 +552,49 @@ api = "trustedadvisor"
 interval_seconds = 3600
 language = "en"
 # account = "123456789012"
+
+[notify]
+# Let webhooks reach loopback and private addresses (refused unless turned on).
+allow_private_addresses = false
+# base_url = "https://opsdesk.example.com"   # for links in messages
+# Attempts before a delivery is dead-lettered (GET /api/v1/deliveries?state=dead).
+max_attempts = 8
+# Retries wait first_backoff_seconds, then twice as long each time, up to max_backoff_seconds.
+first_backoff_seconds = 30
+max_backoff_seconds = 3600
+# The SMTP server for email channels. For example:
+# [notify.smtp]
+# host = "email-smtp.eu-west-1.amazonaws.com"
+# tls = "starttls"          # none | starttls | tls; port defaults to 25 | 587 | 465
+# username = "..."
+# password = "..."
+# from = "opsdesk <opsdesk@example.com>"
+#
+# Channels; more can be added through /api/v1/channels. For example:
+# [[notify.channels]]
+# name = "ops-sns"
+# type = "sns"
+# topic_arn = "arn:aws:sns:eu-west-1:123456789012:opsdesk"
+# [[notify.channels]]
+# name = "ops-webhook"
+# type = "webhook"
+# url = "https://hooks.example.com/opsdesk"
+# format = "generic"        # generic | slack | teams
+# secret = "..."            # signs X-Opsdesk-Signature
+# [[notify.channels]]
+# name = "oncall-email"
+# type = "email"
+# to = ["oncall@example.com"]
+#
+# Routing rules, tried in order before those added through /api/v1/routing-rules. Every
+# condition given must hold; a matching rule sends to all its channels. For example:
+# [[notify.rules]]
+# name = "production-sev1-sev2"
+# events = ["created", "severity_changed"]   # created, severity_changed, sla_warning,
+#                                            # sla_breach, escalated, resolved, kpi_breach
+# severities = ["SEV1", "SEV2"]
+# environments = ["production"]
+# channels = ["ops-sns", "oncall-email"]
 "#;
 
 #[cfg(test)]
@@ -471,6 +617,46 @@ mod tests {
             shown.contains("postgres://ops:***@db:5432/opsdesk"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn notify_settings_are_checked_and_secrets_hidden() {
+        let c: Config = toml::from_str(
+            r#"
+            [notify.smtp]
+            host = "smtp.example.com"
+            username = "mailer"
+            password = "smtp-hunter2"
+            from = "opsdesk@example.com"
+            [[notify.channels]]
+            name = "hook"
+            type = "webhook"
+            url = "https://hooks.example.com/opsdesk"
+            secret = "whsec-hunter2-0123456789"
+            [[notify.rules]]
+            name = "all"
+            channels = ["hook"]
+            "#,
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let settings = c.notify.settings().unwrap();
+        assert_eq!(settings.channels.len(), 1);
+        assert_eq!(settings.rules[0].channels, vec!["hook"]);
+
+        let mut bad = c.clone();
+        bad.notify.rules[0].channels = vec!["hook".into(), "pager".into()];
+        let e = bad.notify.settings().unwrap_err();
+        assert!(e.starts_with("notify.rules[0].channels[1]"), "{e}");
+        let mut bad = c;
+        bad.notify.channels.push(bad.notify.channels[0].clone());
+        let e = bad.notify.settings().unwrap_err();
+        assert!(e.starts_with("notify.channels[1].name"), "{e}");
+        let e = toml::from_str::<Config>("[[notify.channels]]\nname = \"x\"\ntype = \"pager\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pager"), "{e}");
     }
 
     #[test]

@@ -42,9 +42,11 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .await
         .with_context(|| format!("cannot migrate the database {shown}"))?;
     let ingest = config.ingest.settings().map_err(anyhow::Error::msg)?;
+    let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
     Ok(Desk::new(db, Arc::new(SystemClock))
         .with_auth_settings(config.auth.settings())
-        .with_ingest_settings(ingest))
+        .with_ingest_settings(ingest)
+        .with_notify_settings(notify))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -104,6 +106,12 @@ pub async fn serve(
     let background = tokio_util::sync::CancellationToken::new();
     let _stop_background = background.clone().drop_guard();
     spawn_ingest(config, &desk, &background);
+    let channels = channels(config).await?;
+    tokio::spawn(opsdesk_notify::dispatcher::run(
+        desk.clone(),
+        channels,
+        background.clone(),
+    ));
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let graceful = async move {
@@ -159,6 +167,23 @@ async fn purge_sign_in_state(desk: Desk) {
             }
         }
     }
+}
+
+/// The channels notifications go out through: webhooks always, email when `[notify.smtp]`
+/// is set, SNS through the AWS SDK's environment.
+async fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
+    let clock: Arc<dyn opsdesk_core::Clock> = Arc::new(SystemClock);
+    let http = opsdesk_notify::HttpClient::new(config.notify.allow_private_addresses)
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for webhooks: {e}"))?;
+    let mut channels = opsdesk_notify::Channels::new(http, clock.clone());
+    if let Some(smtp) = &config.notify.smtp {
+        channels = channels
+            .with_smtp(smtp, clock)
+            .map_err(|e| anyhow::anyhow!("notify.smtp.{}: {}", e.field, e.message))?;
+    }
+    // SNS channels can be added through the API at any time, so the publisher is always
+    // ready; it reads credentials only when it first publishes.
+    Ok(channels.with_sns(opsdesk_aws::sns::publish::SnsPublisher::from_env().await))
 }
 
 /// Starts the SQS consumers and the AWS pollers the configuration asks for.

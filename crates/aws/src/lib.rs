@@ -1,5 +1,5 @@
 //! Everything that talks to AWS: the SQS consumer, the Health and Trusted Advisor pollers and
-//! the SNS message signature check.
+//! the SNS message signature check and SNS publishing.
 pub mod health;
 pub mod poll;
 pub mod sns;

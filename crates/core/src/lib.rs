@@ -4,6 +4,7 @@
 pub mod audit;
 mod clock;
 mod error;
+pub mod notify;
 pub mod people;
 pub mod sessions;
 pub mod signals;
@@ -84,6 +85,8 @@ pub struct Desk {
     ingest: Arc<signals::IngestSettings>,
     catalog: Arc<signals::CatalogCache>,
     intake: Arc<signals::Intake>,
+    notify: Arc<notify::NotifySettings>,
+    routing: Arc<notify::RoutingCache>,
 }
 
 impl Desk {
@@ -95,6 +98,8 @@ impl Desk {
             ingest: Arc::new(signals::IngestSettings::default()),
             catalog: Arc::new(signals::CatalogCache::default()),
             intake: Arc::new(signals::Intake::default()),
+            notify: Arc::new(notify::NotifySettings::default()),
+            routing: Arc::new(notify::RoutingCache::default()),
         }
     }
 

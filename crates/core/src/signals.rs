@@ -10,18 +10,22 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
 use opsdesk_domain::signal::workload::match_workload;
 use opsdesk_domain::signal::{ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_ADVISOR};
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
-use opsdesk_store::{Correlation, MaintenanceWindow, NewMaintenanceWindow, SignalRecord, Tx};
+use opsdesk_store::{
+    Correlation, MaintenanceWindow, NewMaintenanceWindow, NewOutboxItem, SignalRecord, Tx,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::notify::Routing;
 use crate::{Actor, Desk, Error, Result};
 
 /// How signals become tickets, beyond the severity rules' defaults.
@@ -399,6 +403,8 @@ struct Step<'a> {
     records: Vec<SignalRecord>,
     receipts: Vec<(String, DateTime<Utc>)>,
     next_id: i64,
+    routing: &'a Routing,
+    outbox: Vec<NewOutboxItem>,
 }
 
 impl Step<'_> {
@@ -505,6 +511,10 @@ impl Step<'_> {
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
         self.audit(a.actor, "ticket.created", ticket.id, changes)
             .await?;
+        self.outbox.extend(
+            self.routing
+                .items(NotificationEvent::Created, &ticket, self.now),
+        );
         self.tickets
             .insert(ticket.id, (ticket.clone(), ticket.clone()));
         self.save_correlation(Correlation {
@@ -666,6 +676,13 @@ impl Step<'_> {
         changed.sort_by_key(|(before, _)| before.id);
         // Most changes are state only (occurrences, resolves, reopens): one statement for all.
         let mut states: Vec<(&Ticket, i64)> = Vec::with_capacity(changed.len());
+        let mut outbox = self.outbox;
+        for (before, now) in &changed {
+            for event in Routing::events(Some(before), now) {
+                outbox.extend(self.routing.items(event, now, self.now));
+            }
+        }
+        self.tx.enqueue(&outbox, self.now).await?;
         for (before, now) in changed {
             if before.tags == now.tags {
                 states.push((now, before.version));
@@ -738,6 +755,7 @@ impl Desk {
     /// Writes deliveries in one transaction; one list of outcomes per delivery.
     async fn ingest_together(&self, deliveries: Vec<Arc<Delivery>>) -> Result<Vec<Vec<Outcome>>> {
         let catalog = self.catalog().await?;
+        let routing = self.routing().await?;
         let settings = self.ingest.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
@@ -783,6 +801,8 @@ impl Desk {
                     records: Vec::new(),
                     receipts: Vec::new(),
                     next_id,
+                    routing: &routing,
+                    outbox: Vec::new(),
                 };
                 let mut repeated = repeated.into_iter();
                 let mut out = Vec::with_capacity(deliveries.len());

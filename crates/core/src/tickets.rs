@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use opsdesk_domain::Permission;
 
+use crate::notify::Routing;
 use crate::{Actor, Desk, Error, Result};
 
 fn not_found(id: i64) -> Error {
@@ -40,6 +41,7 @@ async fn touch_and_record(
 /// Stores a new ticket with its audit entry, inside `tx`.
 async fn insert_ticket(
     tx: &mut Tx,
+    routing: &Routing,
     actor: &Actor,
     input: NewTicket,
     now: DateTime<Utc>,
@@ -55,6 +57,7 @@ async fn insert_ticket(
         changes: ticket.creation_changes(),
     })
     .await?;
+    routing.announce(tx, None, &ticket, now).await?;
     Ok(ticket)
 }
 
@@ -71,8 +74,9 @@ impl Desk {
             input.requester = Some(actor.identity().to_owned());
         }
         let actor = actor.clone();
+        let routing = self.routing().await?;
         self.change(move |tx, now| {
-            Box::pin(async move { insert_ticket(tx, &actor, input, now).await })
+            Box::pin(async move { insert_ticket(tx, &routing, &actor, input, now).await })
         })
         .await
     }
@@ -90,11 +94,12 @@ impl Desk {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let actor = actor.clone();
+        let routing = self.routing().await?;
         self.change(move |tx, now| {
             Box::pin(async move {
                 let mut ids = Vec::with_capacity(inputs.len());
                 for input in inputs {
-                    ids.push(insert_ticket(tx, &actor, input, now).await?.id);
+                    ids.push(insert_ticket(tx, &routing, &actor, input, now).await?.id);
                 }
                 Ok(ids)
             })
@@ -113,6 +118,7 @@ impl Desk {
         actor.require_write()?;
         let patch = patch.validate()?;
         let actor = actor.clone();
+        let routing = self.routing().await?;
         self.change(move |tx, now| {
             Box::pin(async move {
                 let current = locked_ticket(tx, id).await?;
@@ -137,6 +143,7 @@ impl Desk {
                     changes,
                 })
                 .await?;
+                routing.announce(tx, Some(&current), &next, now).await?;
                 Ok(next)
             })
         })

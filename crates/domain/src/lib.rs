@@ -4,6 +4,8 @@
 pub mod access;
 pub mod audit;
 pub mod change;
+pub mod channel;
+pub mod routing;
 pub mod signal;
 pub mod sla;
 pub mod support;

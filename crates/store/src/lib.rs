@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod db;
+mod notify;
 mod people;
 mod sessions;
 mod signals;
@@ -16,6 +17,7 @@ mod writer;
 
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
+pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
 pub use sessions::{LoginRecord, SessionRecord};

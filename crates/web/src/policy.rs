@@ -67,6 +67,16 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/maintenance") => Needs(ReadTickets),
         ("POST", "/api/v1/maintenance") => Needs(WriteTickets),
         ("DELETE", "/api/v1/maintenance/{id}") => Needs(WriteTickets),
+        ("GET" | "POST", "/api/v1/channels") => Needs(Administer),
+        ("DELETE", "/api/v1/channels/{name}") => Needs(Administer),
+        ("POST", "/api/v1/channels/{name}/test") => Needs(Administer),
+        ("GET", "/api/v1/routing-rules") => Needs(WriteTickets),
+        ("POST", "/api/v1/routing-rules") => Needs(Administer),
+        ("DELETE", "/api/v1/routing-rules/{name}") => Needs(Administer),
+        ("POST", "/api/v1/routing-rules/check") => Needs(WriteTickets),
+        ("GET", "/api/v1/deliveries" | "/api/v1/deliveries/{id}") => Needs(WriteTickets),
+        ("POST", "/api/v1/deliveries/{id}/retry") => Needs(WriteTickets),
+        ("GET", "/api/v1/tickets/{id}/deliveries") => Needs(WriteTickets),
         _ => return None,
     })
 }

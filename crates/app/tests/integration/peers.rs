@@ -1,5 +1,5 @@
-//! Real programs the server talks to: moto standing in for AWS, and Prometheus Alertmanager.
-//! Each runs on a free port of 127.0.0.1 and is killed when dropped. A missing program fails
+//! Real programs the server talks to: moto standing in for AWS, Prometheus Alertmanager and
+//! an SMTP server (aiosmtpd) that keeps what it receives. Each runs on a free port of 127.0.0.1 and is killed when dropped. A missing program fails
 //! the test: scripts/test installs them.
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use crate::common::{on_both_backends, Backend, TestServer};
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// A free TCP port on 127.0.0.1 (free when asked; peers start right after).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -50,6 +50,33 @@ impl Process {
     /// does not answer in time.
     async fn wait_ready(&mut self, url: &str, hint: &str) {
         let http = reqwest::Client::new();
+        self.wait_until(url, hint, || {
+            let req = http.get(url).send();
+            async move { req.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await
+    }
+
+    /// Waits until the program on `port` greets a new connection with `220` (SMTP).
+    async fn wait_greeting(&mut self, port: u16, hint: &str) {
+        use tokio::io::AsyncReadExt as _;
+        self.wait_until(&format!("port {port}"), hint, || async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return false;
+            };
+            let mut greeting = [0u8; 3];
+            stream.read_exact(&mut greeting).await.is_ok() && &greeting == b"220"
+        })
+        .await
+    }
+
+    /// Retries `ready` until it holds; panics with the program's output if it exits first or
+    /// `STARTUP` passes.
+    async fn wait_until<F, Fut>(&mut self, what: &str, hint: &str, mut ready: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -59,14 +86,12 @@ impl Process {
                     self.output()
                 );
             }
-            if let Ok(r) = http.get(url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if ready().await {
+                return;
             }
             if started.elapsed() > STARTUP {
                 panic!(
-                    "{} did not answer {url} within {STARTUP:?}\n{}",
+                    "{} did not answer on {what} within {STARTUP:?}\n{}",
                     self.name,
                     self.output()
                 );
@@ -130,6 +155,62 @@ impl Moto {
             ))
             .load()
             .await
+    }
+}
+
+/// An SMTP server (aiosmtpd, no TLS, no authentication) that saves every message it
+/// receives, with its envelope and the message as Python's email package parses it.
+pub struct Smtp {
+    pub port: u16,
+    process: Process,
+    mail: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtp {
+    pub async fn start() -> Smtp {
+        const HINT: &str = "aiosmtpd is needed: pip install aiosmtpd (scripts/test does)";
+        let dir = tempfile::tempdir().unwrap();
+        let mail = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let handler = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp");
+        let mut process = Process::spawn(
+            "aiosmtpd",
+            Command::new("python3")
+                .env("PYTHONPATH", &handler)
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "save_mail.SaveMail"])
+                .arg(mail.path()),
+            dir.path(),
+            HINT,
+        );
+        process.wait_greeting(port, HINT).await;
+        Smtp {
+            port,
+            process,
+            mail,
+            _dir: dir,
+        }
+    }
+
+    /// The messages received so far, in order: what save_mail.py wrote for each.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.mail.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// What aiosmtpd logged, for a test's panic message.
+    pub fn log(&self) -> String {
+        self.process.output()
     }
 }
 

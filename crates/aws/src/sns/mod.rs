@@ -31,6 +31,7 @@
 
 mod certificate;
 mod message;
+pub mod publish;
 mod verifier;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use certificate::{
     check_signing_cert_url, check_subscribe_url, CertificateSource, HttpsCertificateSource,
 };
 pub use message::{MessageType, SignatureVersion, SnsMessage};
+pub use publish::{PublishError, SnsPublisher};
 pub use verifier::{SnsConfig, Verifier};
 
 /// Why an SNS message was refused.

@@ -1,6 +1,7 @@
 //! The REST API under /api/v1.
 
 mod audit;
+mod notify;
 mod people;
 pub mod signals;
 pub mod sns;
@@ -29,6 +30,7 @@ use crate::AppState;
         (name = "people", description = "People, their roles and teams"),
         (name = "signals", description = "Signals in from AWS and monitors, and what each did"),
         (name = "workloads", description = "Workloads signals are matched to, and maintenance windows"),
+        (name = "notify", description = "Channels, routing rules and deliveries of notifications"),
     ),
 )]
 struct ApiDoc;
@@ -55,4 +57,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(signals::routes())
         .merge(sns::routes())
         .merge(workloads::routes())
+        .merge(notify::routes())
 }

@@ -319,8 +319,7 @@ async fn ticket_signals(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<TicketSignals>, ApiError> {
-    let id = Ticket::parse_ref(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("ticket {id} not found")))?;
+    let id = super::tickets::ticket_id(&id)?;
     let (correlations, signals) = state.desk.ticket_signals(&actor, id).await?;
     Ok(Json(TicketSignals {
         problems: correlations,

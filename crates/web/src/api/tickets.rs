@@ -29,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Reads `{id}`: a number or a key such as `OPS-42`.
-fn ticket_id(raw: &str) -> Result<i64, ApiError> {
+pub(crate) fn ticket_id(raw: &str) -> Result<i64, ApiError> {
     Ticket::parse_ref(raw).ok_or_else(|| {
         ApiError::NotFound(format!(
             "ticket {raw:?} (use an id or a key such as OPS-42)"
