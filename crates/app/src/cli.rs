@@ -46,6 +46,17 @@ pub enum Command {
     /// Manage workloads (works without the server running).
     #[command(subcommand)]
     Workload(WorkloadCommand),
+    /// Notification channels (config file and API).
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Send a test message through a channel now and print what it answered.
+    Test { name: String },
+    /// List channels, secrets hidden.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,7 +231,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user(&config, cmd).await?,
         Command::Team(cmd) => team(&config, cmd).await?,
         Command::Workload(cmd) => workload(&config, cmd).await?,
+        Command::Channel(cmd) => return channel(&config, cmd).await,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    match cmd {
+        ChannelCommand::List => {
+            use opsdesk_domain::channel::ChannelKind;
+            for c in desk.channels(&actor).await? {
+                let target = match &c.kind {
+                    ChannelKind::Sns(t) => t.topic_arn.clone(),
+                    ChannelKind::Webhook(t) => t.url_for_logs(),
+                    ChannelKind::Email(t) => t.to.join(", "),
+                };
+                println!("{:<24} {:<8} {target}", c.name, c.kind_name());
+            }
+        }
+        ChannelCommand::Test { name } => {
+            let spec = desk.channel_spec(&name).await?;
+            let channels = server::channels(config).await?;
+            let at = desk.now();
+            let n = opsdesk_domain::channel::Notification {
+                event: opsdesk_domain::channel::NotificationEvent::Test,
+                ticket_id: None,
+                ticket_key: None,
+                title: format!("Test message for channel {name}"),
+                severity: None,
+                status: None,
+                workload: None,
+                environment: None,
+                team: None,
+                summary: format!("Sent by `opsdesk channel test {name}`."),
+                url: config.notify.base_url.clone(),
+                at,
+            };
+            let key = format!("test-{name}-{}", at.timestamp_micros());
+            match channels.send(&spec, &n, &key).await {
+                Ok(receipt) => println!("delivered through {name}: {}", receipt.detail),
+                Err(e) => {
+                    eprintln!(
+                        "not delivered through {name}: {e} ({})",
+                        if e.retryable {
+                            "may work if retried"
+                        } else {
+                            "permanent"
+                        }
+                    );
+                    desk.db().close().await;
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    desk.db().close().await;
     Ok(ExitCode::SUCCESS)
 }
 

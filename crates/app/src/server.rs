@@ -171,7 +171,7 @@ async fn purge_sign_in_state(desk: Desk) {
 
 /// The channels notifications go out through: webhooks always, email when `[notify.smtp]`
 /// is set, SNS through the AWS SDK's environment.
-async fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
+pub async fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
     let clock: Arc<dyn opsdesk_core::Clock> = Arc::new(SystemClock);
     let http = opsdesk_notify::HttpClient::new(config.notify.allow_private_addresses)
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for webhooks: {e}"))?;

@@ -13,6 +13,7 @@ on_both_backends!(
     sigterm_lets_a_request_in_flight_finish,
     user_and_team_commands,
     workload_import_is_all_or_none,
+    channel_test_sends_now_and_says_what_happened,
 );
 
 fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -585,5 +586,59 @@ accounts = ["444455556666"]
     assert_eq!(code, 0);
     assert!(out.contains("checkout") && out.contains("reports"), "{out}");
     assert!(!out.contains("shop") && !out.contains("billing"), "{out}");
+    db.drop_schema().await;
+}
+
+async fn channel_test_sends_now_and_says_what_happened(backend: Backend) {
+    use crate::channels::{signature_matches, Receiver, SECRET};
+    let db = TestDb::new(backend).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsdesk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[notify]
+allow_private_addresses = true
+[[notify.channels]]
+name = "hook"
+type = "webhook"
+url = "{base}/hook"
+secret = "{SECRET}"
+[[notify.channels]]
+name = "down"
+type = "webhook"
+url = "{base}/status/503"
+"#,
+            base = receiver.base
+        ),
+    )
+    .unwrap();
+    let cli = |args: &'static [&'static str]| {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.arg("--config").arg(&config).args(args);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let (code, out, err) = cli(&["channel", "test", "hook"]).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("delivered through hook: HTTP 200"), "{out}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert!(signature_matches(&got[0].headers, &got[0].body));
+
+    let (code, out, err) = cli(&["channel", "test", "down"]).await.unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("may work if retried"), "{err}");
+    let (code, _, err) = cli(&["channel", "test", "nowhere"]).await.unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("channel nowhere not found"), "{err}");
+    let (code, out, err) = cli(&["channel", "list"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hook") && out.contains("webhook"), "{out}");
+    assert!(
+        !out.contains(SECRET) && !out.contains("/status/503"),
+        "{out}"
+    );
     db.drop_schema().await;
 }

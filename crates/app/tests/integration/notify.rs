@@ -21,6 +21,8 @@ use crate::common::{on_both_backends, Backend, TestDb, TestServer};
 on_both_backends!(
     sev1_ticket_is_routed_delivered_and_recorded,
     failed_deliveries_back_off_then_dead_letter_and_can_be_retried,
+    two_dispatchers_deliver_each_notification_once,
+    a_claim_left_by_a_dead_node_is_sent_after_its_lease,
 );
 
 fn channel(json: Value) -> ChannelSpec {
@@ -358,6 +360,146 @@ async fn failed_deliveries_back_off_then_dead_letter_and_can_be_retried(backend:
     ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
+    desk.db().close().await;
+    db.drop_schema().await;
+}
+
+async fn two_dispatchers_deliver_each_notification_once(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let db = TestDb::new(backend).await;
+    let settings = NotifySettings {
+        channels: vec![channel(
+            json!({ "name": "hook", "type": "webhook", "url": format!("{}/plain", receiver.base) }),
+        )],
+        rules: vec![rule(json!({ "name": "all", "channels": ["hook"] }))],
+        ..NotifySettings::default()
+    };
+    let clock = Arc::new(FixedClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+    ));
+    // Two nodes: each its own connections to the same database, each its own dispatcher.
+    let nodes: Vec<Desk> = vec![
+        Desk::new(db.desk().await.db().clone(), clock.clone())
+            .with_notify_settings(settings.clone()),
+        Desk::new(db.desk().await.db().clone(), clock.clone()).with_notify_settings(settings),
+    ];
+    let tickets: Vec<_> = (0..30)
+        .map(|i| {
+            serde_json::from_value(
+                json!({ "title": format!("Alarm {i}"), "kind": "incident", "severity": "SEV3" }),
+            )
+            .unwrap()
+        })
+        .collect();
+    nodes[0]
+        .create_tickets(&Actor::cli(), tickets)
+        .await
+        .unwrap();
+    let channels = Channels::new(HttpClient::new(true).unwrap(), clock.clone());
+    let mut sent = 0;
+    loop {
+        let (a, b) = tokio::join!(
+            opsdesk_notify::dispatcher::dispatch_once(&nodes[0], &channels),
+            opsdesk_notify::dispatcher::dispatch_once(&nodes[1], &channels),
+        );
+        let n = a.unwrap() + b.unwrap();
+        if n == 0 {
+            break;
+        }
+        sent += n;
+    }
+    assert_eq!(sent, 30, "each notification claimed by exactly one node");
+    let keys: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), distinct.len()), (30, 30), "{keys:?}");
+    let delivered = nodes[1]
+        .deliveries(
+            &Actor::cli(),
+            &OutboxFilter {
+                state: Some("delivered".into()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 30);
+    assert!(delivered.iter().all(|d| d.attempts == 1));
+    for node in &nodes {
+        node.db().close().await;
+    }
+    db.drop_schema().await;
+}
+
+async fn a_claim_left_by_a_dead_node_is_sent_after_its_lease(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let db = TestDb::new(backend).await;
+    let settings = NotifySettings {
+        channels: vec![channel(
+            json!({ "name": "hook", "type": "webhook", "url": format!("{}/plain", receiver.base) }),
+        )],
+        rules: vec![rule(json!({ "name": "all", "channels": ["hook"] }))],
+        ..NotifySettings::default()
+    };
+    let clock = Arc::new(FixedClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+    ));
+    let desk =
+        Desk::new(db.desk().await.db().clone(), clock.clone()).with_notify_settings(settings);
+    let t = desk
+        .create_ticket(
+            &Actor::cli(),
+            serde_json::from_value(
+                json!({ "title": "Queue backlog", "kind": "incident", "severity": "SEV2" }),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // A node claims the delivery and dies before sending or recording anything.
+    let claimed = desk.claim_deliveries(20).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let channels = Channels::new(HttpClient::new(true).unwrap(), clock.clone());
+    // Within the lease nobody else takes it.
+    assert_eq!(
+        opsdesk_notify::dispatcher::dispatch_once(&desk, &channels)
+            .await
+            .unwrap(),
+        0
+    );
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(
+        opsdesk_notify::dispatcher::dispatch_once(&desk, &channels)
+            .await
+            .unwrap(),
+        1
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        header(&got[0], "idempotency-key"),
+        format!("OPS-{}-v1-created-hook", t.id),
+        "the same key as the lost attempt would have sent"
+    );
+    let items = desk
+        .deliveries(
+            &Actor::cli(),
+            &OutboxFilter {
+                ticket_id: Some(t.id),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (items[0].state.as_str(), items[0].attempts),
+        ("delivered", 2)
+    );
     desk.db().close().await;
     db.drop_schema().await;
 }
