@@ -21,6 +21,72 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub ingest: IngestConfig,
     pub notify: NotifyConfig,
+    pub aws: AwsConfig,
+    pub sla: SlaConfig,
+}
+
+/// Business-hours calendars and SLA policies (`[sla]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    pub calendars: Vec<opsdesk_domain::CalendarSpec>,
+    /// Tried before the built-in policies (docs/sla.md); the most specific match wins.
+    pub policies: Vec<opsdesk_domain::SlaPolicy>,
+}
+
+impl SlaConfig {
+    pub fn settings(&self) -> Result<opsdesk_core::sla::SlaSettings, String> {
+        use opsdesk_domain::Validated;
+        let calendars = self
+            .calendars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.validate()
+                    .map_err(|e| format!("sla.calendars[{i}].{}: {}", e.field, e.message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let policies = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.clone()
+                    .validate()
+                    .map_err(|e| format!("sla.policies[{i}].{}: {}", e.field, e.message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        opsdesk_core::sla::SlaSettings::new(calendars, policies)
+            .map_err(|e| format!("sla.{}: {}", e.field, e.message))
+    }
+}
+
+/// AWS accounts and their support plans (`[aws]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Accounts (`[[aws.accounts]]`); more can be added through /api/v1/aws-accounts, but
+    /// these cannot be changed there.
+    pub accounts: Vec<opsdesk_domain::AwsAccount>,
+}
+
+impl AwsConfig {
+    /// The accounts, once each is valid and no id is listed twice; the error names the key.
+    pub fn accounts(&self) -> Result<Vec<opsdesk_domain::AwsAccount>, String> {
+        use opsdesk_domain::Validated;
+        let mut accounts: Vec<opsdesk_domain::AwsAccount> = Vec::with_capacity(self.accounts.len());
+        for (i, a) in self.accounts.iter().enumerate() {
+            let a = a
+                .clone()
+                .validate()
+                .map_err(|e| format!("aws.accounts[{i}].{}: {}", e.field, e.message))?;
+            if accounts.iter().any(|k| k.id == a.id) {
+                return Err(format!("aws.accounts[{i}].id: {} is listed twice", a.id));
+            }
+            accounts.push(a);
+        }
+        Ok(accounts)
+    }
 }
 
 /// Who is told about what, and how (`[notify]`).
@@ -553,6 +619,16 @@ interval_seconds = 3600
 language = "en"
 # account = "123456789012"
 
+[aws]
+# AWS accounts and their support plans (docs/support-plans.md): basic, developer, business,
+# enterprise_on_ramp or enterprise. More can be added through /api/v1/aws-accounts; the
+# accounts listed here cannot be changed there. For example:
+# [[aws.accounts]]
+# id = "123456789012"
+# name = "payments-prod"
+# support_plan = "business"
+# account_team_emails = ["aws-team@example.com"]   # told of escalations; at most 20
+
 [notify]
 # Let webhooks reach loopback and private addresses (refused unless turned on).
 allow_private_addresses = false
@@ -595,6 +671,26 @@ max_backoff_seconds = 3600
 # severities = ["SEV1", "SEV2"]
 # environments = ["production"]
 # channels = ["ops-sns", "oncall-email"]
+
+[sla]
+# Business-hours calendars and SLA policies (docs/sla.md). Policies are tried before the
+# built-in ones (SEV1 15 min / 4 h ... SEV5 24 h / 14 days, around the clock); the most
+# specific match (severity + kind + workload) wins. For example:
+# [[sla.calendars]]
+# name = "eu-office"
+# time_zone = "Europe/Berlin"
+# holidays = ["2026-12-24", "2026-12-25"]
+# [sla.calendars.hours]
+# mon = ["09:00-17:00"]
+# tue = ["09:00-17:00"]
+# [[sla.policies]]
+# name = "checkout-sev1"
+# severity = "SEV1"
+# workload = "checkout"
+# first_response_minutes = 10
+# resolution_minutes = 120
+# calendar = "eu-office"     # default: around the clock
+# warning_share = 0.75
 "#;
 
 #[cfg(test)]
@@ -657,6 +753,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("pager"), "{e}");
+    }
+
+    #[test]
+    fn aws_accounts_are_checked_with_the_key_named() {
+        let c: Config = toml::from_str(
+            r#"
+            [[aws.accounts]]
+            id = "111122223333"
+            name = "payments-prod"
+            support_plan = "enterprise_on_ramp"
+            [[aws.accounts]]
+            id = "1234"
+            name = "short"
+            support_plan = "basic"
+            "#,
+        )
+        .unwrap();
+        let e = c.aws.accounts().unwrap_err();
+        assert!(e.starts_with("aws.accounts[1].id:"), "{e}");
+        let mut twice = c.clone();
+        twice.aws.accounts[1].id = "111122223333".into();
+        let e = twice.aws.accounts().unwrap_err();
+        assert!(e.starts_with("aws.accounts[1].id:"), "{e}");
+        let mut ok = c;
+        ok.aws.accounts[1].id = "444455556666".into();
+        assert_eq!(ok.aws.accounts().unwrap().len(), 2);
+        let e = toml::from_str::<Config>(
+            "[[aws.accounts]]\nid = \"111122223333\"\nname = \"x\"\nsupport_plan = \"gold\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gold"), "{e}");
+    }
+
+    #[test]
+    fn sla_settings_name_the_bad_key() {
+        let c: Config = toml::from_str(
+            r#"
+            [[sla.calendars]]
+            name = "office"
+            time_zone = "Europe/Berlin"
+            [sla.calendars.hours]
+            mon = ["09:00-17:00"]
+            [[sla.policies]]
+            name = "p"
+            severity = "SEV2"
+            first_response_minutes = 30
+            resolution_minutes = 240
+            calendar = "office"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.sla.settings().unwrap().policies.len(), 1);
+        let mut bad = c.clone();
+        bad.sla.calendars[0].time_zone = "Mars/Olympus".into();
+        let e = bad.sla.settings().unwrap_err();
+        assert!(e.starts_with("sla.calendars[0].time_zone"), "{e}");
+        let mut bad = c;
+        bad.sla.policies[0].calendar = Some("home".into());
+        let e = bad.sla.settings().unwrap_err();
+        assert!(e.starts_with("sla.policies[0].calendar"), "{e}");
     }
 
     #[test]

@@ -43,10 +43,13 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_context(|| format!("cannot migrate the database {shown}"))?;
     let ingest = config.ingest.settings().map_err(anyhow::Error::msg)?;
     let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
+    let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
     Ok(Desk::new(db, Arc::new(SystemClock))
         .with_auth_settings(config.auth.settings())
         .with_ingest_settings(ingest)
-        .with_notify_settings(notify))
+        .with_notify_settings(notify)
+        .with_aws_accounts(config.aws.accounts().map_err(anyhow::Error::msg)?)
+        .with_sla_settings(sla))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -51,3 +51,35 @@ impl Desk {
         self.db().audit_stream().map(|r| r.map_err(Error::from))
     }
 }
+
+/// Appends an audit entry about something other than a ticket (configuration kept in the
+/// database), inside `tx`.
+pub(crate) async fn record(
+    tx: &mut opsdesk_store::Tx,
+    actor: &crate::Actor,
+    at: chrono::DateTime<chrono::Utc>,
+    action: &str,
+    changes: opsdesk_domain::audit::Changes,
+) -> crate::Result<()> {
+    tx.append_audit(opsdesk_domain::audit::AuditEntry {
+        at,
+        actor: actor.name.clone(),
+        action: action.to_owned(),
+        ticket_id: None,
+        changes,
+    })
+    .await?;
+    Ok(())
+}
+
+/// One change of a whole object: `field` went from `before` to `after`.
+pub(crate) fn whole(
+    field: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> opsdesk_domain::audit::Changes {
+    opsdesk_domain::audit::Changes::from([(
+        field.to_owned(),
+        opsdesk_domain::audit::FieldChange { before, after },
+    )])
+}

@@ -1,6 +1,7 @@
 //! The use cases of opsdesk. Each change runs in one database transaction together with its
 //! audit entry; nothing is visible until that transaction commits.
 
+pub mod accounts;
 pub mod audit;
 mod clock;
 mod error;
@@ -8,6 +9,7 @@ pub mod notify;
 pub mod people;
 pub mod sessions;
 pub mod signals;
+pub mod sla;
 pub mod sso;
 mod tickets;
 mod tokens;
@@ -87,6 +89,9 @@ pub struct Desk {
     intake: Arc<signals::Intake>,
     notify: Arc<notify::NotifySettings>,
     routing: Arc<notify::RoutingCache>,
+    /// The accounts of `[[aws.accounts]]`.
+    aws_accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
+    sla: Arc<sla::SlaSettings>,
 }
 
 impl Desk {
@@ -100,6 +105,8 @@ impl Desk {
             intake: Arc::new(signals::Intake::default()),
             notify: Arc::new(notify::NotifySettings::default()),
             routing: Arc::new(notify::RoutingCache::default()),
+            aws_accounts: Arc::new(Vec::new()),
+            sla: Arc::new(sla::SlaSettings::default()),
         }
     }
 

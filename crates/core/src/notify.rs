@@ -21,6 +21,7 @@ use opsdesk_store::{
 use rand::Rng;
 use serde_json::json;
 
+use crate::audit::{record, whole};
 use crate::{Actor, Desk, Error, Result};
 
 /// How notifications are routed and retried.
@@ -320,19 +321,13 @@ impl Desk {
         self.change(move |tx, now| {
             Box::pin(async move {
                 tx.save_channel(&saved, &actor.name, now).await?;
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "channel.saved".into(),
-                    ticket_id: None,
-                    changes: Changes::from([(
-                        "channel".to_owned(),
-                        FieldChange {
-                            before: serde_json::Value::Null,
-                            after: json!(saved.redacted()),
-                        },
-                    )]),
-                })
+                record(
+                    tx,
+                    &actor,
+                    now,
+                    "channel.saved",
+                    whole("channel", serde_json::Value::Null, json!(saved.redacted())),
+                )
                 .await?;
                 Ok(())
             })
@@ -350,19 +345,13 @@ impl Desk {
                 if !tx.delete_channel(&name).await? {
                     return Err(not_found_channel(&name));
                 }
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "channel.deleted".into(),
-                    ticket_id: None,
-                    changes: Changes::from([(
-                        "channel".to_owned(),
-                        FieldChange {
-                            before: json!(name),
-                            after: serde_json::Value::Null,
-                        },
-                    )]),
-                })
+                record(
+                    tx,
+                    &actor,
+                    now,
+                    "channel.deleted",
+                    whole("channel", json!(name), serde_json::Value::Null),
+                )
                 .await?;
                 Ok(())
             })
@@ -416,19 +405,13 @@ impl Desk {
             Box::pin(async move {
                 tx.save_routing_rule(&saved, position, &actor.name, now)
                     .await?;
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "routing_rule.saved".into(),
-                    ticket_id: None,
-                    changes: Changes::from([(
-                        "rule".to_owned(),
-                        FieldChange {
-                            before: serde_json::Value::Null,
-                            after: json!(saved),
-                        },
-                    )]),
-                })
+                record(
+                    tx,
+                    &actor,
+                    now,
+                    "routing_rule.saved",
+                    whole("rule", serde_json::Value::Null, json!(saved)),
+                )
                 .await?;
                 Ok(())
             })
@@ -447,19 +430,13 @@ impl Desk {
                 if !tx.delete_routing_rule(&name).await? {
                     return Err(Error::NotFound(format!("routing rule {name}")));
                 }
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "routing_rule.deleted".into(),
-                    ticket_id: None,
-                    changes: Changes::from([(
-                        "rule".to_owned(),
-                        FieldChange {
-                            before: json!(name),
-                            after: serde_json::Value::Null,
-                        },
-                    )]),
-                })
+                record(
+                    tx,
+                    &actor,
+                    now,
+                    "routing_rule.deleted",
+                    whole("rule", json!(name), serde_json::Value::Null),
+                )
                 .await?;
                 Ok(())
             })
@@ -601,6 +578,9 @@ impl Desk {
 
     /// Claims due deliveries for this dispatcher, leased for `NotifySettings::lease`.
     pub async fn claim_deliveries(&self, limit: i64) -> Result<Vec<OutboxItem>> {
+        if !self.db().outbox_due(self.now()).await? {
+            return Ok(Vec::new());
+        }
         let lease = self.notify.lease;
         self.change(move |tx, now| {
             Box::pin(async move { Ok(tx.claim_outbox(now, now + lease, limit).await?) })

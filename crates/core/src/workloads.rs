@@ -1,7 +1,7 @@
 //! Workloads and maintenance windows: what signals are matched against.
 
 use chrono::{DateTime, Utc};
-use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
+use opsdesk_domain::audit::{Changes, FieldChange};
 use opsdesk_domain::validation::FieldError;
 use opsdesk_domain::{NewWorkload, Permission, Validated, Workload};
 use opsdesk_store::{MaintenanceWindow, NewMaintenanceWindow, Tx};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::audit::{record, whole};
 use crate::{Actor, Desk, Error, Result};
 
 /// A maintenance window a person plans for a workload: signals of that workload inside it are
@@ -20,30 +21,6 @@ pub struct NewWindow {
     pub title: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-}
-
-async fn record(
-    tx: &mut Tx,
-    actor: &Actor,
-    at: DateTime<Utc>,
-    action: &str,
-    changes: Changes,
-) -> Result<()> {
-    tx.append_audit(AuditEntry {
-        at,
-        actor: actor.name.clone(),
-        action: action.to_owned(),
-        ticket_id: None,
-        changes,
-    })
-    .await?;
-    Ok(())
-}
-
-fn whole(before: Value, after: Value) -> Changes {
-    let mut c = Changes::new();
-    c.insert("workload".to_owned(), FieldChange { before, after });
-    c
 }
 
 async fn save_one(
@@ -58,7 +35,14 @@ async fn save_one(
     } else {
         "workload.created"
     };
-    record(tx, actor, now, action, whole(json!(before), json!(saved))).await?;
+    record(
+        tx,
+        actor,
+        now,
+        action,
+        whole("workload", json!(before), json!(saved)),
+    )
+    .await?;
     Ok(saved)
 }
 
@@ -136,7 +120,7 @@ impl Desk {
                     &actor,
                     now,
                     "workload.deleted",
-                    whole(json!(gone), Value::Null),
+                    whole("workload", json!(gone), Value::Null),
                 )
                 .await
             })

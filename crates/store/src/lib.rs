@@ -4,6 +4,7 @@
 //! parameters) and per backend where they differ (full-text search, row locks). Every change
 //! runs inside a [`Tx`], which the use cases in `opsdesk-core` open and commit.
 
+mod accounts;
 mod audit;
 pub mod db;
 mod notify;
@@ -15,6 +16,7 @@ mod time;
 mod tokens;
 mod writer;
 
+pub use accounts::AwsAccountRecord;
 pub use audit::AuditHead;
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};

@@ -140,6 +140,21 @@ impl Db {
         })
     }
 
+    /// Whether any delivery is due and unclaimed: a cheap read, so idle dispatchers do not
+    /// open write transactions.
+    pub async fn outbox_due(&self, now: DateTime<Utc>) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+                 AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+            )
+            .bind(Ts(now))
+            .fetch_optional(p)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+
     pub async fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>> {
         on_read!(self, p, _b => {
             let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");

@@ -45,6 +45,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/v1/tickets/{id}/links") => Needs(WriteTickets),
         ("DELETE", "/api/v1/tickets/{id}/links/{link_id}") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/history") => Needs(ReadTickets),
+        ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
         ("GET" | "POST", "/api/v1/tokens") => Needs(Administer),
         ("DELETE", "/api/v1/tokens/{name}") => Needs(Administer),
         ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => Needs(ReadAudit),
@@ -77,6 +78,10 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/deliveries" | "/api/v1/deliveries/{id}") => Needs(WriteTickets),
         ("POST", "/api/v1/deliveries/{id}/retry") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/deliveries") => Needs(WriteTickets),
+        ("GET", "/api/v1/aws-accounts" | "/api/v1/aws-accounts/{id}") => Needs(ReadTickets),
+        ("POST", "/api/v1/aws-accounts") => Needs(Administer),
+        ("PUT" | "DELETE", "/api/v1/aws-accounts/{id}") => Needs(Administer),
+        ("GET", "/api/v1/support-plans" | "/api/v1/support-plans/advice") => Needs(ReadTickets),
         _ => return None,
     })
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod access;
+mod accounts;
 mod admin;
 mod audit;
 mod channels;
@@ -14,6 +15,7 @@ mod ops;
 mod peers;
 mod signals;
 mod signin;
+mod sla;
 mod sns;
 mod sqs;
 mod sso;

@@ -1,5 +1,6 @@
 //! The REST API under /api/v1.
 
+mod accounts;
 mod audit;
 mod notify;
 mod people;
@@ -31,6 +32,7 @@ use crate::AppState;
         (name = "signals", description = "Signals in from AWS and monitors, and what each did"),
         (name = "workloads", description = "Workloads signals are matched to, and maintenance windows"),
         (name = "notify", description = "Channels, routing rules and deliveries of notifications"),
+        (name = "aws", description = "AWS accounts, their support plans and plan advice"),
     ),
 )]
 struct ApiDoc;
@@ -58,4 +60,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(sns::routes())
         .merge(workloads::routes())
         .merge(notify::routes())
+        .merge(accounts::routes())
 }

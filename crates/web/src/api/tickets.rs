@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_link, list_links))
         .routes(routes!(remove_link))
         .routes(routes!(ticket_history))
+        .routes(routes!(ticket_sla))
 }
 
 /// Reads `{id}`: a number or a key such as `OPS-42`.
@@ -440,4 +441,42 @@ async fn ticket_history(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     Ok(Json(state.desk.history(&actor, ticket_id(&id)?).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SlaQuery {
+    /// The moment to read the clocks at (RFC 3339); now when absent.
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A ticket's SLA clocks: the policy and calendar that apply, first-response and resolution
+/// due times (moved on by the business time spent `pending`), warning times, and for each
+/// clock whether it is running, paused, met or breached, with the business time elapsed and
+/// left.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}/sla",
+    tag = "tickets",
+    params(("id" = String, Path, description = "Ticket id or key"), SlaQuery),
+    responses(
+        (status = 200, description = "The clocks", body = opsdesk_domain::SlaClock),
+        (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn ticket_sla(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    q: Result<Query<SlaQuery>, QueryRejection>,
+) -> Result<Json<opsdesk_domain::SlaClock>, ApiError> {
+    let Query(q) = q.map_err(|_| {
+        ApiError::invalid(
+            "at",
+            "must be an RFC 3339 time such as 2026-11-24T09:00:00Z",
+        )
+    })?;
+    Ok(Json(
+        state.desk.ticket_sla(&actor, ticket_id(&id)?, q.at).await?,
+    ))
 }
