@@ -184,9 +184,9 @@ pub async fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channel
             .with_smtp(smtp, clock)
             .map_err(|e| anyhow::anyhow!("notify.smtp.{}: {}", e.field, e.message))?;
     }
-    // SNS channels can be added through the API at any time, so the publisher is always
-    // ready; it reads credentials only when it first publishes.
-    Ok(channels.with_sns(opsdesk_aws::sns::publish::SnsPublisher::from_env().await))
+    // SNS channels can be added through the API at any time; the publisher reads the AWS
+    // environment (region, credentials) when the first SNS message goes out.
+    Ok(channels.with_sns_from_env())
 }
 
 /// Starts the SQS consumers and the AWS pollers the configuration asks for.

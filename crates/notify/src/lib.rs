@@ -104,6 +104,9 @@ pub struct Channels {
     webhook: Webhook,
     email: Option<Email>,
     sns: Option<Sns>,
+    /// An SNS publisher built from the AWS SDK's environment when the first SNS message goes
+    /// out, so that a desk without SNS channels never looks for AWS credentials or a region.
+    sns_from_env: Option<Arc<tokio::sync::OnceCell<Sns>>>,
 }
 
 impl Channels {
@@ -114,6 +117,7 @@ impl Channels {
             webhook: Webhook::new(http, clock),
             email: None,
             sns: None,
+            sns_from_env: None,
         }
     }
 
@@ -125,6 +129,12 @@ impl Channels {
     ) -> Result<Channels, FieldError> {
         self.email = Some(Email::new(settings, clock)?);
         Ok(self)
+    }
+
+    /// SNS topics through a publisher made from the AWS SDK's environment on first use.
+    pub fn with_sns_from_env(mut self) -> Channels {
+        self.sns_from_env = Some(Arc::new(tokio::sync::OnceCell::new()));
+        self
     }
 
     /// SNS topics through `publisher`.
@@ -148,9 +158,17 @@ impl Channels {
                     "email is not configured: set [notify.smtp] to send email",
                 )),
             },
-            ChannelKind::Sns(target) => match &self.sns {
-                Some(sns) => sns.send(target, n, idempotency_key).await,
-                None => Err(SendError::permanent("SNS publishing is not configured")),
+            ChannelKind::Sns(target) => match (&self.sns, &self.sns_from_env) {
+                (Some(sns), _) => sns.send(target, n, idempotency_key).await,
+                (None, Some(cell)) => {
+                    let sns = cell
+                        .get_or_init(|| async {
+                            Sns::new(Arc::new(SnsPublisher::from_env().await))
+                        })
+                        .await;
+                    sns.send(target, n, idempotency_key).await
+                }
+                (None, None) => Err(SendError::permanent("SNS publishing is not configured")),
             },
         };
         match &result {
