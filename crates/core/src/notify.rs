@@ -510,15 +510,9 @@ impl Desk {
             })
         })
         .await?;
-        db.outbox(&OutboxFilter {
-            state: None,
-            ticket_id: None,
-            limit: 50,
-        })
-        .await?
-        .into_iter()
-        .find(|i| i.idempotency_key == found)
-        .ok_or_else(|| Error::NotFound("the queued test message".into()))
+        db.outbox_item_by_key(&found)
+            .await?
+            .ok_or_else(|| Error::NotFound("the queued test message".into()))
     }
 
     /// Outbox items (deliveries), newest first.

@@ -156,9 +156,25 @@ impl Db {
     }
 
     pub async fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>> {
+        self.outbox_where("id = $1", id).await
+    }
+
+    pub async fn outbox_item_by_key(&self, key: &str) -> Result<Option<OutboxItem>> {
+        self.outbox_where("idempotency_key = $1", key.to_owned())
+            .await
+    }
+
+    async fn outbox_where<T>(&self, condition: &str, value: T) -> Result<Option<OutboxItem>>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'q> sqlx::Encode<'q, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Send,
+    {
         on_read!(self, p, _b => {
-            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-            match sqlx::query(&sql).bind(id).fetch_optional(p).await? {
+            let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {condition}");
+            match sqlx::query(&sql).bind(value).fetch_optional(p).await? {
                 Some(row) => Ok(Some(outbox_from_row!(&row))),
                 None => Ok(None),
             }

@@ -196,6 +196,39 @@ async fn sev1_ticket_is_routed_delivered_and_recorded(backend: Backend) {
     assert_eq!(rules[0]["name"], "sev1");
     assert_eq!(rules[1]["name"], "resolved");
 
+    // A test message through a channel is queued, then delivered like any other.
+    let queued = s
+        .call(
+            Method::POST,
+            "/api/v1/channels/ops-hook/test",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    assert_eq!(queued.body["event"], "test");
+    let started = Instant::now();
+    loop {
+        let d = s
+            .get(&format!("/api/v1/deliveries/{}", queued.body["id"]))
+            .await
+            .body;
+        if d["state"] == "delivered" {
+            assert_eq!(d["attempts"], 1, "{d}");
+            assert_eq!(d["attempt_log"][0]["ok"], true, "{d}");
+            assert!(
+                d["attempt_log"][0]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("200"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Resolving announces `resolved` to the channel added through the API.
     let r = s
         .patch(

@@ -255,7 +255,8 @@ async fn list_deliveries(
 pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: OutboxItem,
-    pub attempts: Vec<DeliveryAttempt>,
+    /// Every attempt, oldest first (`attempts` counts them).
+    pub attempt_log: Vec<DeliveryAttempt>,
 }
 
 /// One delivery and its attempts.
@@ -274,8 +275,11 @@ async fn get_delivery(
     Auth(actor): Auth,
     Path(id): Path<i64>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
-    let (delivery, attempts) = state.desk.delivery(&actor, id).await?;
-    Ok(Json(DeliveryDetail { delivery, attempts }))
+    let (delivery, attempt_log) = state.desk.delivery(&actor, id).await?;
+    Ok(Json(DeliveryDetail {
+        delivery,
+        attempt_log,
+    }))
 }
 
 /// Put a dead-lettered delivery back in the queue.
