@@ -49,6 +49,32 @@ pub enum Command {
     /// Notification channels (config file and API).
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Routing rules (config file and API).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Explain which routing rules an event on a sample ticket hits, and why others do not.
+    /// Sends nothing.
+    Check {
+        /// created, severity_changed, sla_warning, sla_breach, escalated, resolved, ...
+        #[arg(long, default_value = "created")]
+        event: String,
+        #[arg(long, default_value = "SEV3")]
+        severity: String,
+        #[arg(long, default_value = "incident")]
+        kind: String,
+        #[arg(long, default_value = "manual")]
+        source: String,
+        #[arg(long)]
+        workload: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Team(cmd) => team(&config, cmd).await?,
         Command::Workload(cmd) => workload(&config, cmd).await?,
         Command::Channel(cmd) => return channel(&config, cmd).await,
+        Command::Rules(cmd) => rules(&config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -289,6 +316,61 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
     }
     desk.db().close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn rules(config: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
+    use opsdesk_domain::channel::NotificationEvent;
+    use opsdesk_domain::{Kind, Severity};
+    let RulesCommand::Check {
+        event,
+        severity,
+        kind,
+        source,
+        workload,
+        team,
+        tags,
+    } = cmd;
+    let event = NotificationEvent::parse(&event)
+        .with_context(|| format!("--event {event:?}: one of {}", NotificationEvent::names()))?;
+    let severity = Severity::parse(&severity.to_ascii_uppercase())
+        .with_context(|| format!("--severity {severity:?}: one of {}", Severity::names()))?;
+    let kind =
+        Kind::parse(&kind).with_context(|| format!("--kind {kind:?}: one of {}", Kind::names()))?;
+    let desk = server::open_desk(config).await?;
+    let mut ticket = opsdesk_domain::Ticket::open(
+        opsdesk_domain::NewTicket {
+            title: "Sample ticket".into(),
+            description: String::new(),
+            kind,
+            severity,
+            requester: None,
+            assignee: None,
+            team,
+            workload,
+            tags,
+            source: Some(source),
+            dedup_key: None,
+        },
+        desk.now(),
+    );
+    ticket.key = "OPS-0".into();
+    let (checks, channels) = desk.check_routing(&Actor::cli(), event, &ticket).await?;
+    for c in &checks {
+        let verdict = match (c.matched, c.reached, &c.reason) {
+            (true, _, _) => "matches".to_owned(),
+            (false, false, _) => "not reached (an earlier rule stops the list)".to_owned(),
+            (false, true, Some(reason)) => format!("no: {reason}"),
+            (false, true, None) => "no".to_owned(),
+        };
+        println!("{:<32} {verdict}", c.rule);
+    }
+    if channels.is_empty() {
+        println!("=> sent nowhere");
+    } else {
+        println!("=> sent to {}", channels.join(", "));
+    }
+    desk.db().close().await;
+    Ok(())
 }
 
 async fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {

@@ -610,6 +610,10 @@ secret = "{SECRET}"
 name = "down"
 type = "webhook"
 url = "{base}/status/503"
+[[notify.rules]]
+name = "sev1-hook"
+severities = ["SEV1"]
+channels = ["hook"]
 "#,
             base = receiver.base
         ),
@@ -633,6 +637,26 @@ url = "{base}/status/503"
     let (code, _, err) = cli(&["channel", "test", "nowhere"]).await.unwrap();
     assert_eq!(code, 2);
     assert!(err.contains("channel nowhere not found"), "{err}");
+    let (code, out, err) = cli(&["rules", "check", "--severity", "SEV1"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("sev1-hook") && out.contains("matches"),
+        "{out}"
+    );
+    assert!(out.contains("=> sent to hook"), "{out}");
+    let (code, out, err) = cli(&["rules", "check", "--severity", "SEV4"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no: severity SEV4"), "{out}");
+    assert!(out.contains("=> sent nowhere"), "{out}");
+    let (code, _, err) = cli(&["rules", "check", "--event", "exploded"])
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("--event"), "{err}");
     let (code, out, err) = cli(&["channel", "list"]).await.unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("hook") && out.contains("webhook"), "{out}");
