@@ -280,22 +280,14 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
         }
         ChannelCommand::Test { name } => {
             let spec = desk.channel_spec(&name).await?;
-            let channels = server::channels(config).await?;
+            let channels = server::channels(config)?;
             let at = desk.now();
-            let n = opsdesk_domain::channel::Notification {
-                event: opsdesk_domain::channel::NotificationEvent::Test,
-                ticket_id: None,
-                ticket_key: None,
-                title: format!("Test message for channel {name}"),
-                severity: None,
-                status: None,
-                workload: None,
-                environment: None,
-                team: None,
-                summary: format!("Sent by `opsdesk channel test {name}`."),
-                url: config.notify.base_url.clone(),
+            let n = opsdesk_domain::channel::Notification::test(
+                &name,
+                "opsdesk channel test",
+                config.notify.base_url.clone(),
                 at,
-            };
+            );
             let key = format!("test-{name}-{}", at.timestamp_micros());
             match channels.send(&spec, &n, &key).await {
                 Ok(receipt) => println!("delivered through {name}: {}", receipt.detail),

@@ -109,7 +109,7 @@ pub async fn serve(
     let background = tokio_util::sync::CancellationToken::new();
     let _stop_background = background.clone().drop_guard();
     spawn_ingest(config, &desk, &background);
-    let channels = channels(config).await?;
+    let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
         channels,
@@ -174,7 +174,7 @@ async fn purge_sign_in_state(desk: Desk) {
 
 /// The channels notifications go out through: webhooks always, email when `[notify.smtp]`
 /// is set, SNS through the AWS SDK's environment.
-pub async fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
+pub fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
     let clock: Arc<dyn opsdesk_core::Clock> = Arc::new(SystemClock);
     let http = opsdesk_notify::HttpClient::new(config.notify.allow_private_addresses)
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for webhooks: {e}"))?;

@@ -478,23 +478,7 @@ impl Desk {
         let found = key.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
-                let n = Notification {
-                    event: NotificationEvent::Test,
-                    ticket_id: None,
-                    ticket_key: None,
-                    title: format!("Test message for channel {name}"),
-                    severity: None,
-                    status: None,
-                    workload: None,
-                    environment: None,
-                    team: None,
-                    summary: format!(
-                        "{} asked opsdesk to send a test message through {name}.",
-                        actor.name
-                    ),
-                    url: base_url,
-                    at: now,
-                };
+                let n = Notification::test(&name, &actor.name, base_url, now);
                 tx.enqueue(
                     &[NewOutboxItem {
                         idempotency_key: key,

@@ -110,13 +110,6 @@ impl Desk {
             at.unwrap_or_else(|| self.now()),
         ))
     }
-
-    /// The SLA policies in force: configured ones, then the built-in ones.
-    pub fn sla_policies(&self) -> Vec<SlaPolicy> {
-        let mut all = self.sla.policies.clone();
-        all.extend(default_policies());
-        all
-    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,31 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// A test message through `channel`, asked for by `requested_by`.
+    pub fn test(
+        channel: &str,
+        requested_by: &str,
+        url: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Notification {
+        Notification {
+            event: NotificationEvent::Test,
+            ticket_id: None,
+            ticket_key: None,
+            title: format!("Test message for channel {channel}"),
+            severity: None,
+            status: None,
+            workload: None,
+            environment: None,
+            team: None,
+            summary: format!(
+                "{requested_by} asked opsdesk to send a test message through {channel}."
+            ),
+            url,
+            at,
+        }
+    }
+
     /// One line for an email subject or a chat heading: `[SEV1] OPS-12 Disk full (created)`.
     pub fn subject(&self) -> String {
         let mut s = String::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opsdesk_core::notify::AttemptReport;
 use opsdesk_core::Desk;
-use opsdesk_domain::channel::Notification;
+use opsdesk_domain::channel::{ChannelSpec, Notification};
 use opsdesk_store::OutboxItem;
 use tokio_util::sync::CancellationToken;
 
@@ -20,17 +20,24 @@ const IDLE: Duration = Duration::from_millis(500);
 /// A send that takes longer than this counts as failed (and is retried).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends one claimed delivery; returns what to record.
-async fn attempt(desk: &Desk, channels: &Channels, item: &OutboxItem) -> AttemptReport {
-    let spec = match desk.channel_spec(&item.channel).await {
-        Ok(spec) => spec,
-        Err(opsdesk_core::Error::NotFound(_)) => {
-            return AttemptReport {
-                ok: false,
-                retryable: false,
-                detail: format!("there is no channel named {}", item.channel),
+/// Sends one claimed delivery through the channel `specs` (read once per claim) name;
+/// returns what to record.
+async fn attempt(
+    specs: &Result<Vec<ChannelSpec>, String>,
+    channels: &Channels,
+    item: &OutboxItem,
+) -> AttemptReport {
+    let spec = match specs {
+        Ok(specs) => match specs.iter().find(|c| c.name == item.channel) {
+            Some(spec) => spec,
+            None => {
+                return AttemptReport {
+                    ok: false,
+                    retryable: false,
+                    detail: format!("there is no channel named {}", item.channel),
+                }
             }
-        }
+        },
         Err(e) => {
             return AttemptReport {
                 ok: false,
@@ -49,12 +56,7 @@ async fn attempt(desk: &Desk, channels: &Channels, item: &OutboxItem) -> Attempt
             }
         }
     };
-    match tokio::time::timeout(
-        SEND_TIMEOUT,
-        channels.send(&spec, &n, &item.idempotency_key),
-    )
-    .await
-    {
+    match tokio::time::timeout(SEND_TIMEOUT, channels.send(spec, &n, &item.idempotency_key)).await {
         Ok(Ok(receipt)) => AttemptReport {
             ok: true,
             retryable: false,
@@ -77,9 +79,13 @@ async fn attempt(desk: &Desk, channels: &Channels, item: &OutboxItem) -> Attempt
 pub async fn dispatch_once(desk: &Desk, channels: &Channels) -> opsdesk_core::Result<usize> {
     let items = desk.claim_deliveries(CLAIM).await?;
     let attempted = items.len();
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let specs = desk.channel_specs().await.map_err(|e| e.to_string());
     // Channels are independent: one slow or failing channel does not hold up the others.
     let reports =
-        futures::future::join_all(items.iter().map(|item| attempt(desk, channels, item))).await;
+        futures::future::join_all(items.iter().map(|item| attempt(&specs, channels, item))).await;
     for (item, report) in items.iter().zip(reports) {
         let result = if report.ok { "delivered" } else { "failed" };
         metrics::counter!("opsdesk_notifications_total", "result" => result).increment(1);

@@ -245,6 +245,18 @@ impl TestServer {
         Reply::from(req.send().await.unwrap()).await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, Some(&self.agent), None).await
     }

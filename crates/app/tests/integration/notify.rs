@@ -397,9 +397,9 @@ async fn failed_deliveries_back_off_then_dead_letter_and_can_be_retried(backend:
     db.drop_schema().await;
 }
 
-async fn two_dispatchers_deliver_each_notification_once(backend: Backend) {
-    let receiver = Receiver::start().await;
-    let db = TestDb::new(backend).await;
+/// One webhook channel `hook` to the receiver's `/plain`, every event routed to it, and a
+/// fake clock.
+fn every_event_to_hook(receiver: &Receiver) -> (NotifySettings, Arc<FixedClock>) {
     let settings = NotifySettings {
         channels: vec![channel(
             json!({ "name": "hook", "type": "webhook", "url": format!("{}/plain", receiver.base) }),
@@ -410,6 +410,13 @@ async fn two_dispatchers_deliver_each_notification_once(backend: Backend) {
     let clock = Arc::new(FixedClock::new(
         Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
     ));
+    (settings, clock)
+}
+
+async fn two_dispatchers_deliver_each_notification_once(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let db = TestDb::new(backend).await;
+    let (settings, clock) = every_event_to_hook(&receiver);
     // Two nodes: each its own connections to the same database, each its own dispatcher.
     let nodes: Vec<Desk> = vec![
         Desk::new(db.desk().await.db().clone(), clock.clone())
@@ -471,16 +478,7 @@ async fn two_dispatchers_deliver_each_notification_once(backend: Backend) {
 async fn a_claim_left_by_a_dead_node_is_sent_after_its_lease(backend: Backend) {
     let receiver = Receiver::start().await;
     let db = TestDb::new(backend).await;
-    let settings = NotifySettings {
-        channels: vec![channel(
-            json!({ "name": "hook", "type": "webhook", "url": format!("{}/plain", receiver.base) }),
-        )],
-        rules: vec![rule(json!({ "name": "all", "channels": ["hook"] }))],
-        ..NotifySettings::default()
-    };
-    let clock = Arc::new(FixedClock::new(
-        Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
-    ));
+    let (settings, clock) = every_event_to_hook(&receiver);
     let desk =
         Desk::new(db.desk().await.db().clone(), clock.clone()).with_notify_settings(settings);
     let t = desk

@@ -27,15 +27,7 @@ async fn health_readiness_and_metrics(backend: Backend) {
         .await;
     s.call(Method::GET, "/api/v1/tickets", None, None).await;
 
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.contains("opsdesk_tickets{status=\"acknowledged\"} 1"),
         "{text}"

@@ -460,15 +460,7 @@ async fn bad_deliveries_are_refused_and_write_nothing(backend: Backend) {
     assert_eq!(s.count_tickets().await, 0);
     let signals = s.get("/api/v1/signals").await;
     assert_eq!(signals.body["signals"], json!([]));
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("opsdesk_ingest_refused_total{input=\"events\",reason=\"invalid\"}"),
         "{metrics}"
@@ -927,15 +919,7 @@ async fn concurrent_single_events_each_get_their_own_answer(backend: Backend) {
             "ticket {id} is not about alarm {alarm}: {t}"
         );
     }
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("opsdesk_ingest_groups_total"), "{metrics}");
     s.stop().await;
 }

@@ -307,15 +307,7 @@ async fn sns_messages_are_verified_then_taken(backend: Backend) {
     .await;
     r.assert_problem(400, None);
 
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics
             .contains("opsdesk_ingest_refused_total{input=\"sns\",reason=\"signature_mismatch\"}"),
