@@ -102,6 +102,9 @@ pub struct NotifyConfig {
     /// The first retry waits this long; each next one twice as long, up to `max_backoff_seconds`.
     pub first_backoff_seconds: u64,
     pub max_backoff_seconds: u64,
+    /// How long a node holds the deliveries it took before another node (or the same one,
+    /// restarted) may send them.
+    pub lease_seconds: u64,
     /// The SMTP server for email channels.
     pub smtp: Option<opsdesk_notify::SmtpSettings>,
     /// Channels (`[[notify.channels]]`); more can be added through /api/v1/channels.
@@ -118,6 +121,7 @@ impl Default for NotifyConfig {
             max_attempts: 8,
             first_backoff_seconds: 30,
             max_backoff_seconds: 3600,
+            lease_seconds: 60,
             smtp: None,
             channels: Vec::new(),
             rules: Vec::new(),
@@ -186,7 +190,7 @@ impl NotifyConfig {
             max_attempts: self.max_attempts,
             first_backoff: seconds(self.first_backoff_seconds, "first_backoff_seconds")?,
             max_backoff: seconds(self.max_backoff_seconds, "max_backoff_seconds")?,
-            ..Default::default()
+            lease: seconds(self.lease_seconds, "lease_seconds")?,
         })
     }
 }

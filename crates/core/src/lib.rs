@@ -2,6 +2,7 @@
 //! audit entry; nothing is visible until that transaction commits.
 
 pub mod accounts;
+pub mod cases;
 pub mod audit;
 mod clock;
 mod error;
