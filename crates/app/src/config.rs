@@ -23,6 +23,80 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub aws: AwsConfig,
     pub sla: SlaConfig,
+    pub escalation: EscalationConfig,
+}
+
+/// Escalation tiers and the way to AWS Support (`[escalation]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// `[[escalation.policies]]`: tiers an unacknowledged ticket climbs; the first match wins.
+    pub policies: Vec<opsdesk_domain::escalation::EscalationPolicy>,
+    /// `[escalation.aws]`: the automatic rule, case codes and who is told.
+    pub aws: opsdesk_domain::escalation::AwsEscalation,
+    /// How often an open AWS Support case is read back into its ticket.
+    pub case_sync_seconds: u64,
+    /// Attempts at opening a case before it is marked failed.
+    pub case_max_attempts: i64,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            policies: Vec::new(),
+            aws: opsdesk_domain::escalation::AwsEscalation::default(),
+            case_sync_seconds: 60,
+            case_max_attempts: 8,
+        }
+    }
+}
+
+impl EscalationConfig {
+    /// The settings, once policies are valid and every channel named exists in
+    /// `[[notify.channels]]`; the error names the key.
+    pub fn settings(
+        &self,
+        notify: &NotifyConfig,
+    ) -> Result<opsdesk_core::escalation::EscalationSettings, String> {
+        use opsdesk_domain::Validated;
+        let policies = opsdesk_domain::escalation::check_policies(self.policies.clone())
+            .map_err(|e| format!("escalation.policies{}: {}", e.field, e.message))?;
+        let aws = self
+            .aws
+            .clone()
+            .validate()
+            .map_err(|e| format!("escalation.aws.{}: {}", e.field, e.message))?;
+        let known = |c: &str| notify.channels.iter().any(|k| k.name == c);
+        for (i, c) in aws.notify_channels.iter().enumerate() {
+            if !known(c) {
+                return Err(format!(
+                    "escalation.aws.notify_channels[{i}]: there is no channel named {c} in [[notify.channels]]"
+                ));
+            }
+        }
+        if let Some(c) = &aws.account_team_channel {
+            if !known(c) {
+                return Err(format!(
+                    "escalation.aws.account_team_channel: there is no channel named {c} in [[notify.channels]]"
+                ));
+            }
+        }
+        if self.case_max_attempts < 1 {
+            return Err("escalation.case_max_attempts must be 1 or more".into());
+        }
+        let interval = i64::try_from(self.case_sync_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .filter(|d| *d >= chrono::Duration::seconds(5))
+            .ok_or("escalation.case_sync_seconds must be 5 or more, and not huge")?;
+        Ok(opsdesk_core::escalation::EscalationSettings {
+            policies,
+            aws,
+            case_sync_interval: interval,
+            case_max_attempts: self.case_max_attempts,
+            ..Default::default()
+        })
+    }
 }
 
 /// Business-hours calendars and SLA policies (`[sla]`).
@@ -642,6 +716,9 @@ max_attempts = 8
 # Retries wait first_backoff_seconds, then twice as long each time, up to max_backoff_seconds.
 first_backoff_seconds = 30
 max_backoff_seconds = 3600
+# How long a node holds the deliveries it took before another node (or itself, restarted)
+# may send them.
+lease_seconds = 60
 # The SMTP server for email channels. For example:
 # [notify.smtp]
 # host = "email-smtp.eu-west-1.amazonaws.com"
@@ -695,6 +772,49 @@ max_backoff_seconds = 3600
 # resolution_minutes = 120
 # calendar = "eu-office"     # default: around the clock
 # warning_share = 0.75
+
+[escalation]
+# How often an open AWS Support case is read back into its ticket (status, messages).
+case_sync_seconds = 60
+# Attempts at opening an AWS Support case before it is marked failed.
+case_max_attempts = 8
+# Tiers an unacknowledged ticket climbs (docs/escalation.md); the first matching policy
+# wins. For example:
+# [[escalation.policies]]
+# name = "production"
+# severities = ["SEV1", "SEV2", "SEV3"]
+# environments = ["production"]
+# [[escalation.policies.tiers]]
+# name = "L1"
+# team = "service-desk"
+# ack_timeout_minutes = 15
+# [[escalation.policies.tiers]]
+# name = "L2"
+# team = "sre"
+# ack_timeout_minutes = 30
+# [[escalation.policies.tiers]]
+# name = "aws"
+# aws = true                  # the last tier may open an AWS Support case
+
+[escalation.aws]
+# Open an AWS Support case at once for open tickets of these severities on workloads in
+# these environments, at the highest severity the account's support plan allows.
+auto = true
+severities = ["SEV1", "SEV2"]
+environments = ["production"]
+# Case codes when no mapping below matches the ticket's AWS service and DescribeServices
+# finds nothing better.
+default_service_code = "general-info"
+default_category_code = "using-aws"
+# Channels told of every escalation to AWS Support, e.g. ["dev-team-sns"].
+notify_channels = []
+# An email channel that also mails the account's AWS account team:
+# account_team_channel = "aws-account-team"
+# Case codes per AWS service, as signals name it. For example:
+# [[escalation.aws.services]]
+# aws_service = "EC2"
+# service_code = "amazon-elastic-compute-cloud-linux"
+# category_code = "instance-issue"
 "#;
 
 #[cfg(test)]

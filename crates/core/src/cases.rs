@@ -3,9 +3,11 @@
 //! The calls go through [`SupportCases`], which opsdesk-aws implements with the AWS Support
 //! API; core decides when to call it and records every result on the ticket.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use opsdesk_domain::CaseSeverity;
+use opsdesk_store::SupportCaseRecord;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// The case to open.
@@ -104,4 +106,342 @@ pub trait SupportCases: Send + Sync {
 
     /// DescribeServices: the service and category codes CreateCase accepts.
     async fn services(&self, account_id: &str) -> Result<Vec<SupportService>, CaseError>;
+}
+
+/// The author name of messages mirrored from AWS Support.
+pub const AWS_AUTHOR: &str = "aws:support";
+/// Cases worked on per pass.
+const SYNC_BATCH: i64 = 10;
+
+/// What AWS answered for one case, to record in one transaction.
+enum Outcome {
+    /// The case id, and the service and category codes it was opened with.
+    Opened(String, (String, String)),
+    /// Not opened: retry later, or give up (`dead`).
+    NotOpened {
+        error: CaseError,
+        dead: bool,
+    },
+    Followed {
+        state: CaseState,
+        sent_upto: i64,
+        resolved: Option<String>,
+    },
+}
+
+/// The codes to open a case with: the configured mapping or defaults, unless DescribeServices
+/// knows the ticket's AWS service by name and the defaults are in use.
+fn pick_codes(
+    case: &SupportCaseRecord,
+    service: Option<&str>,
+    defaults: (&str, &str),
+    services: &[SupportService],
+) -> (String, String) {
+    let current = (case.service_code.clone(), case.category_code.clone());
+    let using_defaults = case.service_code == defaults.0 && case.category_code == defaults.1;
+    let Some(service) = service.map(str::to_ascii_lowercase) else {
+        return current;
+    };
+    if !using_defaults || service.is_empty() {
+        return current;
+    }
+    services
+        .iter()
+        .find(|s| {
+            s.code.to_ascii_lowercase().contains(&service)
+                || s.name.to_ascii_lowercase().contains(&service)
+        })
+        .and_then(|s| {
+            let category = s
+                .categories
+                .iter()
+                .find(|(code, _)| code.contains("general") || code.contains("other"))
+                .or_else(|| s.categories.first())?;
+            Some((s.code.clone(), category.0.clone()))
+        })
+        .unwrap_or(current)
+}
+
+impl crate::Desk {
+    /// One pass of the case worker: opens the AWS Support cases escalations asked for, and
+    /// follows open ones (mirrors their status and messages onto the ticket, adds the ticket's
+    /// public replies to the case, resolves the case when the ticket is resolved). Returns how
+    /// many cases it worked on.
+    pub async fn sync_cases(&self, aws: &dyn SupportCases) -> crate::Result<usize> {
+        if !self.db().support_cases_due(self.now()).await? {
+            return Ok(0);
+        }
+        let lease = self.escalation.case_lease;
+        let claimed = self
+            .change(move |tx, now| {
+                Box::pin(async move { Ok(tx.claim_support_cases(now, now + lease, SYNC_BATCH).await?) })
+            })
+            .await?;
+        let n = claimed.len();
+        for case in claimed {
+            let key = opsdesk_domain::Ticket::key_for(case.ticket_id);
+            if let Err(e) = self.sync_case(aws, case).await {
+                tracing::warn!(ticket = %key, error = %e, "working on an AWS Support case failed");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn sync_case(&self, aws: &dyn SupportCases, case: SupportCaseRecord) -> crate::Result<()> {
+        let outcome = match (case.state.as_str(), case.case_id.clone()) {
+            ("requested", _) => self.open_case(aws, &case).await?,
+            ("opened", Some(case_id)) => self.follow_case(aws, &case, &case_id).await?,
+            _ => return Ok(()),
+        };
+        let settings = self.escalation.clone();
+        let routing = self.routing().await?;
+        let accounts = self.aws_accounts.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let Some(mut record) = tx.support_case(case.ticket_id).await? else {
+                    return Ok(());
+                };
+                let Some(ticket) = tx.ticket_for_update(case.ticket_id).await? else {
+                    return Ok(());
+                };
+                record.updated_at = now;
+                record.next_sync_at = now + settings.case_sync_interval;
+                let mut entries: Vec<(String, opsdesk_domain::audit::Changes)> = Vec::new();
+                let mut notes: Vec<(String, String)> = Vec::new();
+                match outcome {
+                    Outcome::Opened(case_id, (service_code, category_code)) => {
+                        record.state = "opened".into();
+                        record.service_code = service_code;
+                        record.category_code = category_code;
+                        record.attempts += 1;
+                        record.case_id = Some(case_id.clone());
+                        // Read it back at once for its display id and first status.
+                        record.next_sync_at = now;
+                        entries.push((
+                            "ticket.aws_case_opened".into(),
+                            one("aws_case", json!({
+                                "case_id": case_id,
+                                "account": record.account_id,
+                                "severity": record.severity,
+                                "service_code": record.service_code,
+                                "category_code": record.category_code,
+                            })),
+                        ));
+                    }
+                    Outcome::NotOpened { error, dead } => {
+                        record.attempts += 1;
+                        record.detail = error.to_string();
+                        if let CaseError::SubscriptionRequired(_) = error {
+                            record.state = "unavailable".into();
+                            notes.push((
+                                "ticket.aws_case_unavailable".into(),
+                                format!(
+                                    "AWS Support refused the case: {error}. The AWS account team is notified instead."
+                                ),
+                            ));
+                        } else if dead {
+                            record.state = "failed".into();
+                            notes.push((
+                                "ticket.aws_case_failed".into(),
+                                format!(
+                                    "Could not open the AWS Support case after {} attempts: {error}. \
+                                     Open it in the AWS Support Center, or escalate again.",
+                                    record.attempts
+                                ),
+                            ));
+                        } else {
+                            let wait = crate::notify::backoff(
+                                record.attempts,
+                                Duration::seconds(30),
+                                Duration::minutes(30),
+                                &mut rand::thread_rng(),
+                            );
+                            record.next_sync_at = now + wait;
+                        }
+                    }
+                    Outcome::Followed {
+                        state,
+                        sent_upto,
+                        resolved,
+                    } => {
+                        if state.display_id.is_some() {
+                            record.display_id = state.display_id.clone();
+                        }
+                        let status = resolved.clone().unwrap_or(state.status.clone());
+                        if record.aws_status.as_deref() != Some(status.as_str()) {
+                            entries.push((
+                                "ticket.aws_case_status".into(),
+                                opsdesk_domain::audit::Changes::from([(
+                                    "aws_status".to_owned(),
+                                    opsdesk_domain::audit::FieldChange {
+                                        before: json!(record.aws_status),
+                                        after: json!(status),
+                                    },
+                                )]),
+                            ));
+                            record.aws_status = Some(status);
+                        }
+                        for m in &state.communications {
+                            notes.push((
+                                "ticket.aws_case_message".into(),
+                                format!("AWS Support case message from {}:\n\n{}", m.submitted_by, m.body),
+                            ));
+                            record.last_message_at =
+                                Some(record.last_message_at.map_or(m.at, |l| l.max(m.at)));
+                        }
+                        record.sent_comment_id = record.sent_comment_id.max(sent_upto);
+                        if resolved.is_some() {
+                            record.state = "resolved".into();
+                        }
+                    }
+                }
+                tx.save_support_case(&record).await?;
+                if entries.is_empty() && notes.is_empty() {
+                    return Ok(());
+                }
+                let mut t = ticket.clone();
+                for (action, body) in &notes {
+                    let c = tx.insert_comment(t.id, body, AWS_AUTHOR, false, now).await?;
+                    entries.push((
+                        action.clone(),
+                        one("comment", json!({ "id": c.id, "public": false, "body": c.body })),
+                    ));
+                }
+                if !notes.is_empty() {
+                    t.touch(now);
+                    tx.update_ticket(&t, &ticket).await?;
+                }
+                for (action, changes) in entries {
+                    tx.append_audit(opsdesk_domain::audit::AuditEntry {
+                        at: now,
+                        actor: AWS_AUTHOR.to_owned(),
+                        action,
+                        ticket_id: Some(t.id),
+                        changes,
+                    })
+                    .await?;
+                }
+                if record.state == "unavailable" {
+                    // The plan cannot take the case: the account team hears instead.
+                    let team = accounts
+                        .iter()
+                        .find(|a| a.id == record.account_id)
+                        .map(|a| a.account_team_emails.clone())
+                        .unwrap_or(record.cc.clone());
+                    if let Some(channel) = &settings.aws.account_team_channel {
+                        let items = routing.items_with(
+                            opsdesk_domain::channel::NotificationEvent::Escalated,
+                            &t,
+                            now,
+                            Some("aws-unavailable"),
+                            &[(channel.clone(), team)],
+                        );
+                        tx.enqueue(&items, now).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn open_case(
+        &self,
+        aws: &dyn SupportCases,
+        case: &SupportCaseRecord,
+    ) -> crate::Result<Outcome> {
+        let aws_settings = &self.escalation.aws;
+        let (_, service) = self.db().ticket_aws_context(case.ticket_id).await?;
+        let (service_code, category_code) = if service.is_some()
+            && aws_settings.mapped(service.as_deref().unwrap_or_default()).is_none()
+        {
+            match aws.services(&case.account_id).await {
+                Ok(services) => pick_codes(
+                    case,
+                    service.as_deref(),
+                    (
+                        &aws_settings.default_service_code,
+                        &aws_settings.default_category_code,
+                    ),
+                    &services,
+                ),
+                Err(_) => (case.service_code.clone(), case.category_code.clone()),
+            }
+        } else {
+            (case.service_code.clone(), case.category_code.clone())
+        };
+        let severity = case
+            .severity
+            .as_deref()
+            .and_then(CaseSeverity::parse)
+            .unwrap_or(CaseSeverity::Low);
+        let request = CaseRequest {
+            account_id: case.account_id.clone(),
+            subject: case.subject.clone(),
+            body: case.body.clone(),
+            severity,
+            service_code,
+            category_code,
+            cc: case.cc.clone(),
+        };
+        Ok(match aws.create_case(&request).await {
+            Ok(id) => Outcome::Opened(id, (request.service_code, request.category_code)),
+            Err(error) => {
+                let dead = !error.retryable()
+                    || case.attempts + 1 >= self.escalation.case_max_attempts;
+                Outcome::NotOpened { error, dead }
+            }
+        })
+    }
+
+    async fn follow_case(
+        &self,
+        aws: &dyn SupportCases,
+        case: &SupportCaseRecord,
+        case_id: &str,
+    ) -> crate::Result<Outcome> {
+        let failed = |e: CaseError| crate::Error::Conflict(format!("AWS case {case_id}: {e}"));
+        let mut state = aws
+            .describe_case(&case.account_id, case_id, case.last_message_at)
+            .await
+            .map_err(failed)?;
+        let comments = self.db().comments(case.ticket_id).await?;
+        // Our own messages come back from AWS; mirror only what others wrote.
+        state.communications.retain(|m| {
+            let body = m.body.trim();
+            case.last_message_at.is_none_or(|l| m.at > l)
+                && body != case.body.trim()
+                && !comments.iter().any(|c| c.body.trim() == body)
+        });
+        let mut sent_upto = case.sent_comment_id;
+        for c in comments
+            .iter()
+            .filter(|c| c.public && c.id > case.sent_comment_id && c.author != AWS_AUTHOR)
+        {
+            aws.add_communication(&case.account_id, case_id, &c.body, &case.cc)
+                .await
+                .map_err(failed)?;
+            sent_upto = c.id;
+        }
+        let ticket = self.db().get_ticket(case.ticket_id).await?;
+        let mut resolved = None;
+        if ticket.is_some_and(|t| !t.status.is_open()) {
+            resolved = Some(if state.status == "resolved" {
+                state.status.clone()
+            } else {
+                aws.resolve_case(&case.account_id, case_id)
+                    .await
+                    .map_err(failed)?
+            });
+        }
+        Ok(Outcome::Followed {
+            state,
+            sent_upto,
+            resolved,
+        })
+    }
+}
+
+fn one(field: &str, after: serde_json::Value) -> opsdesk_domain::audit::Changes {
+    opsdesk_domain::audit::one_change(field, serde_json::Value::Null, after)
 }

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod audit;
 mod clock;
 mod error;
+pub mod escalation;
 pub mod notify;
 pub mod people;
 pub mod sessions;
@@ -93,6 +94,7 @@ pub struct Desk {
     /// The accounts of `[[aws.accounts]]`.
     aws_accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
     sla: Arc<sla::SlaSettings>,
+    escalation: Arc<escalation::EscalationSettings>,
 }
 
 impl Desk {
@@ -108,6 +110,7 @@ impl Desk {
             routing: Arc::new(notify::RoutingCache::default()),
             aws_accounts: Arc::new(Vec::new()),
             sla: Arc::new(sla::SlaSettings::default()),
+            escalation: Arc::new(escalation::EscalationSettings::default()),
         }
     }
 

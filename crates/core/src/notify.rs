@@ -118,6 +118,7 @@ impl Routing {
                 .as_ref()
                 .map(|b| format!("{}/tickets/{}", b.trim_end_matches('/'), t.key)),
             at,
+            recipients: Vec::new(),
         }
     }
 
@@ -134,25 +135,56 @@ impl Routing {
         t: &Ticket,
         at: DateTime<Utc>,
     ) -> Vec<NewOutboxItem> {
+        self.items_with(event, t, at, None, &[])
+    }
+
+    /// The outbox rows announcing `event` on ticket `t`: to the channels the rules pick and to
+    /// `extra` channels, each of those with addresses it also reaches (an email channel mails
+    /// them). `tag` tells apart events of one kind on one ticket version (the first-response
+    /// and the resolution SLA warnings, say), so each gets its own idempotency key.
+    pub(crate) fn items_with(
+        &self,
+        event: NotificationEvent,
+        t: &Ticket,
+        at: DateTime<Utc>,
+        tag: Option<&str>,
+        extra: &[(String, Vec<String>)],
+    ) -> Vec<NewOutboxItem> {
         let routed = Routed {
             event,
             ticket: t,
             environment: self.environment(t),
         };
-        let channels = route(&self.rules, &routed);
+        let mut channels: Vec<(String, Vec<String>)> = route(&self.rules, &routed)
+            .into_iter()
+            .map(|c| (c, Vec::new()))
+            .collect();
+        for (name, recipients) in extra {
+            match channels.iter_mut().find(|(c, _)| c == name) {
+                Some((_, r)) => r.extend(recipients.iter().cloned()),
+                None => channels.push((name.clone(), recipients.clone())),
+            }
+        }
         if channels.is_empty() {
             return Vec::new();
         }
         let n = self.notification(event, t, at);
-        let payload = json!(n);
+        let event_key = match tag {
+            Some(tag) => format!("{event}-{tag}"),
+            None => event.as_str().to_owned(),
+        };
         channels
             .into_iter()
-            .map(|channel| NewOutboxItem {
-                idempotency_key: format!("{}-v{}-{}-{}", t.key, t.version, event, channel),
-                ticket_id: Some(t.id),
-                event: event.as_str().to_owned(),
-                channel,
-                notification: payload.clone(),
+            .map(|(channel, recipients)| {
+                let mut n = n.clone();
+                n.recipients = recipients;
+                NewOutboxItem {
+                    idempotency_key: format!("{}-v{}-{}-{}", t.key, t.version, event_key, channel),
+                    ticket_id: Some(t.id),
+                    event: event.as_str().to_owned(),
+                    channel,
+                    notification: json!(n),
+                }
             })
             .collect()
     }

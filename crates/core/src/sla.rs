@@ -58,7 +58,7 @@ fn pauses(history: &[AuditRecord]) -> Vec<Pause> {
 
 /// The ticket's times as its SLA clocks read them: the first response is the
 /// acknowledgement (leaving `new`), the resolution is `resolved_at` while resolved or closed.
-fn ticket_times(t: &Ticket, history: &[AuditRecord]) -> TicketTimes {
+pub(crate) fn ticket_times(t: &Ticket, history: &[AuditRecord]) -> TicketTimes {
     let resolved = matches!(t.status, Status::Resolved | Status::Closed);
     TicketTimes {
         created_at: t.created_at,
@@ -76,7 +76,7 @@ impl Desk {
     }
 
     /// The policy for a ticket and the calendar it runs on.
-    fn sla_policy(&self, t: &Ticket) -> Option<(SlaPolicy, Calendar)> {
+    pub(crate) fn sla_policy(&self, t: &Ticket) -> Option<(SlaPolicy, Calendar)> {
         let defaults = default_policies();
         let policy = select_policy(
             &self.sla.policies,

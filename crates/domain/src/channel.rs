@@ -100,6 +100,10 @@ pub struct Notification {
     pub url: Option<String>,
     /// When the event happened.
     pub at: DateTime<Utc>,
+    /// Addresses the event is for beyond the channel's own (an email channel mails them too):
+    /// the AWS account team of an escalation, say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl Notification {
@@ -125,6 +129,7 @@ impl Notification {
             ),
             url,
             at,
+            recipients: Vec::new(),
         }
     }
 
@@ -800,6 +805,7 @@ mod tests {
             summary: "Error rate above 5%.\nSince 10:00.".into(),
             url: Some("https://desk.example.com/tickets/12".into()),
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
+            recipients: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod change;
+pub mod escalation;
 pub mod channel;
 pub mod routing;
 pub mod signal;

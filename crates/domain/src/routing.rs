@@ -69,7 +69,7 @@ pub struct RuleCheck {
     pub reached: bool,
 }
 
-fn glob_any(patterns: &[String], value: Option<&str>) -> bool {
+pub(crate) fn glob_any(patterns: &[String], value: Option<&str>) -> bool {
     let value = value.unwrap_or_default();
     patterns.iter().any(|p| WildMatch::new(p).matches(value))
 }

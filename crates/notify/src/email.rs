@@ -208,7 +208,7 @@ pub fn message_id(idempotency_key: &str, from: &Mailbox) -> String {
     )
 }
 
-/// The message for `n` to `target`'s recipients.
+/// The message for `n` to `target`'s recipients and the notification's own.
 pub fn message(
     from: &Mailbox,
     target: &EmailTarget,
@@ -227,6 +227,14 @@ pub fn message(
         .date(date)
         .header(AutoSubmitted);
     for a in &target.to {
+        builder = builder.to(mailbox(a)?);
+    }
+    // The event's own recipients (an AWS account team, say) join the channel's.
+    for a in n
+        .recipients
+        .iter()
+        .filter(|r| !target.to.iter().any(|t| t.eq_ignore_ascii_case(r)))
+    {
         builder = builder.to(mailbox(a)?);
     }
     for a in &target.cc {
@@ -349,6 +357,7 @@ mod tests {
             summary: "Escalated to AWS Support.".into(),
             url: None,
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
+            recipients: vec!["tam@example.com".into(), "A@example.com".into()],
         };
         let from: Mailbox = "opsdesk@example.com".parse().unwrap();
         let target = EmailTarget {
@@ -372,6 +381,15 @@ mod tests {
             "{raw}"
         );
         let rcpt: Vec<String> = m.envelope().to().iter().map(|a| a.to_string()).collect();
-        assert_eq!(rcpt, ["a@example.com", "b@example.com", "c@example.com"]);
+        // The notification's own recipients join the channel's, each once.
+        assert_eq!(
+            rcpt,
+            [
+                "a@example.com",
+                "b@example.com",
+                "tam@example.com",
+                "c@example.com"
+            ]
+        );
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             summary: String::new(),
             url: None,
             at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            recipients: Vec::new(),
         };
         assert_eq!(attributes(&n), [("event", "kpi_breach".to_owned())]);
         n.severity = Some(Severity::Sev2);

@@ -376,6 +376,7 @@ mod tests {
             summary: "Error rate above 5% <@U123>.".into(),
             url: Some("https://desk.example.com/tickets/12".into()),
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
+            recipients: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod audit;
+mod clocks;
 pub mod db;
 mod notify;
 mod people;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use accounts::AwsAccountRecord;
 pub use audit::AuditHead;
+pub use clocks::{SupportCaseRecord, TicketClock};
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use opsdesk_domain::TokenSummary;

@@ -46,6 +46,8 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("DELETE", "/api/v1/tickets/{id}/links/{link_id}") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/history") => Needs(ReadTickets),
         ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
+        ("POST", "/api/v1/tickets/{id}/escalate") => Needs(WriteTickets),
+        ("GET", "/api/v1/tickets/{id}/escalation") => Needs(ReadTickets),
         ("GET" | "POST", "/api/v1/tokens") => Needs(Administer),
         ("DELETE", "/api/v1/tokens/{name}") => Needs(Administer),
         ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => Needs(ReadAudit),

@@ -44,6 +44,7 @@ fn notification() -> Notification {
         summary: "Error rate above 5% since 10:00.\nCustomers cannot pay.".into(),
         url: Some("https://desk.example.com/tickets/12".into()),
         at: at(),
+        recipients: Vec::new(),
     }
 }
 

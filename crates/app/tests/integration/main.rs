@@ -10,6 +10,7 @@ mod admin;
 mod audit;
 mod channels;
 mod cli;
+mod escalation;
 mod notify;
 mod ops;
 mod peers;

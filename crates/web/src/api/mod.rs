@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod escalation;
 mod notify;
 mod people;
 pub mod signals;
@@ -61,4 +62,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(workloads::routes())
         .merge(notify::routes())
         .merge(accounts::routes())
+        .merge(escalation::routes())
 }

@@ -1,0 +1,365 @@
+//! SLA events, escalation tiers and the way to AWS Support, driven by a fake clock: the
+//! watcher announces each SLA warning and breach once, moves unacknowledged tickets up their
+//! tiers, and sends production emergencies to AWS Support at the severity the plan allows.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use opsdesk_core::escalation::EscalationSettings;
+use opsdesk_core::notify::NotifySettings;
+use opsdesk_core::{Actor, Desk, FixedClock};
+use opsdesk_domain::escalation::{AwsEscalation, EscalateTo, EscalationPolicy};
+use opsdesk_domain::{AwsAccount, NewTicket, NewWorkload, Ticket, TicketPatch};
+use opsdesk_store::{OutboxFilter, OutboxItem};
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestDb};
+
+on_both_backends!(
+    sla_warning_and_breach_are_announced_once_each,
+    unacknowledged_ticket_climbs_the_tiers_up_to_aws,
+    production_emergencies_go_to_aws_at_once_within_the_plan,
+    manual_escalation_explains_what_it_cannot_do,
+);
+
+fn t0() -> DateTime<Utc> {
+    // A Tuesday; the built-in policies count around the clock.
+    Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap()
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// Every event goes to the `hook` webhook (never sent here: no dispatcher runs), so the
+/// outbox shows what was announced.
+fn notify() -> NotifySettings {
+    NotifySettings {
+        channels: vec![
+            from(json!({"name": "hook", "type": "webhook", "url": "https://hooks.example.com/x"})),
+            from(json!({"name": "dev-sns", "type": "sns", "topic_arn": "arn:aws:sns:eu-west-1:123456789012:dev"})),
+            from(json!({"name": "aws-team", "type": "email", "to": ["ops-lead@example.com"]})),
+        ],
+        rules: vec![from(json!({"name": "all", "channels": ["hook"]}))],
+        ..NotifySettings::default()
+    }
+}
+
+fn accounts() -> Vec<AwsAccount> {
+    vec![
+        from(json!({"id": "111111111111", "name": "shop-prod", "support_plan": "business",
+                    "account_team_emails": ["tam@example.com"]})),
+        from(json!({"id": "222222222222", "name": "lab", "support_plan": "developer",
+                    "account_team_emails": ["lab-tam@example.com"]})),
+    ]
+}
+
+async fn desk(backend: Backend, escalation: EscalationSettings) -> (TestDb, Desk, Arc<FixedClock>) {
+    let db = TestDb::new(backend).await;
+    let clock = Arc::new(FixedClock::new(t0()));
+    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+        .with_notify_settings(notify())
+        .with_aws_accounts(accounts())
+        .with_escalation_settings(escalation);
+    (db, desk, clock)
+}
+
+async fn workload(desk: &Desk, name: &str, environment: &str, account: &str) {
+    desk.save_workload(
+        &Actor::cli(),
+        from::<NewWorkload>(json!({"name": name, "environment": environment, "accounts": [account]})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn open(desk: &Desk, body: Value) -> Ticket {
+    let mut body = body;
+    body["kind"] = json!("incident");
+    desk.create_ticket(&Actor::cli(), from::<NewTicket>(body))
+        .await
+        .unwrap()
+}
+
+async fn outbox(desk: &Desk, id: i64) -> Vec<OutboxItem> {
+    let mut items = desk
+        .db()
+        .outbox(&OutboxFilter {
+            ticket_id: Some(id),
+            limit: 100,
+            ..OutboxFilter::default()
+        })
+        .await
+        .unwrap();
+    items.reverse();
+    items
+}
+
+fn events(items: &[OutboxItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| format!("{}:{}", i.event, i.channel))
+        .collect()
+}
+
+async fn actions(desk: &Desk, id: i64) -> Vec<String> {
+    desk.history(&Actor::cli(), id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+async fn sla_warning_and_breach_are_announced_once_each(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    let t = open(&desk, json!({"title": "Checkout is down", "severity": "SEV1"})).await;
+
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    let (stored, _) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    let stored = stored.unwrap();
+    // The built-in SEV1 policy: first response in 15 minutes, resolution in 4 hours, warning
+    // at 75 %.
+    assert_eq!(stored.sla_policy.as_deref(), Some("default-sev1"));
+    assert_eq!(stored.first_response_due_at, Some(t0() + TimeDelta::minutes(15)));
+    assert_eq!(
+        stored.first_response_warn_at,
+        Some(t0() + TimeDelta::seconds(11 * 60 + 15))
+    );
+    assert_eq!(stored.resolution_due_at, Some(t0() + TimeDelta::hours(4)));
+    assert_eq!(stored.check_at, stored.first_response_warn_at);
+    assert_eq!(events(&outbox(&desk, t.id).await), ["created:hook"]);
+
+    // Nothing is due before the warning time: the watcher does not even look.
+    clock.advance(TimeDelta::minutes(11));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 0);
+
+    clock.advance(TimeDelta::minutes(1));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    let items = outbox(&desk, t.id).await;
+    assert_eq!(events(&items), ["created:hook", "sla_warning:hook"]);
+    assert_eq!(
+        items[1].idempotency_key,
+        format!("{}-v1-sla_warning-first_response-hook", t.key)
+    );
+    assert_eq!(desk.watch_clocks().await.unwrap(), 0, "announced once");
+
+    clock.advance(TimeDelta::minutes(4));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    assert_eq!(
+        events(&outbox(&desk, t.id).await),
+        ["created:hook", "sla_warning:hook", "sla_breach:hook"]
+    );
+    let history = actions(&desk, t.id).await;
+    assert!(history.contains(&"ticket.sla_warning".to_owned()), "{history:?}");
+    assert!(history.contains(&"ticket.sla_breached".to_owned()), "{history:?}");
+
+    // Acknowledged: the first-response clock is done; the resolution clock warns at 3 hours.
+    desk.update_ticket(&Actor::cli(), t.id, None, from::<TicketPatch>(json!({"status": "acknowledged"})))
+        .await
+        .unwrap();
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    clock.advance(TimeDelta::minutes(3 * 60 - 16));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    let items = outbox(&desk, t.id).await;
+    assert_eq!(
+        events(&items),
+        ["created:hook", "sla_warning:hook", "sla_breach:hook", "sla_warning:hook"]
+    );
+    assert!(items[3].idempotency_key.contains("sla_warning-resolution"));
+
+    // Resolved: nothing is watched any more.
+    desk.update_ticket(&Actor::cli(), t.id, None, from::<TicketPatch>(json!({"status": "resolved"})))
+        .await
+        .unwrap();
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    clock.advance(TimeDelta::hours(2));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 0);
+    let (stored, _) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(stored.unwrap().check_at, None);
+}
+
+fn tiers() -> EscalationPolicy {
+    from(json!({
+        "name": "standard",
+        "tiers": [
+            {"name": "L1", "team": "service-desk", "ack_timeout_minutes": 15},
+            {"name": "L2", "team": "sre", "ack_timeout_minutes": 30},
+            {"name": "AWS", "aws": true},
+        ],
+    }))
+}
+
+async fn unacknowledged_ticket_climbs_the_tiers_up_to_aws(backend: Backend) {
+    let settings = EscalationSettings {
+        policies: vec![tiers()],
+        ..EscalationSettings::default()
+    };
+    let (_db, desk, clock) = desk(backend, settings).await;
+    // Staging: the automatic AWS rule stays out of it.
+    workload(&desk, "shop", "staging", "111111111111").await;
+    let t = open(
+        &desk,
+        json!({"title": "Orders slow", "severity": "SEV3", "workload": "shop", "team": "service-desk"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let (stored, _) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(stored.escalation_policy.as_deref(), Some("standard"));
+    assert_eq!(stored.tier, Some(0));
+    assert_eq!(stored.escalate_at, Some(t0() + TimeDelta::minutes(15)));
+
+    clock.advance(TimeDelta::minutes(16));
+    desk.watch_clocks().await.unwrap();
+    let now = desk.ticket(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(now.team.as_deref(), Some("sre"), "handed to L2");
+    let (stored, case) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(stored.tier, Some(1));
+    assert_eq!(stored.escalate_at, Some(t0() + TimeDelta::minutes(46)));
+    assert!(case.is_none());
+    let history = desk.history(&Actor::cli(), t.id).await.unwrap();
+    let moved = history.iter().find(|e| e.action == "ticket.escalated").unwrap();
+    assert_eq!(moved.actor, "system:escalation");
+    assert_eq!(moved.changes["team"].after, json!("sre"));
+    assert_eq!(moved.changes["tier"].after["tier"], json!("L2"));
+    assert!(events(&outbox(&desk, t.id).await).contains(&"escalated:hook".to_owned()));
+
+    // Still nobody answers: the last tier opens an AWS case in the workload's account.
+    clock.advance(TimeDelta::minutes(31));
+    desk.watch_clocks().await.unwrap();
+    let (stored, case) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(stored.unwrap().tier, Some(2));
+    let case = case.expect("an AWS case is requested");
+    assert_eq!(case.state, "requested");
+    assert_eq!(case.account_id, "111111111111");
+    assert_eq!(case.requested_severity, "high");
+    assert_eq!(case.severity.as_deref(), Some("high"));
+    assert_eq!(case.cc, ["tam@example.com"]);
+    assert!(case.subject.starts_with(&format!("[{}][SEV3] Orders slow", t.key)));
+    let notes = desk.comments(&Actor::cli(), t.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| !c.public && c.body.contains("Escalated to AWS Support in account 111111111111")),
+        "{notes:?}"
+    );
+
+    // There is no tier above AWS.
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Next, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("last tier"), "{err}");
+}
+
+async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backend) {
+    let settings = EscalationSettings {
+        aws: AwsEscalation {
+            notify_channels: vec!["dev-sns".into()],
+            account_team_channel: Some("aws-team".into()),
+            ..AwsEscalation::default()
+        },
+        ..EscalationSettings::default()
+    };
+    let (_db, desk, _clock) = desk(backend, settings).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    workload(&desk, "lab", "production", "222222222222").await;
+    workload(&desk, "shop-staging", "staging", "111111111111").await;
+
+    let shop = open(&desk, json!({"title": "Payments fail", "severity": "SEV1", "workload": "shop"})).await;
+    let lab = open(&desk, json!({"title": "Lab down", "severity": "SEV2", "workload": "lab"})).await;
+    let staging = open(&desk, json!({"title": "Staging down", "severity": "SEV1", "workload": "shop-staging"})).await;
+    desk.watch_clocks().await.unwrap();
+
+    // Business plan: critical is not allowed, so the case asks for urgent, and says why.
+    let (_, case) = desk.ticket_clocks(&Actor::cli(), shop.id).await.unwrap();
+    let case = case.unwrap();
+    assert_eq!((case.state.as_str(), case.requested_severity.as_str()), ("requested", "critical"));
+    assert_eq!(case.severity.as_deref(), Some("urgent"));
+    assert!(case.detail.contains("at most urgent"), "{}", case.detail);
+    let notes = desk.comments(&Actor::cli(), shop.id).await.unwrap();
+    assert!(notes.iter().any(|c| c.body.contains("at most urgent")), "{notes:?}");
+    // In the same step: the development team's SNS topic and the account team by email.
+    let items = outbox(&desk, shop.id).await;
+    let escalated: Vec<&OutboxItem> = items.iter().filter(|i| i.event == "escalated").collect();
+    let channels: Vec<&str> = escalated.iter().map(|i| i.channel.as_str()).collect();
+    assert_eq!(channels, ["hook", "dev-sns", "aws-team"]);
+    assert_eq!(escalated[2].notification["recipients"], json!(["tam@example.com"]));
+    let history = desk.history(&Actor::cli(), shop.id).await.unwrap();
+    let step = history.iter().find(|e| e.action == "ticket.escalated").unwrap();
+    assert_eq!(step.changes["aws_case"].after["capped"], json!(true));
+
+    // Developer plan: no AWS Support API. The ticket says so; the account team hears instead.
+    let (_, case) = desk.ticket_clocks(&Actor::cli(), lab.id).await.unwrap();
+    let case = case.unwrap();
+    assert_eq!(case.state, "unavailable");
+    assert_eq!(case.severity, None);
+    let notes = desk.comments(&Actor::cli(), lab.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| c.body.contains("Not sent to AWS Support") && c.body.contains("lab-tam@example.com")),
+        "{notes:?}"
+    );
+    let items = outbox(&desk, lab.id).await;
+    let team = items.iter().find(|i| i.channel == "aws-team").unwrap();
+    assert_eq!(team.notification["recipients"], json!(["lab-tam@example.com"]));
+
+    // Staging is not production: no case.
+    let (_, case) = desk.ticket_clocks(&Actor::cli(), staging.id).await.unwrap();
+    assert!(case.is_none());
+
+    // Raised to SEV2 later, a production ticket goes then.
+    let later = open(&desk, json!({"title": "Search slow", "severity": "SEV4", "workload": "shop"})).await;
+    desk.watch_clocks().await.unwrap();
+    assert!(desk.ticket_clocks(&Actor::cli(), later.id).await.unwrap().1.is_none());
+    desk.update_ticket(&Actor::cli(), later.id, None, from::<TicketPatch>(json!({"severity": "SEV2"})))
+        .await
+        .unwrap();
+    desk.watch_clocks().await.unwrap();
+    let case = desk.ticket_clocks(&Actor::cli(), later.id).await.unwrap().1.unwrap();
+    assert_eq!(case.severity.as_deref(), Some("urgent"));
+}
+
+async fn manual_escalation_explains_what_it_cannot_do(backend: Backend) {
+    let (_db, desk, _clock) = desk(backend, EscalationSettings::default()).await;
+    let t = open(&desk, json!({"title": "Question about limits", "severity": "SEV4"})).await;
+    // Two accounts and nothing on the ticket naming one.
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no AWS account is known"), "{err}");
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, Some("999999999999".into()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("999999999999 is not known"), "{err}");
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Next, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no escalation policy"), "{err}");
+
+    let done = desk
+        .escalate(
+            &Actor::cli(),
+            t.id,
+            EscalateTo::Aws,
+            Some("111111111111".into()),
+            Some("customer asks for AWS".into()),
+        )
+        .await
+        .unwrap();
+    let case = done.aws_case.unwrap();
+    assert_eq!((case.state.as_str(), case.severity.as_deref()), ("requested", Some("normal")));
+    assert_eq!(done.ticket.version, t.version + 1);
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, Some("111111111111".into()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already escalated"), "{err}");
+    let requester = Actor::new("token:someone", opsdesk_domain::Role::Requester);
+    assert!(desk
+        .escalate(&requester, t.id, EscalateTo::Next, None, None)
+        .await
+        .is_err());
+}
