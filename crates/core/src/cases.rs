@@ -118,10 +118,7 @@ enum Outcome {
     /// The case id, and the service and category codes it was opened with.
     Opened(String, (String, String)),
     /// Not opened: retry later, or give up (`dead`).
-    NotOpened {
-        error: CaseError,
-        dead: bool,
-    },
+    NotOpened { error: CaseError, dead: bool },
     Followed {
         state: CaseState,
         sent_upto: i64,
@@ -174,7 +171,9 @@ impl crate::Desk {
         let lease = self.escalation.case_lease;
         let claimed = self
             .change(move |tx, now| {
-                Box::pin(async move { Ok(tx.claim_support_cases(now, now + lease, SYNC_BATCH).await?) })
+                Box::pin(
+                    async move { Ok(tx.claim_support_cases(now, now + lease, SYNC_BATCH).await?) },
+                )
             })
             .await?;
         let n = claimed.len();
@@ -187,7 +186,11 @@ impl crate::Desk {
         Ok(n)
     }
 
-    async fn sync_case(&self, aws: &dyn SupportCases, case: SupportCaseRecord) -> crate::Result<()> {
+    async fn sync_case(
+        &self,
+        aws: &dyn SupportCases,
+        case: SupportCaseRecord,
+    ) -> crate::Result<()> {
         let outcome = match (case.state.as_str(), case.case_id.clone()) {
             ("requested", _) => self.open_case(aws, &case).await?,
             ("opened", Some(case_id)) => self.follow_case(aws, &case, &case_id).await?,
@@ -330,12 +333,14 @@ impl crate::Desk {
                         .unwrap_or(record.cc.clone());
                     if let Some(channel) = &settings.aws.account_team_channel {
                         let items = routing.items_with(
+                            tx,
                             opsdesk_domain::channel::NotificationEvent::Escalated,
                             &t,
                             now,
                             Some("aws-unavailable"),
                             &[(channel.clone(), team)],
-                        );
+                        )
+                        .await?;
                         tx.enqueue(&items, now).await?;
                     }
                 }
@@ -353,7 +358,9 @@ impl crate::Desk {
         let aws_settings = &self.escalation.aws;
         let (_, service) = self.db().ticket_aws_context(case.ticket_id).await?;
         let (service_code, category_code) = if service.is_some()
-            && aws_settings.mapped(service.as_deref().unwrap_or_default()).is_none()
+            && aws_settings
+                .mapped(service.as_deref().unwrap_or_default())
+                .is_none()
         {
             match aws.services(&case.account_id).await {
                 Ok(services) => pick_codes(
@@ -387,8 +394,8 @@ impl crate::Desk {
         Ok(match aws.create_case(&request).await {
             Ok(id) => Outcome::Opened(id, (request.service_code, request.category_code)),
             Err(error) => {
-                let dead = !error.retryable()
-                    || case.attempts + 1 >= self.escalation.case_max_attempts;
+                let dead =
+                    !error.retryable() || case.attempts + 1 >= self.escalation.case_max_attempts;
                 Outcome::NotOpened { error, dead }
             }
         })

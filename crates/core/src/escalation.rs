@@ -111,7 +111,13 @@ fn change(field: &str, before: Value, after: Value) -> (String, FieldChange) {
 }
 
 /// Adds an internal note to the ticket's conversation, inside `tx`.
-async fn note(tx: &mut Tx, t: &Ticket, author: &str, body: &str, now: DateTime<Utc>) -> Result<Value> {
+async fn note(
+    tx: &mut Tx,
+    t: &Ticket,
+    author: &str,
+    body: &str,
+    now: DateTime<Utc>,
+) -> Result<Value> {
     let c = tx.insert_comment(t.id, body, author, false, now).await?;
     Ok(json!({ "id": c.id, "public": false, "body": c.body }))
 }
@@ -255,7 +261,8 @@ impl Desk {
                     if clock.sla_policy.as_deref() != Some(policy.name.as_str()) {
                         clock.announced.clear();
                     }
-                    let sla_clock = measure(policy, calendar, &ticket_times(&t, &snap.history), now);
+                    let sla_clock =
+                        measure(policy, calendar, &ticket_times(&t, &snap.history), now);
                     clock.sla_policy = Some(policy.name.clone());
                     clock.first_response_due_at = sla_clock.first_response.due_at;
                     clock.first_response_warn_at = sla_clock.first_response.warn_at;
@@ -469,7 +476,10 @@ impl Desk {
         &self,
         actor: &Actor,
         id: i64,
-    ) -> Result<(Option<opsdesk_store::TicketClock>, Option<SupportCaseRecord>)> {
+    ) -> Result<(
+        Option<opsdesk_store::TicketClock>,
+        Option<SupportCaseRecord>,
+    )> {
         self.ticket(actor, id).await?;
         Ok((
             self.db().ticket_clock(id).await?,
@@ -495,9 +505,7 @@ async fn check_deadline(
     let announce = if d.state == ClockState::Breached && !clock.announced.contains(&breach) {
         clock.announced.push(breach.clone());
         Some((NotificationEvent::SlaBreach, "ticket.sla_breached"))
-    } else if d.warning
-        && !clock.announced.contains(&warning)
-        && !clock.announced.contains(&breach)
+    } else if d.warning && !clock.announced.contains(&warning) && !clock.announced.contains(&breach)
     {
         clock.announced.push(warning.clone());
         Some((NotificationEvent::SlaWarning, "ticket.sla_warning"))
@@ -522,14 +530,21 @@ async fn check_deadline(
             )]),
         })
         .await?;
-        let items = routing.items_with(event, t, now, Some(name), &[]);
+        let items = routing
+            .items_with(tx, event, t, now, Some(name), &[])
+            .await?;
         tx.enqueue(&items, now).await?;
     }
     if d.state == ClockState::Running {
-        if let Some(w) = d.warn_at.filter(|w| *w > now && !clock.announced.contains(&warning)) {
+        if let Some(w) = d
+            .warn_at
+            .filter(|w| *w > now && !clock.announced.contains(&warning))
+        {
             next.push(w);
         }
-        if let Some(due) = d.due_at.filter(|due| *due >= now && !clock.announced.contains(&breach))
+        if let Some(due) = d
+            .due_at
+            .filter(|due| *due >= now && !clock.announced.contains(&breach))
         {
             // Breached once past the due time.
             next.push(due + Duration::seconds(1));
@@ -594,7 +609,8 @@ impl Step<'_> {
         .await?;
         let items = self
             .routing
-            .items_with(NotificationEvent::Escalated, t, self.now, None, &[]);
+            .items_with(tx, NotificationEvent::Escalated, t, self.now, None, &[])
+            .await?;
         tx.enqueue(&items, self.now).await?;
         Ok(())
     }
@@ -719,9 +735,17 @@ impl Step<'_> {
         if let Some(c) = &aws.account_team_channel {
             extra.push((c.clone(), account.account_team_emails.clone()));
         }
-        let items =
-            self.routing
-                .items_with(NotificationEvent::Escalated, t, self.now, Some("aws"), &extra);
+        let items = self
+            .routing
+            .items_with(
+                tx,
+                NotificationEvent::Escalated,
+                t,
+                self.now,
+                Some("aws"),
+                &extra,
+            )
+            .await?;
         tx.enqueue(&items, self.now).await?;
         Ok(())
     }

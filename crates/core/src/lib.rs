@@ -2,8 +2,8 @@
 //! audit entry; nothing is visible until that transaction commits.
 
 pub mod accounts;
-pub mod cases;
 pub mod audit;
+pub mod cases;
 mod clock;
 mod error;
 pub mod escalation;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::{ChannelSpec, Notification, NotificationEvent};
-use opsdesk_domain::routing::{explain, route, Routed, RoutingRule, RuleCheck};
+use opsdesk_domain::routing::{explain, route, routes, Recipient, Routed, RoutingRule, RuleCheck};
 use opsdesk_domain::{Environment, Permission, Status, Ticket, Validated};
 use opsdesk_store::{
     AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored, Tx,
@@ -62,6 +62,8 @@ pub(crate) struct Routing {
     rules: Vec<RoutingRule>,
     environments: HashMap<String, Environment>,
     base_url: Option<String>,
+    /// The accounts of the configuration file, for their account teams.
+    accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
 }
 
 /// Routing as of a moment; changes through this node drop it at once, changes through other
@@ -129,36 +131,44 @@ impl Routing {
     }
 
     /// The outbox rows announcing `event` on ticket `t` (as it is after the change).
-    pub(crate) fn items(
+    pub(crate) async fn items(
         &self,
+        tx: &mut Tx,
         event: NotificationEvent,
         t: &Ticket,
         at: DateTime<Utc>,
-    ) -> Vec<NewOutboxItem> {
-        self.items_with(event, t, at, None, &[])
+    ) -> Result<Vec<NewOutboxItem>> {
+        self.items_with(tx, event, t, at, None, &[]).await
     }
 
-    /// The outbox rows announcing `event` on ticket `t`: to the channels the rules pick and to
-    /// `extra` channels, each of those with addresses it also reaches (an email channel mails
-    /// them). `tag` tells apart events of one kind on one ticket version (the first-response
-    /// and the resolution SLA warnings, say), so each gets its own idempotency key.
-    pub(crate) fn items_with(
+    /// The outbox rows announcing `event` on ticket `t`: to the channels the rules pick (with
+    /// the recipients they name, looked up now) and to `extra` channels, each of those with
+    /// addresses it also reaches (an email channel mails them). `tag` tells apart events of
+    /// one kind on one ticket version (the first-response and the resolution SLA warnings,
+    /// say), so each gets its own idempotency key.
+    pub(crate) async fn items_with(
         &self,
+        tx: &mut Tx,
         event: NotificationEvent,
         t: &Ticket,
         at: DateTime<Utc>,
         tag: Option<&str>,
         extra: &[(String, Vec<String>)],
-    ) -> Vec<NewOutboxItem> {
+    ) -> Result<Vec<NewOutboxItem>> {
         let routed = Routed {
             event,
             ticket: t,
             environment: self.environment(t),
         };
-        let mut channels: Vec<(String, Vec<String>)> = route(&self.rules, &routed)
-            .into_iter()
-            .map(|c| (c, Vec::new()))
-            .collect();
+        let mut channels: Vec<(String, Vec<String>)> = Vec::new();
+        for r in routes(&self.rules, &routed) {
+            let addresses = if r.recipients.is_empty() {
+                Vec::new()
+            } else {
+                self.addresses(tx, t, &r.recipients).await?
+            };
+            channels.push((r.channel, addresses));
+        }
         for (name, recipients) in extra {
             match channels.iter_mut().find(|(c, _)| c == name) {
                 Some((_, r)) => r.extend(recipients.iter().cloned()),
@@ -166,16 +176,23 @@ impl Routing {
             }
         }
         if channels.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let n = self.notification(event, t, at);
         let event_key = match tag {
             Some(tag) => format!("{event}-{tag}"),
             None => event.as_str().to_owned(),
         };
-        channels
+        Ok(channels
             .into_iter()
-            .map(|(channel, recipients)| {
+            .map(|(channel, mut recipients)| {
+                let mut seen: Vec<String> = Vec::with_capacity(recipients.len());
+                recipients.retain(|r| {
+                    let lower = r.to_ascii_lowercase();
+                    let new = !seen.contains(&lower);
+                    seen.push(lower);
+                    new
+                });
                 let mut n = n.clone();
                 n.recipients = recipients;
                 NewOutboxItem {
@@ -186,7 +203,42 @@ impl Routing {
                     notification: json!(n),
                 }
             })
-            .collect()
+            .collect())
+    }
+
+    /// The addresses of the people `who` names for ticket `t`, as they are now.
+    async fn addresses(&self, tx: &mut Tx, t: &Ticket, who: &[Recipient]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for w in who {
+            match w {
+                Recipient::OwningTeam => {
+                    if let Some(team) = &t.team {
+                        out.extend(tx.team_emails(team).await?);
+                    }
+                }
+                Recipient::OnCall => match t.assignee.as_deref().filter(|a| a.contains('@')) {
+                    Some(a) => out.push(a.to_owned()),
+                    None => {
+                        if let Some(team) = &t.team {
+                            out.extend(tx.team_lead_email(team).await?);
+                        }
+                    }
+                },
+                Recipient::AccountTeam => {
+                    for id in tx.ticket_account_ids(t.id, t.workload.as_deref()).await? {
+                        let team = match self.accounts.iter().find(|a| a.id == id) {
+                            Some(a) => Some(a.account_team_emails.clone()),
+                            None => tx.aws_account_team(&id).await?,
+                        };
+                        if let Some(team) = team {
+                            out.extend(team);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The events a change from `before` to `after` announces.
@@ -215,10 +267,10 @@ impl Routing {
         if self.rules.is_empty() {
             return Ok(());
         }
-        let items: Vec<NewOutboxItem> = Routing::events(before, after)
-            .into_iter()
-            .flat_map(|e| self.items(e, after, now))
-            .collect();
+        let mut items: Vec<NewOutboxItem> = Vec::new();
+        for e in Routing::events(before, after) {
+            items.extend(self.items(tx, e, after, now).await?);
+        }
         tx.enqueue(&items, now).await?;
         Ok(())
     }
@@ -299,6 +351,7 @@ impl Desk {
             rules,
             environments,
             base_url: self.notify.base_url.clone(),
+            accounts: self.aws_accounts.clone(),
         });
         if let Ok(mut guard) = self.routing.0.lock() {
             *guard = Some((Instant::now(), routing.clone()));

@@ -511,10 +511,11 @@ impl Step<'_> {
         changes.extend([signal_change(signal_id, s, &a.decision.rule)]);
         self.audit(a.actor, "ticket.created", ticket.id, changes)
             .await?;
-        self.outbox.extend(
-            self.routing
-                .items(NotificationEvent::Created, &ticket, self.now),
-        );
+        let items = self
+            .routing
+            .items(self.tx, NotificationEvent::Created, &ticket, self.now)
+            .await?;
+        self.outbox.extend(items);
         self.tickets
             .insert(ticket.id, (ticket.clone(), ticket.clone()));
         self.save_correlation(Correlation {
@@ -679,7 +680,7 @@ impl Step<'_> {
         let mut outbox = self.outbox;
         for (before, now) in &changed {
             for event in Routing::events(Some(before), now) {
-                outbox.extend(self.routing.items(event, now, self.now));
+                outbox.extend(self.routing.items(self.tx, event, now, self.now).await?);
             }
         }
         self.tx.enqueue(&outbox, self.now).await?;

@@ -161,7 +161,9 @@ impl Validated for EscalationPolicy {
 }
 
 /// Checks a list of policies: each valid, names unique. The error names the policy by index.
-pub fn check_policies(policies: Vec<EscalationPolicy>) -> Result<Vec<EscalationPolicy>, FieldError> {
+pub fn check_policies(
+    policies: Vec<EscalationPolicy>,
+) -> Result<Vec<EscalationPolicy>, FieldError> {
     let mut out: Vec<EscalationPolicy> = Vec::with_capacity(policies.len());
     for (i, p) in policies.into_iter().enumerate() {
         let p = p
@@ -348,19 +350,27 @@ mod tests {
             "tiers[0].ack_timeout_minutes"
         );
         assert_eq!(
-            err(serde_json::json!([{"name": "aws", "aws": true, "ack_timeout_minutes": 5}, {"name": "L2", "team": "l2"}])),
+            err(
+                serde_json::json!([{"name": "aws", "aws": true, "ack_timeout_minutes": 5}, {"name": "L2", "team": "l2"}])
+            ),
             "tiers[0].aws"
         );
         assert_eq!(
-            err(serde_json::json!([{"name": "L1", "ack_timeout_minutes": 5}, {"name": "L2", "team": "x"}])),
+            err(
+                serde_json::json!([{"name": "L1", "ack_timeout_minutes": 5}, {"name": "L2", "team": "x"}])
+            ),
             "tiers[0].team"
         );
         assert_eq!(
-            err(serde_json::json!([{"name": "L1", "team": "a", "ack_timeout_minutes": 0}, {"name": "x", "team": "b"}])),
+            err(
+                serde_json::json!([{"name": "L1", "team": "a", "ack_timeout_minutes": 0}, {"name": "x", "team": "b"}])
+            ),
             "tiers[0].ack_timeout_minutes"
         );
         assert_eq!(
-            err(serde_json::json!([{"name": "L1", "team": "a", "ack_timeout_minutes": 5}, {"name": "L1", "team": "b"}])),
+            err(
+                serde_json::json!([{"name": "L1", "team": "a", "ack_timeout_minutes": 5}, {"name": "L1", "team": "b"}])
+            ),
             "tiers[1].name"
         );
         assert_eq!(err(serde_json::json!([])), "tiers");

@@ -4,8 +4,8 @@
 pub mod access;
 pub mod audit;
 pub mod change;
-pub mod escalation;
 pub mod channel;
+pub mod escalation;
 pub mod routing;
 pub mod signal;
 pub mod sla;

@@ -11,6 +11,7 @@ use wildmatch::WildMatch;
 
 use crate::channel::NotificationEvent;
 use crate::signal::workload::Environment;
+use crate::ticket::named_enum;
 use crate::validation::{FieldError, Validated};
 use crate::{Kind, Severity, Ticket};
 
@@ -44,9 +45,32 @@ pub struct RoutingRule {
     pub tags: Vec<String>,
     /// Channel names to send to.
     pub channels: Vec<String>,
+    /// People the event is also for, looked up when it happens: email channels mail them
+    /// beside their own addresses, other channels carry them in the message.
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
     /// Try no later rule when this one matches.
     #[serde(default)]
     pub stop: bool,
+}
+
+named_enum! {
+    /// Who, besides a channel's own addresses, an event is for.
+    Recipient {
+        /// Every active member of the ticket's team.
+        OwningTeam => "owning_team",
+        /// Whoever holds the ticket now: its assignee, or while unassigned the lead of its team.
+        OnCall => "on_call",
+        /// The AWS account team of the ticket's AWS account (`account_team_emails`).
+        AccountTeam => "account_team",
+    }
+}
+
+/// A channel an event goes to, and the recipients the matching rules add for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub channel: String,
+    pub recipients: Vec<Recipient>,
 }
 
 /// What routing looks at: a ticket event and the ticket as it is after the change.
@@ -159,14 +183,32 @@ impl Validated for RoutingRule {
 
 /// The channels an event goes to, each once, in the order the rules name them.
 pub fn route(rules: &[RoutingRule], r: &Routed<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    routes(rules, r).into_iter().map(|x| x.channel).collect()
+}
+
+/// The channels an event goes to, each once in the order the rules name them, with the
+/// recipients of every matching rule that names the channel.
+pub fn routes(rules: &[RoutingRule], r: &Routed<'_>) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
     for rule in rules {
         if rule.mismatch(r).is_some() {
             continue;
         }
         for c in &rule.channels {
-            if !out.contains(c) {
-                out.push(c.clone());
+            let i = match out.iter().position(|x| &x.channel == c) {
+                Some(i) => i,
+                None => {
+                    out.push(Route {
+                        channel: c.clone(),
+                        recipients: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            for who in &rule.recipients {
+                if !out[i].recipients.contains(who) {
+                    out[i].recipients.push(*who);
+                }
             }
         }
         if rule.stop {
@@ -237,6 +279,7 @@ mod tests {
             teams: vec![],
             tags: vec![],
             channels: channels.iter().map(|s| s.to_string()).collect(),
+            recipients: vec![],
             stop: false,
         }
     }
@@ -302,6 +345,32 @@ mod tests {
         quiet.severities = vec![Severity::Sev5];
         let rules = vec![first.clone(), quiet.clone(), second.clone()];
         assert_eq!(route(&rules, &r), vec!["email", "sns", "webhook"]);
+
+        let mut team = second.clone();
+        team.recipients = vec![Recipient::OwningTeam, Recipient::AccountTeam];
+        let mut oncall = rule("oncall", &["webhook"]);
+        oncall.recipients = vec![Recipient::OnCall, Recipient::OwningTeam];
+        assert_eq!(
+            routes(&[first.clone(), team, oncall], &r),
+            vec![
+                Route {
+                    channel: "email".into(),
+                    recipients: vec![]
+                },
+                Route {
+                    channel: "sns".into(),
+                    recipients: vec![Recipient::OwningTeam, Recipient::AccountTeam]
+                },
+                Route {
+                    channel: "webhook".into(),
+                    recipients: vec![
+                        Recipient::OwningTeam,
+                        Recipient::AccountTeam,
+                        Recipient::OnCall
+                    ]
+                },
+            ]
+        );
 
         first.stop = true;
         let rules = vec![first, quiet, second];

@@ -122,7 +122,9 @@ macro_rules! case_from_row {
             detail: row.try_get("detail")?,
             attempts: row.try_get("attempts")?,
             next_sync_at: row.try_get::<Ts, _>("next_sync_at")?.0,
-            last_message_at: row.try_get::<Option<Ts>, _>("last_message_at")?.map(|t| t.0),
+            last_message_at: row
+                .try_get::<Option<Ts>, _>("last_message_at")?
+                .map(|t| t.0),
             sent_comment_id: row.try_get("sent_comment_id")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
@@ -383,6 +385,68 @@ impl Tx {
             .bind(true)
             .fetch_all(&mut *c)
             .await?)
+        })
+    }
+    /// The lead of a team, when they are an active person.
+    pub async fn team_lead_email(&mut self, team: &str) -> Result<Option<String>> {
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar(
+                "SELECT u.email FROM teams t JOIN users u ON u.id = t.lead_user_id \
+                 WHERE t.name = $1 AND u.active = $2",
+            )
+            .bind(team)
+            .bind(true)
+            .fetch_optional(&mut *c)
+            .await?)
+        })
+    }
+
+    /// The AWS accounts a ticket is about, most specific first: the account of its newest
+    /// signal that names one, then its workload's accounts.
+    pub async fn ticket_account_ids(
+        &mut self,
+        ticket_id: i64,
+        workload: Option<&str>,
+    ) -> Result<Vec<String>> {
+        on_tx!(self, c, _b => {
+            let mut ids: Vec<String> = sqlx::query_scalar(
+                "SELECT account FROM signals WHERE ticket_id = $1 AND account IS NOT NULL \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(ticket_id)
+            .fetch_all(&mut *c)
+            .await?;
+            if let Some(w) = workload {
+                let accounts: Option<String> =
+                    sqlx::query_scalar("SELECT accounts FROM workloads WHERE name = $1")
+                        .bind(w)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                if let Some(accounts) = accounts {
+                    let list: Vec<String> = serde_json::from_str(&accounts).map_err(|_| {
+                        StoreError::Corrupt(format!("unreadable workload accounts {accounts:?}"))
+                    })?;
+                    ids.extend(list.into_iter().filter(|a| !ids.contains(a)).collect::<Vec<_>>());
+                }
+            }
+            Ok(ids)
+        })
+    }
+
+    /// The account team of an AWS account added through the API.
+    pub async fn aws_account_team(&mut self, id: &str) -> Result<Option<Vec<String>>> {
+        on_tx!(self, c, _b => {
+            let emails: Option<String> =
+                sqlx::query_scalar("SELECT account_team_emails FROM aws_accounts WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            match emails {
+                Some(e) => Ok(Some(serde_json::from_str(&e).map_err(|_| {
+                    StoreError::Corrupt(format!("unreadable account_team_emails {e:?}"))
+                })?)),
+                None => Ok(None),
+            }
         })
     }
 }

@@ -13,13 +13,14 @@ use opsdesk_domain::{AwsAccount, NewTicket, NewWorkload, Ticket, TicketPatch};
 use opsdesk_store::{OutboxFilter, OutboxItem};
 use serde_json::{json, Value};
 
-use crate::common::{on_both_backends, Backend, TestDb};
+use crate::common::{add_local_user, on_both_backends, Backend, TestDb};
 
 on_both_backends!(
     sla_warning_and_breach_are_announced_once_each,
     unacknowledged_ticket_climbs_the_tiers_up_to_aws,
     production_emergencies_go_to_aws_at_once_within_the_plan,
     manual_escalation_explains_what_it_cannot_do,
+    routing_rules_reach_the_owning_team_on_call_and_account_team,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -37,7 +38,9 @@ fn notify() -> NotifySettings {
     NotifySettings {
         channels: vec![
             from(json!({"name": "hook", "type": "webhook", "url": "https://hooks.example.com/x"})),
-            from(json!({"name": "dev-sns", "type": "sns", "topic_arn": "arn:aws:sns:eu-west-1:123456789012:dev"})),
+            from(
+                json!({"name": "dev-sns", "type": "sns", "topic_arn": "arn:aws:sns:eu-west-1:123456789012:dev"}),
+            ),
             from(json!({"name": "aws-team", "type": "email", "to": ["ops-lead@example.com"]})),
         ],
         rules: vec![from(json!({"name": "all", "channels": ["hook"]}))],
@@ -47,10 +50,14 @@ fn notify() -> NotifySettings {
 
 fn accounts() -> Vec<AwsAccount> {
     vec![
-        from(json!({"id": "111111111111", "name": "shop-prod", "support_plan": "business",
-                    "account_team_emails": ["tam@example.com"]})),
-        from(json!({"id": "222222222222", "name": "lab", "support_plan": "developer",
-                    "account_team_emails": ["lab-tam@example.com"]})),
+        from(
+            json!({"id": "111111111111", "name": "shop-prod", "support_plan": "business",
+                    "account_team_emails": ["tam@example.com"]}),
+        ),
+        from(
+            json!({"id": "222222222222", "name": "lab", "support_plan": "developer",
+                    "account_team_emails": ["lab-tam@example.com"]}),
+        ),
     ]
 }
 
@@ -67,7 +74,9 @@ async fn desk(backend: Backend, escalation: EscalationSettings) -> (TestDb, Desk
 async fn workload(desk: &Desk, name: &str, environment: &str, account: &str) {
     desk.save_workload(
         &Actor::cli(),
-        from::<NewWorkload>(json!({"name": name, "environment": environment, "accounts": [account]})),
+        from::<NewWorkload>(
+            json!({"name": name, "environment": environment, "accounts": [account]}),
+        ),
     )
     .await
     .unwrap();
@@ -113,7 +122,11 @@ async fn actions(desk: &Desk, id: i64) -> Vec<String> {
 
 async fn sla_warning_and_breach_are_announced_once_each(backend: Backend) {
     let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
-    let t = open(&desk, json!({"title": "Checkout is down", "severity": "SEV1"})).await;
+    let t = open(
+        &desk,
+        json!({"title": "Checkout is down", "severity": "SEV1"}),
+    )
+    .await;
 
     assert_eq!(desk.watch_clocks().await.unwrap(), 1);
     let (stored, _) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
@@ -121,7 +134,10 @@ async fn sla_warning_and_breach_are_announced_once_each(backend: Backend) {
     // The built-in SEV1 policy: first response in 15 minutes, resolution in 4 hours, warning
     // at 75 %.
     assert_eq!(stored.sla_policy.as_deref(), Some("default-sev1"));
-    assert_eq!(stored.first_response_due_at, Some(t0() + TimeDelta::minutes(15)));
+    assert_eq!(
+        stored.first_response_due_at,
+        Some(t0() + TimeDelta::minutes(15))
+    );
     assert_eq!(
         stored.first_response_warn_at,
         Some(t0() + TimeDelta::seconds(11 * 60 + 15))
@@ -151,27 +167,48 @@ async fn sla_warning_and_breach_are_announced_once_each(backend: Backend) {
         ["created:hook", "sla_warning:hook", "sla_breach:hook"]
     );
     let history = actions(&desk, t.id).await;
-    assert!(history.contains(&"ticket.sla_warning".to_owned()), "{history:?}");
-    assert!(history.contains(&"ticket.sla_breached".to_owned()), "{history:?}");
+    assert!(
+        history.contains(&"ticket.sla_warning".to_owned()),
+        "{history:?}"
+    );
+    assert!(
+        history.contains(&"ticket.sla_breached".to_owned()),
+        "{history:?}"
+    );
 
     // Acknowledged: the first-response clock is done; the resolution clock warns at 3 hours.
-    desk.update_ticket(&Actor::cli(), t.id, None, from::<TicketPatch>(json!({"status": "acknowledged"})))
-        .await
-        .unwrap();
+    desk.update_ticket(
+        &Actor::cli(),
+        t.id,
+        None,
+        from::<TicketPatch>(json!({"status": "acknowledged"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(desk.watch_clocks().await.unwrap(), 1);
     clock.advance(TimeDelta::minutes(3 * 60 - 16));
     assert_eq!(desk.watch_clocks().await.unwrap(), 1);
     let items = outbox(&desk, t.id).await;
     assert_eq!(
         events(&items),
-        ["created:hook", "sla_warning:hook", "sla_breach:hook", "sla_warning:hook"]
+        [
+            "created:hook",
+            "sla_warning:hook",
+            "sla_breach:hook",
+            "sla_warning:hook"
+        ]
     );
     assert!(items[3].idempotency_key.contains("sla_warning-resolution"));
 
     // Resolved: nothing is watched any more.
-    desk.update_ticket(&Actor::cli(), t.id, None, from::<TicketPatch>(json!({"status": "resolved"})))
-        .await
-        .unwrap();
+    desk.update_ticket(
+        &Actor::cli(),
+        t.id,
+        None,
+        from::<TicketPatch>(json!({"status": "resolved"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(desk.watch_clocks().await.unwrap(), 1);
     clock.advance(TimeDelta::hours(2));
     assert_eq!(desk.watch_clocks().await.unwrap(), 0);
@@ -220,7 +257,10 @@ async fn unacknowledged_ticket_climbs_the_tiers_up_to_aws(backend: Backend) {
     assert_eq!(stored.escalate_at, Some(t0() + TimeDelta::minutes(46)));
     assert!(case.is_none());
     let history = desk.history(&Actor::cli(), t.id).await.unwrap();
-    let moved = history.iter().find(|e| e.action == "ticket.escalated").unwrap();
+    let moved = history
+        .iter()
+        .find(|e| e.action == "ticket.escalated")
+        .unwrap();
     assert_eq!(moved.actor, "system:escalation");
     assert_eq!(moved.changes["team"].after, json!("sre"));
     assert_eq!(moved.changes["tier"].after["tier"], json!("L2"));
@@ -237,10 +277,14 @@ async fn unacknowledged_ticket_climbs_the_tiers_up_to_aws(backend: Backend) {
     assert_eq!(case.requested_severity, "high");
     assert_eq!(case.severity.as_deref(), Some("high"));
     assert_eq!(case.cc, ["tam@example.com"]);
-    assert!(case.subject.starts_with(&format!("[{}][SEV3] Orders slow", t.key)));
+    assert!(case
+        .subject
+        .starts_with(&format!("[{}][SEV3] Orders slow", t.key)));
     let notes = desk.comments(&Actor::cli(), t.id).await.unwrap();
     assert!(
-        notes.iter().any(|c| !c.public && c.body.contains("Escalated to AWS Support in account 111111111111")),
+        notes.iter().any(|c| !c.public
+            && c.body
+                .contains("Escalated to AWS Support in account 111111111111")),
         "{notes:?}"
     );
 
@@ -266,27 +310,51 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     workload(&desk, "lab", "production", "222222222222").await;
     workload(&desk, "shop-staging", "staging", "111111111111").await;
 
-    let shop = open(&desk, json!({"title": "Payments fail", "severity": "SEV1", "workload": "shop"})).await;
-    let lab = open(&desk, json!({"title": "Lab down", "severity": "SEV2", "workload": "lab"})).await;
-    let staging = open(&desk, json!({"title": "Staging down", "severity": "SEV1", "workload": "shop-staging"})).await;
+    let shop = open(
+        &desk,
+        json!({"title": "Payments fail", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    let lab = open(
+        &desk,
+        json!({"title": "Lab down", "severity": "SEV2", "workload": "lab"}),
+    )
+    .await;
+    let staging = open(
+        &desk,
+        json!({"title": "Staging down", "severity": "SEV1", "workload": "shop-staging"}),
+    )
+    .await;
     desk.watch_clocks().await.unwrap();
 
     // Business plan: critical is not allowed, so the case asks for urgent, and says why.
     let (_, case) = desk.ticket_clocks(&Actor::cli(), shop.id).await.unwrap();
     let case = case.unwrap();
-    assert_eq!((case.state.as_str(), case.requested_severity.as_str()), ("requested", "critical"));
+    assert_eq!(
+        (case.state.as_str(), case.requested_severity.as_str()),
+        ("requested", "critical")
+    );
     assert_eq!(case.severity.as_deref(), Some("urgent"));
     assert!(case.detail.contains("at most urgent"), "{}", case.detail);
     let notes = desk.comments(&Actor::cli(), shop.id).await.unwrap();
-    assert!(notes.iter().any(|c| c.body.contains("at most urgent")), "{notes:?}");
+    assert!(
+        notes.iter().any(|c| c.body.contains("at most urgent")),
+        "{notes:?}"
+    );
     // In the same step: the development team's SNS topic and the account team by email.
     let items = outbox(&desk, shop.id).await;
     let escalated: Vec<&OutboxItem> = items.iter().filter(|i| i.event == "escalated").collect();
     let channels: Vec<&str> = escalated.iter().map(|i| i.channel.as_str()).collect();
     assert_eq!(channels, ["hook", "dev-sns", "aws-team"]);
-    assert_eq!(escalated[2].notification["recipients"], json!(["tam@example.com"]));
+    assert_eq!(
+        escalated[2].notification["recipients"],
+        json!(["tam@example.com"])
+    );
     let history = desk.history(&Actor::cli(), shop.id).await.unwrap();
-    let step = history.iter().find(|e| e.action == "ticket.escalated").unwrap();
+    let step = history
+        .iter()
+        .find(|e| e.action == "ticket.escalated")
+        .unwrap();
     assert_eq!(step.changes["aws_case"].after["capped"], json!(true));
 
     // Developer plan: no AWS Support API. The ticket says so; the account team hears instead.
@@ -296,32 +364,61 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     assert_eq!(case.severity, None);
     let notes = desk.comments(&Actor::cli(), lab.id).await.unwrap();
     assert!(
-        notes.iter().any(|c| c.body.contains("Not sent to AWS Support") && c.body.contains("lab-tam@example.com")),
+        notes
+            .iter()
+            .any(|c| c.body.contains("Not sent to AWS Support")
+                && c.body.contains("lab-tam@example.com")),
         "{notes:?}"
     );
     let items = outbox(&desk, lab.id).await;
     let team = items.iter().find(|i| i.channel == "aws-team").unwrap();
-    assert_eq!(team.notification["recipients"], json!(["lab-tam@example.com"]));
+    assert_eq!(
+        team.notification["recipients"],
+        json!(["lab-tam@example.com"])
+    );
 
     // Staging is not production: no case.
     let (_, case) = desk.ticket_clocks(&Actor::cli(), staging.id).await.unwrap();
     assert!(case.is_none());
 
     // Raised to SEV2 later, a production ticket goes then.
-    let later = open(&desk, json!({"title": "Search slow", "severity": "SEV4", "workload": "shop"})).await;
+    let later = open(
+        &desk,
+        json!({"title": "Search slow", "severity": "SEV4", "workload": "shop"}),
+    )
+    .await;
     desk.watch_clocks().await.unwrap();
-    assert!(desk.ticket_clocks(&Actor::cli(), later.id).await.unwrap().1.is_none());
-    desk.update_ticket(&Actor::cli(), later.id, None, from::<TicketPatch>(json!({"severity": "SEV2"})))
+    assert!(desk
+        .ticket_clocks(&Actor::cli(), later.id)
         .await
-        .unwrap();
+        .unwrap()
+        .1
+        .is_none());
+    desk.update_ticket(
+        &Actor::cli(),
+        later.id,
+        None,
+        from::<TicketPatch>(json!({"severity": "SEV2"})),
+    )
+    .await
+    .unwrap();
     desk.watch_clocks().await.unwrap();
-    let case = desk.ticket_clocks(&Actor::cli(), later.id).await.unwrap().1.unwrap();
+    let case = desk
+        .ticket_clocks(&Actor::cli(), later.id)
+        .await
+        .unwrap()
+        .1
+        .unwrap();
     assert_eq!(case.severity.as_deref(), Some("urgent"));
 }
 
 async fn manual_escalation_explains_what_it_cannot_do(backend: Backend) {
     let (_db, desk, _clock) = desk(backend, EscalationSettings::default()).await;
-    let t = open(&desk, json!({"title": "Question about limits", "severity": "SEV4"})).await;
+    let t = open(
+        &desk,
+        json!({"title": "Question about limits", "severity": "SEV4"}),
+    )
+    .await;
     // Two accounts and nothing on the ticket naming one.
     let err = desk
         .escalate(&Actor::cli(), t.id, EscalateTo::Aws, None, None)
@@ -329,10 +426,19 @@ async fn manual_escalation_explains_what_it_cannot_do(backend: Backend) {
         .unwrap_err();
     assert!(err.to_string().contains("no AWS account is known"), "{err}");
     let err = desk
-        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, Some("999999999999".into()), None)
+        .escalate(
+            &Actor::cli(),
+            t.id,
+            EscalateTo::Aws,
+            Some("999999999999".into()),
+            None,
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("999999999999 is not known"), "{err}");
+    assert!(
+        err.to_string().contains("999999999999 is not known"),
+        "{err}"
+    );
     let err = desk
         .escalate(&Actor::cli(), t.id, EscalateTo::Next, None, None)
         .await
@@ -350,10 +456,19 @@ async fn manual_escalation_explains_what_it_cannot_do(backend: Backend) {
         .await
         .unwrap();
     let case = done.aws_case.unwrap();
-    assert_eq!((case.state.as_str(), case.severity.as_deref()), ("requested", Some("normal")));
+    assert_eq!(
+        (case.state.as_str(), case.severity.as_deref()),
+        ("requested", Some("normal"))
+    );
     assert_eq!(done.ticket.version, t.version + 1);
     let err = desk
-        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, Some("111111111111".into()), None)
+        .escalate(
+            &Actor::cli(),
+            t.id,
+            EscalateTo::Aws,
+            Some("111111111111".into()),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already escalated"), "{err}");
@@ -362,4 +477,68 @@ async fn manual_escalation_explains_what_it_cannot_do(backend: Backend) {
         .escalate(&requester, t.id, EscalateTo::Next, None, None)
         .await
         .is_err());
+}
+
+async fn routing_rules_reach_the_owning_team_on_call_and_account_team(backend: Backend) {
+    let (_db, desk, _clock) = desk(backend, EscalationSettings::default()).await;
+    let cli = Actor::cli();
+    for who in ["ana@example.com", "ben@example.com", "lead@example.com"] {
+        add_local_user(&desk, who, opsdesk_domain::Role::Agent).await;
+    }
+    desk.add_team(&cli, "payments", Some("lead@example.com"))
+        .await
+        .unwrap();
+    for who in ["ana@example.com", "ben@example.com"] {
+        desk.set_team_member(&cli, "payments", who, true)
+            .await
+            .unwrap();
+    }
+    workload(&desk, "shop", "staging", "111111111111").await;
+    let rule: opsdesk_domain::routing::RoutingRule = from(json!({
+        "name": "people", "events": ["created", "resolved"], "channels": ["aws-team"],
+        "recipients": ["owning_team", "on_call", "account_team"],
+    }));
+    desk.save_routing_rule(&cli, rule, None).await.unwrap();
+
+    let t = open(&desk, json!({"title": "Refunds stuck", "severity": "SEV3", "workload": "shop", "team": "payments"})).await;
+    let items = outbox(&desk, t.id).await;
+    let mail = items.iter().find(|i| i.channel == "aws-team").unwrap();
+    // The team (its lead is a member too), on call (unassigned: the lead, named once) and the
+    // account team of the workload's account.
+    assert_eq!(
+        mail.notification["recipients"],
+        json!([
+            "ana@example.com",
+            "ben@example.com",
+            "lead@example.com",
+            "tam@example.com"
+        ])
+    );
+
+    // Assigned: on call is the assignee; looked up again for each event.
+    desk.set_team_member(&cli, "payments", "ben@example.com", false)
+        .await
+        .unwrap();
+    desk.update_ticket(
+        &cli,
+        t.id,
+        None,
+        from::<TicketPatch>(json!({"assignee": "carla@example.com", "status": "resolved"})),
+    )
+    .await
+    .unwrap();
+    let items = outbox(&desk, t.id).await;
+    let mail = items
+        .iter()
+        .find(|i| i.channel == "aws-team" && i.event == "resolved")
+        .unwrap();
+    assert_eq!(
+        mail.notification["recipients"],
+        json!([
+            "ana@example.com",
+            "lead@example.com",
+            "carla@example.com",
+            "tam@example.com"
+        ])
+    );
 }
