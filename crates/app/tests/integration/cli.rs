@@ -16,7 +16,7 @@ on_both_backends!(
     channel_test_sends_now_and_says_what_happened,
 );
 
-fn opsdesk(dir: &Path, db_url: &str) -> Command {
+pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsdesk"));
     cmd.current_dir(dir)
         .env("OPSDESK_DATABASE_URL", db_url)

@@ -14,6 +14,7 @@ mod escalation;
 mod notify;
 mod ops;
 mod peers;
+mod reliability;
 mod signals;
 mod signin;
 mod sla;

@@ -1,0 +1,577 @@
+//! Notifications survive a crash and a second node: `opsdesk serve` killed with SIGKILL while
+//! webhooks are in flight and started again loses none and sends each again under the same
+//! `Idempotency-Key`; two nodes on one PostgreSQL send each notification once
+//! (docs/notifications.md, "Delivery").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::cli::opsdesk;
+use crate::common::{on_both_backends, Backend, TestDb};
+use crate::peers::free_port;
+
+on_both_backends!(sigkill_while_delivering_loses_nothing);
+
+/// How long a node may take to start, and the deliveries to arrive.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// The header that tells which node sent a request (each node's config sets its own).
+const NODE_HEADER: &str = "x-test-node";
+
+/// One request the receiver took.
+#[derive(Debug, Clone)]
+struct Received {
+    key: String,
+    node: String,
+    body: Bytes,
+    /// Whether the receiver got to answer: a request whose sender went away first was cut
+    /// off, and counts as not delivered.
+    answered: bool,
+}
+
+#[derive(Default)]
+struct Inbox {
+    delay: Duration,
+    received: Mutex<Vec<Received>>,
+    /// Requests taken and not yet answered.
+    open: AtomicUsize,
+}
+
+/// Counts a request as open until its handler ends, answered or dropped.
+struct Open<'a>(&'a AtomicUsize);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A webhook receiver on 127.0.0.1 that keeps every request and answers 200 after `delay`,
+/// so that a sender can be stopped while requests are open.
+struct Receiver {
+    base: String,
+    inbox: Arc<Inbox>,
+}
+
+impl Receiver {
+    async fn start(delay: Duration) -> Receiver {
+        let inbox = Arc::new(Inbox {
+            delay,
+            ..Inbox::default()
+        });
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(take))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { base, inbox }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.inbox.received.lock().unwrap().clone()
+    }
+
+    fn open(&self) -> usize {
+        self.inbox.open.load(Ordering::SeqCst)
+    }
+
+    /// Every request, by idempotency key.
+    fn by_key(&self) -> BTreeMap<String, Vec<Received>> {
+        let mut keys: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+        for r in self.received() {
+            keys.entry(r.key.clone()).or_default().push(r);
+        }
+        keys
+    }
+}
+
+async fn take(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let index = {
+        let mut received = inbox.received.lock().unwrap();
+        received.push(Received {
+            key: header("idempotency-key"),
+            node: header(NODE_HEADER),
+            body,
+            answered: false,
+        });
+        received.len() - 1
+    };
+    inbox.open.fetch_add(1, Ordering::SeqCst);
+    let _open = Open(&inbox.open);
+    // Dropped here when the sender closes the connection first.
+    tokio::time::sleep(inbox.delay).await;
+    inbox.received.lock().unwrap()[index].answered = true;
+    StatusCode::OK
+}
+
+/// A config file for one node: every new ticket goes to the receiver's `/hook`, with a header
+/// naming the node.
+fn write_config(dir: &Path, node: &str, hook: &str, lease_seconds: u64) -> PathBuf {
+    let path = dir.join(format!("{node}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[notify]
+allow_private_addresses = true
+lease_seconds = {lease_seconds}
+first_backoff_seconds = 1
+max_backoff_seconds = 2
+
+[[notify.channels]]
+name = "hook"
+type = "webhook"
+url = "{hook}/hook"
+headers = {{ "{NODE_HEADER}" = "{node}" }}
+
+[[notify.rules]]
+name = "every-new-ticket"
+events = ["created"]
+channels = ["hook"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// An `opsdesk serve` process whose stdout (the log, and the first token of a new database)
+/// is read line by line; killed with SIGKILL when dropped.
+struct Node {
+    child: Child,
+    base: String,
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl Node {
+    async fn start(dir: &Path, config: &Path, db_url: &str) -> Node {
+        let port = free_port();
+        let mut child = opsdesk(dir, db_url)
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env("OPSDESK_BIND", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            lines,
+            seen: Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, node.lines.recv()).await {
+                Ok(Some(line)) => {
+                    let ready = line.contains("listening on http://");
+                    node.seen.push(line);
+                    if ready {
+                        return node;
+                    }
+                }
+                Ok(None) => panic!("opsdesk serve exited while starting:\n{}", node.log()),
+                Err(_) => panic!("opsdesk serve did not start in time:\n{}", node.log()),
+            }
+        }
+    }
+
+    /// The admin API token a new database prints once.
+    fn first_token(&self) -> Option<String> {
+        self.seen.iter().find(|l| l.starts_with("odk_")).cloned()
+    }
+
+    /// What the node printed so far.
+    fn log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// SIGKILL: no shutdown, no chance to record what was in flight.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{status}"
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; the error is the last reason
+/// it gave for not holding yet.
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        let why = match check().await {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if started.elapsed() > limit {
+            return Err(format!("still not so after {limit:?}: {why}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates `count` tickets through `base`, one at a time, until done or a request fails.
+/// Returns the ids answered 201 and whether a request failed (its ticket may or may not have
+/// been committed).
+async fn create_tickets(
+    base: String,
+    token: String,
+    label: &str,
+    count: usize,
+) -> (Vec<i64>, bool) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let sent = http
+            .post(format!("{base}/api/v1/tickets"))
+            .bearer_auth(&token)
+            .json(&json!({"title": format!("{label} {i}"), "severity": "SEV3", "kind": "incident"}))
+            .send()
+            .await;
+        let Ok(r) = sent else { return (ids, true) };
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let Ok(ticket) = r.json::<Value>().await else {
+            return (ids, true);
+        };
+        ids.push(ticket["id"].as_i64().unwrap());
+    }
+    (ids, false)
+}
+
+async fn get_json(base: &str, token: &str, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// The ids of every ticket in the database.
+async fn ticket_ids(base: &str, token: &str) -> BTreeSet<i64> {
+    let list = get_json(base, token, "/api/v1/tickets?limit=200").await;
+    assert!(list["next_cursor"].is_null(), "more than one page");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Every delivery (outbox row), by idempotency key.
+async fn deliveries(base: &str, token: &str) -> BTreeMap<String, Value> {
+    let list = get_json(base, token, "/api/v1/deliveries?limit=1000").await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["idempotency_key"].as_str().unwrap().to_owned(), d.clone()))
+        .collect()
+}
+
+/// The idempotency key of a new ticket's notification through the channel `hook`.
+fn created_key(id: i64) -> String {
+    format!("OPS-{id}-v1-created-hook")
+}
+
+/// Whether the receiver answered a request for every expected key and no delivery is left
+/// pending.
+async fn all_delivered(
+    hook: &Receiver,
+    base: &str,
+    token: &str,
+    expected: &BTreeSet<String>,
+) -> Result<(), String> {
+    let got = hook.by_key();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|k| !got.get(*k).is_some_and(|r| r.iter().any(|r| r.answered)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("the receiver has not answered {missing:?}"));
+    }
+    let rows = deliveries(base, token).await;
+    let unsettled: Vec<(&String, &Value)> = rows
+        .iter()
+        .filter(|(_, d)| d["state"] == "pending")
+        .map(|(k, d)| (k, &d["attempts"]))
+        .collect();
+    if !unsettled.is_empty() {
+        return Err(format!("pending (key, attempts): {unsettled:?}"));
+    }
+    Ok(())
+}
+
+/// Tickets created while the first node runs (fewer if it is killed first), then after the
+/// restart.
+const TICKETS: usize = 40;
+const AFTER_RESTART: usize = 10;
+
+async fn sigkill_while_delivering_loses_nothing(backend: Backend) {
+    let started = Instant::now();
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Slow answers keep a claimed batch open long enough to be killed in the middle of it.
+    let hook = Receiver::start(Duration::from_millis(400)).await;
+    let lease = 2;
+    let first = write_config(dir.path(), "first", &hook.base, lease);
+    let mut node = Node::start(dir.path(), &first, &db.url).await;
+    let token = node.first_token().expect("a new database prints a token");
+
+    let creating = tokio::spawn(create_tickets(
+        node.base.clone(),
+        token.clone(),
+        "before the crash",
+        TICKETS,
+    ));
+    let ready = wait_until(PATIENCE, || async {
+        let (seen, open) = (hook.received().len(), hook.open());
+        if seen >= 5 && open > 0 {
+            Ok(())
+        } else {
+            Err(format!("{seen} requests received, {open} open"))
+        }
+    })
+    .await;
+    if let Err(e) = ready {
+        panic!("no delivery in flight to kill: {e}\n{}", node.log());
+    }
+    let (open_at_kill, seen_at_kill) = (hook.open(), hook.received().len());
+    node.kill();
+    let (mut confirmed, lost_answer) = creating.await.unwrap();
+    eprintln!(
+        "killed after {:?}: {} tickets confirmed, a creation cut off: {lost_answer}; \
+         the receiver had {seen_at_kill} requests, {open_at_kill} unanswered",
+        started.elapsed(),
+        confirmed.len()
+    );
+
+    // The same database, a new process; more tickets join the deliveries left behind.
+    let restarted = write_config(dir.path(), "restarted", &hook.base, lease);
+    let mut node = Node::start(dir.path(), &restarted, &db.url).await;
+    assert_eq!(node.first_token(), None, "the database is not new");
+    let (more, failed) = create_tickets(
+        node.base.clone(),
+        token.clone(),
+        "after the restart",
+        AFTER_RESTART,
+    )
+    .await;
+    assert!(!failed);
+    confirmed.extend(more);
+
+    // Committed: what the database holds. A creation cut off by the kill may or may not be.
+    let committed = ticket_ids(&node.base, &token).await;
+    let confirmed: BTreeSet<i64> = confirmed.into_iter().collect();
+    assert!(
+        confirmed.is_subset(&committed),
+        "{confirmed:?} {committed:?}"
+    );
+    assert!(committed.len() <= confirmed.len() + usize::from(lost_answer));
+    let expected: BTreeSet<String> = committed.iter().map(|id| created_key(*id)).collect();
+
+    let done = wait_until(PATIENCE, || {
+        all_delivered(&hook, &node.base, &token, &expected)
+    })
+    .await;
+    if let Err(e) = done {
+        panic!("notifications lost: {e}\n{}", node.log());
+    }
+    eprintln!("all delivered after {:?}", started.elapsed());
+
+    // Every committed notification arrived, and nothing else.
+    let got = hook.by_key();
+    let keys: BTreeSet<String> = got.keys().cloned().collect();
+    assert_eq!(keys, expected, "keys received vs committed tickets");
+    // A notification sent again is the same message under the same key.
+    let mut keys_of_ticket: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (key, requests) in &got {
+        for r in requests {
+            assert_eq!(r.body, requests[0].body, "{key} sent with another body");
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["delivery_id"], key.as_str(), "{body}");
+            keys_of_ticket
+                .entry(body["ticket_id"].as_i64().unwrap())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+    for (ticket, keys) in &keys_of_ticket {
+        assert_eq!(keys.len(), 1, "ticket {ticket} announced under {keys:?}");
+    }
+    // The kill cut deliveries off mid-send: the restarted node sent those again.
+    let resent: Vec<&String> = got
+        .iter()
+        .filter(|(_, r)| r.len() > 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !resent.is_empty(),
+        "nothing was sent twice: the kill hit no delivery in flight"
+    );
+    for key in &resent {
+        let senders: Vec<&str> = got[*key].iter().map(|r| r.node.as_str()).collect();
+        assert_eq!(senders.first(), Some(&"first"), "{key}: {senders:?}");
+        assert_eq!(senders.last(), Some(&"restarted"), "{key}: {senders:?}");
+    }
+
+    // The outbox agrees: one row per committed ticket, each delivered, every send counted.
+    let rows = deliveries(&node.base, &token).await;
+    let row_keys: BTreeSet<String> = rows.keys().cloned().collect();
+    assert_eq!(row_keys, expected);
+    for (key, row) in &rows {
+        assert_eq!(row["state"], "delivered", "{row}");
+        let sends = u64::try_from(got[key].len()).unwrap();
+        assert!(row["attempts"].as_u64().unwrap() >= sends, "{row}");
+    }
+    let dead = get_json(&node.base, &token, "/api/v1/deliveries?state=dead").await;
+    assert_eq!(dead, json!([]));
+    eprintln!(
+        "{} tickets, {} sent twice, {:?} in all",
+        expected.len(),
+        resent.len(),
+        started.elapsed()
+    );
+    node.kill();
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_deliver_each_once() {
+    const PER_NODE: usize = 50;
+    let started = Instant::now();
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A short wait per request keeps both dispatchers busy at once.
+    let hook = Receiver::start(Duration::from_millis(50)).await;
+    // The default lease: no node dies here, so no delivery may be sent twice.
+    let config_a = write_config(dir.path(), "a", &hook.base, 60);
+    let config_b = write_config(dir.path(), "b", &hook.base, 60);
+    let mut a = Node::start(dir.path(), &config_a, &db.url).await;
+    let token = a.first_token().expect("a new database prints a token");
+    let mut b = Node::start(dir.path(), &config_b, &db.url).await;
+    assert_eq!(b.first_token(), None, "one database, one first token");
+
+    let through_a = tokio::spawn(create_tickets(
+        a.base.clone(),
+        token.clone(),
+        "through a",
+        PER_NODE,
+    ));
+    let through_b = tokio::spawn(create_tickets(
+        b.base.clone(),
+        token.clone(),
+        "through b",
+        PER_NODE,
+    ));
+    let mut ids = Vec::new();
+    for created in [through_a.await.unwrap(), through_b.await.unwrap()] {
+        assert!(!created.1, "a ticket was not created");
+        ids.extend(created.0);
+    }
+    let committed = ticket_ids(&a.base, &token).await;
+    assert_eq!(committed, ids.iter().copied().collect());
+    assert_eq!(committed.len(), 2 * PER_NODE);
+    let expected: BTreeSet<String> = committed.iter().map(|id| created_key(*id)).collect();
+
+    let done = wait_until(PATIENCE, || {
+        all_delivered(&hook, &a.base, &token, &expected)
+    })
+    .await;
+    if let Err(e) = done {
+        panic!("{e}\nnode a:\n{}\nnode b:\n{}", a.log(), b.log());
+    }
+    // Nothing is pending, so nothing more will be sent once open requests are answered.
+    wait_until(PATIENCE, || async {
+        match hook.open() {
+            0 => Ok(()),
+            n => Err(format!("{n} requests open")),
+        }
+    })
+    .await
+    .unwrap();
+
+    let got = hook.by_key();
+    let keys: BTreeSet<String> = got.keys().cloned().collect();
+    assert_eq!(keys, expected);
+    let twice: BTreeMap<&String, Vec<&str>> = got
+        .iter()
+        .filter(|(_, r)| r.len() > 1)
+        .map(|(k, r)| (k, r.iter().map(|r| r.node.as_str()).collect()))
+        .collect();
+    assert!(twice.is_empty(), "sent more than once (by node): {twice:?}");
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for r in got.values().flatten() {
+        *per_node.entry(r.node.clone()).or_default() += 1;
+    }
+    assert!(
+        per_node.get("a").is_some_and(|n| *n > 0) && per_node.get("b").is_some_and(|n| *n > 0),
+        "both nodes must have sent some for the test to mean anything: {per_node:?}"
+    );
+    for (key, row) in deliveries(&b.base, &token).await {
+        assert_eq!(row["state"], "delivered", "{row}");
+        assert_eq!(row["attempts"], 1, "{key} claimed more than once: {row}");
+    }
+    eprintln!(
+        "{} notifications, sent by node: {per_node:?}, in {:?}",
+        expected.len(),
+        started.elapsed()
+    );
+    a.kill();
+    b.kill();
+    db.drop_schema().await;
+}
