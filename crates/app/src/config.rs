@@ -828,6 +828,46 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_escalation_setup_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Notify people and escalate to AWS Support")
+            .nth(1)
+            .unwrap();
+        let toml_block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c: Config = toml::from_str(toml_block).unwrap();
+        let escalation = c.escalation.settings(&c.notify).unwrap();
+        assert!(escalation.aws.auto);
+        assert_eq!(escalation.aws.notify_channels, ["dev-team-sns"]);
+        assert_eq!(c.notify.settings().unwrap().channels.len(), 3);
+        assert_eq!(c.aws.accounts().unwrap().len(), 1);
+        c.ingest.settings().unwrap();
+    }
+
+    #[test]
+    fn escalation_settings_name_the_bad_key() {
+        let bad = |toml: &str| {
+            let c: Config = toml::from_str(toml).unwrap();
+            c.escalation.settings(&c.notify).unwrap_err()
+        };
+        assert!(bad("[escalation.aws]\nnotify_channels = [\"nope\"]")
+            .starts_with("escalation.aws.notify_channels[0]: there is no channel named nope"));
+        assert!(bad("[escalation.aws]\naccount_team_channel = \"nope\"")
+            .starts_with("escalation.aws.account_team_channel"));
+        assert!(bad(
+            "[[escalation.policies]]\nname = \"p\"\n[[escalation.policies.tiers]]\nname = \"L1\"\nteam = \"a\"\n[[escalation.policies.tiers]]\nname = \"L2\"\nteam = \"b\""
+        )
+        .starts_with("escalation.policies[0].tiers[0].ack_timeout_minutes"));
+        assert!(bad("[escalation]\ncase_sync_seconds = 1").contains("case_sync_seconds"));
+        let e = toml::from_str::<Config>("[escalation.aws]\nauto = \"yes\"").unwrap_err();
+        assert!(e.to_string().contains("auto"), "{e}");
+    }
+
+    #[test]
     fn debug_redacts_the_database_password() {
         let mut c = Config::default();
         c.database.url = "postgres://ops:hunter2@db:5432/opsdesk".into();

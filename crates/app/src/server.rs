@@ -44,12 +44,17 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     let ingest = config.ingest.settings().map_err(anyhow::Error::msg)?;
     let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
     let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
+    let escalation = config
+        .escalation
+        .settings(&config.notify)
+        .map_err(anyhow::Error::msg)?;
     Ok(Desk::new(db, Arc::new(SystemClock))
         .with_auth_settings(config.auth.settings())
         .with_ingest_settings(ingest)
         .with_notify_settings(notify)
         .with_aws_accounts(config.aws.accounts().map_err(anyhow::Error::msg)?)
-        .with_sla_settings(sla))
+        .with_sla_settings(sla)
+        .with_escalation_settings(escalation))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -109,6 +114,8 @@ pub async fn serve(
     let background = tokio_util::sync::CancellationToken::new();
     let _stop_background = background.clone().drop_guard();
     spawn_ingest(config, &desk, &background);
+    tokio::spawn(watch_clocks(desk.clone(), background.clone()));
+    tokio::spawn(work_on_cases(desk.clone(), background.clone()));
     let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
@@ -168,6 +175,68 @@ async fn purge_sign_in_state(desk: Desk) {
                 }
                 tracing::warn!(error = %e, "purging ended sign-in state failed");
             }
+        }
+    }
+}
+
+/// Every second, looks at the tickets whose SLA or escalation clocks are due. Each node may
+/// run it: every look locks its ticket and announces each event once.
+async fn watch_clocks(desk: Desk, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // A full pass may leave more due (a burst of new tickets): go on at once.
+        loop {
+            match desk.watch_clocks().await {
+                Ok(n) if n >= opsdesk_core::escalation::WATCH_BATCH => {}
+                Ok(_) => break,
+                Err(e) => {
+                    if desk.db().is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "checking ticket clocks failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Every two seconds, opens and follows the AWS Support cases escalations asked for. The
+/// AWS Support client is made from the AWS SDK's environment when the first case is due, so
+/// a desk that never escalates to AWS never reads it.
+async fn work_on_cases(desk: Desk, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let client = tokio::sync::OnceCell::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match desk.db().support_cases_due(desk.now()).await {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                if desk.db().is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "reading due AWS Support cases failed");
+                continue;
+            }
+        }
+        let aws = client
+            .get_or_init(opsdesk_aws::support::SupportClient::from_env)
+            .await;
+        if let Err(e) = desk.sync_cases(aws).await {
+            if desk.db().is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "working on AWS Support cases failed");
         }
     }
 }

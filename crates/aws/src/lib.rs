@@ -1,7 +1,8 @@
-//! Everything that talks to AWS: the SQS consumer, the Health and Trusted Advisor pollers and
-//! the SNS message signature check and SNS publishing.
+//! Everything that talks to AWS: the SQS consumer, the Health and Trusted Advisor pollers, the
+//! SNS message signature check and SNS publishing, and AWS Support cases.
 pub mod health;
 pub mod poll;
 pub mod sns;
 pub mod sqs;
+pub mod support;
 pub mod trusted_advisor;

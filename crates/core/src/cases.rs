@@ -293,8 +293,15 @@ impl crate::Desk {
                                 Some(record.last_message_at.map_or(m.at, |l| l.max(m.at)));
                         }
                         record.sent_comment_id = record.sent_comment_id.max(sent_upto);
-                        if resolved.is_some() {
+                        if let Some(status) = resolved {
                             record.state = "resolved".into();
+                            entries.push((
+                                "ticket.aws_case_resolved".into(),
+                                one(
+                                    "aws_case",
+                                    json!({ "case_id": record.case_id, "status": status }),
+                                ),
+                            ));
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 //! unacknowledged ticket up its escalation policy's tiers, and sends production emergencies
 //! to AWS Support at once (`[escalation.aws]`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -16,7 +17,9 @@ use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::escalation::{select_escalation, AwsEscalation, EscalateTo, EscalationPolicy};
 use opsdesk_domain::sla::{measure, ClockState, Deadline};
 use opsdesk_domain::support::cap;
-use opsdesk_domain::{AwsAccount, Environment, FieldError, Permission, Status, Ticket};
+use opsdesk_domain::{
+    AwsAccount, Calendar, Environment, FieldError, Permission, SlaPolicy, Status, Ticket, Workload,
+};
 use opsdesk_store::{SupportCaseRecord, TicketClock, Tx};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -26,8 +29,8 @@ use crate::notify::Routing;
 use crate::sla::ticket_times;
 use crate::{Actor, Desk, Error, Result};
 
-/// Tickets looked at per pass of the watcher.
-const WATCH_BATCH: i64 = 200;
+/// Tickets looked at per pass of the watcher, in one transaction.
+pub const WATCH_BATCH: usize = 200;
 /// Who the watcher's changes are recorded as.
 const WATCHER: &str = "system:escalation";
 
@@ -73,6 +76,14 @@ struct Snapshot {
     environment: Option<Environment>,
     account: Option<AwsAccount>,
     service: Option<String>,
+    /// The SLA policy and calendar that apply.
+    sla: Option<(SlaPolicy, Calendar)>,
+}
+
+/// What the tickets of one watcher pass share.
+struct Lookups {
+    accounts: Vec<AwsAccount>,
+    workloads: HashMap<String, Option<Workload>>,
 }
 
 /// The subject of a case: the ticket's key, severity and title, within AWS's 300 characters.
@@ -151,11 +162,11 @@ impl Desk {
         t: &Ticket,
         asked: Option<&str>,
         workload_accounts: &[String],
+        known: &[AwsAccount],
     ) -> Result<(Option<AwsAccount>, Option<String>)> {
-        let known = self.known_accounts().await?;
         let (signal_account, service) = self.db().ticket_aws_context(t.id).await?;
         if let Some(id) = asked {
-            let found = known.into_iter().find(|a| a.id == id).ok_or_else(|| {
+            let found = known.iter().find(|a| a.id == id).cloned().ok_or_else(|| {
                 FieldError::new(
                     "account",
                     format!(
@@ -172,184 +183,104 @@ impl Desk {
                 return Ok((Some(a.clone()), service));
             }
         }
-        if known.len() == 1 {
-            return Ok((known.into_iter().next(), service));
+        if let [only] = known {
+            return Ok((Some(only.clone()), service));
         }
         Ok((None, service))
     }
 
-    async fn snapshot(&self, id: i64, asked_account: Option<&str>) -> Result<Option<Snapshot>> {
+    /// What a look at ticket `id` needs, read before its transaction. `lookups` holds what
+    /// the tickets of one pass share.
+    async fn snapshot(
+        &self,
+        id: i64,
+        asked_account: Option<&str>,
+        lookups: &mut Lookups,
+    ) -> Result<Option<Snapshot>> {
         let Some(ticket) = self.db().get_ticket(id).await? else {
             return Ok(None);
         };
         let history = self.db().audit_for_ticket(id).await?;
         let workload = match &ticket.workload {
-            Some(w) => self.db().workload(w).await?,
+            Some(w) => {
+                if !lookups.workloads.contains_key(w) {
+                    let found = self.db().workload(w).await?;
+                    lookups.workloads.insert(w.clone(), found);
+                }
+                lookups.workloads.get(w).cloned().flatten()
+            }
             None => None,
         };
         let environment = workload.as_ref().map(|w| w.environment);
         let accounts = workload.map(|w| w.accounts).unwrap_or_default();
-        let (account, service) = self.case_account(&ticket, asked_account, &accounts).await?;
+        let (account, service) = self
+            .case_account(&ticket, asked_account, &accounts, &lookups.accounts)
+            .await?;
+        let sla = self.sla_policy(&ticket);
         Ok(Some(Snapshot {
             ticket,
             history,
             environment,
             account,
             service,
+            sla,
         }))
     }
 
-    /// One pass of the watcher: looks at every ticket whose clocks are due. Returns how many
-    /// it looked at.
+    async fn lookups(&self) -> Result<Lookups> {
+        Ok(Lookups {
+            accounts: self.known_accounts().await?,
+            workloads: HashMap::new(),
+        })
+    }
+
+    /// One pass of the watcher: looks at up to 200 tickets whose clocks are due, in one
+    /// transaction (one by one when that fails, so one bad ticket holds up no other).
+    /// Returns how many it looked at.
     pub async fn watch_clocks(&self) -> Result<usize> {
-        let ids = self.db().due_clocks(self.now(), WATCH_BATCH).await?;
+        let ids = self.db().due_clocks(self.now(), WATCH_BATCH as i64).await?;
         if ids.is_empty() {
             return Ok(0);
         }
         let routing = self.routing().await?;
-        let mut done = 0;
-        for id in ids {
-            match self.watch_ticket(id, routing.clone()).await {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    tracing::warn!(ticket = %Ticket::key_for(id), error = %e, "checking a ticket's clocks failed; trying again in a minute");
-                    self.change(move |tx, now| {
-                        Box::pin(async move {
-                            let mut clock = tx.ticket_clock(id).await?.unwrap_or_default();
-                            clock.ticket_id = id;
-                            clock.check_at = Some(now + Duration::minutes(1));
-                            tx.save_ticket_clock(&clock).await?;
-                            Ok(())
-                        })
-                    })
-                    .await?;
-                }
+        let mut lookups = self.lookups().await?;
+        let mut snaps = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(snap) = self.snapshot(*id, None, &mut lookups).await? {
+                snaps.push(Arc::new(snap));
             }
         }
-        Ok(done)
+        if self.look_at(snaps.clone(), routing.clone()).await.is_ok() {
+            return Ok(ids.len());
+        }
+        for snap in snaps {
+            let id = snap.ticket.id;
+            if let Err(e) = self.look_at(vec![snap], routing.clone()).await {
+                tracing::warn!(ticket = %Ticket::key_for(id), error = %e, "checking a ticket's clocks failed; trying again in a minute");
+                self.change(move |tx, now| {
+                    Box::pin(async move {
+                        let mut clock = tx.ticket_clock(id).await?.unwrap_or_default();
+                        clock.ticket_id = id;
+                        clock.check_at = Some(now + Duration::minutes(1));
+                        tx.save_ticket_clock(&clock).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            }
+        }
+        Ok(ids.len())
     }
 
-    async fn watch_ticket(&self, id: i64, routing: Arc<Routing>) -> Result<()> {
-        let Some(snap) = self.snapshot(id, None).await? else {
-            return Ok(());
-        };
-        let sla = self.sla_policy(&snap.ticket);
+    /// Looks at each ticket of `snaps` in one transaction.
+    async fn look_at(&self, snaps: Vec<Arc<Snapshot>>, routing: Arc<Routing>) -> Result<()> {
         let settings = self.escalation.clone();
         let base_url = self.notify.base_url.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
-                let Some(current) = tx.ticket_for_update(id).await? else {
-                    return Ok(());
-                };
-                if current.version != snap.ticket.version {
-                    // Changed since the snapshot; the next pass reads it again.
-                    return Ok(());
+                for snap in &snaps {
+                    look(tx, snap, &routing, &settings, base_url.clone(), now).await?;
                 }
-                let mut clock = tx.ticket_clock(id).await?.unwrap_or_default();
-                clock.ticket_id = id;
-                let mut t = current;
-                if !t.status.is_open() {
-                    clock.check_at = None;
-                    clock.escalate_at = None;
-                    // A resolved ticket resolves its AWS case: tell the case worker now.
-                    tx.hurry_support_case(id, now).await?;
-                    tx.save_ticket_clock(&clock).await?;
-                    return Ok(());
-                }
-                let mut next: Vec<DateTime<Utc>> = Vec::new();
-                if let Some((policy, calendar)) = &sla {
-                    if clock.sla_policy.as_deref() != Some(policy.name.as_str()) {
-                        clock.announced.clear();
-                    }
-                    let sla_clock =
-                        measure(policy, calendar, &ticket_times(&t, &snap.history), now);
-                    clock.sla_policy = Some(policy.name.clone());
-                    clock.first_response_due_at = sla_clock.first_response.due_at;
-                    clock.first_response_warn_at = sla_clock.first_response.warn_at;
-                    clock.resolution_due_at = sla_clock.resolution.due_at;
-                    clock.resolution_warn_at = sla_clock.resolution.warn_at;
-                    for (name, d) in [
-                        ("first_response", &sla_clock.first_response),
-                        ("resolution", &sla_clock.resolution),
-                    ] {
-                        check_deadline(tx, &routing, &t, name, d, &mut clock, &mut next, now)
-                            .await?;
-                    }
-                } else {
-                    clock.sla_policy = None;
-                }
-
-                if clock.escalation_policy.is_none() {
-                    if let Some(p) = select_escalation(&settings.policies, &t, snap.environment) {
-                        clock.escalation_policy = Some(p.name.clone());
-                        clock.tier = Some(0);
-                        clock.tier_since = Some(t.created_at);
-                    }
-                }
-                let policy = clock
-                    .escalation_policy
-                    .as_ref()
-                    .and_then(|n| settings.policies.iter().find(|p| &p.name == n));
-                clock.escalate_at = None;
-                if let (Some(p), Some(tier), Status::New) = (policy, clock.tier, t.status) {
-                    let tier = usize::try_from(tier).unwrap_or(0);
-                    let since = clock.tier_since.unwrap_or(t.created_at);
-                    let due = p
-                        .timeout_at(tier)
-                        .map(|m| since + Duration::minutes(i64::from(m)));
-                    match due {
-                        Some(due) if due <= now => {
-                            let minutes = p.timeout_at(tier).unwrap_or(0);
-                            let why = format!(
-                                "not acknowledged within {minutes} minutes at tier {}",
-                                p.tiers.get(tier).map_or("?", |x| x.name.as_str())
-                            );
-                            let step = Step {
-                                routing: &routing,
-                                settings: &settings,
-                                actor: WATCHER,
-                                environment: snap.environment,
-                                account: snap.account.as_ref(),
-                                service: snap.service.as_deref(),
-                                base_url: base_url.clone(),
-                                now,
-                            };
-                            step.to_tier(tx, &mut t, p, tier + 1, &why).await?;
-                            clock.tier = Some(i64::try_from(tier + 1).unwrap_or(i64::MAX));
-                            clock.tier_since = Some(now);
-                            clock.escalate_at = p
-                                .timeout_at(tier + 1)
-                                .map(|m| now + Duration::minutes(i64::from(m)));
-                        }
-                        due => clock.escalate_at = due,
-                    }
-                }
-                if let Some(at) = clock.escalate_at {
-                    next.push(at);
-                }
-
-                if settings.aws.auto_applies(&t, snap.environment)
-                    && tx.support_case(id).await?.is_none()
-                {
-                    let step = Step {
-                        routing: &routing,
-                        settings: &settings,
-                        actor: WATCHER,
-                        environment: snap.environment,
-                        account: snap.account.as_ref(),
-                        service: snap.service.as_deref(),
-                        base_url,
-                        now,
-                    };
-                    let why = format!(
-                        "{} on a {} workload: sent to AWS Support at once",
-                        t.severity,
-                        snap.environment.map_or("production", |e| e.as_str())
-                    );
-                    step.to_aws(tx, &mut t, &why).await?;
-                }
-                clock.check_at = next.into_iter().min();
-                tx.save_ticket_clock(&clock).await?;
                 Ok(())
             })
         })
@@ -369,7 +300,7 @@ impl Desk {
         actor.require(Permission::WriteTickets)?;
         self.ticket(actor, id).await?;
         let snap = self
-            .snapshot(id, account.as_deref())
+            .snapshot(id, account.as_deref(), &mut self.lookups().await?)
             .await?
             .ok_or_else(|| Error::NotFound(format!("ticket {}", Ticket::key_for(id))))?;
         let routing = self.routing().await?;
@@ -486,6 +417,130 @@ impl Desk {
             self.db().support_case(id).await?,
         ))
     }
+}
+
+/// One look at a ticket, inside `tx`: stores its SLA due times, announces SLA events, moves
+/// it up its escalation tiers, sends a production emergency to AWS Support, and schedules the
+/// next look.
+async fn look(
+    tx: &mut Tx,
+    snap: &Snapshot,
+    routing: &Routing,
+    settings: &EscalationSettings,
+    base_url: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let id = snap.ticket.id;
+    let sla = &snap.sla;
+    let Some(current) = tx.ticket_for_update(id).await? else {
+        return Ok(());
+    };
+    if current.version != snap.ticket.version {
+        // Changed since the snapshot; the next pass reads it again.
+        return Ok(());
+    }
+    let mut clock = tx.ticket_clock(id).await?.unwrap_or_default();
+    clock.ticket_id = id;
+    let mut t = current;
+    if !t.status.is_open() {
+        clock.check_at = None;
+        clock.escalate_at = None;
+        // A resolved ticket resolves its AWS case: tell the case worker now.
+        tx.hurry_support_case(id, now).await?;
+        tx.save_ticket_clock(&clock).await?;
+        return Ok(());
+    }
+    let mut next: Vec<DateTime<Utc>> = Vec::new();
+    if let Some((policy, calendar)) = &sla {
+        if clock.sla_policy.as_deref() != Some(policy.name.as_str()) {
+            clock.announced.clear();
+        }
+        let sla_clock = measure(policy, calendar, &ticket_times(&t, &snap.history), now);
+        clock.sla_policy = Some(policy.name.clone());
+        clock.first_response_due_at = sla_clock.first_response.due_at;
+        clock.first_response_warn_at = sla_clock.first_response.warn_at;
+        clock.resolution_due_at = sla_clock.resolution.due_at;
+        clock.resolution_warn_at = sla_clock.resolution.warn_at;
+        for (name, d) in [
+            ("first_response", &sla_clock.first_response),
+            ("resolution", &sla_clock.resolution),
+        ] {
+            check_deadline(tx, routing, &t, name, d, &mut clock, &mut next, now).await?;
+        }
+    } else {
+        clock.sla_policy = None;
+    }
+
+    if clock.escalation_policy.is_none() {
+        if let Some(p) = select_escalation(&settings.policies, &t, snap.environment) {
+            clock.escalation_policy = Some(p.name.clone());
+            clock.tier = Some(0);
+            clock.tier_since = Some(t.created_at);
+        }
+    }
+    let policy = clock
+        .escalation_policy
+        .as_ref()
+        .and_then(|n| settings.policies.iter().find(|p| &p.name == n));
+    clock.escalate_at = None;
+    if let (Some(p), Some(tier), Status::New) = (policy, clock.tier, t.status) {
+        let tier = usize::try_from(tier).unwrap_or(0);
+        let since = clock.tier_since.unwrap_or(t.created_at);
+        let due = p
+            .timeout_at(tier)
+            .map(|m| since + Duration::minutes(i64::from(m)));
+        match due {
+            Some(due) if due <= now => {
+                let minutes = p.timeout_at(tier).unwrap_or(0);
+                let why = format!(
+                    "not acknowledged within {minutes} minutes at tier {}",
+                    p.tiers.get(tier).map_or("?", |x| x.name.as_str())
+                );
+                let step = Step {
+                    routing,
+                    settings,
+                    actor: WATCHER,
+                    environment: snap.environment,
+                    account: snap.account.as_ref(),
+                    service: snap.service.as_deref(),
+                    base_url: base_url.clone(),
+                    now,
+                };
+                step.to_tier(tx, &mut t, p, tier + 1, &why).await?;
+                clock.tier = Some(i64::try_from(tier + 1).unwrap_or(i64::MAX));
+                clock.tier_since = Some(now);
+                clock.escalate_at = p
+                    .timeout_at(tier + 1)
+                    .map(|m| now + Duration::minutes(i64::from(m)));
+            }
+            due => clock.escalate_at = due,
+        }
+    }
+    if let Some(at) = clock.escalate_at {
+        next.push(at);
+    }
+
+    if settings.aws.auto_applies(&t, snap.environment) && tx.support_case(id).await?.is_none() {
+        let step = Step {
+            routing,
+            settings,
+            actor: WATCHER,
+            environment: snap.environment,
+            account: snap.account.as_ref(),
+            service: snap.service.as_deref(),
+            base_url,
+            now,
+        };
+        let why = format!(
+            "{} on a {} workload: sent to AWS Support at once",
+            t.severity,
+            snap.environment.map_or("production", |e| e.as_str())
+        );
+        step.to_aws(tx, &mut t, &why).await?;
+    }
+    clock.check_at = next.into_iter().min();
+    tx.save_ticket_clock(&clock).await?;
+    Ok(())
 }
 
 /// Announces an SLA warning or breach of one clock once, and schedules the next look.

@@ -21,6 +21,8 @@ on_both_backends!(
     production_emergencies_go_to_aws_at_once_within_the_plan,
     manual_escalation_explains_what_it_cannot_do,
     routing_rules_reach_the_owning_team_on_call_and_account_team,
+    the_case_worker_opens_follows_and_resolves_cases,
+    refused_cases_are_retried_then_told,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -540,5 +542,314 @@ async fn routing_rules_reach_the_owning_team_on_call_and_account_team(backend: B
             "carla@example.com",
             "tam@example.com"
         ])
+    );
+}
+
+/// The AWS Support API as a recording stand-in, for what moto cannot do
+/// (AddCommunicationToCase, messages from AWS, throttling and SubscriptionRequiredException;
+/// see support_cases.rs). The real client is tested against moto there and end to end in
+/// emergency.rs.
+#[derive(Default)]
+struct Aws {
+    calls: std::sync::Mutex<Vec<String>>,
+    messages: std::sync::Mutex<Vec<opsdesk_core::cases::CaseCommunication>>,
+    status: std::sync::Mutex<String>,
+    create_fails: std::sync::Mutex<Option<opsdesk_core::cases::CaseError>>,
+}
+
+#[async_trait::async_trait]
+impl opsdesk_core::cases::SupportCases for Aws {
+    async fn create_case(
+        &self,
+        case: &opsdesk_core::cases::CaseRequest,
+    ) -> Result<String, opsdesk_core::cases::CaseError> {
+        self.calls.lock().unwrap().push(format!(
+            "create {} {} {}/{} cc={}",
+            case.account_id,
+            case.severity,
+            case.service_code,
+            case.category_code,
+            case.cc.join(",")
+        ));
+        match self.create_fails.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok("case-1".into()),
+        }
+    }
+
+    async fn describe_case(
+        &self,
+        _account_id: &str,
+        case_id: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<opsdesk_core::cases::CaseState, opsdesk_core::cases::CaseError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("describe {case_id}"));
+        Ok(opsdesk_core::cases::CaseState {
+            status: self.status.lock().unwrap().clone(),
+            display_id: Some("1234567890".into()),
+            communications: self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| since.is_none_or(|s| m.at > s))
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn add_communication(
+        &self,
+        _account_id: &str,
+        case_id: &str,
+        body: &str,
+        _cc: &[String],
+    ) -> Result<(), opsdesk_core::cases::CaseError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("reply {case_id}: {body}"));
+        Ok(())
+    }
+
+    async fn resolve_case(
+        &self,
+        _account_id: &str,
+        case_id: &str,
+    ) -> Result<String, opsdesk_core::cases::CaseError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("resolve {case_id}"));
+        Ok("resolved".into())
+    }
+
+    async fn services(
+        &self,
+        _account_id: &str,
+    ) -> Result<Vec<opsdesk_core::cases::SupportService>, opsdesk_core::cases::CaseError> {
+        self.calls.lock().unwrap().push("services".into());
+        Ok(vec![opsdesk_core::cases::SupportService {
+            code: "amazon-cloudwatch".into(),
+            name: "CloudWatch".into(),
+            categories: vec![
+                ("alarms".into(), "Alarms".into()),
+                ("general-guidance".into(), "General Guidance".into()),
+            ],
+        }])
+    }
+}
+
+impl Aws {
+    fn calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    let t = open(
+        &desk,
+        json!({"title": "Payments fail", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 0, "nothing asked yet");
+    desk.watch_clocks().await.unwrap();
+
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 1);
+    assert_eq!(
+        aws.calls(),
+        ["create 111111111111 urgent general-info/using-aws cc=tam@example.com"]
+    );
+    // Read back at once for its display id.
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 1);
+    assert_eq!(aws.calls(), ["describe case-1"]);
+    let case = desk
+        .ticket_clocks(&Actor::cli(), t.id)
+        .await
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(case.state, "opened");
+    assert_eq!(case.case_id.as_deref(), Some("case-1"));
+    assert_eq!(case.display_id.as_deref(), Some("1234567890"));
+    assert_eq!(case.aws_status.as_deref(), Some("opened"));
+    assert_eq!(
+        desk.sync_cases(&aws).await.unwrap(),
+        0,
+        "followed every minute"
+    );
+
+    // AWS answers; the agent replies in public and adds an internal note.
+    aws.messages
+        .lock()
+        .unwrap()
+        .push(opsdesk_core::cases::CaseCommunication {
+            body: "We are looking into the payment gateway errors.".into(),
+            submitted_by: "Amazon Web Services".into(),
+            at: t0() + TimeDelta::minutes(3),
+        });
+    *aws.status.lock().unwrap() = "pending-customer-action".into();
+    let cli = Actor::cli();
+    let comment = |body: &str, public: bool| {
+        from::<opsdesk_domain::NewComment>(json!({"body": body, "public": public}))
+    };
+    desk.add_comment(
+        &cli,
+        t.id,
+        comment("Error rate back under 1% since 10:05.", true),
+    )
+    .await
+    .unwrap();
+    desk.add_comment(&cli, t.id, comment("internal: rollback done", false))
+        .await
+        .unwrap();
+    clock.advance(TimeDelta::minutes(2));
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 1);
+    assert_eq!(
+        aws.calls(),
+        [
+            "describe case-1",
+            "reply case-1: Error rate back under 1% since 10:05."
+        ]
+    );
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    let mirrored: Vec<&opsdesk_domain::Comment> =
+        notes.iter().filter(|c| c.author == "aws:support").collect();
+    assert_eq!(mirrored.len(), 1, "{notes:?}");
+    assert!(!mirrored[0].public);
+    assert!(mirrored[0]
+        .body
+        .contains("We are looking into the payment gateway errors."));
+    let history = actions(&desk, t.id).await;
+    for a in [
+        "ticket.aws_case_opened",
+        "ticket.aws_case_status",
+        "ticket.aws_case_message",
+    ] {
+        assert!(history.contains(&a.to_owned()), "{a} not in {history:?}");
+    }
+
+    // Nothing new: read, nothing sent again, nothing mirrored twice.
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["describe case-1"]);
+    let again = desk.comments(&cli, t.id).await.unwrap();
+    assert_eq!(again.len(), notes.len());
+
+    // Resolving the ticket resolves the case at the next look, without waiting a minute.
+    desk.update_ticket(
+        &cli,
+        t.id,
+        None,
+        from::<TicketPatch>(json!({"status": "resolved"})),
+    )
+    .await
+    .unwrap();
+    desk.watch_clocks().await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["describe case-1", "resolve case-1"]);
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert_eq!(
+        (case.state.as_str(), case.aws_status.as_deref()),
+        ("resolved", Some("resolved"))
+    );
+    clock.advance(TimeDelta::hours(1));
+    assert_eq!(
+        desk.sync_cases(&aws).await.unwrap(),
+        0,
+        "a resolved case is left alone"
+    );
+}
+
+async fn refused_cases_are_retried_then_told(backend: Backend) {
+    let settings = EscalationSettings {
+        case_max_attempts: 2,
+        aws: AwsEscalation {
+            account_team_channel: Some("aws-team".into()),
+            ..AwsEscalation::default()
+        },
+        ..EscalationSettings::default()
+    };
+    let (_db, desk, clock) = desk(backend, settings).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    let cli = Actor::cli();
+
+    // Throttled, then failing: retried once after a backoff, then failed and said so.
+    *aws.create_fails.lock().unwrap() = Some(opsdesk_core::cases::CaseError::Throttled(
+        "Rate exceeded".into(),
+    ));
+    let t = open(
+        &desk,
+        json!({"title": "Checkout down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert_eq!((case.state.as_str(), case.attempts), ("requested", 1));
+    assert!(
+        case.next_sync_at > t0() + TimeDelta::seconds(20),
+        "{case:?}"
+    );
+    assert_eq!(
+        desk.sync_cases(&aws).await.unwrap(),
+        0,
+        "waits out the backoff"
+    );
+    clock.advance(TimeDelta::minutes(1));
+    desk.sync_cases(&aws).await.unwrap();
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert_eq!(case.state, "failed");
+    assert!(case.detail.contains("Rate exceeded"), "{}", case.detail);
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| c
+            .body
+            .contains("Could not open the AWS Support case after 2 attempts")),
+        "{notes:?}"
+    );
+
+    // AWS says the account's plan has no API (the configured plan was out of date): the
+    // ticket says so and the account team hears.
+    *aws.create_fails.lock().unwrap() = Some(opsdesk_core::cases::CaseError::SubscriptionRequired(
+        "AWS Premium Support Subscription is required".into(),
+    ));
+    let u = open(
+        &desk,
+        json!({"title": "Orders lost", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    let case = desk.ticket_clocks(&cli, u.id).await.unwrap().1.unwrap();
+    assert_eq!(case.state, "unavailable");
+    let notes = desk.comments(&cli, u.id).await.unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|c| c.body.contains("AWS Support refused the case")),
+        "{notes:?}"
+    );
+    let told: Vec<OutboxItem> = outbox(&desk, u.id)
+        .await
+        .into_iter()
+        .filter(|i| i.channel == "aws-team")
+        .collect();
+    // Once when escalated, once when AWS refused.
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[1]
+        .idempotency_key
+        .contains("escalated-aws-unavailable"));
+    assert_eq!(
+        told[1].notification["recipients"],
+        json!(["tam@example.com"])
     );
 }
