@@ -5,6 +5,9 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SUPPORT`, profiles, instance roles). AWS Support
 //! answers in us-east-1, the region used when none is configured.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_support::config::http::HttpResponse;
 use aws_sdk_support::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -40,11 +43,22 @@ const RESOLVED: &str = "resolved";
 #[derive(Debug, Clone)]
 pub struct SupportClient {
     client: aws_sdk_support::Client,
+    /// DescribeServices' answer and when it was read: the list changes rarely.
+    services: Arc<tokio::sync::Mutex<Option<ServicesRead>>>,
 }
+
+/// A DescribeServices answer and when it was read.
+type ServicesRead = (Instant, Vec<SupportService>);
+
+/// How long a DescribeServices answer is used before it is asked again.
+const SERVICES_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl SupportClient {
     pub fn new(client: aws_sdk_support::Client) -> SupportClient {
-        SupportClient { client }
+        SupportClient {
+            client,
+            services: Arc::default(),
+        }
     }
 
     /// A client with `sdk`'s credentials, endpoint and retry settings, in its region or, when
@@ -201,7 +215,22 @@ impl SupportCases for SupportClient {
             .to_owned())
     }
 
+    /// Cached for a day; a failed call is not cached.
     async fn services(&self, _account_id: &str) -> Result<Vec<SupportService>, CaseError> {
+        let mut cached = self.services.lock().await;
+        if let Some((at, services)) = cached.as_ref() {
+            if at.elapsed() < SERVICES_TTL {
+                return Ok(services.clone());
+            }
+        }
+        let services = self.describe_services().await?;
+        *cached = Some((Instant::now(), services.clone()));
+        Ok(services)
+    }
+}
+
+impl SupportClient {
+    async fn describe_services(&self) -> Result<Vec<SupportService>, CaseError> {
         let out = self
             .client
             .describe_services()
@@ -760,7 +789,11 @@ mod tests {
                 {"name": "A service without a code", "categories": []}
             ]})
         )];
-        let services = client(&rules).services(ACCOUNT).await.unwrap();
+        let support = client(&rules);
+        let services = support.services(ACCOUNT).await.unwrap();
+        // Read once a day: the second call is answered from the cache.
+        assert_eq!(support.services(ACCOUNT).await.unwrap(), services);
+        assert_eq!(rules[0].num_calls(), 1);
         assert_eq!(
             services,
             [

@@ -3,12 +3,14 @@
 //! Accounts come from two places: the configuration file (`[[aws.accounts]]`), which is their
 //! only source and cannot be changed through the API, and the API, whose accounts are stored.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use opsdesk_domain::sla::default_policies;
+use opsdesk_domain::sla::{default_policies, select_policy};
 use opsdesk_domain::support::advise;
 use opsdesk_domain::{
-    Advice, AdviceInput, AwsAccount, CaseCounts, Environment, Permission, Severity, Validated,
+    Advice, AdviceInput, AwsAccount, CaseCounts, CaseSeverity, Environment, Kind, Permission,
+    Severity, Validated,
 };
 use opsdesk_store::AwsAccountRecord;
 use serde_json::{json, Value};
@@ -119,36 +121,58 @@ impl Desk {
     }
 
     /// Which support plan each account's workloads call for (see [`advise`]), in the order of
-    /// [`Desk::aws_accounts`].
-    ///
-    /// Two inputs are not known yet and are given as such:
-    /// - the SLA need is taken from the built-in policies (`sla::default_policies()`), not the
-    ///   configured `[sla]` ones: an account with a production workload needs the fastest
-    ///   first response of SEV1 and SEV2 (15 minutes); other accounts need none;
-    /// - AWS Support cases are not stored yet, so every account counts no cases in the last
-    ///   90 days.
+    /// [`Desk::aws_accounts`]. The inputs:
+    /// - the environments of the workloads in the account;
+    /// - the fastest first response its SLA policies need: for an account with production
+    ///   workloads, the first-response target of the policy (configured, else built-in) that
+    ///   applies to a SEV1 or SEV2 incident on each of them; other accounts need none;
+    /// - its case history: the AWS Support cases opsdesk was asked to open for it in the last
+    ///   90 days, by the severity the ticket asked for (also those its plan could not take).
     pub async fn support_plan_advice(&self, actor: &Actor) -> Result<Vec<Advice>> {
         let accounts = self.aws_accounts(actor).await?;
         let workloads = self.db().workloads().await?;
-        let production_need = default_policies()
-            .iter()
-            .filter(|p| matches!(p.severity, Severity::Sev1 | Severity::Sev2))
-            .map(|p| p.first_response_minutes)
-            .min();
+        let since = self.now() - chrono::Duration::days(90);
+        let mut cases: HashMap<String, CaseCounts> = HashMap::new();
+        for (account, severity, n) in self.db().case_counts(since).await? {
+            let counts = cases.entry(account).or_default();
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            match CaseSeverity::parse(&severity) {
+                Some(CaseSeverity::Low) => counts.low += n,
+                Some(CaseSeverity::Normal) => counts.normal += n,
+                Some(CaseSeverity::High) => counts.high += n,
+                Some(CaseSeverity::Urgent) => counts.urgent += n,
+                Some(CaseSeverity::Critical) => counts.critical += n,
+                None => {}
+            }
+        }
+        let defaults = default_policies();
+        let need = |workload: &str| {
+            [Severity::Sev1, Severity::Sev2]
+                .into_iter()
+                .filter_map(|sev| {
+                    select_policy(&self.sla.policies, sev, Kind::Incident, Some(workload))
+                        .or_else(|| select_policy(&defaults, sev, Kind::Incident, Some(workload)))
+                        .map(|p| p.first_response_minutes)
+                })
+                .min()
+        };
         Ok(accounts
             .iter()
             .map(|a| {
-                let environments: Vec<Environment> = workloads
+                let mine: Vec<_> = workloads
                     .iter()
                     .filter(|w| w.accounts.contains(&a.id))
-                    .map(|w| w.environment)
                     .collect();
-                let production = environments.contains(&Environment::Production);
+                let sla_first_response_minutes = mine
+                    .iter()
+                    .filter(|w| w.environment == Environment::Production)
+                    .filter_map(|w| need(&w.name))
+                    .min();
                 advise(&AdviceInput {
                     account: a.account(),
-                    workload_environments: environments,
-                    sla_first_response_minutes: production_need.filter(|_| production),
-                    cases_90_days: CaseCounts::default(),
+                    workload_environments: mine.iter().map(|w| w.environment).collect(),
+                    sla_first_response_minutes,
+                    cases_90_days: cases.get(&a.id).copied().unwrap_or_default(),
                 })
             })
             .collect())

@@ -186,6 +186,22 @@ impl Db {
         })
     }
 
+    /// AWS Support cases asked for since `since`, per account and requested severity.
+    pub async fn case_counts(&self, since: DateTime<Utc>) -> Result<Vec<(String, String, i64)>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT account_id, requested_severity, COUNT(*) AS n FROM support_cases \
+                 WHERE created_at >= $1 GROUP BY account_id, requested_severity",
+            )
+            .bind(Ts(since))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("account_id")?, r.try_get("requested_severity")?, r.try_get("n")?)))
+                .collect()
+        })
+    }
+
     /// The AWS account and service of the newest signal of a ticket that names an account.
     pub async fn ticket_aws_context(
         &self,

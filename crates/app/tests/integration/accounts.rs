@@ -331,5 +331,34 @@ async fn advice_follows_the_accounts_workloads(backend: Backend) {
             .is_some_and(|r| r.starts_with("No production workloads")),
         "{reasons:?}"
     );
+
+    // A case at high severity in staging: Developer would not take it, so Business stays.
+    let t = s
+        .ticket(json!({"title": "Replica lag", "kind": "incident", "severity": "SEV3"}))
+        .await;
+    let r = s
+        .post(
+            &format!("/api/v1/tickets/{}/escalate", t["id"]),
+            json!({"to": "aws", "account": STAGING}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            "/api/v1/support-plans/advice",
+            Some(&s.viewer),
+            None,
+        )
+        .await;
+    let staging = &r.body.as_array().unwrap()[1];
+    assert_eq!(staging["recommended"], "business", "{staging}");
+    assert_eq!(staging["change"], "keep");
+    assert!(
+        staging["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("1 case at high severity or above")),
+        "{staging}"
+    );
     s.stop().await;
 }
