@@ -706,6 +706,7 @@ language = "en"
 # name = "payments-prod"
 # support_plan = "business"
 # account_team_emails = ["aws-team@example.com"]   # told of escalations; at most 20
+# support_role_arn = "arn:aws:iam::123456789012:role/opsdesk-support"   # assumed for its cases
 
 [notify]
 # Let webhooks reach loopback and private addresses (refused unless turned on).

@@ -5,16 +5,18 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SUPPORT`, profiles, instance roles). AWS Support
 //! answers in us-east-1, the region used when none is configured.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_support::config::http::HttpResponse;
+use aws_sdk_support::config::SharedCredentialsProvider;
 use aws_sdk_support::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_support::types::Communication;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsdesk_core::cases::{
-    CaseCommunication, CaseError, CaseRequest, CaseState, SupportCases, SupportService,
+    CaseAccount, CaseCommunication, CaseError, CaseRequest, CaseState, SupportCases, SupportService,
 };
 use opsdesk_domain::signal::parse_time;
 
@@ -38,11 +40,21 @@ const TOO_MANY_REQUESTS: &str = "TooManyRequests";
 /// What a resolved case is called when ResolveCase does not say.
 const RESOLVED: &str = "resolved";
 
-/// The AWS Support API client. One client serves every account: the credentials it was built
-/// with decide whose cases it sees, so the `account_id` of a call is not sent to AWS.
+/// The AWS Support API client. The credentials of a call decide whose cases it sees: for an
+/// account with a `support_role_arn` the call goes through a client that assumes that role
+/// (one per role, kept); otherwise through opsdesk's own credentials, and only when they
+/// belong to that account (STS GetCallerIdentity), so a case never opens in the wrong account.
 #[derive(Debug, Clone)]
 pub struct SupportClient {
+    /// The client with opsdesk's own credentials.
     client: aws_sdk_support::Client,
+    /// The configuration roles are assumed from; none for a client made from a bare SDK
+    /// client, which then serves every account as it is.
+    sdk: Option<SdkConfig>,
+    /// A client per assumed role.
+    roles: Arc<tokio::sync::Mutex<HashMap<String, aws_sdk_support::Client>>>,
+    /// The account opsdesk's own credentials belong to, once asked.
+    own_account: Arc<tokio::sync::OnceCell<String>>,
     /// DescribeServices' answer and when it was read: the list changes rarely.
     services: Arc<tokio::sync::Mutex<Option<ServicesRead>>>,
 }
@@ -54,9 +66,13 @@ type ServicesRead = (Instant, Vec<SupportService>);
 const SERVICES_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl SupportClient {
+    /// A client that serves every account with `client` as it is (no roles, no account check).
     pub fn new(client: aws_sdk_support::Client) -> SupportClient {
         SupportClient {
             client,
+            sdk: None,
+            roles: Arc::default(),
+            own_account: Arc::default(),
             services: Arc::default(),
         }
     }
@@ -64,39 +80,65 @@ impl SupportClient {
     /// A client with `sdk`'s credentials, endpoint and retry settings, in its region or, when
     /// it has none, in us-east-1.
     pub fn from_sdk(sdk: &SdkConfig) -> SupportClient {
-        let mut config = aws_sdk_support::config::Builder::from(sdk);
-        if sdk.region().is_none() {
-            config = config.region(Region::from_static(DEFAULT_REGION));
+        SupportClient {
+            sdk: Some(sdk.clone()),
+            ..SupportClient::new(support_client(sdk, None))
         }
-        SupportClient::new(aws_sdk_support::Client::from_conf(config.build()))
+    }
+
+    /// The client for `account`'s calls.
+    async fn client_for(
+        &self,
+        account: &CaseAccount,
+    ) -> Result<aws_sdk_support::Client, CaseError> {
+        let Some(sdk) = &self.sdk else {
+            return Ok(self.client.clone());
+        };
+        if let Some(role) = &account.role_arn {
+            let mut roles = self.roles.lock().await;
+            if let Some(c) = roles.get(role) {
+                return Ok(c.clone());
+            }
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("opsdesk-support")
+                .configure(sdk)
+                .build()
+                .await;
+            let c = support_client(sdk, Some(SharedCredentialsProvider::new(provider)));
+            roles.insert(role.clone(), c.clone());
+            return Ok(c);
+        }
+        let own = self
+            .own_account
+            .get_or_try_init(|| async {
+                aws_sdk_sts::Client::new(sdk)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        CaseError::Failed(format!("GetCallerIdentity: {}", DisplayErrorContext(&e)))
+                    })?
+                    .account()
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        CaseError::Failed("GetCallerIdentity named no account".to_owned())
+                    })
+            })
+            .await?;
+        if own != &account.id {
+            return Err(CaseError::Refused(format!(
+                "opsdesk's AWS credentials belong to account {own}, not {id}: give account {id} \
+                 a support_role_arn (an IAM role there that opsdesk may assume), or run opsdesk \
+                 with credentials of account {id}",
+                id = account.id
+            )));
+        }
+        Ok(self.client.clone())
     }
 
     /// A client configured from the environment, as the AWS CLI is.
     pub async fn from_env() -> SupportClient {
         SupportClient::from_sdk(&aws_config::defaults(BehaviorVersion::latest()).load().await)
-    }
-
-    /// Every communication of a case created after `since`, through DescribeCommunications.
-    async fn communications(
-        &self,
-        case_id: &str,
-        since: Option<DateTime<Utc>>,
-    ) -> Result<Vec<CaseCommunication>, CaseError> {
-        const OPERATION: &str = "DescribeCommunications";
-        let request = self
-            .client
-            .describe_communications()
-            .case_id(case_id)
-            .set_after_time(since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)))
-            .max_results(COMMUNICATIONS_PAGE);
-        let listed = request
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| case_error(OPERATION, e))?;
-        listed.iter().map(|c| communication(OPERATION, c)).collect()
     }
 }
 
@@ -105,7 +147,8 @@ impl SupportCases for SupportClient {
     async fn create_case(&self, case: &CaseRequest) -> Result<String, CaseError> {
         const OPERATION: &str = "CreateCase";
         let out = self
-            .client
+            .client_for(&case.account)
+            .await?
             .create_case()
             .subject(&case.subject)
             .communication_body(&case.body)
@@ -132,13 +175,13 @@ impl SupportCases for SupportClient {
     /// DescribeCommunications, and its cases have one communication, so it never gets there.
     async fn describe_case(
         &self,
-        _account_id: &str,
+        account: &CaseAccount,
         case_id: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<CaseState, CaseError> {
         const OPERATION: &str = "DescribeCases";
-        let out = self
-            .client
+        let client = self.client_for(account).await?;
+        let out = client
             .describe_cases()
             .case_id_list(case_id)
             .include_resolved_cases(true)
@@ -162,7 +205,7 @@ impl SupportCases for SupportClient {
             .is_some_and(|t| !t.is_empty());
         let reaches_since = since.is_some_and(|since| communications.iter().any(|c| c.at <= since));
         if more && listed.len() >= RECENT_COMMUNICATIONS && !reaches_since {
-            communications = self.communications(case_id, since).await?;
+            communications = communications_after(&client, case_id, since).await?;
         }
         // AWS's afterTime is not documented as exclusive, so the filter is applied here too.
         communications.retain(|c| since.is_none_or(|since| c.at > since));
@@ -176,14 +219,15 @@ impl SupportCases for SupportClient {
 
     async fn add_communication(
         &self,
-        _account_id: &str,
+        account: &CaseAccount,
         case_id: &str,
         body: &str,
         cc_addresses: &[String],
     ) -> Result<(), CaseError> {
         const OPERATION: &str = "AddCommunicationToCase";
         let out = self
-            .client
+            .client_for(account)
+            .await?
             .add_communication_to_case()
             .case_id(case_id)
             .communication_body(body)
@@ -200,9 +244,14 @@ impl SupportCases for SupportClient {
         }
     }
 
-    async fn resolve_case(&self, _account_id: &str, case_id: &str) -> Result<String, CaseError> {
+    async fn resolve_case(
+        &self,
+        account: &CaseAccount,
+        case_id: &str,
+    ) -> Result<String, CaseError> {
         let out = self
-            .client
+            .client_for(account)
+            .await?
             .resolve_case()
             .case_id(case_id)
             .send()
@@ -215,50 +264,87 @@ impl SupportCases for SupportClient {
             .to_owned())
     }
 
-    /// Cached for a day; a failed call is not cached.
-    async fn services(&self, _account_id: &str) -> Result<Vec<SupportService>, CaseError> {
+    /// The same for every account; cached for a day; a failed call is not cached.
+    async fn services(&self, account: &CaseAccount) -> Result<Vec<SupportService>, CaseError> {
+        let client = self.client_for(account).await?;
         let mut cached = self.services.lock().await;
         if let Some((at, services)) = cached.as_ref() {
             if at.elapsed() < SERVICES_TTL {
                 return Ok(services.clone());
             }
         }
-        let services = self.describe_services().await?;
+        let services = describe_services(&client).await?;
         *cached = Some((Instant::now(), services.clone()));
         Ok(services)
     }
 }
 
-impl SupportClient {
-    async fn describe_services(&self) -> Result<Vec<SupportService>, CaseError> {
-        let out = self
-            .client
-            .describe_services()
-            .language(LANGUAGE)
-            .send()
-            .await
-            .map_err(|e| case_error("DescribeServices", e))?;
-        // A service or category without a code cannot be named in CreateCase.
-        Ok(out
-            .services()
-            .iter()
-            .filter_map(|s| {
-                let code = s.code().filter(|c| !c.is_empty())?;
-                Some(SupportService {
-                    code: code.to_owned(),
-                    name: s.name().unwrap_or(code).to_owned(),
-                    categories: s
-                        .categories()
-                        .iter()
-                        .filter_map(|c| {
-                            let code = c.code().filter(|c| !c.is_empty())?;
-                            Some((code.to_owned(), c.name().unwrap_or(code).to_owned()))
-                        })
-                        .collect(),
-                })
+/// Every communication of a case created after `since`, through DescribeCommunications.
+async fn communications_after(
+    client: &aws_sdk_support::Client,
+    case_id: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<CaseCommunication>, CaseError> {
+    const OPERATION: &str = "DescribeCommunications";
+    let listed = client
+        .describe_communications()
+        .case_id(case_id)
+        .set_after_time(since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)))
+        .max_results(COMMUNICATIONS_PAGE)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| case_error(OPERATION, e))?;
+    listed.iter().map(|c| communication(OPERATION, c)).collect()
+}
+
+async fn describe_services(
+    client: &aws_sdk_support::Client,
+) -> Result<Vec<SupportService>, CaseError> {
+    let out = client
+        .describe_services()
+        .language(LANGUAGE)
+        .send()
+        .await
+        .map_err(|e| case_error("DescribeServices", e))?;
+    // A service or category without a code cannot be named in CreateCase.
+    Ok(out
+        .services()
+        .iter()
+        .filter_map(|s| {
+            let code = s.code().filter(|c| !c.is_empty())?;
+            Some(SupportService {
+                code: code.to_owned(),
+                name: s.name().unwrap_or(code).to_owned(),
+                categories: s
+                    .categories()
+                    .iter()
+                    .filter_map(|c| {
+                        let code = c.code().filter(|c| !c.is_empty())?;
+                        Some((code.to_owned(), c.name().unwrap_or(code).to_owned()))
+                    })
+                    .collect(),
             })
-            .collect())
+        })
+        .collect())
+}
+
+/// An AWS Support client from `sdk`, with other credentials when given, in us-east-1 when
+/// `sdk` names no region.
+fn support_client(
+    sdk: &SdkConfig,
+    credentials: Option<SharedCredentialsProvider>,
+) -> aws_sdk_support::Client {
+    let mut config = aws_sdk_support::config::Builder::from(sdk);
+    if sdk.region().is_none() {
+        config = config.region(Region::from_static(DEFAULT_REGION));
     }
+    if let Some(c) = credentials {
+        config = config.credentials_provider(c);
+    }
+    aws_sdk_support::Client::from_conf(config.build())
 }
 
 /// The addresses to copy, or none at all: AWS refuses an empty list on some operations.
@@ -323,6 +409,13 @@ mod tests {
     const CASE: &str = "case-123456789012-muen-2026-3f1a9c2b7d4e5f60";
     const ACCOUNT: &str = "123456789012";
 
+    fn account() -> CaseAccount {
+        CaseAccount {
+            id: ACCOUNT.into(),
+            role_arn: None,
+        }
+    }
+
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
@@ -382,7 +475,7 @@ mod tests {
 
     fn request() -> CaseRequest {
         CaseRequest {
-            account_id: ACCOUNT.into(),
+            account: account(),
             subject: "RDS failover did not complete".into(),
             body: "The writer of orders-prod has been unavailable since 09:52 UTC.".into(),
             severity: CaseSeverity::Urgent,
@@ -463,7 +556,7 @@ mod tests {
                 aws_error_body(code, "Rate exceeded")
             )];
             let err = client(&rules)
-                .describe_case(ACCOUNT, CASE, None)
+                .describe_case(&account(), CASE, None)
                 .await
                 .unwrap_err();
             assert_eq!(
@@ -486,7 +579,7 @@ mod tests {
             reply!(Client::resolve_case, 400, missing),
         ];
         let c = client(&rules);
-        let described = c.describe_case(ACCOUNT, CASE, None).await.unwrap_err();
+        let described = c.describe_case(&account(), CASE, None).await.unwrap_err();
         assert_eq!(
             described,
             CaseError::NotFound(format!(
@@ -494,11 +587,11 @@ mod tests {
             ))
         );
         let added = c
-            .add_communication(ACCOUNT, CASE, "Any news?", &[])
+            .add_communication(&account(), CASE, "Any news?", &[])
             .await
             .unwrap_err();
         assert!(matches!(added, CaseError::NotFound(_)), "{added:?}");
-        let resolved = c.resolve_case(ACCOUNT, CASE).await.unwrap_err();
+        let resolved = c.resolve_case(&account(), CASE).await.unwrap_err();
         assert!(matches!(resolved, CaseError::NotFound(_)), "{resolved:?}");
         assert!(!resolved.retryable());
     }
@@ -507,7 +600,7 @@ mod tests {
     async fn a_case_missing_from_the_answer_is_not_found() {
         let rules = [reply!(Client::describe_cases, 200, json!({ "cases": [] }))];
         let err = client(&rules)
-            .describe_case(ACCOUNT, CASE, None)
+            .describe_case(&account(), CASE, None)
             .await
             .unwrap_err();
         assert_eq!(
@@ -565,7 +658,7 @@ mod tests {
         )];
         let c = client(&rules);
 
-        let all = c.describe_case(ACCOUNT, CASE, None).await.unwrap();
+        let all = c.describe_case(&account(), CASE, None).await.unwrap();
         assert_eq!(all.status, "pending-customer-action");
         assert_eq!(all.display_id.as_deref(), Some("178394561"));
         let times: Vec<_> = all.communications.iter().map(|m| m.at).collect();
@@ -580,7 +673,7 @@ mod tests {
 
         // A communication at exactly `since` was read before.
         let new = c
-            .describe_case(ACCOUNT, CASE, Some(at("2026-11-24T10:20:00Z")))
+            .describe_case(&account(), CASE, Some(at("2026-11-24T10:20:00Z")))
             .await
             .unwrap();
         assert_eq!(
@@ -593,7 +686,7 @@ mod tests {
         );
 
         let none = c
-            .describe_case(ACCOUNT, CASE, Some(at("2026-11-24T10:40:00Z")))
+            .describe_case(&account(), CASE, Some(at("2026-11-24T10:40:00Z")))
             .await
             .unwrap();
         assert_eq!(none.communications, []);
@@ -647,7 +740,7 @@ mod tests {
             ),
         ];
         let state = client(&rules)
-            .describe_case(ACCOUNT, CASE, Some(at("2026-11-24T09:55:00Z")))
+            .describe_case(&account(), CASE, Some(at("2026-11-24T09:55:00Z")))
             .await
             .unwrap();
         let expected: Vec<_> = (0..=50).map(|n| format!("message {n}")).collect();
@@ -667,7 +760,7 @@ mod tests {
             ),
         ];
         let state = client(&rules)
-            .describe_case(ACCOUNT, CASE, Some(at("2026-11-24T10:47:00Z")))
+            .describe_case(&account(), CASE, Some(at("2026-11-24T10:47:00Z")))
             .await
             .unwrap();
         assert_eq!(bodies(&state), ["message 48", "message 49", "message 50"]);
@@ -687,7 +780,7 @@ mod tests {
             case("opened", moto_like, Some("foo_next_token"))
         )];
         let state = client(&rules)
-            .describe_case(ACCOUNT, CASE, None)
+            .describe_case(&account(), CASE, None)
             .await
             .unwrap();
         assert_eq!(
@@ -702,7 +795,7 @@ mod tests {
             case("opened", broken, None)
         )];
         let err = client(&rules)
-            .describe_case(ACCOUNT, CASE, None)
+            .describe_case(&account(), CASE, None)
             .await
             .unwrap_err();
         assert_eq!(
@@ -726,7 +819,7 @@ mod tests {
         )];
         let c = client(&rules);
         c.add_communication(
-            ACCOUNT,
+            &account(),
             CASE,
             "Failover completed at 11:02 UTC.",
             &["tam@example.com".into()],
@@ -741,7 +834,7 @@ mod tests {
             json!({ "result": false })
         )];
         let err = client(&rules)
-            .add_communication(ACCOUNT, CASE, "Any news?", &[])
+            .add_communication(&account(), CASE, "Any news?", &[])
             .await
             .unwrap_err();
         assert!(matches!(err, CaseError::Failed(_)), "{err:?}");
@@ -756,7 +849,7 @@ mod tests {
             json!({"initialCaseStatus": "work-in-progress", "finalCaseStatus": "resolved"})
         )];
         assert_eq!(
-            client(&rules).resolve_case(ACCOUNT, CASE).await.unwrap(),
+            client(&rules).resolve_case(&account(), CASE).await.unwrap(),
             "resolved"
         );
 
@@ -766,7 +859,7 @@ mod tests {
             json!({"initialCaseStatus": "opened"})
         )];
         assert_eq!(
-            client(&rules).resolve_case(ACCOUNT, CASE).await.unwrap(),
+            client(&rules).resolve_case(&account(), CASE).await.unwrap(),
             "resolved"
         );
     }
@@ -790,9 +883,9 @@ mod tests {
             ]})
         )];
         let support = client(&rules);
-        let services = support.services(ACCOUNT).await.unwrap();
+        let services = support.services(&account()).await.unwrap();
         // Read once a day: the second call is answered from the cache.
-        assert_eq!(support.services(ACCOUNT).await.unwrap(), services);
+        assert_eq!(support.services(&account()).await.unwrap(), services);
         assert_eq!(rules[0].num_calls(), 1);
         assert_eq!(
             services,

@@ -10,11 +10,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+/// The AWS account a call is for, and the role to assume for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseAccount {
+    pub id: String,
+    /// The account's `support_role_arn`; without one, opsdesk's own credentials are used and
+    /// must belong to the account.
+    pub role_arn: Option<String>,
+}
+
 /// The case to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRequest {
     /// The AWS account the case is opened in.
-    pub account_id: String,
+    pub account: CaseAccount,
     pub subject: String,
     pub body: String,
     pub severity: CaseSeverity,
@@ -64,6 +73,10 @@ pub enum CaseError {
     /// The case does not exist (or is not visible to these credentials).
     #[error("AWS Support has no such case: {0}")]
     NotFound(String),
+    /// opsdesk cannot make the call as configured (credentials of another account, say);
+    /// trying again will not help until the configuration changes.
+    #[error("AWS Support call not made: {0}")]
+    Refused(String),
     /// Anything else: network, credentials, a refused request.
     #[error("AWS Support call failed: {0}")]
     Failed(String),
@@ -77,7 +90,7 @@ impl CaseError {
 }
 
 /// The AWS Support API, as opsdesk uses it. Every call names the account it is for, so an
-/// implementation may hold one client per account.
+/// implementation holds one client per account (per assumed role).
 #[async_trait::async_trait]
 pub trait SupportCases: Send + Sync {
     /// CreateCase with issueType `technical`; the new case's id.
@@ -87,7 +100,7 @@ pub trait SupportCases: Send + Sync {
     /// after `since` (all of them when `None`).
     async fn describe_case(
         &self,
-        account_id: &str,
+        account: &CaseAccount,
         case_id: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<CaseState, CaseError>;
@@ -95,17 +108,18 @@ pub trait SupportCases: Send + Sync {
     /// AddCommunicationToCase.
     async fn add_communication(
         &self,
-        account_id: &str,
+        account: &CaseAccount,
         case_id: &str,
         body: &str,
         cc: &[String],
     ) -> Result<(), CaseError>;
 
     /// ResolveCase; the status the case ends in.
-    async fn resolve_case(&self, account_id: &str, case_id: &str) -> Result<String, CaseError>;
+    async fn resolve_case(&self, account: &CaseAccount, case_id: &str)
+        -> Result<String, CaseError>;
 
     /// DescribeServices: the service and category codes CreateCase accepts.
-    async fn services(&self, account_id: &str) -> Result<Vec<SupportService>, CaseError>;
+    async fn services(&self, account: &CaseAccount) -> Result<Vec<SupportService>, CaseError>;
 }
 
 /// The author name of messages mirrored from AWS Support.
@@ -357,6 +371,22 @@ impl crate::Desk {
         .await
     }
 
+    /// The account of a case with the role to assume for it, as configured now.
+    async fn case_account_of(&self, case: &SupportCaseRecord) -> crate::Result<CaseAccount> {
+        let role_arn = match self.aws_accounts.iter().find(|a| a.id == case.account_id) {
+            Some(a) => a.support_role_arn.clone(),
+            None => self
+                .db()
+                .aws_account(&case.account_id)
+                .await?
+                .and_then(|a| a.support_role_arn),
+        };
+        Ok(CaseAccount {
+            id: case.account_id.clone(),
+            role_arn,
+        })
+    }
+
     async fn open_case(
         &self,
         aws: &dyn SupportCases,
@@ -369,7 +399,7 @@ impl crate::Desk {
                 .mapped(service.as_deref().unwrap_or_default())
                 .is_none()
         {
-            match aws.services(&case.account_id).await {
+            match aws.services(&self.case_account_of(case).await?).await {
                 Ok(services) => pick_codes(
                     case,
                     service.as_deref(),
@@ -390,7 +420,7 @@ impl crate::Desk {
             .and_then(CaseSeverity::parse)
             .unwrap_or(CaseSeverity::Low);
         let request = CaseRequest {
-            account_id: case.account_id.clone(),
+            account: self.case_account_of(case).await?,
             subject: case.subject.clone(),
             body: case.body.clone(),
             severity,
@@ -415,8 +445,9 @@ impl crate::Desk {
         case_id: &str,
     ) -> crate::Result<Outcome> {
         let failed = |e: CaseError| crate::Error::Conflict(format!("AWS case {case_id}: {e}"));
+        let account = self.case_account_of(case).await?;
         let mut state = aws
-            .describe_case(&case.account_id, case_id, case.last_message_at)
+            .describe_case(&account, case_id, case.last_message_at)
             .await
             .map_err(failed)?;
         let comments = self.db().comments(case.ticket_id).await?;
@@ -432,7 +463,7 @@ impl crate::Desk {
             .iter()
             .filter(|c| c.public && c.id > case.sent_comment_id && c.author != AWS_AUTHOR)
         {
-            aws.add_communication(&case.account_id, case_id, &c.body, &case.cc)
+            aws.add_communication(&account, case_id, &c.body, &case.cc)
                 .await
                 .map_err(failed)?;
             sent_upto = c.id;
@@ -443,9 +474,7 @@ impl crate::Desk {
             resolved = Some(if state.status == "resolved" {
                 state.status.clone()
             } else {
-                aws.resolve_case(&case.account_id, case_id)
-                    .await
-                    .map_err(failed)?
+                aws.resolve_case(&account, case_id).await.map_err(failed)?
             });
         }
         Ok(Outcome::Followed {

@@ -391,6 +391,28 @@ pub struct AwsAccount {
     /// Addresses of the AWS account team to keep informed of escalations; at most 20.
     #[serde(default)]
     pub account_team_emails: Vec<String>,
+    /// An IAM role in this account that opsdesk assumes to open and follow its AWS Support
+    /// cases. Without one, cases are opened with opsdesk's own credentials, which must then
+    /// belong to this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support_role_arn: Option<String>,
+}
+
+/// `arn:<partition>:iam::<account>:role/<path/name>` for the given account.
+fn role_arn_ok(arn: &str, account: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", "aws" | "aws-cn" | "aws-us-gov", "iam", "", id, resource]
+            if *id == account
+                && resource.strip_prefix("role/").is_some_and(|name| {
+                    !name.is_empty()
+                        && name.len() <= 512
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+                })
+    )
 }
 
 /// A basic shape check: `local@domain.tld`, no spaces, sane lengths. Deliverability is for
@@ -453,6 +475,18 @@ impl Validated for AwsAccount {
             }
         }
         self.account_team_emails = emails;
+        if let Some(arn) = &mut self.support_role_arn {
+            *arn = arn.trim().to_owned();
+            if !role_arn_ok(arn, &self.id) {
+                return Err(FieldError::new(
+                    "support_role_arn",
+                    format!(
+                        "must be an IAM role ARN in account {}, such as arn:aws:iam::{}:role/opsdesk-support",
+                        self.id, self.id
+                    ),
+                ));
+            }
+        }
         Ok(self)
     }
 }
@@ -924,6 +958,7 @@ mod tests {
             name: " Shop production ".into(),
             support_plan: Business,
             account_team_emails: vec!["tam@example.com".into(), "TAM@example.com".into()],
+            support_role_arn: None,
         }
     }
 
@@ -962,6 +997,24 @@ mod tests {
         let mut a = account();
         a.account_team_emails = (0..21).map(|i| format!("p{i}@example.com")).collect();
         assert_eq!(a.validate().unwrap_err().field, "account_team_emails");
+
+        let mut a = account();
+        a.support_role_arn = Some(" arn:aws:iam::123456789012:role/ops/opsdesk-support ".into());
+        assert_eq!(
+            a.validate().unwrap().support_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/ops/opsdesk-support")
+        );
+        for bad in [
+            "arn:aws:iam::999999999999:role/opsdesk-support",
+            "arn:aws:iam::123456789012:user/opsdesk",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:role/x",
+            "opsdesk-support",
+        ] {
+            let mut a = account();
+            a.support_role_arn = Some(bad.into());
+            assert_eq!(a.validate().unwrap_err().field, "support_role_arn", "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct AwsAccountRecord {
     pub name: String,
     pub support_plan: SupportPlan,
     pub account_team_emails: Vec<String>,
+    /// The IAM role opsdesk assumes for this account's AWS Support cases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support_role_arn: Option<String>,
     /// `config` (`[[aws.accounts]]`, read-only through the API) or `api`.
     pub origin: String,
     /// Who added it through the API; none for configured accounts.
@@ -32,6 +35,7 @@ impl AwsAccountRecord {
             name: a.name.clone(),
             support_plan: a.support_plan,
             account_team_emails: a.account_team_emails.clone(),
+            support_role_arn: a.support_role_arn.clone(),
             origin: "config".to_owned(),
             created_by: None,
             created_at: None,
@@ -46,12 +50,13 @@ impl AwsAccountRecord {
             name: self.name.clone(),
             support_plan: self.support_plan,
             account_team_emails: self.account_team_emails.clone(),
+            support_role_arn: self.support_role_arn.clone(),
         }
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, name, support_plan, account_team_emails, created_by, created_at, updated_at";
+const ACCOUNT_COLUMNS: &str = "id, name, support_plan, account_team_emails, support_role_arn, \
+    created_by, created_at, updated_at";
 
 macro_rules! account_from_row {
     ($row:expr) => {{
@@ -66,6 +71,7 @@ macro_rules! account_from_row {
             account_team_emails: serde_json::from_str(&emails).map_err(|_| {
                 StoreError::Corrupt(format!("unreadable account_team_emails {emails:?}"))
             })?,
+            support_role_arn: row.try_get("support_role_arn")?,
             origin: "api".to_owned(),
             created_by: Some(row.try_get("created_by")?),
             created_at: Some(row.try_get::<Ts, _>("created_at")?.0),
@@ -118,17 +124,20 @@ impl Tx {
                 None => None,
             };
             let row = sqlx::query(&format!(
-                "INSERT INTO aws_accounts (id, name, support_plan, account_team_emails, created_by, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                "INSERT INTO aws_accounts (id, name, support_plan, account_team_emails, \
+                 support_role_arn, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
                  support_plan = excluded.support_plan, \
                  account_team_emails = excluded.account_team_emails, \
+                 support_role_arn = excluded.support_role_arn, \
                  updated_at = excluded.updated_at RETURNING {ACCOUNT_COLUMNS}"
             ))
             .bind(&a.id)
             .bind(&a.name)
             .bind(a.support_plan.as_str())
             .bind(emails)
+            .bind(&a.support_role_arn)
             .bind(by)
             .bind(Ts(at))
             .fetch_one(&mut *c)

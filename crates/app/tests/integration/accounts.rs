@@ -119,6 +119,18 @@ async fn accounts_crud(backend: Backend) {
     s.stop().await;
 }
 
+async fn a_support_role_is_kept_and_shown(s: &TestServer) {
+    let mut with_role = account(STAGING, "business");
+    let role = format!("arn:aws:iam::{STAGING}:role/opsdesk-support");
+    with_role["support_role_arn"] = json!(role);
+    let r = s
+        .admin_call(Method::POST, "/api/v1/aws-accounts", Some(with_role))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = s.get(&format!("/api/v1/aws-accounts/{STAGING}")).await;
+    assert_eq!(r.body["support_role_arn"], json!(role));
+}
+
 async fn bad_accounts_are_refused_with_the_field_named(backend: Backend) {
     let s = TestServer::start(backend).await;
     let post = |body: Value| s.admin_call(Method::POST, "/api/v1/aws-accounts", Some(body));
@@ -142,11 +154,17 @@ async fn bad_accounts_are_refused_with_the_field_named(backend: Backend) {
     let mut unknown = account(PROD, "business");
     unknown["plan"] = json!("business");
     post(unknown).await.assert_problem(422, Some("plan"));
+    let mut foreign_role = account(PROD, "business");
+    foreign_role["support_role_arn"] = json!("arn:aws:iam::999999999999:role/opsdesk-support");
+    post(foreign_role)
+        .await
+        .assert_problem(422, Some("support_role_arn"));
     // Nothing was stored, and nothing audited.
     assert_eq!(s.get("/api/v1/aws-accounts").await.body, json!([]));
     assert!(!s.audit_trail().await.iter().any(|e| e["action"]
         .as_str()
         .is_some_and(|a| a.starts_with("aws_account"))));
+    a_support_role_is_kept_and_shown(&s).await;
     s.stop().await;
 }
 
@@ -157,6 +175,7 @@ async fn configured_accounts_are_listed_and_protected(backend: Backend) {
             name: "payments-prod".into(),
             support_plan: SupportPlan::Enterprise,
             account_team_emails: vec!["tam@example.com".into()],
+            support_role_arn: None,
         }];
     })
     .await;

@@ -565,7 +565,7 @@ impl opsdesk_core::cases::SupportCases for Aws {
     ) -> Result<String, opsdesk_core::cases::CaseError> {
         self.calls.lock().unwrap().push(format!(
             "create {} {} {}/{} cc={}",
-            case.account_id,
+            case.account.id,
             case.severity,
             case.service_code,
             case.category_code,
@@ -579,7 +579,7 @@ impl opsdesk_core::cases::SupportCases for Aws {
 
     async fn describe_case(
         &self,
-        _account_id: &str,
+        _account: &opsdesk_core::cases::CaseAccount,
         case_id: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<opsdesk_core::cases::CaseState, opsdesk_core::cases::CaseError> {
@@ -603,7 +603,7 @@ impl opsdesk_core::cases::SupportCases for Aws {
 
     async fn add_communication(
         &self,
-        _account_id: &str,
+        _account: &opsdesk_core::cases::CaseAccount,
         case_id: &str,
         body: &str,
         _cc: &[String],
@@ -617,7 +617,7 @@ impl opsdesk_core::cases::SupportCases for Aws {
 
     async fn resolve_case(
         &self,
-        _account_id: &str,
+        _account: &opsdesk_core::cases::CaseAccount,
         case_id: &str,
     ) -> Result<String, opsdesk_core::cases::CaseError> {
         self.calls
@@ -629,7 +629,7 @@ impl opsdesk_core::cases::SupportCases for Aws {
 
     async fn services(
         &self,
-        _account_id: &str,
+        _account: &opsdesk_core::cases::CaseAccount,
     ) -> Result<Vec<opsdesk_core::cases::SupportService>, opsdesk_core::cases::CaseError> {
         self.calls.lock().unwrap().push("services".into());
         Ok(vec![opsdesk_core::cases::SupportService {
