@@ -75,10 +75,18 @@ impl EscalationConfig {
             }
         }
         if let Some(c) = &aws.account_team_channel {
-            if !known(c) {
-                return Err(format!(
-                    "escalation.aws.account_team_channel: there is no channel named {c} in [[notify.channels]]"
-                ));
+            match notify.channels.iter().find(|k| &k.name == c) {
+                None => {
+                    return Err(format!(
+                        "escalation.aws.account_team_channel: there is no channel named {c} in [[notify.channels]]"
+                    ))
+                }
+                Some(k) if !matches!(k.kind, opsdesk_domain::channel::ChannelKind::Email(_)) => {
+                    return Err(format!(
+                        "escalation.aws.account_team_channel: {c} is not an email channel; the account team is reached by email"
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if self.case_max_attempts < 1 {
@@ -859,6 +867,8 @@ mod tests {
             .starts_with("escalation.aws.notify_channels[0]: there is no channel named nope"));
         assert!(bad("[escalation.aws]\naccount_team_channel = \"nope\"")
             .starts_with("escalation.aws.account_team_channel"));
+        assert!(bad("[[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n[escalation.aws]\naccount_team_channel = \"hook\"")
+            .contains("hook is not an email channel"));
         assert!(bad(
             "[[escalation.policies]]\nname = \"p\"\n[[escalation.policies.tiers]]\nname = \"L1\"\nteam = \"a\"\n[[escalation.policies.tiers]]\nname = \"L2\"\nteam = \"b\""
         )

@@ -337,7 +337,13 @@ fn support_client(
     sdk: &SdkConfig,
     credentials: Option<SharedCredentialsProvider>,
 ) -> aws_sdk_support::Client {
-    let mut config = aws_sdk_support::config::Builder::from(sdk);
+    let mut config = aws_sdk_support::config::Builder::from(sdk)
+        // A case's calls must end well within the case worker's lease.
+        .timeout_config(
+            aws_sdk_support::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        );
     if sdk.region().is_none() {
         config = config.region(Region::from_static(DEFAULT_REGION));
     }

@@ -124,8 +124,10 @@ pub trait SupportCases: Send + Sync {
 
 /// The author name of messages mirrored from AWS Support.
 pub const AWS_AUTHOR: &str = "aws:support";
-/// Cases worked on per pass.
-const SYNC_BATCH: i64 = 10;
+/// Cases worked on per pass, each claimed on its own so that a lease covers one case's calls.
+const SYNC_BATCH: usize = 10;
+/// Consecutive failures to follow a case before the ticket says so.
+const FOLLOW_FAILURES_NOTED: i64 = 5;
 
 /// What AWS answered for one case, to record in one transaction.
 enum Outcome {
@@ -133,10 +135,15 @@ enum Outcome {
     Opened(String, (String, String)),
     /// Not opened: retry later, or give up (`dead`).
     NotOpened { error: CaseError, dead: bool },
+    /// The ticket was resolved before the case could be opened: it is not opened.
+    Cancelled,
+    /// Read back (when `state` is there), replies sent up to comment `sent_upto`, resolved
+    /// at AWS with the status given; `error` is the call that failed on the way, if any.
     Followed {
-        state: CaseState,
+        state: Option<CaseState>,
         sent_upto: i64,
         resolved: Option<String>,
+        error: Option<CaseError>,
     },
 }
 
@@ -179,25 +186,27 @@ impl crate::Desk {
     /// public replies to the case, resolves the case when the ticket is resolved). Returns how
     /// many cases it worked on.
     pub async fn sync_cases(&self, aws: &dyn SupportCases) -> crate::Result<usize> {
-        if !self.db().support_cases_due(self.now()).await? {
-            return Ok(0);
-        }
-        let lease = self.escalation.case_lease;
-        let claimed = self
-            .change(move |tx, now| {
-                Box::pin(
-                    async move { Ok(tx.claim_support_cases(now, now + lease, SYNC_BATCH).await?) },
-                )
-            })
-            .await?;
-        let n = claimed.len();
-        for case in claimed {
+        let mut done = 0;
+        while done < SYNC_BATCH {
+            if !self.db().support_cases_due(self.now()).await? {
+                break;
+            }
+            let lease = self.escalation.case_lease;
+            let claimed = self
+                .change(move |tx, now| {
+                    Box::pin(async move { Ok(tx.claim_support_cases(now, now + lease, 1).await?) })
+                })
+                .await?;
+            let Some(case) = claimed.into_iter().next() else {
+                break;
+            };
+            done += 1;
             let key = opsdesk_domain::Ticket::key_for(case.ticket_id);
             if let Err(e) = self.sync_case(aws, case).await {
                 tracing::warn!(ticket = %key, error = %e, "working on an AWS Support case failed");
             }
         }
-        Ok(n)
+        Ok(done)
     }
 
     async fn sync_case(
@@ -205,13 +214,24 @@ impl crate::Desk {
         aws: &dyn SupportCases,
         case: SupportCaseRecord,
     ) -> crate::Result<()> {
+        // Everything that can fail on our side is read before AWS is called.
+        let routing = self.routing().await?;
+        let account = self.case_account_of(&case).await?;
+        let ticket_open = self
+            .db()
+            .get_ticket(case.ticket_id)
+            .await?
+            .is_some_and(|t| t.status.is_open());
         let outcome = match (case.state.as_str(), case.case_id.clone()) {
-            ("requested", _) => self.open_case(aws, &case).await?,
-            ("opened", Some(case_id)) => self.follow_case(aws, &case, &case_id).await?,
+            ("requested", _) if !ticket_open => Outcome::Cancelled,
+            ("requested", _) => self.open_case(aws, &case, &account).await?,
+            ("opened", Some(case_id)) => {
+                self.follow_case(aws, &case, &case_id, &account, ticket_open)
+                    .await?
+            }
             _ => return Ok(()),
         };
         let settings = self.escalation.clone();
-        let routing = self.routing().await?;
         let accounts = self.aws_accounts.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
@@ -225,12 +245,27 @@ impl crate::Desk {
                 record.next_sync_at = now + settings.case_sync_interval;
                 let mut entries: Vec<(String, opsdesk_domain::audit::Changes)> = Vec::new();
                 let mut notes: Vec<(String, String)> = Vec::new();
+                let mut tell: Option<(&str, bool)> = None;
                 match outcome {
+                    Outcome::Opened(case_id, _)
+                        if record.state != "requested" || record.case_id.is_some() =>
+                    {
+                        // Another node opened it meanwhile (its lease ran out under us): keep
+                        // the case it recorded and say which one is left over.
+                        notes.push((
+                            "ticket.aws_case_duplicate".into(),
+                            format!(
+                                "AWS Support case {case_id} was opened a second time for this ticket; \
+                                 opsdesk follows {}. Resolve {case_id} in the AWS Support Center.",
+                                record.case_id.clone().unwrap_or_default()
+                            ),
+                        ));
+                    }
                     Outcome::Opened(case_id, (service_code, category_code)) => {
                         record.state = "opened".into();
                         record.service_code = service_code;
                         record.category_code = category_code;
-                        record.attempts += 1;
+                        record.attempts = 0;
                         record.case_id = Some(case_id.clone());
                         // Read it back at once for its display id and first status.
                         record.next_sync_at = now;
@@ -245,17 +280,29 @@ impl crate::Desk {
                             })),
                         ));
                     }
+                    Outcome::Cancelled => {
+                        record.state = "cancelled".into();
+                        record.detail = "the ticket was resolved before the case was opened".into();
+                        entries.push((
+                            "ticket.aws_case_cancelled".into(),
+                            one("aws_case", json!({ "state": "cancelled", "reason": record.detail })),
+                        ));
+                    }
                     Outcome::NotOpened { error, dead } => {
                         record.attempts += 1;
                         record.detail = error.to_string();
+                        let told = if settings.aws.account_team_channel.is_some() {
+                            "The AWS account team is notified instead."
+                        } else {
+                            "Tell the AWS account team yourself: no escalation.aws.account_team_channel is set."
+                        };
                         if let CaseError::SubscriptionRequired(_) = error {
                             record.state = "unavailable".into();
                             notes.push((
                                 "ticket.aws_case_unavailable".into(),
-                                format!(
-                                    "AWS Support refused the case: {error}. The AWS account team is notified instead."
-                                ),
+                                format!("AWS Support refused the case: {error}. {told}"),
                             ));
+                            tell = Some(("aws-unavailable", true));
                         } else if dead {
                             record.state = "failed".into();
                             notes.push((
@@ -266,56 +313,70 @@ impl crate::Desk {
                                     record.attempts
                                 ),
                             ));
+                            tell = Some(("aws-failed", false));
                         } else {
-                            let wait = crate::notify::backoff(
-                                record.attempts,
-                                Duration::seconds(30),
-                                Duration::minutes(30),
-                                &mut rand::thread_rng(),
-                            );
-                            record.next_sync_at = now + wait;
+                            record.next_sync_at = now + retry_wait(record.attempts);
                         }
                     }
                     Outcome::Followed {
                         state,
                         sent_upto,
                         resolved,
+                        error,
                     } => {
-                        if state.display_id.is_some() {
-                            record.display_id = state.display_id.clone();
-                        }
-                        let status = resolved.clone().unwrap_or(state.status.clone());
-                        if record.aws_status.as_deref() != Some(status.as_str()) {
-                            entries.push((
-                                "ticket.aws_case_status".into(),
-                                opsdesk_domain::audit::Changes::from([(
-                                    "aws_status".to_owned(),
-                                    opsdesk_domain::audit::FieldChange {
-                                        before: json!(record.aws_status),
-                                        after: json!(status),
-                                    },
-                                )]),
-                            ));
-                            record.aws_status = Some(status);
-                        }
-                        for m in &state.communications {
-                            notes.push((
-                                "ticket.aws_case_message".into(),
-                                format!("AWS Support case message from {}:\n\n{}", m.submitted_by, m.body),
-                            ));
-                            record.last_message_at =
-                                Some(record.last_message_at.map_or(m.at, |l| l.max(m.at)));
+                        if let Some(state) = state {
+                            if state.display_id.is_some() {
+                                record.display_id = state.display_id.clone();
+                            }
+                            if resolved.is_none() && record.aws_status.as_deref() != Some(state.status.as_str()) {
+                                entries.push((
+                                    "ticket.aws_case_status".into(),
+                                    opsdesk_domain::audit::Changes::from([(
+                                        "aws_status".to_owned(),
+                                        opsdesk_domain::audit::FieldChange {
+                                            before: json!(record.aws_status),
+                                            after: json!(state.status),
+                                        },
+                                    )]),
+                                ));
+                                record.aws_status = Some(state.status.clone());
+                            }
+                            for m in &state.communications {
+                                notes.push((
+                                    "ticket.aws_case_message".into(),
+                                    format!("AWS Support case message from {}:\n\n{}", m.submitted_by, m.body),
+                                ));
+                                record.last_message_at =
+                                    Some(record.last_message_at.map_or(m.at, |l| l.max(m.at)));
+                            }
                         }
                         record.sent_comment_id = record.sent_comment_id.max(sent_upto);
                         if let Some(status) = resolved {
                             record.state = "resolved".into();
+                            record.aws_status = Some(status.clone());
                             entries.push((
                                 "ticket.aws_case_resolved".into(),
-                                one(
-                                    "aws_case",
-                                    json!({ "case_id": record.case_id, "status": status }),
-                                ),
+                                one("aws_case", json!({ "case_id": record.case_id, "status": status })),
                             ));
+                        }
+                        match error {
+                            Some(error) => {
+                                record.attempts += 1;
+                                record.detail = error.to_string();
+                                record.next_sync_at = now + retry_wait(record.attempts);
+                                if record.attempts == FOLLOW_FAILURES_NOTED {
+                                    notes.push((
+                                        "ticket.aws_case_unreachable".into(),
+                                        format!(
+                                            "Following AWS Support case {} has failed {} times in a row: {error}. \
+                                             opsdesk keeps trying.",
+                                            record.case_id.clone().unwrap_or_default(),
+                                            record.attempts
+                                        ),
+                                    ));
+                                }
+                            }
+                            None => record.attempts = 0,
                         }
                     }
                 }
@@ -345,25 +406,36 @@ impl crate::Desk {
                     })
                     .await?;
                 }
-                if record.state == "unavailable" {
-                    // The plan cannot take the case: the account team hears instead.
-                    let team = accounts
+                if let Some((tag, account_team)) = tell {
+                    // The escalation channels hear that the case is not open; the account team
+                    // too when the plan could not take it.
+                    let mut extra: Vec<(String, Vec<String>)> = settings
+                        .aws
+                        .notify_channels
                         .iter()
-                        .find(|a| a.id == record.account_id)
-                        .map(|a| a.account_team_emails.clone())
-                        .unwrap_or(record.cc.clone());
+                        .map(|c| (c.clone(), Vec::new()))
+                        .collect();
                     if let Some(channel) = &settings.aws.account_team_channel {
-                        let items = routing.items_with(
+                        let team = accounts
+                            .iter()
+                            .find(|a| a.id == record.account_id)
+                            .map(|a| a.account_team_emails.clone())
+                            .unwrap_or(record.cc.clone());
+                        if account_team {
+                            extra.push((channel.clone(), team));
+                        }
+                    }
+                    let items = routing
+                        .items_with(
                             tx,
                             opsdesk_domain::channel::NotificationEvent::Escalated,
                             &t,
                             now,
-                            Some("aws-unavailable"),
-                            &[(channel.clone(), team)],
+                            Some(tag),
+                            &extra,
                         )
                         .await?;
-                        tx.enqueue(&items, now).await?;
-                    }
+                    tx.enqueue(&items, now).await?;
                 }
                 Ok(())
             })
@@ -371,26 +443,11 @@ impl crate::Desk {
         .await
     }
 
-    /// The account of a case with the role to assume for it, as configured now.
-    async fn case_account_of(&self, case: &SupportCaseRecord) -> crate::Result<CaseAccount> {
-        let role_arn = match self.aws_accounts.iter().find(|a| a.id == case.account_id) {
-            Some(a) => a.support_role_arn.clone(),
-            None => self
-                .db()
-                .aws_account(&case.account_id)
-                .await?
-                .and_then(|a| a.support_role_arn),
-        };
-        Ok(CaseAccount {
-            id: case.account_id.clone(),
-            role_arn,
-        })
-    }
-
     async fn open_case(
         &self,
         aws: &dyn SupportCases,
         case: &SupportCaseRecord,
+        account: &CaseAccount,
     ) -> crate::Result<Outcome> {
         let aws_settings = &self.escalation.aws;
         let (_, service) = self.db().ticket_aws_context(case.ticket_id).await?;
@@ -399,7 +456,7 @@ impl crate::Desk {
                 .mapped(service.as_deref().unwrap_or_default())
                 .is_none()
         {
-            match aws.services(&self.case_account_of(case).await?).await {
+            match aws.services(account).await {
                 Ok(services) => pick_codes(
                     case,
                     service.as_deref(),
@@ -420,7 +477,7 @@ impl crate::Desk {
             .and_then(CaseSeverity::parse)
             .unwrap_or(CaseSeverity::Low);
         let request = CaseRequest {
-            account: self.case_account_of(case).await?,
+            account: account.clone(),
             subject: case.subject.clone(),
             body: case.body.clone(),
             severity,
@@ -438,18 +495,48 @@ impl crate::Desk {
         })
     }
 
+    /// Follows an open case. A resolved ticket resolves the case first of all; otherwise the
+    /// case is read back and the ticket's new public replies are sent, each once: a call that
+    /// fails stops the rest and is reported with what was done before it.
     async fn follow_case(
         &self,
         aws: &dyn SupportCases,
         case: &SupportCaseRecord,
         case_id: &str,
+        account: &CaseAccount,
+        ticket_open: bool,
     ) -> crate::Result<Outcome> {
-        let failed = |e: CaseError| crate::Error::Conflict(format!("AWS case {case_id}: {e}"));
-        let account = self.case_account_of(case).await?;
-        let mut state = aws
-            .describe_case(&account, case_id, case.last_message_at)
+        let mut sent_upto = case.sent_comment_id;
+        if !ticket_open {
+            return Ok(match aws.resolve_case(account, case_id).await {
+                Ok(status) => Outcome::Followed {
+                    state: None,
+                    sent_upto,
+                    resolved: Some(status),
+                    error: None,
+                },
+                Err(error) => Outcome::Followed {
+                    state: None,
+                    sent_upto,
+                    resolved: None,
+                    error: Some(error),
+                },
+            });
+        }
+        let mut state = match aws
+            .describe_case(account, case_id, case.last_message_at)
             .await
-            .map_err(failed)?;
+        {
+            Ok(state) => state,
+            Err(error) => {
+                return Ok(Outcome::Followed {
+                    state: None,
+                    sent_upto,
+                    resolved: None,
+                    error: Some(error),
+                })
+            }
+        };
         let comments = self.db().comments(case.ticket_id).await?;
         // Our own messages come back from AWS; mirror only what others wrote.
         state.communications.retain(|m| {
@@ -458,31 +545,56 @@ impl crate::Desk {
                 && body != case.body.trim()
                 && !comments.iter().any(|c| c.body.trim() == body)
         });
-        let mut sent_upto = case.sent_comment_id;
+        let mut error = None;
         for c in comments
             .iter()
             .filter(|c| c.public && c.id > case.sent_comment_id && c.author != AWS_AUTHOR)
         {
-            aws.add_communication(&account, case_id, &c.body, &case.cc)
+            match aws
+                .add_communication(account, case_id, &c.body, &case.cc)
                 .await
-                .map_err(failed)?;
-            sent_upto = c.id;
-        }
-        let ticket = self.db().get_ticket(case.ticket_id).await?;
-        let mut resolved = None;
-        if ticket.is_some_and(|t| !t.status.is_open()) {
-            resolved = Some(if state.status == "resolved" {
-                state.status.clone()
-            } else {
-                aws.resolve_case(&account, case_id).await.map_err(failed)?
-            });
+            {
+                Ok(()) => sent_upto = c.id,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
         }
         Ok(Outcome::Followed {
-            state,
+            state: Some(state),
             sent_upto,
-            resolved,
+            resolved: None,
+            error,
         })
     }
+
+    /// The account of a case with the role to assume for it, as configured now.
+    async fn case_account_of(&self, case: &SupportCaseRecord) -> crate::Result<CaseAccount> {
+        let role_arn = match self.aws_accounts.iter().find(|a| a.id == case.account_id) {
+            Some(a) => a.support_role_arn.clone(),
+            None => self
+                .db()
+                .aws_account(&case.account_id)
+                .await?
+                .and_then(|a| a.support_role_arn),
+        };
+        Ok(CaseAccount {
+            id: case.account_id.clone(),
+            role_arn,
+        })
+    }
+}
+
+/// The wait before trying a case again after `attempts` failures in a row: 30 s doubling, at
+/// most 30 minutes, with jitter.
+fn retry_wait(attempts: i64) -> Duration {
+    crate::notify::backoff(
+        attempts,
+        Duration::seconds(30),
+        Duration::minutes(30),
+        &mut rand::thread_rng(),
+    )
 }
 
 fn one(field: &str, after: serde_json::Value) -> opsdesk_domain::audit::Changes {

@@ -31,6 +31,8 @@ use crate::{Actor, Desk, Error, Result};
 
 /// Tickets looked at per pass of the watcher, in one transaction.
 pub const WATCH_BATCH: usize = 200;
+/// The mark in `ticket_clocks.announced` of a ticket the automatic AWS rule has handled.
+const AUTO_AWS: &str = "aws.auto";
 /// Who the watcher's changes are recorded as.
 const WATCHER: &str = "system:escalation";
 
@@ -53,7 +55,8 @@ impl Default for EscalationSettings {
             policies: Vec::new(),
             aws: AwsEscalation::default(),
             case_sync_interval: Duration::seconds(60),
-            case_lease: Duration::seconds(60),
+            // Longer than the calls of one case can take (each AWS call gives up after 30 s).
+            case_lease: Duration::minutes(5),
             case_max_attempts: 8,
         }
     }
@@ -78,12 +81,6 @@ struct Snapshot {
     service: Option<String>,
     /// The SLA policy and calendar that apply.
     sla: Option<(SlaPolicy, Calendar)>,
-}
-
-/// What the tickets of one watcher pass share.
-struct Lookups {
-    accounts: Vec<AwsAccount>,
-    workloads: HashMap<String, Option<Workload>>,
 }
 
 /// The subject of a case: the ticket's key, severity and title, within AWS's 300 characters.
@@ -155,83 +152,47 @@ impl Desk {
         Ok(all)
     }
 
-    /// The AWS account a ticket's case goes to: the one asked for, else the account of its
-    /// newest signal, else its workload's first known account, else the only account known.
-    async fn case_account(
-        &self,
-        t: &Ticket,
-        asked: Option<&str>,
-        workload_accounts: &[String],
-        known: &[AwsAccount],
-    ) -> Result<(Option<AwsAccount>, Option<String>)> {
-        let (signal_account, service) = self.db().ticket_aws_context(t.id).await?;
-        if let Some(id) = asked {
-            let found = known.iter().find(|a| a.id == id).cloned().ok_or_else(|| {
-                FieldError::new(
-                    "account",
-                    format!(
-                        "AWS account {id} is not known: add it under [[aws.accounts]] or \
-                         through POST /api/v1/aws-accounts"
-                    ),
-                )
-            })?;
-            return Ok((Some(found), service));
-        }
-        let wanted = signal_account.iter().chain(workload_accounts.iter());
-        for id in wanted {
-            if let Some(a) = known.iter().find(|a| &a.id == id) {
-                return Ok((Some(a.clone()), service));
+    /// What a look at each of `ids` needs, read before its transaction with a few queries for
+    /// all of them. Tickets that do not exist are left out.
+    async fn snapshots(&self, ids: &[i64], asked_account: Option<&str>) -> Result<Vec<Snapshot>> {
+        let tickets = self.db().get_tickets(ids).await?;
+        let mut changes: HashMap<i64, Vec<AuditRecord>> = HashMap::new();
+        for entry in self.db().status_changes(ids).await? {
+            if let Some(id) = entry.ticket_id {
+                changes.entry(id).or_default().push(entry);
             }
         }
-        if let [only] = known {
-            return Ok((Some(only.clone()), service));
-        }
-        Ok((None, service))
-    }
-
-    /// What a look at ticket `id` needs, read before its transaction. `lookups` holds what
-    /// the tickets of one pass share.
-    async fn snapshot(
-        &self,
-        id: i64,
-        asked_account: Option<&str>,
-        lookups: &mut Lookups,
-    ) -> Result<Option<Snapshot>> {
-        let Some(ticket) = self.db().get_ticket(id).await? else {
-            return Ok(None);
-        };
-        let history = self.db().audit_for_ticket(id).await?;
-        let workload = match &ticket.workload {
-            Some(w) => {
-                if !lookups.workloads.contains_key(w) {
-                    let found = self.db().workload(w).await?;
-                    lookups.workloads.insert(w.clone(), found);
+        let mut contexts = self.db().tickets_aws_context(ids).await?;
+        let known = self.known_accounts().await?;
+        let mut workloads: HashMap<String, Option<Workload>> = HashMap::new();
+        let mut out = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            let workload = match &ticket.workload {
+                Some(w) => {
+                    if !workloads.contains_key(w) {
+                        let found = self.db().workload(w).await?;
+                        workloads.insert(w.clone(), found);
+                    }
+                    workloads.get(w).cloned().flatten()
                 }
-                lookups.workloads.get(w).cloned().flatten()
-            }
-            None => None,
-        };
-        let environment = workload.as_ref().map(|w| w.environment);
-        let accounts = workload.map(|w| w.accounts).unwrap_or_default();
-        let (account, service) = self
-            .case_account(&ticket, asked_account, &accounts, &lookups.accounts)
-            .await?;
-        let sla = self.sla_policy(&ticket);
-        Ok(Some(Snapshot {
-            ticket,
-            history,
-            environment,
-            account,
-            service,
-            sla,
-        }))
-    }
-
-    async fn lookups(&self) -> Result<Lookups> {
-        Ok(Lookups {
-            accounts: self.known_accounts().await?,
-            workloads: HashMap::new(),
-        })
+                None => None,
+            };
+            let (signal_account, service) = contexts.remove(&ticket.id).unwrap_or_default();
+            let named: Vec<String> = signal_account
+                .into_iter()
+                .chain(workload.iter().flat_map(|w| w.accounts.iter().cloned()))
+                .collect();
+            let account = case_account(asked_account, &named, &known)?;
+            out.push(Snapshot {
+                history: changes.remove(&ticket.id).unwrap_or_default(),
+                environment: workload.as_ref().map(|w| w.environment),
+                account,
+                service,
+                sla: self.sla_policy(&ticket),
+                ticket,
+            });
+        }
+        Ok(out)
     }
 
     /// One pass of the watcher: looks at up to 200 tickets whose clocks are due, in one
@@ -243,13 +204,12 @@ impl Desk {
             return Ok(0);
         }
         let routing = self.routing().await?;
-        let mut lookups = self.lookups().await?;
-        let mut snaps = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(snap) = self.snapshot(*id, None, &mut lookups).await? {
-                snaps.push(Arc::new(snap));
-            }
-        }
+        let snaps: Vec<Arc<Snapshot>> = self
+            .snapshots(&ids, None)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         if self.look_at(snaps.clone(), routing.clone()).await.is_ok() {
             return Ok(ids.len());
         }
@@ -300,8 +260,9 @@ impl Desk {
         actor.require(Permission::WriteTickets)?;
         self.ticket(actor, id).await?;
         let snap = self
-            .snapshot(id, account.as_deref(), &mut self.lookups().await?)
+            .snapshots(&[id], account.as_deref())
             .await?
+            .pop()
             .ok_or_else(|| Error::NotFound(format!("ticket {}", Ticket::key_for(id))))?;
         let routing = self.routing().await?;
         let settings = self.escalation.clone();
@@ -419,6 +380,38 @@ impl Desk {
     }
 }
 
+/// The AWS account a ticket's case goes to: the one asked for, else the first of the accounts
+/// the ticket names (its newest signal's, then its workload's) that opsdesk knows, else, when
+/// the ticket names no account at all, the only account known.
+fn case_account(
+    asked: Option<&str>,
+    named: &[String],
+    known: &[AwsAccount],
+) -> Result<Option<AwsAccount>> {
+    if let Some(id) = asked {
+        let found = known.iter().find(|a| a.id == id).cloned().ok_or_else(|| {
+            FieldError::new(
+                "account",
+                format!(
+                    "AWS account {id} is not known: add it under [[aws.accounts]] or through \
+                     POST /api/v1/aws-accounts"
+                ),
+            )
+        })?;
+        return Ok(Some(found));
+    }
+    if let Some(a) = named
+        .iter()
+        .find_map(|id| known.iter().find(|a| &a.id == id))
+    {
+        return Ok(Some(a.clone()));
+    }
+    match known {
+        [only] if named.is_empty() => Ok(Some(only.clone())),
+        _ => Ok(None),
+    }
+}
+
 /// One look at a ticket, inside `tx`: stores its SLA due times, announces SLA events, moves
 /// it up its escalation tiers, sends a production emergency to AWS Support, and schedules the
 /// next look.
@@ -452,8 +445,14 @@ async fn look(
     }
     let mut next: Vec<DateTime<Utc>> = Vec::new();
     if let Some((policy, calendar)) = &sla {
-        if clock.sla_policy.as_deref() != Some(policy.name.as_str()) {
-            clock.announced.clear();
+        if clock
+            .sla_policy
+            .as_deref()
+            .is_some_and(|p| p != policy.name.as_str())
+        {
+            clock
+                .announced
+                .retain(|a| !a.contains(".warning") && !a.contains(".breach"));
         }
         let sla_clock = measure(policy, calendar, &ticket_times(&t, &snap.history), now);
         clock.sla_policy = Some(policy.name.clone());
@@ -516,27 +515,42 @@ async fn look(
             due => clock.escalate_at = due,
         }
     }
+    if settings.aws.auto_applies(&t, snap.environment)
+        && !clock.announced.iter().any(|a| a == AUTO_AWS)
+    {
+        // Once per ticket, whatever comes of it.
+        clock.announced.push(AUTO_AWS.to_owned());
+        if tx.support_case(id).await?.is_none() {
+            let step = Step {
+                routing,
+                settings,
+                actor: WATCHER,
+                environment: snap.environment,
+                account: snap.account.as_ref(),
+                service: snap.service.as_deref(),
+                base_url,
+                now,
+            };
+            let why = format!(
+                "{} on a {} workload: sent to AWS Support at once",
+                t.severity,
+                snap.environment.map_or("production", |e| e.as_str())
+            );
+            if snap.account.is_some() {
+                step.to_aws(tx, &mut t, &why).await?;
+            } else {
+                step.no_account(tx, &mut t, &why).await?;
+            }
+            // The climb ends where AWS Support already is.
+            if let Some(p) = policy.filter(|p| p.tiers.last().is_some_and(|x| x.aws)) {
+                clock.tier = i64::try_from(p.tiers.len() - 1).ok();
+                clock.tier_since = Some(now);
+                clock.escalate_at = None;
+            }
+        }
+    }
     if let Some(at) = clock.escalate_at {
         next.push(at);
-    }
-
-    if settings.aws.auto_applies(&t, snap.environment) && tx.support_case(id).await?.is_none() {
-        let step = Step {
-            routing,
-            settings,
-            actor: WATCHER,
-            environment: snap.environment,
-            account: snap.account.as_ref(),
-            service: snap.service.as_deref(),
-            base_url,
-            now,
-        };
-        let why = format!(
-            "{} on a {} workload: sent to AWS Support at once",
-            t.severity,
-            snap.environment.map_or("production", |e| e.as_str())
-        );
-        step.to_aws(tx, &mut t, &why).await?;
     }
     clock.check_at = next.into_iter().min();
     tx.save_ticket_clock(&clock).await?;
@@ -560,7 +574,10 @@ async fn check_deadline(
     let announce = if d.state == ClockState::Breached && !clock.announced.contains(&breach) {
         clock.announced.push(breach.clone());
         Some((NotificationEvent::SlaBreach, "ticket.sla_breached"))
-    } else if d.warning && !clock.announced.contains(&warning) && !clock.announced.contains(&breach)
+    } else if d.warning
+        && d.state == ClockState::Running
+        && !clock.announced.contains(&warning)
+        && !clock.announced.contains(&breach)
     {
         clock.announced.push(warning.clone());
         Some((NotificationEvent::SlaWarning, "ticket.sla_warning"))
@@ -638,19 +655,45 @@ impl Step<'_> {
             .and_then(|j| p.tiers.get(j))
             .map(|x| x.name.clone());
         if tier.aws {
-            return self.to_aws(tx, t, why).await;
+            return match tx.support_case(t.id).await? {
+                // Already with AWS Support (or told why not): the tier is reached, no second
+                // case, note or email.
+                Some(case) => {
+                    self.record_tier(tx, t, p, tier, from, why, Some(&case.state))
+                        .await
+                }
+                None if self.account.is_none() => self.no_account(tx, t, why).await,
+                None => self.to_aws(tx, t, why).await,
+            };
         }
+        self.record_tier(tx, t, p, tier, from, why, None).await
+    }
+
+    /// Records a move to `tier`: hands the ticket to the tier's team, audits the move and
+    /// announces it. `aws_case` is the state of the ticket's AWS case when the tier is AWS
+    /// Support and the ticket is there already.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_tier(
+        &self,
+        tx: &mut Tx,
+        t: &mut Ticket,
+        p: &EscalationPolicy,
+        tier: &opsdesk_domain::escalation::Tier,
+        from: Option<String>,
+        why: &str,
+        aws_case: Option<&str>,
+    ) -> Result<()> {
         let before = t.clone();
         if tier.team.is_some() {
             t.team = tier.team.clone();
         }
         t.touch(self.now);
         tx.update_ticket(t, &before).await?;
-        let mut changes = Changes::from([change(
-            "tier",
-            json!(from),
-            json!({ "policy": p.name, "tier": tier.name, "why": why }),
-        )]);
+        let mut after = json!({ "policy": p.name, "tier": tier.name, "why": why });
+        if let Some(state) = aws_case {
+            after["aws_case"] = json!(state);
+        }
+        let mut changes = Changes::from([change("tier", json!(from), after)]);
         if before.team != t.team {
             changes.extend([change("team", json!(before.team), json!(t.team))]);
         }
@@ -667,6 +710,37 @@ impl Step<'_> {
             .items_with(tx, NotificationEvent::Escalated, t, self.now, None, &[])
             .await?;
         tx.enqueue(&items, self.now).await?;
+        Ok(())
+    }
+
+    /// The ticket was to go to AWS Support but no AWS account is known for it: says so on
+    /// the ticket, once, and leaves everything else as it is.
+    async fn no_account(&self, tx: &mut Tx, t: &mut Ticket, why: &str) -> Result<()> {
+        let text = format!(
+            "Not sent to AWS Support: no AWS account is known for this ticket (no signal names \
+             one, and its workload names none opsdesk knows). Why it was to go: {why}. Add the \
+             account under [[aws.accounts]] or through /api/v1/aws-accounts, then escalate \
+             with {{\"to\": \"aws\", \"account\": \"...\"}}."
+        );
+        let comment = note(tx, t, self.actor, &text, self.now).await?;
+        let before = t.clone();
+        t.touch(self.now);
+        tx.update_ticket(t, &before).await?;
+        tx.append_audit(AuditEntry {
+            at: self.now,
+            actor: self.actor.to_owned(),
+            action: "ticket.escalation_skipped".into(),
+            ticket_id: Some(t.id),
+            changes: Changes::from([
+                change(
+                    "aws_case",
+                    Value::Null,
+                    json!({ "why": why, "reason": "no AWS account known" }),
+                ),
+                change("comment", Value::Null, comment),
+            ]),
+        })
+        .await?;
         Ok(())
     }
 
@@ -731,7 +805,8 @@ impl Step<'_> {
             attempts: 0,
             next_sync_at: self.now,
             last_message_at: None,
-            sent_comment_id: 0,
+            // Replies written before the case are in its body or history already.
+            sent_comment_id: tx.newest_comment_id(t.id).await?,
             created_by: self.actor.to_owned(),
             created_at: self.now,
             updated_at: self.now,
@@ -748,9 +823,18 @@ impl Step<'_> {
                 account.id, account.name, decision.reason
             )
         } else {
+            let told = match &aws.account_team_channel {
+                Some(c) => {
+                    format!("The AWS account team is notified instead ({team}, through {c}).")
+                }
+                None => {
+                    "Tell the AWS account team yourself: no escalation.aws.account_team_channel \
+                         is set."
+                        .to_owned()
+                }
+            };
             format!(
-                "Not sent to AWS Support: the {} {}. Why it was to go: {why}. The AWS account team \
-                 is notified instead ({team}).",
+                "Not sent to AWS Support: the {} {}. Why it was to go: {why}. {told}",
                 account.name, decision.reason
             )
         };

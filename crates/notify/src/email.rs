@@ -229,13 +229,20 @@ pub fn message(
     for a in &target.to {
         builder = builder.to(mailbox(a)?);
     }
-    // The event's own recipients (an AWS account team, say) join the channel's.
+    // The event's own recipients (an AWS account team, say) join the channel's. They come
+    // from people's records, not from the channel: one that is not an address is left out
+    // rather than failing the message for everyone.
     for a in n
         .recipients
         .iter()
         .filter(|r| !target.to.iter().any(|t| t.eq_ignore_ascii_case(r)))
     {
-        builder = builder.to(mailbox(a)?);
+        match a.parse::<Mailbox>() {
+            Ok(m) => builder = builder.to(m),
+            Err(e) => {
+                tracing::warn!(recipient = %a, error = %e, "left out a recipient that is not an email address")
+            }
+        }
     }
     for a in &target.cc {
         builder = builder.cc(mailbox(a)?);
@@ -357,7 +364,11 @@ mod tests {
             summary: "Escalated to AWS Support.".into(),
             url: None,
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
-            recipients: vec!["tam@example.com".into(), "A@example.com".into()],
+            recipients: vec![
+                "tam@example.com".into(),
+                "A@example.com".into(),
+                "bob@".into(),
+            ],
         };
         let from: Mailbox = "opsdesk@example.com".parse().unwrap();
         let target = EmailTarget {
@@ -381,7 +392,8 @@ mod tests {
             "{raw}"
         );
         let rcpt: Vec<String> = m.envelope().to().iter().map(|a| a.to_string()).collect();
-        // The notification's own recipients join the channel's, each once.
+        // The notification's own recipients join the channel's, each once; one that is not an
+        // address is left out.
         assert_eq!(
             rcpt,
             [

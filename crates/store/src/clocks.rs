@@ -64,7 +64,8 @@ pub struct SupportCaseRecord {
     pub ticket_id: i64,
     pub account_id: String,
     /// `requested` (opsdesk is opening it), `opened`, `resolved`, `unavailable` (the plan has
-    /// no AWS Support API) or `failed` (AWS refused it; see `detail`).
+    /// no AWS Support API), `failed` (AWS refused it; see `detail`) or `cancelled` (the ticket
+    /// was resolved before the case was opened).
     pub state: String,
     /// AWS's case id, once opened.
     pub case_id: Option<String>,
@@ -202,6 +203,32 @@ impl Db {
         })
     }
 
+    /// For each of `ticket_ids` whose signals name an AWS account: the account and service of
+    /// its newest such signal.
+    pub async fn tickets_aws_context(
+        &self,
+        ticket_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, (Option<String>, Option<String>)>> {
+        if ticket_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        on_read!(self, p, _b => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT s.ticket_id, s.account, s.service FROM signals s JOIN (SELECT ticket_id, \
+                 MAX(id) AS id FROM signals WHERE account IS NOT NULL AND ticket_id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in ticket_ids {
+                list.push_bind(*id);
+            }
+            qb.push(") GROUP BY ticket_id) newest ON newest.id = s.id");
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("ticket_id")?, (r.try_get("account")?, r.try_get("service")?))))
+                .collect()
+        })
+    }
+
     /// The AWS account and service of the newest signal of a ticket that names an account.
     pub async fn ticket_aws_context(
         &self,
@@ -301,7 +328,8 @@ impl Tx {
                  aws_status = excluded.aws_status, detail = excluded.detail, \
                  attempts = excluded.attempts, next_sync_at = excluded.next_sync_at, \
                  lease_until = NULL, last_message_at = excluded.last_message_at, \
-                 sent_comment_id = excluded.sent_comment_id, updated_at = excluded.updated_at",
+                 sent_comment_id = excluded.sent_comment_id, created_by = excluded.created_by, \
+                 created_at = excluded.created_at, updated_at = excluded.updated_at",
             )
             .bind(s.ticket_id)
             .bind(&s.account_id)
@@ -387,6 +415,19 @@ impl Tx {
             .execute(&mut *c)
             .await?;
             Ok(())
+        })
+    }
+
+    /// The id of the ticket's newest comment; 0 without comments.
+    pub async fn newest_comment_id(&mut self, ticket_id: i64) -> Result<i64> {
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(id) FROM comments WHERE ticket_id = $1",
+            )
+            .bind(ticket_id)
+            .fetch_one(&mut *c)
+            .await?
+            .unwrap_or(0))
         })
     }
 

@@ -660,6 +660,23 @@ macro_rules! push_filters {
 }
 
 impl Db {
+    /// The tickets with these ids that exist, in no particular order.
+    pub async fn get_tickets(&self, ids: &[i64]) -> Result<Vec<Ticket>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_read!(self, p, _b => {
+            let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ("));
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
+        })
+    }
+
     pub async fn get_ticket(&self, id: i64) -> Result<Option<Ticket>> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = $1");
         on_read!(self, p, _b => {

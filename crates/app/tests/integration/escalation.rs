@@ -23,6 +23,10 @@ on_both_backends!(
     routing_rules_reach_the_owning_team_on_call_and_account_team,
     the_case_worker_opens_follows_and_resolves_cases,
     refused_cases_are_retried_then_told,
+    no_account_known_keeps_the_clocks_going,
+    the_aws_tier_after_the_automatic_case_opens_no_second_one,
+    failures_while_following_keep_what_was_done,
+    stored_due_times_move_on_by_the_time_spent_pending,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -555,6 +559,9 @@ struct Aws {
     messages: std::sync::Mutex<Vec<opsdesk_core::cases::CaseCommunication>>,
     status: std::sync::Mutex<String>,
     create_fails: std::sync::Mutex<Option<opsdesk_core::cases::CaseError>>,
+    describe_fails: std::sync::Mutex<bool>,
+    /// Replies with this body fail.
+    reply_fails: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait::async_trait]
@@ -587,6 +594,11 @@ impl opsdesk_core::cases::SupportCases for Aws {
             .lock()
             .unwrap()
             .push(format!("describe {case_id}"));
+        if *self.describe_fails.lock().unwrap() {
+            return Err(opsdesk_core::cases::CaseError::Failed(
+                "connection reset".into(),
+            ));
+        }
         Ok(opsdesk_core::cases::CaseState {
             status: self.status.lock().unwrap().clone(),
             display_id: Some("1234567890".into()),
@@ -612,6 +624,11 @@ impl opsdesk_core::cases::SupportCases for Aws {
             .lock()
             .unwrap()
             .push(format!("reply {case_id}: {body}"));
+        if self.reply_fails.lock().unwrap().as_deref() == Some(body) {
+            return Err(opsdesk_core::cases::CaseError::Throttled(
+                "Rate exceeded".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -662,14 +679,15 @@ async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
     assert_eq!(desk.sync_cases(&aws).await.unwrap(), 0, "nothing asked yet");
     desk.watch_clocks().await.unwrap();
 
-    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 1);
+    // Opened, then read back at once for its display id, in one pass.
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 2);
     assert_eq!(
         aws.calls(),
-        ["create 111111111111 urgent general-info/using-aws cc=tam@example.com"]
+        [
+            "create 111111111111 urgent general-info/using-aws cc=tam@example.com",
+            "describe case-1"
+        ]
     );
-    // Read back at once for its display id.
-    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 1);
-    assert_eq!(aws.calls(), ["describe case-1"]);
     let case = desk
         .ticket_clocks(&Actor::cli(), t.id)
         .await
@@ -754,7 +772,7 @@ async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
     .unwrap();
     desk.watch_clocks().await.unwrap();
     desk.sync_cases(&aws).await.unwrap();
-    assert_eq!(aws.calls(), ["describe case-1", "resolve case-1"]);
+    assert_eq!(aws.calls(), ["resolve case-1"]);
     let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
     assert_eq!(
         (case.state.as_str(), case.aws_status.as_deref()),
@@ -851,5 +869,215 @@ async fn refused_cases_are_retried_then_told(backend: Backend) {
     assert_eq!(
         told[1].notification["recipients"],
         json!(["tam@example.com"])
+    );
+}
+
+async fn no_account_known_keeps_the_clocks_going(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    // A production workload in an account opsdesk does not know.
+    workload(&desk, "shop", "production", "999999999999").await;
+    let t = open(
+        &desk,
+        json!({"title": "Checkout down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    assert!(desk
+        .ticket_clocks(&Actor::cli(), t.id)
+        .await
+        .unwrap()
+        .1
+        .is_none());
+    let notes = desk.comments(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].body.contains("no AWS account is known"),
+        "{notes:?}"
+    );
+    assert!(actions(&desk, t.id)
+        .await
+        .contains(&"ticket.escalation_skipped".to_owned()));
+
+    // The SLA clocks go on, and the note is not repeated.
+    clock.advance(TimeDelta::minutes(12));
+    assert_eq!(desk.watch_clocks().await.unwrap(), 1);
+    assert!(events(&outbox(&desk, t.id).await).contains(&"sla_warning:hook".to_owned()));
+    assert_eq!(desk.comments(&Actor::cli(), t.id).await.unwrap().len(), 1);
+}
+
+async fn the_aws_tier_after_the_automatic_case_opens_no_second_one(backend: Backend) {
+    let settings = EscalationSettings {
+        policies: vec![tiers()],
+        ..EscalationSettings::default()
+    };
+    let (_db, desk, clock) = desk(backend, settings).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let t = open(
+        &desk,
+        json!({"title": "Checkout down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let (stored, case) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(case.unwrap().state, "requested");
+    // Already with AWS Support: the climb ends there.
+    let stored = stored.unwrap();
+    assert_eq!((stored.tier, stored.escalate_at), (Some(2), None));
+
+    // Nothing moves later, and nothing fails.
+    clock.advance(TimeDelta::hours(1));
+    desk.watch_clocks().await.unwrap();
+    let history = actions(&desk, t.id).await;
+    assert_eq!(
+        history.iter().filter(|a| *a == "ticket.escalated").count(),
+        1,
+        "{history:?}"
+    );
+    // Reaching the AWS tier by hand finds the case: no second one.
+    let (stored, _) = desk.ticket_clocks(&Actor::cli(), t.id).await.unwrap();
+    assert_eq!(stored.unwrap().tier, Some(2));
+    let err = desk
+        .escalate(&Actor::cli(), t.id, EscalateTo::Aws, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already escalated"), "{err}");
+}
+
+async fn failures_while_following_keep_what_was_done(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    let cli = Actor::cli();
+    let comment =
+        |body: &str| from::<opsdesk_domain::NewComment>(json!({"body": body, "public": true}));
+
+    // Resolved before the case could be opened: it is not opened at all.
+    let gone = open(
+        &desk,
+        json!({"title": "Blip", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    desk.update_ticket(
+        &cli,
+        gone.id,
+        None,
+        from::<TicketPatch>(json!({"status": "resolved"})),
+    )
+    .await
+    .unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    assert!(aws.calls().is_empty(), "no call to AWS");
+    let case = desk.ticket_clocks(&cli, gone.id).await.unwrap().1.unwrap();
+    assert_eq!(case.state, "cancelled");
+
+    let t = open(
+        &desk,
+        json!({"title": "Payments fail", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    desk.add_comment(&cli, t.id, comment("Written before the case."))
+        .await
+        .unwrap();
+    desk.watch_clocks().await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    aws.calls();
+
+    // Two replies; AWS throttles the second: the first is not sent again.
+    desk.add_comment(&cli, t.id, comment("First reply."))
+        .await
+        .unwrap();
+    desk.add_comment(&cli, t.id, comment("Second reply."))
+        .await
+        .unwrap();
+    *aws.reply_fails.lock().unwrap() = Some("Second reply.".into());
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(
+        aws.calls(),
+        [
+            "describe case-1",
+            "reply case-1: First reply.",
+            "reply case-1: Second reply."
+        ]
+    );
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert!(case.detail.contains("Rate exceeded"), "{case:?}");
+    assert_eq!(case.attempts, 1);
+    *aws.reply_fails.lock().unwrap() = None;
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(
+        aws.calls(),
+        ["describe case-1", "reply case-1: Second reply."]
+    );
+
+    // AWS unreachable: retried with growing waits, and the ticket hears after five failures.
+    *aws.describe_fails.lock().unwrap() = true;
+    for _ in 0..5 {
+        clock.advance(TimeDelta::hours(1));
+        desk.sync_cases(&aws).await.unwrap();
+        assert_eq!(
+            desk.sync_cases(&aws).await.unwrap(),
+            0,
+            "waits before trying again"
+        );
+    }
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert_eq!(case.attempts, 5);
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|c| c.body.contains("has failed 5 times in a row")),
+        "{notes:?}"
+    );
+
+    // A resolved ticket resolves its case even while AWS cannot be read.
+    desk.update_ticket(
+        &cli,
+        t.id,
+        None,
+        from::<TicketPatch>(json!({"status": "resolved"})),
+    )
+    .await
+    .unwrap();
+    desk.watch_clocks().await.unwrap();
+    aws.calls();
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["resolve case-1"]);
+    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    assert_eq!(case.state, "resolved");
+}
+
+async fn stored_due_times_move_on_by_the_time_spent_pending(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    let cli = Actor::cli();
+    let t = open(
+        &desk,
+        json!({"title": "Waiting on the vendor", "severity": "SEV1"}),
+    )
+    .await;
+    let status = |s: &str| from::<TicketPatch>(json!({ "status": s }));
+    desk.update_ticket(&cli, t.id, None, status("acknowledged"))
+        .await
+        .unwrap();
+    clock.advance(TimeDelta::minutes(10));
+    desk.update_ticket(&cli, t.id, None, status("pending"))
+        .await
+        .unwrap();
+    desk.watch_clocks().await.unwrap();
+    clock.advance(TimeDelta::minutes(30));
+    desk.update_ticket(&cli, t.id, None, status("in_progress"))
+        .await
+        .unwrap();
+    desk.watch_clocks().await.unwrap();
+    let (stored, _) = desk.ticket_clocks(&cli, t.id).await.unwrap();
+    // Four hours of resolution time, plus the half hour spent pending.
+    assert_eq!(
+        stored.unwrap().resolution_due_at,
+        Some(t0() + TimeDelta::hours(4) + TimeDelta::minutes(30))
     );
 }

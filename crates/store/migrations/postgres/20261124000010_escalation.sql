@@ -29,17 +29,29 @@ END $$;
 
 CREATE TRIGGER tickets_clock_opened AFTER INSERT ON tickets
     FOR EACH ROW EXECUTE FUNCTION tickets_mark_clock();
+-- Only when a value really changes: a signal's occurrence rewrites status and severity as
+-- they were.
 CREATE TRIGGER tickets_clock_changed AFTER UPDATE OF status, severity, kind, workload, team ON tickets
-    FOR EACH ROW EXECUTE FUNCTION tickets_mark_clock();
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.severity IS DISTINCT FROM NEW.severity
+          OR OLD.kind IS DISTINCT FROM NEW.kind OR OLD.workload IS DISTINCT FROM NEW.workload
+          OR OLD.team IS DISTINCT FROM NEW.team)
+    EXECUTE FUNCTION tickets_mark_clock();
 
-INSERT INTO ticket_clocks (ticket_id, check_at)
-SELECT id, updated_at FROM tickets WHERE status NOT IN ('resolved', 'closed');
+-- Tickets open before this version get their due times stored, but no SLA events, tiers or
+-- automatic AWS cases for what happened before it: the events count as announced and the
+-- escalation policy as none ('').
+INSERT INTO ticket_clocks (ticket_id, check_at, announced, escalation_policy)
+SELECT id, updated_at,
+       '["first_response.warning","first_response.breach","resolution.warning","resolution.breach","aws.auto"]',
+       ''
+FROM tickets WHERE status NOT IN ('resolved', 'closed');
 
 -- At most one AWS Support case per ticket, from the request to its resolution.
 CREATE TABLE support_cases (
     ticket_id          BIGINT      PRIMARY KEY REFERENCES tickets (id),
     account_id         TEXT        NOT NULL,
-    -- requested | opened | resolved | unavailable | failed
+    -- requested | opened | resolved | unavailable | failed | cancelled
     state              TEXT        NOT NULL,
     case_id            TEXT,
     display_id         TEXT,

@@ -26,20 +26,30 @@ BEGIN
     ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at;
 END;
 
+-- Only when a value really changes: a signal's occurrence rewrites status and severity as
+-- they were.
 CREATE TRIGGER tickets_clock_changed AFTER UPDATE OF status, severity, kind, workload, team ON tickets
+WHEN OLD.status IS NOT NEW.status OR OLD.severity IS NOT NEW.severity OR OLD.kind IS NOT NEW.kind
+    OR OLD.workload IS NOT NEW.workload OR OLD.team IS NOT NEW.team
 BEGIN
     INSERT INTO ticket_clocks (ticket_id, check_at) VALUES (NEW.id, NEW.updated_at)
     ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at;
 END;
 
-INSERT INTO ticket_clocks (ticket_id, check_at)
-SELECT id, updated_at FROM tickets WHERE status NOT IN ('resolved', 'closed');
+-- Tickets open before this version get their due times stored, but no SLA events, tiers or
+-- automatic AWS cases for what happened before it: the events count as announced and the
+-- escalation policy as none ('').
+INSERT INTO ticket_clocks (ticket_id, check_at, announced, escalation_policy)
+SELECT id, updated_at,
+       '["first_response.warning","first_response.breach","resolution.warning","resolution.breach","aws.auto"]',
+       ''
+FROM tickets WHERE status NOT IN ('resolved', 'closed');
 
 -- At most one AWS Support case per ticket, from the request to its resolution.
 CREATE TABLE support_cases (
     ticket_id          INTEGER PRIMARY KEY REFERENCES tickets (id),
     account_id         TEXT    NOT NULL,
-    -- requested | opened | resolved | unavailable | failed
+    -- requested | opened | resolved | unavailable | failed | cancelled
     state              TEXT    NOT NULL,
     case_id            TEXT,
     display_id         TEXT,

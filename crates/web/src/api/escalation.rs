@@ -48,9 +48,10 @@ struct EscalateRequest {
     request_body = EscalateRequest,
     responses(
         (status = 200, description = "Escalated", body = Escalation),
-        (status = 400, description = "No AWS account known for the ticket, or bad input", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No AWS account known for the ticket (`field`: `account`), or an unknown `to`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No policy applies, the last tier is reached, the ticket is closed, or a case is already open", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No policy applies, the last tier is reached, the ticket is resolved or closed, or an AWS case is already requested or open", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn escalate(
