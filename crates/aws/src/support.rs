@@ -393,6 +393,10 @@ where
     match code.as_deref() {
         Some(CASE_ID_NOT_FOUND) => CaseError::NotFound(message),
         Some(TOO_MANY_REQUESTS) => CaseError::Throttled(message),
+        // A request AWS finds invalid (unknown service or category code, say) stays invalid.
+        Some(c) if c.starts_with("InvalidParameter") || c.ends_with("ValidationException") => {
+            CaseError::Refused(message)
+        }
         // The pollers' sorting knows the plan and throttling codes and HTTP 429.
         _ => match aws_error(API, err) {
             PollError::SubscriptionRequired { .. } => CaseError::SubscriptionRequired(message),
@@ -632,6 +636,18 @@ mod tests {
              the case creation limit."
         );
         assert!(err.retryable());
+
+        let rules = [reply!(
+            Client::create_case,
+            400,
+            aws_error_body(
+                "InvalidParameterValueException",
+                "Invalid service code: amazon-ec3."
+            )
+        )];
+        let err = client(&rules).create_case(&request()).await.unwrap_err();
+        assert!(matches!(err, CaseError::Refused(_)), "{err:?}");
+        assert!(!err.retryable());
     }
 
     #[tokio::test]
