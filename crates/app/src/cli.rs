@@ -52,6 +52,39 @@ pub enum Command {
     /// Routing rules (config file and API).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Export tickets with their history and conversation (works without the server running).
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Every ticket the filters keep, in id order, with its comments and audit history;
+    /// written as it is read, so memory stays flat however many tickets there are.
+    Tickets {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: TicketFormat,
+        /// Tickets opened at or after this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Tickets opened before this time (RFC 3339, or a date: midnight UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Tickets of this workload only.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TicketFormat {
+    /// One JSON object per ticket and line, with `comments` and `history` arrays.
+    Jsonl,
+    /// One row per ticket; `comments` and `history` are JSON text in their columns.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,8 +292,144 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workload(cmd) => workload(&config, cmd).await?,
         Command::Channel(cmd) => return channel(&config, cmd).await,
         Command::Rules(cmd) => rules(&config, cmd).await?,
+        Command::Export(cmd) => export(&config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `--since` / `--until`: an RFC 3339 time, or a date taken as midnight UTC.
+fn export_time(
+    flag: &str,
+    raw: Option<&str>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(t.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--{flag} {raw:?} is neither an RFC 3339 time (2026-11-24T09:00:00Z) nor a date (2026-11-24)"
+            )
+        })
+}
+
+const CSV_HEADER: [&str; 21] = [
+    "id",
+    "key",
+    "title",
+    "description",
+    "kind",
+    "severity",
+    "status",
+    "requester",
+    "assignee",
+    "team",
+    "workload",
+    "tags",
+    "source",
+    "dedup_key",
+    "created_at",
+    "updated_at",
+    "acknowledged_at",
+    "resolved_at",
+    "closed_at",
+    "comments",
+    "history",
+];
+
+async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
+    let ExportCommand::Tickets {
+        format,
+        since,
+        until,
+        workload,
+        output,
+    } = cmd;
+    let filter = opsdesk_core::export::ExportFilter {
+        created_from: export_time("since", since.as_deref())?,
+        created_until: export_time("until", until.as_deref())?,
+        workload,
+    };
+    let desk = server::open_desk(config).await?;
+    let out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let out = std::io::BufWriter::new(out);
+    // Both write through fixed buffers: memory stays flat however many tickets there are.
+    let mut sink = match format {
+        TicketFormat::Jsonl => Sink::Jsonl(out),
+        TicketFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(CSV_HEADER)?;
+            Sink::Csv(Box::new(w))
+        }
+    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(opsdesk_domain::audit::format_time)
+            .unwrap_or_default()
+    };
+    let mut after = 0;
+    loop {
+        let page = desk.export_page(&Actor::cli(), &filter, after).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ticket.id;
+        for e in &page {
+            match &mut sink {
+                Sink::Jsonl(out) => {
+                    serde_json::to_writer(&mut *out, e)?;
+                    out.write_all(b"\n")?;
+                }
+                Sink::Csv(w) => {
+                    let t = &e.ticket;
+                    w.write_record([
+                        t.id.to_string(),
+                        t.key.clone(),
+                        t.title.clone(),
+                        t.description.clone(),
+                        t.kind.to_string(),
+                        t.severity.to_string(),
+                        t.status.to_string(),
+                        t.requester.clone().unwrap_or_default(),
+                        t.assignee.clone().unwrap_or_default(),
+                        t.team.clone().unwrap_or_default(),
+                        t.workload.clone().unwrap_or_default(),
+                        t.tags.join(";"),
+                        t.source.clone(),
+                        t.dedup_key.clone().unwrap_or_default(),
+                        time(Some(t.created_at)),
+                        time(Some(t.updated_at)),
+                        time(t.acknowledged_at),
+                        time(t.resolved_at),
+                        time(t.closed_at),
+                        serde_json::to_string(&e.comments)?,
+                        serde_json::to_string(&e.history)?,
+                    ])?;
+                }
+            }
+        }
+    }
+    match &mut sink {
+        Sink::Jsonl(out) => out.flush()?,
+        Sink::Csv(w) => w.flush()?,
+    }
+    desk.db().close().await;
+    Ok(())
+}
+
+/// Where an export goes.
+enum Sink {
+    Jsonl(std::io::BufWriter<Box<dyn Write>>),
+    Csv(Box<csv::Writer<std::io::BufWriter<Box<dyn Write>>>>),
 }
 
 async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCode> {

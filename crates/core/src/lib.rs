@@ -7,6 +7,7 @@ pub mod cases;
 mod clock;
 mod error;
 pub mod escalation;
+pub mod export;
 pub mod notify;
 pub mod people;
 pub mod sessions;

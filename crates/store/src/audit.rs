@@ -129,6 +129,25 @@ impl Db {
         })
     }
 
+    /// Every entry about any of `ticket_ids`, oldest first.
+    pub async fn audit_of(&self, ticket_ids: &[i64]) -> Result<Vec<AuditRecord>> {
+        if ticket_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_read!(self, p, _b => {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE ticket_id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in ticket_ids {
+                list.push_bind(*id);
+            }
+            qb.push(") ORDER BY seq");
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
+        })
+    }
+
     /// The entries that changed the status of any of `ticket_ids`, oldest first: what the
     /// SLA clocks need (time spent pending), without the many other entries.
     pub async fn status_changes(&self, ticket_ids: &[i64]) -> Result<Vec<AuditRecord>> {

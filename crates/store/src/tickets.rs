@@ -660,6 +660,53 @@ macro_rules! push_filters {
 }
 
 impl Db {
+    /// Up to `limit` tickets with ids above `after`, in id order, opened in
+    /// `[created_from, created_until)` and of `workload` where given: one page of an export.
+    pub async fn tickets_after(
+        &self,
+        after: i64,
+        limit: i64,
+        created_from: Option<DateTime<Utc>>,
+        created_until: Option<DateTime<Utc>>,
+        workload: Option<&str>,
+    ) -> Result<Vec<Ticket>> {
+        on_read!(self, p, _b => {
+            let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id > "));
+            qb.push_bind(after);
+            if let Some(from) = created_from {
+                qb.push(" AND t.created_at >= ").push_bind(Ts(from));
+            }
+            if let Some(until) = created_until {
+                qb.push(" AND t.created_at < ").push_bind(Ts(until));
+            }
+            if let Some(w) = workload {
+                qb.push(" AND t.workload = ").push_bind(w.to_owned());
+            }
+            qb.push(" ORDER BY t.id LIMIT ").push_bind(limit);
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
+        })
+    }
+
+    /// The comments of these tickets, oldest first.
+    pub async fn comments_of(&self, ticket_ids: &[i64]) -> Result<Vec<Comment>> {
+        if ticket_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_read!(self, p, _b => {
+            let mut qb = QueryBuilder::new(
+                "SELECT id, ticket_id, body, author, public, created_at FROM comments WHERE ticket_id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in ticket_ids {
+                list.push_bind(*id);
+            }
+            qb.push(") ORDER BY id");
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter().map(|row| Ok(comment_from_row!(row))).collect()
+        })
+    }
+
     /// The tickets with these ids that exist, in no particular order.
     pub async fn get_tickets(&self, ids: &[i64]) -> Result<Vec<Ticket>> {
         if ids.is_empty() {

@@ -14,6 +14,7 @@ on_both_backends!(
     user_and_team_commands,
     workload_import_is_all_or_none,
     channel_test_sends_now_and_says_what_happened,
+    export_tickets_with_history_and_conversation,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -663,6 +664,126 @@ channels = ["hook"]
     assert!(
         !out.contains(SECRET) && !out.contains("/status/503"),
         "{out}"
+    );
+    db.drop_schema().await;
+}
+
+async fn export_tickets_with_history_and_conversation(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let desk = db.desk().await;
+    let cli = opsdesk_core::Actor::cli();
+    // More than two pages (500 each) of tickets, a third of them on the workload "shop".
+    let inputs = (0..1203)
+        .map(|i| {
+            let mut t = serde_json::json!({
+                "title": format!("ticket {i}, \"quoted\""),
+                "description": "on\ntwo lines",
+                "kind": "incident", "severity": "SEV3", "tags": ["a", "b"],
+            });
+            if i % 3 == 0 {
+                t["workload"] = serde_json::json!("shop");
+            }
+            serde_json::from_value(t).unwrap()
+        })
+        .collect();
+    let ids = desk.create_tickets(&cli, inputs).await.unwrap();
+    let noted = ids[600];
+    desk.add_comment(
+        &cli,
+        noted,
+        serde_json::from_value(
+            serde_json::json!({"body": "internal, with a , comma", "public": false}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    desk.update_ticket(
+        &cli,
+        noted,
+        None,
+        serde_json::from_value(serde_json::json!({"status": "acknowledged"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    desk.db().close().await;
+
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url).args(["export", "tickets"]));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1203);
+    let got: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, ids, "every ticket once, in id order");
+    let one = &lines[600];
+    assert_eq!(one["key"], format!("OPS-{noted}"));
+    assert_eq!(one["status"], "acknowledged");
+    assert_eq!(one["comments"][0]["body"], "internal, with a , comma");
+    let actions: Vec<&str> = one["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["ticket.created", "ticket.commented", "ticket.updated"]
+    );
+    assert_eq!(
+        one["history"][2]["changes"]["status"]["after"],
+        "acknowledged"
+    );
+
+    // CSV: one row per ticket, quoting kept straight by a CSV reader.
+    let file = dir.path().join("tickets.csv");
+    let (code, _, err) = run(opsdesk(dir.path(), &db.url)
+        .args([
+            "export",
+            "tickets",
+            "--format",
+            "csv",
+            "--workload",
+            "shop",
+            "--output",
+        ])
+        .arg(&file));
+    assert_eq!(code, 0, "{err}");
+    let mut reader = csv::Reader::from_path(&file).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[0], "id");
+    assert_eq!(&headers[20], "history");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 401, "the tickets of workload shop");
+    assert!(rows.iter().all(|r| &r[10] == "shop"));
+    let row = rows.iter().find(|r| r[0] == noted.to_string()).unwrap();
+    assert_eq!(&row[2], "ticket 600, \"quoted\"");
+    assert_eq!(&row[3], "on\ntwo lines");
+    assert_eq!(&row[11], "a;b");
+    let history: serde_json::Value = serde_json::from_str(&row[20]).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 3);
+
+    // Time filters, and a time that does not parse.
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &db.url).args(["export", "tickets", "--since", "2999-01-01"]));
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args([
+        "export",
+        "tickets",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2999-01-01",
+    ]));
+    assert_eq!((code, out.lines().count()), (0, 1203));
+    let (code, _, err) =
+        run(opsdesk(dir.path(), &db.url).args(["export", "tickets", "--until", "last tuesday"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--until \"last tuesday\" is neither an RFC 3339 time"),
+        "{err}"
     );
     db.drop_schema().await;
 }
