@@ -238,9 +238,43 @@ impl Desk {
         let base_url = self.notify.base_url.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
+                // A few statements for the whole batch: the tickets locked, their clocks read
+                // and, at the end, written.
+                let ids: Vec<i64> = snaps.iter().map(|s| s.ticket.id).collect();
+                let mut current: HashMap<i64, Ticket> = tx
+                    .tickets_for_update(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.id, t))
+                    .collect();
+                let mut clocks: HashMap<i64, TicketClock> = tx
+                    .ticket_clocks(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.ticket_id, c))
+                    .collect();
+                let mut looked = Vec::with_capacity(snaps.len());
                 for snap in &snaps {
-                    look(tx, snap, &routing, &settings, base_url.clone(), now).await?;
+                    let id = snap.ticket.id;
+                    let Some(ticket) = current.remove(&id) else {
+                        continue;
+                    };
+                    let clock = clocks.remove(&id).unwrap_or_default();
+                    let step = look(
+                        tx,
+                        snap,
+                        ticket,
+                        clock,
+                        &routing,
+                        &settings,
+                        base_url.clone(),
+                        now,
+                    );
+                    if let Some(clock) = step.await? {
+                        looked.push(clock);
+                    }
                 }
+                tx.save_ticket_clocks(&looked).await?;
                 Ok(())
             })
         })
@@ -415,24 +449,25 @@ fn case_account(
 /// One look at a ticket, inside `tx`: stores its SLA due times, announces SLA events, moves
 /// it up its escalation tiers, sends a production emergency to AWS Support, and schedules the
 /// next look.
+/// `current` is the ticket as locked in `tx`, `clock` its stored clock; the answer is the
+/// clock to store, or `None` when the ticket changed since the snapshot (the next pass reads
+/// it again).
+#[allow(clippy::too_many_arguments)]
 async fn look(
     tx: &mut Tx,
     snap: &Snapshot,
+    current: Ticket,
+    mut clock: TicketClock,
     routing: &Routing,
     settings: &EscalationSettings,
     base_url: Option<String>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Option<TicketClock>> {
     let id = snap.ticket.id;
     let sla = &snap.sla;
-    let Some(current) = tx.ticket_for_update(id).await? else {
-        return Ok(());
-    };
     if current.version != snap.ticket.version {
-        // Changed since the snapshot; the next pass reads it again.
-        return Ok(());
+        return Ok(None);
     }
-    let mut clock = tx.ticket_clock(id).await?.unwrap_or_default();
     clock.ticket_id = id;
     let mut t = current;
     if !t.status.is_open() {
@@ -440,8 +475,7 @@ async fn look(
         clock.escalate_at = None;
         // A resolved ticket resolves its AWS case: tell the case worker now.
         tx.hurry_support_case(id, now).await?;
-        tx.save_ticket_clock(&clock).await?;
-        return Ok(());
+        return Ok(Some(clock));
     }
     let mut next: Vec<DateTime<Utc>> = Vec::new();
     if let Some((policy, calendar)) = &sla {
@@ -553,8 +587,7 @@ async fn look(
         next.push(at);
     }
     clock.check_at = next.into_iter().min();
-    tx.save_ticket_clock(&clock).await?;
-    Ok(())
+    Ok(Some(clock))
 }
 
 /// Announces an SLA warning or breach of one clock once, and schedules the next look.

@@ -261,6 +261,69 @@ impl Tx {
         })
     }
 
+    /// The stored clocks of these tickets.
+    pub async fn ticket_clocks(&mut self, ticket_ids: &[i64]) -> Result<Vec<TicketClock>> {
+        let mut out = Vec::with_capacity(ticket_ids.len());
+        for chunk in ticket_ids.chunks(500) {
+            on_tx!(self, c, _b => {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT {CLOCK_COLUMNS} FROM ticket_clocks WHERE ticket_id IN ("
+                ));
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *c).await? {
+                    out.push(clock_from_row!(&row));
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes every field of these clocks, creating those missing, a hundred per statement.
+    pub async fn save_ticket_clocks(&mut self, clocks: &[TicketClock]) -> Result<()> {
+        if clocks.is_empty() {
+            return Ok(());
+        }
+        self.note_write();
+        for chunk in clocks.chunks(100) {
+            on_tx!(self, c, _b => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO ticket_clocks (ticket_id, check_at, sla_policy, first_response_due_at, \
+                     first_response_warn_at, resolution_due_at, resolution_warn_at, announced, \
+                     escalation_policy, tier, tier_since, escalate_at) ",
+                );
+                qb.push_values(chunk, |mut b, k| {
+                    b.push_bind(k.ticket_id)
+                        .push_bind(k.check_at.map(Ts))
+                        .push_bind(k.sla_policy.clone())
+                        .push_bind(k.first_response_due_at.map(Ts))
+                        .push_bind(k.first_response_warn_at.map(Ts))
+                        .push_bind(k.resolution_due_at.map(Ts))
+                        .push_bind(k.resolution_warn_at.map(Ts))
+                        .push_bind(json_list(&k.announced))
+                        .push_bind(k.escalation_policy.clone())
+                        .push_bind(k.tier)
+                        .push_bind(k.tier_since.map(Ts))
+                        .push_bind(k.escalate_at.map(Ts));
+                });
+                qb.push(
+                    " ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at, \
+                     sla_policy = excluded.sla_policy, first_response_due_at = excluded.first_response_due_at, \
+                     first_response_warn_at = excluded.first_response_warn_at, \
+                     resolution_due_at = excluded.resolution_due_at, \
+                     resolution_warn_at = excluded.resolution_warn_at, announced = excluded.announced, \
+                     escalation_policy = excluded.escalation_policy, tier = excluded.tier, \
+                     tier_since = excluded.tier_since, escalate_at = excluded.escalate_at",
+                );
+                qb.build().execute(&mut *c).await?;
+            });
+        }
+        Ok(())
+    }
+
     /// Writes every field of the clock, creating it when missing.
     pub async fn save_ticket_clock(&mut self, k: &TicketClock) -> Result<()> {
         self.note_write();
