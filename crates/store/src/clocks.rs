@@ -326,37 +326,7 @@ impl Tx {
 
     /// Writes every field of the clock, creating it when missing.
     pub async fn save_ticket_clock(&mut self, k: &TicketClock) -> Result<()> {
-        self.note_write();
-        on_tx!(self, c, _b => {
-            sqlx::query(
-                "INSERT INTO ticket_clocks (ticket_id, check_at, sla_policy, first_response_due_at, \
-                 first_response_warn_at, resolution_due_at, resolution_warn_at, announced, \
-                 escalation_policy, tier, tier_since, escalate_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at, \
-                 sla_policy = excluded.sla_policy, first_response_due_at = excluded.first_response_due_at, \
-                 first_response_warn_at = excluded.first_response_warn_at, \
-                 resolution_due_at = excluded.resolution_due_at, \
-                 resolution_warn_at = excluded.resolution_warn_at, announced = excluded.announced, \
-                 escalation_policy = excluded.escalation_policy, tier = excluded.tier, \
-                 tier_since = excluded.tier_since, escalate_at = excluded.escalate_at",
-            )
-            .bind(k.ticket_id)
-            .bind(k.check_at.map(Ts))
-            .bind(&k.sla_policy)
-            .bind(k.first_response_due_at.map(Ts))
-            .bind(k.first_response_warn_at.map(Ts))
-            .bind(k.resolution_due_at.map(Ts))
-            .bind(k.resolution_warn_at.map(Ts))
-            .bind(json_list(&k.announced))
-            .bind(&k.escalation_policy)
-            .bind(k.tier)
-            .bind(k.tier_since.map(Ts))
-            .bind(k.escalate_at.map(Ts))
-            .execute(&mut *c)
-            .await?;
-            Ok(())
-        })
+        self.save_ticket_clocks(std::slice::from_ref(k)).await
     }
 
     pub async fn support_case(&mut self, ticket_id: i64) -> Result<Option<SupportCaseRecord>> {
