@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use opsdesk_domain::CaseSeverity;
 use opsdesk_store::SupportCaseRecord;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
+
+use crate::audit::whole;
 use utoipa::ToSchema;
 
 /// The AWS account a call is for, and the role to assume for it.
@@ -271,7 +273,7 @@ impl crate::Desk {
                         record.next_sync_at = now;
                         entries.push((
                             "ticket.aws_case_opened".into(),
-                            one("aws_case", json!({
+                            whole("aws_case", Value::Null, json!({
                                 "case_id": case_id,
                                 "account": record.account_id,
                                 "severity": record.severity,
@@ -285,7 +287,7 @@ impl crate::Desk {
                         record.detail = "the ticket was resolved before the case was opened".into();
                         entries.push((
                             "ticket.aws_case_cancelled".into(),
-                            one("aws_case", json!({ "state": "cancelled", "reason": record.detail })),
+                            whole("aws_case", Value::Null, json!({ "state": "cancelled", "reason": record.detail })),
                         ));
                     }
                     Outcome::NotOpened { error, dead } => {
@@ -356,7 +358,7 @@ impl crate::Desk {
                             record.aws_status = Some(status.clone());
                             entries.push((
                                 "ticket.aws_case_resolved".into(),
-                                one("aws_case", json!({ "case_id": record.case_id, "status": status })),
+                                whole("aws_case", Value::Null, json!({ "case_id": record.case_id, "status": status })),
                             ));
                         }
                         match error {
@@ -389,7 +391,7 @@ impl crate::Desk {
                     let c = tx.insert_comment(t.id, body, AWS_AUTHOR, false, now).await?;
                     entries.push((
                         action.clone(),
-                        one("comment", json!({ "id": c.id, "public": false, "body": c.body })),
+                        whole("comment", Value::Null, json!({ "id": c.id, "public": false, "body": c.body })),
                     ));
                 }
                 if !notes.is_empty() {
@@ -450,7 +452,12 @@ impl crate::Desk {
         account: &CaseAccount,
     ) -> crate::Result<Outcome> {
         let aws_settings = &self.escalation.aws;
-        let (_, service) = self.db().ticket_aws_context(case.ticket_id).await?;
+        let service = self
+            .db()
+            .tickets_aws_context(&[case.ticket_id])
+            .await?
+            .remove(&case.ticket_id)
+            .and_then(|(_, service)| service);
         let (service_code, category_code) = if service.is_some()
             && aws_settings
                 .mapped(service.as_deref().unwrap_or_default())
@@ -595,8 +602,4 @@ fn retry_wait(attempts: i64) -> Duration {
         Duration::minutes(30),
         &mut rand::thread_rng(),
     )
-}
-
-fn one(field: &str, after: serde_json::Value) -> opsdesk_domain::audit::Changes {
-    opsdesk_domain::audit::one_change(field, serde_json::Value::Null, after)
 }

@@ -131,32 +131,29 @@ impl Db {
 
     /// Every entry about any of `ticket_ids`, oldest first.
     pub async fn audit_of(&self, ticket_ids: &[i64]) -> Result<Vec<AuditRecord>> {
-        if ticket_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        on_read!(self, p, _b => {
-            let mut qb = sqlx::QueryBuilder::new(format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE ticket_id IN ("
-            ));
-            let mut list = qb.separated(", ");
-            for id in ticket_ids {
-                list.push_bind(*id);
-            }
-            qb.push(") ORDER BY seq");
-            let rows = qb.build().fetch_all(p).await?;
-            rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
-        })
+        self.audit_of_where(ticket_ids, "").await
     }
 
     /// The entries that changed the status of any of `ticket_ids`, oldest first: what the
     /// SLA clocks need (time spent pending), without the many other entries.
     pub async fn status_changes(&self, ticket_ids: &[i64]) -> Result<Vec<AuditRecord>> {
+        self.audit_of_where(ticket_ids, "changes LIKE '%\"status\"%' AND ")
+            .await
+    }
+
+    /// The entries about any of `ticket_ids` that `condition` (SQL ending in `AND `, or
+    /// empty) keeps, oldest first.
+    async fn audit_of_where(
+        &self,
+        ticket_ids: &[i64],
+        condition: &str,
+    ) -> Result<Vec<AuditRecord>> {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
         on_read!(self, p, _b => {
             let mut qb = sqlx::QueryBuilder::new(format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE changes LIKE '%\"status\"%' AND ticket_id IN ("
+                "SELECT {COLUMNS} FROM audit_log WHERE {condition}ticket_id IN ("
             ));
             let mut list = qb.separated(", ");
             for id in ticket_ids {

@@ -228,26 +228,6 @@ impl Db {
                 .collect()
         })
     }
-
-    /// The AWS account and service of the newest signal of a ticket that names an account.
-    pub async fn ticket_aws_context(
-        &self,
-        ticket_id: i64,
-    ) -> Result<(Option<String>, Option<String>)> {
-        on_read!(self, p, _b => {
-            let row = sqlx::query(
-                "SELECT account, service FROM signals WHERE ticket_id = $1 AND account IS NOT NULL \
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(ticket_id)
-            .fetch_optional(p)
-            .await?;
-            match row {
-                Some(row) => Ok((row.try_get("account")?, row.try_get("service")?)),
-                None => Ok((None, None)),
-            }
-        })
-    }
 }
 
 impl Tx {

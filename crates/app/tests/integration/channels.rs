@@ -479,42 +479,10 @@ async fn email_failures_say_whether_a_retry_may_help() {
 async fn sns_publishes_subject_text_and_filterable_attributes() {
     let moto = Moto::start().await;
     let sdk = moto.sdk_config().await;
-    let sns = aws_sdk_sns::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name("opsdesk-notifications")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("pager")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    // Raw delivery off: the queue gets SNS's JSON envelope, with Subject and attributes.
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let (topic, queue_url) = moto
+        .topic_into_queue("opsdesk-notifications", "pager")
+        .await;
 
     let channels = channels(false).with_sns(SnsPublisher::new(&sdk));
     let channel = spec(json!({ "name": "ops-sns", "type": "sns", "topic_arn": topic }));

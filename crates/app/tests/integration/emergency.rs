@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use opsdesk::config::Config;
 use opsdesk_notify::{SmtpSettings, SmtpTls};
 use reqwest::StatusCode;
@@ -109,42 +108,9 @@ async fn sev1_on_production_reaches_people_and_aws_support(backend: Backend) {
     std::env::set_var("AWS_REGION", "us-east-1");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     let sdk = moto.sdk_config().await;
-    let sns = aws_sdk_sns::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let support = aws_sdk_support::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name("dev-team")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("dev-team-inbox")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let (topic, queue_url) = moto.topic_into_queue("dev-team", "dev-team-inbox").await;
     let smtp = Smtp::start().await;
     let receiver = Receiver::start().await;
 

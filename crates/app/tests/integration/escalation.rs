@@ -110,6 +110,11 @@ async fn outbox(desk: &Desk, id: i64) -> Vec<OutboxItem> {
     items
 }
 
+/// The ticket's AWS Support case, if any.
+async fn case_of(desk: &Desk, id: i64) -> Option<opsdesk_store::SupportCaseRecord> {
+    desk.ticket_clocks(&Actor::cli(), id).await.unwrap().1
+}
+
 fn events(items: &[OutboxItem]) -> Vec<String> {
     items
         .iter()
@@ -334,7 +339,7 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     desk.watch_clocks().await.unwrap();
 
     // Business plan: critical is not allowed, so the case asks for urgent, and says why.
-    let (_, case) = desk.ticket_clocks(&Actor::cli(), shop.id).await.unwrap();
+    let case = case_of(&desk, shop.id).await;
     let case = case.unwrap();
     assert_eq!(
         (case.state.as_str(), case.requested_severity.as_str()),
@@ -364,7 +369,7 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     assert_eq!(step.changes["aws_case"].after["capped"], json!(true));
 
     // Developer plan: no AWS Support API. The ticket says so; the account team hears instead.
-    let (_, case) = desk.ticket_clocks(&Actor::cli(), lab.id).await.unwrap();
+    let case = case_of(&desk, lab.id).await;
     let case = case.unwrap();
     assert_eq!(case.state, "unavailable");
     assert_eq!(case.severity, None);
@@ -384,7 +389,7 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     );
 
     // Staging is not production: no case.
-    let (_, case) = desk.ticket_clocks(&Actor::cli(), staging.id).await.unwrap();
+    let case = case_of(&desk, staging.id).await;
     assert!(case.is_none());
 
     // Raised to SEV2 later, a production ticket goes then.
@@ -394,12 +399,7 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     )
     .await;
     desk.watch_clocks().await.unwrap();
-    assert!(desk
-        .ticket_clocks(&Actor::cli(), later.id)
-        .await
-        .unwrap()
-        .1
-        .is_none());
+    assert!(case_of(&desk, later.id).await.is_none());
     desk.update_ticket(
         &Actor::cli(),
         later.id,
@@ -409,12 +409,7 @@ async fn production_emergencies_go_to_aws_at_once_within_the_plan(backend: Backe
     .await
     .unwrap();
     desk.watch_clocks().await.unwrap();
-    let case = desk
-        .ticket_clocks(&Actor::cli(), later.id)
-        .await
-        .unwrap()
-        .1
-        .unwrap();
+    let case = case_of(&desk, later.id).await.unwrap();
     assert_eq!(case.severity.as_deref(), Some("urgent"));
 }
 
@@ -688,12 +683,7 @@ async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
             "describe case-1"
         ]
     );
-    let case = desk
-        .ticket_clocks(&Actor::cli(), t.id)
-        .await
-        .unwrap()
-        .1
-        .unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(case.state, "opened");
     assert_eq!(case.case_id.as_deref(), Some("case-1"));
     assert_eq!(case.display_id.as_deref(), Some("1234567890"));
@@ -773,7 +763,7 @@ async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
     desk.watch_clocks().await.unwrap();
     desk.sync_cases(&aws).await.unwrap();
     assert_eq!(aws.calls(), ["resolve case-1"]);
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(
         (case.state.as_str(), case.aws_status.as_deref()),
         ("resolved", Some("resolved"))
@@ -811,7 +801,7 @@ async fn refused_cases_are_retried_then_told(backend: Backend) {
     .await;
     desk.watch_clocks().await.unwrap();
     desk.sync_cases(&aws).await.unwrap();
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!((case.state.as_str(), case.attempts), ("requested", 1));
     assert!(
         case.next_sync_at > t0() + TimeDelta::seconds(20),
@@ -824,7 +814,7 @@ async fn refused_cases_are_retried_then_told(backend: Backend) {
     );
     clock.advance(TimeDelta::minutes(1));
     desk.sync_cases(&aws).await.unwrap();
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(case.state, "failed");
     assert!(case.detail.contains("Rate exceeded"), "{}", case.detail);
     let notes = desk.comments(&cli, t.id).await.unwrap();
@@ -847,7 +837,7 @@ async fn refused_cases_are_retried_then_told(backend: Backend) {
     .await;
     desk.watch_clocks().await.unwrap();
     desk.sync_cases(&aws).await.unwrap();
-    let case = desk.ticket_clocks(&cli, u.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, u.id).await.unwrap();
     assert_eq!(case.state, "unavailable");
     let notes = desk.comments(&cli, u.id).await.unwrap();
     assert!(
@@ -882,12 +872,7 @@ async fn no_account_known_keeps_the_clocks_going(backend: Backend) {
     )
     .await;
     desk.watch_clocks().await.unwrap();
-    assert!(desk
-        .ticket_clocks(&Actor::cli(), t.id)
-        .await
-        .unwrap()
-        .1
-        .is_none());
+    assert!(case_of(&desk, t.id).await.is_none());
     let notes = desk.comments(&Actor::cli(), t.id).await.unwrap();
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
@@ -969,7 +954,7 @@ async fn failures_while_following_keep_what_was_done(backend: Backend) {
     .unwrap();
     desk.sync_cases(&aws).await.unwrap();
     assert!(aws.calls().is_empty(), "no call to AWS");
-    let case = desk.ticket_clocks(&cli, gone.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, gone.id).await.unwrap();
     assert_eq!(case.state, "cancelled");
 
     let t = open(
@@ -1003,7 +988,7 @@ async fn failures_while_following_keep_what_was_done(backend: Backend) {
             "reply case-1: Second reply."
         ]
     );
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert!(case.detail.contains("Rate exceeded"), "{case:?}");
     assert_eq!(case.attempts, 1);
     *aws.reply_fails.lock().unwrap() = None;
@@ -1025,7 +1010,7 @@ async fn failures_while_following_keep_what_was_done(backend: Backend) {
             "waits before trying again"
         );
     }
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(case.attempts, 5);
     let notes = desk.comments(&cli, t.id).await.unwrap();
     assert!(
@@ -1048,7 +1033,7 @@ async fn failures_while_following_keep_what_was_done(backend: Backend) {
     aws.calls();
     desk.sync_cases(&aws).await.unwrap();
     assert_eq!(aws.calls(), ["resolve case-1"]);
-    let case = desk.ticket_clocks(&cli, t.id).await.unwrap().1.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(case.state, "resolved");
 }
 

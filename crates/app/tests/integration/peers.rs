@@ -156,6 +156,39 @@ impl Moto {
             .load()
             .await
     }
+
+    /// A new SNS topic `topic` with a new SQS queue `queue` subscribed to it (raw delivery off:
+    /// the queue gets SNS's JSON envelope). The topic's ARN and the queue's URL.
+    pub async fn topic_into_queue(&self, topic: &str, queue: &str) -> (String, String) {
+        let sdk = self.sdk_config().await;
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let topic_arn = sns
+            .create_topic()
+            .name(topic)
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue_arn = queue_arn(&sqs, &queue_url).await;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .send()
+            .await
+            .unwrap();
+        (topic_arn, queue_url)
+    }
 }
 
 /// An SMTP server (aiosmtpd, no TLS, no authentication) that saves every message it
@@ -351,4 +384,18 @@ async fn alertmanager_opens_and_resolves_a_ticket(backend: Backend) {
     assert_eq!(resolved["id"], opened["id"]);
     drop(am);
     s.stop().await;
+}
+
+/// The ARN of the SQS queue at `url`.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
 }

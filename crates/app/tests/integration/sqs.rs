@@ -17,7 +17,7 @@ use opsdesk_aws::sqs::SqsConfig;
 use serde_json::{json, Value};
 
 use crate::common::{on_both_backends, Backend, TestServer};
-use crate::peers::Moto;
+use crate::peers::{queue_arn, Moto};
 use crate::signals::{health_event, ACCOUNT};
 
 on_both_backends!(
@@ -168,18 +168,6 @@ impl Aws {
             .unwrap();
         assert_eq!(out.failed_entry_count, 0, "{out:?}");
     }
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone()
 }
 
 /// The tickets of one source, newest first.
