@@ -55,6 +55,43 @@ pub enum Command {
     /// Export tickets with their history and conversation (works without the server running).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// KPIs: their latest values, or an evaluation now (works without the server running).
+    #[command(subcommand)]
+    Kpi(KpiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KpiCommand {
+    /// Every KPI with its latest value, status, target and trend.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Also show the breakdowns by this dimension (team, workload, severity, ...).
+        #[arg(long, value_parser = dimension)]
+        by: Option<opsdesk_domain::kpi::Dimension>,
+    },
+    /// Evaluate every KPI now, store the values, announce changes of status, then list them.
+    Evaluate {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns for people.
+    Table,
+    /// The same JSON as GET /api/v1/kpis.
+    Json,
+}
+
+fn dimension(s: &str) -> Result<opsdesk_domain::kpi::Dimension, String> {
+    opsdesk_domain::kpi::Dimension::parse(s).ok_or_else(|| {
+        format!(
+            "unknown dimension {s:?}; expected one of: {}",
+            opsdesk_domain::kpi::Dimension::names()
+        )
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +330,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Channel(cmd) => return channel(&config, cmd).await,
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
+        Command::Kpi(cmd) => kpi(&config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -342,6 +380,67 @@ const CSV_HEADER: [&str; 21] = [
     "comments",
     "history",
 ];
+
+async fn kpi(config: &Config, cmd: KpiCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    let (format, by) = match cmd {
+        KpiCommand::List { format, by } => (format, by),
+        KpiCommand::Evaluate { format } => {
+            let done = desk.evaluate_kpis(true).await?;
+            eprintln!("evaluated {} KPIs", done.len());
+            (format, None)
+        }
+    };
+    let kpis = desk.kpis(&actor, by).await?;
+    desk.db().close().await;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ListFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "kpis": kpis }))?
+        )?,
+        ListFormat::Table => {
+            use opsdesk_core::kpis::show;
+            let shown = |unit, v: Option<f64>| v.map_or("-".to_owned(), |v| show(unit, v));
+            writeln!(
+                out,
+                "{:<26} {:>12} {:<8} {:>12} {:<10} {:<7}",
+                "KPI", "VALUE", "STATUS", "TARGET", "TREND", "WINDOW"
+            )?;
+            for k in &kpis {
+                let unit = k.info.unit;
+                let trend = k.trend.map_or("-".to_owned(), |t| {
+                    serde_json::to_value(t)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                });
+                writeln!(
+                    out,
+                    "{:<26} {:>12} {:<8} {:>12} {:<10} {:<7}",
+                    k.info.name,
+                    shown(unit, k.value),
+                    k.status,
+                    shown(unit, k.info.thresholds.map(|t| t.target)),
+                    trend,
+                    k.info.window.to_string(),
+                )?;
+                for s in &k.scopes {
+                    writeln!(
+                        out,
+                        "  {:<24} {:>12} {:<8}",
+                        format!("{}={}", s.by, s.scope),
+                        shown(unit, s.value),
+                        s.status
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
     let ExportCommand::Tickets {

@@ -24,6 +24,7 @@ pub struct Config {
     pub aws: AwsConfig,
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
+    pub kpis: KpiConfig,
 }
 
 /// Escalation tiers and the way to AWS Support (`[escalation]`).
@@ -104,6 +105,45 @@ impl EscalationConfig {
             case_max_attempts: self.case_max_attempts,
             ..Default::default()
         })
+    }
+}
+
+/// KPIs (`[kpis]`): evaluation interval, series retention, changes to the built-in KPIs and
+/// custom ones (docs/kpis.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiConfig {
+    /// How often each KPI is evaluated unless it says otherwise (`5m`).
+    pub interval: opsdesk_domain::kpi::Span,
+    /// How long evaluated values are kept (`400d`).
+    pub retention: opsdesk_domain::kpi::Span,
+    /// `[kpis.builtin.<name>]`: window, interval and thresholds of a built-in KPI.
+    pub builtin: std::collections::BTreeMap<String, opsdesk_core::kpis::KpiOverride>,
+    /// `[[kpis.custom]]`: KPIs of the team's own.
+    pub custom: Vec<opsdesk_domain::kpi::KpiSpec>,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        let d = opsdesk_core::kpis::KpiSettings::default();
+        KpiConfig {
+            interval: d.interval,
+            retention: d.retention,
+            builtin: Default::default(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+impl KpiConfig {
+    pub fn settings(&self) -> Result<opsdesk_core::kpis::KpiSettings, String> {
+        opsdesk_core::kpis::KpiSettings::new(
+            self.interval,
+            self.retention,
+            &self.builtin,
+            self.custom.clone(),
+        )
+        .map_err(|e| format!("kpis.{}: {}", e.field, e.message))
     }
 }
 
@@ -824,6 +864,31 @@ notify_channels = []
 # aws_service = "EC2"
 # service_code = "amazon-elastic-compute-cloud-linux"
 # category_code = "instance-issue"
+
+[kpis]
+# KPIs (docs/kpis.md): how often each is evaluated and how long its series is kept.
+interval = "5m"
+retention = "400d"
+# Change a built-in KPI's window, interval or thresholds, e.g.:
+# [kpis.builtin.mtta]
+# window = "7d"
+# target = 600          # seconds
+# warning = 1200
+# breach = 2400
+# A KPI of your own, e.g. the 90th percentile of SEV1 resolution times:
+# [[kpis.custom]]
+# name = "sev1_resolution_p90"
+# over = "tickets"
+# aggregate = "p90"
+# from = "created_at"
+# to = "resolved_at"
+# filter = { severities = ["SEV1"] }
+# window = "30d"
+# better = "lower"
+# target = 3600
+# warning = 7200
+# breach = 14400
+# scope = ["team", "workload"]
 "#;
 
 #[cfg(test)]

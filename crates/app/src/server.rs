@@ -44,6 +44,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     let ingest = config.ingest.settings().map_err(anyhow::Error::msg)?;
     let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
     let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
+    let kpis = config.kpis.settings().map_err(anyhow::Error::msg)?;
     let escalation = config
         .escalation
         .settings(&config.notify)
@@ -54,7 +55,8 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_notify_settings(notify)
         .with_aws_accounts(config.aws.accounts().map_err(anyhow::Error::msg)?)
         .with_sla_settings(sla)
-        .with_escalation_settings(escalation))
+        .with_escalation_settings(escalation)
+        .with_kpi_settings(kpis))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -116,6 +118,7 @@ pub async fn serve(
     spawn_ingest(config, &desk, &background);
     tokio::spawn(watch_clocks(desk.clone(), background.clone()));
     tokio::spawn(work_on_cases(desk.clone(), background.clone()));
+    tokio::spawn(evaluate_kpis(desk.clone(), background.clone()));
     let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
@@ -202,6 +205,25 @@ async fn watch_clocks(desk: Desk, stop: tokio_util::sync::CancellationToken) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Every ten seconds, evaluates the KPIs whose interval has passed. Each node may run it: an
+/// evaluation is stored once, by the node that locks the KPI's row first.
+async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = desk.evaluate_kpis(false).await {
+            if desk.db().is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "evaluating KPIs failed");
         }
     }
 }

@@ -350,6 +350,8 @@ impl crate::Desk {
                                 ));
                                 record.last_message_at =
                                     Some(record.last_message_at.map_or(m.at, |l| l.max(m.at)));
+                                record.first_reply_at =
+                                    Some(record.first_reply_at.map_or(m.at, |f| f.min(m.at)));
                             }
                         }
                         record.sent_comment_id = record.sent_comment_id.max(sent_upto);

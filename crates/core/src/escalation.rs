@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::escalation::{select_escalation, AwsEscalation, EscalateTo, EscalationPolicy};
-use opsdesk_domain::sla::{measure, ClockState, Deadline};
+use opsdesk_domain::sla::{measure, ClockState, Deadline, SlaClock, TicketTimes};
 use opsdesk_domain::support::cap;
 use opsdesk_domain::{
     AwsAccount, Calendar, Environment, FieldError, Permission, SlaPolicy, Status, Ticket, Workload,
@@ -142,7 +142,7 @@ impl Desk {
     }
 
     /// Every AWS account: the configured ones first, then those added through the API.
-    async fn known_accounts(&self) -> Result<Vec<AwsAccount>> {
+    pub(crate) async fn known_accounts(&self) -> Result<Vec<AwsAccount>> {
         let mut all: Vec<AwsAccount> = self.aws_accounts.as_ref().clone();
         for stored in self.db().aws_accounts().await? {
             if !all.iter().any(|a| a.id == stored.id) {
@@ -470,6 +470,12 @@ async fn look(
     }
     clock.ticket_id = id;
     let mut t = current;
+    clock.reopens = reopens(&snap.history);
+    let times = ticket_times(&t, &snap.history);
+    let sla_clock = sla
+        .as_ref()
+        .map(|(policy, calendar)| measure(policy, calendar, &times, now));
+    record_measures(&mut clock, &times, sla_clock.as_ref());
     if !t.status.is_open() {
         clock.check_at = None;
         clock.escalate_at = None;
@@ -478,7 +484,7 @@ async fn look(
         return Ok(Some(clock));
     }
     let mut next: Vec<DateTime<Utc>> = Vec::new();
-    if let Some((policy, calendar)) = &sla {
+    if let (Some((policy, _)), Some(sla_clock)) = (&sla, &sla_clock) {
         if clock
             .sla_policy
             .as_deref()
@@ -488,12 +494,7 @@ async fn look(
                 .announced
                 .retain(|a| !a.contains(".warning") && !a.contains(".breach"));
         }
-        let sla_clock = measure(policy, calendar, &ticket_times(&t, &snap.history), now);
         clock.sla_policy = Some(policy.name.clone());
-        clock.first_response_due_at = sla_clock.first_response.due_at;
-        clock.first_response_warn_at = sla_clock.first_response.warn_at;
-        clock.resolution_due_at = sla_clock.resolution.due_at;
-        clock.resolution_warn_at = sla_clock.resolution.warn_at;
         for (name, d) in [
             ("first_response", &sla_clock.first_response),
             ("resolution", &sla_clock.resolution),
@@ -588,6 +589,54 @@ async fn look(
     }
     clock.check_at = next.into_iter().min();
     Ok(Some(clock))
+}
+
+/// How often a ticket went from resolved or closed back to work, by its status changes.
+fn reopens(history: &[AuditRecord]) -> i64 {
+    let done = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(Status::parse)
+            .is_some_and(|s| !s.is_open())
+    };
+    let n = history
+        .iter()
+        .filter_map(|e| e.changes.get("status"))
+        .filter(|c| done(&c.before) && !done(&c.after))
+        .count();
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Keeps what the KPIs read off the clocks: the due times, and for each clock that stopped
+/// its business seconds and whether it met the target.
+fn record_measures(clock: &mut TicketClock, times: &TicketTimes, sla: Option<&SlaClock>) {
+    let stopped = |d: &Deadline| matches!(d.state, ClockState::Met | ClockState::Breached);
+    let response_at = times.responded_at.or(times.resolved_at);
+    clock.first_response_due_at = sla.and_then(|c| c.first_response.due_at);
+    clock.first_response_warn_at = sla.and_then(|c| c.first_response.warn_at);
+    clock.resolution_due_at = sla.and_then(|c| c.resolution.due_at);
+    clock.resolution_warn_at = sla.and_then(|c| c.resolution.warn_at);
+    match sla.map(|c| &c.first_response) {
+        Some(d) if stopped(d) && response_at.is_some() => {
+            clock.response_at = response_at;
+            clock.response_seconds = Some(d.elapsed_seconds);
+            clock.response_met = Some(d.state == ClockState::Met);
+        }
+        _ => {
+            clock.response_at = None;
+            clock.response_seconds = None;
+            clock.response_met = None;
+        }
+    }
+    match sla.map(|c| &c.resolution) {
+        Some(d) if stopped(d) && times.resolved_at.is_some() => {
+            clock.resolution_seconds = Some(d.elapsed_seconds);
+            clock.resolution_met = Some(d.state == ClockState::Met);
+        }
+        _ => {
+            clock.resolution_seconds = None;
+            clock.resolution_met = None;
+        }
+    }
 }
 
 /// Announces an SLA warning or breach of one clock once, and schedules the next look.
@@ -838,6 +887,7 @@ impl Step<'_> {
             attempts: 0,
             next_sync_at: self.now,
             last_message_at: None,
+            first_reply_at: None,
             // Replies written before the case are in its body or history already.
             sent_comment_id: tx.newest_comment_id(t.id).await?,
             created_by: self.actor.to_owned(),

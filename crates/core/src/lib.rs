@@ -8,6 +8,7 @@ mod clock;
 mod error;
 pub mod escalation;
 pub mod export;
+pub mod kpis;
 pub mod notify;
 pub mod people;
 pub mod sessions;
@@ -96,6 +97,7 @@ pub struct Desk {
     aws_accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
     sla: Arc<sla::SlaSettings>,
     escalation: Arc<escalation::EscalationSettings>,
+    kpis: Arc<kpis::KpiSettings>,
 }
 
 impl Desk {
@@ -112,6 +114,7 @@ impl Desk {
             aws_accounts: Arc::new(Vec::new()),
             sla: Arc::new(sla::SlaSettings::default()),
             escalation: Arc::new(escalation::EscalationSettings::default()),
+            kpis: Arc::new(kpis::KpiSettings::default()),
         }
     }
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::{ChannelSpec, Notification, NotificationEvent};
-use opsdesk_domain::routing::{explain, route, routes, Recipient, Routed, RoutingRule, RuleCheck};
+use opsdesk_domain::routing::{
+    explain, kpi_routes, route, routes, KpiRouted, Recipient, Routed, RoutingRule, RuleCheck,
+};
 use opsdesk_domain::{Environment, Permission, Status, Ticket, Validated};
 use opsdesk_store::{
     AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored, Tx,
@@ -204,6 +206,48 @@ impl Routing {
                 }
             })
             .collect())
+    }
+
+    /// The outbox rows announcing a KPI event `n` to the channels the rules pick; `key`
+    /// tells this event apart from every other (KPI, breakdown and evaluation time).
+    pub(crate) async fn kpi_items(
+        &self,
+        tx: &mut Tx,
+        event: NotificationEvent,
+        n: &Notification,
+        key: &str,
+    ) -> Result<Vec<NewOutboxItem>> {
+        let routed = KpiRouted {
+            event,
+            team: n.team.as_deref(),
+            workload: n.workload.as_deref(),
+            severity: n.severity,
+        };
+        let mut items = Vec::new();
+        for r in kpi_routes(&self.rules, &routed) {
+            let mut recipients = Vec::new();
+            if let Some(team) = &n.team {
+                for who in &r.recipients {
+                    match who {
+                        Recipient::OwningTeam => recipients.extend(tx.team_emails(team).await?),
+                        Recipient::OnCall => recipients.extend(tx.team_lead_email(team).await?),
+                        Recipient::AccountTeam => {}
+                    }
+                }
+            }
+            recipients.sort();
+            recipients.dedup();
+            let mut n = n.clone();
+            n.recipients = recipients;
+            items.push(NewOutboxItem {
+                idempotency_key: format!("{key}-{event}-{}", r.channel),
+                ticket_id: None,
+                event: event.as_str().to_owned(),
+                channel: r.channel,
+                notification: json!(n),
+            });
+        }
+        Ok(items)
     }
 
     /// The addresses of the people `who` names for ticket `t`, as they are now.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod change;
 pub mod channel;
 pub mod escalation;
+pub mod kpi;
 pub mod routing;
 pub mod signal;
 pub mod sla;

@@ -181,6 +181,57 @@ impl Validated for RoutingRule {
     }
 }
 
+/// What a KPI event offers routing: the breakdown it is about, when it is one.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiRouted<'a> {
+    pub event: NotificationEvent,
+    pub team: Option<&'a str>,
+    pub workload: Option<&'a str>,
+    pub severity: Option<Severity>,
+}
+
+impl RoutingRule {
+    /// Whether the rule takes a KPI event. Conditions on teams, workloads and severities hold
+    /// for a KPI broken down by that team, workload or severity; conditions only a ticket can
+    /// meet (kinds, sources, environments, tags) never hold.
+    pub fn matches_kpi(&self, r: &KpiRouted<'_>) -> bool {
+        (self.events.is_empty() || self.events.contains(&r.event))
+            && (self.severities.is_empty()
+                || r.severity.is_some_and(|s| self.severities.contains(&s)))
+            && (self.teams.is_empty() || r.team.is_some_and(|t| self.teams.iter().any(|x| x == t)))
+            && (self.workloads.is_empty()
+                || (r.workload.is_some() && glob_any(&self.workloads, r.workload)))
+            && self.kinds.is_empty()
+            && self.sources.is_empty()
+            && self.environments.is_empty()
+            && self.tags.is_empty()
+    }
+}
+
+/// The channels a KPI event goes to, each once in the order the rules name them, with the
+/// recipients of the matching rules.
+pub fn kpi_routes(rules: &[RoutingRule], r: &KpiRouted<'_>) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
+    for rule in rules {
+        if !rule.matches_kpi(r) {
+            continue;
+        }
+        for c in &rule.channels {
+            match out.iter_mut().find(|x| &x.channel == c) {
+                Some(x) => x.recipients.extend(rule.recipients.iter().copied()),
+                None => out.push(Route {
+                    channel: c.clone(),
+                    recipients: rule.recipients.clone(),
+                }),
+            }
+        }
+        if rule.stop {
+            break;
+        }
+    }
+    out
+}
+
 /// The channels an event goes to, each once, in the order the rules name them.
 pub fn route(rules: &[RoutingRule], r: &Routed<'_>) -> Vec<String> {
     routes(rules, r).into_iter().map(|x| x.channel).collect()
@@ -416,5 +467,39 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.to_string().contains("exploded"), "{e}");
+    }
+
+    #[test]
+    fn kpi_events_follow_rules_on_their_breakdown() {
+        let mut any = rule("kpis", &["ops-sns"]);
+        any.events = vec![NotificationEvent::KpiBreach];
+        let mut team = rule("payments", &["pay-mail"]);
+        team.teams = vec!["payments".into()];
+        let mut tickets_only = rule("cloudwatch", &["hook"]);
+        tickets_only.sources = vec!["aws.cloudwatch".into()];
+        let rules = [any, team, tickets_only];
+        let overall = KpiRouted {
+            event: NotificationEvent::KpiBreach,
+            team: None,
+            workload: None,
+            severity: None,
+        };
+        let chans = |r: KpiRouted<'_>| {
+            kpi_routes(&rules, &r)
+                .into_iter()
+                .map(|x| x.channel)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(chans(overall), ["ops-sns"]);
+        let payments = KpiRouted {
+            team: Some("payments"),
+            ..overall
+        };
+        assert_eq!(chans(payments), ["ops-sns", "pay-mail"]);
+        let recovered = KpiRouted {
+            event: NotificationEvent::KpiRecovered,
+            ..payments
+        };
+        assert_eq!(chans(recovered), ["pay-mail"]);
     }
 }

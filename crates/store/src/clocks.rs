@@ -27,11 +27,23 @@ pub struct TicketClock {
     pub tier_since: Option<DateTime<Utc>>,
     /// When the ticket moves up if still unacknowledged.
     pub escalate_at: Option<DateTime<Utc>>,
+    /// When the first-response clock stopped (the acknowledgement, or the resolution of a
+    /// ticket never acknowledged).
+    pub response_at: Option<DateTime<Utc>>,
+    /// Business seconds to the first response, pending time left out.
+    pub response_seconds: Option<i64>,
+    pub response_met: Option<bool>,
+    /// Business seconds to the resolution while resolved or closed, pending time left out.
+    pub resolution_seconds: Option<i64>,
+    pub resolution_met: Option<bool>,
+    /// How often the ticket was reopened.
+    pub reopens: i64,
 }
 
 const CLOCK_COLUMNS: &str = "ticket_id, check_at, sla_policy, first_response_due_at, \
     first_response_warn_at, resolution_due_at, resolution_warn_at, announced, escalation_policy, \
-    tier, tier_since, escalate_at";
+    tier, tier_since, escalate_at, response_at, response_seconds, response_met, \
+    resolution_seconds, resolution_met, reopens";
 
 macro_rules! clock_from_row {
     ($row:expr) => {{
@@ -54,6 +66,16 @@ macro_rules! clock_from_row {
             tier: row.try_get("tier")?,
             tier_since: ts("tier_since")?,
             escalate_at: ts("escalate_at")?,
+            response_at: ts("response_at")?,
+            response_seconds: row.try_get("response_seconds")?,
+            response_met: row
+                .try_get::<Option<i64>, _>("response_met")?
+                .map(|m| m != 0),
+            resolution_seconds: row.try_get("resolution_seconds")?,
+            resolution_met: row
+                .try_get::<Option<i64>, _>("resolution_met")?
+                .map(|m| m != 0),
+            reopens: row.try_get("reopens")?,
         }
     }};
 }
@@ -89,6 +111,8 @@ pub struct SupportCaseRecord {
     pub next_sync_at: DateTime<Utc>,
     /// The newest AWS message mirrored onto the ticket.
     pub last_message_at: Option<DateTime<Utc>>,
+    /// When AWS first answered.
+    pub first_reply_at: Option<DateTime<Utc>>,
     /// The newest public comment of the ticket already added to the case.
     pub sent_comment_id: i64,
     pub created_by: String,
@@ -98,8 +122,8 @@ pub struct SupportCaseRecord {
 
 const CASE_COLUMNS: &str = "ticket_id, account_id, state, case_id, display_id, \
     requested_severity, severity, service_code, category_code, subject, body, cc, aws_status, \
-    detail, attempts, next_sync_at, last_message_at, sent_comment_id, created_by, created_at, \
-    updated_at";
+    detail, attempts, next_sync_at, last_message_at, first_reply_at, sent_comment_id, created_by, \
+    created_at, updated_at";
 
 macro_rules! case_from_row {
     ($row:expr) => {{
@@ -126,6 +150,7 @@ macro_rules! case_from_row {
             last_message_at: row
                 .try_get::<Option<Ts>, _>("last_message_at")?
                 .map(|t| t.0),
+            first_reply_at: row.try_get::<Option<Ts>, _>("first_reply_at")?.map(|t| t.0),
             sent_comment_id: row.try_get("sent_comment_id")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
@@ -273,7 +298,8 @@ impl Tx {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO ticket_clocks (ticket_id, check_at, sla_policy, first_response_due_at, \
                      first_response_warn_at, resolution_due_at, resolution_warn_at, announced, \
-                     escalation_policy, tier, tier_since, escalate_at) ",
+                     escalation_policy, tier, tier_since, escalate_at, response_at, \
+                     response_seconds, response_met, resolution_seconds, resolution_met, reopens) ",
                 );
                 qb.push_values(chunk, |mut b, k| {
                     b.push_bind(k.ticket_id)
@@ -287,7 +313,13 @@ impl Tx {
                         .push_bind(k.escalation_policy.clone())
                         .push_bind(k.tier)
                         .push_bind(k.tier_since.map(Ts))
-                        .push_bind(k.escalate_at.map(Ts));
+                        .push_bind(k.escalate_at.map(Ts))
+                        .push_bind(k.response_at.map(Ts))
+                        .push_bind(k.response_seconds)
+                        .push_bind(k.response_met.map(i64::from))
+                        .push_bind(k.resolution_seconds)
+                        .push_bind(k.resolution_met.map(i64::from))
+                        .push_bind(k.reopens);
                 });
                 qb.push(
                     " ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at, \
@@ -296,7 +328,11 @@ impl Tx {
                      resolution_due_at = excluded.resolution_due_at, \
                      resolution_warn_at = excluded.resolution_warn_at, announced = excluded.announced, \
                      escalation_policy = excluded.escalation_policy, tier = excluded.tier, \
-                     tier_since = excluded.tier_since, escalate_at = excluded.escalate_at",
+                     tier_since = excluded.tier_since, escalate_at = excluded.escalate_at, \
+                     response_at = excluded.response_at, response_seconds = excluded.response_seconds, \
+                     response_met = excluded.response_met, \
+                     resolution_seconds = excluded.resolution_seconds, \
+                     resolution_met = excluded.resolution_met, reopens = excluded.reopens",
                 );
                 qb.build().execute(&mut *c).await?;
             });
@@ -330,9 +366,9 @@ impl Tx {
                 "INSERT INTO support_cases (ticket_id, account_id, state, case_id, display_id, \
                  requested_severity, severity, service_code, category_code, subject, body, cc, \
                  aws_status, detail, attempts, next_sync_at, lease_until, last_message_at, \
-                 sent_comment_id, created_by, created_at, updated_at) \
+                 sent_comment_id, created_by, created_at, updated_at, first_reply_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, \
-                 $17, $18, $19, $20, $21) \
+                 $17, $18, $19, $20, $21, $22) \
                  ON CONFLICT (ticket_id) DO UPDATE SET account_id = excluded.account_id, \
                  state = excluded.state, case_id = excluded.case_id, display_id = excluded.display_id, \
                  requested_severity = excluded.requested_severity, severity = excluded.severity, \
@@ -342,7 +378,8 @@ impl Tx {
                  attempts = excluded.attempts, next_sync_at = excluded.next_sync_at, \
                  lease_until = NULL, last_message_at = excluded.last_message_at, \
                  sent_comment_id = excluded.sent_comment_id, created_by = excluded.created_by, \
-                 created_at = excluded.created_at, updated_at = excluded.updated_at",
+                 created_at = excluded.created_at, updated_at = excluded.updated_at, \
+                 first_reply_at = excluded.first_reply_at",
             )
             .bind(s.ticket_id)
             .bind(&s.account_id)
@@ -365,6 +402,7 @@ impl Tx {
             .bind(&s.created_by)
             .bind(Ts(s.created_at))
             .bind(Ts(s.updated_at))
+            .bind(s.first_reply_at.map(Ts))
             .execute(&mut *c)
             .await?;
             Ok(())

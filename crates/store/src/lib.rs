@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod clocks;
 pub mod db;
+mod kpis;
 mod notify;
 mod people;
 mod sessions;
@@ -21,6 +22,9 @@ pub use accounts::AwsAccountRecord;
 pub use audit::AuditHead;
 pub use clocks::{SupportCaseRecord, TicketClock};
 pub use db::{Backend, Db, DbOptions, Tx};
+pub use kpis::{
+    CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, TicketFacts,
+};
 pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};

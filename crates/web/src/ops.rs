@@ -79,11 +79,86 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "could not count tickets for metrics"),
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
+    let mut text = handle.render();
+    match kpi_metrics(&state.desk).await {
+        Ok(kpis) => text.push_str(&kpis),
+        Err(e) => tracing::warn!(error = %e, "could not read KPI values for metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A label value as the Prometheus text format writes it.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The latest KPI values, their status and thresholds in the Prometheus text format: labels
+/// `kpi`, `unit`, and `by` / `scope` for the breakdown (`all` / `all` overall).
+async fn kpi_metrics(desk: &opsdesk_core::Desk) -> opsdesk_core::Result<String> {
+    use std::fmt::Write;
+    let catalog = desk.kpi_catalog().await?;
+    let states = desk.db().kpi_states().await?;
+    let mut values = String::new();
+    let mut statuses = String::new();
+    let mut thresholds = String::new();
+    for kpi in &catalog {
+        let info = &kpi.info;
+        let base = format!("kpi=\"{}\",unit=\"{}\"", label(&info.name), info.unit);
+        if let Some(t) = &info.thresholds {
+            for (metric, v) in [
+                ("target", t.target),
+                ("warning", t.warning),
+                ("breach", t.breach),
+            ] {
+                let _ = writeln!(thresholds, "opsdesk_kpi_{metric}{{{base}}} {v}");
+            }
+        }
+        for s in states.iter().filter(|s| s.name == info.name) {
+            let Some(scope) = opsdesk_domain::kpi::Scope::from_key(&s.scope) else {
+                continue;
+            };
+            let (by, value) = match scope.dimension {
+                Some(d) => (d.as_str(), label(&scope.value)),
+                None => ("all", "all".to_owned()),
+            };
+            let labels = format!("{base},by=\"{by}\",scope=\"{value}\"");
+            if let Some(v) = s.value {
+                let _ = writeln!(values, "opsdesk_kpi_value{{{labels}}} {v}");
+            }
+            let code = match s.status.as_str() {
+                "ok" => 0,
+                "warning" => 1,
+                "breach" => 2,
+                _ => continue,
+            };
+            let _ = writeln!(statuses, "opsdesk_kpi_status{{{labels}}} {code}");
+        }
+    }
+    let mut out = String::new();
+    out.push_str("# HELP opsdesk_kpi_value The latest value of each KPI, overall (by=\"all\") and per breakdown.\n# TYPE opsdesk_kpi_value gauge\n");
+    out.push_str(&values);
+    out.push_str("# HELP opsdesk_kpi_status Where each KPI stands: 0 ok, 1 warning, 2 breach.\n# TYPE opsdesk_kpi_status gauge\n");
+    out.push_str(&statuses);
+    for (metric, help) in [
+        ("target", "The target of each KPI."),
+        ("warning", "The warning threshold of each KPI."),
+        ("breach", "The breach threshold of each KPI."),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP opsdesk_kpi_{metric} {help}\n# TYPE opsdesk_kpi_{metric} gauge"
+        );
+        for line in thresholds
+            .lines()
+            .filter(|l| l.starts_with(&format!("opsdesk_kpi_{metric}{{")))
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 /// Counts requests and their latency by method, matched route and status.

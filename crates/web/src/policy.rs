@@ -84,6 +84,12 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/v1/aws-accounts") => Needs(Administer),
         ("PUT" | "DELETE", "/api/v1/aws-accounts/{id}") => Needs(Administer),
         ("GET", "/api/v1/support-plans" | "/api/v1/support-plans/advice") => Needs(ReadTickets),
+        ("GET", "/api/v1/kpis" | "/api/v1/kpis/{name}" | "/api/v1/kpis/{name}/series") => {
+            Needs(ReadTickets)
+        }
+        ("GET", "/api/v1/kpi-definitions") => Needs(ReadTickets),
+        ("POST", "/api/v1/kpis") => Needs(Administer),
+        ("DELETE", "/api/v1/kpis/{name}") => Needs(Administer),
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ mod channels;
 mod cli;
 mod emergency;
 mod escalation;
+mod kpis;
 mod notify;
 mod ops;
 mod peers;

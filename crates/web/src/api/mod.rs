@@ -3,6 +3,7 @@
 mod accounts;
 mod audit;
 mod escalation;
+mod kpis;
 mod notify;
 mod people;
 pub mod signals;
@@ -34,6 +35,7 @@ use crate::AppState;
         (name = "workloads", description = "Workloads signals are matched to, and maintenance windows"),
         (name = "notify", description = "Channels, routing rules and deliveries of notifications"),
         (name = "aws", description = "AWS accounts, their support plans and plan advice"),
+        (name = "kpis", description = "KPIs of the support process and the workloads, their series and trend reports"),
     ),
 )]
 struct ApiDoc;
@@ -63,4 +65,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(notify::routes())
         .merge(accounts::routes())
         .merge(escalation::routes())
+        .merge(kpis::routes())
 }

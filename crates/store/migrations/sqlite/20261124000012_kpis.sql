@@ -1,0 +1,63 @@
+-- KPIs: what the watcher measures on each ticket's clocks, the KPIs teams define, and the
+-- series of evaluated values.
+
+-- The measured clocks: business seconds to the first response and to the resolution (pending
+-- left out, on the calendar of the ticket's SLA policy) and whether each met its target.
+ALTER TABLE ticket_clocks ADD COLUMN response_at TEXT;
+ALTER TABLE ticket_clocks ADD COLUMN response_seconds INTEGER;
+ALTER TABLE ticket_clocks ADD COLUMN response_met INTEGER;
+ALTER TABLE ticket_clocks ADD COLUMN resolution_seconds INTEGER;
+ALTER TABLE ticket_clocks ADD COLUMN resolution_met INTEGER;
+ALTER TABLE ticket_clocks ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+
+-- When AWS first answered a case.
+ALTER TABLE support_cases ADD COLUMN first_reply_at TEXT;
+
+-- Every ticket is looked at once more, resolved ones too, so its times are measured. Nothing
+-- is announced for them: tickets without a clock get one marked as already announced.
+INSERT INTO ticket_clocks (ticket_id, check_at, announced, escalation_policy)
+SELECT id, updated_at,
+       '["first_response.warning","first_response.breach","resolution.warning","resolution.breach","aws.auto"]',
+       ''
+FROM tickets WHERE id NOT IN (SELECT ticket_id FROM ticket_clocks);
+UPDATE ticket_clocks
+SET check_at = (SELECT updated_at FROM tickets WHERE tickets.id = ticket_clocks.ticket_id)
+WHERE check_at IS NULL;
+
+-- KPIs defined through the API; those of the configuration file live there.
+CREATE TABLE kpi_definitions (
+    name       TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- When each KPI was last evaluated; the row is locked while a node stores an evaluation.
+CREATE TABLE kpi_runs (
+    name         TEXT PRIMARY KEY,
+    evaluated_at TEXT NOT NULL
+);
+
+-- The latest value of each KPI per scope ('' overall, 'team=ops', ...).
+CREATE TABLE kpi_states (
+    name         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    value        REAL,
+    status       TEXT NOT NULL,
+    since        TEXT NOT NULL,
+    evaluated_at TEXT NOT NULL,
+    point_at     TEXT NOT NULL,
+    PRIMARY KEY (name, scope)
+) WITHOUT ROWID;
+
+-- The series: a point when the value or status changes, and at least hourly.
+CREATE TABLE kpi_points (
+    name   TEXT NOT NULL,
+    scope  TEXT NOT NULL,
+    at     TEXT NOT NULL,
+    value  REAL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (name, scope, at)
+) WITHOUT ROWID;
+CREATE INDEX kpi_points_at ON kpi_points (at);

@@ -1,0 +1,781 @@
+//! What KPIs read (grouped facts about tickets, signals, AWS cases and maintenance) and what
+//! they keep (their definitions, latest values and series).
+
+use chrono::{DateTime, Utc};
+use opsdesk_domain::kpi::{Dimension, KpiFilter, Over, TicketTime};
+use opsdesk_domain::signal::TRUSTED_ADVISOR;
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row};
+use utoipa::ToSchema;
+
+use crate::{on_read, on_tx, Db, Result, Ts, Tx};
+
+const OPEN: &str = "('new', 'acknowledged', 'in_progress', 'pending')";
+
+/// Tickets of one (team, workload, severity, source, kind, age) group and what happened to
+/// them in a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketFacts {
+    pub team: Option<String>,
+    pub workload: Option<String>,
+    pub severity: String,
+    pub source: String,
+    pub kind: String,
+    /// The age bucket of the group's open tickets; empty for tickets no longer open.
+    pub age: Option<String>,
+    /// Open now.
+    pub open: i64,
+    /// Created in the window.
+    pub created: i64,
+    /// First responses in the window, and their business seconds.
+    pub responded: i64,
+    pub response_seconds: i64,
+    /// Resolved in the window (and still resolved or closed), and their business seconds.
+    pub resolved: i64,
+    pub resolution_seconds: i64,
+    /// Of those resolved, how many had been reopened.
+    pub reopened: i64,
+    /// First-response clocks met (at the response) and missed (at the due time) in the window.
+    pub response_met: i64,
+    pub response_missed: i64,
+    /// Resolution clocks met and missed in the window.
+    pub resolution_met: i64,
+    pub resolution_missed: i64,
+}
+
+/// An AWS Support case as the KPIs see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseFact {
+    pub account_id: String,
+    /// The severity of the ticket behind it.
+    pub ticket_severity: String,
+    /// The case severity granted, when the plan allowed one.
+    pub severity: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub first_reply_at: Option<DateTime<Utc>>,
+}
+
+/// A Trusted Advisor item flagged now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlaggedItem {
+    pub category: Option<String>,
+    /// `ERROR` or `WARN`.
+    pub status: String,
+    pub savings: Option<f64>,
+}
+
+/// A KPI's latest value for one scope.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KpiStateRecord {
+    pub name: String,
+    /// `""` overall, else `dimension=value`.
+    pub scope: String,
+    pub value: Option<f64>,
+    pub status: String,
+    /// Since when the status holds.
+    pub since: DateTime<Utc>,
+    pub evaluated_at: DateTime<Utc>,
+    /// When the last point of its series was stored.
+    pub point_at: DateTime<Utc>,
+}
+
+/// One point of a KPI's series.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KpiPoint {
+    pub name: String,
+    pub scope: String,
+    pub at: DateTime<Utc>,
+    pub value: Option<f64>,
+    pub status: String,
+}
+
+/// A custom KPI's question to the database: how many tickets or signals matching `filter`
+/// fell in `[from, to)`, grouped by `dims`.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiQuery<'a> {
+    pub over: Over,
+    pub filter: &'a KpiFilter,
+    /// For tickets, the timestamp that must fall in the window; signals use `received_at`.
+    pub window_on: TicketTime,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub dims: &'a [Dimension],
+}
+
+/// A KPI definition kept in the database, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiDefinitionRecord {
+    pub name: String,
+    pub spec: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn ticket_column(d: Dimension) -> Option<&'static str> {
+    Some(match d {
+        Dimension::Team => "t.team",
+        Dimension::Workload => "t.workload",
+        Dimension::Severity => "t.severity",
+        Dimension::Source => "t.source",
+        Dimension::Kind => "t.kind",
+        _ => return None,
+    })
+}
+
+fn signal_column(d: Dimension) -> Option<&'static str> {
+    Some(match d {
+        Dimension::Workload => "s.workload",
+        Dimension::Severity => "s.severity",
+        Dimension::Source => "s.source",
+        Dimension::Kind => "s.kind",
+        Dimension::Category => "s.category",
+        Dimension::Account => "s.account",
+        _ => return None,
+    })
+}
+
+fn time_column(t: TicketTime) -> &'static str {
+    match t {
+        TicketTime::CreatedAt => "t.created_at",
+        TicketTime::AcknowledgedAt => "t.acknowledged_at",
+        TicketTime::ResolvedAt => "t.resolved_at",
+        TicketTime::ClosedAt => "t.closed_at",
+        TicketTime::UpdatedAt => "t.updated_at",
+    }
+}
+
+fn push_in<'a, DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    column: &str,
+    values: impl IntoIterator<Item = String>,
+) where
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let values: Vec<String> = values.into_iter().collect();
+    if values.is_empty() {
+        return;
+    }
+    qb.push(format!(" AND {column} IN ("));
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v);
+    }
+    sep.push_unseparated(")");
+}
+
+/// `FROM ... WHERE ...` of a custom KPI query, and the columns its groups are selected as.
+fn push_from<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, q: &KpiQuery<'_>)
+where
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let f = q.filter;
+    let strs = |v: &[String]| v.to_vec();
+    match q.over {
+        Over::Tickets => {
+            let at = time_column(q.window_on);
+            qb.push(format!(" FROM tickets t WHERE {at} >= "))
+                .push_bind(Ts(q.from))
+                .push(format!(" AND {at} < "))
+                .push_bind(Ts(q.to));
+            push_in(
+                qb,
+                "t.severity",
+                f.severities.iter().map(|s| s.as_str().to_owned()),
+            );
+            push_in(qb, "t.kind", strs(&f.kinds));
+            push_in(
+                qb,
+                "t.status",
+                f.statuses.iter().map(|s| s.as_str().to_owned()),
+            );
+            push_in(qb, "t.source", strs(&f.sources));
+            push_in(qb, "t.team", strs(&f.teams));
+            push_in(qb, "t.workload", strs(&f.workloads));
+            if !f.tags.is_empty() {
+                qb.push(" AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id");
+                push_in(qb, "g.tag", strs(&f.tags));
+                qb.push(")");
+            }
+        }
+        Over::Signals => {
+            qb.push(" FROM signals s WHERE s.received_at >= ")
+                .push_bind(Ts(q.from))
+                .push(" AND s.received_at < ")
+                .push_bind(Ts(q.to));
+            push_in(qb, "s.source", strs(&f.sources));
+            push_in(qb, "s.kind", strs(&f.kinds));
+            push_in(qb, "s.category", strs(&f.categories));
+            push_in(
+                qb,
+                "s.state",
+                f.states.iter().map(|s| s.as_str().to_owned()),
+            );
+            push_in(qb, "s.workload", strs(&f.workloads));
+            push_in(qb, "s.account", strs(&f.accounts));
+        }
+    }
+}
+
+fn group_columns(q: &KpiQuery<'_>) -> Vec<&'static str> {
+    q.dims
+        .iter()
+        .filter_map(|d| match q.over {
+            Over::Tickets => ticket_column(*d),
+            Over::Signals => signal_column(*d),
+        })
+        .collect()
+}
+
+fn select_groups(cols: &[&str]) -> String {
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} AS d{i}, "))
+        .collect()
+}
+
+/// The group values of a row whose first `n` columns are the groups.
+macro_rules! dims_of {
+    ($row:expr, $n:expr) => {{
+        let row = $row;
+        (0..$n)
+            .map(|i| row.try_get::<Option<String>, _>(i))
+            .collect::<std::result::Result<Vec<Option<String>>, sqlx::Error>>()?
+    }};
+}
+
+macro_rules! facts_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        TicketFacts {
+            team: row.try_get("team")?,
+            workload: row.try_get("workload")?,
+            severity: row.try_get("severity")?,
+            source: row.try_get("source")?,
+            kind: row.try_get("kind")?,
+            age: row.try_get("age")?,
+            open: row.try_get("open_now")?,
+            created: row.try_get("created")?,
+            responded: row.try_get("responded")?,
+            response_seconds: row.try_get("response_seconds")?,
+            resolved: row.try_get("resolved")?,
+            resolution_seconds: row.try_get("resolution_seconds")?,
+            reopened: row.try_get("reopened")?,
+            response_met: row.try_get("response_met")?,
+            response_missed: row.try_get("response_missed")?,
+            resolution_met: row.try_get("resolution_met")?,
+            resolution_missed: row.try_get("resolution_missed")?,
+        }
+    }};
+}
+
+macro_rules! state_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        KpiStateRecord {
+            name: row.try_get("name")?,
+            scope: row.try_get("scope")?,
+            value: row.try_get("value")?,
+            status: row.try_get("status")?,
+            since: row.try_get::<Ts, _>("since")?.0,
+            evaluated_at: row.try_get::<Ts, _>("evaluated_at")?.0,
+            point_at: row.try_get::<Ts, _>("point_at")?.0,
+        }
+    }};
+}
+
+macro_rules! point_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        KpiPoint {
+            name: row.try_get("name")?,
+            scope: row.try_get("scope")?,
+            at: row.try_get::<Ts, _>("at")?.0,
+            value: row.try_get("value")?,
+            status: row.try_get("status")?,
+        }
+    }};
+}
+
+/// One scan of the tickets that changed since `from` or are open: every built-in ticket KPI's
+/// counts and sums at once. `age` buckets are cut at one, seven and thirty days before `now`.
+fn facts_sql() -> String {
+    let in_window = |col: &str| format!("{col} >= $1 AND {col} < $2");
+    let sum = |cond: String, what: &str| {
+        format!("CAST(SUM(CASE WHEN {cond} THEN {what} ELSE 0 END) AS BIGINT)")
+    };
+    let resolved = format!(
+        "{} AND t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL",
+        in_window("t.resolved_at")
+    );
+    let responded = format!(
+        "{} AND c.response_seconds IS NOT NULL",
+        in_window("c.response_at")
+    );
+    format!(
+        "SELECT t.team, t.workload, t.severity, t.source, t.kind, \
+         CASE WHEN t.status IN {OPEN} THEN \
+           CASE WHEN t.created_at >= $3 THEN 'lt_1d' WHEN t.created_at >= $4 THEN '1d_7d' \
+                WHEN t.created_at >= $5 THEN '7d_30d' ELSE 'gt_30d' END END AS age, \
+         {open_now} AS open_now, {created} AS created, \
+         {responded_n} AS responded, {responded_s} AS response_seconds, \
+         {resolved_n} AS resolved, {resolved_s} AS resolution_seconds, \
+         {reopened} AS reopened, \
+         {response_met} AS response_met, {response_missed} AS response_missed, \
+         {resolution_met} AS resolution_met, {resolution_missed} AS resolution_missed \
+         FROM tickets t LEFT JOIN ticket_clocks c ON c.ticket_id = t.id \
+         WHERE t.updated_at >= $1 OR t.status IN {OPEN} \
+         GROUP BY t.team, t.workload, t.severity, t.source, t.kind, 6",
+        open_now = sum(format!("t.status IN {OPEN}"), "1"),
+        created = sum(in_window("t.created_at"), "1"),
+        responded_n = sum(responded.clone(), "1"),
+        responded_s = sum(responded.clone(), "c.response_seconds"),
+        resolved_n = sum(resolved.clone(), "1"),
+        resolved_s = sum(resolved.clone(), "c.resolution_seconds"),
+        reopened = sum(format!("{resolved} AND c.reopens > 0"), "1"),
+        response_met = sum(format!("{responded} AND c.response_met = 1"), "1"),
+        response_missed = sum(
+            format!(
+                "(c.response_met = 0 OR (c.response_met IS NULL AND t.acknowledged_at IS NULL \
+                 AND t.status IN {OPEN})) AND {}",
+                in_window("c.first_response_due_at")
+            ),
+            "1"
+        ),
+        resolution_met = sum(format!("{resolved} AND c.resolution_met = 1"), "1"),
+        resolution_missed = sum(
+            format!(
+                "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND t.status IN {OPEN})) \
+                 AND {}",
+                in_window("c.resolution_due_at")
+            ),
+            "1"
+        ),
+    )
+}
+
+impl Db {
+    /// The facts of every built-in ticket KPI over `[from, to)`, per group.
+    pub async fn ticket_facts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TicketFacts>> {
+        let sql = facts_sql();
+        let day = chrono::Duration::days(1);
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(&sql)
+                .bind(Ts(from))
+                .bind(Ts(to))
+                .bind(Ts(now - day))
+                .bind(Ts(now - day * 7))
+                .bind(Ts(now - day * 30))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|row| Ok(facts_from_row!(row))).collect()
+        })
+    }
+
+    /// AWS Support cases requested in `[from, to)`.
+    pub async fn case_facts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CaseFact>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT c.account_id, t.severity AS ticket_severity, c.severity, c.state, \
+                 c.created_at, c.first_reply_at \
+                 FROM support_cases c JOIN tickets t ON t.id = c.ticket_id \
+                 WHERE c.created_at >= $1 AND c.created_at < $2",
+            )
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(CaseFact {
+                        account_id: row.try_get("account_id")?,
+                        ticket_severity: row.try_get("ticket_severity")?,
+                        severity: row.try_get("severity")?,
+                        state: row.try_get("state")?,
+                        created_at: row.try_get::<Ts, _>("created_at")?.0,
+                        first_reply_at: row.try_get::<Option<Ts>, _>("first_reply_at")?.map(|t| t.0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Open tickets from AWS Health issue events on production workloads, per (workload,
+    /// team).
+    pub async fn health_open_production(
+        &self,
+    ) -> Result<Vec<(Option<String>, Option<String>, i64)>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(&format!(
+                "SELECT t.workload, t.team, COUNT(*) AS n FROM tickets t \
+                 JOIN workloads w ON w.name = t.workload \
+                 WHERE t.source = $1 AND t.status IN {OPEN} AND w.environment = 'production' \
+                 AND EXISTS (SELECT 1 FROM signals s WHERE s.ticket_id = t.id AND s.kind = 'issue') \
+                 GROUP BY t.workload, t.team"
+            ))
+            .bind(opsdesk_domain::signal::HEALTH)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("workload")?, row.try_get("team")?, row.try_get("n")?)))
+                .collect()
+        })
+    }
+
+    /// Maintenance windows starting in `[from, to)`, per workload.
+    pub async fn maintenance_starting(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Option<String>, i64)>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT workload, COUNT(*) AS n FROM maintenance_windows \
+                 WHERE start_at >= $1 AND start_at < $2 GROUP BY workload",
+            )
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("workload")?, row.try_get("n")?)))
+                .collect()
+        })
+    }
+
+    /// The Trusted Advisor items whose newest finding still flags them.
+    pub async fn trusted_advisor_flagged(&self) -> Result<Vec<FlaggedItem>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT s.category, s.kind, s.savings FROM signals s \
+                 WHERE s.id IN (SELECT MAX(id) FROM signals WHERE source = $1 GROUP BY dedup_key) \
+                 AND s.state = 'firing'",
+            )
+            .bind(TRUSTED_ADVISOR)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(FlaggedItem {
+                        category: row.try_get("category")?,
+                        status: row.try_get("kind")?,
+                        savings: row.try_get("savings")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// How many tickets or signals a custom KPI counts, per group of `q.dims`.
+    pub async fn kpi_counts(&self, q: &KpiQuery<'_>) -> Result<Vec<(Vec<Option<String>>, i64)>> {
+        let cols = group_columns(q);
+        on_read!(self, p, _b => {
+            let mut qb = QueryBuilder::new(format!("SELECT {}COUNT(*) AS n", select_groups(&cols)));
+            push_from(&mut qb, q);
+            if !cols.is_empty() {
+                qb.push(format!(" GROUP BY {}", cols.join(", ")));
+            }
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter()
+                .map(|row| Ok((dims_of!(row, cols.len()), row.try_get::<i64, _>("n")?)))
+                .collect()
+        })
+    }
+
+    /// Wall-clock seconds from `from` to `q.window_on` of each matching ticket that has both,
+    /// with its group.
+    pub async fn kpi_durations(
+        &self,
+        q: &KpiQuery<'_>,
+        from: TicketTime,
+    ) -> Result<Vec<(Vec<Option<String>>, f64)>> {
+        let cols = group_columns(q);
+        let start = time_column(from);
+        let end = time_column(q.window_on);
+        on_read!(self, p, _b => {
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT {}{start} AS started, {end} AS ended",
+                select_groups(&cols)
+            ));
+            push_from(&mut qb, q);
+            qb.push(format!(" AND {start} IS NOT NULL"));
+            let rows = qb.build().fetch_all(p).await?;
+            rows.iter()
+                .map(|row| {
+                    let started = row.try_get::<Ts, _>("started")?.0;
+                    let ended = row.try_get::<Ts, _>("ended")?.0;
+                    let seconds = (ended - started).num_milliseconds() as f64 / 1000.0;
+                    Ok((dims_of!(row, cols.len()), seconds))
+                })
+                .collect()
+        })
+    }
+
+    pub async fn kpi_definitions(&self) -> Result<Vec<KpiDefinitionRecord>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT name, spec, created_by, created_at, updated_at FROM kpi_definitions ORDER BY name",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(KpiDefinitionRecord {
+                        name: row.try_get("name")?,
+                        spec: row.try_get("spec")?,
+                        created_by: row.try_get("created_by")?,
+                        created_at: row.try_get::<Ts, _>("created_at")?.0,
+                        updated_at: row.try_get::<Ts, _>("updated_at")?.0,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// When each KPI was last evaluated.
+    pub async fn kpi_runs(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query("SELECT name, evaluated_at FROM kpi_runs")
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("name")?, row.try_get::<Ts, _>("evaluated_at")?.0)))
+                .collect()
+        })
+    }
+
+    /// The latest value of every KPI in every scope.
+    pub async fn kpi_states(&self) -> Result<Vec<KpiStateRecord>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT name, scope, value, status, since, evaluated_at, point_at FROM kpi_states \
+                 ORDER BY name, scope",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|row| Ok(state_from_row!(row))).collect()
+        })
+    }
+
+    /// The newest point of a KPI's series in `scope` at or before `at`.
+    pub async fn kpi_point_before(
+        &self,
+        name: &str,
+        scope: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<KpiPoint>> {
+        on_read!(self, p, _b => {
+            let row = sqlx::query(
+                "SELECT name, scope, at, value, status FROM kpi_points \
+                 WHERE name = $1 AND scope = $2 AND at <= $3 ORDER BY at DESC LIMIT 1",
+            )
+            .bind(name)
+            .bind(scope)
+            .bind(Ts(at))
+            .fetch_optional(p)
+            .await?;
+            match row {
+                Some(row) => Ok(Some(point_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The points of a KPI's series in `scope` within `[from, to]`, oldest first, up to `limit`.
+    pub async fn kpi_points(
+        &self,
+        name: &str,
+        scope: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<KpiPoint>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT name, scope, at, value, status FROM kpi_points \
+                 WHERE name = $1 AND scope = $2 AND at >= $3 AND at <= $4 ORDER BY at LIMIT $5",
+            )
+            .bind(name)
+            .bind(scope)
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|row| Ok(point_from_row!(row))).collect()
+        })
+    }
+}
+
+impl Tx {
+    /// Creates or replaces a KPI definition.
+    pub async fn save_kpi_definition(
+        &mut self,
+        name: &str,
+        spec: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query(
+                "INSERT INTO kpi_definitions (name, spec, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(spec)
+            .bind(by)
+            .bind(Ts(now))
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a KPI definition with its values and series; false when there was none.
+    pub async fn delete_kpi_definition(&mut self, name: &str) -> Result<bool> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let gone = sqlx::query("DELETE FROM kpi_definitions WHERE name = $1")
+                .bind(name)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            for table in ["kpi_states", "kpi_points", "kpi_runs"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE name = $1"))
+                    .bind(name)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(gone > 0)
+        })
+    }
+
+    /// When the KPI was last evaluated, holding its row until the transaction ends (on
+    /// PostgreSQL; SQLite has one writer) so two nodes do not store one evaluation twice.
+    pub async fn kpi_run_locked(&mut self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        on_tx!(self, c, b => {
+            sqlx::query("INSERT INTO kpi_runs (name, evaluated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(Ts(DateTime::<Utc>::UNIX_EPOCH))
+                .execute(&mut *c)
+                .await?;
+            let row = sqlx::query(&format!(
+                "SELECT evaluated_at FROM kpi_runs WHERE name = $1{}",
+                b.for_update()
+            ))
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
+            match row {
+                Some(row) => {
+                    let at = row.try_get::<Ts, _>("evaluated_at")?.0;
+                    Ok((at > DateTime::<Utc>::UNIX_EPOCH).then_some(at))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn save_kpi_run(&mut self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE kpi_runs SET evaluated_at = $2 WHERE name = $1")
+                .bind(name)
+                .bind(Ts(at))
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The latest values of one KPI, every scope.
+    pub async fn kpi_states_of(&mut self, name: &str) -> Result<Vec<KpiStateRecord>> {
+        on_tx!(self, c, _b => {
+            let rows = sqlx::query(
+                "SELECT name, scope, value, status, since, evaluated_at, point_at FROM kpi_states \
+                 WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter().map(|row| Ok(state_from_row!(row))).collect()
+        })
+    }
+
+    pub async fn save_kpi_states(&mut self, states: &[KpiStateRecord]) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.note_write();
+        for chunk in states.chunks(200) {
+            on_tx!(self, c, _b => {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO kpi_states (name, scope, value, status, since, evaluated_at, point_at) ",
+                );
+                qb.push_values(chunk, |mut b, s| {
+                    b.push_bind(s.name.clone())
+                        .push_bind(s.scope.clone())
+                        .push_bind(s.value)
+                        .push_bind(s.status.clone())
+                        .push_bind(Ts(s.since))
+                        .push_bind(Ts(s.evaluated_at))
+                        .push_bind(Ts(s.point_at));
+                });
+                qb.push(
+                    " ON CONFLICT (name, scope) DO UPDATE SET value = excluded.value, \
+                     status = excluded.status, since = excluded.since, \
+                     evaluated_at = excluded.evaluated_at, point_at = excluded.point_at",
+                );
+                qb.build().execute(&mut *c).await?;
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn add_kpi_points(&mut self, points: &[KpiPoint]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        self.note_write();
+        for chunk in points.chunks(200) {
+            on_tx!(self, c, _b => {
+                let mut qb = QueryBuilder::new("INSERT INTO kpi_points (name, scope, at, value, status) ");
+                qb.push_values(chunk, |mut b, p| {
+                    b.push_bind(p.name.clone())
+                        .push_bind(p.scope.clone())
+                        .push_bind(Ts(p.at))
+                        .push_bind(p.value)
+                        .push_bind(p.status.clone());
+                });
+                qb.push(" ON CONFLICT (name, scope, at) DO NOTHING");
+                qb.build().execute(&mut *c).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops the points older than `before`; returns how many.
+    pub async fn prune_kpi_points(&mut self, before: DateTime<Utc>) -> Result<u64> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            Ok(sqlx::query("DELETE FROM kpi_points WHERE at < $1")
+                .bind(Ts(before))
+                .execute(&mut *c)
+                .await?
+                .rows_affected())
+        })
+    }
+}
