@@ -58,6 +58,29 @@ pub enum Command {
     /// KPIs: their latest values, or an evaluation now (works without the server running).
     #[command(subcommand)]
     Kpi(KpiCommand),
+    /// A trend report of a period against the period before (works without the server
+    /// running).
+    Report {
+        /// last-week, last-month, or FROM..TO (dates YYYY-MM-DD, both included, or RFC 3339
+        /// times).
+        #[arg(long, default_value = "last-week")]
+        period: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReportFormat,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown, for people and email.
+    Md,
+    /// The same JSON as GET /api/v1/reports/trends.
+    Json,
+    /// Rows of section, name, current, previous.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +354,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
         Command::Kpi(cmd) => kpi(&config, cmd).await?,
+        Command::Report {
+            period,
+            format,
+            output,
+        } => report(&config, &period, format, output).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -380,6 +408,31 @@ const CSV_HEADER: [&str; 21] = [
     "comments",
     "history",
 ];
+
+async fn report(
+    config: &Config,
+    period: &str,
+    format: ReportFormat,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let period = opsdesk_domain::report::Period::parse(period, desk.now())
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let report = desk.trend_report(&Actor::cli(), period).await;
+    desk.db().close().await;
+    let report = report?;
+    let text = match format {
+        ReportFormat::Md => report.markdown(),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Csv => report.csv()?,
+    };
+    match output {
+        Some(path) => std::fs::write(&path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
 
 async fn kpi(config: &Config, cmd: KpiCommand) -> anyhow::Result<()> {
     let desk = server::open_desk(config).await?;

@@ -471,6 +471,7 @@ async fn look(
     clock.ticket_id = id;
     let mut t = current;
     clock.reopens = reopens(&snap.history);
+    clock.status_seconds = time_in_status(&t, &snap.history, now);
     let times = ticket_times(&t, &snap.history);
     let sla_clock = sla
         .as_ref()
@@ -604,6 +605,42 @@ fn reopens(history: &[AuditRecord]) -> i64 {
         .filter(|c| done(&c.before) && !done(&c.after))
         .count();
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Wall-clock seconds the ticket spent in `new`, `acknowledged`, `in_progress` and `pending`,
+/// by its status changes, up to `now` while it is open.
+fn time_in_status(t: &Ticket, history: &[AuditRecord], now: DateTime<Utc>) -> [i64; 4] {
+    let slot = |s: Status| match s {
+        Status::New => Some(0),
+        Status::Acknowledged => Some(1),
+        Status::InProgress => Some(2),
+        Status::Pending => Some(3),
+        _ => None,
+    };
+    let mut out = [0i64; 4];
+    let mut add = |s: Status, from: DateTime<Utc>, to: DateTime<Utc>| {
+        if let Some(i) = slot(s) {
+            out[i] += (to - from).num_seconds().max(0);
+        }
+    };
+    let (mut status, mut since) = (Status::New, t.created_at);
+    for e in history {
+        let Some(after) = e
+            .changes
+            .get("status")
+            .and_then(|c| c.after.as_str())
+            .and_then(Status::parse)
+        else {
+            continue;
+        };
+        add(status, since, e.at);
+        status = after;
+        since = e.at.max(since);
+    }
+    if t.status.is_open() {
+        add(status, since, now);
+    }
+    out
 }
 
 /// Keeps what the KPIs read off the clocks: the due times, and for each clock that stopped

@@ -281,7 +281,7 @@ pub struct StoredKpi {
     pub updated_at: DateTime<Utc>,
 }
 
-fn require_overview(actor: &Actor) -> Result<()> {
+pub(crate) fn require_overview(actor: &Actor) -> Result<()> {
     actor.require(opsdesk_domain::Permission::ReadTickets)?;
     if actor.role == Role::Requester {
         return Err(Error::Forbidden(

@@ -11,6 +11,7 @@ pub mod export;
 pub mod kpis;
 pub mod notify;
 pub mod people;
+pub mod reports;
 pub mod sessions;
 pub mod signals;
 pub mod sla;

@@ -7,6 +7,7 @@ pub mod change;
 pub mod channel;
 pub mod escalation;
 pub mod kpi;
+pub mod report;
 pub mod routing;
 pub mod signal;
 pub mod sla;

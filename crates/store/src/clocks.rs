@@ -38,12 +38,16 @@ pub struct TicketClock {
     pub resolution_met: Option<bool>,
     /// How often the ticket was reopened.
     pub reopens: i64,
+    /// Wall-clock seconds spent in `new`, `acknowledged`, `in_progress` and `pending`, up to
+    /// the resolution (or the last look, while open).
+    pub status_seconds: [i64; 4],
 }
 
 const CLOCK_COLUMNS: &str = "ticket_id, check_at, sla_policy, first_response_due_at, \
     first_response_warn_at, resolution_due_at, resolution_warn_at, announced, escalation_policy, \
     tier, tier_since, escalate_at, response_at, response_seconds, response_met, \
-    resolution_seconds, resolution_met, reopens";
+    resolution_seconds, resolution_met, reopens, new_seconds, acknowledged_seconds, \
+    in_progress_seconds, pending_seconds";
 
 macro_rules! clock_from_row {
     ($row:expr) => {{
@@ -76,6 +80,12 @@ macro_rules! clock_from_row {
                 .try_get::<Option<i64>, _>("resolution_met")?
                 .map(|m| m != 0),
             reopens: row.try_get("reopens")?,
+            status_seconds: [
+                row.try_get("new_seconds")?,
+                row.try_get("acknowledged_seconds")?,
+                row.try_get("in_progress_seconds")?,
+                row.try_get("pending_seconds")?,
+            ],
         }
     }};
 }
@@ -299,7 +309,8 @@ impl Tx {
                     "INSERT INTO ticket_clocks (ticket_id, check_at, sla_policy, first_response_due_at, \
                      first_response_warn_at, resolution_due_at, resolution_warn_at, announced, \
                      escalation_policy, tier, tier_since, escalate_at, response_at, \
-                     response_seconds, response_met, resolution_seconds, resolution_met, reopens) ",
+                     response_seconds, response_met, resolution_seconds, resolution_met, reopens, \
+                     new_seconds, acknowledged_seconds, in_progress_seconds, pending_seconds) ",
                 );
                 qb.push_values(chunk, |mut b, k| {
                     b.push_bind(k.ticket_id)
@@ -319,7 +330,11 @@ impl Tx {
                         .push_bind(k.response_met.map(i64::from))
                         .push_bind(k.resolution_seconds)
                         .push_bind(k.resolution_met.map(i64::from))
-                        .push_bind(k.reopens);
+                        .push_bind(k.reopens)
+                        .push_bind(k.status_seconds[0])
+                        .push_bind(k.status_seconds[1])
+                        .push_bind(k.status_seconds[2])
+                        .push_bind(k.status_seconds[3]);
                 });
                 qb.push(
                     " ON CONFLICT (ticket_id) DO UPDATE SET check_at = excluded.check_at, \
@@ -332,7 +347,11 @@ impl Tx {
                      response_at = excluded.response_at, response_seconds = excluded.response_seconds, \
                      response_met = excluded.response_met, \
                      resolution_seconds = excluded.resolution_seconds, \
-                     resolution_met = excluded.resolution_met, reopens = excluded.reopens",
+                     resolution_met = excluded.resolution_met, reopens = excluded.reopens, \
+                     new_seconds = excluded.new_seconds, \
+                     acknowledged_seconds = excluded.acknowledged_seconds, \
+                     in_progress_seconds = excluded.in_progress_seconds, \
+                     pending_seconds = excluded.pending_seconds",
                 );
                 qb.build().execute(&mut *c).await?;
             });

@@ -41,6 +41,9 @@ pub struct TicketFacts {
     /// Resolution clocks met and missed in the window.
     pub resolution_met: i64,
     pub resolution_missed: i64,
+    /// Of those resolved, the seconds spent in `new`, `acknowledged`, `in_progress` and
+    /// `pending`.
+    pub status_seconds: [i64; 4],
 }
 
 /// An AWS Support case as the KPIs see it.
@@ -267,6 +270,12 @@ macro_rules! facts_from_row {
             response_missed: row.try_get("response_missed")?,
             resolution_met: row.try_get("resolution_met")?,
             resolution_missed: row.try_get("resolution_missed")?,
+            status_seconds: [
+                row.try_get("in_new")?,
+                row.try_get("in_acknowledged")?,
+                row.try_get("in_progress")?,
+                row.try_get("in_pending")?,
+            ],
         }
     }};
 }
@@ -324,7 +333,9 @@ fn facts_sql() -> String {
          {resolved_n} AS resolved, {resolved_s} AS resolution_seconds, \
          {reopened} AS reopened, \
          {response_met} AS response_met, {response_missed} AS response_missed, \
-         {resolution_met} AS resolution_met, {resolution_missed} AS resolution_missed \
+         {resolution_met} AS resolution_met, {resolution_missed} AS resolution_missed, \
+         {in_new} AS in_new, {in_ack} AS in_acknowledged, {in_progress} AS in_progress, \
+         {in_pending} AS in_pending \
          FROM tickets t LEFT JOIN ticket_clocks c ON c.ticket_id = t.id \
          WHERE t.updated_at >= $1 OR t.status IN {OPEN} \
          GROUP BY t.team, t.workload, t.severity, t.source, t.kind, 6",
@@ -345,6 +356,10 @@ fn facts_sql() -> String {
             "1"
         ),
         resolution_met = sum(format!("{resolved} AND c.resolution_met = 1"), "1"),
+        in_new = sum(resolved.clone(), "c.new_seconds"),
+        in_ack = sum(resolved.clone(), "c.acknowledged_seconds"),
+        in_progress = sum(resolved.clone(), "c.in_progress_seconds"),
+        in_pending = sum(resolved.clone(), "c.pending_seconds"),
         resolution_missed = sum(
             format!(
                 "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND t.status IN {OPEN})) \
@@ -614,6 +629,121 @@ impl Db {
             .fetch_all(p)
             .await?;
             rows.iter().map(|row| Ok(point_from_row!(row))).collect()
+        })
+    }
+}
+
+/// A problem that kept coming back: one dedup key's firing signals in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Recurring {
+    pub source: String,
+    pub dedup_key: String,
+    /// The newest signal's title.
+    pub title: String,
+    pub occurrences: i64,
+    /// The newest ticket the signals went to.
+    pub ticket_id: Option<i64>,
+}
+
+/// How often one kind of signal came in during a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SignalType {
+    pub source: String,
+    /// Health `issue`, Trusted Advisor `WARN`, CloudWatch `ALARM`, ...
+    pub kind: String,
+    pub service: Option<String>,
+    pub occurrences: i64,
+}
+
+impl Db {
+    /// The dedup keys with the most firing signals in `[from, to)`, most first.
+    pub async fn recurring_signals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Recurring>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT s.source, s.dedup_key, COUNT(*) AS n, MAX(s.id) AS newest, \
+                 MAX(s.ticket_id) AS ticket_id FROM signals s \
+                 WHERE s.received_at >= $1 AND s.received_at < $2 AND s.state = 'firing' \
+                 GROUP BY s.source, s.dedup_key HAVING COUNT(*) > 1 \
+                 ORDER BY n DESC, newest DESC LIMIT $3",
+            )
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let newest: i64 = row.try_get("newest")?;
+                let title: String = sqlx::query_scalar("SELECT title FROM signals WHERE id = $1")
+                    .bind(newest)
+                    .fetch_one(p)
+                    .await?;
+                out.push(Recurring {
+                    source: row.try_get("source")?,
+                    dedup_key: row.try_get("dedup_key")?,
+                    title,
+                    occurrences: row.try_get("n")?,
+                    ticket_id: row.try_get("ticket_id")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Signals in `[from, to)` by source, kind and service, most first.
+    pub async fn signal_types(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<SignalType>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT source, kind, service, COUNT(*) AS n FROM signals \
+                 WHERE received_at >= $1 AND received_at < $2 \
+                 GROUP BY source, kind, service ORDER BY n DESC, source, kind LIMIT $3",
+            )
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(SignalType {
+                        source: row.try_get("source")?,
+                        kind: row.try_get("kind")?,
+                        service: row.try_get("service")?,
+                        occurrences: row.try_get("n")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Tickets reopened at least once that changed in `[from, to)`, newest change first.
+    pub async fn reopened_tickets(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        on_read!(self, p, _b => {
+            Ok(sqlx::query_scalar(
+                "SELECT t.id FROM tickets t JOIN ticket_clocks c ON c.ticket_id = t.id \
+                 WHERE c.reopens > 0 AND t.updated_at >= $1 AND t.created_at < $2 \
+                 ORDER BY t.updated_at DESC LIMIT $3",
+            )
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .bind(limit)
+            .fetch_all(p)
+            .await?)
         })
     }
 }

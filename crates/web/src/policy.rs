@@ -87,7 +87,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/kpis" | "/api/v1/kpis/{name}" | "/api/v1/kpis/{name}/series") => {
             Needs(ReadTickets)
         }
-        ("GET", "/api/v1/kpi-definitions") => Needs(ReadTickets),
+        ("GET", "/api/v1/kpi-definitions" | "/api/v1/reports/trends") => Needs(ReadTickets),
         ("POST", "/api/v1/kpis") => Needs(Administer),
         ("DELETE", "/api/v1/kpis/{name}") => Needs(Administer),
         _ => return None,

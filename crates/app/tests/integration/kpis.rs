@@ -24,6 +24,7 @@ on_both_backends!(
     kpi_values_match_hand_computed_fixtures,
     kpi_status_changes_are_announced_and_recorded,
     kpis_reach_the_api_the_cli_and_metrics,
+    trend_report_compares_with_the_period_before,
 );
 
 fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -192,6 +193,13 @@ async fn fixture(desk: &Desk, clock: &FixedClock) -> [i64; 5] {
     status(desk, b, "resolved").await;
     set(clock, desk, at(28, 13, 0));
     status(desk, b, "in_progress").await;
+    desk.add_comment(
+        &Actor::cli(),
+        b,
+        from(json!({"body": "Payment retries still fail after the fix", "public": false})),
+    )
+    .await
+    .unwrap();
     set(clock, desk, at(28, 14, 0));
     status(desk, a, "in_progress").await;
     status(desk, b, "resolved").await;
@@ -568,6 +576,36 @@ async fn kpis_reach_the_api_the_cli_and_metrics(backend: Backend) {
         "{text}"
     );
 
+    // Trend reports through the API, in JSON, Markdown and CSV.
+    let r = server.get("/api/v1/reports/trends?period=last-month").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["volume"]["by_kind"].is_array() && r.body["measures"].is_array());
+    let md = server
+        .http
+        .get(server.url("/api/v1/reports/trends?period=2026-01-01..2026-12-31&format=md"))
+        .bearer_auth(&server.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(md.status(), StatusCode::OK);
+    assert!(md.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    assert!(md
+        .text()
+        .await
+        .unwrap()
+        .starts_with("# Support trends 2026-01-01"));
+    server
+        .get("/api/v1/reports/trends?period=yesterday")
+        .await
+        .assert_problem(422, Some("period"));
+    server
+        .get("/api/v1/reports/trends?format=pdf")
+        .await
+        .assert_problem(422, Some("format"));
+
     let gone = server
         .call(Method::DELETE, "/api/v1/kpis/sev4_requests", admin, None)
         .await;
@@ -577,4 +615,145 @@ async fn kpis_reach_the_api_the_cli_and_metrics(backend: Backend) {
         .await
         .assert_problem(409, None);
     server.stop().await;
+}
+
+async fn trend_report_compares_with_the_period_before(backend: Backend) {
+    let (db, desk, clock) = desk(backend).await;
+    let [_, b, ..] = fixture(&desk, &clock).await;
+    // A CloudWatch alarm that fires, clears and fires again: one ticket, resolved and reopened.
+    let monitor = Actor::new("token:monitor", opsdesk_domain::Role::Ingest);
+    for (state, minute) in [("ALARM", 31), ("OK", 32), ("ALARM", 33)] {
+        set(&clock, &desk, at(28, 17, minute));
+        let when = format!("2026-12-28T17:{minute}:00.000+0000");
+        let event = crate::signals::alarm_event("prod-checkout-5xx", state, &when);
+        let signals = opsdesk_domain::signal::eventbridge::from_events(&event, desk.now()).unwrap();
+        desk.ingest(&monitor, signals).await.unwrap();
+    }
+    watch(&desk).await;
+
+    let period =
+        opsdesk_domain::report::Period::parse("2026-12-21..2026-12-28", desk.now()).unwrap();
+    let r = desk.trend_report(&Actor::cli(), period).await.unwrap();
+    assert_eq!(r.previous_period.from, at(13, 0, 0));
+
+    // Created: A, B, C and the alarm's ticket; before: D and E.
+    assert_eq!((r.volume.total.current, r.volume.total.previous), (4, 2));
+    let team = |name: &str| {
+        r.volume
+            .by_team
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!((team("ops").current, team("ops").previous), (2, 1));
+    assert_eq!((team("db").current, team("db").previous), (1, 1));
+    let cloudwatch = r
+        .volume
+        .by_source
+        .iter()
+        .find(|c| c.name == "aws.cloudwatch")
+        .unwrap();
+    assert_eq!((cloudwatch.current, cloudwatch.previous), (1, 0));
+
+    let m = |name: &str| {
+        let m = r.measures.iter().find(|m| m.name == name).unwrap();
+        (
+            m.current.map(|v| (v * 100.0).round() / 100.0),
+            m.previous,
+            m.trend,
+        )
+    };
+    use opsdesk_domain::kpi::Direction::{Steady, Worsening};
+    // E was answered in 30 business minutes and resolved in 120; D missed its first response.
+    // The alarm's ticket was answered (resolved by its OK) at 17:32, after hours: in 0
+    // business seconds, within its target.
+    assert_eq!(m("mtta"), (Some(1900.0), Some(1800.0), Some(Worsening)));
+    assert_eq!(m("mttr"), (Some(13_500.0), Some(7200.0), Some(Worsening)));
+    assert_eq!(
+        m("first_response_sla"),
+        (Some(50.0), Some(50.0), Some(Steady))
+    );
+    // D's resolution fell due on 21 December 10:00, in this period: missed.
+    assert_eq!(
+        m("resolution_sla"),
+        (Some(66.67), Some(100.0), Some(Worsening))
+    );
+    assert_eq!(m("reopen_rate"), (Some(50.0), Some(0.0), Some(Worsening)));
+
+    // A waited in new over the holiday weekend (89 h 15 m) and 4 h in pending.
+    let hours = |s: &str| {
+        r.time_in_status
+            .iter()
+            .find(|t| t.status.as_str() == s)
+            .map(|t| (t.total_hours * 1000.0).round() / 1000.0)
+            .unwrap()
+    };
+    assert_eq!(hours("new"), 89.583);
+    assert_eq!(hours("acknowledged"), 1.917);
+    assert_eq!(hours("in_progress"), 3.0);
+    assert_eq!(hours("pending"), 4.0);
+
+    // The alarm fired twice; B and the alarm's ticket were reopened.
+    assert_eq!(r.recurring_problems.len(), 1, "{:?}", r.recurring_problems);
+    assert_eq!(r.recurring_problems[0].occurrences, 2);
+    assert_eq!(r.reopens.count, 2);
+    let reopened_b = r
+        .reopens
+        .tickets
+        .iter()
+        .find(|t| t.key == format!("OPS-{b}"))
+        .unwrap();
+    assert_eq!(
+        reopened_b.reason.as_deref(),
+        Some("Payment retries still fail after the fix")
+    );
+    assert_eq!(reopened_b.reopened_by, "cli");
+    assert!(r
+        .reopens
+        .by_source
+        .iter()
+        .any(|c| c.name == "aws.cloudwatch" && c.current == 1));
+
+    let md = r.markdown();
+    assert!(
+        md.contains("| Mean time to acknowledge | 31m 40s | 30m 0s | worsening |"),
+        "{md}"
+    );
+    assert!(md.contains("| ops | 2 | 1 | +100% |"), "{md}");
+    let csv = r.csv().unwrap();
+    assert!(csv.contains("measure,mttr,13500,7200"), "{csv}");
+    assert!(csv.contains("hours_in_status,pending,4.000,"), "{csv}");
+
+    // The CLI writes the same report.
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::cli::opsdesk(dir.path(), &db.url)
+        .args([
+            "report",
+            "--period",
+            "2026-12-21..2026-12-28",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["volume"]["total"]["current"], 4);
+    assert_eq!(cli["measures"][1]["current"], 13_500.0);
+    let bad = crate::cli::opsdesk(dir.path(), &db.url)
+        .args(["report", "--period", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--period"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    db.drop_schema().await;
 }

@@ -9,6 +9,11 @@ ALTER TABLE ticket_clocks ADD COLUMN response_met BIGINT;
 ALTER TABLE ticket_clocks ADD COLUMN resolution_seconds BIGINT;
 ALTER TABLE ticket_clocks ADD COLUMN resolution_met BIGINT;
 ALTER TABLE ticket_clocks ADD COLUMN reopens BIGINT NOT NULL DEFAULT 0;
+-- Wall-clock seconds spent in each status so far (where work waits).
+ALTER TABLE ticket_clocks ADD COLUMN new_seconds BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN acknowledged_seconds BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN in_progress_seconds BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN pending_seconds BIGINT NOT NULL DEFAULT 0;
 
 -- When AWS first answered a case.
 ALTER TABLE support_cases ADD COLUMN first_reply_at TIMESTAMPTZ;

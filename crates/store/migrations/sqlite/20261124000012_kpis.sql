@@ -9,6 +9,11 @@ ALTER TABLE ticket_clocks ADD COLUMN response_met INTEGER;
 ALTER TABLE ticket_clocks ADD COLUMN resolution_seconds INTEGER;
 ALTER TABLE ticket_clocks ADD COLUMN resolution_met INTEGER;
 ALTER TABLE ticket_clocks ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+-- Wall-clock seconds spent in each status so far (where work waits).
+ALTER TABLE ticket_clocks ADD COLUMN new_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN acknowledged_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN in_progress_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ticket_clocks ADD COLUMN pending_seconds INTEGER NOT NULL DEFAULT 0;
 
 -- When AWS first answered a case.
 ALTER TABLE support_cases ADD COLUMN first_reply_at TEXT;

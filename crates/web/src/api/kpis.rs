@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_definitions))
         .routes(routes!(get_kpi, delete_kpi))
         .routes(routes!(kpi_series))
+        .routes(routes!(trend_report))
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -212,4 +213,60 @@ async fn delete_kpi(
 ) -> Result<StatusCode, ApiError> {
     state.desk.delete_kpi(&actor, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    /// `last-week` (the default), `last-month`, or `FROM..TO` (dates `YYYY-MM-DD`, both
+    /// included, or RFC 3339 times).
+    period: Option<String>,
+    /// `json` (the default), `md` or `csv`.
+    format: Option<String>,
+}
+
+/// The trend report of a period against the period before: volume by kind, severity, source,
+/// workload and team; MTTA, MTTR, SLA compliance and reopen rate; recurring problems and
+/// signal types; time spent in each status; reopened tickets and what was said; Trusted
+/// Advisor savings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/trends",
+    tag = "kpis",
+    params(ReportParams),
+    responses(
+        (status = 200, description = "The report (JSON, or text/markdown or text/csv as asked)", body = opsdesk_core::reports::TrendReport),
+        (status = 422, description = "`period` or `format` cannot be read", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn trend_report(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    params: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let p = query(params)?;
+    let period = opsdesk_domain::report::Period::parse(
+        p.period.as_deref().unwrap_or("last-week"),
+        state.desk.now(),
+    )
+    .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let format = p.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "md" | "csv") {
+        return Err(ApiError::invalid("format", "use json, md or csv"));
+    }
+    let report = state.desk.trend_report(&actor, period).await?;
+    let text = |mime: &'static str, body: String| {
+        ([(axum::http::header::CONTENT_TYPE, mime)], body).into_response()
+    };
+    Ok(match format {
+        "md" => text("text/markdown; charset=utf-8", report.markdown()),
+        "csv" => text(
+            "text/csv; charset=utf-8",
+            report
+                .csv()
+                .map_err(|e| ApiError::invalid("format", e.to_string()))?,
+        ),
+        _ => Json(report).into_response(),
+    })
 }
