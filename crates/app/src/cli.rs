@@ -89,7 +89,8 @@ pub enum KpiCommand {
     List {
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
-        /// Also show the breakdowns by this dimension (team, workload, severity, ...).
+        /// Show only the breakdowns by this dimension (team, workload, severity, ...); all
+        /// of them when left out.
         #[arg(long, value_parser = dimension)]
         by: Option<opsdesk_domain::kpi::Dimension>,
     },

@@ -797,7 +797,8 @@ lease_seconds = 60
 # [[notify.rules]]
 # name = "production-sev1-sev2"
 # events = ["created", "severity_changed"]   # created, severity_changed, sla_warning,
-#                                            # sla_breach, escalated, resolved, kpi_breach
+#                                            # sla_breach, escalated, resolved, kpi_breach,
+#                                            # kpi_recovered
 # severities = ["SEV1", "SEV2"]
 # environments = ["production"]
 # channels = ["ops-sns", "oncall-email"]

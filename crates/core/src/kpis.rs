@@ -10,7 +10,7 @@ use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::{Notification, NotificationEvent};
 use opsdesk_domain::kpi::{
     builtins, direction, percentile, roll_up, Aggregate, Better, Builtin, Dimension, Direction,
-    KpiInfo, KpiSpec, KpiStatus, Scope, Span, Tally, Thresholds, Unit,
+    KpiInfo, KpiSpec, KpiStatus, Scope, Span, Tally, Thresholds, TicketTime, Unit,
 };
 use opsdesk_domain::support::{CaseSeverity, SupportPlan};
 use opsdesk_domain::{Calendar, CalendarSpec, FieldError, Role, Severity, Validated, WeeklyHours};
@@ -122,6 +122,12 @@ fn builtin_kpis(
             let o = overrides.get(b.name).cloned().unwrap_or_default();
             let field = |f: &str| format!("builtin.{}.{f}", b.name);
             let thresholds = match (b.thresholds, o.target, o.warning, o.breach) {
+                (None, None, None, None) if o.better.is_some() => {
+                    return Err(FieldError::new(
+                        field("better"),
+                        "this KPI has no thresholds by default: set target, warning and breach with it",
+                    ))
+                }
                 (t, None, None, None) => t.map(|mut t| {
                     t.better = o.better.unwrap_or(t.better);
                     t
@@ -328,6 +334,7 @@ fn kpi_notification(
     kpi: &Kpi,
     scope: &Scope,
     event: NotificationEvent,
+    status: KpiStatus,
     value: Option<f64>,
     at: DateTime<Utc>,
     base_url: Option<&str>,
@@ -356,14 +363,7 @@ fn kpi_notification(
         ticket_key: None,
         title: format!("{}{scoped}", info.title),
         severity: of(Dimension::Severity).and_then(|s| Severity::parse(&s)),
-        status: Some(
-            match event {
-                NotificationEvent::KpiBreach => KpiStatus::Breach,
-                _ => KpiStatus::Ok,
-            }
-            .as_str()
-            .to_owned(),
-        ),
+        status: Some(status.as_str().to_owned()),
         workload: of(Dimension::Workload),
         environment: None,
         team: of(Dimension::Team),
@@ -527,7 +527,7 @@ impl Desk {
             )));
         }
         let steps = (to - from).num_seconds() / step.num_seconds().max(1);
-        if steps >= SERIES_MAX_POINTS {
+        if steps > SERIES_MAX_POINTS {
             return Err(Error::Invalid(FieldError::new(
                 "step",
                 format!("gives {steps} points: at most {SERIES_MAX_POINTS}, use a longer step"),
@@ -924,12 +924,12 @@ impl Desk {
                     .collect())
             }
             Aggregate::Ratio => {
-                let numerator = spec
-                    .filter
-                    .and(spec.numerator.as_ref().unwrap_or(&Default::default()));
+                // What is counted above the line is always part of what is below it.
                 let denominator = spec
                     .filter
                     .and(spec.denominator.as_ref().unwrap_or(&Default::default()));
+                let numerator =
+                    denominator.and(spec.numerator.as_ref().unwrap_or(&Default::default()));
                 let above = grouped(self.db().kpi_counts(&query(&numerator)).await?);
                 let below = grouped(self.db().kpi_counts(&query(&denominator)).await?);
                 Ok(below
@@ -942,10 +942,12 @@ impl Desk {
                     .collect())
             }
             Aggregate::Mean | Aggregate::P50 | Aggregate::P90 => {
-                let start = spec
-                    .from
-                    .unwrap_or(opsdesk_domain::kpi::TicketTime::CreatedAt);
-                let rows = self.db().kpi_durations(&query(&spec.filter), start).await?;
+                let start = spec.from.unwrap_or(TicketTime::CreatedAt);
+                let end = spec.to.unwrap_or(TicketTime::ResolvedAt);
+                let rows = self
+                    .db()
+                    .kpi_durations(&query(&spec.filter), start, end)
+                    .await?;
                 let mut values: BTreeMap<Scope, Vec<f64>> = BTreeMap::new();
                 values.insert(Scope::overall(), Vec::new());
                 for (groups, seconds) in rows {
@@ -1099,14 +1101,16 @@ async fn store_evaluation(
         .map(|s| (s.scope.clone(), s))
         .collect();
     let mut values: Vec<(Scope, Option<f64>)> = e.values.clone().into_iter().collect();
-    // Breakdowns that had a value before and have none now.
-    for key in old.keys() {
-        if let Some(scope) = Scope::from_key(key) {
-            if !e.values.contains_key(&scope) {
-                values.push((scope, None));
-            }
+    // Breakdowns that had a value before and have none now say so once, then go.
+    let mut gone = Vec::new();
+    for (key, prev) in &old {
+        match Scope::from_key(key) {
+            Some(scope) if e.values.contains_key(&scope) => {}
+            Some(scope) if prev.status != KpiStatus::NoData.as_str() => values.push((scope, None)),
+            _ => gone.push(key.clone()),
         }
     }
+    tx.delete_kpi_states(name, &gone).await?;
     let mut states = Vec::with_capacity(values.len());
     let mut points = Vec::new();
     let mut outbox: Vec<NewOutboxItem> = Vec::new();
@@ -1197,7 +1201,7 @@ async fn store_evaluation(
             ]),
         })
         .await?;
-        let n = kpi_notification(kpi, &scope, event, value, now, base_url);
+        let n = kpi_notification(kpi, &scope, event, status, value, now, base_url);
         outbox.extend(
             routing
                 .kpi_items(

@@ -634,8 +634,15 @@ impl Validated for KpiSpec {
             let to = self
                 .to
                 .ok_or_else(|| FieldError::new("to", "name the timestamp the duration ends at"))?;
-            if from == to {
-                return Err(FieldError::new("to", "must differ from `from`"));
+            let order = |t: TicketTime| TicketTime::ALL.iter().position(|x| *x == t);
+            if order(to) <= order(from) {
+                return Err(FieldError::new(
+                    "to",
+                    format!(
+                        "must come after `from` in a ticket's life ({})",
+                        TicketTime::names()
+                    ),
+                ));
             }
         } else {
             for (field, set) in [("from", self.from.is_some()), ("to", self.to.is_some())] {
@@ -1107,6 +1114,10 @@ mod tests {
         assert_eq!(with("name", "MTTA!".into()).unwrap_err(), "name");
         assert_eq!(with("name", "mtta".into()).unwrap_err(), "name");
         assert_eq!(with("to", "created_at".into()).unwrap_err(), "to");
+        let mut backwards = base.clone();
+        backwards["from"] = "resolved_at".into();
+        backwards["to"] = "acknowledged_at".into();
+        assert_eq!(spec(backwards).unwrap_err(), "to");
         assert_eq!(with("per", "day".into()).unwrap_err(), "per");
         assert_eq!(
             with("scope", serde_json::json!(["category"])).unwrap_err(),

@@ -508,29 +508,31 @@ impl Db {
         })
     }
 
-    /// Wall-clock seconds from `from` to `q.window_on` of each matching ticket that has both,
-    /// with its group.
+    /// Wall-clock seconds from `from` to `to` of each matching ticket that has both, with its
+    /// group.
     pub async fn kpi_durations(
         &self,
         q: &KpiQuery<'_>,
         from: TicketTime,
+        to: TicketTime,
     ) -> Result<Vec<(Vec<Option<String>>, f64)>> {
         let cols = group_columns(q);
         let start = time_column(from);
-        let end = time_column(q.window_on);
+        let end = time_column(to);
         on_read!(self, p, _b => {
             let mut qb = QueryBuilder::new(format!(
                 "SELECT {}{start} AS started, {end} AS ended",
                 select_groups(&cols)
             ));
             push_from(&mut qb, q);
-            qb.push(format!(" AND {start} IS NOT NULL"));
+            qb.push(format!(" AND {start} IS NOT NULL AND {end} IS NOT NULL"));
             let rows = qb.build().fetch_all(p).await?;
             rows.iter()
                 .map(|row| {
                     let started = row.try_get::<Ts, _>("started")?.0;
                     let ended = row.try_get::<Ts, _>("ended")?.0;
-                    let seconds = (ended - started).num_milliseconds() as f64 / 1000.0;
+                    // A ticket reopened and acknowledged again may read backwards: no time.
+                    let seconds = (ended - started).num_milliseconds().max(0) as f64 / 1000.0;
                     Ok((dims_of!(row, cols.len()), seconds))
                 })
                 .collect()
@@ -842,6 +844,24 @@ impl Tx {
             .fetch_all(&mut *c)
             .await?;
             rows.iter().map(|row| Ok(state_from_row!(row))).collect()
+        })
+    }
+
+    /// Forgets the latest values of these scopes of a KPI.
+    pub async fn delete_kpi_states(&mut self, name: &str, scopes: &[String]) -> Result<()> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        self.note_write();
+        on_tx!(self, c, _b => {
+            for scope in scopes {
+                sqlx::query("DELETE FROM kpi_states WHERE name = $1 AND scope = $2")
+                    .bind(name)
+                    .bind(scope)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(())
         })
     }
 

@@ -87,7 +87,33 @@ fn kpi_settings() -> KpiSettings {
             ..KpiOverride::default()
         },
     );
-    KpiSettings::new(Span::minutes(5), Span::days(30), &o, Vec::new()).unwrap()
+    let custom = vec![
+        from(json!({
+            "name": "resolve_wall_mean", "over": "tickets", "aggregate": "mean",
+            "from": "created_at", "to": "resolved_at", "window_on": "created_at", "window": "7d",
+            "target": 3600, "warning": 7200, "breach": 86400, "scope": ["team"]
+        })),
+        from(json!({
+            "name": "resolve_wall_p90", "over": "tickets", "aggregate": "p90",
+            "from": "created_at", "to": "resolved_at", "window": "7d",
+            "target": 3600, "warning": 7200, "breach": 86400
+        })),
+        from(json!({
+            "name": "resolved_share", "over": "tickets", "aggregate": "ratio",
+            "numerator": {"statuses": ["resolved", "closed"]}, "denominator": {"teams": ["ops", "db"]},
+            "window": "7d", "better": "higher", "target": 90, "warning": 80, "breach": 50
+        })),
+        from(json!({
+            "name": "db_resolved_share", "over": "tickets", "aggregate": "ratio",
+            "numerator": {"statuses": ["resolved", "closed"]}, "denominator": {"teams": ["db"]},
+            "window": "7d", "better": "higher", "target": 90, "warning": 80, "breach": 50
+        })),
+        from(json!({
+            "name": "tickets_per_day", "over": "tickets", "aggregate": "rate", "per": "day",
+            "window": "7d", "target": 10, "warning": 20, "breach": 30
+        })),
+    ];
+    KpiSettings::new(Span::minutes(5), Span::days(30), &o, custom).unwrap()
 }
 
 fn notify() -> NotifySettings {
@@ -264,6 +290,21 @@ async fn kpi_values_match_hand_computed_fixtures(backend: Backend) {
     let created = kpi(&all, "tickets_created");
     assert!(close(created.value, 3.0));
     assert!(close(scoped(created, Dimension::Source, "manual"), 3.0));
+
+    // Custom KPIs count wall-clock time: A took 95 h 30 m from Thursday 16:30 to Monday
+    // 16:00, B 4 h.
+    let wall = kpi(&all, "resolve_wall_mean");
+    assert!(close(wall.value, (343_800.0 + 14_400.0) / 2.0), "{wall:?}");
+    assert!(close(scoped(wall, Dimension::Team, "ops"), 179_100.0));
+    assert_eq!(scoped(wall, Dimension::Team, "db"), None);
+    assert!(close(kpi(&all, "resolve_wall_p90").value, 343_800.0));
+    // Of A, B and C (created in the window), A and B are resolved.
+    let share = kpi(&all, "resolved_share");
+    assert!(close(share.value, 200.0 / 3.0), "{share:?}");
+    assert_eq!(share.status, KpiStatus::Warning);
+    assert!(close(kpi(&all, "tickets_per_day").value, 3.0 / 7.0));
+    // The numerator counts only what the denominator does: of db's C, none is resolved.
+    assert!(close(kpi(&all, "db_resolved_share").value, 0.0));
 
     // Nothing to say about AWS yet: counts are zero, shares have no data.
     assert!(close(kpi(&all, "aws_escalations").value, 0.0));
