@@ -25,6 +25,7 @@ pub struct Config {
     pub sla: SlaConfig,
     pub escalation: EscalationConfig,
     pub kpis: KpiConfig,
+    pub reports: ReportsConfig,
 }
 
 /// Escalation tiers and the way to AWS Support (`[escalation]`).
@@ -105,6 +106,57 @@ impl EscalationConfig {
             case_max_attempts: self.case_max_attempts,
             ..Default::default()
         })
+    }
+}
+
+/// Trend reports sent on a schedule (`[reports]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// `[[reports.schedules]]`: a report every week or month through an email or webhook
+    /// channel.
+    pub schedules: Vec<opsdesk_domain::report::ReportSchedule>,
+}
+
+impl ReportsConfig {
+    /// The schedules, once each names an email or webhook channel of `[[notify.channels]]`
+    /// and no name repeats; the error names the key.
+    pub fn schedules(
+        &self,
+        notify: &NotifyConfig,
+    ) -> Result<Vec<opsdesk_domain::report::ReportSchedule>, String> {
+        use opsdesk_domain::channel::ChannelKind;
+        use opsdesk_domain::Validated;
+        let mut out: Vec<opsdesk_domain::report::ReportSchedule> = Vec::new();
+        for (i, s) in self.schedules.iter().enumerate() {
+            let s = s
+                .clone()
+                .validate()
+                .map_err(|e| format!("reports.schedules[{i}].{}: {}", e.field, e.message))?;
+            match notify.channels.iter().find(|k| k.name == s.channel) {
+                None => {
+                    return Err(format!(
+                        "reports.schedules[{i}].channel: there is no channel named {} in [[notify.channels]]",
+                        s.channel
+                    ))
+                }
+                Some(k) if !matches!(k.kind, ChannelKind::Email(_) | ChannelKind::Webhook(_)) => {
+                    return Err(format!(
+                        "reports.schedules[{i}].channel: {} is not an email or webhook channel",
+                        s.channel
+                    ))
+                }
+                Some(_) => {}
+            }
+            if out.iter().any(|o| o.name == s.name) {
+                return Err(format!(
+                    "reports.schedules[{i}].name: {} is used twice",
+                    s.name
+                ));
+            }
+            out.push(s);
+        }
+        Ok(out)
     }
 }
 
@@ -890,11 +942,56 @@ retention = "400d"
 # warning = 7200
 # breach = 14400
 # scope = ["team", "workload"]
+
+[reports]
+# Trend reports sent on a schedule (docs/reports.md) through an email or webhook channel of
+# [[notify.channels]]: every week (on Monday, for the week before) or month. For example:
+# [[reports.schedules]]
+# name = "weekly-ops"
+# every = "week"
+# channel = "ops-mail"
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_schedules_need_an_email_or_webhook_channel() {
+        let c: Config = toml::from_str(
+            r#"
+            [[notify.channels]]
+            name = "ops-mail"
+            type = "email"
+            to = ["ops@example.com"]
+            [[notify.channels]]
+            name = "ops-sns"
+            type = "sns"
+            topic_arn = "arn:aws:sns:eu-west-1:123456789012:ops"
+            [[reports.schedules]]
+            name = "weekly"
+            every = "week"
+            channel = "ops-mail"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.reports.schedules(&c.notify).unwrap().len(), 1);
+        let mut bad = c.clone();
+        bad.reports.schedules[0].channel = "ops-sns".into();
+        let e = bad.reports.schedules(&bad.notify).unwrap_err();
+        assert!(
+            e.starts_with("reports.schedules[0].channel: ops-sns is not"),
+            "{e}"
+        );
+        bad.reports.schedules[0].channel = "nowhere".into();
+        assert!(bad.reports.schedules(&bad.notify).is_err());
+        let e = toml::from_str::<Config>(
+            "[[reports.schedules]]\nname = \"x\"\nevery = \"day\"\nchannel = \"c\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("every"), "{e}");
+    }
 
     #[test]
     fn example_is_the_default() {

@@ -45,6 +45,10 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
     let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
     let kpis = config.kpis.settings().map_err(anyhow::Error::msg)?;
+    let reports = config
+        .reports
+        .schedules(&config.notify)
+        .map_err(anyhow::Error::msg)?;
     let escalation = config
         .escalation
         .settings(&config.notify)
@@ -56,7 +60,8 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_aws_accounts(config.aws.accounts().map_err(anyhow::Error::msg)?)
         .with_sla_settings(sla)
         .with_escalation_settings(escalation)
-        .with_kpi_settings(kpis))
+        .with_kpi_settings(kpis)
+        .with_report_schedules(reports))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -209,8 +214,9 @@ async fn watch_clocks(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Every ten seconds, evaluates the KPIs whose interval has passed. Each node may run it: an
-/// evaluation is stored once, by the node that locks the KPI's row first.
+/// Every ten seconds, evaluates the KPIs whose interval has passed and sends the scheduled
+/// reports whose period has ended. Each node may run it: an evaluation is stored once, by the
+/// node that locks the KPI's row first, and a report is queued once per period.
 async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,6 +230,12 @@ async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
                 return;
             }
             tracing::warn!(error = %e, "evaluating KPIs failed");
+        }
+        if let Err(e) = desk.deliver_reports().await {
+            if desk.db().is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "sending scheduled reports failed");
         }
     }
 }

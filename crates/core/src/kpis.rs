@@ -377,6 +377,7 @@ fn kpi_notification(
         }),
         at,
         recipients: Vec::new(),
+        report: None,
     }
 }
 

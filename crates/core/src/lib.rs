@@ -99,6 +99,7 @@ pub struct Desk {
     sla: Arc<sla::SlaSettings>,
     escalation: Arc<escalation::EscalationSettings>,
     kpis: Arc<kpis::KpiSettings>,
+    reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
 }
 
 impl Desk {
@@ -116,6 +117,7 @@ impl Desk {
             sla: Arc::new(sla::SlaSettings::default()),
             escalation: Arc::new(escalation::EscalationSettings::default()),
             kpis: Arc::new(kpis::KpiSettings::default()),
+            reports: Arc::new(Vec::new()),
         }
     }
 

@@ -123,6 +123,7 @@ impl Routing {
                 .map(|b| format!("{}/tickets/{}", b.trim_end_matches('/'), t.key)),
             at,
             recipients: Vec::new(),
+            report: None,
         }
     }
 

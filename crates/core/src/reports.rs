@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 use crate::kpis::show;
 use crate::{Actor, Desk, Result};
 
+/// Who sends scheduled reports.
+const SCHEDULER: &str = "system:reports";
+
 /// How many recurring problems, signal types and reopened tickets a report lists.
 const TOP: i64 = 10;
 
@@ -281,6 +284,84 @@ impl Desk {
             reopens: self.reopens_in(period).await?,
             trusted_advisor_savings: self.savings_in(period).await?,
         })
+    }
+
+    /// Uses these report schedules.
+    pub fn with_report_schedules(
+        mut self,
+        schedules: Vec<opsdesk_domain::report::ReportSchedule>,
+    ) -> Desk {
+        self.reports = std::sync::Arc::new(schedules);
+        self
+    }
+
+    /// Sends each scheduled report whose period has ended and that has not gone out yet, to
+    /// its channel through the outbox. Returns how many were queued.
+    pub async fn deliver_reports(&self) -> Result<usize> {
+        let mut queued = 0;
+        for schedule in self.reports.iter() {
+            let now = self.now();
+            let period = schedule.period(now)?;
+            if self.db().report_sent(&schedule.name, period.from).await? {
+                continue;
+            }
+            let actor = Actor::new(SCHEDULER, opsdesk_domain::Role::Admin);
+            let report = self.trend_report(&actor, period).await?;
+            let d = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+            let n = opsdesk_domain::channel::Notification {
+                event: opsdesk_domain::channel::NotificationEvent::Report,
+                ticket_id: None,
+                ticket_key: None,
+                title: format!(
+                    "Support trends {} to {}",
+                    d(period.from),
+                    d(period.to - chrono::Duration::seconds(1))
+                ),
+                severity: None,
+                status: None,
+                workload: None,
+                environment: None,
+                team: None,
+                summary: report.markdown(),
+                url: self.notify.base_url.as_ref().map(|b| {
+                    format!(
+                        "{}/api/v1/reports/trends?period={}..{}",
+                        b.trim_end_matches('/'),
+                        d(period.from),
+                        d(period.to - chrono::Duration::seconds(1))
+                    )
+                }),
+                at: now,
+                recipients: Vec::new(),
+                report: Some(serde_json::json!(report)),
+            };
+            let item = opsdesk_store::NewOutboxItem {
+                idempotency_key: format!(
+                    "report-{}-{}-{}",
+                    schedule.name,
+                    d(period.from),
+                    schedule.channel
+                ),
+                ticket_id: None,
+                event: n.event.as_str().to_owned(),
+                channel: schedule.channel.clone(),
+                notification: serde_json::json!(n),
+            };
+            let name = schedule.name.clone();
+            let sent = self
+                .change(move |tx, now| {
+                    Box::pin(async move {
+                        if !tx.claim_report_run(&name, period.from, now).await? {
+                            return Ok(false);
+                        }
+                        tx.enqueue(&[item], now).await?;
+                        Ok(true)
+                    })
+                })
+                .await?;
+            queued += usize::from(sent);
+        }
+        Ok(queued)
     }
 
     async fn reopens_in(&self, period: Period) -> Result<Reopens> {

@@ -46,6 +46,8 @@ named_enum! {
         KpiRecovered => "kpi_recovered",
         /// A test message, sent on request to check a channel.
         Test => "test",
+        /// A scheduled trend report.
+        Report => "report",
     }
 }
 
@@ -62,6 +64,7 @@ impl NotificationEvent {
             NotificationEvent::KpiBreach => "KPI breached",
             NotificationEvent::KpiRecovered => "KPI recovered",
             NotificationEvent::Test => "test",
+            NotificationEvent::Report => "trend report",
         }
     }
 }
@@ -104,6 +107,11 @@ pub struct Notification {
     /// the AWS account team of an escalation, say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// The whole trend report, for a scheduled report (`report` event); JSON webhooks carry
+    /// it, other channels send the Markdown of `summary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
 }
 
 impl Notification {
@@ -130,6 +138,7 @@ impl Notification {
             url,
             at,
             recipients: Vec::new(),
+            report: None,
         }
     }
 
@@ -806,6 +815,7 @@ mod tests {
             url: Some("https://desk.example.com/tickets/12".into()),
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
             recipients: Vec::new(),
+            report: None,
         }
     }
 

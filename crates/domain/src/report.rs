@@ -4,7 +4,69 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::validation::FieldError;
+use serde::Deserialize;
+
+use crate::ticket::named_enum;
+use crate::validation::{FieldError, Validated};
+
+named_enum! {
+    /// How often a scheduled report goes out.
+    Every {
+        /// On Mondays, covering the week before.
+        Week => "week",
+        /// On the first of the month, covering the month before.
+        Month => "month",
+    }
+}
+
+/// A trend report sent through a channel every week or month (`[[reports.schedules]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    pub every: Every,
+    /// An email or webhook channel of `[[notify.channels]]`.
+    pub channel: String,
+}
+
+impl ReportSchedule {
+    /// The period the report of `now` covers.
+    pub fn period(&self, now: DateTime<Utc>) -> Result<Period, FieldError> {
+        Period::parse(
+            match self.every {
+                Every::Week => "last-week",
+                Every::Month => "last-month",
+            },
+            now,
+        )
+    }
+}
+
+impl Validated for ReportSchedule {
+    fn validate(mut self) -> Result<Self, FieldError> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(FieldError::new(
+                "name",
+                "use 1 to 64 letters, digits, - and _",
+            ));
+        }
+        if self.channel.trim().is_empty() {
+            return Err(FieldError::new(
+                "channel",
+                "name an email or webhook channel",
+            ));
+        }
+        Ok(self)
+    }
+}
 
 /// The longest period a report covers.
 pub const PERIOD_MAX_DAYS: i64 = 366;

@@ -369,6 +369,7 @@ mod tests {
                 "A@example.com".into(),
                 "bob@".into(),
             ],
+            report: None,
         };
         let from: Mailbox = "opsdesk@example.com".parse().unwrap();
         let target = EmailTarget {

@@ -96,6 +96,7 @@ mod tests {
             url: None,
             at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             recipients: Vec::new(),
+            report: None,
         };
         assert_eq!(attributes(&n), [("event", "kpi_breach".to_owned())]);
         n.severity = Some(Severity::Sev2);

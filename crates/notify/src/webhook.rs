@@ -377,6 +377,7 @@ mod tests {
             url: Some("https://desk.example.com/tickets/12".into()),
             at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
             recipients: Vec::new(),
+            report: None,
         }
     }
 

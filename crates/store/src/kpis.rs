@@ -560,6 +560,20 @@ impl Db {
         })
     }
 
+    /// Whether schedule `name` sent the report of the period starting at `from`.
+    pub async fn report_sent(&self, name: &str, from: DateTime<Utc>) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM report_runs WHERE name = $1 AND period_from = $2",
+            )
+            .bind(name)
+            .bind(Ts(from))
+            .fetch_one(p)
+            .await?;
+            Ok(n > 0)
+        })
+    }
+
     /// When each KPI was last evaluated.
     pub async fn kpi_runs(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
         on_read!(self, p, _b => {
@@ -915,6 +929,30 @@ impl Tx {
             });
         }
         Ok(())
+    }
+
+    /// Records that schedule `name` sent the report of the period starting at `from`; false
+    /// when it had been sent already (by this node or another).
+    pub async fn claim_report_run(
+        &mut self,
+        name: &str,
+        from: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            let n = sqlx::query(
+                "INSERT INTO report_runs (name, period_from, sent_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name, period_from) DO NOTHING",
+            )
+            .bind(name)
+            .bind(Ts(from))
+            .bind(Ts(now))
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        })
     }
 
     /// Drops the points older than `before`; returns how many.

@@ -45,6 +45,7 @@ fn notification() -> Notification {
         url: Some("https://desk.example.com/tickets/12".into()),
         at: at(),
         recipients: Vec::new(),
+        report: None,
     }
 }
 

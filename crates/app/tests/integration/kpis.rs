@@ -25,6 +25,7 @@ on_both_backends!(
     kpi_status_changes_are_announced_and_recorded,
     kpis_reach_the_api_the_cli_and_metrics,
     trend_report_compares_with_the_period_before,
+    scheduled_reports_go_out_once_per_period,
 );
 
 fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -796,5 +797,47 @@ async fn trend_report_compares_with_the_period_before(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    db.drop_schema().await;
+}
+
+async fn scheduled_reports_go_out_once_per_period(backend: Backend) {
+    let (db, desk, clock) = desk(backend).await;
+    let desk = desk.with_report_schedules(vec![from(
+        json!({"name": "weekly-ops", "every": "week", "channel": "hook"}),
+    )]);
+    fixture(&desk, &clock).await;
+    let reports = |desk: Desk| async move {
+        desk.db()
+            .outbox(&OutboxFilter {
+                limit: 100,
+                ..OutboxFilter::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.event == "report")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(desk.deliver_reports().await.unwrap(), 1);
+    assert_eq!(desk.deliver_reports().await.unwrap(), 0, "once per period");
+    let sent = reports(desk.clone()).await;
+    assert_eq!(sent.len(), 1);
+    let n = &sent[0].notification;
+    assert_eq!(sent[0].channel, "hook");
+    assert_eq!(n["title"], "Support trends 2026-12-21 to 2026-12-27");
+    // The week before Monday 28 December: only A was opened in it.
+    assert_eq!(n["report"]["volume"]["total"]["current"], 1);
+    assert!(n["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("# Support trends 2026-12-21 00:00 UTC to 2026-12-28 00:00 UTC"));
+
+    clock.advance(TimeDelta::days(7));
+    assert_eq!(desk.deliver_reports().await.unwrap(), 1);
+    let sent = reports(desk.clone()).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .any(|i| i.notification["title"] == "Support trends 2026-12-28 to 2027-01-03"));
     db.drop_schema().await;
 }

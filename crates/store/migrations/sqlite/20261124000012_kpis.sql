@@ -66,3 +66,11 @@ CREATE TABLE kpi_points (
     PRIMARY KEY (name, scope, at)
 ) WITHOUT ROWID;
 CREATE INDEX kpi_points_at ON kpi_points (at);
+
+-- Scheduled trend reports sent, one row per schedule and period, so each goes out once.
+CREATE TABLE report_runs (
+    name        TEXT NOT NULL,
+    period_from TEXT NOT NULL,
+    sent_at     TEXT NOT NULL,
+    PRIMARY KEY (name, period_from)
+);
