@@ -7,6 +7,7 @@ mod events;
 mod load;
 mod payload;
 mod query;
+mod read;
 mod run;
 mod stats;
 mod target;
@@ -68,6 +69,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Send AWS Health and CloudWatch alarm events (POST /api/v1/events; ingest token).
     Events(events::EventsArgs),
+    /// Ask one read-only route again and again (GET, e.g. /api/v1/kpis).
+    Read(read::ReadArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Load(a) => a.concurrency,
             Command::Query(a) => a.concurrency,
             Command::Events(a) => a.concurrency,
+            Command::Read(a) => a.concurrency,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
         // An ingest token may not list tickets; `events` checks its own endpoint.
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Create(a) => (create::run(&target, &a, seed, limit).await?, None),
             Command::Load(a) => (load::run(&target, &a, seed, limit).await?, None),
             Command::Query(a) => (query::run(&target, &a, seed, limit).await?, None),
+            Command::Read(a) => (read::run(&target, &a, limit).await?, None),
             Command::Events(a) => {
                 let (report, tally) = events::run(&target, &a, seed, limit).await?;
                 (report, Some(tally))

@@ -391,7 +391,7 @@ impl Desk {
                     .then(|| (e.at, e.actor.clone(), e.ticket_id.unwrap_or(0)))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut by_team: BTreeMap<String, i64> = BTreeMap::new();
         let mut by_source: BTreeMap<String, i64> = BTreeMap::new();
         for (_, _, id) in &found {
