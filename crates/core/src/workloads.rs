@@ -103,6 +103,7 @@ impl Desk {
             })
             .await?;
         self.catalog.clear();
+        self.routing.clear();
         Ok(saved)
     }
 
@@ -127,6 +128,7 @@ impl Desk {
         })
         .await?;
         self.catalog.clear();
+        self.routing.clear();
         Ok(())
     }
 

@@ -1104,7 +1104,7 @@ mod tests {
         };
         assert!(with("aggregate", "median".into())
             .unwrap_err()
-            .contains("aggregate"));
+            .contains("median"));
         assert!(with("to", "answered_at".into())
             .unwrap_err()
             .contains("answered_at"));
