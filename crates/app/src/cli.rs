@@ -531,11 +531,16 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
         t.map(opsdesk_domain::audit::format_time)
             .unwrap_or_default()
     };
-    let mut after = 0;
+    // The next page is read while this one is written.
+    let fetch = |after: i64| {
+        let (desk, filter) = (desk.clone(), filter.clone());
+        tokio::spawn(async move { desk.export_page(&Actor::cli(), &filter, after).await })
+    };
+    let mut next = fetch(0);
     loop {
-        let page = desk.export_page(&Actor::cli(), &filter, after).await?;
+        let page = next.await??;
         let Some(last) = page.last() else { break };
-        after = last.ticket.id;
+        next = fetch(last.ticket.id);
         for e in &page {
             match &mut sink {
                 Sink::Jsonl(out) => {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{Actor, Desk, Result};
 
 /// Tickets read per page.
-pub const EXPORT_PAGE: i64 = 500;
+pub const EXPORT_PAGE: i64 = 1000;
 
 /// Which tickets to export.
 #[derive(Debug, Clone, Default)]

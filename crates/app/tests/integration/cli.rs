@@ -673,8 +673,8 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let desk = db.desk().await;
     let cli = opsdesk_core::Actor::cli();
-    // More than two pages (500 each) of tickets, a third of them on the workload "shop".
-    let inputs = (0..1203)
+    // More than two pages (1,000 each) of tickets, a third of them on the workload "shop".
+    let inputs = (0..2003)
         .map(|i| {
             let mut t = serde_json::json!({
                 "title": format!("ticket {i}, \"quoted\""),
@@ -688,7 +688,7 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
         })
         .collect();
     let ids = desk.create_tickets(&cli, inputs).await.unwrap();
-    let noted = ids[600];
+    let noted = ids[1602];
     desk.add_comment(
         &cli,
         noted,
@@ -715,10 +715,10 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 1203);
+    assert_eq!(lines.len(), 2003);
     let got: Vec<i64> = lines.iter().map(|l| l["id"].as_i64().unwrap()).collect();
     assert_eq!(got, ids, "every ticket once, in id order");
-    let one = &lines[600];
+    let one = &lines[1602];
     assert_eq!(one["key"], format!("OPS-{noted}"));
     assert_eq!(one["status"], "acknowledged");
     assert_eq!(one["comments"][0]["body"], "internal, with a , comma");
@@ -756,10 +756,10 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     assert_eq!(&headers[0], "id");
     assert_eq!(&headers[20], "history");
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    assert_eq!(rows.len(), 401, "the tickets of workload shop");
+    assert_eq!(rows.len(), 668, "the tickets of workload shop");
     assert!(rows.iter().all(|r| &r[10] == "shop"));
     let row = rows.iter().find(|r| r[0] == noted.to_string()).unwrap();
-    assert_eq!(&row[2], "ticket 600, \"quoted\"");
+    assert_eq!(&row[2], "ticket 1602, \"quoted\"");
     assert_eq!(&row[3], "on\ntwo lines");
     assert_eq!(&row[11], "a;b");
     let history: serde_json::Value = serde_json::from_str(&row[20]).unwrap();
@@ -777,7 +777,7 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
         "--until",
         "2999-01-01",
     ]));
-    assert_eq!((code, out.lines().count()), (0, 1203));
+    assert_eq!((code, out.lines().count()), (0, 2003));
     let (code, _, err) =
         run(opsdesk(dir.path(), &db.url).args(["export", "tickets", "--until", "last tuesday"]));
     assert_ne!(code, 0);
