@@ -178,11 +178,27 @@ impl Desk {
         crate::kpis::require_overview(actor)?;
         let now = self.now();
         let previous = period.previous();
-        let current = self.db().ticket_facts(period.from, period.to, now).await?;
-        let before = self
-            .db()
-            .ticket_facts(previous.from, previous.to, now)
-            .await?;
+        // The reads are independent: run them side by side on the reader pool.
+        let (current, before, recurring_problems, signal_types, reopens, savings) = futures::try_join!(
+            async {
+                Ok::<_, crate::Error>(self.db().ticket_facts(period.from, period.to, now).await?)
+            },
+            async {
+                Ok(self
+                    .db()
+                    .ticket_facts(previous.from, previous.to, now)
+                    .await?)
+            },
+            async {
+                Ok(self
+                    .db()
+                    .recurring_signals(period.from, period.to, TOP)
+                    .await?)
+            },
+            async { Ok(self.db().signal_types(period.from, period.to, TOP).await?) },
+            self.reopens_in(period),
+            self.savings_in(period),
+        )?;
 
         let total = |rows: &[TicketFacts]| rows.iter().map(|f| f.created).sum::<i64>();
         let volume = Volume {
@@ -275,14 +291,11 @@ impl Desk {
             generated_at: now,
             volume,
             measures,
-            recurring_problems: self
-                .db()
-                .recurring_signals(period.from, period.to, TOP)
-                .await?,
-            signal_types: self.db().signal_types(period.from, period.to, TOP).await?,
+            recurring_problems,
+            signal_types,
             time_in_status,
-            reopens: self.reopens_in(period).await?,
-            trusted_advisor_savings: self.savings_in(period).await?,
+            reopens,
+            trusted_advisor_savings: savings,
         })
     }
 
