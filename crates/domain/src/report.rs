@@ -124,13 +124,19 @@ impl Period {
                     .split_once("..")
                     .ok_or_else(|| bad("is not a period"))?;
                 let end = |t: &str, is_to: bool| -> Result<DateTime<Utc>, FieldError> {
-                    if let Ok(d) = NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d") {
-                        let d = if is_to { d + Duration::days(1) } else { d };
-                        return Ok(midnight(d));
+                    let at = match NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d") {
+                        Ok(d) if is_to => d.checked_add_signed(Duration::days(1)).map(midnight),
+                        Ok(d) => Some(midnight(d)),
+                        Err(_) => DateTime::parse_from_rfc3339(t.trim())
+                            .ok()
+                            .map(|t| t.with_timezone(&Utc)),
                     }
-                    DateTime::parse_from_rfc3339(t.trim())
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| bad(&format!("has {t:?}, neither a date nor a time")))
+                    .ok_or_else(|| bad(&format!("has {t:?}, neither a date nor a time")))?;
+                    // Far-off years would only overflow the arithmetic of the previous period.
+                    if !(1970..=9999).contains(&at.year()) {
+                        return Err(bad(&format!("has {t:?}, outside the years 1970 to 9999")));
+                    }
+                    Ok(at)
                 };
                 Period {
                     from: end(a, false)?,
@@ -193,6 +199,8 @@ mod tests {
             "yesterday",
             "2026-11-15..2026-11-01",
             "2026-13-01..2026-12-01",
+            "262143-12-30..262143-12-31",
+            "0001-01-01..0001-01-02",
             "2020-01-01..2026-01-01",
             "..",
         ] {
