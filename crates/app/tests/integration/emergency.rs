@@ -27,7 +27,7 @@ fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
 }
 
 /// Polls `probe` every 100 ms until it returns something, for at most 20 seconds.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

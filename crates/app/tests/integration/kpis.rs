@@ -26,6 +26,7 @@ on_both_backends!(
     kpis_reach_the_api_the_cli_and_metrics,
     trend_report_compares_with_the_period_before,
     scheduled_reports_go_out_once_per_period,
+    a_scheduled_report_reaches_a_signed_webhook,
 );
 
 fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -840,4 +841,59 @@ async fn scheduled_reports_go_out_once_per_period(backend: Backend) {
         .iter()
         .any(|i| i.notification["title"] == "Support trends 2026-12-28 to 2027-01-03"));
     db.drop_schema().await;
+}
+
+/// A real server with a weekly schedule sends last week's report at start, through the
+/// dispatcher, to a webhook that checks its signature.
+async fn a_scheduled_report_reaches_a_signed_webhook(backend: Backend) {
+    let receiver = crate::channels::Receiver::start().await;
+    let hook = format!("{}/hook", receiver.base);
+    let server = TestServer::start_with(backend, move |config, _| {
+        config.notify.allow_private_addresses = true;
+        config.notify.channels = vec![from(json!({
+            "name": "reports-hook", "type": "webhook", "url": hook,
+            "secret": crate::channels::SECRET
+        }))];
+        config.reports.schedules = vec![from(
+            json!({"name": "weekly", "every": "week", "channel": "reports-hook"}),
+        )];
+    })
+    .await;
+    let got = crate::emergency::eventually("the weekly report", || async {
+        receiver.received().into_iter().find(|r| r.path == "/hook")
+    })
+    .await;
+    assert!(crate::channels::signature_matches(&got.headers, &got.body));
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(body["event"], "report");
+    assert!(
+        body["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Support trends "),
+        "{body}"
+    );
+    assert!(body["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("# Support trends"));
+    assert!(body["report"]["volume"]["by_kind"].is_array(), "{body}");
+    assert_eq!(body["report"]["measures"][0]["name"], "mtta");
+    let deliveries = server
+        .call(
+            Method::GET,
+            "/api/v1/deliveries?limit=10",
+            Some(&server.admin),
+            None,
+        )
+        .await;
+    let reports: Vec<&Value> = deliveries
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["event"] == "report")
+        .collect();
+    assert_eq!(reports.len(), 1, "{}", deliveries.body);
+    server.stop().await;
 }
