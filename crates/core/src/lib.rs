@@ -92,6 +92,7 @@ pub struct Desk {
     ingest: Arc<signals::IngestSettings>,
     catalog: Arc<signals::CatalogCache>,
     intake: Arc<signals::Intake>,
+    tokens: Arc<tokens::TokenCache>,
     notify: Arc<notify::NotifySettings>,
     routing: Arc<notify::RoutingCache>,
     /// The accounts of `[[aws.accounts]]`.
@@ -111,6 +112,7 @@ impl Desk {
             ingest: Arc::new(signals::IngestSettings::default()),
             catalog: Arc::new(signals::CatalogCache::default()),
             intake: Arc::new(signals::Intake::default()),
+            tokens: Arc::new(tokens::TokenCache::default()),
             notify: Arc::new(notify::NotifySettings::default()),
             routing: Arc::new(notify::RoutingCache::default()),
             aws_accounts: Arc::new(Vec::new()),

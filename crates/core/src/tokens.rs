@@ -1,3 +1,7 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{one_change, AuditEntry, FieldChange};
 use opsdesk_domain::{FieldError, Role};
@@ -16,6 +20,46 @@ const FIRST_ADMIN: &str = "first-admin";
 
 fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// How long a node trusts a token it has looked up. A revocation takes effect at once on the
+/// node that made it and within this time on the others.
+const TOKEN_TTL: Duration = Duration::from_secs(2);
+
+/// More live tokens than this in the cache and it starts again empty.
+const TOKEN_CACHE_MAX: usize = 4_096;
+
+/// Tokens looked up lately, by the hash of their secret. Busy senders (an EventBridge API
+/// destination, a monitor) present the same token thousands of times a second; it is read from
+/// the database once per `TOKEN_TTL` rather than on every request. Unknown secrets are never
+/// kept, so guessing cannot fill it.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache(Mutex<HashMap<String, (Instant, Actor)>>);
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<Actor> {
+        let cache = self.0.lock().ok()?;
+        let (at, actor) = cache.get(hash)?;
+        (at.elapsed() < TOKEN_TTL).then(|| actor.clone())
+    }
+
+    fn put(&self, hash: String, actor: Actor) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= TOKEN_CACHE_MAX {
+                cache.retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
+                if cache.len() >= TOKEN_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(hash, (Instant::now(), actor));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.clear();
+        }
+    }
 }
 
 fn new_secret() -> String {
@@ -116,37 +160,42 @@ impl Desk {
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> Result<TokenSummary> {
         actor.require_admin()?;
         let (actor, name) = (actor.clone(), name.to_owned());
-        self.change(move |tx, now| {
-            Box::pin(async move {
-                let revoked = tx
-                    .revoke_token(&name, now)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("active token {name:?}")))?;
-                let token = json!({ "id": revoked.id, "name": revoked.name, "role": revoked.role });
-                let mut changes = one_change(
-                    "revoked_at",
-                    Value::Null,
-                    json!(opsdesk_domain::audit::format_time(now)),
-                );
-                changes.insert(
-                    "token".into(),
-                    FieldChange {
-                        before: token.clone(),
-                        after: token,
-                    },
-                );
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "token.revoked".into(),
-                    ticket_id: None,
-                    changes,
+        let revoked = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let revoked = tx
+                        .revoke_token(&name, now)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(format!("active token {name:?}")))?;
+                    let token =
+                        json!({ "id": revoked.id, "name": revoked.name, "role": revoked.role });
+                    let mut changes = one_change(
+                        "revoked_at",
+                        Value::Null,
+                        json!(opsdesk_domain::audit::format_time(now)),
+                    );
+                    changes.insert(
+                        "token".into(),
+                        FieldChange {
+                            before: token.clone(),
+                            after: token,
+                        },
+                    );
+                    tx.append_audit(AuditEntry {
+                        at: now,
+                        actor: actor.name.clone(),
+                        action: "token.revoked".into(),
+                        ticket_id: None,
+                        changes,
+                    })
+                    .await?;
+                    Ok(revoked)
                 })
-                .await?;
-                Ok(revoked)
             })
-        })
-        .await
+            .await;
+        // Cleared whatever the outcome: a revocation that committed must not be outlived here.
+        self.tokens.clear();
+        revoked
     }
 
     pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenSummary>> {
@@ -159,10 +208,18 @@ impl Desk {
         if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 200 {
             return Ok(None);
         }
-        Ok(self
+        let hash = hash_secret(secret);
+        if let Some(actor) = self.tokens.get(&hash) {
+            return Ok(Some(actor));
+        }
+        let actor = self
             .db()
-            .find_token(&hash_secret(secret))
+            .find_token(&hash)
             .await?
-            .map(|t| Actor::new(format!("token:{}", t.name), t.role)))
+            .map(|t| Actor::new(format!("token:{}", t.name), t.role));
+        if let Some(actor) = &actor {
+            self.tokens.put(hash, actor.clone());
+        }
+        Ok(actor)
     }
 }
