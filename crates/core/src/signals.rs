@@ -17,7 +17,7 @@ use opsdesk_domain::signal::{ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_A
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
 use opsdesk_store::{
-    Correlation, MaintenanceWindow, NewMaintenanceWindow, NewOutboxItem, SignalRecord, Tx,
+    Correlation, MaintenanceWindow, NewMaintenanceWindow, NewOutboxItem, RawJson, SignalRecord, Tx,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -135,6 +135,9 @@ const GROUP_SIGNALS: usize = 1_000;
 pub(crate) struct Delivery {
     actor: Actor,
     signals: Vec<Signal>,
+    /// Each signal's payload as stored, written out before the delivery queues for the
+    /// single writer.
+    raws: Vec<RawJson>,
 }
 
 type Waiting = (Arc<Delivery>, oneshot::Sender<Result<Vec<Outcome>>>);
@@ -160,12 +163,19 @@ impl Intake {
                 intake: Arc::new(Intake::default()),
                 ..desk.clone()
             };
-            tokio::spawn(writer.gather(rx));
+            desk.db().spawn_beside_writer(writer.gather(rx));
             tx
         });
         let (done, answer) = oneshot::channel();
         queue
-            .send((Arc::new(Delivery { actor, signals }), done))
+            .send((
+                Arc::new(Delivery {
+                    actor,
+                    raws: signals.iter().map(|s| RawJson::of(&s.raw)).collect(),
+                    signals,
+                }),
+                done,
+            ))
             .await
             .map_err(|_| {
                 Error::Store(opsdesk_store::StoreError::Commit(
@@ -363,6 +373,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
 struct Assessed<'a> {
     actor: &'a Actor,
     signal: &'a Signal,
+    raw: &'a RawJson,
     workload: Option<&'a Workload>,
     decision: Decision,
     expected: bool,
@@ -484,7 +495,7 @@ impl Step<'_> {
             rule: a.decision.rule.clone(),
             outcome: effect.as_str().to_owned(),
             ticket_id,
-            raw: s.raw.clone(),
+            raw: a.raw.clone(),
         });
         Ok(Outcome {
             signal_id: Some(signal_id),
@@ -809,7 +820,7 @@ impl Desk {
                 let mut out = Vec::with_capacity(deliveries.len());
                 for delivery in &deliveries {
                     let mut outcomes = Vec::with_capacity(delivery.signals.len());
-                    for signal in &delivery.signals {
+                    for (signal, raw) in delivery.signals.iter().zip(&delivery.raws) {
                         if repeated.next().unwrap_or(true) {
                             outcomes.push(Outcome {
                                 signal_id: None,
@@ -826,6 +837,7 @@ impl Desk {
                         let assessed = Assessed {
                             actor: &delivery.actor,
                             signal,
+                            raw,
                             workload,
                             decision,
                             expected,

@@ -93,6 +93,8 @@ pub struct SqliteDb {
     pub(crate) checkpointer: SqlitePool,
     /// The group-commit task that owns `writer` for changes made through [`Db::write`].
     pub(crate) jobs: tokio::sync::mpsc::Sender<crate::writer::Job>,
+    /// The runtime of the writer's own thread.
+    pub(crate) writer_runtime: tokio::runtime::Handle,
     pub(crate) reader: SqlitePool,
 }
 
@@ -196,12 +198,13 @@ impl Db {
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(base.read_only(true))
                     .await?;
-                let jobs = crate::writer::spawn(writer.clone(), wal_full);
+                let (jobs, writer_runtime) = crate::writer::spawn(writer.clone(), wal_full)?;
                 Ok(Db::Sqlite(SqliteDb {
                     writer,
                     reader,
                     checkpointer,
                     jobs,
+                    writer_runtime,
                 }))
             }
             Backend::Postgres => {
@@ -239,6 +242,23 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         m.iter().map(|m| m.version).collect()
+    }
+
+    /// Runs `task` beside the single writer: on SQLite on the writer's own thread, so that a
+    /// task feeding it changes is polled as soon as the last change commits rather than
+    /// queuing behind the requests being served; on PostgreSQL on the caller's runtime.
+    pub fn spawn_beside_writer<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Db::Sqlite(s) => {
+                s.writer_runtime.spawn(task);
+            }
+            Db::Postgres(_) => {
+                tokio::spawn(task);
+            }
+        }
     }
 
     /// Runs `f` in a write transaction and commits it. On SQLite, changes waiting at the same

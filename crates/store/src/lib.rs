@@ -31,7 +31,7 @@ pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
 pub use sessions::{LoginRecord, SessionRecord};
 pub use signals::{
-    Correlation, MaintenanceWindow, NewMaintenanceWindow, SignalFilter, SignalRecord,
+    Correlation, MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord,
 };
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
@@ -52,6 +52,8 @@ pub enum StoreError {
     Unique(String),
     #[error("the change was not saved: {0}")]
     Commit(String),
+    #[error("cannot start the database writer: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 impl StoreError {

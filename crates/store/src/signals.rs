@@ -93,7 +93,37 @@ pub struct SignalRecord {
     pub ticket_id: Option<i64>,
     /// The payload as received.
     #[schema(value_type = Object)]
-    pub raw: Value,
+    pub raw: RawJson,
+}
+
+/// A JSON document kept as its text: written and served as it is, never rebuilt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    pub fn of(value: &Value) -> RawJson {
+        match serde_json::value::to_raw_value(value) {
+            Ok(raw) => RawJson(raw),
+            // A Value always serialises; `null` keeps the type total.
+            Err(_) => RawJson(Box::<serde_json::value::RawValue>::default()),
+        }
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The document as a value, to look into.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// A planned change: announced by AWS Health, or entered by a person for a workload.
@@ -196,7 +226,7 @@ macro_rules! signal_from_row {
             rule: row.try_get("rule")?,
             outcome: row.try_get("outcome")?,
             ticket_id: row.try_get("ticket_id")?,
-            raw: parse_json("raw", &raw)?,
+            raw: RawJson(parse_json("raw", &raw)?),
         }
     }};
 }
@@ -312,6 +342,52 @@ impl Db {
 const CORRELATION_COLUMNS: &str = "source, dedup_key, ticket_id, occurrences, first_seen_at, \
     last_seen_at, last_state, state_changes, flapping";
 
+/// A correlation's columns as stored, in `CORRELATION_COLUMNS` order (also the order of the
+/// JSON array SQLite builds for a batch of them).
+#[derive(Deserialize)]
+struct CorrelationParts {
+    source: String,
+    dedup_key: String,
+    ticket_id: i64,
+    occurrences: i64,
+    first_seen_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    last_state: String,
+    state_changes: String,
+    /// SQLite keeps booleans as 0 and 1.
+    #[serde(deserialize_with = "flag")]
+    flapping: bool,
+}
+
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Flag::deserialize(d)? {
+        Flag::Bool(b) => b,
+        Flag::Int(i) => i != 0,
+    })
+}
+
+impl CorrelationParts {
+    fn into_correlation(self) -> Result<Correlation> {
+        Ok(Correlation {
+            state_changes: parse_json("state_changes", &self.state_changes)?,
+            source: self.source,
+            dedup_key: self.dedup_key,
+            ticket_id: self.ticket_id,
+            occurrences: self.occurrences,
+            first_seen_at: self.first_seen_at,
+            last_seen_at: self.last_seen_at,
+            last_state: self.last_state,
+            flapping: self.flapping,
+        })
+    }
+}
+
 fn correlation_from_row<R>(row: &R) -> Result<Correlation>
 where
     R: Row,
@@ -321,8 +397,7 @@ where
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    let changes: String = row.try_get("state_changes")?;
-    Ok(Correlation {
+    CorrelationParts {
         source: row.try_get("source")?,
         dedup_key: row.try_get("dedup_key")?,
         ticket_id: row.try_get("ticket_id")?,
@@ -330,9 +405,10 @@ where
         first_seen_at: row.try_get::<Ts, _>("first_seen_at")?.0,
         last_seen_at: row.try_get::<Ts, _>("last_seen_at")?.0,
         last_state: row.try_get("last_state")?,
-        state_changes: parse_json("state_changes", &changes)?,
+        state_changes: row.try_get("state_changes")?,
         flapping: row.try_get("flapping")?,
-    })
+    }
+    .into_correlation()
 }
 
 /// Signals of a SQLite transaction waiting for its commit, with what is needed to answer
@@ -423,7 +499,7 @@ where
             .push_bind(s.rule.clone())
             .push_bind(s.outcome.clone())
             .push_bind(s.ticket_id)
-            .push_bind(s.raw.to_string());
+            .push_bind(s.raw.get().to_owned());
     });
 }
 
@@ -569,6 +645,30 @@ impl Tx {
             }
         }
         for chunk in ask.chunks(ROWS) {
+            if let Tx::Sqlite(t, _) = self {
+                // One row holding them all: one hand-off from SQLite's thread, not one per row.
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
+                     WHERE (source, dedup_key) IN (VALUES "
+                ));
+                let mut list = qb.separated(", ");
+                for (source, key) in chunk {
+                    list.push("(");
+                    list.push_bind_unseparated(source.clone());
+                    list.push_unseparated(", ");
+                    list.push_bind_unseparated(key.clone());
+                    list.push_unseparated(")");
+                }
+                qb.push(")");
+                let all: String = qb.build_query_scalar().fetch_one(&mut **t).await?;
+                let parts: Vec<CorrelationParts> = serde_json::from_str(&all)
+                    .map_err(|e| StoreError::Corrupt(format!("unreadable correlations: {e}")))?;
+                for p in parts {
+                    let k = p.into_correlation()?;
+                    found.insert((k.source.clone(), k.dedup_key.clone()), k);
+                }
+                continue;
+            }
             on_tx!(self, c, _b => {
                 let mut qb = sqlx::QueryBuilder::new(format!(
                     "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES "

@@ -16,27 +16,75 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} {value:?}"))
 }
 
+/// A ticket's columns as stored, in `TICKET_COLUMNS` order (which is also the order of the
+/// JSON array SQLite builds for a batch of them).
+#[derive(Deserialize)]
+struct TicketParts {
+    id: i64,
+    title: String,
+    description: String,
+    kind: String,
+    severity: String,
+    status: String,
+    requester: Option<String>,
+    assignee: Option<String>,
+    team: Option<String>,
+    workload: Option<String>,
+    tags: String,
+    source: String,
+    dedup_key: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+impl TicketParts {
+    fn into_ticket(self) -> Result<Ticket> {
+        let p = self;
+        Ok(Ticket {
+            id: p.id,
+            key: Ticket::key_for(p.id),
+            title: p.title,
+            description: p.description,
+            kind: Kind::parse(&p.kind).ok_or_else(|| corrupt("kind", &p.kind))?,
+            severity: Severity::parse(&p.severity)
+                .ok_or_else(|| corrupt("severity", &p.severity))?,
+            status: Status::parse(&p.status).ok_or_else(|| corrupt("status", &p.status))?,
+            requester: p.requester,
+            assignee: p.assignee,
+            team: p.team,
+            workload: p.workload,
+            tags: serde_json::from_str(&p.tags).map_err(|_| corrupt("tags", &p.tags))?,
+            source: p.source,
+            dedup_key: p.dedup_key,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            acknowledged_at: p.acknowledged_at,
+            resolved_at: p.resolved_at,
+            closed_at: p.closed_at,
+            version: p.version,
+        })
+    }
+}
+
 macro_rules! ticket_from_row {
     ($row:expr) => {{
         let row = $row;
-        let kind: String = row.try_get("kind")?;
-        let severity: String = row.try_get("severity")?;
-        let status: String = row.try_get("status")?;
-        let tags: String = row.try_get("tags")?;
-        let id: i64 = row.try_get("id")?;
-        Ticket {
-            id,
-            key: Ticket::key_for(id),
+        TicketParts {
+            id: row.try_get("id")?,
             title: row.try_get("title")?,
             description: row.try_get("description")?,
-            kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
-            severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity", &severity))?,
-            status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            kind: row.try_get("kind")?,
+            severity: row.try_get("severity")?,
+            status: row.try_get("status")?,
             requester: row.try_get("requester")?,
             assignee: row.try_get("assignee")?,
             team: row.try_get("team")?,
             workload: row.try_get("workload")?,
-            tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags", &tags))?,
+            tags: row.try_get("tags")?,
             source: row.try_get("source")?,
             dedup_key: row.try_get("dedup_key")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
@@ -48,6 +96,7 @@ macro_rules! ticket_from_row {
             closed_at: row.try_get::<Option<Ts>, _>("closed_at")?.map(|t| t.0),
             version: row.try_get("version")?,
         }
+        .into_ticket()?
     }};
 }
 
@@ -153,6 +202,25 @@ impl Tx {
     pub async fn tickets_for_update(&mut self, ids: &[i64]) -> Result<Vec<Ticket>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
+            if let Tx::Sqlite(t, _) = self {
+                // SQLite hands each row over from its own thread; one row holding them all
+                // costs one hand-off instead of one per ticket.
+                let mut qb = QueryBuilder::new(format!(
+                    "SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN ("
+                ));
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                let all: String = qb.build_query_scalar().fetch_one(&mut **t).await?;
+                let parts: Vec<TicketParts> = serde_json::from_str(&all)
+                    .map_err(|e| StoreError::Corrupt(format!("unreadable tickets: {e}")))?;
+                for p in parts {
+                    out.push(p.into_ticket()?);
+                }
+                continue;
+            }
             on_tx!(self, c, backend => {
                 let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ("));
                 let mut list = qb.separated(", ");

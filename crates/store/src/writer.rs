@@ -23,11 +23,27 @@ pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>
 
 pub(crate) type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Finish)> + Send>;
 
-/// Starts the writer task; it ends when every sender is gone.
-pub(crate) fn spawn(pool: sqlx::SqlitePool, wal_full: Arc<AtomicBool>) -> mpsc::Sender<Job> {
+/// Starts the writer on a thread of its own; it ends when every sender is gone.
+///
+/// A group of changes is a chain of statements, each a hand-off to SQLite's thread and back.
+/// On the server's runtime every step of that chain would queue behind the HTTP requests
+/// being served, and the single writer would wait more than it works; on its own thread it
+/// is polled as soon as SQLite answers.
+pub(crate) fn spawn(
+    pool: sqlx::SqlitePool,
+    wal_full: Arc<AtomicBool>,
+) -> Result<(mpsc::Sender<Job>, tokio::runtime::Handle)> {
     let (tx, rx) = mpsc::channel::<Job>(4096);
-    tokio::spawn(run(pool, rx, wal_full));
-    tx
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StoreError::Writer)?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("opsdesk-writer".into())
+        .spawn(move || runtime.block_on(run(pool, rx, wal_full)))
+        .map_err(StoreError::Writer)?;
+    Ok((tx, handle))
 }
 
 async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<AtomicBool>) {

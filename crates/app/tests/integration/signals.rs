@@ -791,6 +791,18 @@ async fn flapping_is_marked_and_damped(backend: Backend) {
         .send_ok(alarm_event("prod-queue-depth", "ALARM", &at(0)))
         .await;
     let id = first["tickets"][0].as_i64().unwrap();
+    // What people wrote on the ticket survives every change the signals make, the flapping
+    // mark (which rewrites the whole ticket) included.
+    let title = "Queue \"depth\" \\ backslash, ünïcødé 🚨 <b>not bold</b>";
+    let description = "Line one\n\ttabbed, 'quotes' and \"more\"\r\n{\"json\": [1]}";
+    let edited = s
+        .patch(
+            &format!("/api/v1/tickets/{id}"),
+            None,
+            json!({ "title": title, "description": description, "assignee": "ana", "tags": ["ç-tag", "queue"] }),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
     let flips = [("OK", 1), ("ALARM", 2), ("OK", 3), ("ALARM", 4), ("OK", 5)];
     let mut seen = Vec::new();
     for (state, m) in flips {
@@ -811,6 +823,11 @@ async fn flapping_is_marked_and_damped(backend: Backend) {
         "{t}"
     );
     assert_eq!(t["status"], "in_progress");
+    assert_eq!(t["title"], title);
+    assert_eq!(t["description"], description);
+    assert_eq!(t["assignee"], "ana");
+    assert_eq!(t["tags"], json!(["flapping", "queue", "ç-tag"]));
+    assert_eq!(t["created_at"], edited.body["created_at"]);
     assert_eq!(s.problems(id).await["problems"][0]["flapping"], true);
     assert_eq!(s.count_tickets().await, 1);
     s.stop().await;
