@@ -160,7 +160,7 @@ impl Db {
                 list.push_bind(*id);
             }
             qb.push(") ORDER BY seq");
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
         })
     }

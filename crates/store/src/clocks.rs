@@ -257,7 +257,7 @@ impl Db {
                 list.push_bind(*id);
             }
             qb.push(") GROUP BY ticket_id) newest ON newest.id = s.id");
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter()
                 .map(|r| Ok((r.try_get("ticket_id")?, (r.try_get("account")?, r.try_get("service")?))))
                 .collect()
@@ -289,7 +289,7 @@ impl Tx {
                     list.push_bind(*id);
                 }
                 qb.push(")");
-                for row in qb.build().fetch_all(&mut *c).await? {
+                for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
                     out.push(clock_from_row!(&row));
                 }
             });
@@ -353,7 +353,7 @@ impl Tx {
                      in_progress_seconds = excluded.in_progress_seconds, \
                      pending_seconds = excluded.pending_seconds",
                 );
-                qb.build().execute(&mut *c).await?;
+                qb.build().persistent(false).execute(&mut *c).await?;
             });
         }
         Ok(())

@@ -464,7 +464,7 @@ async fn write_deferred(t: &mut Transaction<'static, Sqlite>, d: Deferred) -> Re
                 .push_bind(r.hash.clone());
         });
         let c: &mut sqlx::SqliteConnection = t;
-        c.execute(qb.build()).await?;
+        c.execute(qb.build().persistent(false)).await?;
     }
     if let (Some(_), Some((seq, hash))) = (d.audit.last(), &d.head) {
         let c: &mut sqlx::SqliteConnection = t;
@@ -528,7 +528,7 @@ async fn insert_search_rows(
                 .push_bind("");
         });
         let c: &mut sqlx::SqliteConnection = t;
-        c.execute(qb.build()).await?;
+        c.execute(qb.build().persistent(false)).await?;
     }
     Ok(())
 }

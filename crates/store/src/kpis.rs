@@ -507,7 +507,7 @@ impl Db {
             if !cols.is_empty() {
                 qb.push(format!(" GROUP BY {}", cols.join(", ")));
             }
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter()
                 .map(|row| Ok((dims_of!(row, cols.len()), row.try_get::<i64, _>("n")?)))
                 .collect()
@@ -532,7 +532,7 @@ impl Db {
             ));
             push_from(&mut qb, q);
             qb.push(format!(" AND {start} IS NOT NULL AND {end} IS NOT NULL"));
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter()
                 .map(|row| {
                     let started = row.try_get::<Ts, _>("started")?.0;
@@ -909,7 +909,7 @@ impl Tx {
                      status = excluded.status, since = excluded.since, \
                      evaluated_at = excluded.evaluated_at, point_at = excluded.point_at",
                 );
-                qb.build().execute(&mut *c).await?;
+                qb.build().persistent(false).execute(&mut *c).await?;
             });
         }
         Ok(())
@@ -931,7 +931,7 @@ impl Tx {
                         .push_bind(p.status.clone());
                 });
                 qb.push(" ON CONFLICT (name, scope, at) DO NOTHING");
-                qb.build().execute(&mut *c).await?;
+                qb.build().persistent(false).execute(&mut *c).await?;
             });
         }
         Ok(())

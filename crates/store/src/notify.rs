@@ -262,7 +262,7 @@ impl Tx {
                         .push_bind(Ts(now));
                 });
                 q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-                q.build().execute(&mut *c).await?;
+                q.build().persistent(false).execute(&mut *c).await?;
             }
             Ok(())
         })

@@ -320,7 +320,7 @@ impl Db {
                 q.push(" AND id < ").push_bind(b);
             }
             q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
-            let rows = q.build().fetch_all(p).await?;
+            let rows = q.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(signal_from_row!(row))).collect()
         })
     }
@@ -570,17 +570,17 @@ macro_rules! write_rows {
         for chunk in $receipts.chunks(ROWS) {
             let mut qb = sqlx::QueryBuilder::<$db>::new("");
             push_receipt_rows(&mut qb, chunk);
-            qb.build().execute(&mut *$c).await?;
+            qb.build().persistent(false).execute(&mut *$c).await?;
         }
         for chunk in latest_only($correlations).chunks(ROWS) {
             let mut qb = sqlx::QueryBuilder::<$db>::new("");
             push_correlation_rows(&mut qb, chunk);
-            qb.build().execute(&mut *$c).await?;
+            qb.build().persistent(false).execute(&mut *$c).await?;
         }
         for chunk in $signals.chunks(ROWS) {
             let mut qb = sqlx::QueryBuilder::<$db>::new("");
             push_signal_rows(&mut qb, chunk);
-            qb.build().execute(&mut *$c).await?;
+            qb.build().persistent(false).execute(&mut *$c).await?;
         }
         Ok(())
     }};
@@ -616,7 +616,7 @@ impl Tx {
                     list.push_bind((*k).clone());
                 }
                 qb.push(")");
-                let found: Vec<String> = qb.build_query_scalar().fetch_all(&mut *c).await?;
+                let found: Vec<String> = qb.build_query_scalar().persistent(false).fetch_all(&mut *c).await?;
                 known.extend(found);
             });
         }
@@ -660,7 +660,11 @@ impl Tx {
                     list.push_unseparated(")");
                 }
                 qb.push(")");
-                let all: String = qb.build_query_scalar().fetch_one(&mut **t).await?;
+                let all: String = qb
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_one(&mut **t)
+                    .await?;
                 let parts: Vec<CorrelationParts> = serde_json::from_str(&all)
                     .map_err(|e| StoreError::Corrupt(format!("unreadable correlations: {e}")))?;
                 for p in parts {
@@ -682,7 +686,7 @@ impl Tx {
                     list.push_unseparated(")");
                 }
                 qb.push(")");
-                let rows = qb.build().fetch_all(&mut *c).await?;
+                let rows = qb.build().persistent(false).fetch_all(&mut *c).await?;
                 for row in &rows {
                     let k = correlation_from_row(row)?;
                     found.insert((k.source.clone(), k.dedup_key.clone()), k);

@@ -181,7 +181,7 @@ impl Tx {
                 qb.push_values(&t.tags, |mut b, tag| {
                     b.push_bind(tag.clone()).push_bind(id);
                 });
-                qb.build().execute(&mut *c).await?;
+                qb.build().persistent(false).execute(&mut *c).await?;
             }
             Ok(id)
         })
@@ -213,7 +213,11 @@ impl Tx {
                     list.push_bind(*id);
                 }
                 qb.push(")");
-                let all: String = qb.build_query_scalar().fetch_one(&mut **t).await?;
+                let all: String = qb
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_one(&mut **t)
+                    .await?;
                 let parts: Vec<TicketParts> = serde_json::from_str(&all)
                     .map_err(|e| StoreError::Corrupt(format!("unreadable tickets: {e}")))?;
                 for p in parts {
@@ -229,7 +233,7 @@ impl Tx {
                 }
                 qb.push(")");
                 qb.push(backend.for_update());
-                for row in qb.build().fetch_all(&mut *c).await? {
+                for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
                     out.push(ticket_from_row!(&row));
                 }
             });
@@ -283,7 +287,7 @@ impl Tx {
                     qb.push(")");
                 }
                 qb.push(tail);
-                qb.build().execute(&mut *c).await?.rows_affected()
+                qb.build().persistent(false).execute(&mut *c).await?.rows_affected()
             });
             if done != chunk.len() as u64 {
                 return Err(StoreError::Corrupt(format!(
@@ -362,7 +366,7 @@ impl Tx {
                     qb.push_values(&t.tags, |mut b, tag| {
                         b.push_bind(tag.clone()).push_bind(t.id);
                     });
-                    qb.build().execute(&mut *c).await?;
+                    qb.build().persistent(false).execute(&mut *c).await?;
                 }
             }
             Ok(())
@@ -751,7 +755,7 @@ impl Db {
                 qb.push(" AND t.workload = ").push_bind(w.to_owned());
             }
             qb.push(" ORDER BY t.id LIMIT ").push_bind(limit);
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
         })
     }
@@ -770,7 +774,7 @@ impl Db {
                 list.push_bind(*id);
             }
             qb.push(") ORDER BY id");
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(comment_from_row!(row))).collect()
         })
     }
@@ -787,7 +791,7 @@ impl Db {
                 list.push_bind(*id);
             }
             qb.push(")");
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
         })
     }
@@ -843,7 +847,7 @@ impl Db {
                 }
             };
             push_filters!(&mut qb, f, backend, id_col, tag_driven);
-            let rows = qb.build().fetch_all(p).await?;
+            let rows = qb.build().persistent(false).fetch_all(p).await?;
             let mut items = rows
                 .iter()
                 .map(|row| Ok(ticket_from_row!(row)))
