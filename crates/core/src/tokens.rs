@@ -34,17 +34,34 @@ const TOKEN_CACHE_MAX: usize = 4_096;
 /// the database once per `TOKEN_TTL` rather than on every request. Unknown secrets are never
 /// kept, so guessing cannot fill it.
 #[derive(Debug, Default)]
-pub(crate) struct TokenCache(Mutex<HashMap<String, (Instant, Actor)>>);
+pub(crate) struct TokenCache(Mutex<Cached>);
+
+#[derive(Debug, Default)]
+struct Cached {
+    tokens: HashMap<String, (Instant, Actor)>,
+    /// Counts the clears, so that a lookup that began before a revocation cannot put the
+    /// revoked token back.
+    generation: u64,
+}
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<Actor> {
-        let cache = self.0.lock().ok()?;
-        let (at, actor) = cache.get(hash)?;
-        (at.elapsed() < TOKEN_TTL).then(|| actor.clone())
+    /// The cached actor, or else the generation to hand to [`TokenCache::put`].
+    fn get(&self, hash: &str) -> Result<Actor, u64> {
+        let Ok(cache) = self.0.lock() else {
+            return Err(u64::MAX);
+        };
+        match cache.tokens.get(hash) {
+            Some((at, actor)) if at.elapsed() < TOKEN_TTL => Ok(actor.clone()),
+            _ => Err(cache.generation),
+        }
     }
 
-    fn put(&self, hash: String, actor: Actor) {
-        if let Ok(mut cache) = self.0.lock() {
+    fn put(&self, hash: String, actor: Actor, generation: u64) {
+        if let Ok(mut guard) = self.0.lock() {
+            if guard.generation != generation {
+                return;
+            }
+            let cache = &mut guard.tokens;
             if cache.len() >= TOKEN_CACHE_MAX {
                 cache.retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
                 if cache.len() >= TOKEN_CACHE_MAX {
@@ -57,7 +74,8 @@ impl TokenCache {
 
     fn clear(&self) {
         if let Ok(mut cache) = self.0.lock() {
-            cache.clear();
+            cache.tokens.clear();
+            cache.generation = cache.generation.wrapping_add(1);
         }
     }
 }
@@ -209,17 +227,44 @@ impl Desk {
             return Ok(None);
         }
         let hash = hash_secret(secret);
-        if let Some(actor) = self.tokens.get(&hash) {
-            return Ok(Some(actor));
-        }
+        let generation = match self.tokens.get(&hash) {
+            Ok(actor) => return Ok(Some(actor)),
+            Err(generation) => generation,
+        };
         let actor = self
             .db()
             .find_token(&hash)
             .await?
             .map(|t| Actor::new(format!("token:{}", t.name), t.role));
         if let Some(actor) = &actor {
-            self.tokens.put(hash, actor.clone());
+            self.tokens.put(hash, actor.clone(), generation);
         }
         Ok(actor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_that_began_before_a_revocation_does_not_cache_the_token() {
+        let cache = TokenCache::default();
+        let actor = Actor::new("token:ci", Role::Agent);
+        // A lookup starts, then the token is revoked before it finishes reading.
+        let Err(started) = cache.get("h") else {
+            panic!("empty cache")
+        };
+        cache.clear();
+        cache.put("h".into(), actor.clone(), started);
+        assert!(cache.get("h").is_err(), "the stale answer was cached");
+        // A lookup that starts after the revocation caches what it read.
+        let Err(now) = cache.get("h") else {
+            panic!("empty cache")
+        };
+        cache.put("h".into(), actor.clone(), now);
+        assert_eq!(cache.get("h").ok(), Some(actor));
+        cache.clear();
+        assert!(cache.get("h").is_err(), "a clear forgets every token");
     }
 }
