@@ -14,6 +14,36 @@ pub struct AuditHead {
 
 const COLUMNS: &str = "seq, at, actor, action, ticket_id, changes, prev_hash, hash";
 
+/// An entry's columns in `COLUMNS` order, as `audit_of` folds them on SQLite.
+#[derive(serde::Deserialize)]
+struct AuditParts {
+    seq: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    actor: String,
+    action: String,
+    ticket_id: Option<i64>,
+    /// Kept as the stored text and parsed like a row's, so the chain's hashes check the same.
+    changes: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl AuditParts {
+    fn into_record(self) -> Result<AuditRecord> {
+        Ok(AuditRecord {
+            seq: self.seq,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            ticket_id: self.ticket_id,
+            changes: serde_json::from_str(&self.changes)
+                .map_err(|e| StoreError::Corrupt(format!("audit changes: {e}")))?,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
 macro_rules! audit_from_row {
     ($row:expr) => {{
         let row = $row;
@@ -151,13 +181,28 @@ impl Db {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
-        on_read!(self, p, _b => {
-            let mut qb = sqlx::QueryBuilder::new(format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE {condition}ticket_id IN ("
-            ));
+        on_read!(self, p, backend => {
+            // Read as one row on SQLite (crate::rows).
+            let folded = backend == crate::Backend::Sqlite;
+            let mut qb = sqlx::QueryBuilder::new(if folded {
+                format!(
+                    "SELECT json_group_array(json_array({COLUMNS}) ORDER BY seq) FROM audit_log \
+                     WHERE {condition}ticket_id IN ("
+                )
+            } else {
+                format!("SELECT {COLUMNS} FROM audit_log WHERE {condition}ticket_id IN (")
+            });
             let mut list = qb.separated(", ");
             for id in ticket_ids {
                 list.push_bind(*id);
+            }
+            if folded {
+                qb.push(")");
+                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                return crate::rows::decode::<AuditParts>("audit entries", &all)?
+                    .into_iter()
+                    .map(AuditParts::into_record)
+                    .collect();
             }
             qb.push(") ORDER BY seq");
             let rows = qb.build().persistent(false).fetch_all(p).await?;

@@ -11,6 +11,7 @@ pub mod db;
 mod kpis;
 mod notify;
 mod people;
+mod rows;
 mod sessions;
 mod signals;
 mod tickets;

@@ -355,21 +355,8 @@ struct CorrelationParts {
     last_state: String,
     state_changes: String,
     /// SQLite keeps booleans as 0 and 1.
-    #[serde(deserialize_with = "flag")]
+    #[serde(deserialize_with = "crate::rows::flag")]
     flapping: bool,
-}
-
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Int(i64),
-    }
-    Ok(match Flag::deserialize(d)? {
-        Flag::Bool(b) => b,
-        Flag::Int(i) => i != 0,
-    })
 }
 
 impl CorrelationParts {
@@ -646,7 +633,7 @@ impl Tx {
         }
         for chunk in ask.chunks(ROWS) {
             if let Tx::Sqlite(t, _) = self {
-                // One row holding them all: one hand-off from SQLite's thread, not one per row.
+                // One row holding them all (crate::rows).
                 let mut qb = sqlx::QueryBuilder::new(format!(
                     "SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
                      WHERE (source, dedup_key) IN (VALUES "
@@ -665,9 +652,7 @@ impl Tx {
                     .persistent(false)
                     .fetch_one(&mut **t)
                     .await?;
-                let parts: Vec<CorrelationParts> = serde_json::from_str(&all)
-                    .map_err(|e| StoreError::Corrupt(format!("unreadable correlations: {e}")))?;
-                for p in parts {
+                for p in crate::rows::decode::<CorrelationParts>("correlations", &all)? {
                     let k = p.into_correlation()?;
                     found.insert((k.source.clone(), k.dedup_key.clone()), k);
                 }

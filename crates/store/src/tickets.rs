@@ -100,6 +100,31 @@ macro_rules! ticket_from_row {
     }};
 }
 
+/// A comment's columns, in the order `comments_of` folds them on SQLite.
+#[derive(Deserialize)]
+struct CommentParts {
+    id: i64,
+    ticket_id: i64,
+    body: String,
+    author: String,
+    #[serde(deserialize_with = "crate::rows::flag")]
+    public: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl CommentParts {
+    fn into_comment(self) -> Comment {
+        Comment {
+            id: self.id,
+            ticket_id: self.ticket_id,
+            body: self.body,
+            author: self.author,
+            public: self.public,
+            created_at: self.created_at,
+        }
+    }
+}
+
 macro_rules! comment_from_row {
     ($row:expr) => {{
         let row = $row;
@@ -203,8 +228,7 @@ impl Tx {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             if let Tx::Sqlite(t, _) = self {
-                // SQLite hands each row over from its own thread; one row holding them all
-                // costs one hand-off instead of one per ticket.
+                // One row holding them all (crate::rows).
                 let mut qb = QueryBuilder::new(format!(
                     "SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN ("
                 ));
@@ -218,9 +242,7 @@ impl Tx {
                     .persistent(false)
                     .fetch_one(&mut **t)
                     .await?;
-                let parts: Vec<TicketParts> = serde_json::from_str(&all)
-                    .map_err(|e| StoreError::Corrupt(format!("unreadable tickets: {e}")))?;
-                for p in parts {
+                for p in crate::rows::decode::<TicketParts>("tickets", &all)? {
                     out.push(p.into_ticket()?);
                 }
                 continue;
@@ -742,8 +764,14 @@ impl Db {
         created_until: Option<DateTime<Utc>>,
         workload: Option<&str>,
     ) -> Result<Vec<Ticket>> {
-        on_read!(self, p, _b => {
-            let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id > "));
+        on_read!(self, p, backend => {
+            // A page is read as one row on SQLite (crate::rows).
+            let folded = backend == Backend::Sqlite;
+            let mut qb = QueryBuilder::new(if folded {
+                format!("SELECT json_group_array(json_array({TICKET_COLUMNS}) ORDER BY t.id) FROM (SELECT * FROM tickets t WHERE t.id > ")
+            } else {
+                format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id > ")
+            });
             qb.push_bind(after);
             if let Some(from) = created_from {
                 qb.push(" AND t.created_at >= ").push_bind(Ts(from));
@@ -755,6 +783,14 @@ impl Db {
                 qb.push(" AND t.workload = ").push_bind(w.to_owned());
             }
             qb.push(" ORDER BY t.id LIMIT ").push_bind(limit);
+            if folded {
+                qb.push(") t");
+                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                return crate::rows::decode::<TicketParts>("tickets", &all)?
+                    .into_iter()
+                    .map(TicketParts::into_ticket)
+                    .collect();
+            }
             let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
         })
@@ -765,13 +801,26 @@ impl Db {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
-        on_read!(self, p, _b => {
-            let mut qb = QueryBuilder::new(
-                "SELECT id, ticket_id, body, author, public, created_at FROM comments WHERE ticket_id IN (",
-            );
+        on_read!(self, p, backend => {
+            // Read as one row on SQLite (crate::rows).
+            let folded = backend == Backend::Sqlite;
+            let mut qb = QueryBuilder::new(if folded {
+                "SELECT json_group_array(json_array(id, ticket_id, body, author, public, created_at) ORDER BY id) \
+                 FROM comments WHERE ticket_id IN ("
+            } else {
+                "SELECT id, ticket_id, body, author, public, created_at FROM comments WHERE ticket_id IN ("
+            });
             let mut list = qb.separated(", ");
             for id in ticket_ids {
                 list.push_bind(*id);
+            }
+            if folded {
+                qb.push(")");
+                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                return Ok(crate::rows::decode::<CommentParts>("comments", &all)?
+                    .into_iter()
+                    .map(CommentParts::into_comment)
+                    .collect());
             }
             qb.push(") ORDER BY id");
             let rows = qb.build().persistent(false).fetch_all(p).await?;

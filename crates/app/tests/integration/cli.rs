@@ -707,6 +707,14 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     )
     .await
     .unwrap();
+    desk.add_comment(
+        &cli,
+        noted,
+        serde_json::from_value(serde_json::json!({"body": "public reply ✓", "public": true}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     desk.update_ticket(
         &cli,
         noted,
@@ -730,6 +738,11 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     assert_eq!(one["key"], format!("OPS-{noted}"));
     assert_eq!(one["status"], "acknowledged");
     assert_eq!(one["comments"][0]["body"], "internal, with a , comma");
+    assert_eq!(one["comments"][0]["public"], false);
+    assert_eq!(one["comments"][1]["body"], "public reply ✓");
+    assert_eq!(one["comments"][1]["public"], true);
+    assert_eq!(one["comments"][1]["author"], "cli");
+    assert!(lines[1601]["comments"].as_array().unwrap().is_empty());
     let actions: Vec<&str> = one["history"]
         .as_array()
         .unwrap()
@@ -738,10 +751,15 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
         .collect();
     assert_eq!(
         actions,
-        ["ticket.created", "ticket.commented", "ticket.updated"]
+        [
+            "ticket.created",
+            "ticket.commented",
+            "ticket.commented",
+            "ticket.updated"
+        ]
     );
     assert_eq!(
-        one["history"][2]["changes"]["status"]["after"],
+        one["history"][3]["changes"]["status"]["after"],
         "acknowledged"
     );
 
@@ -771,7 +789,7 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     assert_eq!(&row[3], "on\ntwo lines");
     assert_eq!(&row[11], "a;b");
     let history: serde_json::Value = serde_json::from_str(&row[20]).unwrap();
-    assert_eq!(history.as_array().unwrap().len(), 3);
+    assert_eq!(history.as_array().unwrap().len(), 4);
 
     // Time filters, and a time that does not parse.
     let (code, out, _) =
