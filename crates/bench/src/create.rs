@@ -53,10 +53,7 @@ pub async fn run(
         }
     })
     .await?;
-    let mut all = Samples::default();
-    for s in results {
-        all.merge(s);
-    }
+    let all = Samples::merged(results);
     let created = all.ok_count();
     let mut report = Report::new(
         "create",

@@ -53,10 +53,7 @@ pub async fn run(target: &Target, args: &ReadArgs, limit: Duration) -> anyhow::R
         }
     })
     .await?;
-    let mut all = Samples::default();
-    for s in results {
-        all.merge(s);
-    }
+    let all = Samples::merged(results);
     Ok(Report::new(
         "read",
         args.concurrency,

@@ -29,6 +29,15 @@ impl Samples {
         }
     }
 
+    /// The samples of every worker together.
+    pub fn merged(all: impl IntoIterator<Item = Samples>) -> Samples {
+        let mut out = Samples::default();
+        for s in all {
+            out.merge(s);
+        }
+        out
+    }
+
     pub fn merge(&mut self, other: Samples) {
         self.micros.extend(other.micros);
         self.errors += other.errors;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 use utoipa::ToSchema;
 
+use crate::tickets::push_in;
 use crate::{on_read, on_tx, Db, Result, Ts, Tx};
 
 const OPEN: &str = "('new', 'acknowledged', 'in_progress', 'pending')";
@@ -147,25 +148,6 @@ fn time_column(t: TicketTime) -> &'static str {
         TicketTime::ClosedAt => "t.closed_at",
         TicketTime::UpdatedAt => "t.updated_at",
     }
-}
-
-fn push_in<'a, DB: sqlx::Database>(
-    qb: &mut QueryBuilder<'a, DB>,
-    column: &str,
-    values: impl IntoIterator<Item = String>,
-) where
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    let values: Vec<String> = values.into_iter().collect();
-    if values.is_empty() {
-        return;
-    }
-    qb.push(format!(" AND {column} IN ("));
-    let mut sep = qb.separated(", ");
-    for v in values {
-        sep.push_bind(v);
-    }
-    sep.push_unseparated(")");
 }
 
 /// `FROM ... WHERE ...` of a custom KPI query, and the columns its groups are selected as.

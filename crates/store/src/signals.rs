@@ -113,11 +113,6 @@ impl RawJson {
     pub fn get(&self) -> &str {
         self.0.get()
     }
-
-    /// The document as a value, to look into.
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.get()).unwrap_or(Value::Null)
-    }
 }
 
 impl PartialEq for RawJson {
@@ -632,12 +627,15 @@ impl Tx {
             }
         }
         for chunk in ask.chunks(ROWS) {
-            if let Tx::Sqlite(t, _) = self {
-                // One row holding them all (crate::rows).
-                let mut qb = sqlx::QueryBuilder::new(format!(
-                    "SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
-                     WHERE (source, dedup_key) IN (VALUES "
-                ));
+            on_tx!(self, c, backend => {
+                // One row holding them all on SQLite (crate::rows).
+                let folded = backend == crate::Backend::Sqlite;
+                let mut qb = sqlx::QueryBuilder::new(if folded {
+                    format!("SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
+                             WHERE (source, dedup_key) IN (VALUES ")
+                } else {
+                    format!("SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES ")
+                });
                 let mut list = qb.separated(", ");
                 for (source, key) in chunk {
                     list.push("(");
@@ -647,30 +645,14 @@ impl Tx {
                     list.push_unseparated(")");
                 }
                 qb.push(")");
-                let all: String = qb
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_one(&mut **t)
-                    .await?;
-                for p in crate::rows::decode::<CorrelationParts>("correlations", &all)? {
-                    let k = p.into_correlation()?;
-                    found.insert((k.source.clone(), k.dedup_key.clone()), k);
+                if folded {
+                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
+                    for p in crate::rows::decode::<CorrelationParts>("correlations", &all)? {
+                        let k = p.into_correlation()?;
+                        found.insert((k.source.clone(), k.dedup_key.clone()), k);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            on_tx!(self, c, _b => {
-                let mut qb = sqlx::QueryBuilder::new(format!(
-                    "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES "
-                ));
-                let mut list = qb.separated(", ");
-                for (source, key) in chunk {
-                    list.push("(");
-                    list.push_bind_unseparated(source.clone());
-                    list.push_unseparated(", ");
-                    list.push_bind_unseparated(key.clone());
-                    list.push_unseparated(")");
-                }
-                qb.push(")");
                 let rows = qb.build().persistent(false).fetch_all(&mut *c).await?;
                 for row in &rows {
                     let k = correlation_from_row(row)?;

@@ -227,33 +227,26 @@ impl Tx {
     pub async fn tickets_for_update(&mut self, ids: &[i64]) -> Result<Vec<Ticket>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            if let Tx::Sqlite(t, _) = self {
-                // One row holding them all (crate::rows).
-                let mut qb = QueryBuilder::new(format!(
-                    "SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN ("
-                ));
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                qb.push(")");
-                let all: String = qb
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_one(&mut **t)
-                    .await?;
-                for p in crate::rows::decode::<TicketParts>("tickets", &all)? {
-                    out.push(p.into_ticket()?);
-                }
-                continue;
-            }
             on_tx!(self, c, backend => {
-                let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ("));
+                // One row holding them all on SQLite (crate::rows).
+                let folded = backend == Backend::Sqlite;
+                let mut qb = QueryBuilder::new(if folded {
+                    format!("SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN (")
+                } else {
+                    format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN (")
+                });
                 let mut list = qb.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);
                 }
                 qb.push(")");
+                if folded {
+                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
+                    for p in crate::rows::decode::<TicketParts>("tickets", &all)? {
+                        out.push(p.into_ticket()?);
+                    }
+                    continue;
+                }
                 qb.push(backend.for_update());
                 for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
                     out.push(ticket_from_row!(&row));
@@ -670,27 +663,34 @@ fn quoted_words(q: &str, quote: char, prefix_mark: &str, and: &str) -> Option<St
     (!terms.is_empty()).then(|| terms.join(and))
 }
 
+/// ` AND column IN (values...)`, or nothing when there are no values.
+pub(crate) fn push_in<'a, DB, T>(
+    qb: &mut QueryBuilder<'a, DB>,
+    column: &str,
+    values: impl IntoIterator<Item = T>,
+) where
+    DB: sqlx::Database,
+    T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut values = values.into_iter().peekable();
+    if values.peek().is_none() {
+        return;
+    }
+    qb.push(format!(" AND {column} IN ("));
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v);
+    }
+    sep.push_unseparated(")");
+}
+
 macro_rules! push_filters {
     ($qb:expr, $f:expr, $backend:expr, $id_col:expr, $tag_driven:expr) => {{
         let qb = $qb;
         let f = $f;
-        fn in_list<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, column: &str, values: Vec<&'static str>)
-        where
-            &'static str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        {
-            if values.is_empty() {
-                return;
-            }
-            qb.push(format!(" AND {column} IN ("));
-            let mut sep = qb.separated(", ");
-            for v in values {
-                sep.push_bind(v);
-            }
-            qb.push(")");
-        }
-        in_list(qb, "t.status", f.statuses.iter().map(|s| s.as_str()).collect());
-        in_list(qb, "t.severity", f.severities.iter().map(|s| s.as_str()).collect());
-        in_list(qb, "t.kind", f.kinds.iter().map(|s| s.as_str()).collect());
+        push_in(qb, "t.status", f.statuses.iter().map(|s| s.as_str()));
+        push_in(qb, "t.severity", f.severities.iter().map(|s| s.as_str()));
+        push_in(qb, "t.kind", f.kinds.iter().map(|s| s.as_str()));
         for (column, value) in [
             ("t.source", &f.source),
             ("t.team", &f.team),
