@@ -104,14 +104,16 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("ingest.sqs[{i}].{e}"))?;
     }
     let desk = open_desk(config).await?;
+    let addr = listener.local_addr()?;
     if let Some(secret) = desk.bootstrap_admin_token().await? {
         // stdout, not the log: the secret must never reach log storage.
         println!(
             "opsdesk: this is a new database; created the admin API token \"first-admin\".\n\
-             It is shown only this once. Keep it somewhere safe:\n{secret}"
+             It is shown only this once. Keep it somewhere safe:\n{secret}\n\
+             opsdesk: make your admin account in the browser at http://{addr}/setup with that token."
         );
     }
-    let addr = listener.local_addr()?;
+    println!("opsdesk: open http://{addr}/ in a browser");
     tracing::info!(
         backend = desk.db().backend().as_str(),
         database = %opsdesk_store::db::redact_url(&config.database.url),

@@ -183,6 +183,16 @@ fn pick_codes(
 }
 
 impl crate::Desk {
+    /// The AWS Support cases asked for most recently, newest first (at most `limit`).
+    pub async fn recent_aws_cases(
+        &self,
+        actor: &crate::Actor,
+        limit: i64,
+    ) -> crate::Result<Vec<SupportCaseRecord>> {
+        crate::kpis::require_overview(actor)?;
+        Ok(self.db().recent_support_cases(limit.clamp(1, 100)).await?)
+    }
+
     /// One pass of the case worker: opens the AWS Support cases escalations asked for, and
     /// follows open ones (mirrors their status and messages onto the ticket, adds the ticket's
     /// public replies to the case, resolves the case when the ticket is resolved). Returns how

@@ -19,6 +19,7 @@ pub mod sso;
 mod tickets;
 mod tokens;
 pub mod totp;
+pub mod views;
 pub mod workloads;
 
 pub use audit::{VerifyError, VerifySummary};

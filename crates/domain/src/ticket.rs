@@ -51,6 +51,18 @@ named_enum! {
     }
 }
 
+impl Kind {
+    /// What the kind is for, as the new request form explains it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Kind::Incident => "Something is broken or degraded",
+            Kind::ServiceRequest => "Ask for something to be provided or changed",
+            Kind::Question => "You need an answer",
+            Kind::Task => "Planned work",
+        }
+    }
+}
+
 named_enum! {
     /// How bad it is. SEV1 is the worst; the order of the variants is the priority order.
     Severity {
@@ -76,6 +88,17 @@ impl Severity {
             Severity::Sev3 => "high",
             Severity::Sev4 => "normal",
             Severity::Sev5 => "low",
+        }
+    }
+
+    /// What the level means, in the words a requester chooses by.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Severity::Sev1 => "Business-critical system down",
+            Severity::Sev2 => "Production system down or badly impaired",
+            Severity::Sev3 => "Production system impaired",
+            Severity::Sev4 => "System impaired, a workaround exists",
+            Severity::Sev5 => "General guidance or a question",
         }
     }
 

@@ -208,6 +208,22 @@ impl Db {
         })
     }
 
+    /// The AWS Support cases asked for most recently, newest first.
+    pub async fn recent_support_cases(&self, limit: i64) -> Result<Vec<SupportCaseRecord>> {
+        on_read!(self, p, _b => {
+            let sql = format!(
+                "SELECT {CASE_COLUMNS} FROM support_cases \
+                 ORDER BY created_at DESC, ticket_id DESC LIMIT $1"
+            );
+            let rows = sqlx::query(&sql).bind(limit).fetch_all(p).await?;
+            let mut cases = Vec::with_capacity(rows.len());
+            for row in &rows {
+                cases.push(case_from_row!(row));
+            }
+            Ok(cases)
+        })
+    }
+
     /// Whether any case waits to be opened or followed; a cheap read before claiming.
     pub async fn support_cases_due(&self, now: DateTime<Utc>) -> Result<bool> {
         on_read!(self, p, _b => {

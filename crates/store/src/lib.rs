@@ -17,6 +17,7 @@ mod signals;
 mod tickets;
 mod time;
 mod tokens;
+mod views;
 mod writer;
 
 pub use accounts::AwsAccountRecord;
@@ -37,6 +38,7 @@ pub use signals::{
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;
+pub use views::SavedView;
 
 /// A failure of the database or of what it holds.
 #[derive(Debug, thiserror::Error)]

@@ -90,6 +90,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer's status and what it tells the caller. An internal error's cause goes to
+    /// the log, not to the caller.
+    pub fn status_and_detail(&self) -> (StatusCode, String) {
+        let detail = match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                "the server failed to handle the request; it has been logged".to_owned()
+            }
+            ApiError::Invalid { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        (self.parts().0, detail)
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
@@ -114,16 +130,8 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        let detail = match &self {
-            // The cause goes to the log, not to the client.
-            ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "request failed");
-                "the server failed to handle the request; it has been logged".to_owned()
-            }
-            ApiError::Invalid { detail, .. } => detail.clone(),
-            other => other.to_string(),
-        };
+        let (status, detail) = self.status_and_detail();
+        let code = self.parts().1;
         let problem = Problem {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),

@@ -1,11 +1,12 @@
-//! The HTTP face of opsdesk: the REST API under /api/v1 with its OpenAPI document, and the
-//! operational endpoints /healthz, /readyz and /metrics.
+//! The HTTP face of opsdesk: the web app, the REST API under /api/v1 with its OpenAPI
+//! document, and the operational endpoints /healthz, /readyz and /metrics.
 
 pub mod api;
 mod auth;
 mod error;
 mod json;
 mod ops;
+mod pages;
 pub mod policy;
 pub mod sso;
 mod ui;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(ops::routes())
         .merge(ui::routes())
+        .merge(pages::routes())
         .merge(sso::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(ops::track_metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(pages::security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -29,8 +29,22 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
     Some(match (m, route) {
         ("GET", "/healthz" | "/readyz" | "/metrics") => Public,
         ("GET" | "POST", "/login") => Public,
+        // Only on a new database, and only with the first admin API token (checked there).
+        ("GET" | "POST", "/setup") => Public,
         ("GET", "/auth/oidc/start" | "/auth/oidc/callback") => Public,
+        ("GET", "/assets/{file}") => Public,
         ("GET", "/") => SignedIn,
+        ("GET", "/tickets" | "/tickets/{id}" | "/tickets/similar") => Needs(ReadTickets),
+        // Saved views are the caller's own.
+        ("POST", "/tickets/views" | "/tickets/views/{id}/delete") => Needs(ReadTickets),
+        ("GET" | "POST", "/tickets/new") => Needs(CreateTickets),
+        ("POST", "/tickets/{id}/comments") => Needs(CreateTickets),
+        ("POST", "/tickets/{id}/change" | "/tickets/{id}/escalate" | "/tickets/bulk") => {
+            Needs(WriteTickets)
+        }
+        ("GET", "/admin") => Needs(Administer),
+        ("POST", "/admin/channels/{name}/test") => Needs(Administer),
+        ("GET", "/admin/audit") => Needs(ReadAudit),
         ("POST", "/logout") => SignedIn,
         ("GET", "/api/v1/me") => SignedIn,
         ("POST", "/api/v1/me/totp" | "/api/v1/me/totp/confirm") => SignedIn,
@@ -101,8 +115,25 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/"),
+    ("GET", "/assets/{file}"),
+    ("GET", "/tickets"),
+    ("GET", "/tickets/similar"),
+    ("GET", "/tickets/new"),
+    ("POST", "/tickets/new"),
+    ("POST", "/tickets/bulk"),
+    ("POST", "/tickets/views"),
+    ("POST", "/tickets/views/{id}/delete"),
+    ("GET", "/tickets/{id}"),
+    ("POST", "/tickets/{id}/change"),
+    ("POST", "/tickets/{id}/comments"),
+    ("POST", "/tickets/{id}/escalate"),
+    ("GET", "/admin"),
+    ("POST", "/admin/channels/{name}/test"),
+    ("GET", "/admin/audit"),
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/setup"),
+    ("POST", "/setup"),
     ("POST", "/logout"),
     ("GET", "/auth/oidc/start"),
     ("GET", "/auth/oidc/callback"),
@@ -124,12 +155,16 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         Some(Access::Public) => next.run(req).await,
         Some(access) => {
             let page = !route.starts_with("/api/");
+            // A person in a browser (no token) is answered with pages; an API client with
+            // problem documents.
+            let browser = page && auth::token_in_headers(req.headers()).is_none();
             let (mut req, actor) = match auth::credentials(&state, req).await {
                 Ok(found) => found,
                 // A person opening a page is sent to sign in; an API client is told why.
                 Err(ApiError::Unauthorized(_)) if page => {
                     return axum::response::Redirect::to("/login").into_response()
                 }
+                Err(e) if browser => return crate::pages::PageError(e).into_response(),
                 Err(e) => return e.into_response(),
             };
             // Ingest tokens reach the ingest endpoints and nothing else, not even "who am I".
@@ -139,11 +174,12 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             }
             if let Access::Needs(permission) = access {
                 if !actor.role.allows(permission) {
-                    return ApiError::RoleNotAllowed(format!(
-                        "the {} role cannot do this",
-                        actor.role
-                    ))
-                    .into_response();
+                    let refusal =
+                        ApiError::RoleNotAllowed(format!("the {} role cannot do this", actor.role));
+                    if browser {
+                        return crate::pages::PageError(refusal).into_response();
+                    }
+                    return refusal.into_response();
                 }
             }
             req.extensions_mut().insert(actor);

@@ -1,18 +1,17 @@
-//! The pages: sign-in, sign-out and the start page. The web app builds on these.
+//! Signing in and out. The rest of the web app is in [`crate::pages`].
 
 use std::net::SocketAddr;
 
 use askama::Template;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use opsdesk_core::Error;
 use serde::Deserialize;
 
-use crate::auth::{Auth, SessionCsrf};
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "opsdesk_session";
@@ -20,9 +19,9 @@ const LOGIN_CSRF_COOKIE: &str = "opsdesk_login_csrf";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(home))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/setup", get(setup_page).post(setup))
 }
 
 #[derive(Template)]
@@ -33,28 +32,8 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
     sso: bool,
     sso_only: bool,
-}
-
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage<'a> {
-    who: &'a str,
-    role: &'a str,
-    csrf: &'a str,
-}
-
-fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
-    match rendered {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "page failed to render");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the page failed to render",
-            )
-                .into_response()
-        }
-    }
+    /// A new database: nobody has an account yet.
+    setup: bool,
 }
 
 fn cookie(
@@ -82,7 +61,8 @@ async fn login_page(State(state): State<AppState>, jar: CookieJar) -> Response {
             return Redirect::to("/").into_response();
         }
     }
-    render_login(&state, jar, StatusCode::OK, "", None)
+    let setup = first_run(&state).await.unwrap_or(false);
+    render(&state, jar, StatusCode::OK, "", None, setup)
 }
 
 /// The sign-in page with a message, for flows that end in a refusal.
@@ -102,17 +82,28 @@ fn render_login(
     email: &str,
     error: Option<&str>,
 ) -> Response {
+    render(state, jar, status, email, error, false)
+}
+
+fn render(
+    state: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    setup: bool,
+) -> Response {
     let csrf = opsdesk_core::sessions::random_token();
     let jar = jar.add(cookie(state, LOGIN_CSRF_COOKIE, csrf.clone(), "/login"));
-    let html = LoginPage {
+    let page = LoginPage {
         csrf: &csrf,
         email,
         error,
         sso: state.sso.is_some(),
         sso_only: state.sso_only,
-    }
-    .render();
-    (jar, page(status, html)).into_response()
+        setup,
+    };
+    (jar, crate::pages::render(status, page)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,16 +242,93 @@ async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
     (jar, Redirect::to("/login")).into_response()
 }
 
-async fn home(Auth(actor): Auth, csrf: Option<axum::Extension<SessionCsrf>>) -> Response {
-    let csrf = csrf.map(|c| c.0 .0).unwrap_or_default();
-    let who = actor.user_email().unwrap_or(&actor.name).to_owned();
-    page(
-        StatusCode::OK,
-        HomePage {
-            who: &who,
-            role: actor.role.as_str(),
-            csrf: &csrf,
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage<'a> {
+    email: &'a str,
+    error: Option<&'a str>,
+}
+
+/// Whether nobody can sign in yet: a new database, before its first person.
+async fn first_run(state: &AppState) -> Result<bool, Error> {
+    Ok(state
+        .desk
+        .users(&opsdesk_core::Actor::cli())
+        .await?
+        .is_empty())
+}
+
+/// The first admin account, made in the browser on a new database. The admin API token printed
+/// at the first start proves the operator; once anyone has an account the page is gone.
+async fn setup_page(State(state): State<AppState>) -> Response {
+    match first_run(&state).await {
+        Ok(true) => crate::pages::render(
+            StatusCode::OK,
+            SetupPage {
+                email: "",
+                error: None,
+            },
+        ),
+        Ok(false) => Redirect::to("/login").into_response(),
+        Err(e) => crate::pages::PageError(e.into()).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Response {
+    let refuse = |status: StatusCode, message: &str| {
+        crate::pages::render(
+            status,
+            SetupPage {
+                email: &form.email,
+                error: Some(message),
+            },
+        )
+    };
+    if cross_site(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this form must be sent from opsdesk itself",
+        );
+    }
+    match first_run(&state).await {
+        Ok(true) => {}
+        Ok(false) => return Redirect::to("/login").into_response(),
+        Err(e) => return crate::pages::PageError(e.into()).into_response(),
+    }
+    let operator = match state.desk.authenticate(form.token.trim()).await {
+        Ok(Some(actor)) if actor.role == opsdesk_domain::Role::Admin => actor,
+        Ok(_) => return refuse(
+            StatusCode::UNAUTHORIZED,
+            "that is not a valid admin API token: use the one printed when opsdesk first started",
+        ),
+        Err(e) => return crate::pages::PageError(e.into()).into_response(),
+    };
+    let person = opsdesk_domain::NewUser {
+        email: form.email.clone(),
+        display_name: None,
+        role: opsdesk_domain::Role::Admin,
+        teams: Vec::new(),
+        password: Some(form.password.clone()),
+    };
+    match state.desk.add_user(&operator, person).await {
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(e) => {
+            let (status, text) = crate::pages::message(&e.into());
+            refuse(status, &text)
         }
-        .render(),
-    )
+    }
 }

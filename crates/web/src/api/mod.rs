@@ -8,7 +8,7 @@ mod notify;
 mod people;
 pub mod signals;
 pub mod sns;
-mod tickets;
+pub(crate) mod tickets;
 mod tokens;
 mod workloads;
 

@@ -125,33 +125,33 @@ async fn create_tickets_batch(
 }
 
 /// Filters for the ticket list. Lists take comma-separated values (`status=new,acknowledged`).
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListParams {
+pub(crate) struct ListParams {
     /// Statuses, comma-separated.
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Severities (SEV1..SEV5), comma-separated.
-    severity: Option<String>,
+    pub(crate) severity: Option<String>,
     /// Kinds, comma-separated.
-    kind: Option<String>,
-    source: Option<String>,
-    team: Option<String>,
-    assignee: Option<String>,
-    requester: Option<String>,
-    workload: Option<String>,
-    tag: Option<String>,
-    dedup_key: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) team: Option<String>,
+    pub(crate) assignee: Option<String>,
+    pub(crate) requester: Option<String>,
+    pub(crate) workload: Option<String>,
+    pub(crate) tag: Option<String>,
+    pub(crate) dedup_key: Option<String>,
     /// Full-text search over title, description and comments; every word must match;
     /// `word*` matches a prefix.
-    q: Option<String>,
+    pub(crate) q: Option<String>,
     /// `-created` (default), `created`, `-updated`, `updated`, `severity` (SEV1 first, oldest
     /// first), `-severity`.
-    sort: Option<String>,
+    pub(crate) sort: Option<String>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 200; default 50.
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// One page of tickets.
@@ -186,7 +186,7 @@ fn parse_list<T: Copy>(
         .collect()
 }
 
-fn filter_from(p: ListParams) -> Result<TicketFilter, ApiError> {
+pub(crate) fn filter_from(p: ListParams) -> Result<TicketFilter, ApiError> {
     let sort = match p.sort.as_deref() {
         None | Some("") => SortKey::default(),
         Some(s) => SortKey::parse(s).ok_or_else(|| {

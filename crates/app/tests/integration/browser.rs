@@ -1,0 +1,352 @@
+//! The web app in a real browser: headless Chromium driven through ChromeDriver (WebDriver).
+//! Screenshots of the main pages are saved under target/screenshots/<backend>/.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use opsdesk_domain::Role;
+use serde_json::json;
+
+use crate::common::{add_local_user, on_both_backends, Backend, TestServer, PASSWORD};
+
+on_both_backends!(people_work_a_request_from_start_to_end_in_the_browser);
+
+/// ChromeDriver on a port of its own, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver must be installed (Debian: chromium-driver); scripts/test installs it");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { child, url }
+    }
+
+    async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1100"],
+            }),
+        );
+        // Two TLS back-ends are linked in; the WebDriver client (plain HTTP here) needs one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ClientBuilder::rustls()
+            .expect("a TLS set-up for the WebDriver client")
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session from chromedriver")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshots(backend: Backend) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target
+        .join("screenshots")
+        .join(format!("{backend:?}").to_lowercase());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, dir: &std::path::Path, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn sign_in(c: &Client, s: &TestServer, email: &str) {
+    c.goto(&s.url("/login")).await.unwrap();
+    fill(c, "#email", email).await;
+    fill(c, "#password", PASSWORD).await;
+    click(c, "form[action='/login'] button[type=submit]").await;
+    c.wait()
+        .for_element(Locator::Css("header.top"))
+        .await
+        .unwrap();
+    assert!(text(c, "header.top .who").await.contains(email));
+}
+
+async fn sign_out(c: &Client) {
+    click(c, "form[action='/logout'] button").await;
+    c.wait().for_element(Locator::Css("#email")).await.unwrap();
+}
+
+async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend) {
+    let s = TestServer::start_with(backend, |config, _| {
+        config.escalation.policies = vec![serde_json::from_value(json!({
+            "name": "standard",
+            "tiers": [
+                {"name": "L1", "team": "service-desk", "ack_timeout_minutes": 30},
+                {"name": "L2", "team": "sre", "ack_timeout_minutes": 60},
+            ],
+        }))
+        .unwrap()];
+    })
+    .await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "rita@example.com", Role::Requester).await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    add_local_user(&desk, "root@example.com", Role::Admin).await;
+    let dir = screenshots(backend);
+    let driver = Driver::start().await;
+    let c = driver.browser().await;
+
+    // Signing in.
+    c.goto(&s.url("/")).await.unwrap();
+    c.wait().for_element(Locator::Css("#email")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    shot(&c, &dir, "login").await;
+
+    // A requester raises a request through the portal. Its title holds markup.
+    sign_in(&c, &s, "rita@example.com").await;
+    assert_eq!(text(&c, "h1").await, "My requests");
+    click(&c, "#new-request").await;
+    c.wait()
+        .for_element(Locator::Css("#new-ticket"))
+        .await
+        .unwrap();
+    let title = r#"<script>window.pwned = 1</script> Disk full on db-1"#;
+    fill(&c, "#title", title).await;
+    c.find(Locator::Css("#severity"))
+        .await
+        .unwrap()
+        .select_by_value("SEV3")
+        .await
+        .unwrap();
+    fill(
+        &c,
+        "#description",
+        "The **data** volume is at 99%.\n\n<img src=x onerror=\"window.pwned = 2\">",
+    )
+    .await;
+    shot(&c, &dir, "new-request").await;
+    click(&c, "#create").await;
+    c.wait()
+        .for_element(Locator::Css("#ticket-title"))
+        .await
+        .unwrap();
+    let key = c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("OPS-"), "{key}");
+    // The markup is shown as text and runs nothing.
+    assert!(text(&c, "#ticket-title").await.contains(title));
+    assert!(text(&c, ".comment-body").await.contains("<img src=x"));
+    let pwned = c
+        .execute("return window.pwned === undefined", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, json!(true), "markup in a ticket ran as script");
+    assert_eq!(text(&c, "#field-status").await, "new");
+    // A requester sees no staff controls and may not open admin pages.
+    assert!(c.find(Locator::Css("#change-form")).await.is_err());
+    c.goto(&s.url("/admin")).await.unwrap();
+    let refused = text(&c, "main").await;
+    assert!(
+        refused.contains("Forbidden") && refused.contains("requester role cannot"),
+        "{refused}"
+    );
+    c.goto(&s.url("/")).await.unwrap();
+    assert!(text(&c, "#my-tickets").await.contains(&key));
+    shot(&c, &dir, "portal").await;
+    sign_out(&c).await;
+
+    // The KPIs are evaluated with the open request in them.
+    desk.evaluate_kpis(true).await.unwrap();
+
+    // An agent sees it on the dashboard and in the queue.
+    sign_in(&c, &s, "ana@example.com").await;
+    assert_eq!(text(&c, "h1").await, "Dashboard");
+    let tiles = c.find_all(Locator::Css("#kpi-tiles .tile")).await.unwrap();
+    assert!(tiles.len() >= 13, "{} KPI tiles", tiles.len());
+    assert!(text(&c, "#kpi-backlog .value").await.starts_with('1'));
+    let bars = c
+        .find_all(Locator::Css("#backlog-severity svg rect.bar"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 5, "one bar per severity");
+    let sev3 = c
+        .find(Locator::Css("#backlog-severity svg rect.sev-SEV3"))
+        .await
+        .unwrap();
+    let height: f64 = sev3.attr("height").await.unwrap().unwrap().parse().unwrap();
+    assert!(
+        height > 100.0,
+        "the one open SEV3 ticket is the tallest bar: {height}"
+    );
+    let sev1: f64 = c
+        .find(Locator::Css("#backlog-severity svg rect.sev-SEV1"))
+        .await
+        .unwrap()
+        .attr("height")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(sev1, 0.0);
+    assert!(text(&c, "#backlog-severity").await.contains("1 open"));
+    shot(&c, &dir, "dashboard").await;
+
+    c.goto(&s.url("/tickets?q=disk&status=new,acknowledged,in_progress,pending"))
+        .await
+        .unwrap();
+    let queue = text(&c, "#queue").await;
+    assert!(
+        queue.contains(&key) && queue.contains("Disk full on db-1"),
+        "{queue}"
+    );
+    shot(&c, &dir, "queue").await;
+    click(&c, &format!("#queue a[href='/tickets/{key}']")).await;
+    c.wait()
+        .for_element(Locator::Css("#acknowledge"))
+        .await
+        .unwrap();
+
+    // Acknowledge, comment, escalate and resolve.
+    click(&c, "#acknowledge").await;
+    c.wait()
+        .for_element(Locator::Css("#field-status"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "#field-status").await, "acknowledged");
+    fill(&c, "#comment-body", "Grew the volume to **200 GiB**.").await;
+    click(&c, "#send-comment").await;
+    c.wait()
+        .for_element(Locator::Css("#comments strong"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#comments")
+        .await
+        .contains("Grew the volume to 200 GiB."));
+    fill(&c, "#escalate-reason", "needs the database team").await;
+    click(&c, "#escalate").await;
+    c.wait()
+        .for_element(Locator::Css("#field-tier"))
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "#field-tier").await.contains("L2"),
+        "{}",
+        text(&c, "#field-tier").await
+    );
+    assert!(c.find(Locator::Css("#page-error")).await.is_err());
+    click(&c, "#resolve").await;
+    c.wait()
+        .for_element(Locator::Css("#field-status"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "#field-status").await, "resolved");
+
+    // The timeline shows each step, who took it, and what changed.
+    let timeline = text(&c, "#timeline").await;
+    for step in [
+        "user:rita@example.com opened the ticket",
+        "user:ana@example.com",
+        "commented",
+        "escalated",
+        "acknowledged",
+        "resolved",
+    ] {
+        assert!(
+            timeline.contains(step),
+            "timeline lacks {step:?}:\n{timeline}"
+        );
+    }
+    assert!(timeline.contains("status:"), "{timeline}");
+    shot(&c, &dir, "ticket").await;
+
+    sign_out(&c).await;
+
+    // An admin sees the configuration and verifies the audit chain.
+    sign_in(&c, &s, "root@example.com").await;
+    c.goto(&s.url("/admin")).await.unwrap();
+    let users = text(&c, "#users").await;
+    assert!(
+        users.contains("rita@example.com") && users.contains("requester"),
+        "{users}"
+    );
+    assert!(text(&c, "#kpis").await.contains("mtta"));
+    shot(&c, &dir, "admin").await;
+    c.goto(&s.url("/admin/audit")).await.unwrap();
+    click(&c, "#verify").await;
+    c.wait()
+        .for_element(Locator::Css("#chain-result"))
+        .await
+        .unwrap();
+    assert!(text(&c, "#chain-result")
+        .await
+        .contains("The chain is intact"));
+    assert!(text(&c, "#audit").await.contains(&key));
+    shot(&c, &dir, "audit").await;
+
+    c.close().await.unwrap();
+    desk.db().close().await;
+    s.stop().await;
+}

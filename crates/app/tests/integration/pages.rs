@@ -1,0 +1,584 @@
+//! The web app's pages over HTTP: security headers, CSRF, role checks identical to the API,
+//! stale versions, escaping, bulk actions and the similar-request hint.
+
+use opsdesk_domain::Role;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::{add_local_user, on_both_backends, Backend, TestServer, PASSWORD};
+
+on_both_backends!(
+    pages_are_protected_and_refuse_what_the_api_refuses,
+    ticket_page_changes_need_the_version_shown,
+    queue_filters_pages_and_bulk_actions,
+    first_admin_account_is_made_in_the_browser_on_a_new_database,
+);
+
+/// A browser-like client signed in as `email`, with the session's CSRF token.
+async fn signed_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = s.page(&b, "/login").await;
+    let csrf = csrf_in(&page);
+    let r = b
+        .post(s.url("/login"))
+        .form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let me: serde_json::Value = b
+        .get(s.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (b, me["csrf_token"].as_str().unwrap().to_owned())
+}
+
+fn csrf_in(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn post_form(
+    s: &TestServer,
+    b: &reqwest::Client,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let r = b.post(s.url(path)).form(form).send().await.unwrap();
+    let status = r.status();
+    let location = r
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, r.text().await.unwrap())
+}
+
+async fn pages_are_protected_and_refuse_what_the_api_refuses(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "vic@example.com", Role::Viewer).await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    desk.db().close().await;
+    let t = s
+        .ticket(
+            json!({"title": "<b>bold</b> & \"quoted\"", "kind": "task", "severity": "SEV4",
+                       "description": "[click](javascript:alert(1)) <script>x()</script>"}),
+        )
+        .await;
+    let key = t["key"].as_str().unwrap();
+
+    // Without a session every page sends the visitor to sign in; the assets are public.
+    let anon = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in [
+        "/",
+        "/tickets",
+        "/tickets/new",
+        &format!("/tickets/{key}"),
+        "/admin",
+    ] {
+        let r = anon.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.headers()[LOCATION], "/login", "{path}");
+    }
+    for (asset, kind) in [
+        ("app.css", "text/css"),
+        ("app.js", "text/javascript"),
+        ("htmx.min.js", "text/javascript"),
+    ] {
+        let r = anon
+            .get(s.url(&format!("/assets/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+    }
+    assert_eq!(
+        anon.get(s.url("/assets/nope.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Every answer forbids inline script and framing.
+    let (viewer, viewer_csrf) = signed_in(&s, "vic@example.com").await;
+    let r = viewer
+        .get(s.url(&format!("/tickets/{key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let html = r.text().await.unwrap();
+    assert!(
+        !html.contains("<script>x()"),
+        "markup in a description is escaped"
+    );
+    assert!(
+        html.contains("&#60;b&#62;bold&#60;/b&#62; &#38; &#34;quoted&#34;")
+            && !html.contains("<b>bold"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("href=\"javascript:"),
+        "a script link is neutralised"
+    );
+    assert!(!html.contains("<script>") || html.matches("<script").count() == 2);
+    // A viewer reads but has no controls, and a change is refused as the API refuses it.
+    assert!(!html.contains("id=\"change-form\""));
+    let (status, _, body) = post_form(
+        &s,
+        &viewer,
+        &format!("/tickets/{key}/change"),
+        &[
+            ("csrf", &viewer_csrf),
+            ("version", "1"),
+            ("status", "acknowledged"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("the viewer role cannot do this"), "{body}");
+    let r = viewer.get(s.url("/admin")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        r.text().await.unwrap().contains("<html"),
+        "a person gets a page, not JSON"
+    );
+
+    // A form without the session's CSRF token, or sent from another site, changes nothing.
+    let (agent, agent_csrf) = signed_in(&s, "ana@example.com").await;
+    for csrf in ["", "0000"] {
+        let (status, _, body) = post_form(
+            &s,
+            &agent,
+            &format!("/tickets/{key}/comments"),
+            &[("csrf", csrf), ("body", "forged")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("CSRF"), "{body}");
+    }
+    let r = agent
+        .post(s.url(&format!("/tickets/{key}/comments")))
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", agent_csrf.as_str()), ("body", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let comments = s.get(&format!("/api/v1/tickets/{key}/comments")).await;
+    assert_eq!(
+        comments.body.as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+
+    // With the token the same reply goes through, and an internal note stays internal.
+    let (status, location, _) = post_form(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/comments"),
+        &[
+            ("csrf", &agent_csrf),
+            ("body", "Looking **now**"),
+            ("visibility", "internal"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, format!("/tickets/{key}"));
+    let comments = s.get(&format!("/api/v1/tickets/{key}/comments")).await;
+    assert_eq!(comments.body[0]["public"], false);
+    assert_eq!(comments.body[0]["author"], "user:ana@example.com");
+    let page = s.page(&agent, &format!("/tickets/{key}")).await;
+    assert!(page.contains("Looking <strong>now</strong>") && page.contains("internal note"));
+    s.stop().await;
+}
+
+async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    desk.db().close().await;
+    let (agent, csrf) = signed_in(&s, "ana@example.com").await;
+
+    // The new request form: a bad severity is named, a good request opens a ticket.
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        "/tickets/new",
+        &[
+            ("csrf", &csrf),
+            ("title", "VPN down"),
+            ("kind", "incident"),
+            ("severity", "SEV9"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("severity: choose one of SEV1") && body.contains("VPN down"),
+        "{body}"
+    );
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        "/tickets/new",
+        &[
+            ("csrf", &csrf),
+            ("title", ""),
+            ("kind", "incident"),
+            ("severity", "SEV2"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("title:"), "{body}");
+    let (status, location, _) = post_form(
+        &s,
+        &agent,
+        "/tickets/new",
+        &[
+            ("csrf", &csrf),
+            ("title", "VPN down"),
+            ("kind", "incident"),
+            ("severity", "SEV2"),
+            ("description", "since 09:00"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let key = location.strip_prefix("/tickets/").unwrap().to_owned();
+    let t = s.get(&format!("/api/v1/tickets/{key}")).await.body;
+    assert_eq!(
+        (t["severity"].as_str(), t["source"].as_str()),
+        (Some("SEV2"), Some("web"))
+    );
+    assert_eq!(t["requester"], "ana@example.com");
+
+    // A change made from a page showing version 1 after the ticket moved on is refused.
+    let path = format!("/tickets/{key}/change");
+    let (status, _, _) = post_form(
+        &s,
+        &agent,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("version", "1"),
+            ("status", "acknowledged"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        &path,
+        &[("csrf", &csrf), ("version", "1"), ("severity", "SEV5")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert!(body.contains("read it again"), "{body}");
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{key}")).await.body["severity"],
+        "SEV2"
+    );
+    // A transition the workflow does not allow is explained.
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        &path,
+        &[("csrf", &csrf), ("version", "2"), ("status", "new")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body.contains("cannot go from acknowledged to new"),
+        "{body}"
+    );
+    // Assign and clear the assignee.
+    for (value, expected) in [
+        ("ana@example.com", json!("ana@example.com")),
+        ("", json!(null)),
+    ] {
+        let version = s.get(&format!("/api/v1/tickets/{key}")).await.body["version"].to_string();
+        let (status, _, body) = post_form(
+            &s,
+            &agent,
+            &path,
+            &[("csrf", &csrf), ("version", &version), ("assignee", value)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(
+            s.get(&format!("/api/v1/tickets/{key}")).await.body["assignee"],
+            expected
+        );
+    }
+    // Escalating with no policy says how to get one.
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/escalate"),
+        &[("csrf", &csrf), ("to", "next")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("no escalation policy applies"), "{body}");
+    s.stop().await;
+}
+
+async fn queue_filters_pages_and_bulk_actions(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    desk.db().close().await;
+    let mut keys = Vec::new();
+    for i in 0..7 {
+        let sev = if i % 2 == 0 { "SEV2" } else { "SEV4" };
+        let t = s
+            .ticket(json!({"title": format!("Printer {i} jammed"), "kind": "incident", "severity": sev}))
+            .await;
+        keys.push(t["key"].as_str().unwrap().to_owned());
+    }
+    let (agent, csrf) = signed_in(&s, "ana@example.com").await;
+
+    let page = s.page(&agent, "/tickets?severity=SEV2&limit=3").await;
+    let rows = page.matches("name=\"id\"").count();
+    assert_eq!(rows, 3, "a page of three");
+    assert!(
+        !page.contains("Printer 1 jammed"),
+        "SEV4 tickets are filtered out"
+    );
+    let next = page
+        .split("id=\"next-page\"")
+        .next()
+        .and_then(|p| p.rsplit("href=\"").next())
+        .unwrap();
+    let next = next.split('"').next().unwrap().replace("&#38;", "&");
+    let second = s.page(&agent, &next).await;
+    assert_eq!(
+        second.matches("name=\"id\"").count(),
+        1,
+        "the fourth SEV2 ticket"
+    );
+    assert!(second.contains("Printer 0 jammed"), "oldest last: {next}");
+
+    let bad = agent
+        .get(s.url("/tickets?severity=SEV9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("unknown severity"));
+
+    let found = s
+        .page(&agent, "/tickets/similar?title=printer%203%20jam")
+        .await;
+    assert!(
+        found.contains(&keys[3]) && found.contains("Printer 3 jammed"),
+        "{found}"
+    );
+    let none = s.page(&agent, "/tickets/similar?title=%3C%3E").await;
+    assert!(none.trim().is_empty(), "{none}");
+
+    // A saved view comes back for its owner only, without its paging.
+    let (status, location, body) = post_form(
+        &s,
+        &agent,
+        "/tickets/views",
+        &[
+            ("csrf", &csrf),
+            ("name", "Urgent printers"),
+            ("query", "severity=SEV2&q=printer&cursor=abc"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/tickets?severity=SEV2&q=printer");
+    let page = s.page(&agent, "/tickets").await;
+    assert!(
+        page.contains(r#"href="/tickets?severity=SEV2&#38;q=printer">Urgent printers</a>"#),
+        "{page}"
+    );
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        "/tickets/views",
+        &[
+            ("csrf", &csrf),
+            ("name", "Broken"),
+            ("query", "severity=SEV9"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("unknown severity"), "{body}");
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "bo@example.com", Role::Agent).await;
+    desk.db().close().await;
+    let (other, other_csrf) = signed_in(&s, "bo@example.com").await;
+    assert!(!s.page(&other, "/tickets").await.contains("Urgent printers"));
+    let view_id = page
+        .split("action=\"/tickets/views/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let delete = format!("/tickets/views/{view_id}/delete");
+    let (status, _, _) = post_form(&s, &other, &delete, &[("csrf", &other_csrf)]).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "someone else's view is not theirs to delete"
+    );
+    let (status, _, _) = post_form(&s, &agent, &delete, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(!s.page(&agent, "/tickets").await.contains("Urgent printers"));
+
+    // Assign three tickets at once, then try a move the workflow refuses for one of them.
+    let mut form: Vec<(&str, &str)> = vec![
+        ("csrf", &csrf),
+        ("action", "assign"),
+        ("assignee", "ana@example.com"),
+        ("back", "severity=SEV2"),
+    ];
+    for k in &keys[0..3] {
+        form.push(("id", k));
+    }
+    let (status, location, body) = post_form(&s, &agent, "/tickets/bulk", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/tickets?severity=SEV2");
+    for k in &keys[0..3] {
+        assert_eq!(
+            s.get(&format!("/api/v1/tickets/{k}")).await.body["assignee"],
+            "ana@example.com"
+        );
+    }
+    s.patch(
+        &format!("/api/v1/tickets/{}", keys[4]),
+        None,
+        json!({"status": "resolved"}),
+    )
+    .await;
+    let form = vec![
+        ("csrf", csrf.as_str()),
+        ("action", "status"),
+        ("status", "closed"),
+        ("id", keys[4].as_str()),
+        ("id", keys[5].as_str()),
+    ];
+    let (status, _, body) = post_form(&s, &agent, "/tickets/bulk", &form).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body.contains("1 of 2 tickets changed") && body.contains(&keys[5]),
+        "{body}"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{}", keys[4])).await.body["status"],
+        "closed"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{}", keys[5])).await.body["status"],
+        "new"
+    );
+    s.stop().await;
+}
+
+async fn first_admin_account_is_made_in_the_browser_on_a_new_database(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert!(s.page(&b, "/login").await.contains("/setup"));
+    let setup = |token: String, password: &'static str| {
+        let b = b.clone();
+        let url = s.url("/setup");
+        async move {
+            let r = b
+                .post(url)
+                .form(&[
+                    ("token", token.as_str()),
+                    ("email", "first@example.com"),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    // Only the admin token proves the operator.
+    for token in ["odk_wrong".to_owned(), s.viewer.clone()] {
+        let (status, body) = setup(token, PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains("not a valid admin API token"), "{body}");
+    }
+    let (status, body) = setup(s.admin.clone(), "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("password"), "{body}");
+    assert!(s
+        .call(Method::GET, "/api/v1/users", Some(&s.admin), None)
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let (status, _) = setup(s.admin.clone(), PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (admin, _) = signed_in(&s, "first@example.com").await;
+    assert!(s.page(&admin, "/admin").await.contains("first@example.com"));
+    // Once someone has an account the page is gone.
+    let r = b.get(s.url("/setup")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!s.page(&b, "/login").await.contains("/setup"));
+    let (status, _) = setup(s.admin.clone(), "another-long-passphrase-9").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.call(Method::GET, "/api/v1/users", Some(&s.admin), None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    s.stop().await;
+}

@@ -1,0 +1,9 @@
+-- Saved views of the ticket queue: a person's named filter and sort, kept per person.
+CREATE TABLE saved_views (
+    id BIGSERIAL PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    query TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (owner, name)
+);

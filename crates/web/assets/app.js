@@ -1,0 +1,41 @@
+// opsdesk's own script: small touches that work without it too. Loaded as a file, never inline
+// (the Content-Security-Policy allows no inline script).
+(function () {
+  "use strict";
+
+  // Times are rendered in UTC; show them in the reader's own time zone.
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d.getTime()) && !t.dataset.local) {
+        t.title = t.textContent;
+        t.textContent = d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+        t.dataset.local = "1";
+      }
+    });
+  }
+
+  // "Select all" for the queue's bulk actions.
+  function selectAll(root) {
+    root.querySelectorAll("input[data-select-all]").forEach(function (box) {
+      box.addEventListener("change", function () {
+        var form = box.closest("form");
+        if (!form) return;
+        form.querySelectorAll("input[name='id']").forEach(function (b) { b.checked = box.checked; });
+      });
+    });
+  }
+
+  // Forms that ask before they act (escalating to AWS Support opens a real case).
+  function confirmations(root) {
+    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+      });
+    });
+  }
+
+  function enhance(root) { localTimes(root); selectAll(root); confirmations(root); }
+  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
+})();

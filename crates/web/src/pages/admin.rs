@@ -1,0 +1,364 @@
+//! Configuration at a glance for admins (people, teams, tokens, workloads, AWS accounts and the
+//! support plan advice, channels with "send test", routing rules, KPIs) and the audit trail
+//! viewer with the chain's verification for admins and auditors.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use opsdesk_core::audit::VerifyError;
+use opsdesk_domain::channel::ChannelKind;
+use serde::Deserialize;
+
+use super::{iso, render, when, PageError, Shell, Visit};
+use crate::AppState;
+
+/// One cell of a table: text, and where it leads when it is a link.
+pub struct Cell {
+    pub text: String,
+    pub href: Option<String>,
+    /// A button posting to this address, labelled with the text.
+    pub post: Option<String>,
+}
+
+fn cell(text: impl Into<String>) -> Cell {
+    Cell {
+        text: text.into(),
+        href: None,
+        post: None,
+    }
+}
+
+fn link(text: impl Into<String>, href: String) -> Cell {
+    Cell {
+        text: text.into(),
+        href: Some(href),
+        post: None,
+    }
+}
+
+fn list(items: &[String]) -> Cell {
+    cell(if items.is_empty() {
+        "any".to_owned()
+    } else {
+        items.join(", ")
+    })
+}
+
+/// A section of the admin page: a titled table.
+pub struct Table {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub note: String,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    shell: Shell,
+    tables: Vec<Table>,
+    notice: Option<String>,
+}
+
+async fn admin_page(
+    state: &AppState,
+    visit: Visit,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Result<Response, PageError> {
+    let desk = &state.desk;
+    let actor = &visit.actor;
+    let users = desk.users(actor).await?;
+    let teams = desk.teams(actor).await?;
+    let tokens = desk.list_tokens(actor).await?;
+    let workloads = desk.workloads(actor).await?;
+    let accounts = desk.aws_accounts(actor).await?;
+    let advice = desk.support_plan_advice(actor).await?;
+    let channels = desk.channels(actor).await?;
+    let rules = desk.routing_rules(actor).await?;
+    let kpis = desk.kpi_catalog().await?;
+
+    let tables = vec![
+        Table {
+            id: "users",
+            title: "People",
+            note: format!("{} people", users.len()),
+            headers: vec!["Email", "Name", "Role", "Teams", "Active", "Password"],
+            rows: users
+                .iter()
+                .map(|u| {
+                    vec![
+                        cell(&u.email),
+                        cell(&u.display_name),
+                        cell(u.role.as_str()),
+                        list(&u.teams),
+                        cell(if u.active { "yes" } else { "no" }),
+                        cell(if u.has_password { "set" } else { "SSO only" }),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "teams",
+            title: "Teams",
+            note: String::new(),
+            headers: vec!["Team", "Lead", "Members"],
+            rows: teams
+                .iter()
+                .map(|t| {
+                    vec![
+                        link(&t.name, format!("/tickets?team={}", t.name)),
+                        cell(t.lead.clone().unwrap_or_else(|| "—".into())),
+                        cell(t.members.join(", ")),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "tokens",
+            title: "API tokens",
+            note: "Secrets are shown once, when a token is made (opsdesk token create or POST /api/v1/tokens).".into(),
+            headers: vec!["Name", "Role", "Made by", "Made", "Revoked"],
+            rows: tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        cell(&t.name),
+                        cell(t.role.as_str()),
+                        cell(&t.created_by),
+                        cell(when(&t.created_at)),
+                        cell(t.revoked_at.as_ref().map(when).unwrap_or_else(|| "—".into())),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "workloads",
+            title: "Workloads",
+            note: String::new(),
+            headers: vec!["Workload", "Environment", "Team", "AWS accounts", "Regions", "Resources"],
+            rows: workloads
+                .iter()
+                .map(|w| {
+                    vec![
+                        link(&w.name, format!("/tickets?workload={}", w.name)),
+                        cell(w.environment.as_str()),
+                        cell(w.team.clone().unwrap_or_else(|| "—".into())),
+                        list(&w.accounts),
+                        list(&w.regions),
+                        list(&w.resources),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "aws-accounts",
+            title: "AWS accounts and support plans",
+            note: String::new(),
+            headers: vec!["Account", "Name", "Plan", "Advice", "Why"],
+            rows: accounts
+                .iter()
+                .map(|a| {
+                    let advice = advice.iter().find(|x| x.account_id == a.id);
+                    vec![
+                        cell(&a.id),
+                        cell(&a.name),
+                        cell(a.support_plan.as_str()),
+                        cell(
+                            advice
+                                .map(|x| format!("{:?} to {}", x.change, x.recommended.as_str()))
+                                .unwrap_or_else(|| "—".into()),
+                        ),
+                        cell(advice.map(|x| x.reasons.join(" ")).unwrap_or_default()),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "channels",
+            title: "Channels",
+            note: String::new(),
+            headers: vec!["Channel", "Kind", ""],
+            rows: channels
+                .iter()
+                .map(|c| {
+                    let kind = match &c.kind {
+                        ChannelKind::Sns(_) => "Amazon SNS",
+                        ChannelKind::Webhook(_) => "webhook",
+                        ChannelKind::Email(_) => "email",
+                    };
+                    let test = Cell {
+                        text: "Send test".into(),
+                        href: None,
+                        post: Some(format!("/admin/channels/{}/test", c.name)),
+                    };
+                    vec![cell(&c.name), cell(kind), test]
+                })
+                .collect(),
+        },
+        Table {
+            id: "routing-rules",
+            title: "Routing rules",
+            note: "Tried in order; a rule marked stop ends the search.".into(),
+            headers: vec!["Rule", "Events", "Severities", "Sources", "Workloads", "Channels", "Stop"],
+            rows: rules
+                .iter()
+                .map(|r| {
+                    let events: Vec<String> = r.events.iter().map(|e| e.to_string()).collect();
+                    let severities: Vec<String> =
+                        r.severities.iter().map(|s| s.to_string()).collect();
+                    vec![
+                        cell(&r.name),
+                        list(&events),
+                        list(&severities),
+                        list(&r.sources),
+                        list(&r.workloads),
+                        cell(r.channels.join(", ")),
+                        cell(if r.stop { "yes" } else { "no" }),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "kpis",
+            title: "KPIs",
+            note: String::new(),
+            headers: vec!["KPI", "Title", "Unit", "Window", "Target", "Warning", "Breach"],
+            rows: kpis
+                .iter()
+                .map(|k| {
+                    let th = |f: fn(&opsdesk_domain::kpi::Thresholds) -> f64| {
+                        k.info
+                            .thresholds
+                            .as_ref()
+                            .map(|t| super::charts::number(f(t)))
+                            .unwrap_or_else(|| "—".into())
+                    };
+                    vec![
+                        link(&k.info.name, format!("/api/v1/kpis/{}", k.info.name)),
+                        cell(&k.info.title),
+                        cell(k.info.unit.as_str()),
+                        cell(k.info.window.to_string()),
+                        cell(th(|t| t.target)),
+                        cell(th(|t| t.warning)),
+                        cell(th(|t| t.breach)),
+                    ]
+                })
+                .collect(),
+        },
+    ];
+    let page = AdminPage {
+        tables,
+        notice,
+        shell: visit.at("admin").shell,
+    };
+    Ok(render(status, page))
+}
+
+pub async fn index(State(state): State<AppState>, visit: Visit) -> Result<Response, PageError> {
+    admin_page(&state, visit, StatusCode::OK, None).await
+}
+
+/// Sends a test notification through a channel and says what was queued.
+pub async fn test_channel(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let item = state.desk.test_channel(&visit.actor, &name).await?;
+    let notice = format!(
+        "A test notification to {name} is queued (delivery {}); its result shows in the delivery log.",
+        item.id
+    );
+    admin_page(&state, visit, StatusCode::OK, Some(notice)).await
+}
+
+struct EntryView {
+    seq: i64,
+    iso: String,
+    when: String,
+    actor: String,
+    action: String,
+    ticket: Option<String>,
+    changes: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    shell: Shell,
+    entries: Vec<EntryView>,
+    verified: Option<Result<String, String>>,
+    older: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    /// Show the entries before this seq (newest first); the newest when absent.
+    before: Option<i64>,
+    /// Walk the whole chain and show the result.
+    #[serde(default)]
+    verify: bool,
+}
+
+const AUDIT_PAGE: i64 = 100;
+
+pub async fn audit(
+    State(state): State<AppState>,
+    visit: Visit,
+    Query(p): Query<AuditParams>,
+) -> Result<Response, PageError> {
+    let desk = &state.desk;
+    let before = match p.before {
+        Some(b) => b,
+        None => {
+            desk.db()
+                .audit_head()
+                .await
+                .map_err(opsdesk_core::Error::from)?
+                .seq
+                + 1
+        }
+    };
+    let after = (before - 1 - AUDIT_PAGE).max(0);
+    let mut entries = desk.audit_page(&visit.actor, after, AUDIT_PAGE).await?;
+    entries.retain(|e| e.seq < before);
+    entries.reverse();
+    let verified = if p.verify {
+        Some(match desk.verify_audit().await {
+            Ok(s) => Ok(format!(
+                "The chain is intact: {} entries checked, head hash {}.",
+                s.entries, s.head_hash
+            )),
+            Err(VerifyError::Broken(e)) => Err(format!("The chain is broken: {e}")),
+            Err(VerifyError::Failed(e)) => return Err(e.into()),
+        })
+    } else {
+        None
+    };
+    let page = AuditPage {
+        older: (after > 0).then_some(after + 1),
+        entries: entries
+            .iter()
+            .map(|e| EntryView {
+                seq: e.seq,
+                iso: iso(&e.at),
+                when: when(&e.at),
+                actor: e.actor.clone(),
+                action: e.action.clone(),
+                ticket: e.ticket_id.map(opsdesk_domain::Ticket::key_for),
+                changes: e
+                    .changes
+                    .iter()
+                    .map(|(k, c)| format!("{k}: {} → {}", c.before, c.after))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })
+            .collect(),
+        verified,
+        shell: visit.at("audit").shell,
+    };
+    Ok(render(StatusCode::OK, page))
+}

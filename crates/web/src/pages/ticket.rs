@@ -1,0 +1,656 @@
+//! A ticket's page (fields, actions, conversation, SLA clocks, AWS case, signals, timeline of
+//! its audit history and notifications) and the new request form.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use opsdesk_domain::audit::AuditRecord;
+use opsdesk_domain::escalation::EscalateTo;
+use opsdesk_domain::validation::{NewComment, NewTicket, TicketPatch};
+use opsdesk_domain::{Kind, Permission, Severity, Status, Ticket};
+use opsdesk_store::OutboxFilter;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{iso, markdown, message, render, span, when, PageError, Shell, Visit};
+use crate::api::tickets::ticket_id;
+use crate::AppState;
+
+/// A choice in a form's select: its value, what it says, and whether it is chosen.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+fn severity_choices(chosen: Option<Severity>) -> Vec<Choice> {
+    Severity::ALL
+        .iter()
+        .map(|s| Choice {
+            value: s.as_str().to_owned(),
+            label: format!("{} · {}", s.as_str(), s.meaning()),
+            selected: Some(*s) == chosen,
+        })
+        .collect()
+}
+
+fn kind_choices(chosen: Option<Kind>) -> Vec<Choice> {
+    Kind::ALL
+        .iter()
+        .map(|k| Choice {
+            value: k.as_str().to_owned(),
+            label: format!("{} · {}", k.as_str().replace('_', " "), k.meaning()),
+            selected: Some(*k) == chosen,
+        })
+        .collect()
+}
+
+// ---- the new request form ----
+
+#[derive(Template)]
+#[template(path = "new.html")]
+struct NewPage {
+    shell: Shell,
+    error: Option<String>,
+    title: String,
+    description: String,
+    kinds: Vec<Choice>,
+    severities: Vec<Choice>,
+    workloads: Vec<Choice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NewForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    workload: String,
+}
+
+async fn new_page(
+    state: &AppState,
+    visit: Visit,
+    form: NewForm,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let workloads = state.desk.workloads(&visit.actor).await?;
+    let mut workload_choices = vec![Choice {
+        value: String::new(),
+        label: "none / not sure".into(),
+        selected: form.workload.is_empty(),
+    }];
+    workload_choices.extend(workloads.iter().map(|w| Choice {
+        value: w.name.clone(),
+        label: format!("{} ({})", w.name, w.environment),
+        selected: w.name == form.workload,
+    }));
+    Ok(render(
+        status,
+        NewPage {
+            shell: visit.at("new").shell,
+            error,
+            kinds: kind_choices(Kind::parse(&form.kind).or(Some(Kind::Incident))),
+            severities: severity_choices(Severity::parse(&form.severity).or(Some(Severity::Sev4))),
+            workloads: workload_choices,
+            title: form.title,
+            description: form.description,
+        },
+    ))
+}
+
+pub async fn new_form(State(state): State<AppState>, visit: Visit) -> Result<Response, PageError> {
+    new_page(&state, visit, NewForm::default(), StatusCode::OK, None).await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<NewForm>,
+) -> Result<Response, PageError> {
+    let (kind, severity) = match (Kind::parse(&form.kind), Severity::parse(&form.severity)) {
+        (Some(k), Some(s)) => (k, s),
+        (None, _) => {
+            let error = format!("kind: choose one of {}", Kind::names());
+            return new_page(
+                &state,
+                visit,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(error),
+            )
+            .await;
+        }
+        (_, None) => {
+            let error = format!("severity: choose one of {}", Severity::names());
+            return new_page(
+                &state,
+                visit,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(error),
+            )
+            .await;
+        }
+    };
+    let input = NewTicket {
+        title: form.title.clone(),
+        description: form.description.clone(),
+        kind,
+        severity,
+        // Whoever fills the form in is asking.
+        requester: Some(visit.actor.identity().to_owned()),
+        assignee: None,
+        team: None,
+        workload: Some(form.workload.trim().to_owned()).filter(|w| !w.is_empty()),
+        tags: Vec::new(),
+        source: Some("web".into()),
+        dedup_key: None,
+    };
+    match state.desk.create_ticket(&visit.actor, input).await {
+        Ok(ticket) => Ok(Redirect::to(&format!("/tickets/{}", ticket.key)).into_response()),
+        Err(e) => {
+            let (status, text) = message(&e.into());
+            new_page(&state, visit, form, status, Some(text)).await
+        }
+    }
+}
+
+// ---- the ticket page ----
+
+struct CommentView {
+    author: String,
+    iso: String,
+    when: String,
+    html: String,
+    public: bool,
+}
+
+struct ChangeView {
+    field: String,
+    before: String,
+    after: String,
+}
+
+struct Step {
+    iso: String,
+    when: String,
+    actor: String,
+    what: String,
+    changes: Vec<ChangeView>,
+    class: &'static str,
+}
+
+struct LinkView {
+    kind: String,
+    other: String,
+}
+
+struct ClockView {
+    name: &'static str,
+    state: String,
+    due: Option<(String, String)>,
+    left: String,
+    warning: bool,
+}
+
+struct CaseView {
+    account: String,
+    state: String,
+    display_id: Option<String>,
+    severity: String,
+    aws_status: Option<String>,
+    detail: String,
+}
+
+struct SignalView {
+    iso: String,
+    when: String,
+    source: String,
+    state: String,
+    title: String,
+}
+
+struct OccurrenceView {
+    source: String,
+    dedup_key: String,
+    occurrences: i64,
+    first_seen: (String, String),
+    last_seen: (String, String),
+    flapping: bool,
+}
+
+struct DeliveryView {
+    event: String,
+    channel: String,
+    state: String,
+    attempts: i64,
+    iso: String,
+    when: String,
+    last_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    shell: Shell,
+    error: Option<String>,
+    t: Ticket,
+    created: (String, String),
+    updated: (String, String),
+    description_html: String,
+    next_statuses: Vec<String>,
+    severities: Vec<Choice>,
+    comments: Vec<CommentView>,
+    timeline: Vec<Step>,
+    links: Vec<LinkView>,
+    clocks: Vec<ClockView>,
+    sla_policy: Option<String>,
+    tier: Option<String>,
+    case: Option<CaseView>,
+    occurrences: Vec<OccurrenceView>,
+    signals: Vec<SignalView>,
+    deliveries: Vec<DeliveryView>,
+    me: String,
+}
+
+fn stamp(t: &chrono::DateTime<chrono::Utc>) -> (String, String) {
+    (iso(t), when(t))
+}
+
+/// A value of the audit trail as a person reads it.
+fn shown(v: &Value) -> String {
+    let text = match v {
+        Value::Null => "—".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "—".to_owned(),
+        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 300 {
+        let cut: String = text.chars().take(300).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// What an audit action says in the timeline.
+fn said(action: &str) -> String {
+    match action {
+        "ticket.created" => "opened the ticket".into(),
+        "ticket.updated" => "changed".into(),
+        "ticket.acknowledged" => "acknowledged".into(),
+        "ticket.commented" => "commented".into(),
+        "ticket.resolved" => "resolved".into(),
+        "ticket.reopened" => "reopened".into(),
+        "ticket.escalated" => "escalated".into(),
+        "ticket.occurrence" => "saw the problem again".into(),
+        "ticket.signal" => "received a signal".into(),
+        "ticket.linked" => "linked".into(),
+        "ticket.unlinked" => "unlinked".into(),
+        "ticket.sla_warning" => "warned that an SLA target is near".into(),
+        "ticket.sla_breached" => "recorded an SLA breach".into(),
+        "ticket.aws_case_opened" => "opened an AWS Support case".into(),
+        "ticket.aws_case_message" => "mirrored a message of the AWS Support case".into(),
+        "ticket.aws_case_status" => "recorded the AWS Support case's status".into(),
+        "ticket.aws_case_resolved" => "recorded the AWS Support case as resolved".into(),
+        other => other
+            .strip_prefix("ticket.")
+            .unwrap_or(other)
+            .replace('_', " "),
+    }
+}
+
+fn timeline(history: &[AuditRecord]) -> Vec<Step> {
+    history
+        .iter()
+        .map(|r| {
+            let (iso, when) = stamp(&r.at);
+            Step {
+                iso,
+                when,
+                actor: r.actor.clone(),
+                what: said(&r.action),
+                class: match r.action.as_str() {
+                    "ticket.commented" => "comment",
+                    _ => "",
+                },
+                changes: r
+                    .changes
+                    .iter()
+                    .map(|(field, c)| ChangeView {
+                        field: field.clone(),
+                        before: shown(&c.before),
+                        after: shown(&c.after),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn ticket_page(
+    state: &AppState,
+    visit: Visit,
+    raw_id: &str,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let desk = &state.desk;
+    let actor = &visit.actor;
+    let id = ticket_id(raw_id)?;
+    let t = desk.ticket(actor, id).await?;
+    let staff = !visit.shell.portal;
+    let comments = desk.comments(actor, id).await?;
+    let history = if staff {
+        desk.history(actor, id).await?
+    } else {
+        Vec::new()
+    };
+    let links = desk.links(actor, id).await?;
+    let (correlations, signals) = if staff {
+        desk.ticket_signals(actor, id).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let (clock, case) = if staff {
+        desk.ticket_clocks(actor, id).await?
+    } else {
+        (None, None)
+    };
+    // A ticket no SLA policy covers has no clocks to show.
+    let sla = desk.ticket_sla(actor, id, None).await.ok();
+    let deliveries = if actor.role.allows(Permission::WriteTickets) {
+        let filter = OutboxFilter {
+            state: None,
+            ticket_id: Some(id),
+            limit: 50,
+        };
+        desk.deliveries(actor, &filter).await?
+    } else {
+        Vec::new()
+    };
+
+    let mut clocks = Vec::new();
+    if let Some(sla) = &sla {
+        for (name, d) in [
+            ("First response", &sla.first_response),
+            ("Resolution", &sla.resolution),
+        ] {
+            clocks.push(ClockView {
+                name,
+                state: d.state.as_str().to_owned(),
+                due: d.due_at.as_ref().map(stamp),
+                left: span(d.left_seconds as f64),
+                warning: d.warning,
+            });
+        }
+    }
+    let page = TicketPage {
+        error,
+        created: stamp(&t.created_at),
+        updated: stamp(&t.updated_at),
+        description_html: markdown::to_html(&t.description),
+        next_statuses: t
+            .status
+            .next()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        severities: severity_choices(Some(t.severity)),
+        comments: comments
+            .iter()
+            .map(|c| CommentView {
+                author: c.author.clone(),
+                iso: iso(&c.created_at),
+                when: when(&c.created_at),
+                html: markdown::to_html(&c.body),
+                public: c.public,
+            })
+            .collect(),
+        timeline: timeline(&history),
+        links: links
+            .iter()
+            .map(|l| {
+                let (kind, other) = if l.source_id == id {
+                    (l.kind.as_str().replace('_', " "), l.target_id)
+                } else {
+                    (
+                        format!("{} (from)", l.kind.as_str().replace('_', " ")),
+                        l.source_id,
+                    )
+                };
+                LinkView {
+                    kind,
+                    other: Ticket::key_for(other),
+                }
+            })
+            .collect(),
+        clocks,
+        sla_policy: sla
+            .as_ref()
+            .map(|s| format!("{} ({})", s.policy, s.calendar)),
+        tier: clock.as_ref().and_then(|c| {
+            let policy = c.escalation_policy.as_deref()?;
+            let name = c.tier.and_then(|n| {
+                let p = desk
+                    .escalation_settings()
+                    .policies
+                    .iter()
+                    .find(|p| p.name == policy)?;
+                p.tiers
+                    .get(usize::try_from(n).ok()?)
+                    .map(|t| t.name.clone())
+            });
+            Some(match (c.tier, name) {
+                (Some(n), Some(name)) => format!("{name} (tier {} of {policy})", n + 1),
+                (Some(n), None) => format!("tier {} of {policy}", n + 1),
+                (None, _) => format!("{policy}, not escalated yet"),
+            })
+        }),
+        case: case.map(|c| CaseView {
+            account: c.account_id,
+            state: c.state,
+            display_id: c.display_id,
+            severity: c.severity.unwrap_or(c.requested_severity),
+            aws_status: c.aws_status,
+            detail: c.detail,
+        }),
+        occurrences: correlations
+            .iter()
+            .map(|c| OccurrenceView {
+                source: c.source.clone(),
+                dedup_key: c.dedup_key.clone(),
+                occurrences: c.occurrences,
+                first_seen: stamp(&c.first_seen_at),
+                last_seen: stamp(&c.last_seen_at),
+                flapping: c.flapping,
+            })
+            .collect(),
+        signals: signals
+            .iter()
+            .take(20)
+            .map(|s| SignalView {
+                iso: iso(&s.received_at),
+                when: when(&s.received_at),
+                source: s.source.clone(),
+                state: s.state.clone(),
+                title: s.title.clone(),
+            })
+            .collect(),
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| DeliveryView {
+                iso: iso(&d.created_at),
+                when: when(&d.created_at),
+                event: d.event,
+                channel: d.channel,
+                state: d.state,
+                attempts: d.attempts,
+                last_error: d.last_error,
+            })
+            .collect(),
+        me: actor.identity().to_owned(),
+        t,
+        shell: visit.at(if staff { "tickets" } else { "dashboard" }).shell,
+    };
+    Ok(render(status, page))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    ticket_page(&state, visit, &id, StatusCode::OK, None).await
+}
+
+/// After a change: back to the ticket page, or the page again with the reason it failed.
+async fn done(
+    state: &AppState,
+    visit: Visit,
+    raw_id: &str,
+    result: opsdesk_core::Result<()>,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(()) => {
+            let id = ticket_id(raw_id)?;
+            Ok(Redirect::to(&format!("/tickets/{}", Ticket::key_for(id))).into_response())
+        }
+        Err(e) => {
+            let (status, text) = message(&e.into());
+            ticket_page(state, visit, raw_id, status, Some(text)).await
+        }
+    }
+}
+
+/// A change from the ticket page's buttons and fields. `version` is the one the page showed:
+/// if the ticket changed since, nothing is written and the page says so.
+#[derive(Debug, Deserialize)]
+pub struct ChangeForm {
+    version: i64,
+    status: Option<String>,
+    severity: Option<String>,
+    /// Empty clears it.
+    assignee: Option<String>,
+    team: Option<String>,
+}
+
+fn patch_from(form: &ChangeForm) -> Result<TicketPatch, opsdesk_domain::FieldError> {
+    let mut patch = TicketPatch::default();
+    if let Some(s) = form.status.as_deref().filter(|s| !s.is_empty()) {
+        patch.status = Some(Status::parse(s).ok_or_else(|| {
+            opsdesk_domain::FieldError::new(
+                "status",
+                format!("expected one of {}", Status::names()),
+            )
+        })?);
+    }
+    if let Some(s) = form.severity.as_deref().filter(|s| !s.is_empty()) {
+        patch.severity = Some(Severity::parse(s).ok_or_else(|| {
+            opsdesk_domain::FieldError::new(
+                "severity",
+                format!("expected one of {}", Severity::names()),
+            )
+        })?);
+    }
+    let optional = |v: &Option<String>| {
+        v.as_ref()
+            .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+    };
+    patch.assignee = optional(&form.assignee);
+    patch.team = optional(&form.team);
+    Ok(patch)
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<ChangeForm>,
+) -> Result<Response, PageError> {
+    let result = match patch_from(&form) {
+        Ok(patch) => {
+            let ticket = ticket_id(&id)?;
+            state
+                .desk
+                .update_ticket(&visit.actor, ticket, Some(form.version), patch)
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e.into()),
+    };
+    done(&state, visit, &id, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CommentForm {
+    #[serde(default)]
+    body: String,
+    /// `public` (the default) or `internal`.
+    #[serde(default)]
+    visibility: String,
+}
+
+pub async fn comment(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Result<Response, PageError> {
+    let input = NewComment {
+        body: form.body,
+        public: form.visibility != "internal",
+    };
+    let ticket = ticket_id(&id)?;
+    let result = state
+        .desk
+        .add_comment(&visit.actor, ticket, input)
+        .await
+        .map(|_| ());
+    done(&state, visit, &id, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EscalateForm {
+    /// `next` or `aws`.
+    to: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn escalate(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<EscalateForm>,
+) -> Result<Response, PageError> {
+    let to = match form.to.as_str() {
+        "next" => EscalateTo::Next,
+        "aws" => EscalateTo::Aws,
+        other => {
+            let e = opsdesk_domain::FieldError::new(
+                "to",
+                format!("escalate to next or aws, not {other:?}"),
+            );
+            return done(&state, visit, &id, Err(e.into())).await;
+        }
+    };
+    let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
+    let ticket = ticket_id(&id)?;
+    let result = state
+        .desk
+        .escalate(&visit.actor, ticket, to, None, reason)
+        .await
+        .map(|_| ());
+    done(&state, visit, &id, result).await
+}
