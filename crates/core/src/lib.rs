@@ -138,6 +138,16 @@ impl Desk {
         &self.db
     }
 
+    /// The SLA policies and business-hours calendars in force.
+    pub fn sla_settings(&self) -> &sla::SlaSettings {
+        &self.sla
+    }
+
+    /// The trend reports delivered on a schedule.
+    pub fn report_schedules(&self) -> &[opsdesk_domain::report::ReportSchedule] {
+        &self.reports
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

@@ -26,16 +26,7 @@
     });
   }
 
-  // Forms that ask before they act (escalating to AWS Support opens a real case).
-  function confirmations(root) {
-    root.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (e) {
-        if (!window.confirm(form.dataset.confirm)) e.preventDefault();
-      });
-    });
-  }
-
-  function enhance(root) { localTimes(root); selectAll(root); confirmations(root); }
+  function enhance(root) { localTimes(root); selectAll(root); }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
 })();

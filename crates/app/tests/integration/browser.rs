@@ -333,6 +333,18 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
         "{users}"
     );
     assert!(text(&c, "#kpis").await.contains("mtta"));
+    assert!(text(&c, "#sla-policies").await.contains("default-sev3"));
+    let tiers = text(&c, "#escalation-policies").await;
+    assert!(
+        tiers.contains("L1 (service-desk, 30 min) → L2 (sre, 60 min)"),
+        "{tiers}"
+    );
+    let kpi_charts = c.find_all(Locator::Css("#kpis .spark svg")).await.unwrap();
+    assert!(
+        kpi_charts.len() >= 13,
+        "a chart per KPI: {}",
+        kpi_charts.len()
+    );
     shot(&c, &dir, "admin").await;
     c.goto(&s.url("/admin/audit")).await.unwrap();
     click(&c, "#verify").await;

@@ -508,6 +508,25 @@ async fn queue_filters_pages_and_bulk_actions(backend: Backend) {
         body.contains("1 of 2 tickets changed") && body.contains(&keys[5]),
         "{body}"
     );
+    // The way back is the queue's own query string; anything else is dropped, never followed.
+    for (back, expected) in [
+        (
+            "severity=SEV2\r\nSet-Cookie: x=1",
+            "/tickets?severity=SEV2%0D%0ASet-Cookie%3A+x%3D1",
+        ),
+        ("severity=SEV2&next=//evil.example", "/tickets?"),
+    ] {
+        let form = vec![
+            ("csrf", csrf.as_str()),
+            ("action", "assign"),
+            ("assignee", ""),
+            ("id", keys[0].as_str()),
+            ("back", back),
+        ];
+        let (status, location, body) = post_form(&s, &agent, "/tickets/bulk", &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(location, expected);
+    }
     assert_eq!(
         s.get(&format!("/api/v1/tickets/{}", keys[4])).await.body["status"],
         "closed"

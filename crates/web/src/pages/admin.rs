@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use chrono::Duration;
 use opsdesk_core::audit::VerifyError;
 use opsdesk_domain::channel::ChannelKind;
 use serde::Deserialize;
@@ -19,6 +20,8 @@ pub struct Cell {
     pub href: Option<String>,
     /// A button posting to this address, labelled with the text.
     pub post: Option<String>,
+    /// A chart drawn by opsdesk (escaped SVG markup), shown instead of the text.
+    pub chart: Option<String>,
 }
 
 fn cell(text: impl Into<String>) -> Cell {
@@ -26,6 +29,7 @@ fn cell(text: impl Into<String>) -> Cell {
         text: text.into(),
         href: None,
         post: None,
+        chart: None,
     }
 }
 
@@ -34,6 +38,7 @@ fn link(text: impl Into<String>, href: String) -> Cell {
         text: text.into(),
         href: Some(href),
         post: None,
+        chart: None,
     }
 }
 
@@ -79,6 +84,20 @@ async fn admin_page(
     let channels = desk.channels(actor).await?;
     let rules = desk.routing_rules(actor).await?;
     let kpis = desk.kpi_catalog().await?;
+    // Each KPI's last 30 days, one point a day.
+    let to = desk.now();
+    let from = to - Duration::days(30);
+    let mut charts = Vec::with_capacity(kpis.len());
+    for k in &kpis {
+        let series = desk
+            .kpi_series(actor, &k.info.name, "", from, to, Duration::days(1))
+            .await?;
+        let values: Vec<Option<f64>> = series.points.iter().map(|p| p.value).collect();
+        let chart = super::charts::spark(format!("{}, last 30 days", k.info.title), &values);
+        charts.push(chart.render().unwrap_or_default());
+    }
+    let sla = desk.sla_settings();
+    let escalation = desk.escalation_settings();
 
     let tables = vec![
         Table {
@@ -93,7 +112,11 @@ async fn admin_page(
                         cell(&u.email),
                         cell(&u.display_name),
                         cell(u.role.as_str()),
-                        list(&u.teams),
+                        cell(if u.teams.is_empty() {
+                            "—".to_owned()
+                        } else {
+                            u.teams.join(", ")
+                        }),
                         cell(if u.active { "yes" } else { "no" }),
                         cell(if u.has_password { "set" } else { "SSO only" }),
                     ]
@@ -193,6 +216,7 @@ async fn admin_page(
                         text: "Send test".into(),
                         href: None,
                         post: Some(format!("/admin/channels/{}/test", c.name)),
+                        chart: None,
                     };
                     vec![cell(&c.name), cell(kind), test]
                 })
@@ -222,13 +246,100 @@ async fn admin_page(
                 .collect(),
         },
         Table {
+            id: "sla-policies",
+            title: "SLA policies",
+            note: "The most specific configured policy that matches a ticket sets its targets, counted in business hours of its calendar; the built-in default-* policies apply when none matches.".into(),
+            headers: vec!["Policy", "Severity", "Kind", "Workload", "First response", "Resolution", "Calendar"],
+            rows: sla
+                .policies
+                .iter()
+                .chain(opsdesk_domain::sla::default_policies().iter())
+                .map(|p| {
+                    vec![
+                        cell(&p.name),
+                        cell(p.severity.as_str()),
+                        cell(p.kind.map(|k| k.as_str().to_owned()).unwrap_or_else(|| "any".into())),
+                        cell(p.workload.clone().unwrap_or_else(|| "any".into())),
+                        cell(super::span(f64::from(p.first_response_minutes) * 60.0)),
+                        cell(super::span(f64::from(p.resolution_minutes) * 60.0)),
+                        cell(p.calendar.clone().unwrap_or_else(|| "always".into())),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "calendars",
+            title: "Business-hours calendars",
+            note: String::new(),
+            headers: vec!["Calendar", "Time zone", "Holidays"],
+            rows: sla
+                .calendars
+                .iter()
+                .map(|c| {
+                    let spec = c.spec();
+                    vec![
+                        cell(spec.name),
+                        cell(spec.time_zone),
+                        cell(if spec.holidays.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            spec.holidays.join(", ")
+                        }),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "escalation-policies",
+            title: "Escalation policies",
+            note: "An unacknowledged ticket climbs the tiers of the first policy that matches it.".into(),
+            headers: vec!["Policy", "Severities", "Workloads", "Tiers"],
+            rows: escalation
+                .policies
+                .iter()
+                .map(|p| {
+                    let severities: Vec<String> =
+                        p.severities.iter().map(|s| s.to_string()).collect();
+                    let tiers: Vec<String> = p
+                        .tiers
+                        .iter()
+                        .map(|t| match (t.aws, &t.team, t.ack_timeout_minutes) {
+                            (true, _, _) => format!("{} (AWS Support)", t.name),
+                            (false, Some(team), Some(m)) => format!("{} ({team}, {m} min)", t.name),
+                            (false, Some(team), None) => format!("{} ({team})", t.name),
+                            (false, None, Some(m)) => format!("{} ({m} min)", t.name),
+                            (false, None, None) => t.name.clone(),
+                        })
+                        .collect();
+                    vec![
+                        cell(&p.name),
+                        list(&severities),
+                        list(&p.workloads),
+                        cell(tiers.join(" → ")),
+                    ]
+                })
+                .collect(),
+        },
+        Table {
+            id: "reports",
+            title: "Scheduled trend reports",
+            note: "opsdesk report and GET /api/v1/reports/trends make one for any period.".into(),
+            headers: vec!["Report", "Every", "Channel"],
+            rows: desk
+                .report_schedules()
+                .iter()
+                .map(|r| vec![cell(&r.name), cell(r.every.as_str()), cell(&r.channel)])
+                .collect(),
+        },
+        Table {
             id: "kpis",
             title: "KPIs",
             note: String::new(),
-            headers: vec!["KPI", "Title", "Unit", "Window", "Target", "Warning", "Breach"],
+            headers: vec!["KPI", "Title", "Unit", "Window", "Target", "Warning", "Breach", "Last 30 days"],
             rows: kpis
                 .iter()
-                .map(|k| {
+                .zip(charts)
+                .map(|(k, chart)| {
                     let th = |f: fn(&opsdesk_domain::kpi::Thresholds) -> f64| {
                         k.info
                             .thresholds
@@ -244,6 +355,12 @@ async fn admin_page(
                         cell(th(|t| t.target)),
                         cell(th(|t| t.warning)),
                         cell(th(|t| t.breach)),
+                        Cell {
+                            text: String::new(),
+                            href: None,
+                            post: None,
+                            chart: Some(chart),
+                        },
                     ]
                 })
                 .collect(),

@@ -244,7 +244,12 @@ pub async fn bulk(
             ));
         }
     }
-    let back = field("back");
+    // Back to the same queue page: its query string, read and written again as the queue's
+    // parameters so nothing else can ride along.
+    let back = serde_urlencoded::from_str::<ListParams>(&field("back"))
+        .ok()
+        .and_then(|p| serde_urlencoded::to_string(&p).ok())
+        .unwrap_or_default();
     if failed.is_empty() {
         return Ok(Redirect::to(&format!("/tickets?{back}")).into_response());
     }
