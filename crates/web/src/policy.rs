@@ -44,6 +44,19 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         }
         ("GET", "/admin") => Needs(Administer),
         ("POST", "/admin/channels/{name}/test") => Needs(Administer),
+        (
+            "POST",
+            "/admin/users"
+            | "/admin/users/role"
+            | "/admin/users/{email}/disable"
+            | "/admin/users/{email}/enable"
+            | "/admin/teams"
+            | "/admin/teams/members"
+            | "/admin/tokens"
+            | "/admin/tokens/{name}/revoke"
+            | "/admin/workloads"
+            | "/admin/workloads/{name}/delete",
+        ) => Needs(Administer),
         ("GET", "/admin/audit") => Needs(ReadAudit),
         ("POST", "/logout") => SignedIn,
         ("GET", "/api/v1/me") => SignedIn,
@@ -129,6 +142,16 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/tickets/{id}/escalate"),
     ("GET", "/admin"),
     ("POST", "/admin/channels/{name}/test"),
+    ("POST", "/admin/users"),
+    ("POST", "/admin/users/role"),
+    ("POST", "/admin/users/{email}/disable"),
+    ("POST", "/admin/users/{email}/enable"),
+    ("POST", "/admin/teams"),
+    ("POST", "/admin/teams/members"),
+    ("POST", "/admin/tokens"),
+    ("POST", "/admin/tokens/{name}/revoke"),
+    ("POST", "/admin/workloads"),
+    ("POST", "/admin/workloads/{name}/delete"),
     ("GET", "/admin/audit"),
     ("GET", "/login"),
     ("POST", "/login"),

@@ -13,6 +13,7 @@ on_both_backends!(
     ticket_page_changes_need_the_version_shown,
     queue_filters_pages_and_bulk_actions,
     first_admin_account_is_made_in_the_browser_on_a_new_database,
+    admins_manage_people_teams_tokens_and_workloads,
 );
 
 /// A browser-like client signed in as `email`, with the session's CSRF token.
@@ -599,5 +600,231 @@ async fn first_admin_account_is_made_in_the_browser_on_a_new_database(backend: B
             .len(),
         1
     );
+    s.stop().await;
+}
+
+async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "root@example.com", Role::Admin).await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    desk.db().close().await;
+    let (admin, csrf) = signed_in(&s, "root@example.com").await;
+    let api = |path: &'static str| s.call(Method::GET, path, Some(&s.admin), None);
+
+    // People: add, refuse a bad role, change a role, disable and enable.
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf", &csrf),
+            ("email", "bo@example.com"),
+            ("name", "Bo"),
+            ("role", "agent"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("bo@example.com can now sign in as agent"),
+        "{body}"
+    );
+    signed_in(&s, "bo@example.com").await;
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf", &csrf),
+            ("email", "cy@example.com"),
+            ("role", "ingest"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("role: the ingest role is for API tokens only"),
+        "{body}"
+    );
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/users/role",
+        &[
+            ("csrf", &csrf),
+            ("email", "bo@example.com"),
+            ("role", "lead"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let users = api("/api/v1/users").await.body;
+    let bo = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "bo@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(bo["role"], "lead");
+    let (status, _, _) = post_form(
+        &s,
+        &admin,
+        "/admin/users/bo@example.com/disable",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let users = api("/api/v1/users").await.body;
+    assert!(users
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["email"] == "bo@example.com" && u["active"] == false));
+    let (status, _, _) = post_form(
+        &s,
+        &admin,
+        "/admin/users/bo@example.com/enable",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Teams and their members.
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/teams",
+        &[("csrf", &csrf), ("name", "sre"), ("lead", "bo@example.com")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/teams/members",
+        &[
+            ("csrf", &csrf),
+            ("team", "sre"),
+            ("email", "ana@example.com"),
+            ("change", "add"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let teams = api("/api/v1/teams").await.body;
+    assert_eq!(
+        teams[0]["members"],
+        json!(["ana@example.com", "bo@example.com"]),
+        "the lead is a member too: {teams}"
+    );
+    let (status, _, _) = post_form(
+        &s,
+        &admin,
+        "/admin/teams/members",
+        &[
+            ("csrf", &csrf),
+            ("team", "sre"),
+            ("email", "ana@example.com"),
+            ("change", "remove"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let teams = api("/api/v1/teams").await.body;
+    assert_eq!(teams[0]["members"], json!(["bo@example.com"]), "{teams}");
+
+    // Tokens: the secret is shown once, works, and stops working when revoked.
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/tokens",
+        &[("csrf", &csrf), ("name", "grafana"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let at = body.find("odk_").expect("the secret, shown once");
+    let secret: String = body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let r = s
+        .call(Method::GET, "/api/v1/tickets", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        !s.page(&admin, "/admin").await.contains(&secret),
+        "never shown again"
+    );
+    let (status, _, _) = post_form(
+        &s,
+        &admin,
+        "/admin/tokens/grafana/revoke",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let r = s
+        .call(Method::GET, "/api/v1/tickets", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Workloads.
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/workloads",
+        &[
+            ("csrf", &csrf),
+            ("name", "orders"),
+            ("environment", "production"),
+            ("team", "sre"),
+            ("accounts", "111111111111, 222222222222"),
+            ("regions", "eu-west-1"),
+            ("resources", "arn:aws:rds:*:*:db:orders-*"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let w = s.get("/api/v1/workloads/orders").await.body;
+    assert_eq!(w["accounts"], json!(["111111111111", "222222222222"]));
+    assert_eq!(w["environment"], "production");
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/workloads",
+        &[("csrf", &csrf), ("name", "shop"), ("environment", "prod")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("environment: expected one of production"),
+        "{body}"
+    );
+    let (status, _, _) = post_form(
+        &s,
+        &admin,
+        "/admin/workloads/orders/delete",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.get("/api/v1/workloads/orders").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // None of it is open to an agent.
+    let (agent, agent_csrf) = signed_in(&s, "ana@example.com").await;
+    let (status, _, _) = post_form(
+        &s,
+        &agent,
+        "/admin/tokens",
+        &[("csrf", &agent_csrf), ("name", "mine"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     s.stop().await;
 }

@@ -42,6 +42,16 @@ fn link(text: impl Into<String>, href: String) -> Cell {
     }
 }
 
+/// A button that posts to `action`.
+fn button(text: &str, action: String) -> Cell {
+    Cell {
+        text: text.to_owned(),
+        href: None,
+        post: Some(action),
+        chart: None,
+    }
+}
+
 fn list(items: &[String]) -> Cell {
     cell(if items.is_empty() {
         "any".to_owned()
@@ -65,13 +75,20 @@ struct AdminPage {
     shell: Shell,
     tables: Vec<Table>,
     notice: Option<String>,
+    error: Option<String>,
+    /// Roles a person may have, and roles a token may have (`ingest` too).
+    people_roles: Vec<&'static str>,
+    token_roles: Vec<&'static str>,
+    environments: Vec<&'static str>,
+    team_names: Vec<String>,
 }
 
-async fn admin_page(
+pub(super) async fn admin_page(
     state: &AppState,
     visit: Visit,
     status: StatusCode,
     notice: Option<String>,
+    error: Option<String>,
 ) -> Result<Response, PageError> {
     let desk = &state.desk;
     let actor = &visit.actor;
@@ -104,7 +121,7 @@ async fn admin_page(
             id: "users",
             title: "People",
             note: format!("{} people", users.len()),
-            headers: vec!["Email", "Name", "Role", "Teams", "Active", "Password"],
+            headers: vec!["Email", "Name", "Role", "Teams", "Active", "Password", ""],
             rows: users
                 .iter()
                 .map(|u| {
@@ -119,6 +136,14 @@ async fn admin_page(
                         }),
                         cell(if u.active { "yes" } else { "no" }),
                         cell(if u.has_password { "set" } else { "SSO only" }),
+                        button(
+                            if u.active { "Disable" } else { "Enable" },
+                            format!(
+                                "/admin/users/{}/{}",
+                                u.email,
+                                if u.active { "disable" } else { "enable" }
+                            ),
+                        ),
                     ]
                 })
                 .collect(),
@@ -143,7 +168,7 @@ async fn admin_page(
             id: "tokens",
             title: "API tokens",
             note: "Secrets are shown once, when a token is made (opsdesk token create or POST /api/v1/tokens).".into(),
-            headers: vec!["Name", "Role", "Made by", "Made", "Revoked"],
+            headers: vec!["Name", "Role", "Made by", "Made", "Revoked", ""],
             rows: tokens
                 .iter()
                 .map(|t| {
@@ -153,6 +178,10 @@ async fn admin_page(
                         cell(&t.created_by),
                         cell(when(&t.created_at)),
                         cell(t.revoked_at.as_ref().map(when).unwrap_or_else(|| "—".into())),
+                        match t.revoked_at {
+                            None => button("Revoke", format!("/admin/tokens/{}/revoke", t.name)),
+                            Some(_) => cell(""),
+                        },
                     ]
                 })
                 .collect(),
@@ -161,7 +190,7 @@ async fn admin_page(
             id: "workloads",
             title: "Workloads",
             note: String::new(),
-            headers: vec!["Workload", "Environment", "Team", "AWS accounts", "Regions", "Resources"],
+            headers: vec!["Workload", "Environment", "Team", "AWS accounts", "Regions", "Resources", ""],
             rows: workloads
                 .iter()
                 .map(|w| {
@@ -172,6 +201,7 @@ async fn admin_page(
                         list(&w.accounts),
                         list(&w.regions),
                         list(&w.resources),
+                        button("Delete", format!("/admin/workloads/{}/delete", w.name)),
                     ]
                 })
                 .collect(),
@@ -212,12 +242,7 @@ async fn admin_page(
                         ChannelKind::Webhook(_) => "webhook",
                         ChannelKind::Email(_) => "email",
                     };
-                    let test = Cell {
-                        text: "Send test".into(),
-                        href: None,
-                        post: Some(format!("/admin/channels/{}/test", c.name)),
-                        chart: None,
-                    };
+                    let test = button("Send test", format!("/admin/channels/{}/test", c.name));
                     vec![cell(&c.name), cell(kind), test]
                 })
                 .collect(),
@@ -369,13 +394,28 @@ async fn admin_page(
     let page = AdminPage {
         tables,
         notice,
+        error,
+        people_roles: opsdesk_domain::Role::ALL
+            .iter()
+            .filter(|r| r.for_people())
+            .map(|r| r.as_str())
+            .collect(),
+        token_roles: opsdesk_domain::Role::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect(),
+        environments: opsdesk_domain::signal::workload::Environment::ALL
+            .iter()
+            .map(|e| e.as_str())
+            .collect(),
+        team_names: teams.iter().map(|t| t.name.clone()).collect(),
         shell: visit.at("admin").shell,
     };
     Ok(render(status, page))
 }
 
 pub async fn index(State(state): State<AppState>, visit: Visit) -> Result<Response, PageError> {
-    admin_page(&state, visit, StatusCode::OK, None).await
+    admin_page(&state, visit, StatusCode::OK, None, None).await
 }
 
 /// Sends a test notification through a channel and says what was queued.
@@ -389,7 +429,7 @@ pub async fn test_channel(
         "A test notification to {name} is queued (delivery {}); its result shows in the delivery log.",
         item.id
     );
-    admin_page(&state, visit, StatusCode::OK, Some(notice)).await
+    admin_page(&state, visit, StatusCode::OK, Some(notice), None).await
 }
 
 struct EntryView {

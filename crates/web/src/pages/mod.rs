@@ -6,6 +6,7 @@ mod admin;
 mod assets;
 mod charts;
 mod dashboard;
+mod manage;
 mod markdown;
 mod queue;
 mod ticket;
@@ -41,6 +42,19 @@ pub fn routes() -> Router<AppState> {
         .route("/tickets/{id}/escalate", post(ticket::escalate))
         .route("/admin", get(admin::index))
         .route("/admin/channels/{name}/test", post(admin::test_channel))
+        .route("/admin/users", post(manage::add_person))
+        .route("/admin/users/role", post(manage::set_role))
+        .route("/admin/users/{email}/disable", post(manage::disable_person))
+        .route("/admin/users/{email}/enable", post(manage::enable_person))
+        .route("/admin/teams", post(manage::add_team))
+        .route("/admin/teams/members", post(manage::team_member))
+        .route("/admin/tokens", post(manage::create_token))
+        .route("/admin/tokens/{name}/revoke", post(manage::revoke_token))
+        .route("/admin/workloads", post(manage::save_workload))
+        .route(
+            "/admin/workloads/{name}/delete",
+            post(manage::delete_workload),
+        )
         .route("/admin/audit", get(admin::audit))
 }
 

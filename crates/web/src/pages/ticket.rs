@@ -249,6 +249,7 @@ struct TicketPage {
     description_html: String,
     next_statuses: Vec<String>,
     severities: Vec<Choice>,
+    kinds: Vec<Choice>,
     comments: Vec<CommentView>,
     timeline: Vec<Step>,
     links: Vec<LinkView>,
@@ -407,6 +408,7 @@ async fn ticket_page(
             .map(|s| s.as_str().to_owned())
             .collect(),
         severities: severity_choices(Some(t.severity)),
+        kinds: kind_choices(Some(t.kind)),
         comments: comments
             .iter()
             .map(|c| CommentView {
@@ -534,41 +536,79 @@ async fn done(
 }
 
 /// A change from the ticket page's buttons and fields. `version` is the one the page showed:
-/// if the ticket changed since, nothing is written and the page says so.
+/// if the ticket changed since, nothing is written and the page says so. Fields a form sends
+/// unchanged are left out, so only what the person changed is recorded.
 #[derive(Debug, Deserialize)]
 pub struct ChangeForm {
     version: i64,
     status: Option<String>,
     severity: Option<String>,
+    kind: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
     /// Empty clears it.
     assignee: Option<String>,
     team: Option<String>,
+    workload: Option<String>,
+    /// Comma-separated.
+    tags: Option<String>,
 }
 
-fn patch_from(form: &ChangeForm) -> Result<TicketPatch, opsdesk_domain::FieldError> {
-    let mut patch = TicketPatch::default();
-    if let Some(s) = form.status.as_deref().filter(|s| !s.is_empty()) {
-        patch.status = Some(Status::parse(s).ok_or_else(|| {
-            opsdesk_domain::FieldError::new(
-                "status",
-                format!("expected one of {}", Status::names()),
-            )
-        })?);
+fn parsed<T>(
+    field: &str,
+    raw: &Option<String>,
+    parse: fn(&str) -> Option<T>,
+    names: fn() -> String,
+) -> Result<Option<T>, opsdesk_domain::FieldError> {
+    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => parse(s).map(Some).ok_or_else(|| {
+            opsdesk_domain::FieldError::new(field, format!("expected one of {}", names()))
+        }),
     }
-    if let Some(s) = form.severity.as_deref().filter(|s| !s.is_empty()) {
-        patch.severity = Some(Severity::parse(s).ok_or_else(|| {
-            opsdesk_domain::FieldError::new(
-                "severity",
-                format!("expected one of {}", Severity::names()),
-            )
-        })?);
+}
+
+/// The change the form asks for against the ticket as it is: only the fields that differ.
+fn patch_from(form: &ChangeForm, t: &Ticket) -> Result<TicketPatch, opsdesk_domain::FieldError> {
+    let mut patch = TicketPatch {
+        status: parsed("status", &form.status, Status::parse, Status::names)?
+            .filter(|s| *s != t.status),
+        severity: parsed("severity", &form.severity, Severity::parse, Severity::names)?
+            .filter(|s| *s != t.severity),
+        kind: parsed("kind", &form.kind, Kind::parse, Kind::names)?.filter(|k| *k != t.kind),
+        ..TicketPatch::default()
+    };
+    if let Some(title) = form.title.as_deref().map(str::trim) {
+        if title != t.title {
+            patch.title = Some(title.to_owned());
+        }
     }
-    let optional = |v: &Option<String>| {
+    if let Some(description) = &form.description {
+        // Browsers send a textarea's line ends as CRLF.
+        let description = description.replace("\r\n", "\n");
+        if description != t.description {
+            patch.description = Some(description);
+        }
+    }
+    let optional = |v: &Option<String>, current: &Option<String>| {
         v.as_ref()
             .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+            .filter(|new| new != current)
     };
-    patch.assignee = optional(&form.assignee);
-    patch.team = optional(&form.team);
+    patch.assignee = optional(&form.assignee, &t.assignee);
+    patch.team = optional(&form.team, &t.team);
+    patch.workload = optional(&form.workload, &t.workload);
+    if let Some(raw) = &form.tags {
+        let tags: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if tags != t.tags {
+            patch.tags = Some(tags);
+        }
+    }
     Ok(patch)
 }
 
@@ -578,15 +618,15 @@ pub async fn change(
     Path(id): Path<String>,
     Form(form): Form<ChangeForm>,
 ) -> Result<Response, PageError> {
-    let result = match patch_from(&form) {
-        Ok(patch) => {
-            let ticket = ticket_id(&id)?;
-            state
-                .desk
-                .update_ticket(&visit.actor, ticket, Some(form.version), patch)
-                .await
-                .map(|_| ())
-        }
+    let ticket = ticket_id(&id)?;
+    let current = state.desk.ticket(&visit.actor, ticket).await?;
+    let result = match patch_from(&form, &current) {
+        Ok(patch) if patch.is_empty() && form.version == current.version => Ok(()),
+        Ok(patch) => state
+            .desk
+            .update_ticket(&visit.actor, ticket, Some(form.version), patch)
+            .await
+            .map(|_| ()),
         Err(e) => Err(e.into()),
     };
     done(&state, visit, &id, result).await

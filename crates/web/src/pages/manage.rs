@@ -1,0 +1,297 @@
+//! The admin page's forms: people, teams, API tokens and workloads. Each runs the use case
+//! the API runs and shows the admin page again with what happened, or why nothing did.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Form;
+use opsdesk_domain::{Environment, NewUser, NewWorkload, Role};
+use serde::Deserialize;
+
+use super::admin::admin_page;
+use super::{message, PageError, Visit};
+use crate::AppState;
+
+/// The admin page with a notice, or with the reason the change was refused.
+async fn outcome(
+    state: &AppState,
+    visit: Visit,
+    result: opsdesk_core::Result<String>,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(notice) => admin_page(state, visit, StatusCode::OK, Some(notice), None).await,
+        Err(e) => {
+            let (status, text) = message(&e.into());
+            admin_page(state, visit, status, None, Some(text)).await
+        }
+    }
+}
+
+fn role(field: &str, raw: &str) -> opsdesk_core::Result<Role> {
+    Role::parse(raw).ok_or_else(|| {
+        opsdesk_domain::FieldError::new(field, format!("expected one of {}", Role::names())).into()
+    })
+}
+
+/// Words separated by commas, spaces or lines.
+fn words(raw: &str) -> Vec<String> {
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PersonForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    /// Empty: the person signs in with SSO only.
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn add_person(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<PersonForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let person = NewUser {
+            email: form.email.clone(),
+            display_name: Some(form.name.trim().to_owned()).filter(|n| !n.is_empty()),
+            role: role("role", &form.role)?,
+            teams: Vec::new(),
+            password: Some(form.password.clone()).filter(|p| !p.is_empty()),
+        };
+        let user = state.desk.add_user(&visit.actor, person).await?;
+        Ok(format!("{} can now sign in as {}.", user.email, user.role))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let user = state
+            .desk
+            .set_user_role(&visit.actor, form.email.trim(), role("role", &form.role)?)
+            .await?;
+        Ok(format!("{} is now {}.", user.email, user.role))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn disable_person(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(email): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .set_user_active(&visit.actor, &email, false)
+        .await
+        .map(|u| format!("{} is disabled and signed out.", u.email));
+    outcome(&state, visit, result).await
+}
+
+pub async fn enable_person(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(email): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .set_user_active(&visit.actor, &email, true)
+        .await
+        .map(|u| format!("{} may sign in again.", u.email));
+    outcome(&state, visit, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TeamForm {
+    #[serde(default)]
+    name: String,
+    /// Empty: no lead.
+    #[serde(default)]
+    lead: String,
+}
+
+pub async fn add_team(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<TeamForm>,
+) -> Result<Response, PageError> {
+    let lead = Some(form.lead.trim()).filter(|l| !l.is_empty());
+    let result = state
+        .desk
+        .add_team(&visit.actor, form.name.trim(), lead)
+        .await
+        .map(|t| format!("Team {} is made.", t.name));
+    outcome(&state, visit, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    email: String,
+    /// `add` or `remove`.
+    #[serde(default)]
+    change: String,
+}
+
+pub async fn team_member(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, PageError> {
+    let add = form.change != "remove";
+    let result = state
+        .desk
+        .set_team_member(&visit.actor, &form.team, form.email.trim(), add)
+        .await
+        .map(|t| {
+            if add {
+                format!("{} is in team {}.", form.email.trim(), t.name)
+            } else {
+                format!("{} left team {}.", form.email.trim(), t.name)
+            }
+        });
+    outcome(&state, visit, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// Makes an API token and shows its secret this once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let role = role("role", &form.role)?;
+        let (token, secret) = state
+            .desk
+            .create_token(&visit.actor, form.name.trim(), role)
+            .await?;
+        Ok(format!(
+            "Token {} ({}) is made. Its secret is shown only this once: {secret}",
+            token.name, token.role
+        ))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .revoke_token(&visit.actor, &name)
+        .await
+        .map(|t| format!("Token {} is revoked.", t.name));
+    outcome(&state, visit, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WorkloadForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    accounts: String,
+    #[serde(default)]
+    regions: String,
+    #[serde(default)]
+    resources: String,
+}
+
+/// Creates a workload, or replaces the one of the same name.
+pub async fn save_workload(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<WorkloadForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let environment = Environment::parse(&form.environment).ok_or_else(|| {
+            opsdesk_domain::FieldError::new(
+                "environment",
+                format!("expected one of {}", Environment::names()),
+            )
+        })?;
+        let input = NewWorkload {
+            name: form.name.trim().to_owned(),
+            environment,
+            team: Some(form.team.trim().to_owned()).filter(|t| !t.is_empty()),
+            accounts: words(&form.accounts),
+            regions: words(&form.regions),
+            resources: words(&form.resources),
+            tags: Default::default(),
+        };
+        let w = state.desk.save_workload(&visit.actor, input).await?;
+        Ok(format!("Workload {} ({}) is saved.", w.name, w.environment))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn delete_workload(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .delete_workload(&visit.actor, &name)
+        .await
+        .map(|()| format!("Workload {name} is deleted."));
+    outcome(&state, visit, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_split_on_commas_spaces_and_lines() {
+        assert_eq!(
+            words("111111111111, 222222222222\n arn:aws:rds:*:*:db:orders-*"),
+            vec![
+                "111111111111",
+                "222222222222",
+                "arn:aws:rds:*:*:db:orders-*"
+            ]
+        );
+        assert!(words(" ,\n").is_empty());
+    }
+}
