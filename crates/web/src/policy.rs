@@ -55,7 +55,15 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/admin/tokens"
             | "/admin/tokens/{name}/revoke"
             | "/admin/workloads"
-            | "/admin/workloads/{name}/delete",
+            | "/admin/workloads/{name}/delete"
+            | "/admin/channels"
+            | "/admin/channels/{name}/delete"
+            | "/admin/routing-rules"
+            | "/admin/routing-rules/{name}/delete"
+            | "/admin/kpis"
+            | "/admin/kpis/{name}/delete"
+            | "/admin/aws-accounts"
+            | "/admin/aws-accounts/{id}/delete",
         ) => Needs(Administer),
         ("GET", "/admin/audit") => Needs(ReadAudit),
         ("POST", "/logout") => SignedIn,
@@ -152,6 +160,14 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/tokens/{name}/revoke"),
     ("POST", "/admin/workloads"),
     ("POST", "/admin/workloads/{name}/delete"),
+    ("POST", "/admin/channels"),
+    ("POST", "/admin/channels/{name}/delete"),
+    ("POST", "/admin/routing-rules"),
+    ("POST", "/admin/routing-rules/{name}/delete"),
+    ("POST", "/admin/kpis"),
+    ("POST", "/admin/kpis/{name}/delete"),
+    ("POST", "/admin/aws-accounts"),
+    ("POST", "/admin/aws-accounts/{id}/delete"),
     ("GET", "/admin/audit"),
     ("GET", "/login"),
     ("POST", "/login"),

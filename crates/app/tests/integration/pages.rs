@@ -816,6 +816,91 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
         StatusCode::NOT_FOUND
     );
 
+    // Channels, routing rules, KPIs and AWS accounts, as the JSON the API takes.
+    for (path, spec, saved) in [
+        (
+            "/admin/channels",
+            r#"{"name": "ops-webhook", "type": "webhook", "url": "https://hooks.example.com/opsdesk"}"#,
+            "Channel ops-webhook is saved",
+        ),
+        (
+            "/admin/routing-rules",
+            r#"{"name": "sev1-to-ops", "severities": ["SEV1"], "channels": ["ops-webhook"]}"#,
+            "Routing rule sev1-to-ops is saved",
+        ),
+        (
+            "/admin/kpis",
+            r#"{"name": "major_incident_share", "over": "tickets", "aggregate": "ratio", "filter": {"kinds": ["incident"]}, "numerator": {"severities": ["SEV1", "SEV2"]}, "target": 10, "warning": 20, "breach": 30, "scope": ["team"]}"#,
+            "KPI major_incident_share is saved",
+        ),
+        (
+            "/admin/aws-accounts",
+            r#"{"id": "123456789012", "name": "production", "support_plan": "business"}"#,
+            "AWS account 123456789012 is saved with the business plan",
+        ),
+    ] {
+        let (status, _, body) =
+            post_form(&s, &admin, path, &[("csrf", &csrf), ("spec", spec)]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains(saved), "{path}: {body}");
+    }
+    let rules = s
+        .call(Method::GET, "/api/v1/routing-rules", Some(&s.admin), None)
+        .await
+        .body;
+    assert!(rules.to_string().contains("sev1-to-ops"), "{rules}");
+    let account = api("/api/v1/aws-accounts/123456789012").await.body;
+    assert_eq!(account["support_plan"], "business");
+    let page = s.page(&admin, "/admin").await;
+    assert!(page.contains("major_incident_share") && page.contains("ops-webhook"));
+    let (status, _, body) = post_form(
+        &s,
+        &admin,
+        "/admin/channels",
+        &[
+            ("csrf", &csrf),
+            (
+                "spec",
+                r#"{"name": "half", "type": "webhook", "colour": "red"}"#,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("colour"),
+        "the unknown field is named: {body}"
+    );
+    for (path, gone) in [
+        (
+            "/admin/routing-rules/sev1-to-ops/delete",
+            "Routing rule sev1-to-ops is deleted",
+        ),
+        (
+            "/admin/channels/ops-webhook/delete",
+            "Channel ops-webhook is deleted",
+        ),
+        (
+            "/admin/kpis/major_incident_share/delete",
+            "KPI major_incident_share is deleted",
+        ),
+        (
+            "/admin/aws-accounts/123456789012/delete",
+            "AWS account 123456789012 is deleted",
+        ),
+    ] {
+        let (status, _, body) = post_form(&s, &admin, path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains(gone), "{path}: {body}");
+    }
+    assert_eq!(
+        api("/api/v1/aws-accounts/123456789012").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _, body) =
+        post_form(&s, &admin, "/admin/kpis/mtta/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a built-in KPI stays: {body}");
+
     // None of it is open to an agent.
     let (agent, agent_csrf) = signed_in(&s, "ana@example.com").await;
     let (status, _, _) = post_form(

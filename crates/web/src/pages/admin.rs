@@ -210,7 +210,7 @@ pub(super) async fn admin_page(
             id: "aws-accounts",
             title: "AWS accounts and support plans",
             note: String::new(),
-            headers: vec!["Account", "Name", "Plan", "Advice", "Why"],
+            headers: vec!["Account", "Name", "Plan", "Advice", "Why", ""],
             rows: accounts
                 .iter()
                 .map(|a| {
@@ -225,6 +225,11 @@ pub(super) async fn admin_page(
                                 .unwrap_or_else(|| "—".into()),
                         ),
                         cell(advice.map(|x| x.reasons.join(" ")).unwrap_or_default()),
+                        if a.origin == "config" {
+                            cell("in the configuration file")
+                        } else {
+                            button("Delete", format!("/admin/aws-accounts/{}/delete", a.id))
+                        },
                     ]
                 })
                 .collect(),
@@ -233,7 +238,7 @@ pub(super) async fn admin_page(
             id: "channels",
             title: "Channels",
             note: String::new(),
-            headers: vec!["Channel", "Kind", ""],
+            headers: vec!["Channel", "Kind", "", ""],
             rows: channels
                 .iter()
                 .map(|c| {
@@ -243,7 +248,8 @@ pub(super) async fn admin_page(
                         ChannelKind::Email(_) => "email",
                     };
                     let test = button("Send test", format!("/admin/channels/{}/test", c.name));
-                    vec![cell(&c.name), cell(kind), test]
+                    let delete = button("Delete", format!("/admin/channels/{}/delete", c.name));
+                    vec![cell(&c.name), cell(kind), test, delete]
                 })
                 .collect(),
         },
@@ -251,7 +257,7 @@ pub(super) async fn admin_page(
             id: "routing-rules",
             title: "Routing rules",
             note: "Tried in order; a rule marked stop ends the search.".into(),
-            headers: vec!["Rule", "Events", "Severities", "Sources", "Workloads", "Channels", "Stop"],
+            headers: vec!["Rule", "Events", "Severities", "Sources", "Workloads", "Channels", "Stop", ""],
             rows: rules
                 .iter()
                 .map(|r| {
@@ -266,6 +272,7 @@ pub(super) async fn admin_page(
                         list(&r.workloads),
                         cell(r.channels.join(", ")),
                         cell(if r.stop { "yes" } else { "no" }),
+                        button("Delete", format!("/admin/routing-rules/{}/delete", r.name)),
                     ]
                 })
                 .collect(),
@@ -360,7 +367,7 @@ pub(super) async fn admin_page(
             id: "kpis",
             title: "KPIs",
             note: String::new(),
-            headers: vec!["KPI", "Title", "Unit", "Window", "Target", "Warning", "Breach", "Last 30 days"],
+            headers: vec!["KPI", "Title", "Unit", "Window", "Target", "Warning", "Breach", "Last 30 days", ""],
             rows: kpis
                 .iter()
                 .zip(charts)
@@ -385,6 +392,11 @@ pub(super) async fn admin_page(
                             href: None,
                             post: None,
                             chart: Some(chart),
+                        },
+                        if k.info.builtin {
+                            cell("built in")
+                        } else {
+                            button("Delete", format!("/admin/kpis/{}/delete", k.info.name))
                         },
                     ]
                 })

@@ -1,5 +1,6 @@
-//! The admin page's forms: people, teams, API tokens and workloads. Each runs the use case
-//! the API runs and shows the admin page again with what happened, or why nothing did.
+//! The admin page's forms: people, teams, API tokens and workloads, and (as the JSON the API
+//! takes) channels, routing rules, custom KPIs and AWS accounts. Each runs the use case the API
+//! runs and shows the admin page again with what happened, or why nothing did.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,13 +11,13 @@ use serde::Deserialize;
 
 use super::admin::admin_page;
 use super::{message, PageError, Visit};
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 /// The admin page with a notice, or with the reason the change was refused.
-async fn outcome(
+async fn outcome<E: Into<ApiError>>(
     state: &AppState,
     visit: Visit,
-    result: opsdesk_core::Result<String>,
+    result: Result<String, E>,
 ) -> Result<Response, PageError> {
     match result {
         Ok(notice) => admin_page(state, visit, StatusCode::OK, Some(notice), None).await,
@@ -68,7 +69,7 @@ pub async fn add_person(
             password: Some(form.password.clone()).filter(|p| !p.is_empty()),
         };
         let user = state.desk.add_user(&visit.actor, person).await?;
-        Ok(format!("{} can now sign in as {}.", user.email, user.role))
+        Ok::<_, opsdesk_core::Error>(format!("{} can now sign in as {}.", user.email, user.role))
     }
     .await;
     outcome(&state, visit, result).await
@@ -92,7 +93,7 @@ pub async fn set_role(
             .desk
             .set_user_role(&visit.actor, form.email.trim(), role("role", &form.role)?)
             .await?;
-        Ok(format!("{} is now {}.", user.email, user.role))
+        Ok::<_, opsdesk_core::Error>(format!("{} is now {}.", user.email, user.role))
     }
     .await;
     outcome(&state, visit, result).await
@@ -198,7 +199,7 @@ pub async fn create_token(
             .desk
             .create_token(&visit.actor, form.name.trim(), role)
             .await?;
-        Ok(format!(
+        Ok::<_, opsdesk_core::Error>(format!(
             "Token {} ({}) is made. Its secret is shown only this once: {secret}",
             token.name, token.role
         ))
@@ -259,7 +260,7 @@ pub async fn save_workload(
             tags: Default::default(),
         };
         let w = state.desk.save_workload(&visit.actor, input).await?;
-        Ok(format!("Workload {} ({}) is saved.", w.name, w.environment))
+        Ok::<_, opsdesk_core::Error>(format!("Workload {} ({}) is saved.", w.name, w.environment))
     }
     .await;
     outcome(&state, visit, result).await
@@ -275,6 +276,133 @@ pub async fn delete_workload(
         .delete_workload(&visit.actor, &name)
         .await
         .map(|()| format!("Workload {name} is deleted."));
+    outcome(&state, visit, result).await
+}
+
+/// A definition as the API takes it: JSON, checked field by field.
+#[derive(Debug, Deserialize)]
+pub struct SpecForm {
+    #[serde(default)]
+    spec: String,
+}
+
+pub async fn save_channel(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<SpecForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let spec = crate::json::parse(form.spec.as_bytes())?;
+        let saved = state.desk.save_channel(&visit.actor, spec).await?;
+        Ok::<_, ApiError>(format!("Channel {} is saved.", saved.name))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .delete_channel(&visit.actor, &name)
+        .await
+        .map(|()| format!("Channel {name} is deleted."));
+    outcome(&state, visit, result).await
+}
+
+pub async fn save_rule(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<SpecForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let rule = crate::json::parse(form.spec.as_bytes())?;
+        let saved = state
+            .desk
+            .save_routing_rule(&visit.actor, rule, None)
+            .await?;
+        Ok::<_, ApiError>(format!(
+            "Routing rule {} is saved, after the others.",
+            saved.name
+        ))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn delete_rule(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .delete_routing_rule(&visit.actor, &name)
+        .await
+        .map(|()| format!("Routing rule {name} is deleted."));
+    outcome(&state, visit, result).await
+}
+
+pub async fn save_kpi(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<SpecForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let spec = crate::json::parse(form.spec.as_bytes())?;
+        let kpi = state.desk.save_kpi(&visit.actor, spec).await?;
+        Ok::<_, ApiError>(format!(
+            "KPI {} is saved; it is evaluated with the others.",
+            kpi.info.name
+        ))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn delete_kpi(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .delete_kpi(&visit.actor, &name)
+        .await
+        .map(|()| format!("KPI {name} is deleted with its series."));
+    outcome(&state, visit, result).await
+}
+
+pub async fn save_account(
+    State(state): State<AppState>,
+    visit: Visit,
+    Form(form): Form<SpecForm>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let account = crate::json::parse(form.spec.as_bytes())?;
+        let saved = state.desk.save_aws_account(&visit.actor, account).await?;
+        Ok::<_, ApiError>(format!(
+            "AWS account {} is saved with the {} plan.",
+            saved.id, saved.support_plan
+        ))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+pub async fn delete_account(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let result = state
+        .desk
+        .delete_aws_account(&visit.actor, &id)
+        .await
+        .map(|()| format!("AWS account {id} is deleted."));
     outcome(&state, visit, result).await
 }
 

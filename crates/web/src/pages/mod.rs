@@ -55,6 +55,23 @@ pub fn routes() -> Router<AppState> {
             "/admin/workloads/{name}/delete",
             post(manage::delete_workload),
         )
+        .route("/admin/channels", post(manage::save_channel))
+        .route(
+            "/admin/channels/{name}/delete",
+            post(manage::delete_channel),
+        )
+        .route("/admin/routing-rules", post(manage::save_rule))
+        .route(
+            "/admin/routing-rules/{name}/delete",
+            post(manage::delete_rule),
+        )
+        .route("/admin/kpis", post(manage::save_kpi))
+        .route("/admin/kpis/{name}/delete", post(manage::delete_kpi))
+        .route("/admin/aws-accounts", post(manage::save_account))
+        .route(
+            "/admin/aws-accounts/{id}/delete",
+            post(manage::delete_account),
+        )
         .route("/admin/audit", get(admin::audit))
 }
 
