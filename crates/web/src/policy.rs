@@ -39,9 +39,14 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/tickets/views" | "/tickets/views/{id}/delete") => Needs(ReadTickets),
         ("GET" | "POST", "/tickets/new") => Needs(CreateTickets),
         ("POST", "/tickets/{id}/comments") => Needs(CreateTickets),
-        ("POST", "/tickets/{id}/change" | "/tickets/{id}/escalate" | "/tickets/bulk") => {
-            Needs(WriteTickets)
-        }
+        (
+            "POST",
+            "/tickets/{id}/change"
+            | "/tickets/{id}/escalate"
+            | "/tickets/bulk"
+            | "/tickets/{id}/links"
+            | "/tickets/{id}/links/{link}/delete",
+        ) => Needs(WriteTickets),
         ("GET", "/admin") => Needs(Administer),
         ("POST", "/admin/channels/{name}/test") => Needs(Administer),
         (
@@ -148,6 +153,8 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/tickets/{id}/change"),
     ("POST", "/tickets/{id}/comments"),
     ("POST", "/tickets/{id}/escalate"),
+    ("POST", "/tickets/{id}/links"),
+    ("POST", "/tickets/{id}/links/{link}/delete"),
     ("GET", "/admin"),
     ("POST", "/admin/channels/{name}/test"),
     ("POST", "/admin/users"),

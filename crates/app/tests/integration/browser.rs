@@ -331,7 +331,12 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
         timeline.contains("status:") && timeline.contains("title:"),
         "{timeline}"
     );
+    // Editing the title leaves the description, typed in a textarea, as it was.
+    assert_eq!(timeline.matches("description:").count(), 1, "{timeline}");
+    // The whole ticket page, timeline included.
+    c.set_window_size(1400, 2400).await.unwrap();
     shot(&c, &dir, "ticket").await;
+    c.set_window_size(1400, 1100).await.unwrap();
 
     sign_out(&c).await;
 

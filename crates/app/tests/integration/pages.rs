@@ -350,6 +350,51 @@ async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
             expected
         );
     }
+    // Links: to another ticket, not to itself, and removed again.
+    let other = s
+        .ticket(json!({"title": "VPN concentrator reboot", "kind": "task", "severity": "SEV4"}))
+        .await;
+    let other_key = other["key"].as_str().unwrap();
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/links"),
+        &[
+            ("csrf", &csrf),
+            ("kind", "caused_by"),
+            ("target", other_key),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let links = s.get(&format!("/api/v1/tickets/{key}/links")).await.body;
+    assert_eq!(links[0]["kind"], "caused_by");
+    let page = s.page(&agent, &format!("/tickets/{key}")).await;
+    assert!(
+        page.contains(&format!(r#"caused by <a href="/tickets/{other_key}">"#)),
+        "{page}"
+    );
+    let (status, _, body) = post_form(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/links"),
+        &[("csrf", &csrf), ("kind", "relates_to"), ("target", &key)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("a ticket cannot link to itself"), "{body}");
+    let link_id = links[0]["id"].to_string();
+    let (status, _, _) = post_form(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/links/{link_id}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let links = s.get(&format!("/api/v1/tickets/{key}/links")).await.body;
+    assert_eq!(links, json!([]));
+
     // Escalating with no policy says how to get one.
     let (status, _, body) = post_form(
         &s,

@@ -40,6 +40,11 @@ pub fn routes() -> Router<AppState> {
         .route("/tickets/{id}/change", post(ticket::change))
         .route("/tickets/{id}/comments", post(ticket::comment))
         .route("/tickets/{id}/escalate", post(ticket::escalate))
+        .route("/tickets/{id}/links", post(ticket::add_link))
+        .route(
+            "/tickets/{id}/links/{link}/delete",
+            post(ticket::remove_link),
+        )
         .route("/admin", get(admin::index))
         .route("/admin/channels/{name}/test", post(admin::test_channel))
         .route("/admin/users", post(manage::add_person))

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use opsdesk_domain::audit::AuditRecord;
 use opsdesk_domain::escalation::EscalateTo;
-use opsdesk_domain::validation::{NewComment, NewTicket, TicketPatch};
-use opsdesk_domain::{Kind, Permission, Severity, Status, Ticket};
+use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
+use opsdesk_domain::{Kind, LinkKind, Permission, Severity, Status, Ticket};
 use opsdesk_store::OutboxFilter;
 use serde::Deserialize;
 use serde_json::Value;
@@ -143,7 +143,7 @@ pub async fn create(
     };
     let input = NewTicket {
         title: form.title.clone(),
-        description: form.description.clone(),
+        description: lines(&form.description),
         kind,
         severity,
         // Whoever fills the form in is asking.
@@ -190,6 +190,7 @@ struct Step {
 }
 
 struct LinkView {
+    id: i64,
     kind: String,
     other: String,
 }
@@ -432,6 +433,7 @@ async fn ticket_page(
                     )
                 };
                 LinkView {
+                    id: l.id,
                     kind,
                     other: Ticket::key_for(other),
                 }
@@ -554,6 +556,11 @@ pub struct ChangeForm {
     tags: Option<String>,
 }
 
+/// Text from a form's textarea with the line ends people typed: browsers send CRLF.
+fn lines(text: &str) -> String {
+    text.replace("\r\n", "\n")
+}
+
 fn parsed<T>(
     field: &str,
     raw: &Option<String>,
@@ -585,8 +592,8 @@ fn patch_from(form: &ChangeForm, t: &Ticket) -> Result<TicketPatch, opsdesk_doma
     }
     if let Some(description) = &form.description {
         // Browsers send a textarea's line ends as CRLF.
-        let description = description.replace("\r\n", "\n");
-        if description != t.description {
+        let description = lines(description);
+        if description != lines(&t.description) {
             patch.description = Some(description);
         }
     }
@@ -648,7 +655,7 @@ pub async fn comment(
     Form(form): Form<CommentForm>,
 ) -> Result<Response, PageError> {
     let input = NewComment {
-        body: form.body,
+        body: lines(&form.body),
         public: form.visibility != "internal",
     };
     let ticket = ticket_id(&id)?;
@@ -690,6 +697,58 @@ pub async fn escalate(
     let result = state
         .desk
         .escalate(&visit.actor, ticket, to, None, reason)
+        .await
+        .map(|_| ());
+    done(&state, visit, &id, result).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    /// `relates_to`, `duplicates` or `caused_by`.
+    #[serde(default)]
+    kind: String,
+    /// The other ticket: id or key.
+    #[serde(default)]
+    target: String,
+}
+
+pub async fn add_link(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, PageError> {
+    let ticket = ticket_id(&id)?;
+    let result = match LinkKind::parse(&form.kind) {
+        Some(kind) => {
+            let input = NewLink {
+                kind,
+                target: form.target,
+            };
+            state
+                .desk
+                .add_link(&visit.actor, ticket, input)
+                .await
+                .map(|_| ())
+        }
+        None => Err(opsdesk_domain::FieldError::new(
+            "kind",
+            format!("expected one of {}", LinkKind::names()),
+        )
+        .into()),
+    };
+    done(&state, visit, &id, result).await
+}
+
+pub async fn remove_link(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path((id, link)): Path<(String, i64)>,
+) -> Result<Response, PageError> {
+    let ticket = ticket_id(&id)?;
+    let result = state
+        .desk
+        .remove_link(&visit.actor, ticket, link)
         .await
         .map(|_| ());
     done(&state, visit, &id, result).await
