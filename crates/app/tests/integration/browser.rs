@@ -46,15 +46,24 @@ impl Driver {
     }
 
     async fn browser(&self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    async fn browser_with(&self, extra: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1100",
+        ];
+        args.extend_from_slice(extra);
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1100"],
-            }),
+            json!({ "binary": "/usr/bin/chromium", "args": args }),
         );
+
         // Two TLS back-ends are linked in; the WebDriver client (plain HTTP here) needs one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         ClientBuilder::rustls()
@@ -272,6 +281,12 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     assert!(text(&c, "#backlog-severity").await.contains("1 open"));
     shot(&c, &dir, "dashboard").await;
 
+    // The new request form suggests open requests like the one being typed: htmx at work
+    // under the Content-Security-Policy.
+    c.goto(&s.url("/tickets/new")).await.unwrap();
+    fill(&c, "#title", "disk full").await;
+    wait_text(&c, "#similar", |t| t.contains(key.as_str())).await;
+
     c.goto(&s.url("/tickets?q=disk&status=new,acknowledged,in_progress,pending"))
         .await
         .unwrap();
@@ -369,6 +384,22 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     shot(&c, &dir, "audit").await;
 
     c.close().await.unwrap();
+
+    // The same pages in dark mode.
+    let dark = driver.browser_with(&["--force-dark-mode"]).await;
+    sign_in(&dark, &s, "ana@example.com").await;
+    let background = dark
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, json!("rgb(20, 23, 28)"), "the dark palette");
+    shot(&dark, &dir, "dashboard-dark").await;
+    dark.goto(&s.url(&format!("/tickets/{key}"))).await.unwrap();
+    shot(&dark, &dir, "ticket-dark").await;
+    dark.close().await.unwrap();
     desk.db().close().await;
     s.stop().await;
 }
