@@ -47,6 +47,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/tickets/{id}/links"
             | "/tickets/{id}/links/{link}/delete",
         ) => Needs(WriteTickets),
+        ("GET", "/reports") => Needs(ReadTickets),
         ("GET", "/admin") => Needs(Administer),
         ("POST", "/admin/channels/{name}/test") => Needs(Administer),
         (
@@ -155,6 +156,7 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/tickets/{id}/escalate"),
     ("POST", "/tickets/{id}/links"),
     ("POST", "/tickets/{id}/links/{link}/delete"),
+    ("GET", "/reports"),
     ("GET", "/admin"),
     ("POST", "/admin/channels/{name}/test"),
     ("POST", "/admin/users"),

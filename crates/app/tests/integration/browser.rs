@@ -287,6 +287,13 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     fill(&c, "#title", "disk full").await;
     wait_text(&c, "#similar", |t| t.contains(key.as_str())).await;
 
+    let period = around_now();
+    c.goto(&s.url(&format!("/reports?period={period}")))
+        .await
+        .unwrap();
+    assert!(text(&c, "#volume").await.contains("Tickets created: 1"));
+    shot(&c, &dir, "report").await;
+
     c.goto(&s.url("/tickets?q=disk&status=new,acknowledged,in_progress,pending"))
         .await
         .unwrap();
@@ -402,4 +409,14 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     dark.close().await.unwrap();
     desk.db().close().await;
     s.stop().await;
+}
+
+/// A report period from an hour ago to an hour from now, on the wall clock the server reads.
+#[allow(clippy::disallowed_methods)]
+fn around_now() -> String {
+    let now = chrono::Utc::now();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hour = chrono::Duration::hours(1);
+    format!("{}..{}", at(now - hour), at(now + hour))
 }

@@ -14,6 +14,7 @@ on_both_backends!(
     queue_filters_pages_and_bulk_actions,
     first_admin_account_is_made_in_the_browser_on_a_new_database,
     admins_manage_people_teams_tokens_and_workloads,
+    trend_report_page_covers_a_period,
 );
 
 /// A browser-like client signed in as `email`, with the session's CSRF token.
@@ -957,4 +958,52 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     s.stop().await;
+}
+
+async fn trend_report_page_covers_a_period(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    add_local_user(&desk, "rita@example.com", Role::Requester).await;
+    desk.db().close().await;
+    for (title, sev) in [
+        ("Queue stuck", "SEV2"),
+        ("Queue stuck again", "SEV2"),
+        ("Typo", "SEV5"),
+    ] {
+        s.ticket(json!({"title": title, "kind": "incident", "severity": sev}))
+            .await;
+    }
+    let (agent, _) = signed_in(&s, "ana@example.com").await;
+    let period = around_now();
+    let page = s.page(&agent, &format!("/reports?period={period}")).await;
+    assert!(page.contains("Tickets created: 3"), "{page}");
+    assert!(page.contains("<title>SEV2: 2</title>"), "{page}");
+    assert!(page.contains("Mean time to acknowledge"), "{page}");
+    let r = agent
+        .get(s.url("/reports?period=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("period:"));
+    assert!(
+        s.page(&agent, "/reports").await.contains("Trend report"),
+        "last week by default"
+    );
+    // Reports cover every ticket: not for requesters, as in the API.
+    let (requester, _) = signed_in(&s, "rita@example.com").await;
+    let r = requester.get(s.url("/reports")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+/// A report period from an hour ago to an hour from now, on the wall clock the server reads.
+#[allow(clippy::disallowed_methods)]
+fn around_now() -> String {
+    let now = chrono::Utc::now();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hour = chrono::Duration::hours(1);
+    format!("{}..{}", at(now - hour), at(now + hour))
 }

@@ -80,7 +80,7 @@ struct PortalPage {
 }
 
 /// A KPI's value in its unit, as a tile shows it.
-fn shown(unit: Unit, value: Option<f64>) -> String {
+pub(super) fn shown(unit: Unit, value: Option<f64>) -> String {
     let Some(v) = value else {
         return "—".into();
     };

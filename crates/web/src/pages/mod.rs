@@ -9,6 +9,7 @@ mod dashboard;
 mod manage;
 mod markdown;
 mod queue;
+mod reports;
 mod ticket;
 
 use askama::Template;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
             "/tickets/{id}/links/{link}/delete",
             post(ticket::remove_link),
         )
+        .route("/reports", get(reports::report))
         .route("/admin", get(admin::index))
         .route("/admin/channels/{name}/test", post(admin::test_channel))
         .route("/admin/users", post(manage::add_person))
