@@ -236,6 +236,22 @@ async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
     let desk = s.db.desk().await;
     add_local_user(&desk, "ana@example.com", Role::Agent).await;
     desk.db().close().await;
+    // Every new ticket is announced through a webhook (that answers nothing).
+    let hook = json!({"name": "ops-hook", "type": "webhook", "url": "http://127.0.0.1:9/hook"});
+    let r = s
+        .call(Method::POST, "/api/v1/channels", Some(&s.admin), Some(hook))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rule = json!({"name": "all", "channels": ["ops-hook"]});
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/routing-rules",
+            Some(&s.admin),
+            Some(rule),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let (agent, csrf) = signed_in(&s, "ana@example.com").await;
 
     // The new request form: a bad severity is named, a good request opens a ticket.
@@ -291,6 +307,11 @@ async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
         (Some("SEV2"), Some("web"))
     );
     assert_eq!(t["requester"], "ana@example.com");
+    let page = s.page(&agent, &format!("/tickets/{key}")).await;
+    assert!(
+        page.contains("Notifications") && page.contains("→ ops-hook"),
+        "the delivery log: {page}"
+    );
 
     // A change made from a page showing version 1 after the ticket moved on is refused.
     let path = format!("/tickets/{key}/change");
@@ -395,6 +416,47 @@ async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let links = s.get(&format!("/api/v1/tickets/{key}/links")).await.body;
     assert_eq!(links, json!([]));
+
+    let workload = json!({"name": "checkout", "environment": "production"});
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/workloads",
+            Some(&s.admin),
+            Some(workload),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // The dashboard's calendar shows a maintenance window planned for tomorrow.
+    let created = chrono::DateTime::parse_from_rfc3339(t["created_at"].as_str().unwrap()).unwrap();
+    let start = created + chrono::Duration::days(1);
+    let end = start + chrono::Duration::hours(2);
+    let plan = json!({"workload": "checkout", "title": "Core switch firmware", "start": start.to_rfc3339(), "end": end.to_rfc3339()});
+    let r = s.post("/api/v1/maintenance", plan).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let dashboard = s.page(&agent, "/").await;
+    let calendar = dashboard.split("id=\"maintenance\"").nth(1).unwrap();
+    assert!(calendar.contains("Core switch firmware"), "{calendar}");
+
+    // AWS Health issues on production workloads, and only those, are on the dashboard.
+    for (title, workload) in [
+        ("EC2 degraded in eu-west-1", json!("checkout")),
+        ("Lambda notice", json!(null)),
+    ] {
+        s.ticket(
+            json!({"title": title, "kind": "incident", "severity": "SEV2",
+                        "source": "aws.health", "workload": workload}),
+        )
+        .await;
+    }
+    let dashboard = s.page(&agent, "/").await;
+    let health = dashboard
+        .split("id=\"health\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .unwrap();
+    assert!(health.contains("EC2 degraded in eu-west-1"), "{health}");
+    assert!(!health.contains("Lambda notice"), "{health}");
 
     // Escalating with no policy says how to get one.
     let (status, _, body) = post_form(

@@ -12,7 +12,7 @@ use axum::response::Response;
 use chrono::{Duration, DurationRound};
 use opsdesk_core::kpis::KpiView;
 use opsdesk_domain::kpi::{Dimension, Unit};
-use opsdesk_domain::{Severity, Status, Ticket};
+use opsdesk_domain::{Environment, Severity, Status, Ticket};
 use opsdesk_store::{SortKey, TicketFilter};
 
 use super::charts::{bars, number, spark};
@@ -187,24 +187,37 @@ async fn dashboard(state: &AppState, visit: Visit) -> Result<Response, PageError
     })
     .collect();
 
+    // Open AWS Health tickets on production workloads, most severe first.
+    let production: Vec<String> = desk
+        .workloads(actor)
+        .await?
+        .into_iter()
+        .filter(|w| w.environment == Environment::Production)
+        .map(|w| w.name)
+        .collect();
     let health_filter = TicketFilter {
         statuses: Status::ALL
             .iter()
             .copied()
             .filter(|s| s.is_open())
             .collect(),
-        source: Some("aws.health".into()),
+        source: Some(opsdesk_domain::signal::HEALTH.into()),
         sort: SortKey::parse("severity").unwrap_or_default(),
-        limit: 10,
+        limit: 200,
         ..TicketFilter::default()
     };
-    let health = desk
-        .tickets(actor, &health_filter)
-        .await?
-        .items
-        .iter()
-        .map(Row::of)
-        .collect();
+    let health = if production.is_empty() {
+        Vec::new()
+    } else {
+        desk.tickets(actor, &health_filter)
+            .await?
+            .items
+            .iter()
+            .filter(|t| t.workload.as_ref().is_some_and(|w| production.contains(w)))
+            .take(10)
+            .map(Row::of)
+            .collect()
+    };
 
     let start = now.duration_trunc(Duration::days(1)).unwrap_or(now);
     let windows = desk
