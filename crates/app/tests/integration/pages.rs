@@ -144,6 +144,7 @@ async fn pages_are_protected_and_refuse_what_the_api_refuses(backend: Backend) {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["cache-control"], "no-store");
     let html = r.text().await.unwrap();
     assert!(
         !html.contains("<script>x()"),
@@ -507,6 +508,11 @@ async fn queue_filters_pages_and_bulk_actions(backend: Backend) {
     );
     assert!(second.contains("Printer 0 jammed"), "oldest last: {next}");
 
+    let custom = s.page(&agent, "/tickets?status=new,acknowledged").await;
+    assert!(
+        custom.contains(r#"<option value="new,acknowledged" selected>"#),
+        "a value no option names stays chosen"
+    );
     let bad = agent
         .get(s.url("/tickets?severity=SEV9"))
         .send()
@@ -800,6 +806,37 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK);
 
+    // An address is one path segment, whatever the email holds.
+    for email in ["alice@example.com", "%61lice@example.com"] {
+        let (status, _, body) = post_form(
+            &s,
+            &admin,
+            "/admin/users",
+            &[("csrf", &csrf), ("email", email), ("role", "viewer")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let page = s.page(&admin, "/admin").await;
+    let action = "/admin/users/%2561lice%40example%2Ecom/disable";
+    assert!(page.contains(action), "{page}");
+    let (status, _, _) = post_form(&s, &admin, action, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let users = api("/api/v1/users").await.body;
+    let active = |email: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["active"]
+            .clone()
+    };
+    assert_eq!(
+        (active("%61lice@example.com"), active("alice@example.com")),
+        (json!(false), json!(true))
+    );
+
     // Teams and their members.
     let (status, _, body) = post_form(
         &s,
@@ -1055,6 +1092,32 @@ async fn trend_report_page_covers_a_period(backend: Backend) {
     );
     // Reports cover every ticket: not for requesters, as in the API.
     let (requester, _) = signed_in(&s, "rita@example.com").await;
+    // A requester's portal pages through all of their requests.
+    let many: Vec<_> = (0..51)
+        .map(|i| {
+            json!({"title": format!("Laptop {i}"), "kind": "service_request",
+                        "severity": "SEV5", "requester": "rita@example.com"})
+        })
+        .collect();
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/tickets/batch",
+            Some(&s.admin),
+            Some(json!(many)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let first = s.page(&requester, "/").await;
+    assert_eq!(first.matches("<tr><td><a href=\"/tickets/").count(), 50);
+    let older = first
+        .split("href=\"/?cursor=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let second = s.page(&requester, &format!("/?cursor={older}")).await;
+    assert_eq!(second.matches("<tr><td><a href=\"/tickets/").count(), 1);
+    assert!(second.contains("Laptop 0"), "oldest last");
     let r = requester.get(s.url("/reports")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     s.stop().await;

@@ -11,7 +11,7 @@ use opsdesk_core::audit::VerifyError;
 use opsdesk_domain::channel::ChannelKind;
 use serde::Deserialize;
 
-use super::{iso, render, when, PageError, Shell, Visit};
+use super::{iso, query_value, render, seg, when, PageError, Shell, Visit};
 use crate::AppState;
 
 /// One cell of a table: text, and where it leads when it is a link.
@@ -140,7 +140,7 @@ pub(super) async fn admin_page(
                             if u.active { "Disable" } else { "Enable" },
                             format!(
                                 "/admin/users/{}/{}",
-                                u.email,
+                                seg(&u.email),
                                 if u.active { "disable" } else { "enable" }
                             ),
                         ),
@@ -157,7 +157,7 @@ pub(super) async fn admin_page(
                 .iter()
                 .map(|t| {
                     vec![
-                        link(&t.name, format!("/tickets?team={}", t.name)),
+                        link(&t.name, format!("/tickets?team={}", query_value(&t.name))),
                         cell(t.lead.clone().unwrap_or_else(|| "—".into())),
                         cell(t.members.join(", ")),
                     ]
@@ -179,7 +179,7 @@ pub(super) async fn admin_page(
                         cell(when(&t.created_at)),
                         cell(t.revoked_at.as_ref().map(when).unwrap_or_else(|| "—".into())),
                         match t.revoked_at {
-                            None => button("Revoke", format!("/admin/tokens/{}/revoke", t.name)),
+                            None => button("Revoke", format!("/admin/tokens/{}/revoke", seg(&t.name))),
                             Some(_) => cell(""),
                         },
                     ]
@@ -195,13 +195,13 @@ pub(super) async fn admin_page(
                 .iter()
                 .map(|w| {
                     vec![
-                        link(&w.name, format!("/tickets?workload={}", w.name)),
+                        link(&w.name, format!("/tickets?workload={}", query_value(&w.name))),
                         cell(w.environment.as_str()),
                         cell(w.team.clone().unwrap_or_else(|| "—".into())),
                         list(&w.accounts),
                         list(&w.regions),
                         list(&w.resources),
-                        button("Delete", format!("/admin/workloads/{}/delete", w.name)),
+                        button("Delete", format!("/admin/workloads/{}/delete", seg(&w.name))),
                     ]
                 })
                 .collect(),
@@ -228,7 +228,7 @@ pub(super) async fn admin_page(
                         if a.origin == "config" {
                             cell("in the configuration file")
                         } else {
-                            button("Delete", format!("/admin/aws-accounts/{}/delete", a.id))
+                            button("Delete", format!("/admin/aws-accounts/{}/delete", seg(&a.id)))
                         },
                     ]
                 })
@@ -247,8 +247,8 @@ pub(super) async fn admin_page(
                         ChannelKind::Webhook(_) => "webhook",
                         ChannelKind::Email(_) => "email",
                     };
-                    let test = button("Send test", format!("/admin/channels/{}/test", c.name));
-                    let delete = button("Delete", format!("/admin/channels/{}/delete", c.name));
+                    let test = button("Send test", format!("/admin/channels/{}/test", seg(&c.name)));
+                    let delete = button("Delete", format!("/admin/channels/{}/delete", seg(&c.name)));
                     vec![cell(&c.name), cell(kind), test, delete]
                 })
                 .collect(),
@@ -272,7 +272,7 @@ pub(super) async fn admin_page(
                         list(&r.workloads),
                         cell(r.channels.join(", ")),
                         cell(if r.stop { "yes" } else { "no" }),
-                        button("Delete", format!("/admin/routing-rules/{}/delete", r.name)),
+                        button("Delete", format!("/admin/routing-rules/{}/delete", seg(&r.name))),
                     ]
                 })
                 .collect(),
@@ -380,7 +380,7 @@ pub(super) async fn admin_page(
                             .unwrap_or_else(|| "—".into())
                     };
                     vec![
-                        link(&k.info.name, format!("/api/v1/kpis/{}", k.info.name)),
+                        link(&k.info.name, format!("/api/v1/kpis/{}", seg(&k.info.name))),
                         cell(&k.info.title),
                         cell(k.info.unit.as_str()),
                         cell(k.info.window.to_string()),
@@ -396,7 +396,7 @@ pub(super) async fn admin_page(
                         if k.info.builtin {
                             cell("built in")
                         } else {
-                            button("Delete", format!("/admin/kpis/{}/delete", k.info.name))
+                            button("Delete", format!("/admin/kpis/{}/delete", seg(&k.info.name)))
                         },
                     ]
                 })
@@ -467,9 +467,6 @@ struct AuditPage {
 pub struct AuditParams {
     /// Show the entries before this seq (newest first); the newest when absent.
     before: Option<i64>,
-    /// Walk the whole chain and show the result.
-    #[serde(default)]
-    verify: bool,
 }
 
 const AUDIT_PAGE: i64 = 100;
@@ -479,8 +476,26 @@ pub async fn audit(
     visit: Visit,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, PageError> {
+    audit_page(&state, visit, p.before, false).await
+}
+
+/// Walks the whole chain (a POST: it reads every entry) and shows the newest entries with
+/// the result.
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    visit: Visit,
+) -> Result<Response, PageError> {
+    audit_page(&state, visit, None, true).await
+}
+
+async fn audit_page(
+    state: &AppState,
+    visit: Visit,
+    before: Option<i64>,
+    verify: bool,
+) -> Result<Response, PageError> {
     let desk = &state.desk;
-    let before = match p.before {
+    let before = match before {
         Some(b) => b,
         None => {
             desk.db()
@@ -491,11 +506,11 @@ pub async fn audit(
                 + 1
         }
     };
-    let after = (before - 1 - AUDIT_PAGE).max(0);
+    let after = before.saturating_sub(1 + AUDIT_PAGE).max(0);
     let mut entries = desk.audit_page(&visit.actor, after, AUDIT_PAGE).await?;
     entries.retain(|e| e.seq < before);
     entries.reverse();
-    let verified = if p.verify {
+    let verified = if verify {
         Some(match desk.verify_audit().await {
             Ok(s) => Ok(format!(
                 "The chain is intact: {} entries checked, head hash {}.",

@@ -6,14 +6,15 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, DurationRound};
 use opsdesk_core::kpis::KpiView;
 use opsdesk_domain::kpi::{Dimension, Unit};
 use opsdesk_domain::{Environment, Severity, Status, Ticket};
-use opsdesk_store::{SortKey, TicketFilter};
+use opsdesk_store::{Cursor, SortKey, TicketFilter};
+use serde::Deserialize;
 
 use super::charts::{bars, number, spark};
 use super::queue::Row;
@@ -77,6 +78,8 @@ struct DashboardPage {
 struct PortalPage {
     shell: Shell,
     rows: Vec<Row>,
+    /// The next page's cursor, ready for an address.
+    next: Option<String>,
 }
 
 /// A KPI's value in its unit, as a tile shows it.
@@ -106,10 +109,29 @@ fn scopes(kpi: Option<&KpiView>, by: Dimension) -> BTreeMap<String, f64> {
     .unwrap_or_default()
 }
 
-pub async fn home(State(state): State<AppState>, visit: Visit) -> Result<Response, PageError> {
+#[derive(Debug, Deserialize)]
+pub struct HomeParams {
+    /// The portal's next page.
+    cursor: Option<String>,
+}
+
+pub async fn home(
+    State(state): State<AppState>,
+    visit: Visit,
+    Query(p): Query<HomeParams>,
+) -> Result<Response, PageError> {
     if visit.shell.portal {
+        let sort = SortKey::default();
+        let cursor =
+            match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(Cursor::decode(c, sort).ok_or_else(|| {
+                    crate::ApiError::invalid("cursor", "not a cursor of this list")
+                })?),
+            };
         let filter = TicketFilter {
-            sort: SortKey::default(),
+            sort,
+            cursor,
             limit: 50,
             ..TicketFilter::default()
         };
@@ -120,6 +142,7 @@ pub async fn home(State(state): State<AppState>, visit: Visit) -> Result<Respons
             PortalPage {
                 shell: visit.at("dashboard").shell,
                 rows,
+                next: page.next_cursor.map(|c| super::query_value(&c)),
             },
         ));
     }

@@ -80,6 +80,7 @@ pub fn routes() -> Router<AppState> {
             post(manage::delete_account),
         )
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/audit/verify", post(admin::verify_audit))
 }
 
 /// What every page of the app shows around its content: who is signed in, what they may
@@ -238,7 +239,25 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    // Pages and answers hold people's data (a new token's secret, once): keep them out of
+    // caches. The built-in assets say otherwise themselves.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     res
+}
+
+/// A value as one segment of a path: every character but letters and digits percent-encoded,
+/// so an email or a name cannot reach another route or another row.
+pub fn seg(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A value as a query string parameter.
+pub fn query_value(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|pair| pair.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
 }
 
 /// A time as pages show it (UTC; the browser turns it into local time).
@@ -276,6 +295,13 @@ pub fn span(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_addresses_stay_in_their_place() {
+        assert_eq!(seg("%61lice@corp.com"), "%2561lice%40corp%2Ecom");
+        assert_eq!(seg("a/b?c#d"), "a%2Fb%3Fc%23d");
+        assert_eq!(query_value("sre & ops"), "sre+%26+ops");
+    }
 
     #[test]
     fn durations_read_as_people_say_them() {

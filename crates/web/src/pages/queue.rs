@@ -69,6 +69,15 @@ fn options(current: Option<&str>, any: &str, values: &[(&str, &str)]) -> Vec<Opt
         label: (*label).to_owned(),
         selected: *v == current,
     }));
+    // A value from a saved view or an address that no option names (`new,acknowledged`)
+    // stays chosen, so applying the form keeps it.
+    if !current.is_empty() && !values.iter().any(|(v, _)| *v == current) {
+        out.push(Opt {
+            value: current.to_owned(),
+            label: current.to_owned(),
+            selected: true,
+        });
+    }
     out
 }
 

@@ -275,6 +275,17 @@ fn shown(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(items) if items.is_empty() => "—".to_owned(),
         Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
+        // A comment: what was said, marked when it was internal.
+        Value::Object(fields) if fields.get("body").is_some_and(Value::is_string) => {
+            let body = fields
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match fields.get("public") {
+                Some(Value::Bool(false)) => format!("(internal) {body}"),
+                _ => body.to_owned(),
+            }
+        }
         other => other.to_string(),
     };
     if text.chars().count() > 300 {
