@@ -961,31 +961,61 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
         StatusCode::NOT_FOUND
     );
 
-    // Channels, routing rules, KPIs and AWS accounts, as the JSON the API takes.
-    for (path, spec, saved) in [
+    // Channels, routing rules and AWS accounts from their fields; KPIs as the JSON the API
+    // takes.
+    type Fields<'a> = Vec<(&'a str, &'a str)>;
+    let forms: [(&str, Fields, &str); 4] = [
         (
             "/admin/channels",
-            r#"{"name": "ops-webhook", "type": "webhook", "url": "https://hooks.example.com/opsdesk"}"#,
+            vec![
+                ("name", "ops-webhook"),
+                ("type", "webhook"),
+                ("url", "https://hooks.example.com/opsdesk"),
+                ("format", ""),
+                ("secret", ""),
+                ("to", "ignored@example.com"),
+                ("topic_arn", ""),
+            ],
             "Channel ops-webhook is saved",
         ),
         (
             "/admin/routing-rules",
-            r#"{"name": "sev1-to-ops", "severities": ["SEV1"], "channels": ["ops-webhook"]}"#,
+            vec![
+                ("name", "sev1-to-ops"),
+                ("events", "created"),
+                ("events", "escalated"),
+                ("severities", "SEV1"),
+                ("sources", "aws.health, web"),
+                ("workloads", ""),
+                ("channels", "ops-webhook"),
+                ("stop", "on"),
+            ],
             "Routing rule sev1-to-ops is saved",
         ),
         (
             "/admin/kpis",
-            r#"{"name": "major_incident_share", "over": "tickets", "aggregate": "ratio", "filter": {"kinds": ["incident"]}, "numerator": {"severities": ["SEV1", "SEV2"]}, "target": 10, "warning": 20, "breach": 30, "scope": ["team"]}"#,
+            vec![(
+                "spec",
+                r#"{"name": "major_incident_share", "over": "tickets", "aggregate": "ratio", "filter": {"kinds": ["incident"]}, "numerator": {"severities": ["SEV1", "SEV2"]}, "target": 10, "warning": 20, "breach": 30, "scope": ["team"]}"#,
+            )],
             "KPI major_incident_share is saved",
         ),
         (
             "/admin/aws-accounts",
-            r#"{"id": "123456789012", "name": "production", "support_plan": "business"}"#,
+            vec![
+                ("id", "123456789012"),
+                ("name", "production"),
+                ("support_plan", "business"),
+                ("account_team_emails", "tam@example.com"),
+                ("support_role_arn", ""),
+            ],
             "AWS account 123456789012 is saved with the business plan",
         ),
-    ] {
-        let (status, _, body) =
-            post_form(&s, &admin, path, &[("csrf", &csrf), ("spec", spec)]).await;
+    ];
+    for (path, fields, saved) in forms {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        let (status, _, body) = post_form(&s, &admin, path, &form).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert!(body.contains(saved), "{path}: {body}");
     }
@@ -993,29 +1023,45 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
         .call(Method::GET, "/api/v1/routing-rules", Some(&s.admin), None)
         .await
         .body;
-    assert!(rules.to_string().contains("sev1-to-ops"), "{rules}");
+    let rule = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "sev1-to-ops")
+        .unwrap()
+        .clone();
+    assert_eq!(rule["events"], json!(["created", "escalated"]), "{rule}");
+    assert_eq!(rule["sources"], json!(["aws.health", "web"]), "{rule}");
+    assert_eq!(
+        (rule["channels"].clone(), rule["stop"].clone()),
+        (json!(["ops-webhook"]), json!(true))
+    );
+    let channels = s
+        .call(Method::GET, "/api/v1/channels", Some(&s.admin), None)
+        .await
+        .body;
+    assert!(
+        !channels.to_string().contains("ignored@example.com"),
+        "only the webhook's fields: {channels}"
+    );
     let account = api("/api/v1/aws-accounts/123456789012").await.body;
     assert_eq!(account["support_plan"], "business");
+    assert_eq!(account["account_team_emails"], json!(["tam@example.com"]));
     let page = s.page(&admin, "/admin").await;
     assert!(page.contains("major_incident_share") && page.contains("ops-webhook"));
-    let (status, _, body) = post_form(
-        &s,
-        &admin,
-        "/admin/channels",
-        &[
-            ("csrf", &csrf),
-            (
-                "spec",
-                r#"{"name": "half", "type": "webhook", "colour": "red"}"#,
-            ),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body.contains("colour"),
-        "the unknown field is named: {body}"
-    );
+    for (form, field) in [
+        (vec![("name", "half"), ("type", "pager")], "type:"),
+        (
+            vec![("name", "half"), ("type", "webhook"), ("url", "not a url")],
+            "url",
+        ),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(form);
+        let (status, _, body) = post_form(&s, &admin, "/admin/channels", &all).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains(field), "the field at fault is named: {body}");
+    }
     for (path, gone) in [
         (
             "/admin/routing-rules/sev1-to-ops/delete",

@@ -81,6 +81,10 @@ struct AdminPage {
     token_roles: Vec<&'static str>,
     environments: Vec<&'static str>,
     team_names: Vec<String>,
+    channel_names: Vec<String>,
+    events: Vec<&'static str>,
+    severities: Vec<&'static str>,
+    plans: Vec<&'static str>,
 }
 
 pub(super) async fn admin_page(
@@ -421,6 +425,19 @@ pub(super) async fn admin_page(
             .map(|e| e.as_str())
             .collect(),
         team_names: teams.iter().map(|t| t.name.clone()).collect(),
+        channel_names: channels.iter().map(|c| c.name.clone()).collect(),
+        events: opsdesk_domain::channel::NotificationEvent::ALL
+            .iter()
+            .map(|e| e.as_str())
+            .collect(),
+        severities: opsdesk_domain::Severity::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+        plans: opsdesk_domain::SupportPlan::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect(),
         shell: visit.at("admin").shell,
     };
     Ok(render(status, page))

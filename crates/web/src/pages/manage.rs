@@ -1,5 +1,5 @@
-//! The admin page's forms: people, teams, API tokens and workloads, and (as the JSON the API
-//! takes) channels, routing rules, custom KPIs and AWS accounts. Each runs the use case the API
+//! The admin page's forms: people, teams, API tokens, workloads, channels, routing rules and
+//! AWS accounts, and custom KPIs as the JSON the API takes. Each runs the use case the API
 //! runs and shows the admin page again with what happened, or why nothing did.
 
 use axum::extract::{Path, State};
@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Form;
 use opsdesk_domain::{Environment, NewUser, NewWorkload, Role};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::admin::admin_page;
 use super::{message, PageError, Visit};
@@ -286,13 +287,76 @@ pub struct SpecForm {
     spec: String,
 }
 
+/// A channel from the admin page's fields: only those of its type are sent on, and the
+/// channel is checked as the API checks it (the field at fault is named).
+#[derive(Debug, Default, Deserialize)]
+pub struct ChannelForm {
+    #[serde(default)]
+    name: String,
+    /// `sns`, `webhook` or `email`.
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    topic_arn: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    cc: String,
+}
+
+/// `Some(text)` for a field that was filled in.
+fn given(v: &str) -> Option<&str> {
+    Some(v.trim()).filter(|v| !v.is_empty())
+}
+
+fn channel_json(f: &ChannelForm) -> Result<serde_json::Value, ApiError> {
+    let mut spec = serde_json::Map::new();
+    spec.insert("name".into(), json!(f.name.trim()));
+    spec.insert("type".into(), json!(f.kind));
+    let mut put = |key: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            spec.insert(key.into(), json!(v));
+        }
+    };
+    match f.kind.as_str() {
+        "sns" => {
+            put("topic_arn", Some(f.topic_arn.trim()));
+            put("region", given(&f.region));
+        }
+        "webhook" => {
+            put("url", Some(f.url.trim()));
+            put("format", given(&f.format));
+            put("secret", given(&f.secret));
+        }
+        "email" => {
+            spec.insert("to".into(), json!(words(&f.to)));
+            spec.insert("cc".into(), json!(words(&f.cc)));
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "type",
+                format!("choose sns, webhook or email, not {other:?}"),
+            ))
+        }
+    }
+    Ok(serde_json::Value::Object(spec))
+}
+
 pub async fn save_channel(
     State(state): State<AppState>,
     visit: Visit,
-    Form(form): Form<SpecForm>,
+    Form(form): Form<ChannelForm>,
 ) -> Result<Response, PageError> {
     let result = async {
-        let spec = crate::json::parse(form.spec.as_bytes())?;
+        let spec = crate::json::parse(channel_json(&form)?.to_string().as_bytes())?;
         let saved = state.desk.save_channel(&visit.actor, spec).await?;
         Ok::<_, ApiError>(format!("Channel {} is saved.", saved.name))
     }
@@ -313,13 +377,36 @@ pub async fn delete_channel(
     outcome(&state, visit, result).await
 }
 
+/// A routing rule from the admin page's fields (ticked boxes repeat their name), checked as
+/// the API checks it; it goes after the others.
 pub async fn save_rule(
     State(state): State<AppState>,
     visit: Visit,
-    Form(form): Form<SpecForm>,
+    body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     let result = async {
-        let rule = crate::json::parse(form.spec.as_bytes())?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::Malformed(format!("the form could not be read: {e}")))?;
+        let all = |key: &str| -> Vec<String> {
+            fields
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let one = |key: &str| all(key).into_iter().next().unwrap_or_default();
+        let spec = json!({
+            "name": one("name").trim(),
+            "events": all("events"),
+            "severities": all("severities"),
+            "sources": words(&one("sources")),
+            "workloads": words(&one("workloads")),
+            "teams": words(&one("teams")),
+            "tags": words(&one("tags")),
+            "channels": all("channels"),
+            "stop": one("stop") == "on",
+        });
+        let rule = crate::json::parse(spec.to_string().as_bytes())?;
         let saved = state
             .desk
             .save_routing_rule(&visit.actor, rule, None)
@@ -376,13 +463,37 @@ pub async fn delete_kpi(
     outcome(&state, visit, result).await
 }
 
+#[derive(Debug, Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    support_plan: String,
+    #[serde(default)]
+    account_team_emails: String,
+    #[serde(default)]
+    support_role_arn: String,
+}
+
+/// Adds an AWS account or replaces the one with the same id.
 pub async fn save_account(
     State(state): State<AppState>,
     visit: Visit,
-    Form(form): Form<SpecForm>,
+    Form(form): Form<AccountForm>,
 ) -> Result<Response, PageError> {
     let result = async {
-        let account = crate::json::parse(form.spec.as_bytes())?;
+        let mut spec = json!({
+            "id": form.id.trim(),
+            "name": form.name.trim(),
+            "support_plan": form.support_plan,
+            "account_team_emails": words(&form.account_team_emails),
+        });
+        if let Some(arn) = given(&form.support_role_arn) {
+            spec["support_role_arn"] = json!(arn);
+        }
+        let account = crate::json::parse(spec.to_string().as_bytes())?;
         let saved = state.desk.save_aws_account(&visit.actor, account).await?;
         Ok::<_, ApiError>(format!(
             "AWS account {} is saved with the {} plan.",
