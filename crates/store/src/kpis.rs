@@ -292,6 +292,11 @@ macro_rules! point_from_row {
 
 /// One scan of the tickets that changed since `from` or are open: every built-in ticket KPI's
 /// counts and sums at once. `age` buckets are cut at one, seven and thirty days before `now`.
+/// Only tickets with ids in `[$6, $7)` are read, so the table can be read in parts.
+///
+/// Each ticket's contributions are worked out first (small numbers), and only those are
+/// grouped: SQLite sorts the rows to group them, and sorting the numbers instead of the
+/// timestamps they come from is about a quarter faster.
 fn facts_sql(backend: crate::Backend) -> String {
     // A plain scan beats SQLite's two-index OR plan (and its row lookups) for the share of
     // the table these windows touch.
@@ -300,9 +305,7 @@ fn facts_sql(backend: crate::Backend) -> String {
         crate::Backend::Postgres => "tickets t",
     };
     let in_window = |col: &str| format!("{col} >= $1 AND {col} < $2");
-    let sum = |cond: String, what: &str| {
-        format!("CAST(SUM(CASE WHEN {cond} THEN {what} ELSE 0 END) AS BIGINT)")
-    };
+    let part = |cond: String, what: &str| format!("CASE WHEN {cond} THEN {what} ELSE 0 END");
     let resolved = format!(
         "{} AND t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL",
         in_window("t.resolved_at")
@@ -311,53 +314,144 @@ fn facts_sql(backend: crate::Backend) -> String {
         "{} AND c.response_seconds IS NOT NULL",
         in_window("c.response_at")
     );
+    let parts = [
+        ("open_now", part(format!("t.status IN {OPEN}"), "1")),
+        ("created", part(in_window("t.created_at"), "1")),
+        ("responded", part(responded.clone(), "1")),
+        (
+            "response_seconds",
+            part(responded.clone(), "c.response_seconds"),
+        ),
+        ("resolved", part(resolved.clone(), "1")),
+        (
+            "resolution_seconds",
+            part(resolved.clone(), "c.resolution_seconds"),
+        ),
+        (
+            "reopened",
+            part(format!("{resolved} AND c.reopens > 0"), "1"),
+        ),
+        (
+            "response_met",
+            part(format!("{responded} AND c.response_met = 1"), "1"),
+        ),
+        (
+            "response_missed",
+            part(
+                format!(
+                    "(c.response_met = 0 OR (c.response_met IS NULL AND t.acknowledged_at IS NULL \
+                     AND t.status IN {OPEN})) AND {}",
+                    in_window("c.first_response_due_at")
+                ),
+                "1",
+            ),
+        ),
+        (
+            "resolution_met",
+            part(format!("{resolved} AND c.resolution_met = 1"), "1"),
+        ),
+        (
+            "resolution_missed",
+            part(
+                format!(
+                    "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND t.status IN {OPEN})) \
+                     AND {}",
+                    in_window("c.resolution_due_at")
+                ),
+                "1",
+            ),
+        ),
+        ("in_new", part(resolved.clone(), "c.new_seconds")),
+        (
+            "in_acknowledged",
+            part(resolved.clone(), "c.acknowledged_seconds"),
+        ),
+        (
+            "in_progress",
+            part(resolved.clone(), "c.in_progress_seconds"),
+        ),
+        ("in_pending", part(resolved.clone(), "c.pending_seconds")),
+    ];
+    let per_ticket: Vec<String> = parts.iter().map(|(n, e)| format!("{e} AS {n}")).collect();
+    let sums: Vec<String> = parts
+        .iter()
+        .map(|(n, _)| format!("CAST(SUM({n}) AS BIGINT) AS {n}"))
+        .collect();
     format!(
-        "SELECT t.team, t.workload, t.severity, t.source, t.kind, \
+        "SELECT team, workload, severity, source, kind, age, {sums} FROM (\
+         SELECT t.team, t.workload, t.severity, t.source, t.kind, \
          CASE WHEN t.status IN {OPEN} THEN \
            CASE WHEN t.created_at >= $3 THEN 'lt_1d' WHEN t.created_at >= $4 THEN '1d_7d' \
                 WHEN t.created_at >= $5 THEN '7d_30d' ELSE 'gt_30d' END END AS age, \
-         {open_now} AS open_now, {created} AS created, \
-         {responded_n} AS responded, {responded_s} AS response_seconds, \
-         {resolved_n} AS resolved, {resolved_s} AS resolution_seconds, \
-         {reopened} AS reopened, \
-         {response_met} AS response_met, {response_missed} AS response_missed, \
-         {resolution_met} AS resolution_met, {resolution_missed} AS resolution_missed, \
-         {in_new} AS in_new, {in_ack} AS in_acknowledged, {in_progress} AS in_progress, \
-         {in_pending} AS in_pending \
+         {per_ticket} \
          FROM {scan} LEFT JOIN ticket_clocks c ON c.ticket_id = t.id \
-         WHERE t.updated_at >= $1 OR t.status IN {OPEN} \
-         GROUP BY t.team, t.workload, t.severity, t.source, t.kind, 6",
-        open_now = sum(format!("t.status IN {OPEN}"), "1"),
-        created = sum(in_window("t.created_at"), "1"),
-        responded_n = sum(responded.clone(), "1"),
-        responded_s = sum(responded.clone(), "c.response_seconds"),
-        resolved_n = sum(resolved.clone(), "1"),
-        resolved_s = sum(resolved.clone(), "c.resolution_seconds"),
-        reopened = sum(format!("{resolved} AND c.reopens > 0"), "1"),
-        response_met = sum(format!("{responded} AND c.response_met = 1"), "1"),
-        response_missed = sum(
-            format!(
-                "(c.response_met = 0 OR (c.response_met IS NULL AND t.acknowledged_at IS NULL \
-                 AND t.status IN {OPEN})) AND {}",
-                in_window("c.first_response_due_at")
-            ),
-            "1"
-        ),
-        resolution_met = sum(format!("{resolved} AND c.resolution_met = 1"), "1"),
-        in_new = sum(resolved.clone(), "c.new_seconds"),
-        in_ack = sum(resolved.clone(), "c.acknowledged_seconds"),
-        in_progress = sum(resolved.clone(), "c.in_progress_seconds"),
-        in_pending = sum(resolved.clone(), "c.pending_seconds"),
-        resolution_missed = sum(
-            format!(
-                "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND t.status IN {OPEN})) \
-                 AND {}",
-                in_window("c.resolution_due_at")
-            ),
-            "1"
-        ),
+         WHERE (t.updated_at >= $1 OR t.status IN {OPEN}) AND t.id >= $6 AND t.id < $7\
+         ) f GROUP BY team, workload, severity, source, kind, age",
+        sums = sums.join(", "),
+        per_ticket = per_ticket.join(", "),
     )
 }
+
+impl TicketFacts {
+    fn key(&self) -> FactsKey {
+        (
+            self.team.clone(),
+            self.workload.clone(),
+            self.severity.clone(),
+            self.source.clone(),
+            self.kind.clone(),
+            self.age.clone(),
+        )
+    }
+
+    /// Adds the counts and sums of the same group read from another part of the table.
+    fn add(&mut self, o: &TicketFacts) {
+        self.open += o.open;
+        self.created += o.created;
+        self.responded += o.responded;
+        self.response_seconds += o.response_seconds;
+        self.resolved += o.resolved;
+        self.resolution_seconds += o.resolution_seconds;
+        self.reopened += o.reopened;
+        self.response_met += o.response_met;
+        self.response_missed += o.response_missed;
+        self.resolution_met += o.resolution_met;
+        self.resolution_missed += o.resolution_missed;
+        for (mine, theirs) in self.status_seconds.iter_mut().zip(o.status_seconds) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// The groups of several parts of the table, each group once.
+fn merge_facts(parts: Vec<Vec<TicketFacts>>) -> Vec<TicketFacts> {
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    let mut at: std::collections::HashMap<FactsKey, usize> =
+        all.iter().enumerate().map(|(i, f)| (f.key(), i)).collect();
+    for part in parts {
+        for f in part {
+            match at.get(&f.key()) {
+                Some(&i) => all[i].add(&f),
+                None => {
+                    at.insert(f.key(), all.len());
+                    all.push(f);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// A group of the ticket facts: team, workload, severity, source, kind and age.
+type FactsKey = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+);
 
 impl Db {
     /// The facts of every built-in ticket KPI over `[from, to)`, per group.
@@ -366,6 +460,37 @@ impl Db {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         now: DateTime<Utc>,
+    ) -> Result<Vec<TicketFacts>> {
+        match self.backend() {
+            // SQLite groups on one core: read the two halves of the table side by side on two
+            // reader connections and add their groups up.
+            crate::Backend::Sqlite => {
+                let top: i64 = on_read!(self, p, _b => {
+                    Ok::<i64, crate::StoreError>(
+                        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM tickets")
+                            .fetch_one(p)
+                            .await?,
+                    )
+                })?;
+                let mid = top / 2 + 1;
+                let (low, high) = tokio::try_join!(
+                    self.ticket_facts_in(from, to, now, 0, mid),
+                    self.ticket_facts_in(from, to, now, mid, i64::MAX),
+                )?;
+                Ok(merge_facts(vec![low, high]))
+            }
+            crate::Backend::Postgres => self.ticket_facts_in(from, to, now, 0, i64::MAX).await,
+        }
+    }
+
+    /// The facts of the tickets with ids in `[lo, hi)`.
+    async fn ticket_facts_in(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lo: i64,
+        hi: i64,
     ) -> Result<Vec<TicketFacts>> {
         let sql = facts_sql(self.backend());
         let day = chrono::Duration::days(1);
@@ -376,6 +501,8 @@ impl Db {
                 .bind(Ts(now - day))
                 .bind(Ts(now - day * 7))
                 .bind(Ts(now - day * 30))
+                .bind(lo)
+                .bind(hi)
                 .fetch_all(p)
                 .await?;
             rows.iter().map(|row| Ok(facts_from_row!(row))).collect()
@@ -953,5 +1080,59 @@ impl Tx {
                 .await?
                 .rows_affected())
         })
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn facts(team: &str, age: Option<&str>, open: i64, seconds: i64) -> TicketFacts {
+        TicketFacts {
+            team: Some(team.to_owned()),
+            workload: None,
+            severity: "SEV2".into(),
+            source: "api".into(),
+            kind: "incident".into(),
+            age: age.map(str::to_owned),
+            open,
+            created: open,
+            responded: 1,
+            response_seconds: seconds,
+            resolved: 0,
+            resolution_seconds: 0,
+            reopened: 0,
+            response_met: 1,
+            response_missed: 0,
+            resolution_met: 0,
+            resolution_missed: 0,
+            status_seconds: [seconds, 0, 0, 1],
+        }
+    }
+
+    #[test]
+    fn groups_read_from_two_parts_are_added_up() {
+        let low = vec![facts("ops", Some("lt_1d"), 2, 10), facts("sre", None, 0, 5)];
+        let high = vec![
+            facts("ops", Some("lt_1d"), 3, 7),
+            facts("ops", Some("gt_30d"), 1, 1),
+        ];
+        let mut all = merge_facts(vec![low, high]);
+        all.sort_by_key(|f| f.key());
+        assert_eq!(all.len(), 3);
+        let ops_new = all
+            .iter()
+            .find(|f| f.age.as_deref() == Some("lt_1d"))
+            .unwrap();
+        assert_eq!(
+            (ops_new.open, ops_new.created, ops_new.responded),
+            (5, 5, 2)
+        );
+        assert_eq!(ops_new.response_seconds, 17);
+        assert_eq!(ops_new.status_seconds, [17, 0, 0, 2]);
+        assert!(all
+            .iter()
+            .any(|f| f.team.as_deref() == Some("sre") && f.open == 0));
+        assert_eq!(merge_facts(vec![]), Vec::<TicketFacts>::new());
     }
 }
