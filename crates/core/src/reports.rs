@@ -179,15 +179,17 @@ impl Desk {
         let now = self.now();
         let previous = period.previous();
         // The reads are independent: run them side by side on the reader pool.
-        let (current, before, recurring_problems, signal_types, reopens, savings) = futures::try_join!(
+        let (facts, recurring_problems, signal_types, reopens, savings) = futures::try_join!(
+            // Both periods from one read of the tickets.
             async {
-                Ok::<_, crate::Error>(self.db().ticket_facts(period.from, period.to, now).await?)
-            },
-            async {
-                Ok(self
-                    .db()
-                    .ticket_facts(previous.from, previous.to, now)
-                    .await?)
+                Ok::<_, crate::Error>(
+                    self.db()
+                        .ticket_facts_of(
+                            &[(period.from, period.to), (previous.from, previous.to)],
+                            now,
+                        )
+                        .await?,
+                )
             },
             async {
                 Ok(self
@@ -199,6 +201,11 @@ impl Desk {
             self.reopens_in(period),
             self.savings_in(period),
         )?;
+        let mut facts = facts.into_iter();
+        let (current, before) = (
+            facts.next().unwrap_or_default(),
+            facts.next().unwrap_or_default(),
+        );
 
         let total = |rows: &[TicketFacts]| rows.iter().map(|f| f.created).sum::<i64>();
         let volume = Volume {

@@ -231,33 +231,42 @@ macro_rules! dims_of {
     }};
 }
 
+/// The facts of window `$w` in a row of [`facts_sql`]: `None` when the window counts none of
+/// the group's tickets (it would not have read them alone).
 macro_rules! facts_from_row {
-    ($row:expr) => {{
+    ($row:expr, $w:expr) => {{
         let row = $row;
-        TicketFacts {
-            team: row.try_get("team")?,
-            workload: row.try_get("workload")?,
-            severity: row.try_get("severity")?,
-            source: row.try_get("source")?,
-            kind: row.try_get("kind")?,
-            age: row.try_get("age")?,
-            open: row.try_get("open_now")?,
-            created: row.try_get("created")?,
-            responded: row.try_get("responded")?,
-            response_seconds: row.try_get("response_seconds")?,
-            resolved: row.try_get("resolved")?,
-            resolution_seconds: row.try_get("resolution_seconds")?,
-            reopened: row.try_get("reopened")?,
-            response_met: row.try_get("response_met")?,
-            response_missed: row.try_get("response_missed")?,
-            resolution_met: row.try_get("resolution_met")?,
-            resolution_missed: row.try_get("resolution_missed")?,
-            status_seconds: [
-                row.try_get("in_new")?,
-                row.try_get("in_acknowledged")?,
-                row.try_get("in_progress")?,
-                row.try_get("in_pending")?,
-            ],
+        let w: usize = $w;
+        let n = |name: &str| format!("{name}_{w}");
+        let rows: i64 = row.try_get(n("rows").as_str())?;
+        if rows == 0 {
+            None
+        } else {
+            Some(TicketFacts {
+                team: row.try_get("team")?,
+                workload: row.try_get("workload")?,
+                severity: row.try_get("severity")?,
+                source: row.try_get("source")?,
+                kind: row.try_get("kind")?,
+                age: row.try_get("age")?,
+                open: row.try_get(n("open_now").as_str())?,
+                created: row.try_get(n("created").as_str())?,
+                responded: row.try_get(n("responded").as_str())?,
+                response_seconds: row.try_get(n("response_seconds").as_str())?,
+                resolved: row.try_get(n("resolved").as_str())?,
+                resolution_seconds: row.try_get(n("resolution_seconds").as_str())?,
+                reopened: row.try_get(n("reopened").as_str())?,
+                response_met: row.try_get(n("response_met").as_str())?,
+                response_missed: row.try_get(n("response_missed").as_str())?,
+                resolution_met: row.try_get(n("resolution_met").as_str())?,
+                resolution_missed: row.try_get(n("resolution_missed").as_str())?,
+                status_seconds: [
+                    row.try_get(n("in_new").as_str())?,
+                    row.try_get(n("in_acknowledged").as_str())?,
+                    row.try_get(n("in_progress").as_str())?,
+                    row.try_get(n("in_pending").as_str())?,
+                ],
+            })
         }
     }};
 }
@@ -290,102 +299,114 @@ macro_rules! point_from_row {
     }};
 }
 
-/// One scan of the tickets that changed since `from` or are open: every built-in ticket KPI's
-/// counts and sums at once. `age` buckets are cut at one, seven and thirty days before `now`.
-/// Only tickets with ids in `[$6, $7)` are read, so the table can be read in parts.
+/// One scan of the tickets that are open or changed since the earliest window's start: every
+/// built-in ticket KPI's counts and sums at once, for each of `windows` windows. `$1` is the
+/// earliest start, `$2`..`$4` cut the `age` buckets at one, seven and thirty days before now,
+/// only tickets with ids in `[$5, $6)` are read (so the table can be read in parts), and window
+/// `i` is `[$(7 + 2i), $(8 + 2i))`. Window `i` counts only the tickets open or changed since its
+/// own start (as if it were read alone); its columns end in `_i`, and `rows_i` says how many
+/// of the group's tickets it counts.
 ///
 /// Each ticket's contributions are worked out first (small numbers), and only those are
 /// grouped: SQLite sorts the rows to group them, and sorting the numbers instead of the
 /// timestamps they come from is about a quarter faster.
-fn facts_sql(backend: crate::Backend) -> String {
+fn facts_sql(backend: crate::Backend, windows: usize) -> String {
     // A plain scan beats SQLite's two-index OR plan (and its row lookups) for the share of
     // the table these windows touch.
     let scan = match backend {
         crate::Backend::Sqlite => "tickets t NOT INDEXED",
         crate::Backend::Postgres => "tickets t",
     };
-    let in_window = |col: &str| format!("{col} >= $1 AND {col} < $2");
-    let part = |cond: String, what: &str| format!("CASE WHEN {cond} THEN {what} ELSE 0 END");
-    let resolved = format!(
-        "{} AND t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL",
-        in_window("t.resolved_at")
-    );
-    let responded = format!(
-        "{} AND c.response_seconds IS NOT NULL",
-        in_window("c.response_at")
-    );
-    let parts = [
-        ("open_now", part(format!("t.status IN {OPEN}"), "1")),
-        ("created", part(in_window("t.created_at"), "1")),
-        ("responded", part(responded.clone(), "1")),
-        (
-            "response_seconds",
-            part(responded.clone(), "c.response_seconds"),
-        ),
-        ("resolved", part(resolved.clone(), "1")),
-        (
-            "resolution_seconds",
-            part(resolved.clone(), "c.resolution_seconds"),
-        ),
-        (
-            "reopened",
-            part(format!("{resolved} AND c.reopens > 0"), "1"),
-        ),
-        (
-            "response_met",
-            part(format!("{responded} AND c.response_met = 1"), "1"),
-        ),
-        (
-            "response_missed",
-            part(
-                format!(
-                    "(c.response_met = 0 OR (c.response_met IS NULL AND t.acknowledged_at IS NULL \
-                     AND t.status IN {OPEN})) AND {}",
-                    in_window("c.first_response_due_at")
-                ),
-                "1",
+    let mut per_ticket = Vec::new();
+    let mut sums = Vec::new();
+    for w in 0..windows {
+        let (from, to) = (format!("${}", 7 + 2 * w), format!("${}", 8 + 2 * w));
+        let in_window = |col: &str| format!("{col} >= {from} AND {col} < {to}");
+        let counted = format!("(t.updated_at >= {from} OR t.status IN {OPEN})");
+        let part = |cond: String, what: &str| {
+            format!("CASE WHEN {counted} AND {cond} THEN {what} ELSE 0 END")
+        };
+        let resolved = format!(
+            "{} AND t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL",
+            in_window("t.resolved_at")
+        );
+        let responded = format!(
+            "{} AND c.response_seconds IS NOT NULL",
+            in_window("c.response_at")
+        );
+        let parts = [
+            ("rows", part("1 = 1".into(), "1")),
+            ("open_now", part(format!("t.status IN {OPEN}"), "1")),
+            ("created", part(in_window("t.created_at"), "1")),
+            ("responded", part(responded.clone(), "1")),
+            (
+                "response_seconds",
+                part(responded.clone(), "c.response_seconds"),
             ),
-        ),
-        (
-            "resolution_met",
-            part(format!("{resolved} AND c.resolution_met = 1"), "1"),
-        ),
-        (
-            "resolution_missed",
-            part(
-                format!(
-                    "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND t.status IN {OPEN})) \
-                     AND {}",
-                    in_window("c.resolution_due_at")
-                ),
-                "1",
+            ("resolved", part(resolved.clone(), "1")),
+            (
+                "resolution_seconds",
+                part(resolved.clone(), "c.resolution_seconds"),
             ),
-        ),
-        ("in_new", part(resolved.clone(), "c.new_seconds")),
-        (
-            "in_acknowledged",
-            part(resolved.clone(), "c.acknowledged_seconds"),
-        ),
-        (
-            "in_progress",
-            part(resolved.clone(), "c.in_progress_seconds"),
-        ),
-        ("in_pending", part(resolved.clone(), "c.pending_seconds")),
-    ];
-    let per_ticket: Vec<String> = parts.iter().map(|(n, e)| format!("{e} AS {n}")).collect();
-    let sums: Vec<String> = parts
-        .iter()
-        .map(|(n, _)| format!("CAST(SUM({n}) AS BIGINT) AS {n}"))
-        .collect();
+            (
+                "reopened",
+                part(format!("{resolved} AND c.reopens > 0"), "1"),
+            ),
+            (
+                "response_met",
+                part(format!("{responded} AND c.response_met = 1"), "1"),
+            ),
+            (
+                "response_missed",
+                part(
+                    format!(
+                        "(c.response_met = 0 OR (c.response_met IS NULL \
+                         AND t.acknowledged_at IS NULL AND t.status IN {OPEN})) AND {}",
+                        in_window("c.first_response_due_at")
+                    ),
+                    "1",
+                ),
+            ),
+            (
+                "resolution_met",
+                part(format!("{resolved} AND c.resolution_met = 1"), "1"),
+            ),
+            (
+                "resolution_missed",
+                part(
+                    format!(
+                        "(c.resolution_met = 0 OR (c.resolution_met IS NULL \
+                         AND t.status IN {OPEN})) AND {}",
+                        in_window("c.resolution_due_at")
+                    ),
+                    "1",
+                ),
+            ),
+            ("in_new", part(resolved.clone(), "c.new_seconds")),
+            (
+                "in_acknowledged",
+                part(resolved.clone(), "c.acknowledged_seconds"),
+            ),
+            (
+                "in_progress",
+                part(resolved.clone(), "c.in_progress_seconds"),
+            ),
+            ("in_pending", part(resolved.clone(), "c.pending_seconds")),
+        ];
+        for (name, expr) in parts {
+            per_ticket.push(format!("{expr} AS {name}_{w}"));
+            sums.push(format!("CAST(SUM({name}_{w}) AS BIGINT) AS {name}_{w}"));
+        }
+    }
     format!(
         "SELECT team, workload, severity, source, kind, age, {sums} FROM (\
          SELECT t.team, t.workload, t.severity, t.source, t.kind, \
          CASE WHEN t.status IN {OPEN} THEN \
-           CASE WHEN t.created_at >= $3 THEN 'lt_1d' WHEN t.created_at >= $4 THEN '1d_7d' \
-                WHEN t.created_at >= $5 THEN '7d_30d' ELSE 'gt_30d' END END AS age, \
+           CASE WHEN t.created_at >= $2 THEN 'lt_1d' WHEN t.created_at >= $3 THEN '1d_7d' \
+                WHEN t.created_at >= $4 THEN '7d_30d' ELSE 'gt_30d' END END AS age, \
          {per_ticket} \
          FROM {scan} LEFT JOIN ticket_clocks c ON c.ticket_id = t.id \
-         WHERE (t.updated_at >= $1 OR t.status IN {OPEN}) AND t.id >= $6 AND t.id < $7\
+         WHERE (t.updated_at >= $1 OR t.status IN {OPEN}) AND t.id >= $5 AND t.id < $6\
          ) f GROUP BY team, workload, severity, source, kind, age",
         sums = sums.join(", "),
         per_ticket = per_ticket.join(", "),
@@ -461,6 +482,20 @@ impl Db {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<TicketFacts>> {
+        Ok(self
+            .ticket_facts_of(&[(from, to)], now)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The facts of each window `[from, to)`, from one read of the tickets: the same as
+    /// [`Db::ticket_facts`] for each window alone.
+    pub async fn ticket_facts_of(
+        &self,
+        windows: &[(DateTime<Utc>, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Vec<TicketFacts>>> {
         match self.backend() {
             // SQLite groups on one core: read the two halves of the table side by side on two
             // reader connections and add their groups up.
@@ -474,38 +509,53 @@ impl Db {
                 })?;
                 let mid = top / 2 + 1;
                 let (low, high) = tokio::try_join!(
-                    self.ticket_facts_in(from, to, now, 0, mid),
-                    self.ticket_facts_in(from, to, now, mid, i64::MAX),
+                    self.ticket_facts_in(windows, now, 0, mid),
+                    self.ticket_facts_in(windows, now, mid, i64::MAX),
                 )?;
-                Ok(merge_facts(vec![low, high]))
+                Ok(low
+                    .into_iter()
+                    .zip(high)
+                    .map(|(l, h)| merge_facts(vec![l, h]))
+                    .collect())
             }
-            crate::Backend::Postgres => self.ticket_facts_in(from, to, now, 0, i64::MAX).await,
+            crate::Backend::Postgres => self.ticket_facts_in(windows, now, 0, i64::MAX).await,
         }
     }
 
-    /// The facts of the tickets with ids in `[lo, hi)`.
+    /// The facts of each window, of the tickets with ids in `[lo, hi)`.
     async fn ticket_facts_in(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        windows: &[(DateTime<Utc>, DateTime<Utc>)],
         now: DateTime<Utc>,
         lo: i64,
         hi: i64,
-    ) -> Result<Vec<TicketFacts>> {
-        let sql = facts_sql(self.backend());
+    ) -> Result<Vec<Vec<TicketFacts>>> {
+        let Some(start) = windows.iter().map(|(from, _)| *from).min() else {
+            return Ok(Vec::new());
+        };
+        let sql = facts_sql(self.backend(), windows.len());
         let day = chrono::Duration::days(1);
         on_read!(self, p, _b => {
-            let rows = sqlx::query(&sql)
-                .bind(Ts(from))
-                .bind(Ts(to))
+            let mut q = sqlx::query(&sql)
+                .bind(Ts(start))
                 .bind(Ts(now - day))
                 .bind(Ts(now - day * 7))
                 .bind(Ts(now - day * 30))
                 .bind(lo)
-                .bind(hi)
-                .fetch_all(p)
-                .await?;
-            rows.iter().map(|row| Ok(facts_from_row!(row))).collect()
+                .bind(hi);
+            for (from, to) in windows {
+                q = q.bind(Ts(*from)).bind(Ts(*to));
+            }
+            let rows = q.fetch_all(p).await?;
+            let mut out = vec![Vec::new(); windows.len()];
+            for row in &rows {
+                for (w, facts) in out.iter_mut().enumerate() {
+                    if let Some(f) = facts_from_row!(row, w) {
+                        facts.push(f);
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 

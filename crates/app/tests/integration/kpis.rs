@@ -679,6 +679,36 @@ async fn trend_report_compares_with_the_period_before(backend: Backend) {
     let r = desk.trend_report(&Actor::cli(), period).await.unwrap();
     assert_eq!(r.previous_period.from, at(13, 0, 0));
 
+    // Several windows read together give what each gives alone.
+    let sorted = |mut f: Vec<opsdesk_store::TicketFacts>| {
+        f.sort_by_key(|x| format!("{x:?}"));
+        f
+    };
+    for windows in [
+        vec![(period.from, period.to), (at(13, 0, 0), at(21, 0, 0))],
+        vec![
+            (at(1, 0, 0), at(31, 0, 0)),
+            (at(27, 0, 0), at(29, 0, 0)),
+            (at(20, 0, 0), at(21, 0, 0)),
+        ],
+    ] {
+        let together = desk
+            .db()
+            .ticket_facts_of(&windows, desk.now())
+            .await
+            .unwrap();
+        assert_eq!(together.len(), windows.len());
+        for ((from, to), facts) in windows.iter().zip(together) {
+            let alone = desk
+                .db()
+                .ticket_facts(*from, *to, desk.now())
+                .await
+                .unwrap();
+            assert!(!alone.is_empty());
+            assert_eq!(sorted(facts), sorted(alone), "window {from}..{to}");
+        }
+    }
+
     // Created: A, B, C and the alarm's ticket; before: D and E.
     assert_eq!((r.volume.total.current, r.volume.total.previous), (4, 2));
     let team = |name: &str| {
