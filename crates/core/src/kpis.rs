@@ -512,6 +512,23 @@ impl Desk {
     ) -> Result<Series> {
         require_overview(actor)?;
         let kpi = self.kpi_named(name).await?;
+        self.kpi_series_of(actor, &kpi.info, scope, from, to, step)
+            .await
+    }
+
+    /// [`Desk::kpi_series`] of a KPI the caller has already looked up (pages that chart every
+    /// KPI read the catalog once).
+    pub async fn kpi_series_of(
+        &self,
+        actor: &Actor,
+        info: &KpiInfo,
+        scope: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Series> {
+        require_overview(actor)?;
+        let name = info.name.as_str();
         if Scope::from_key(scope).is_none() {
             return Err(Error::Invalid(FieldError::new(
                 "scope",
@@ -558,9 +575,9 @@ impl Desk {
             at = end;
         }
         Ok(Series {
-            name: kpi.info.name,
+            name: info.name.clone(),
             scope: scope.to_owned(),
-            unit: kpi.info.unit,
+            unit: info.unit,
             from,
             to,
             step_seconds: step.num_seconds(),

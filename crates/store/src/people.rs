@@ -189,6 +189,16 @@ impl Tx {
 }
 
 impl Db {
+    /// Whether anyone has an account.
+    pub async fn has_users(&self) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) u")
+                .fetch_one(p)
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
     pub async fn users(&self) -> Result<Vec<User>> {
         on_read!(self, p, backend => {
             let sql = format!("SELECT {} FROM users u ORDER BY u.email", user_columns(backend));

@@ -251,11 +251,7 @@ struct SetupPage<'a> {
 
 /// Whether nobody can sign in yet: a new database, before its first person.
 async fn first_run(state: &AppState) -> Result<bool, Error> {
-    Ok(state
-        .desk
-        .users(&opsdesk_core::Actor::cli())
-        .await?
-        .is_empty())
+    Ok(!state.desk.db().has_users().await?)
 }
 
 /// The first admin account, made in the browser on a new database. The admin API token printed

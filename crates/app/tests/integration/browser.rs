@@ -9,7 +9,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use opsdesk_domain::Role;
 use serde_json::json;
 
-use crate::common::{add_local_user, on_both_backends, Backend, TestServer, PASSWORD};
+use crate::common::{add_local_user, around_now, on_both_backends, Backend, TestServer, PASSWORD};
 
 on_both_backends!(people_work_a_request_from_start_to_end_in_the_browser);
 
@@ -409,14 +409,4 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     dark.close().await.unwrap();
     desk.db().close().await;
     s.stop().await;
-}
-
-/// A report period from an hour ago to an hour from now, on the wall clock the server reads.
-#[allow(clippy::disallowed_methods)]
-fn around_now() -> String {
-    let now = chrono::Utc::now();
-    let at =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let hour = chrono::Duration::hours(1);
-    format!("{}..{}", at(now - hour), at(now + hour))
 }

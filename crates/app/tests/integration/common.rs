@@ -370,3 +370,13 @@ impl Reply {
         }
     }
 }
+
+/// A report period from an hour ago to an hour from now, on the wall clock the server reads.
+#[allow(clippy::disallowed_methods)]
+pub fn around_now() -> String {
+    let now = chrono::Utc::now();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hour = chrono::Duration::hours(1);
+    format!("{}..{}", at(now - hour), at(now + hour))
+}

@@ -111,7 +111,7 @@ pub(super) async fn admin_page(
     let mut charts = Vec::with_capacity(kpis.len());
     for k in &kpis {
         let series = desk
-            .kpi_series(actor, &k.info.name, "", from, to, Duration::days(1))
+            .kpi_series_of(actor, &k.info, "", from, to, Duration::days(1))
             .await?;
         let values: Vec<Option<f64>> = series.points.iter().map(|p| p.value).collect();
         let chart = super::charts::spark(format!("{}, last 30 days", k.info.title), &values);

@@ -162,7 +162,7 @@ async fn dashboard(state: &AppState, visit: Visit) -> Result<Response, PageError
     let mut tiles = Vec::with_capacity(kpis.len());
     for k in &kpis {
         let series = desk
-            .kpi_series(actor, &k.info.name, "", from, to, Duration::hours(6))
+            .kpi_series_of(actor, &k.info, "", from, to, Duration::hours(6))
             .await?;
         let values: Vec<Option<f64>> = series.points.iter().map(|p| p.value).collect();
         tiles.push(Tile {

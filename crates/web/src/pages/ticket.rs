@@ -118,27 +118,13 @@ pub async fn create(
 ) -> Result<Response, PageError> {
     let (kind, severity) = match (Kind::parse(&form.kind), Severity::parse(&form.severity)) {
         (Some(k), Some(s)) => (k, s),
-        (None, _) => {
-            let error = format!("kind: choose one of {}", Kind::names());
-            return new_page(
-                &state,
-                visit,
-                form,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(error),
-            )
-            .await;
-        }
-        (_, None) => {
-            let error = format!("severity: choose one of {}", Severity::names());
-            return new_page(
-                &state,
-                visit,
-                form,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(error),
-            )
-            .await;
+        (kind, _) => {
+            let error = match kind {
+                None => format!("kind: choose one of {}", Kind::names()),
+                Some(_) => format!("severity: choose one of {}", Severity::names()),
+            };
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return new_page(&state, visit, form, status, Some(error)).await;
         }
     };
     let input = NewTicket {
