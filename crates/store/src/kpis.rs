@@ -1,10 +1,13 @@
 //! What KPIs read (grouped facts about tickets, signals, AWS cases and maintenance) and what
 //! they keep (their definitions, latest values and series).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use opsdesk_domain::kpi::{Dimension, KpiFilter, Over, TicketTime};
 use opsdesk_domain::signal::TRUSTED_ADVISOR;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Row};
 use utoipa::ToSchema;
 
@@ -231,46 +234,6 @@ macro_rules! dims_of {
     }};
 }
 
-/// The facts of window `$w` in a row of [`facts_sql`]: `None` when the window counts none of
-/// the group's tickets (it would not have read them alone).
-macro_rules! facts_from_row {
-    ($row:expr, $w:expr) => {{
-        let row = $row;
-        let w: usize = $w;
-        let n = |name: &str| format!("{name}_{w}");
-        let rows: i64 = row.try_get(n("rows").as_str())?;
-        if rows == 0 {
-            None
-        } else {
-            Some(TicketFacts {
-                team: row.try_get("team")?,
-                workload: row.try_get("workload")?,
-                severity: row.try_get("severity")?,
-                source: row.try_get("source")?,
-                kind: row.try_get("kind")?,
-                age: row.try_get("age")?,
-                open: row.try_get(n("open_now").as_str())?,
-                created: row.try_get(n("created").as_str())?,
-                responded: row.try_get(n("responded").as_str())?,
-                response_seconds: row.try_get(n("response_seconds").as_str())?,
-                resolved: row.try_get(n("resolved").as_str())?,
-                resolution_seconds: row.try_get(n("resolution_seconds").as_str())?,
-                reopened: row.try_get(n("reopened").as_str())?,
-                response_met: row.try_get(n("response_met").as_str())?,
-                response_missed: row.try_get(n("response_missed").as_str())?,
-                resolution_met: row.try_get(n("resolution_met").as_str())?,
-                resolution_missed: row.try_get(n("resolution_missed").as_str())?,
-                status_seconds: [
-                    row.try_get(n("in_new").as_str())?,
-                    row.try_get(n("in_acknowledged").as_str())?,
-                    row.try_get(n("in_progress").as_str())?,
-                    row.try_get(n("in_pending").as_str())?,
-                ],
-            })
-        }
-    }};
-}
-
 macro_rules! state_from_row {
     ($row:expr) => {{
         let row = $row;
@@ -299,169 +262,124 @@ macro_rules! point_from_row {
     }};
 }
 
-/// One scan of the tickets that are open or changed since the earliest window's start: every
-/// built-in ticket KPI's counts and sums at once, for each of `windows` windows. `$1` is the
-/// earliest start, `$2`..`$4` cut the `age` buckets at one, seven and thirty days before now,
-/// only tickets with ids in `[$5, $6)` are read (so the table can be read in parts), and window
-/// `i` is `[$(7 + 2i), $(8 + 2i))`. Window `i` counts only the tickets open or changed since its
-/// own start (as if it were read alone); its columns end in `_i`, and `rows_i` says how many
-/// of the group's tickets it counts.
+/// Most windows one read of the tickets answers: each window is a bit of the masks below.
+const MAX_WINDOWS: usize = 32;
+
+/// Ticket ids per read: each read returns one JSON text of at most this many tickets'
+/// contributions, so memory stays bounded whatever the table's size.
+const CHUNK: i64 = 100_000;
+
+/// What one ticket contributes to each window, from [`contributions_sql`]: its group, its
+/// numbers, and one bit per window in each mask.
+#[derive(Debug, Deserialize)]
+struct Contribution {
+    team: Option<String>,
+    workload: Option<String>,
+    severity: String,
+    source: String,
+    kind: String,
+    age: Option<String>,
+    /// Open now (1), reopened before (2), first-response clock met (4), resolution clock
+    /// met (8).
+    flags: i64,
+    /// The windows that count the ticket at all: it is open, or changed since their start.
+    counted: i64,
+    /// The windows it was created in, first responded to in, resolved in (and still
+    /// resolved or closed), and whose first-response and resolution due times it missed in.
+    created: i64,
+    responded: i64,
+    resolved: i64,
+    response_missed: i64,
+    resolution_missed: i64,
+    response_seconds: i64,
+    resolution_seconds: i64,
+    status_seconds: [i64; 4],
+}
+
+/// Each ticket's contributions to `windows` windows, as one JSON array, for the tickets open
+/// or changed since the earliest window's start. `$1` is the earliest start, `$2`..`$4` cut
+/// the `age` buckets at one, seven and thirty days before now, only tickets with ids in
+/// `[$5, $6)` are read, and window `i` is `[$(7 + 2i), $(8 + 2i))`, bit `i` of each mask.
 ///
-/// Each ticket's contributions are worked out first (small numbers), and only those are
-/// grouped: SQLite sorts the rows to group them, and sorting the numbers instead of the
-/// timestamps they come from is about a quarter faster.
-fn facts_sql(backend: crate::Backend, windows: usize) -> String {
+/// Grouping is left to the reader: SQLite groups by sorting every row, which took most of the
+/// time with a million open tickets, while adding the contributions up in a hash map costs
+/// next to nothing. The conditions stay here, each worked out once per ticket and window.
+fn contributions_sql(backend: crate::Backend, windows: usize) -> String {
     // A plain scan beats SQLite's two-index OR plan (and its row lookups) for the share of
     // the table these windows touch.
-    let scan = match backend {
-        crate::Backend::Sqlite => "tickets t NOT INDEXED",
-        crate::Backend::Postgres => "tickets t",
+    let (scan, array, (agg_start, agg_end)) = match backend {
+        crate::Backend::Sqlite => (
+            "tickets t NOT INDEXED",
+            "json_array",
+            ("json_group_array(", ")"),
+        ),
+        crate::Backend::Postgres => (
+            "tickets t",
+            "json_build_array",
+            ("COALESCE(json_agg(", "), '[]')::text"),
+        ),
     };
-    let mut per_ticket = Vec::new();
-    let mut sums = Vec::new();
-    for w in 0..windows {
-        let (from, to) = (format!("${}", 7 + 2 * w), format!("${}", 8 + 2 * w));
-        let in_window = |col: &str| format!("{col} >= {from} AND {col} < {to}");
-        let counted = format!("(t.updated_at >= {from} OR t.status IN {OPEN})");
-        let part = |cond: String, what: &str| {
-            format!("CASE WHEN {counted} AND {cond} THEN {what} ELSE 0 END")
-        };
-        let resolved = format!(
-            "{} AND t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL",
-            in_window("t.resolved_at")
-        );
-        let responded = format!(
-            "{} AND c.response_seconds IS NOT NULL",
-            in_window("c.response_at")
-        );
-        let parts = [
-            ("rows", part("1 = 1".into(), "1")),
-            ("open_now", part(format!("t.status IN {OPEN}"), "1")),
-            ("created", part(in_window("t.created_at"), "1")),
-            ("responded", part(responded.clone(), "1")),
-            (
-                "response_seconds",
-                part(responded.clone(), "c.response_seconds"),
-            ),
-            ("resolved", part(resolved.clone(), "1")),
-            (
-                "resolution_seconds",
-                part(resolved.clone(), "c.resolution_seconds"),
-            ),
-            (
-                "reopened",
-                part(format!("{resolved} AND c.reopens > 0"), "1"),
-            ),
-            (
-                "response_met",
-                part(format!("{responded} AND c.response_met = 1"), "1"),
-            ),
-            (
-                "response_missed",
-                part(
-                    format!(
-                        "(c.response_met = 0 OR (c.response_met IS NULL \
-                         AND t.acknowledged_at IS NULL AND t.status IN {OPEN})) AND {}",
-                        in_window("c.first_response_due_at")
-                    ),
-                    "1",
-                ),
-            ),
-            (
-                "resolution_met",
-                part(format!("{resolved} AND c.resolution_met = 1"), "1"),
-            ),
-            (
-                "resolution_missed",
-                part(
-                    format!(
-                        "(c.resolution_met = 0 OR (c.resolution_met IS NULL \
-                         AND t.status IN {OPEN})) AND {}",
-                        in_window("c.resolution_due_at")
-                    ),
-                    "1",
-                ),
-            ),
-            ("in_new", part(resolved.clone(), "c.new_seconds")),
-            (
-                "in_acknowledged",
-                part(resolved.clone(), "c.acknowledged_seconds"),
-            ),
-            (
-                "in_progress",
-                part(resolved.clone(), "c.in_progress_seconds"),
-            ),
-            ("in_pending", part(resolved.clone(), "c.pending_seconds")),
-        ];
-        for (name, expr) in parts {
-            per_ticket.push(format!("{expr} AS {name}_{w}"));
-            sums.push(format!("CAST(SUM({name}_{w}) AS BIGINT) AS {name}_{w}"));
-        }
-    }
+    // Two comparisons instead of a lookup in a four-value list.
+    let open = "t.status NOT IN ('resolved', 'closed')";
+    let mask = |cond: &dyn Fn(&str, &str) -> String| {
+        (0..windows)
+            .map(|w| {
+                let (from, to) = (format!("${}", 7 + 2 * w), format!("${}", 8 + 2 * w));
+                format!(
+                    "CASE WHEN {} THEN {} ELSE 0 END",
+                    cond(&from, &to),
+                    1_i64 << w
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let within = |col: &str, from: &str, to: &str| format!("{col} >= {from} AND {col} < {to}");
+    let masks = [
+        mask(&|from, _| format!("(t.updated_at >= {from} OR {open})")),
+        mask(&|from, to| within("t.created_at", from, to)),
+        mask(&|from, to| {
+            format!(
+                "c.response_seconds IS NOT NULL AND {}",
+                within("c.response_at", from, to)
+            )
+        }),
+        mask(&|from, to| {
+            format!(
+                "t.status IN ('resolved', 'closed') AND c.resolution_seconds IS NOT NULL AND {}",
+                within("t.resolved_at", from, to)
+            )
+        }),
+        mask(&|from, to| {
+            format!(
+                "(c.response_met = 0 OR (c.response_met IS NULL AND t.acknowledged_at IS NULL \
+                 AND {open})) AND {}",
+                within("c.first_response_due_at", from, to)
+            )
+        }),
+        mask(&|from, to| {
+            format!(
+                "(c.resolution_met = 0 OR (c.resolution_met IS NULL AND {open})) AND {}",
+                within("c.resolution_due_at", from, to)
+            )
+        }),
+    ];
     format!(
-        "SELECT team, workload, severity, source, kind, age, {sums} FROM (\
-         SELECT t.team, t.workload, t.severity, t.source, t.kind, \
-         CASE WHEN t.status IN {OPEN} THEN \
+        "SELECT {agg_start}{array}(t.team, t.workload, t.severity, t.source, t.kind, \
+         CASE WHEN {open} THEN \
            CASE WHEN t.created_at >= $2 THEN 'lt_1d' WHEN t.created_at >= $3 THEN '1d_7d' \
-                WHEN t.created_at >= $4 THEN '7d_30d' ELSE 'gt_30d' END END AS age, \
-         {per_ticket} \
+                WHEN t.created_at >= $4 THEN '7d_30d' ELSE 'gt_30d' END END, \
+         CASE WHEN {open} THEN 1 ELSE 0 END + CASE WHEN c.reopens > 0 THEN 2 ELSE 0 END \
+           + CASE WHEN c.response_met = 1 THEN 4 ELSE 0 END \
+           + CASE WHEN c.resolution_met = 1 THEN 8 ELSE 0 END, \
+         {masks}, \
+         COALESCE(c.response_seconds, 0), COALESCE(c.resolution_seconds, 0), \
+         {array}(COALESCE(c.new_seconds, 0), COALESCE(c.acknowledged_seconds, 0), \
+                 COALESCE(c.in_progress_seconds, 0), COALESCE(c.pending_seconds, 0))){agg_end} \
          FROM {scan} LEFT JOIN ticket_clocks c ON c.ticket_id = t.id \
-         WHERE (t.updated_at >= $1 OR t.status IN {OPEN}) AND t.id >= $5 AND t.id < $6\
-         ) f GROUP BY team, workload, severity, source, kind, age",
-        sums = sums.join(", "),
-        per_ticket = per_ticket.join(", "),
+         WHERE (t.updated_at >= $1 OR {open}) AND t.id >= $5 AND t.id < $6",
+        masks = masks.join(", "),
     )
-}
-
-impl TicketFacts {
-    fn key(&self) -> FactsKey {
-        (
-            self.team.clone(),
-            self.workload.clone(),
-            self.severity.clone(),
-            self.source.clone(),
-            self.kind.clone(),
-            self.age.clone(),
-        )
-    }
-
-    /// Adds the counts and sums of the same group read from another part of the table.
-    fn add(&mut self, o: &TicketFacts) {
-        self.open += o.open;
-        self.created += o.created;
-        self.responded += o.responded;
-        self.response_seconds += o.response_seconds;
-        self.resolved += o.resolved;
-        self.resolution_seconds += o.resolution_seconds;
-        self.reopened += o.reopened;
-        self.response_met += o.response_met;
-        self.response_missed += o.response_missed;
-        self.resolution_met += o.resolution_met;
-        self.resolution_missed += o.resolution_missed;
-        for (mine, theirs) in self.status_seconds.iter_mut().zip(o.status_seconds) {
-            *mine += theirs;
-        }
-    }
-}
-
-/// The groups of several parts of the table, each group once.
-fn merge_facts(parts: Vec<Vec<TicketFacts>>) -> Vec<TicketFacts> {
-    let mut parts = parts.into_iter();
-    let mut all = parts.next().unwrap_or_default();
-    let mut at: std::collections::HashMap<FactsKey, usize> =
-        all.iter().enumerate().map(|(i, f)| (f.key(), i)).collect();
-    for part in parts {
-        for f in part {
-            match at.get(&f.key()) {
-                Some(&i) => all[i].add(&f),
-                None => {
-                    at.insert(f.key(), all.len());
-                    all.push(f);
-                }
-            }
-        }
-    }
-    all
 }
 
 /// A group of the ticket facts: team, workload, severity, source, kind and age.
@@ -473,6 +391,105 @@ type FactsKey = (
     String,
     Option<String>,
 );
+
+/// The ticket facts of several windows, added up one ticket at a time.
+#[derive(Debug)]
+struct FactsTally {
+    windows: usize,
+    /// Per group, per window: how many of the group's tickets the window counts, and what
+    /// they add up to.
+    groups: HashMap<FactsKey, Vec<(i64, TicketFacts)>>,
+}
+
+impl FactsTally {
+    fn new(windows: usize) -> FactsTally {
+        FactsTally {
+            windows,
+            groups: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, c: Contribution) {
+        let windows = self.windows;
+        let key = (c.team, c.workload, c.severity, c.source, c.kind, c.age);
+        let group = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| vec![(0, TicketFacts::default()); windows]);
+        let flag = |bit: i64| i64::from(c.flags & bit != 0);
+        for (w, (rows, f)) in group.iter_mut().enumerate() {
+            let within = |mask: i64| mask >> w & 1 == 1;
+            if !within(c.counted) {
+                continue;
+            }
+            *rows += 1;
+            f.open += flag(1);
+            f.created += i64::from(within(c.created));
+            if within(c.responded) {
+                f.responded += 1;
+                f.response_seconds += c.response_seconds;
+                f.response_met += flag(4);
+            }
+            if within(c.resolved) {
+                f.resolved += 1;
+                f.resolution_seconds += c.resolution_seconds;
+                f.reopened += flag(2);
+                f.resolution_met += flag(8);
+                for (total, s) in f.status_seconds.iter_mut().zip(c.status_seconds) {
+                    *total += s;
+                }
+            }
+            f.response_missed += i64::from(within(c.response_missed));
+            f.resolution_missed += i64::from(within(c.resolution_missed));
+        }
+    }
+
+    /// Adds up one JSON array of contributions without holding them all.
+    fn add_json(&mut self, json: &str) -> Result<()> {
+        struct Each<'t>(&'t mut FactsTally);
+        impl<'de> serde::de::Visitor<'de> for Each<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of ticket contributions")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<(), A::Error> {
+                while let Some(c) = seq.next_element::<Contribution>()? {
+                    self.0.add(c);
+                }
+                Ok(())
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(json);
+        serde::Deserializer::deserialize_seq(&mut de, Each(self))
+            .and_then(|()| de.end())
+            .map_err(|e| crate::StoreError::Corrupt(format!("unreadable ticket facts: {e}")))
+    }
+
+    /// Each window's groups: those it counts at least one ticket of.
+    fn facts(self) -> Vec<Vec<TicketFacts>> {
+        let mut out = vec![Vec::new(); self.windows];
+        for (key, group) in self.groups {
+            for (facts, (rows, f)) in out.iter_mut().zip(group) {
+                if rows > 0 {
+                    let (team, workload, severity, source, kind, age) = key.clone();
+                    facts.push(TicketFacts {
+                        team,
+                        workload,
+                        severity,
+                        source,
+                        kind,
+                        age,
+                        ..f
+                    });
+                }
+            }
+        }
+        out
+    }
+}
 
 impl Db {
     /// The facts of every built-in ticket KPI over `[from, to)`, per group.
@@ -490,74 +507,71 @@ impl Db {
     }
 
     /// The facts of each window `[from, to)`, from one read of the tickets: the same as
-    /// [`Db::ticket_facts`] for each window alone.
+    /// [`Db::ticket_facts`] for each window alone. A window counts the tickets open now or
+    /// changed since its start.
+    ///
+    /// The table is read in parts of [`CHUNK`] ids, two at a time (SQLite works a query on
+    /// one core), and each part's contributions are added up as they arrive.
     pub async fn ticket_facts_of(
         &self,
         windows: &[(DateTime<Utc>, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Vec<TicketFacts>>> {
-        match self.backend() {
-            // SQLite groups on one core: read the two halves of the table side by side on two
-            // reader connections and add their groups up.
-            crate::Backend::Sqlite => {
-                let top: i64 = on_read!(self, p, _b => {
-                    Ok::<i64, crate::StoreError>(
-                        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM tickets")
-                            .fetch_one(p)
-                            .await?,
-                    )
-                })?;
-                let mid = top / 2 + 1;
-                let (low, high) = tokio::try_join!(
-                    self.ticket_facts_in(windows, now, 0, mid),
-                    self.ticket_facts_in(windows, now, mid, i64::MAX),
-                )?;
-                Ok(low
-                    .into_iter()
-                    .zip(high)
-                    .map(|(l, h)| merge_facts(vec![l, h]))
-                    .collect())
-            }
-            crate::Backend::Postgres => self.ticket_facts_in(windows, now, 0, i64::MAX).await,
+        let mut out = Vec::with_capacity(windows.len());
+        for some in windows.chunks(MAX_WINDOWS) {
+            out.extend(self.ticket_facts_within(some, now).await?);
         }
+        Ok(out)
     }
 
-    /// The facts of each window, of the tickets with ids in `[lo, hi)`.
-    async fn ticket_facts_in(
+    async fn ticket_facts_within(
         &self,
         windows: &[(DateTime<Utc>, DateTime<Utc>)],
         now: DateTime<Utc>,
-        lo: i64,
-        hi: i64,
     ) -> Result<Vec<Vec<TicketFacts>>> {
+        let mut tally = FactsTally::new(windows.len());
         let Some(start) = windows.iter().map(|(from, _)| *from).min() else {
-            return Ok(Vec::new());
+            return Ok(tally.facts());
         };
-        let sql = facts_sql(self.backend(), windows.len());
+        let (low, high): (Option<i64>, Option<i64>) = on_read!(self, p, _b => {
+            Ok::<_, crate::StoreError>(
+                sqlx::query_as("SELECT MIN(id), MAX(id) FROM tickets")
+                    .fetch_one(p)
+                    .await?,
+            )
+        })?;
+        let (Some(low), Some(high)) = (low, high) else {
+            return Ok(tally.facts());
+        };
+        let sql = contributions_sql(self.backend(), windows.len());
         let day = chrono::Duration::days(1);
-        on_read!(self, p, _b => {
-            let mut q = sqlx::query(&sql)
-                .bind(Ts(start))
-                .bind(Ts(now - day))
-                .bind(Ts(now - day * 7))
-                .bind(Ts(now - day * 30))
-                .bind(lo)
-                .bind(hi);
-            for (from, to) in windows {
-                q = q.bind(Ts(*from)).bind(Ts(*to));
-            }
-            let rows = q.fetch_all(p).await?;
-            let mut out = vec![Vec::new(); windows.len()];
-            for row in &rows {
-                for (w, facts) in out.iter_mut().enumerate() {
-                    if let Some(f) = facts_from_row!(row, w) {
-                        facts.push(f);
-                    }
+        let parts = (0..=(high - low) / CHUNK).map(|i| low + i * CHUNK);
+        let mut read = futures::stream::iter(parts)
+            .map(|lo| {
+                let sql = &sql;
+                async move {
+                    on_read!(self, p, _b => {
+                        let mut q = sqlx::query_scalar::<_, String>(sql)
+                            .bind(Ts(start))
+                            .bind(Ts(now - day))
+                            .bind(Ts(now - day * 7))
+                            .bind(Ts(now - day * 30))
+                            .bind(lo)
+                            .bind(lo.saturating_add(CHUNK));
+                        for (from, to) in windows {
+                            q = q.bind(Ts(*from)).bind(Ts(*to));
+                        }
+                        Ok::<_, crate::StoreError>(q.fetch_one(p).await?)
+                    })
                 }
-            }
-            Ok(out)
-        })
+            })
+            .buffer_unordered(2);
+        while let Some(json) = read.next().await {
+            tally.add_json(&json?)?;
+        }
+        Ok(tally.facts())
     }
+
 
     /// AWS Support cases requested in `[from, to)`.
     pub async fn case_facts(
@@ -1134,55 +1148,59 @@ impl Tx {
 }
 
 #[cfg(test)]
-mod merge_tests {
+mod tally_tests {
     use super::*;
 
-    fn facts(team: &str, age: Option<&str>, open: i64, seconds: i64) -> TicketFacts {
-        TicketFacts {
-            team: Some(team.to_owned()),
-            workload: None,
-            severity: "SEV2".into(),
-            source: "api".into(),
-            kind: "incident".into(),
-            age: age.map(str::to_owned),
-            open,
-            created: open,
-            responded: 1,
-            response_seconds: seconds,
-            resolved: 0,
-            resolution_seconds: 0,
-            reopened: 0,
-            response_met: 1,
-            response_missed: 0,
-            resolution_met: 0,
-            resolution_missed: 0,
-            status_seconds: [seconds, 0, 0, 1],
-        }
+    /// A ticket of team `team` with these flags, masks and seconds, as the reader gets it.
+    fn ticket(team: &str, flags: i64, masks: [i64; 6], seconds: i64) -> String {
+        let [counted, created, responded, resolved, response_missed, resolution_missed] = masks;
+        format!(
+            r#"["{team}",null,"SEV2","api","incident",null,{flags},{counted},{created},{responded},{resolved},{response_missed},{resolution_missed},{seconds},{seconds},[1,2,3,4]]"#
+        )
     }
 
     #[test]
-    fn groups_read_from_two_parts_are_added_up() {
-        let low = vec![facts("ops", Some("lt_1d"), 2, 10), facts("sre", None, 0, 5)];
-        let high = vec![
-            facts("ops", Some("lt_1d"), 3, 7),
-            facts("ops", Some("gt_30d"), 1, 1),
-        ];
-        let mut all = merge_facts(vec![low, high]);
-        all.sort_by_key(|f| f.key());
-        assert_eq!(all.len(), 3);
-        let ops_new = all
-            .iter()
-            .find(|f| f.age.as_deref() == Some("lt_1d"))
-            .unwrap();
-        assert_eq!(
-            (ops_new.open, ops_new.created, ops_new.responded),
-            (5, 5, 2)
-        );
-        assert_eq!(ops_new.response_seconds, 17);
-        assert_eq!(ops_new.status_seconds, [17, 0, 0, 2]);
-        assert!(all
-            .iter()
-            .any(|f| f.team.as_deref() == Some("sre") && f.open == 0));
-        assert_eq!(merge_facts(vec![]), Vec::<TicketFacts>::new());
+    fn contributions_add_up_per_group_and_window() {
+        let mut tally = FactsTally::new(2);
+        // Open, created and responded to in window 0 (first-response clock met); counted by
+        // window 1 without anything in it.
+        let a = ticket("ops", 1 | 4, [0b11, 0b01, 0b01, 0, 0, 0], 60);
+        // Resolved in window 1 after a reopen, resolution clock met; window 0 does not count it.
+        let b = ticket("ops", 2 | 8, [0b10, 0b10, 0, 0b10, 0, 0], 100);
+        // Another team, missing both due times in window 0 only.
+        let c = ticket("sre", 1, [0b01, 0, 0, 0, 0b01, 0b01], 0);
+        tally.add_json(&format!("[{a},{b}]")).unwrap();
+        tally.add_json(&format!("[{c}]")).unwrap();
+        tally.add_json("[]").unwrap();
+        let mut windows = tally.facts();
+        for w in &mut windows {
+            w.sort_by(|x, y| x.team.cmp(&y.team));
+        }
+        let [w0, w1] = <[Vec<TicketFacts>; 2]>::try_from(windows).unwrap();
+
+        assert_eq!(w0.len(), 2);
+        let (ops, sre) = (&w0[0], &w0[1]);
+        assert_eq!((ops.open, ops.created, ops.responded), (1, 1, 1));
+        assert_eq!((ops.response_seconds, ops.response_met), (60, 1));
+        assert_eq!((ops.resolved, ops.reopened, ops.status_seconds), (0, 0, [0; 4]));
+        assert_eq!((sre.response_missed, sre.resolution_missed, sre.open), (1, 1, 1));
+
+        // Window 1 does not know team sre, and counts both ops tickets.
+        assert_eq!(w1.len(), 1);
+        let ops = &w1[0];
+        assert_eq!((ops.open, ops.created, ops.responded), (1, 1, 0));
+        assert_eq!((ops.resolved, ops.resolution_seconds), (1, 100));
+        assert_eq!((ops.reopened, ops.resolution_met), (1, 1));
+        assert_eq!(ops.status_seconds, [1, 2, 3, 4]);
+        assert_eq!((ops.response_missed, ops.resolution_missed), (0, 0));
+    }
+
+    #[test]
+    fn unreadable_contributions_are_an_error() {
+        let mut tally = FactsTally::new(1);
+        assert!(tally.add_json("[1, 2]").is_err());
+        assert!(tally.add_json("{}").is_err());
+        assert!(tally.add_json("[] trailing").is_err());
+        assert!(FactsTally::new(0).facts().is_empty());
     }
 }
