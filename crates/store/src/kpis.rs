@@ -572,7 +572,6 @@ impl Db {
         Ok(tally.facts())
     }
 
-
     /// AWS Support cases requested in `[from, to)`.
     pub async fn case_facts(
         &self,
@@ -1182,8 +1181,14 @@ mod tally_tests {
         let (ops, sre) = (&w0[0], &w0[1]);
         assert_eq!((ops.open, ops.created, ops.responded), (1, 1, 1));
         assert_eq!((ops.response_seconds, ops.response_met), (60, 1));
-        assert_eq!((ops.resolved, ops.reopened, ops.status_seconds), (0, 0, [0; 4]));
-        assert_eq!((sre.response_missed, sre.resolution_missed, sre.open), (1, 1, 1));
+        assert_eq!(
+            (ops.resolved, ops.reopened, ops.status_seconds),
+            (0, 0, [0; 4])
+        );
+        assert_eq!(
+            (sre.response_missed, sre.resolution_missed, sre.open),
+            (1, 1, 1)
+        );
 
         // Window 1 does not know team sre, and counts both ops tickets.
         assert_eq!(w1.len(), 1);
