@@ -687,7 +687,7 @@ impl Step<'_> {
             .collect();
         changed.sort_by_key(|(before, _)| before.id);
         // Most changes are state only (occurrences, resolves, reopens): one statement for all.
-        let mut states: Vec<(&Ticket, i64)> = Vec::with_capacity(changed.len());
+        let mut states: Vec<(&Ticket, &Ticket)> = Vec::with_capacity(changed.len());
         let mut outbox = self.outbox;
         for (before, now) in &changed {
             for event in Routing::events(Some(before), now) {
@@ -697,7 +697,7 @@ impl Step<'_> {
         self.tx.enqueue(&outbox, self.now).await?;
         for (before, now) in changed {
             if before.tags == now.tags {
-                states.push((now, before.version));
+                states.push((now, before));
             } else {
                 self.tx.update_ticket(now, before).await?;
             }

@@ -862,6 +862,16 @@ async fn old_problems_open_new_tickets_after_the_reopen_window(backend: Backend)
         .await;
     assert_eq!(effects(&b), ["created"]);
     assert_ne!(a["tickets"], b["tickets"]);
+    // The problem now follows the new ticket: the next alarm is an occurrence on it.
+    let c = s
+        .send_ok(alarm_event(
+            "prod-api-5xx",
+            "ALARM",
+            "2026-11-23T12:05:00.000+0000",
+        ))
+        .await;
+    assert_eq!(effects(&c), ["occurrence"]);
+    assert_eq!(c["tickets"], b["tickets"]);
     assert_eq!(s.count_tickets().await, 2);
     s.stop().await;
 }
