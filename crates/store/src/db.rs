@@ -247,6 +247,9 @@ impl Db {
     /// Runs `task` beside the single writer: on SQLite on the writer's own thread, so that a
     /// task feeding it changes is polled as soon as the last change commits rather than
     /// queuing behind the requests being served; on PostgreSQL on the caller's runtime.
+    ///
+    /// That thread's runtime has timers but no I/O driver: `task`, and every change it
+    /// submits, must not use sockets or child processes (they would panic there on SQLite).
     pub fn spawn_beside_writer<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,

@@ -545,9 +545,15 @@ impl Db {
         };
         let sql = contributions_sql(self.backend(), windows.len());
         let day = chrono::Duration::days(1);
-        let parts = (0..=(high - low) / CHUNK).map(|i| low + i * CHUNK);
+        // Parts `[lo, hi)` from the lowest id on; the last one is open-ended, so tickets
+        // opened while the table is read are counted as the single scan counted them.
+        let parts = (0..=high.saturating_sub(low) / CHUNK).map(|i| {
+            let lo = low.saturating_add(i * CHUNK);
+            let hi = lo.saturating_add(CHUNK);
+            (lo, if hi > high { i64::MAX } else { hi })
+        });
         let mut read = futures::stream::iter(parts)
-            .map(|lo| {
+            .map(|(lo, hi)| {
                 let sql = &sql;
                 async move {
                     on_read!(self, p, _b => {
@@ -557,7 +563,7 @@ impl Db {
                             .bind(Ts(now - day * 7))
                             .bind(Ts(now - day * 30))
                             .bind(lo)
-                            .bind(lo.saturating_add(CHUNK));
+                            .bind(hi);
                         for (from, to) in windows {
                             q = q.bind(Ts(*from)).bind(Ts(*to));
                         }

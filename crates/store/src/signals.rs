@@ -403,7 +403,9 @@ pub(crate) struct DeferredSignals {
     correlations: Vec<Correlation>,
     /// Where each problem's latest correlation is in `correlations`.
     latest: HashMap<(String, String), usize>,
-    /// The ticket each problem read from the database had.
+    /// The ticket each problem read from the database had. Right as long as correlations are
+    /// written only at commit, from `correlations` (a statement that wrote them earlier in the
+    /// transaction would have to update this too).
     stored_tickets: HashMap<(String, String), i64>,
     next_id: Option<i64>,
 }

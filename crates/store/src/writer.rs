@@ -34,8 +34,9 @@ pub(crate) fn spawn(
     wal_full: Arc<AtomicBool>,
 ) -> Result<(mpsc::Sender<Job>, tokio::runtime::Handle)> {
     let (tx, rx) = mpsc::channel::<Job>(4096);
-    // No I/O driver: nothing here touches sockets, and parking on a futex instead of epoll
-    // makes each wake-up from SQLite's thread cheaper.
+    // No I/O driver: every change runs here and only talks to SQLite (whose own thread is
+    // reached over channels), and parking on a futex instead of epoll makes each wake-up
+    // from SQLite's thread cheaper. A change that used a socket would panic.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
