@@ -127,7 +127,7 @@ def own_cost(replay, n):
 
 
 def main():
-    if len(sys.argv) < 2:
+    if len(sys.argv) < 2 or not os.path.isfile(sys.argv[1]):
         sys.exit(__doc__)
     args = sys.argv[2:]
     dropped = []
@@ -137,7 +137,10 @@ def main():
     sizes = [int(s) for s in args] or [15, 100, 800]
     c = connect(sys.argv[1])
     for index in dropped:
-        c.execute(f'DROP INDEX "{index}"')
+        try:
+            c.execute(f'DROP INDEX "{index}"')
+        except sqlite3.OperationalError as e:
+            sys.exit(f"cannot leave out index {index!r}: {e}")
     replay = Replay(c)
     kinds = ["receipt", "signal", "audit", "ticket", "correlation"]
     without = f"; without {', '.join(dropped)}" if dropped else ""
