@@ -262,13 +262,15 @@ impl Tx {
     ///
     /// Setting a column rewrites its index entries even when the value stays the same, so the
     /// tickets whose status and severity stay put (most occurrences of a signal) are written
-    /// without them: one page fewer each for the status and severity indexes.
+    /// without them: one page fewer each for the status and severity indexes. PostgreSQL
+    /// compares the values itself, so there every ticket goes in the same statement.
     pub async fn update_ticket_states(&mut self, tickets: &[(&Ticket, &Ticket)]) -> Result<()> {
+        let split = self.backend() == Backend::Sqlite;
         let mut moved = Vec::new();
         let mut touched = Vec::new();
         for (now, before) in tickets {
             let row = (*now, before.version);
-            if now.status != before.status || now.severity != before.severity {
+            if !split || now.status != before.status || now.severity != before.severity {
                 moved.push(row);
             } else {
                 touched.push(row);
