@@ -255,7 +255,8 @@ impl Db {
     }
 
     /// For each of `ticket_ids` whose signals name an AWS account: the account and service of
-    /// its newest such signal.
+    /// its newest such signal. Each ticket's signals are read newest first and only until one
+    /// names an account, so a ticket with a long history costs no more than a new one.
     pub async fn tickets_aws_context(
         &self,
         ticket_ids: &[i64],
@@ -265,14 +266,16 @@ impl Db {
         }
         on_read!(self, p, _b => {
             let mut qb = sqlx::QueryBuilder::new(
-                "SELECT s.ticket_id, s.account, s.service FROM signals s JOIN (SELECT ticket_id, \
-                 MAX(id) AS id FROM signals WHERE account IS NOT NULL AND ticket_id IN (",
+                "SELECT s.ticket_id, s.account, s.service FROM signals s WHERE s.id IN (\
+                 SELECT (SELECT n.id FROM signals n WHERE n.ticket_id = t.id \
+                 AND n.account IS NOT NULL ORDER BY n.id DESC LIMIT 1) \
+                 FROM tickets t WHERE t.id IN (",
             );
             let mut list = qb.separated(", ");
             for id in ticket_ids {
                 list.push_bind(*id);
             }
-            qb.push(") GROUP BY ticket_id) newest ON newest.id = s.id");
+            qb.push("))");
             let rows = qb.build().persistent(false).fetch_all(p).await?;
             rows.iter()
                 .map(|r| Ok((r.try_get("ticket_id")?, (r.try_get("account")?, r.try_get("service")?))))

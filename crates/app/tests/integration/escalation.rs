@@ -27,6 +27,7 @@ on_both_backends!(
     the_aws_tier_after_the_automatic_case_opens_no_second_one,
     failures_while_following_keep_what_was_done,
     stored_due_times_move_on_by_the_time_spent_pending,
+    a_tickets_account_is_that_of_its_newest_signal_naming_one,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -1065,4 +1066,44 @@ async fn stored_due_times_move_on_by_the_time_spent_pending(backend: Backend) {
         stored.unwrap().resolution_due_at,
         Some(t0() + TimeDelta::hours(4) + TimeDelta::minutes(30))
     );
+}
+
+/// A CloudWatch alarm of `account` (`None`: an event that names no account).
+fn alarm(n: u32, account: Option<&str>) -> opsdesk_domain::signal::Signal {
+    let event = json!({
+        "version": "0", "id": format!("alarm-{n}"), "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": account.unwrap_or("111111111111"),
+        "time": "2026-11-24T09:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:cloudwatch:eu-west-1:111111111111:alarm:api-5xx"],
+        "detail": {"alarmName": "api-5xx", "state": {"value": "ALARM",
+                   "timestamp": format!("2026-11-24T09:{n:02}:00.000+0000")}}
+    });
+    let mut signal = opsdesk_domain::signal::eventbridge::from_event(&event, t0()).unwrap();
+    signal.account = account.map(str::to_owned);
+    signal
+}
+
+/// The account a ticket's AWS case would go to comes from the newest of its signals that
+/// names one, however many signals came before it or after it without one.
+async fn a_tickets_account_is_that_of_its_newest_signal_naming_one(backend: Backend) {
+    let (_db, desk, _clock) = desk(backend, EscalationSettings::default()).await;
+    let mut signals = vec![alarm(0, Some("111111111111"))];
+    signals.extend((1..30).map(|n| alarm(n, None)));
+    signals.push(alarm(30, Some("222222222222")));
+    signals.extend((31..40).map(|n| alarm(n, None)));
+    let monitor = Actor::new("token:monitor", opsdesk_domain::Role::Ingest);
+    let outcomes = desk.ingest(&monitor, signals).await.unwrap();
+    let ticket = outcomes[0].ticket_id.unwrap();
+    assert!(outcomes.iter().all(|o| o.ticket_id == Some(ticket)));
+    let quiet = open(&desk, json!({"title": "no signals", "severity": "SEV3"})).await;
+
+    let contexts = desk
+        .db()
+        .tickets_aws_context(&[ticket, quiet.id, 999_999])
+        .await
+        .unwrap();
+    let (account, _service) = &contexts[&ticket];
+    assert_eq!(account.as_deref(), Some("222222222222"));
+    assert!(!contexts.contains_key(&quiet.id), "{contexts:?}");
+    assert_eq!(contexts.len(), 1, "{contexts:?}");
 }
