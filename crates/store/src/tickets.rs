@@ -396,18 +396,30 @@ impl Tx {
                     "ticket {} changed underneath a locked update", t.id
                 )));
             }
-            if t.tags != before.tags {
-                sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1")
-                    .bind(t.id)
-                    .execute(&mut *c)
-                    .await?;
-                if !t.tags.is_empty() {
-                    let mut qb = QueryBuilder::new("INSERT INTO ticket_tags (tag, ticket_id) ");
-                    qb.push_values(&t.tags, |mut b, tag| {
-                        b.push_bind(tag.clone()).push_bind(t.id);
-                    });
-                    qb.build().persistent(false).execute(&mut *c).await?;
+            // Only the tags that changed: the tag index is keyed by tag first, so a delete of
+            // all of a ticket's tags by ticket alone would read the whole index.
+            let mut gone: Vec<&String> = before.tags.iter().filter(|g| !t.tags.contains(g)).collect();
+            let mut added: Vec<&String> = t.tags.iter().filter(|g| !before.tags.contains(g)).collect();
+            gone.sort();
+            gone.dedup();
+            added.sort();
+            added.dedup();
+            if !gone.is_empty() {
+                let mut qb = QueryBuilder::new("DELETE FROM ticket_tags WHERE tag IN (");
+                let mut list = qb.separated(", ");
+                for tag in gone {
+                    list.push_bind(tag.clone());
                 }
+                qb.push(") AND ticket_id = ").push_bind(t.id);
+                qb.build().persistent(false).execute(&mut *c).await?;
+            }
+            if !added.is_empty() {
+                let mut qb = QueryBuilder::new("INSERT INTO ticket_tags (tag, ticket_id) ");
+                qb.push_values(added, |mut b, tag| {
+                    b.push_bind(tag.clone()).push_bind(t.id);
+                });
+                qb.push(" ON CONFLICT (tag, ticket_id) DO NOTHING");
+                qb.build().persistent(false).execute(&mut *c).await?;
             }
             Ok(())
         })

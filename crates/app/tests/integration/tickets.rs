@@ -786,6 +786,17 @@ async fn patch_sets_and_clears_fields(backend: Backend) {
         s.get("/api/v1/tickets?q=eu-west").await.body["items"][0]["id"],
         t["id"]
     );
+    // A tag taken off is gone from the tag filter; the one kept stays.
+    let r = s.patch(&path, None, json!({"tags": ["eu"]})).await;
+    assert_eq!(r.body["tags"], json!(["eu"]), "{}", r.body);
+    assert_eq!(
+        s.get("/api/v1/tickets?tag=vpn").await.body["items"],
+        json!([])
+    );
+    assert_eq!(
+        s.get("/api/v1/tickets?tag=eu").await.body["items"][0]["id"],
+        t["id"]
+    );
     s.stop().await;
 }
 
