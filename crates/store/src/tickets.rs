@@ -398,12 +398,8 @@ impl Tx {
             }
             // Only the tags that changed: the tag index is keyed by tag first, so a delete of
             // all of a ticket's tags by ticket alone would read the whole index.
-            let mut gone: Vec<&String> = before.tags.iter().filter(|g| !t.tags.contains(g)).collect();
-            let mut added: Vec<&String> = t.tags.iter().filter(|g| !before.tags.contains(g)).collect();
-            gone.sort();
-            gone.dedup();
-            added.sort();
-            added.dedup();
+            let gone: Vec<&String> = before.tags.iter().filter(|g| !t.tags.contains(g)).collect();
+            let added: Vec<&String> = t.tags.iter().filter(|g| !before.tags.contains(g)).collect();
             if !gone.is_empty() {
                 let mut qb = QueryBuilder::new("DELETE FROM ticket_tags WHERE tag IN (");
                 let mut list = qb.separated(", ");
