@@ -13,7 +13,7 @@ use opsdesk_domain::kpi::{
     KpiInfo, KpiSpec, KpiStatus, Scope, Span, Tally, Thresholds, TicketTime, Unit,
 };
 use opsdesk_domain::support::{CaseSeverity, SupportPlan};
-use opsdesk_domain::{Calendar, CalendarSpec, FieldError, Role, Severity, Validated, WeeklyHours};
+use opsdesk_domain::{Calendar, CalendarSpec, FieldError, Severity, Validated, WeeklyHours};
 use opsdesk_store::{KpiPoint, KpiQuery, KpiStateRecord, NewOutboxItem, TicketFacts, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -287,14 +287,9 @@ pub struct StoredKpi {
     pub updated_at: DateTime<Utc>,
 }
 
+/// KPIs, reports and AWS cases cover every ticket: not for a role that sees its own only.
 pub(crate) fn require_overview(actor: &Actor) -> Result<()> {
-    actor.require(opsdesk_domain::Permission::ReadTickets)?;
-    if actor.role == Role::Requester {
-        return Err(Error::Forbidden(
-            "KPIs and reports cover every ticket: they need the viewer role or above".into(),
-        ));
-    }
-    Ok(())
+    actor.require(opsdesk_domain::Permission::ReadInventory)
 }
 
 /// A breach is announced when a KPI enters it, a recovery when it leaves it for ok or warning.

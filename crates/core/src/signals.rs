@@ -884,7 +884,9 @@ impl Desk {
         actor: &Actor,
         id: i64,
     ) -> Result<(Vec<Correlation>, Vec<SignalRecord>)> {
-        // Refuses tickets the actor may not see, as reading the ticket does.
+        // Signals name accounts and resources: inventory, not for requesters. And it refuses
+        // tickets the actor may not see, as reading the ticket does.
+        actor.require(Permission::ReadInventory)?;
         self.ticket(actor, id).await?;
         let filter = opsdesk_store::SignalFilter {
             ticket_id: Some(id),

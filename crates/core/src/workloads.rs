@@ -48,12 +48,25 @@ async fn save_one(
 
 impl Desk {
     pub async fn workloads(&self, actor: &Actor) -> Result<Vec<Workload>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         Ok(self.db().workloads().await?)
     }
 
+    /// The names a new ticket may give as its workload, by name: all that someone who raises
+    /// tickets learns of the workloads (not their accounts, resources or owners).
+    pub async fn workload_names(&self, actor: &Actor) -> Result<Vec<String>> {
+        actor.require(Permission::CreateTickets)?;
+        Ok(self
+            .db()
+            .workloads()
+            .await?
+            .into_iter()
+            .map(|w| w.name)
+            .collect())
+    }
+
     pub async fn workload(&self, actor: &Actor, name: &str) -> Result<Workload> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         self.db()
             .workload(name)
             .await?
@@ -140,7 +153,7 @@ impl Desk {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<MaintenanceWindow>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         if to <= from {
             return Err(FieldError::new("to", "must be after from").into());
         }

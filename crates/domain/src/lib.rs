@@ -6,6 +6,7 @@ pub mod audit;
 pub mod change;
 pub mod channel;
 pub mod escalation;
+pub mod intake;
 pub mod kpi;
 pub mod report;
 pub mod routing;

@@ -67,7 +67,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     s.parse::<i64>().map(Some).map_err(|_| bad())
 }
 
-/// Create a ticket.
+/// Create a ticket. A requester sends only `title`, `kind`, `severity`, `workload` and
+/// `description` and is the ticket's requester; any other field is refused with 422 naming it.
 #[utoipa::path(
     post,
     path = "/api/v1/tickets",

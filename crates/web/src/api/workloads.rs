@@ -20,12 +20,13 @@ use crate::{ApiError, AppState};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_workloads, create_workload))
+        .routes(routes!(list_workload_names))
         .routes(routes!(get_workload, put_workload, delete_workload))
         .routes(routes!(list_maintenance, plan_maintenance))
         .routes(routes!(cancel_maintenance))
 }
 
-/// List workloads by name.
+/// List workloads by name, with their accounts, regions and resources (staff).
 #[utoipa::path(
     get,
     path = "/api/v1/workloads",
@@ -37,6 +38,21 @@ async fn list_workloads(
     Auth(actor): Auth,
 ) -> Result<Json<Vec<Workload>>, ApiError> {
     Ok(Json(state.desk.workloads(&actor).await?))
+}
+
+/// The workload names a new ticket may give, by name: what the new request form offers.
+/// Anyone who may raise tickets reads them; the workloads themselves are for staff.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workload-names",
+    tag = "workloads",
+    responses((status = 200, description = "The names", body = Vec<String>))
+)]
+async fn list_workload_names(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.desk.workload_names(&actor).await?))
 }
 
 /// Create a workload (admin). Signals are matched to it by account, region, resource ARN
