@@ -243,6 +243,24 @@ pub enum UserCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Let an account with a local password or two-factor sign-in also sign in with single
+    /// sign-on, as one identity-provider account (its ID tokens' `sub`). The provider's word
+    /// about an email alone never binds such an account.
+    LinkSso {
+        #[arg(long)]
+        email: String,
+        /// The `sub` claim the provider gives this person.
+        #[arg(long)]
+        subject: String,
+        /// The provider's issuer; defaults to oidc.issuer_url.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Stop an account from answering to single sign-on (until it is linked again).
+    UnlinkSso {
+        #[arg(long)]
+        email: String,
+    },
     /// List everyone.
     List,
 }
@@ -343,6 +361,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             desk.db().close().await;
         }
         Command::Config(ConfigCommand::Check) => {
+            config
+                .server
+                .trusted_proxies()
+                .map_err(anyhow::Error::msg)?;
             println!("{config:#?}");
         }
         Command::Config(ConfigCommand::Example) => {}
@@ -850,6 +872,27 @@ async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                     "no longer needs"
                 }
             );
+        }
+        UserCommand::LinkSso {
+            email,
+            subject,
+            issuer,
+        } => {
+            let issuer = issuer
+                .or_else(|| Some(config.oidc.issuer_url.trim().to_owned()))
+                .filter(|i| !i.is_empty())
+                .context("give --issuer, or set oidc.issuer_url")?;
+            let u = desk
+                .link_sso(&actor, &email, Some((&issuer, &subject)))
+                .await?;
+            println!(
+                "{} now also signs in with single sign-on as {subject} at {issuer}",
+                u.email
+            );
+        }
+        UserCommand::UnlinkSso { email } => {
+            let u = desk.link_sso(&actor, &email, None).await?;
+            println!("{} no longer signs in with single sign-on", u.email);
         }
         UserCommand::List => {
             println!(

@@ -8,11 +8,14 @@ pub mod channel;
 pub mod escalation;
 pub mod intake;
 pub mod kpi;
+pub mod rate_limit;
 pub mod report;
 pub mod routing;
 pub mod signal;
 pub mod sla;
+pub mod sso;
 pub mod support;
+pub mod text;
 pub mod ticket;
 pub mod validation;
 

@@ -3,12 +3,14 @@
 
 pub mod api;
 mod auth;
+pub mod client;
 mod error;
 mod json;
 mod ops;
 mod pages;
 pub mod policy;
 pub mod sso;
+pub mod throttle;
 mod ui;
 
 use std::future::Future;
@@ -36,7 +38,14 @@ pub struct AppState {
     pub sso_only: bool,
     /// Amazon SNS HTTP(S) subscriptions, when set up.
     pub sns: Option<std::sync::Arc<api::sns::SnsIngest>>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
+    /// Per-address limit on sign-in, setup and single sign-on requests.
+    pub sign_in_limiter: std::sync::Arc<throttle::AddressLimiter>,
 }
+
+/// Sign-in, setup and single sign-on requests one address may make per minute by default.
+pub const SIGN_IN_REQUESTS_PER_MINUTE: u32 = 60;
 
 impl AppState {
     pub fn new(desk: Desk) -> AppState {
@@ -46,6 +55,10 @@ impl AppState {
             sso: None,
             sso_only: false,
             sns: None,
+            trusted_proxies: std::sync::Arc::from(Vec::new()),
+            sign_in_limiter: std::sync::Arc::new(throttle::AddressLimiter::per_minute(
+                SIGN_IN_REQUESTS_PER_MINUTE,
+            )),
         }
     }
 }
