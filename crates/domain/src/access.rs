@@ -141,6 +141,7 @@ pub struct TokenSummary {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(format = Email)]
     pub email: String,
     /// Defaults to the part of the email before the @.
     #[serde(default)]

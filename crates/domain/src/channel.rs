@@ -410,6 +410,7 @@ impl WebhookTarget {
 enum WireSpec {
     /// Publish to an Amazon SNS topic.
     Sns {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
         /// `arn:aws:sns:<region>:<account>:<topic>`.
         topic_arn: String,
@@ -419,6 +420,7 @@ enum WireSpec {
     },
     /// POST to an HTTP(S) endpoint.
     Webhook {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
         url: String,
         #[serde(default)]
@@ -431,6 +433,7 @@ enum WireSpec {
     },
     /// Send email through the configured SMTP server.
     Email {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
         to: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

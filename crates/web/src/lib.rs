@@ -8,6 +8,7 @@ mod error;
 mod json;
 mod ops;
 mod pages;
+mod params;
 pub mod policy;
 pub mod sso;
 pub mod throttle;
@@ -65,7 +66,7 @@ impl AppState {
 
 /// Builds the whole router: API, OpenAPI document, operations endpoints and layers.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api::routes().split_for_parts();
+    let (api, openapi) = api::split();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()
         .merge(api)
@@ -94,7 +95,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document, as served at /api/v1/openapi.json.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::routes().split_for_parts().1
+    api::split().1
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.

@@ -191,6 +191,21 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/oidc/callback"),
 ];
 
+/// The methods `route` has a policy for.
+fn allowed_methods(route: &str) -> Vec<&'static str> {
+    [
+        ("GET", Method::GET),
+        ("POST", Method::POST),
+        ("PUT", Method::PUT),
+        ("PATCH", Method::PATCH),
+        ("DELETE", Method::DELETE),
+    ]
+    .into_iter()
+    .filter(|(_, m)| access(m, route).is_some())
+    .map(|(name, _)| name)
+    .collect()
+}
+
 /// The access layer: applies [`access`] to every routed request.
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
@@ -200,6 +215,16 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         .unwrap_or_default();
     let policy = access(req.method(), &route);
     match policy {
+        // A method the route does not serve: 405 with the methods it does, as the router
+        // would answer.
+        None if !allowed_methods(&route).is_empty() => {
+            let allow = allowed_methods(&route).join(", ");
+            let mut res = axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(axum::http::header::ALLOW, value);
+            }
+            res
+        }
         None => {
             tracing::error!(method = %req.method(), route, "route has no access policy; refused");
             ApiError::RoleNotAllowed("this route has no access policy".into()).into_response()

@@ -25,6 +25,7 @@ struct AuditParams {
     /// Entries with a seq above this; 0 (the default) starts at the beginning.
     after: Option<i64>,
     /// 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

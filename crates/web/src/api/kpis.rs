@@ -42,6 +42,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     /// Keep only the breakdowns by this dimension (`team`, `workload`, `severity`, ...).
     by: Option<Dimension>,

@@ -116,7 +116,7 @@ struct BatchCreated {
 async fn create_tickets_batch(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    ApiJson(inputs): ApiJson<Vec<NewTicket>>,
+    ApiJson(inputs): ApiJson<Vec<NewTicket>, true>,
 ) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
     if inputs.len() > 1000 {
         return Err(ApiError::invalid("", "at most 1,000 tickets per batch"));
@@ -131,10 +131,13 @@ async fn create_tickets_batch(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Statuses, comma-separated.
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode = false)]
     pub(crate) status: Option<String>,
     /// Severities (SEV1..SEV5), comma-separated.
+    #[param(value_type = Option<Vec<Severity>>, style = Form, explode = false)]
     pub(crate) severity: Option<String>,
     /// Kinds, comma-separated.
+    #[param(value_type = Option<Vec<Kind>>, style = Form, explode = false)]
     pub(crate) kind: Option<String>,
     pub(crate) source: Option<String>,
     pub(crate) team: Option<String>,
@@ -148,10 +151,12 @@ pub(crate) struct ListParams {
     pub(crate) q: Option<String>,
     /// `-created` (default), `created`, `-updated`, `updated`, `severity` (SEV1 first, oldest
     /// first), `-severity`.
+    #[param(pattern = r"^(-?created|-?updated|-?severity)?$")]
     pub(crate) sort: Option<String>,
     /// `next_cursor` of the previous page.
     pub(crate) cursor: Option<String>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub(crate) limit: Option<u32>,
 }
 

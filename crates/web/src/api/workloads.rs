@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::Problem;
 use crate::json::ApiJson;
+use crate::params::ApiPath;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -217,7 +218,7 @@ async fn plan_maintenance(
 async fn cancel_maintenance(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     state.desk.cancel_maintenance(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
