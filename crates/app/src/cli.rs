@@ -599,7 +599,7 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
             for c in desk.channels(&actor).await? {
                 let target = match &c.kind {
                     ChannelKind::Sns(t) => t.topic_arn.clone(),
-                    ChannelKind::Webhook(t) => t.url_for_logs(),
+                    ChannelKind::Webhook(t) => t.masked_url(),
                     ChannelKind::Email(t) => t.to.join(", "),
                 };
                 println!("{:<24} {:<8} {target}", c.name, c.kind_name());

@@ -95,6 +95,31 @@ pub fn stripped(value: &Value) -> Value {
     v
 }
 
+/// A URL as it may be shown: scheme, host and port only, with path, query, fragment and user
+/// info replaced by `***` (`https://hooks.slack.com/***`): webhook URLs carry their secret
+/// there (Slack's path, `?token=`, `user:pass@`). A URL with nothing after the host is shown
+/// as it is; anything that is not a URL is not shown.
+pub fn masked_url(raw: &str) -> String {
+    let Ok(u) = url::Url::parse(raw.trim()) else {
+        return "<not a URL>".to_owned();
+    };
+    let host = u.host_str().unwrap_or("");
+    let origin = match u.port() {
+        Some(port) => format!("{}://{host}:{port}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    };
+    let bare = matches!(u.path(), "" | "/")
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+        && u.password().is_none();
+    if bare {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/***")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +213,30 @@ mod tests {
         assert_eq!(v, json!({ "credentials": REDACTED, "n": [1, 2] }));
         let again = stripped(&v);
         assert_eq!(again, v, "stripping twice changes nothing");
+    }
+
+    #[test]
+    fn urls_show_only_scheme_host_and_port() {
+        assert_eq!(
+            masked_url("https://hooks.slack.com/services/T000/B000/SECRET"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            masked_url("https://user:pass@hooks.example.com:8443/x?token=abc"),
+            "https://hooks.example.com:8443/***"
+        );
+        assert_eq!(
+            masked_url("https://user@hooks.example.com/"),
+            "https://hooks.example.com/***"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example.com/?sig=abc"),
+            "https://hooks.example.com/***"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example.com"),
+            "https://hooks.example.com/"
+        );
+        assert_eq!(masked_url("not a url secret"), "<not a URL>");
     }
 }

@@ -15,6 +15,7 @@ on_both_backends!(
     workload_import_is_all_or_none,
     channel_test_sends_now_and_says_what_happened,
     export_tickets_with_history_and_conversation,
+    channel_urls_are_masked_in_listings_and_config_check,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -811,5 +812,58 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
         err.contains("--until \"last tuesday\" is neither an RFC 3339 time"),
         "{err}"
     );
+    db.drop_schema().await;
+}
+
+async fn channel_urls_are_masked_in_listings_and_config_check(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsdesk.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[notify.channels]]
+name = "slack"
+type = "webhook"
+format = "slack"
+url = "https://hooks.slack.com/services/T000/B000/PATHSECRET"
+[[notify.channels]]
+name = "basic"
+type = "webhook"
+url = "https://hook-user:userinfo-secret@hooks.example.com/in?token=querysecret"
+"#,
+    )
+    .unwrap();
+    let cli = |args: &'static [&'static str]| {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.arg("--config").arg(&config).args(args);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let secrets = [
+        "PATHSECRET",
+        "T000",
+        "userinfo-secret",
+        "hook-user",
+        "querysecret",
+    ];
+    for args in [&["channel", "list"][..], &["config", "check"][..]] {
+        let args: &'static [&'static str] = args;
+        let (code, out, err) = cli(args).await.unwrap();
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        for secret in secrets {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{args:?} shows {secret:?}: {out}{err}"
+            );
+        }
+        assert!(
+            out.contains("https://hooks.slack.com/***"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.contains("https://hooks.example.com/***"),
+            "{args:?}: {out}"
+        );
+    }
     db.drop_schema().await;
 }
