@@ -544,7 +544,7 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
     let mut sink = match format {
         TicketFormat::Jsonl => Sink::Jsonl(out),
         TicketFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = opsdesk_core::csv_writer::CsvWriter::from_writer(out);
             w.write_record(CSV_HEADER)?;
             Sink::Csv(Box::new(w))
         }
@@ -609,7 +609,7 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
 /// Where an export goes.
 enum Sink {
     Jsonl(std::io::BufWriter<Box<dyn Write>>),
-    Csv(Box<csv::Writer<std::io::BufWriter<Box<dyn Write>>>>),
+    Csv(Box<opsdesk_core::csv_writer::CsvWriter<std::io::BufWriter<Box<dyn Write>>>>),
 }
 
 async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
@@ -621,7 +621,7 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
             for c in desk.channels(&actor).await? {
                 let target = match &c.kind {
                     ChannelKind::Sns(t) => t.topic_arn.clone(),
-                    ChannelKind::Webhook(t) => t.url_for_logs(),
+                    ChannelKind::Webhook(t) => t.masked_url(),
                     ChannelKind::Email(t) => t.to.join(", "),
                 };
                 println!("{:<24} {:<8} {target}", c.name, c.kind_name());

@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod change;
 pub mod channel;
+pub mod credentials;
 pub mod escalation;
 pub mod intake;
 pub mod kpi;
