@@ -329,8 +329,14 @@ pub enum ExportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain: exit 0 when intact, 1 naming the first bad entry.
-    Verify,
+    /// Walk the hash chain: exit 0 when intact, 1 naming the first bad entry. Prints the head
+    /// as SEQ:HASH: keep it outside the database and pass it as --anchor later.
+    Verify {
+        /// SEQ:HASH, a head printed earlier: also check that entry SEQ still has HASH, which
+        /// finds a chain rewritten with fresh hashes. Repeat for several.
+        #[arg(long = "anchor", value_name = "SEQ:HASH")]
+        anchors: Vec<opsdesk_domain::audit::Anchor>,
+    },
     /// Write every entry, oldest first.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -758,11 +764,21 @@ async fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
 async fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     let desk = server::open_desk(config).await?;
     let code = match cmd {
-        AuditCommand::Verify => match desk.verify_audit().await {
+        AuditCommand::Verify { anchors } => match desk.verify_audit_anchored(&anchors).await {
             Ok(summary) => {
                 println!(
                     "audit trail intact: {} entries verified; head hash {}",
                     summary.entries, summary.head_hash
+                );
+                match summary.anchors {
+                    0 => {}
+                    1 => println!("1 anchor matches"),
+                    n => println!("{n} anchors match"),
+                }
+                println!(
+                    "keep the head outside the database and check against it later with: \
+                     opsdesk audit verify --anchor {}",
+                    summary.head_anchor()
                 );
                 ExitCode::SUCCESS
             }

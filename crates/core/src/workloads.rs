@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{Changes, FieldChange};
-use opsdesk_domain::validation::FieldError;
+use opsdesk_domain::validation::{check_time, FieldError};
 use opsdesk_domain::{NewWorkload, Permission, Validated, Workload};
 use opsdesk_store::{MaintenanceWindow, NewMaintenanceWindow, Tx};
 use serde::Deserialize;
@@ -154,6 +154,8 @@ impl Desk {
         to: DateTime<Utc>,
     ) -> Result<Vec<MaintenanceWindow>> {
         actor.require(Permission::ReadInventory)?;
+        let from = check_time("from", from)?;
+        let to = check_time("to", to)?;
         if to <= from {
             return Err(FieldError::new("to", "must be after from").into());
         }
@@ -170,6 +172,8 @@ impl Desk {
         if title.is_empty() || title.chars().count() > 300 {
             return Err(FieldError::new("title", "must be 1 to 300 characters").into());
         }
+        check_time("start", input.start)?;
+        check_time("end", input.end)?;
         if input.end <= input.start {
             return Err(FieldError::new("end", "must be after start").into());
         }

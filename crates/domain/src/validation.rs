@@ -13,6 +13,31 @@ pub const TAG_MAX: usize = 64;
 pub const TAGS_MAX: usize = 50;
 pub const DEDUP_KEY_MAX: usize = 512;
 
+/// The years a time sent from outside may fall in. Both databases and every date computed
+/// from such a time (a default window, a step, a due time) stay far inside what they can hold.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// Checks a time sent from outside (a query parameter, a field of a body): its year must be in
+/// [`YEARS`]. The error names `field`.
+pub fn check_time(
+    field: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
+    use chrono::Datelike;
+    if YEARS.contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must fall in the years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+        ))
+    }
+}
+
 /// An input that breaks a rule, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -381,6 +406,23 @@ impl Validated for NewComment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_from_outside_stay_within_the_years_both_databases_hold() {
+        use chrono::{DateTime, TimeZone, Utc};
+        let ok = Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap();
+        assert_eq!(check_time("from", ok), Ok(ok));
+        let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(check_time("to", last), Ok(last));
+        for t in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            assert_eq!(check_time("to", t).unwrap_err().field, "to");
+        }
+    }
 
     fn ticket(title: &str) -> NewTicket {
         NewTicket {

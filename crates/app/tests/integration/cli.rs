@@ -279,6 +279,27 @@ async fn audit_verify_and_export(backend: Backend) {
     assert_eq!(code, 0);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
 
+    // The head is printed ready to keep as an anchor, and anchors are checked.
+    let head = format!("3:{}", lines[2]["hash"].as_str().unwrap());
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args(["audit", "verify"]));
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("--anchor {head}")), "{out}");
+    let second = format!("2:{}", lines[1]["hash"].as_str().unwrap());
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url)
+        .args(["audit", "verify", "--anchor", &second, "--anchor", &head]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 anchors match"), "{out}");
+    let wrong = format!("2:{}", lines[0]["hash"].as_str().unwrap());
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &db.url).args(["audit", "verify", "--anchor", &wrong]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at seq 2"), "{out}");
+    let (code, _, err) =
+        run(opsdesk(dir.path(), &db.url).args(["audit", "verify", "--anchor", "2:nothex"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--anchor"), "{err}");
+    assert!(err.contains("SEQ:HASH"), "{err}");
+
     let unguard = match backend {
         Backend::Sqlite => "DROP TRIGGER audit_log_refuse_update",
         Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER USER",

@@ -452,7 +452,8 @@ async fn ticket_history(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SlaQuery {
-    /// The moment to read the clocks at (RFC 3339); now when absent.
+    /// The moment to read the clocks at (RFC 3339), from the ticket's creation to a year
+    /// after now; now when absent.
     at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -468,6 +469,7 @@ struct SlaQuery {
     responses(
         (status = 200, description = "The clocks", body = opsdesk_domain::SlaClock),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`at` is not a time, is before the ticket was created or more than a year ahead", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn ticket_sla(

@@ -154,9 +154,9 @@ async fn delete_workload(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Period {
-    /// Default: now.
+    /// In the years 1970 to 9999. Default: now.
     from: Option<DateTime<Utc>>,
-    /// Default: 30 days after `from`.
+    /// In the years 1970 to 9999. Default: 30 days after `from`.
     to: Option<DateTime<Utc>>,
 }
 
@@ -179,7 +179,12 @@ async fn list_maintenance(
 ) -> Result<Json<Vec<MaintenanceWindow>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let from = q.from.unwrap_or_else(|| state.desk.now());
-    let to = q.to.unwrap_or(from + chrono::Duration::days(30));
+    let to = match q.to {
+        Some(to) => to,
+        None => from
+            .checked_add_signed(chrono::Duration::days(30))
+            .ok_or_else(|| ApiError::invalid("from", "is too late to end 30 days after it"))?,
+    };
     Ok(Json(state.desk.maintenance(&actor, from, to).await?))
 }
 
