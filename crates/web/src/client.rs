@@ -46,7 +46,10 @@ impl FromRequestParts<AppState> for ClientAddr {
 /// From a trusted proxy, the hops it lists (`X-Forwarded-For`, else the `for=` of
 /// `Forwarded`) are walked from the nearest: the first that is not itself a trusted proxy is
 /// the client. A hop that cannot be read stops the walk at the last address known.
+/// Addresses are compared in their canonical form: on a dual-stack listener an IPv4 client
+/// arrives as `::ffff:a.b.c.d`, which must count as `a.b.c.d` (and match IPv4 CIDRs).
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -101,15 +104,16 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 /// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`,
 /// `[2001:db8::1]` or `[2001:db8::1]:4711`.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
-    if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(socket) = hop.parse::<SocketAddr>() {
-        return Some(socket.ip());
-    }
-    hop.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .and_then(|h| h.parse::<IpAddr>().ok())
+    let ip = if let Ok(ip) = hop.parse::<IpAddr>() {
+        Some(ip)
+    } else if let Ok(socket) = hop.parse::<SocketAddr>() {
+        Some(socket.ip())
+    } else {
+        hop.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok())
+    };
+    ip.map(|ip| ip.to_canonical())
 }
 
 /// Reads `server.trusted_proxies`: CIDR blocks (`10.0.0.0/8`) or single addresses.
@@ -149,6 +153,21 @@ mod tests {
 
     fn trusted() -> Vec<IpNet> {
         parse_trusted_proxies(&["10.0.0.0/8".into(), "2001:db8:ffff::1".into()]).unwrap()
+    }
+
+    #[test]
+    fn ipv4_clients_of_a_dual_stack_listener_count_as_ipv4() {
+        // On `[::]` an IPv4 load balancer arrives as ::ffff:10.0.1.5: it is still trusted,
+        // and the client it names (mapped or not) is the plain IPv4 address.
+        let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.9")]);
+        assert_eq!(
+            client_address(ip("::ffff:10.0.1.5"), &h, &trusted()),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(ip("::ffff:198.51.100.1"), &HeaderMap::new(), &trusted()),
+            ip("198.51.100.1")
+        );
     }
 
     #[test]

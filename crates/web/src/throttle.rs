@@ -32,10 +32,12 @@ impl AddressLimiter {
     /// Counts a request from `client` at `now`.
     pub fn check(&self, client: IpAddr, now: DateTime<Utc>) -> Verdict {
         let key = sender(client);
-        let Ok(mut windows) = self.windows.lock() else {
-            // A panic elsewhere poisoned the map: limiting stops rather than sign-in.
-            return Verdict::Admit;
-        };
+        // A panic elsewhere while holding the map leaves counts that are still counts: keep
+        // limiting rather than stop.
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = if windows.contains_key(&key) || windows.len() < MAX_TRACKED {
             key
         } else {
@@ -55,8 +57,8 @@ impl AddressLimiter {
 /// Who counts as one sender: an IPv4 address, or the /64 an IPv6 address is in (one
 /// machine usually has a whole /64).
 fn sender(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & (u128::MAX << 64);
             IpAddr::from(std::net::Ipv6Addr::from(bits))
@@ -67,6 +69,15 @@ fn sender(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_senders_on_a_dual_stack_listener_are_told_apart() {
+        // Mapped addresses would all share the /64 `::` if they were not made IPv4 first.
+        let a: IpAddr = "::ffff:198.51.100.1".parse().unwrap();
+        let b: IpAddr = "::ffff:198.51.100.2".parse().unwrap();
+        assert_eq!(sender(a), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_ne!(sender(a), sender(b));
+    }
 
     #[test]
     fn addresses_are_limited_apart_and_ipv6_by_its_64() {
