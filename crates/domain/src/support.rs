@@ -377,7 +377,8 @@ pub fn cap(plan: SupportPlan, ticket_severity: Severity) -> CaseDecision {
     }
 }
 
-const EMAILS_MAX: usize = 20;
+/// AWS Support's CreateCase and AddCommunicationToCase take at most 10 `ccEmailAddresses`.
+pub const EMAILS_MAX: usize = 10;
 
 /// An AWS account opsdesk knows, with its support plan and whom to tell about its cases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -388,7 +389,8 @@ pub struct AwsAccount {
     /// A name people recognise, 1 to 200 characters.
     pub name: String,
     pub support_plan: SupportPlan,
-    /// Addresses of the AWS account team to keep informed of escalations; at most 20.
+    /// Addresses of the AWS account team to keep informed of escalations; at most 10, as many
+    /// as an AWS Support case can copy.
     #[serde(default)]
     pub account_team_emails: Vec<String>,
     /// An IAM role in this account that opsdesk assumes to open and follow its AWS Support
@@ -458,7 +460,10 @@ impl Validated for AwsAccount {
         if self.account_team_emails.len() > EMAILS_MAX {
             return Err(FieldError::new(
                 "account_team_emails",
-                format!("at most {EMAILS_MAX} addresses"),
+                format!(
+                    "at most {EMAILS_MAX} addresses: an AWS Support case copies no more than \
+                     {EMAILS_MAX}"
+                ),
             ));
         }
         let mut emails: Vec<String> = Vec::with_capacity(self.account_team_emails.len());
@@ -995,8 +1000,13 @@ mod tests {
             );
         }
         let mut a = account();
-        a.account_team_emails = (0..21).map(|i| format!("p{i}@example.com")).collect();
-        assert_eq!(a.validate().unwrap_err().field, "account_team_emails");
+        a.account_team_emails = (0..10).map(|i| format!("p{i}@example.com")).collect();
+        assert_eq!(a.validate().unwrap().account_team_emails.len(), 10);
+        let mut a = account();
+        a.account_team_emails = (0..11).map(|i| format!("p{i}@example.com")).collect();
+        let err = a.validate().unwrap_err();
+        assert_eq!(err.field, "account_team_emails");
+        assert!(err.message.contains("at most 10"), "{}", err.message);
 
         let mut a = account();
         a.support_role_arn = Some(" arn:aws:iam::123456789012:role/ops/opsdesk-support ".into());
