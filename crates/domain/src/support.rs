@@ -377,6 +377,66 @@ pub fn cap(plan: SupportPlan, ticket_severity: Severity) -> CaseDecision {
     }
 }
 
+/// AWS Support's AddCommunicationToCase takes a body of at most 8,000 characters (counted
+/// here in UTF-16 units, which is never fewer than AWS counts).
+pub const COMMUNICATION_MAX: usize = 8_000;
+/// Room kept in each part for its "(part i of n)" heading.
+const PART_HEADING_MAX: usize = 24;
+
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// A reply as the messages AWS Support takes: the reply itself when it fits in
+/// [`COMMUNICATION_MAX`], otherwise consecutive parts headed "(part i of n)", each cut at a
+/// paragraph, line or word break where one falls in its second half, so that nothing of the
+/// reply is left out.
+pub fn communication_parts(body: &str) -> Vec<String> {
+    if utf16_len(body) <= COMMUNICATION_MAX {
+        return vec![body.to_owned()];
+    }
+    let budget = COMMUNICATION_MAX - PART_HEADING_MAX;
+    let mut chunks: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        // The longest prefix within budget, on a char boundary.
+        let mut units = 0;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
+            units += c.len_utf16();
+            if units > budget {
+                end = i;
+                break;
+            }
+        }
+        let window = &rest[..end];
+        let cut = if end == rest.len() {
+            end
+        } else {
+            ["\n\n", "\n", " "]
+                .iter()
+                .find_map(|b| {
+                    window
+                        .rfind(b)
+                        .map(|i| i + b.len())
+                        .filter(|&i| utf16_len(&window[..i]) > budget / 2)
+                })
+                .unwrap_or(end)
+        };
+        let chunk = rest[..cut].trim_end();
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        rest = rest[cut..].trim_start();
+    }
+    let n = chunks.len();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("(part {} of {n})\n\n{c}", i + 1))
+        .collect()
+}
+
 /// AWS Support's CreateCase and AddCommunicationToCase take at most 10 `ccEmailAddresses`.
 pub const EMAILS_MAX: usize = 10;
 
@@ -777,6 +837,66 @@ mod tests {
 
     fn office(minutes: u32) -> Option<Target> {
         Some(Target::in_business_hours(minutes))
+    }
+
+    #[test]
+    fn a_long_reply_is_split_into_parts_aws_takes_and_none_is_lost() {
+        assert_eq!(communication_parts("Short."), ["Short."]);
+        let exact = "a".repeat(COMMUNICATION_MAX);
+        assert_eq!(communication_parts(&exact), vec![exact]);
+
+        let paragraph = format!("{}.", "word ".repeat(300).trim_end());
+        let long = vec![paragraph.as_str(); 20].join("\n\n");
+        assert!(long.chars().count() > COMMUNICATION_MAX);
+        let parts = communication_parts(&long);
+        assert_eq!(
+            parts.len(),
+            4,
+            "{:?}",
+            parts.iter().map(String::len).collect::<Vec<_>>()
+        );
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.encode_utf16().count() <= COMMUNICATION_MAX);
+            assert!(
+                p.starts_with(&format!("(part {} of 4)\n\n", i + 1)),
+                "{p:.40}"
+            );
+            // Cut between paragraphs, not inside one.
+            assert!(p.ends_with("word."), "{}", &p[p.len() - 20..]);
+        }
+        let rejoined: Vec<&str> = parts
+            .iter()
+            .map(|p| p.split_once("\n\n").unwrap().1)
+            .collect();
+        assert_eq!(rejoined.join("\n\n"), long);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parts_fit_and_keep_every_word(words in proptest::collection::vec("[a-zé😀]{1,40}|\n|\n\n", 0..1200)) {
+            let body = words.join(" ");
+            let parts = communication_parts(&body);
+            let mut kept = String::new();
+            for p in &parts {
+                proptest::prop_assert!(p.encode_utf16().count() <= COMMUNICATION_MAX);
+                let text = if parts.len() > 1 { p.split_once("\n\n").unwrap().1 } else { p.as_str() };
+                kept.push_str(text);
+                kept.push(' ');
+            }
+            let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().concat();
+            proptest::prop_assert_eq!(squash(&kept), squash(&body));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unbroken_text_is_cut_on_char_boundaries(n in 8_000usize..20_000) {
+            let body = "é😀".repeat(n / 2);
+            let parts = communication_parts(&body);
+            let kept: String = parts.iter().map(|p| p.split_once("\n\n").map_or(p.as_str(), |x| x.1)).collect();
+            proptest::prop_assert!(parts.iter().all(|p| p.encode_utf16().count() <= COMMUNICATION_MAX));
+            proptest::prop_assert_eq!(kept, body);
+        }
     }
 
     #[test]
