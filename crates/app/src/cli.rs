@@ -243,6 +243,24 @@ pub enum UserCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Let an account with a local password or two-factor sign-in also sign in with single
+    /// sign-on, as one identity-provider account (its ID tokens' `sub`). The provider's word
+    /// about an email alone never binds such an account.
+    LinkSso {
+        #[arg(long)]
+        email: String,
+        /// The `sub` claim the provider gives this person.
+        #[arg(long)]
+        subject: String,
+        /// The provider's issuer; defaults to oidc.issuer_url.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Stop an account from answering to single sign-on (until it is linked again).
+    UnlinkSso {
+        #[arg(long)]
+        email: String,
+    },
     /// List everyone.
     List,
 }
@@ -311,8 +329,14 @@ pub enum ExportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain: exit 0 when intact, 1 naming the first bad entry.
-    Verify,
+    /// Walk the hash chain: exit 0 when intact, 1 naming the first bad entry. Prints the head
+    /// as SEQ:HASH: keep it outside the database and pass it as --anchor later.
+    Verify {
+        /// SEQ:HASH, a head printed earlier: also check that entry SEQ still has HASH, which
+        /// finds a chain rewritten with fresh hashes. Repeat for several.
+        #[arg(long = "anchor", value_name = "SEQ:HASH")]
+        anchors: Vec<opsdesk_domain::audit::Anchor>,
+    },
     /// Write every entry, oldest first.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -343,6 +367,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             desk.db().close().await;
         }
         Command::Config(ConfigCommand::Check) => {
+            config
+                .server
+                .trusted_proxies()
+                .map_err(anyhow::Error::msg)?;
             println!("{config:#?}");
         }
         Command::Config(ConfigCommand::Example) => {}
@@ -522,7 +550,7 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
     let mut sink = match format {
         TicketFormat::Jsonl => Sink::Jsonl(out),
         TicketFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = opsdesk_core::csv_writer::CsvWriter::from_writer(out);
             w.write_record(CSV_HEADER)?;
             Sink::Csv(Box::new(w))
         }
@@ -587,7 +615,7 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
 /// Where an export goes.
 enum Sink {
     Jsonl(std::io::BufWriter<Box<dyn Write>>),
-    Csv(Box<csv::Writer<std::io::BufWriter<Box<dyn Write>>>>),
+    Csv(Box<opsdesk_core::csv_writer::CsvWriter<std::io::BufWriter<Box<dyn Write>>>>),
 }
 
 async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
@@ -599,7 +627,7 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
             for c in desk.channels(&actor).await? {
                 let target = match &c.kind {
                     ChannelKind::Sns(t) => t.topic_arn.clone(),
-                    ChannelKind::Webhook(t) => t.url_for_logs(),
+                    ChannelKind::Webhook(t) => t.masked_url(),
                     ChannelKind::Email(t) => t.to.join(", "),
                 };
                 println!("{:<24} {:<8} {target}", c.name, c.kind_name());
@@ -736,11 +764,21 @@ async fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<()> {
 async fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     let desk = server::open_desk(config).await?;
     let code = match cmd {
-        AuditCommand::Verify => match desk.verify_audit().await {
+        AuditCommand::Verify { anchors } => match desk.verify_audit_anchored(&anchors).await {
             Ok(summary) => {
                 println!(
                     "audit trail intact: {} entries verified; head hash {}",
                     summary.entries, summary.head_hash
+                );
+                match summary.anchors {
+                    0 => {}
+                    1 => println!("1 anchor matches"),
+                    n => println!("{n} anchors match"),
+                }
+                println!(
+                    "keep the head outside the database and check against it later with: \
+                     opsdesk audit verify --anchor {}",
+                    summary.head_anchor()
                 );
                 ExitCode::SUCCESS
             }
@@ -850,6 +888,27 @@ async fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                     "no longer needs"
                 }
             );
+        }
+        UserCommand::LinkSso {
+            email,
+            subject,
+            issuer,
+        } => {
+            let issuer = issuer
+                .or_else(|| Some(config.oidc.issuer_url.trim().to_owned()))
+                .filter(|i| !i.is_empty())
+                .context("give --issuer, or set oidc.issuer_url")?;
+            let u = desk
+                .link_sso(&actor, &email, Some((&issuer, &subject)))
+                .await?;
+            println!(
+                "{} now also signs in with single sign-on as {subject} at {issuer}",
+                u.email
+            );
+        }
+        UserCommand::UnlinkSso { email } => {
+            let u = desk.link_sso(&actor, &email, None).await?;
+            println!("{} no longer signs in with single sign-on", u.email);
         }
         UserCommand::List => {
             println!(

@@ -546,6 +546,9 @@ pub struct AuthConfig {
     pub max_failures_per_account: u32,
     pub max_failures_per_address: u32,
     pub failure_window_minutes: u32,
+    /// Requests per minute one client address may make to the endpoints anyone may call that
+    /// write (password sign-in, first-run setup, single sign-on start and callback); then 429.
+    pub sign_in_requests_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -557,6 +560,7 @@ impl Default for AuthConfig {
             max_failures_per_account: 5,
             max_failures_per_address: 20,
             failure_window_minutes: 15,
+            sign_in_requests_per_minute: opsdesk_web::SIGN_IN_REQUESTS_PER_MINUTE,
         }
     }
 }
@@ -570,6 +574,7 @@ impl AuthConfig {
             max_failures_per_account: i64::from(self.max_failures_per_account.max(1)),
             max_failures_per_address: i64::from(self.max_failures_per_address.max(1)),
             failure_window: TimeDelta::minutes(i64::from(self.failure_window_minutes.max(1))),
+            ..Default::default()
         }
     }
 }
@@ -581,6 +586,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     pub shutdown_grace_secs: u64,
+    /// Proxies (CIDR blocks or addresses) whose `X-Forwarded-For` / `Forwarded` headers name
+    /// the client. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -588,7 +596,16 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The trusted proxies, once each is a CIDR block or an address; the error names the key.
+    pub fn trusted_proxies(&self) -> Result<Vec<opsdesk_web::client::IpNet>, String> {
+        opsdesk_web::client::parse_trusted_proxies(&self.trusted_proxies)
+            .map_err(|(i, e)| format!("server.trusted_proxies[{i}]: {e}"))
     }
 }
 
@@ -692,6 +709,13 @@ pub const EXAMPLE: &str = r#"# opsdesk configuration. Every key is optional; sho
 bind = "127.0.0.1:8080"
 # Seconds in-flight requests get to finish after SIGTERM or SIGINT.
 shutdown_grace_secs = 30
+# Proxies and load balancers in front of opsdesk (CIDR blocks or addresses), e.g.
+# ["10.0.0.0/16"] for an ALB in that VPC. From them, X-Forwarded-For (else Forwarded: for=)
+# names the client: the rightmost address that is not itself a trusted proxy. Sign-in limits,
+# rate limits and the audit trail then count that address. From any other peer these headers
+# are ignored. Empty: the TCP peer is the client. Environment:
+# OPSDESK_SERVER__TRUSTED_PROXIES='["10.0.0.0/16"]'.
+trusted_proxies = []
 
 [database]
 # sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
@@ -716,6 +740,9 @@ session_max_hours = 12
 max_failures_per_account = 5
 max_failures_per_address = 20
 failure_window_minutes = 15
+# Requests per minute one client address may send to sign-in, setup and single sign-on
+# (start and callback); further ones get 429 until the minute is over.
+sign_in_requests_per_minute = 60
 
 [oidc]
 # Single sign-on with your OpenID Connect provider (Okta, Entra ID, Google, Keycloak,

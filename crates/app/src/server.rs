@@ -142,6 +142,14 @@ pub async fn serve(
     let db = desk.db().clone();
     let mut state = AppState::new(desk);
     state.secure_cookies = config.auth.secure_cookies;
+    state.trusted_proxies = config
+        .server
+        .trusted_proxies()
+        .map_err(anyhow::Error::msg)?
+        .into();
+    state.sign_in_limiter = Arc::new(opsdesk_web::throttle::AddressLimiter::per_minute(
+        config.auth.sign_in_requests_per_minute,
+    ));
     if let Some(settings) = config.oidc.settings().map_err(anyhow::Error::msg)? {
         let sso = opsdesk_web::sso::Sso::discover(settings)
             .await

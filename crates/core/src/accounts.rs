@@ -32,7 +32,7 @@ impl Desk {
     /// Every account: the configured ones in their order, then those added through the API by
     /// id. Where both hold an id, the configuration wins.
     pub async fn aws_accounts(&self, actor: &Actor) -> Result<Vec<AwsAccountRecord>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         let mut all: Vec<AwsAccountRecord> = self
             .aws_accounts
             .iter()
@@ -47,7 +47,7 @@ impl Desk {
     }
 
     pub async fn aws_account(&self, actor: &Actor, id: &str) -> Result<AwsAccountRecord> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         if let Some(a) = self.configured_account(id) {
             return Ok(AwsAccountRecord::configured(a));
         }

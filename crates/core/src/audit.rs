@@ -1,5 +1,5 @@
 use futures::StreamExt;
-use opsdesk_domain::audit::{AuditRecord, ChainError, ChainVerifier};
+use opsdesk_domain::audit::{Anchor, AuditRecord, ChainError, ChainVerifier};
 
 use crate::{Actor, Desk, Error, Result};
 
@@ -7,7 +7,21 @@ use crate::{Actor, Desk, Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifySummary {
     pub entries: i64,
+    /// The last entry's seq and hash: keep them outside the database as an anchor.
+    pub head_seq: i64,
     pub head_hash: String,
+    /// How many anchors were checked (all matched).
+    pub anchors: usize,
+}
+
+impl VerifySummary {
+    /// The head as an anchor to check against later.
+    pub fn head_anchor(&self) -> Anchor {
+        Anchor {
+            seq: self.head_seq,
+            hash: self.head_hash.clone(),
+        }
+    }
 }
 
 /// Why verification did not succeed.
@@ -22,16 +36,27 @@ pub enum VerifyError {
 impl Desk {
     /// Walks the whole audit chain, checking every entry's seq, link and hash.
     pub async fn verify_audit(&self) -> Result<VerifySummary, VerifyError> {
+        self.verify_audit_anchored(&[]).await
+    }
+
+    /// Walks the whole audit chain, checking every entry's seq, link and hash over its stored
+    /// text, and that each anchored entry still has its anchored hash.
+    pub async fn verify_audit_anchored(
+        &self,
+        anchors: &[Anchor],
+    ) -> Result<VerifySummary, VerifyError> {
         let head = self.db().audit_head().await.map_err(Error::from)?;
-        let mut verifier = ChainVerifier::default();
-        let mut stream = self.db().audit_stream();
-        while let Some(record) = stream.next().await {
-            verifier.push(&record.map_err(Error::from)?)?;
+        let mut verifier = ChainVerifier::with_anchors(anchors);
+        let mut stream = self.db().audit_stored_stream();
+        while let Some(entry) = stream.next().await {
+            verifier.push_stored(&entry.map_err(Error::from)?)?;
         }
         verifier.finish(head.seq)?;
         Ok(VerifySummary {
             entries: verifier.checked(),
+            head_seq: verifier.checked(),
             head_hash: verifier.last_hash().to_owned(),
+            anchors: anchors.len(),
         })
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
     Throttled(String),
     #[error(transparent)]
     Store(StoreError),
+    /// Work that failed for no fault of the caller (a task that panicked).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for Error {

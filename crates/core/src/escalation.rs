@@ -406,6 +406,8 @@ impl Desk {
         Option<opsdesk_store::TicketClock>,
         Option<SupportCaseRecord>,
     )> {
+        // The case names the AWS account and its account team: inventory, not for requesters.
+        actor.require(opsdesk_domain::Permission::ReadInventory)?;
         self.ticket(actor, id).await?;
         Ok((
             self.db().ticket_clock(id).await?,

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cases;
 mod clock;
+pub mod csv_writer;
 mod error;
 pub mod escalation;
 pub mod export;

@@ -291,7 +291,7 @@ impl Desk {
     }
 
     pub async fn teams(&self, actor: &Actor) -> Result<Vec<Team>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         Ok(self.db().teams().await?)
     }
 

@@ -663,7 +663,7 @@ impl TrendReport {
 
     /// The report as CSV rows `section,name,current,previous`.
     pub fn csv(&self) -> std::result::Result<String, csv::Error> {
-        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut w = crate::csv_writer::CsvWriter::from_writer(Vec::new());
         w.write_record(["section", "name", "current", "previous"])?;
         let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
         for m in &self.measures {
@@ -731,7 +731,7 @@ impl TrendReport {
             &num(s.at_end),
             &num(s.at_start),
         ])?;
-        let bytes = w.into_inner().map_err(|e| e.into_error())?;
+        let bytes = w.into_inner()?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }

@@ -24,6 +24,9 @@ pub struct AuthSettings {
     /// Failed sign-ins per client address within `failure_window` before further tries get 429.
     pub max_failures_per_address: i64,
     pub failure_window: TimeDelta,
+    /// Single sign-ons started and not yet finished (nor ten minutes old) at once, across all
+    /// nodes; further starts get 429 until some finish or expire.
+    pub max_sso_starts: i64,
 }
 
 impl Default for AuthSettings {
@@ -34,6 +37,7 @@ impl Default for AuthSettings {
             max_failures_per_account: 5,
             max_failures_per_address: 20,
             failure_window: TimeDelta::minutes(15),
+            max_sso_starts: 10_000,
         }
     }
 }
@@ -101,7 +105,9 @@ impl Desk {
         code: Option<&str>,
         client: &str,
     ) -> Result<NewSession> {
-        let email = email.trim().to_lowercase();
+        // Anyone can send anything here: what is kept of it (failure table, audit, log) is
+        // clipped. A real email is far shorter.
+        let email = opsdesk_domain::text::clip(&email.trim().to_lowercase());
         let settings = self.auth_settings().clone();
         // The attempt counts as failed from now until it succeeds, so guesses sent in parallel
         // count against each other.

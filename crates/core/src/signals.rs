@@ -755,6 +755,12 @@ impl Desk {
         if signals.is_empty() {
             return Ok(Vec::new());
         }
+        // Whatever the source, no credential a payload carried is stored (nor reaches the
+        // audit trail, exports or any answer, which all read what is stored).
+        let signals: Vec<Signal> = signals
+            .into_iter()
+            .map(Signal::without_credentials)
+            .collect();
         let sources: Vec<&'static str> = signals.iter().map(|s| metric_source(&s.source)).collect();
         let outcomes = self.intake.submit(self, actor.clone(), signals).await?;
         for (source, o) in sources.into_iter().zip(&outcomes) {
@@ -884,7 +890,9 @@ impl Desk {
         actor: &Actor,
         id: i64,
     ) -> Result<(Vec<Correlation>, Vec<SignalRecord>)> {
-        // Refuses tickets the actor may not see, as reading the ticket does.
+        // Signals name accounts and resources: inventory, not for requesters. And it refuses
+        // tickets the actor may not see, as reading the ticket does.
+        actor.require(Permission::ReadInventory)?;
         self.ticket(actor, id).await?;
         let filter = opsdesk_store::SignalFilter {
             ticket_id: Some(id),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::AuditRecord;
 use opsdesk_domain::sla::{
-    default_policies, measure, policy_calendar, select_policy, Calendar, Pause, SlaClock,
-    SlaPolicy, TicketTimes,
+    check_reading_time, default_policies, measure, policy_calendar, select_policy, Calendar, Pause,
+    SlaClock, SlaPolicy, TicketTimes,
 };
 use opsdesk_domain::{FieldError, Status, Ticket};
 
@@ -90,7 +90,8 @@ impl Desk {
         Some((policy, calendar))
     }
 
-    /// The first-response and resolution clocks of a ticket as of `at` (now when `None`).
+    /// The first-response and resolution clocks of a ticket as of `at` (now when `None`),
+    /// which must lie between the ticket's creation and a year after now (422 on `at`).
     pub async fn ticket_sla(
         &self,
         actor: &Actor,
@@ -101,14 +102,17 @@ impl Desk {
         let (policy, calendar) = self
             .sla_policy(&ticket)
             .ok_or_else(|| Error::NotFound(format!("an SLA policy for {}", ticket.key)))?;
+        let now = self.now();
+        let at = match at {
+            Some(at) => check_reading_time(at, ticket.created_at, now)?,
+            None => now,
+        };
         let history = self.db().audit_for_ticket(id).await?;
         let times = ticket_times(&ticket, &history);
-        Ok(measure(
-            &policy,
-            &calendar,
-            &times,
-            at.unwrap_or_else(|| self.now()),
-        ))
+        // Walking a calendar is CPU work: it runs beside the workers that serve requests.
+        tokio::task::spawn_blocking(move || measure(&policy, &calendar, &times, at))
+            .await
+            .map_err(|e| Error::Internal(format!("measuring the SLA clocks failed: {e}")))
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
 use opsdesk_domain::audit::{one_change, AuditEntry, FieldChange};
-use opsdesk_domain::Role;
+use opsdesk_domain::sso::{decide, AccountFacts, Refusal, SignOn};
+use opsdesk_domain::text::clip;
+use opsdesk_domain::{FieldError, Permission, Role, User};
 use opsdesk_store::UserRecord;
 use serde_json::{json, Value};
 
@@ -84,10 +86,20 @@ impl SsoMapping {
 
 impl Desk {
     /// Remembers a sign-on sent to the identity provider: its state, nonce and PKCE verifier.
+    /// Sign-ons never finished are forgotten after ten minutes, and no more than
+    /// `max_sso_starts` are kept at once: past that, starts get [`Error::Throttled`].
     pub async fn sso_begin(&self, state: &str, nonce: &str, verifier: &str) -> Result<()> {
         let (state, nonce, verifier) = (state.to_owned(), nonce.to_owned(), verifier.to_owned());
+        let max = self.auth_settings().max_sso_starts;
         self.change(move |tx, now| {
-            Box::pin(async move { Ok(tx.insert_sso_login(&state, &nonce, &verifier, now).await?) })
+            Box::pin(async move {
+                if tx.count_sso_logins(now - SSO_START_TTL).await? >= max {
+                    return Err(Error::Throttled(
+                        "too many sign-ons are in progress; try again in a few minutes".into(),
+                    ));
+                }
+                Ok(tx.insert_sso_login(&state, &nonce, &verifier, now).await?)
+            })
         })
         .await
     }
@@ -104,8 +116,11 @@ impl Desk {
         }))
     }
 
-    /// Records a refused sign-on.
+    /// Records the refusal of a sign-on this browser started. `reason` may carry text from
+    /// the provider or the request: it is clipped.
     pub async fn sso_refused(&self, reason: &str, client: &str) -> Result<()> {
+        let reason = clip(reason);
+        tracing::info!(reason, client, "single sign-on refused");
         let changes = one_change(
             "attempt",
             Value::Null,
@@ -124,20 +139,22 @@ impl Desk {
                 Ok(())
             })
         })
-        .await?;
-        tracing::info!(reason, client, "single sign-on refused");
-        Ok(())
+        .await
     }
 
-    /// Signs in a person the identity provider vouched for: makes their account on first
-    /// sign-in, brings its role, name and teams up to date on each one.
+    /// Signs in a person the identity provider vouched for. The account is the one bound to
+    /// their provider identity; failing that, and only when the provider says the email is
+    /// verified, the account with their email (unless it has a password or two-factor sign-in:
+    /// those only an admin links) or a new one. Accounts made by SSO follow the provider's
+    /// name and groups at each sign-on. A refusal is audited and returned as
+    /// [`SsoOutcome::Refused`].
     pub async fn login_sso(
         &self,
         who: SsoIdentity,
         mapping: &SsoMapping,
         client: &str,
-    ) -> Result<NewSession> {
-        let email = crate::people::normalise_email("email", &who.email)?;
+    ) -> Result<SsoOutcome> {
+        let email = crate::people::normalise_email("email", &clip(&who.email))?;
         let role = mapping.role_for(&who.groups);
         let teams = mapping.teams_for(&who.groups);
         let name = who
@@ -156,53 +173,70 @@ impl Desk {
         let csrf_token = random_token();
         let max = self.auth_settings().session_max;
         let id_hash = crate::sessions::hash_secret(&secret);
-        let (csrf, refused_client, client) =
-            (csrf_token.clone(), client.to_owned(), client.to_owned());
-        let actor_name = format!("user:{email}");
+        let (csrf, client_addr) = (csrf_token.clone(), client.to_owned());
         let sso = Actor::new("sso", Role::Admin);
-        let (issuer, subject) = (who.issuer.clone(), who.subject.clone());
-        let identity = format!("{} {}", who.issuer, who.subject);
-        let verified = who.email_verified == Some(true);
-        let session_actor = actor_name.clone();
+        let (issuer, subject) = (clip(&who.issuer), clip(&who.subject));
+        let identity = sso_identity(&who.issuer, &who.subject);
+        let verified = who.email_verified;
         let outcome = self
             .change(move |tx, now| {
                 Box::pin(async move {
-                    let existing = tx.user_by_email(&email).await?;
-                    if let Some(u) = &existing {
-                        // An account answers to one identity-provider account. Binding an
-                        // existing account takes an email the provider has verified.
-                        match tx.sso_identity(u.id).await? {
-                            Some(bound) if bound != identity => return Ok(Err("bound to another identity")),
-                            Some(_) => {}
-                            None if verified => tx.bind_sso_identity(u.id, &identity).await?,
-                            None => return Ok(Err("email not verified by the provider")),
+                    let facts = |u: &User, bound: bool| AccountFacts {
+                        active: u.active,
+                        has_password: u.has_password,
+                        two_factor: u.totp || u.totp_required,
+                        bound,
+                    };
+                    let by_identity = tx.user_by_sso_identity(&identity).await?;
+                    let by_email = match &by_identity {
+                        Some(_) => None,
+                        None => match tx.user_by_email(&email).await? {
+                            Some(u) => {
+                                let bound = tx.sso_identity(u.id).await?.is_some();
+                                Some((u, bound))
+                            }
+                            None => None,
+                        },
+                    };
+                    let decision = decide(
+                        by_identity.as_ref().map(|u| facts(u, true)),
+                        by_email.as_ref().map(|(u, bound)| facts(u, *bound)),
+                        verified,
+                    );
+                    let existing = match (decision, by_identity, by_email) {
+                        (SignOn::Refuse(why), _, _) => return Ok(Err(why)),
+                        (SignOn::BoundAccount, Some(u), _) => Some(u),
+                        (SignOn::BindByEmail, _, Some((u, _))) => {
+                            tx.bind_sso_identity(u.id, Some(&identity)).await?;
+                            Some(u)
                         }
-                    }
+                        _ => None,
+                    };
                     // Accounts made by SSO follow the provider; accounts with a local password
-                    // (an admin's break-glass account, say) keep the role and teams set in opsdesk.
-                    let (user, role, managed) = match existing {
-                        Some(u) if !u.active => return Ok(Err("disabled")),
-                        Some(u) if u.has_password => (u.id, u.role, false),
+                    // (an admin's break-glass account an admin linked, say) keep the role and
+                    // teams set in opsdesk.
+                    let (user, account_email, role, managed) = match existing {
+                        Some(u) if u.has_password => (u.id, u.email, u.role, false),
                         Some(u) => {
                             if u.role != role {
                                 tx.set_user_role(u.id, role, now).await?;
                                 let mut c = one_change("role", json!(u.role), json!(role));
-                                c.insert("user".into(), FieldChange { before: json!(email), after: json!(email) });
+                                c.insert("user".into(), FieldChange { before: json!(u.email), after: json!(u.email) });
                                 tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.role_changed".into(), ticket_id: None, changes: c }).await?;
                             }
                             if u.display_name != name {
                                 tx.set_user_name(u.id, &name, now).await?;
                             }
-                            (u.id, role, true)
+                            (u.id, u.email, role, true)
                         }
                         None => {
                             let id = tx
                                 .insert_user(&UserRecord { email: email.clone(), display_name: name.clone(), role, password_hash: None, at: now })
                                 .await?;
-                            tx.bind_sso_identity(id, &identity).await?;
+                            tx.bind_sso_identity(id, Some(&identity)).await?;
                             let after = json!({ "id": id, "email": email, "role": role, "teams": teams, "issuer": issuer, "subject": subject });
                             tx.append_audit(AuditEntry { at: now, actor: sso.name.clone(), action: "user.created".into(), ticket_id: None, changes: one_change("user", Value::Null, after) }).await?;
-                            (id, role, true)
+                            (id, email.clone(), role, true)
                         }
                     };
                     if managed {
@@ -222,28 +256,119 @@ impl Desk {
                         tx.set_user_teams(user, &team_ids).await?;
                     }
                     tx.insert_session(&id_hash, user, &csrf, now, now + max).await?;
-                    let detail = json!({ "method": "oidc", "client": client, "issuer": issuer, "subject": subject });
-                    tx.append_audit(AuditEntry { at: now, actor: session_actor, action: "auth.login".into(), ticket_id: None, changes: one_change("session", Value::Null, detail) }).await?;
-                    Ok(Ok(role))
+                    let actor = format!("user:{account_email}");
+                    let detail = json!({ "method": "oidc", "client": client_addr, "issuer": issuer, "subject": subject });
+                    tx.append_audit(AuditEntry { at: now, actor: actor.clone(), action: "auth.login".into(), ticket_id: None, changes: one_change("session", Value::Null, detail) }).await?;
+                    Ok(Ok((actor, role)))
                 })
             })
             .await?;
-        let role = match outcome {
-            Ok(role) => role,
-            Err(reason) => {
-                self.sso_refused(reason, &refused_client).await?;
-                return Err(Error::Unauthorized(format!(
-                    "single sign-on refused: {reason}"
-                )));
+        match outcome {
+            Ok((actor_name, role)) => Ok(SsoOutcome::SignedIn(NewSession {
+                secret,
+                csrf_token,
+                actor: Actor::new(actor_name, role),
+                max_age: max,
+            })),
+            Err(why) => {
+                self.sso_refused(why.reason(), client).await?;
+                Ok(SsoOutcome::Refused(why))
             }
-        };
-        Ok(NewSession {
-            secret,
-            csrf_token,
-            actor: Actor::new(actor_name, role),
-            max_age: max,
-        })
+        }
     }
+
+    /// Links a person's account to an identity-provider account (issuer and subject, as in
+    /// its ID tokens), or unlinks it (`None`). This is how an account with a local password
+    /// or two-factor sign-in comes to accept single sign-on: the provider's word about an
+    /// email never does it. Admins only; audited as `user.sso_linked` / `user.sso_unlinked`.
+    pub async fn link_sso(
+        &self,
+        actor: &Actor,
+        email: &str,
+        identity: Option<(&str, &str)>,
+    ) -> Result<User> {
+        actor.require(Permission::Administer)?;
+        let email = crate::people::normalise_email("email", email)?;
+        let link = match identity {
+            Some((issuer, subject)) => {
+                let (issuer, subject) = (issuer.trim(), subject.trim());
+                for (field, value) in [("issuer", issuer), ("subject", subject)] {
+                    if value.is_empty()
+                        || value.chars().count() > opsdesk_domain::text::OUTSIDE_TEXT_MAX
+                        || value.chars().any(|c| c.is_control() || c.is_whitespace())
+                    {
+                        return Err(FieldError::new(
+                            field,
+                            "1 to 256 characters, no spaces or control characters",
+                        )
+                        .into());
+                    }
+                }
+                Some((issuer.to_owned(), subject.to_owned()))
+            }
+            None => None,
+        };
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let user = crate::people::existing_user(tx, &email).await?;
+                let before = tx.sso_identity(user.id).await?;
+                let after = link.as_ref().map(|(i, s)| sso_identity(i, s));
+                if before == after {
+                    return Ok(user);
+                }
+                if let Some(identity) = &after {
+                    if let Some(other) = tx.user_by_sso_identity(identity).await? {
+                        return Err(Error::Conflict(format!(
+                            "that identity is linked to {} already",
+                            other.email
+                        )));
+                    }
+                }
+                tx.bind_sso_identity(user.id, after.as_deref()).await?;
+                let shown = |i: &Option<String>| match i.as_ref().and_then(|i| i.split_once(' ')) {
+                    Some((issuer, subject)) => json!({ "issuer": issuer, "subject": subject }),
+                    None => Value::Null,
+                };
+                let mut c = one_change("sso", shown(&before), shown(&after));
+                c.insert(
+                    "user".into(),
+                    FieldChange {
+                        before: json!(email),
+                        after: json!(email),
+                    },
+                );
+                let action = if after.is_some() {
+                    "user.sso_linked"
+                } else {
+                    "user.sso_unlinked"
+                };
+                tx.append_audit(AuditEntry {
+                    at: now,
+                    actor: actor.name.clone(),
+                    action: action.into(),
+                    ticket_id: None,
+                    changes: c,
+                })
+                .await?;
+                Ok(user)
+            })
+        })
+        .await
+    }
+}
+
+/// How an identity-provider account is stored: its issuer and subject.
+fn sso_identity(issuer: &str, subject: &str) -> String {
+    format!("{issuer} {subject}")
+}
+
+/// How a sign-on with the identity provider ended.
+#[derive(Debug)]
+pub enum SsoOutcome {
+    SignedIn(NewSession),
+    /// Refused (and audited) for this reason.
+    Refused(Refusal),
 }
 
 #[cfg(test)]

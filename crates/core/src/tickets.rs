@@ -1,5 +1,6 @@
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{one_change, AuditEntry, AuditRecord, Changes};
+use opsdesk_domain::intake::{admit_new_ticket, Intake};
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
 use opsdesk_store::{TicketFilter, TicketPage, Tx};
@@ -66,13 +67,21 @@ async fn locked_ticket(tx: &mut Tx, id: i64) -> Result<Ticket> {
 }
 
 impl Desk {
+    /// Creates a ticket sent through the API.
     pub async fn create_ticket(&self, actor: &Actor, input: NewTicket) -> Result<Ticket> {
+        self.create_ticket_from(actor, Intake::Api, input).await
+    }
+
+    /// Creates a ticket that came in through `intake`, taking from the actor only the fields
+    /// their role may set ([`admit_new_ticket`]).
+    pub async fn create_ticket_from(
+        &self,
+        actor: &Actor,
+        intake: Intake,
+        input: NewTicket,
+    ) -> Result<Ticket> {
         actor.require(Permission::CreateTickets)?;
-        let mut input = input.validate()?;
-        if actor.role.sees_own_tickets_only() {
-            // A requester raises tickets for themself.
-            input.requester = Some(actor.identity().to_owned());
-        }
+        let input = admit_new_ticket(actor.role, actor.identity(), intake, input)?.validate()?;
         let actor = actor.clone();
         let routing = self.routing().await?;
         self.change(move |tx, now| {
@@ -88,9 +97,9 @@ impl Desk {
             .into_iter()
             .enumerate()
             .map(|(i, t)| {
-                t.validate().map_err(|e| {
-                    opsdesk_domain::FieldError::new(format!("[{i}].{}", e.field), e.message)
-                })
+                admit_new_ticket(actor.role, actor.identity(), Intake::Api, t)
+                    .and_then(Validated::validate)
+                    .map_err(|e| e.within(i))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let actor = actor.clone();

@@ -177,6 +177,13 @@ impl Desk {
 
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> Result<TokenSummary> {
         actor.require_admin()?;
+        // A token revoking itself would leave its holder locked out mid-task (an automation's
+        // only admin token, say); another admin token, the web app or the CLI revokes it.
+        if actor.name.strip_prefix("token:") == Some(name.trim()) {
+            return Err(Error::Conflict(format!(
+                "token {name:?} cannot revoke itself: revoke it with another admin token, in the web app or with `opsdesk token revoke`"
+            )));
+        }
         let (actor, name) = (actor.clone(), name.to_owned());
         let revoked = self
             .change(move |tx, now| {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{Changes, FieldChange};
-use opsdesk_domain::validation::FieldError;
+use opsdesk_domain::validation::{check_time, FieldError};
 use opsdesk_domain::{NewWorkload, Permission, Validated, Workload};
 use opsdesk_store::{MaintenanceWindow, NewMaintenanceWindow, Tx};
 use serde::Deserialize;
@@ -48,12 +48,25 @@ async fn save_one(
 
 impl Desk {
     pub async fn workloads(&self, actor: &Actor) -> Result<Vec<Workload>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         Ok(self.db().workloads().await?)
     }
 
+    /// The names a new ticket may give as its workload, by name: all that someone who raises
+    /// tickets learns of the workloads (not their accounts, resources or owners).
+    pub async fn workload_names(&self, actor: &Actor) -> Result<Vec<String>> {
+        actor.require(Permission::CreateTickets)?;
+        Ok(self
+            .db()
+            .workloads()
+            .await?
+            .into_iter()
+            .map(|w| w.name)
+            .collect())
+    }
+
     pub async fn workload(&self, actor: &Actor, name: &str) -> Result<Workload> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
         self.db()
             .workload(name)
             .await?
@@ -140,7 +153,9 @@ impl Desk {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<MaintenanceWindow>> {
-        actor.require(Permission::ReadTickets)?;
+        actor.require(Permission::ReadInventory)?;
+        let from = check_time("from", from)?;
+        let to = check_time("to", to)?;
         if to <= from {
             return Err(FieldError::new("to", "must be after from").into());
         }
@@ -157,6 +172,8 @@ impl Desk {
         if title.is_empty() || title.chars().count() > 300 {
             return Err(FieldError::new("title", "must be 1 to 300 characters").into());
         }
+        check_time("start", input.start)?;
+        check_time("end", input.end)?;
         if input.end <= input.start {
             return Err(FieldError::new("end", "must be after start").into());
         }

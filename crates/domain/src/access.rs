@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Raises tickets, sees and comments on their own (public comments only).
+    /// Raises tickets, sees and comments on their own (public comments only); sees nothing of
+    /// the organisation but the workload names a new ticket may name.
     Requester,
     /// Works tickets: create, update, comment, link.
     Agent,
@@ -17,7 +18,7 @@ pub enum Role {
     Admin,
     /// Reads everything, the audit trail included; writes nothing.
     Auditor,
-    /// Reads tickets and their history; writes nothing.
+    /// Reads tickets, their history and the inventory; writes nothing.
     Viewer,
     /// API tokens only: sends events to the ingest endpoints and nothing else.
     Ingest,
@@ -28,6 +29,10 @@ pub enum Role {
 pub enum Permission {
     /// See tickets (a requester: only their own).
     ReadTickets,
+    /// See the organisation beyond one's own tickets: teams and their members, workloads,
+    /// AWS accounts and support plans, maintenance, tickets' signals and AWS cases, KPIs and
+    /// reports. Staff hold it; requesters do not.
+    ReadInventory,
     /// Raise tickets and comment (a requester: on their own).
     CreateTickets,
     /// Change any ticket: status, fields, links, internal comments.
@@ -84,11 +89,17 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => p != Ingest,
-            Role::Lead => matches!(p, ReadTickets | CreateTickets | WriteTickets | ManageTeam),
-            Role::Agent => matches!(p, ReadTickets | CreateTickets | WriteTickets),
+            Role::Lead => matches!(
+                p,
+                ReadTickets | ReadInventory | CreateTickets | WriteTickets | ManageTeam
+            ),
+            Role::Agent => matches!(
+                p,
+                ReadTickets | ReadInventory | CreateTickets | WriteTickets
+            ),
             Role::Requester => matches!(p, ReadTickets | CreateTickets),
-            Role::Auditor => matches!(p, ReadTickets | ReadAudit),
-            Role::Viewer => matches!(p, ReadTickets),
+            Role::Auditor => matches!(p, ReadTickets | ReadInventory | ReadAudit),
+            Role::Viewer => matches!(p, ReadTickets | ReadInventory),
             Role::Ingest => matches!(p, Ingest),
         }
     }
@@ -130,6 +141,7 @@ pub struct TokenSummary {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(format = Email)]
     pub email: String,
     /// Defaults to the part of the email before the @.
     #[serde(default)]
@@ -189,6 +201,11 @@ mod tests {
         assert!(Role::Lead.allows(ManageTeam) && !Role::Lead.allows(Administer));
         assert!(Role::Agent.allows(WriteTickets) && !Role::Agent.allows(ReadAudit));
         assert!(Role::Requester.allows(CreateTickets) && !Role::Requester.allows(WriteTickets));
+        for r in Role::ALL {
+            // The inventory is for staff: every role that reads tickets but the requester.
+            let staff = r.allows(ReadTickets) && r != Role::Requester;
+            assert_eq!(r.allows(ReadInventory), staff, "{r}");
+        }
         assert!(Role::Auditor.allows(ReadAudit) && !Role::Auditor.allows(CreateTickets));
         assert!(Role::Viewer.allows(ReadTickets) && !Role::Viewer.allows(ReadAudit));
         assert!(Role::Ingest.allows(Ingest) && !Role::Ingest.allows(ReadTickets));

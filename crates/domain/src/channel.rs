@@ -366,11 +366,11 @@ pub struct ChannelSpec {
 }
 
 /// Webhook URLs often carry a token in the path (Slack's do), so they are shown as
-/// `scheme://host/…`; the secret and header values are never shown.
+/// `scheme://host/***`; the secret and header values are never shown.
 impl fmt::Debug for WebhookTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookTarget")
-            .field("url", &self.url_for_logs())
+            .field("url", &self.masked_url())
             .field("format", &self.format)
             .field("secret", &self.secret.as_ref().map(|_| REDACTED))
             .field(
@@ -385,21 +385,13 @@ impl fmt::Debug for WebhookTarget {
     }
 }
 
-const REDACTED: &str = "<redacted>";
+const REDACTED: &str = crate::credentials::REDACTED;
 
 impl WebhookTarget {
-    /// The URL without path, query or credentials, for logs and error messages.
-    pub fn url_for_logs(&self) -> String {
-        match url::Url::parse(&self.url) {
-            Ok(u) => {
-                let host = u.host_str().unwrap_or("");
-                match u.port() {
-                    Some(port) => format!("{}://{host}:{port}/…", u.scheme()),
-                    None => format!("{}://{host}/…", u.scheme()),
-                }
-            }
-            Err(_) => "<not a URL>".to_owned(),
-        }
+    /// The URL as it may be shown (audit trail, API, pages, CLI, logs and error messages):
+    /// without path, query or user info, which is where webhook URLs carry their secret.
+    pub fn masked_url(&self) -> String {
+        crate::credentials::masked_url(&self.url)
     }
 }
 
@@ -410,6 +402,7 @@ impl WebhookTarget {
 enum WireSpec {
     /// Publish to an Amazon SNS topic.
     Sns {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
         /// `arn:aws:sns:<region>:<account>:<topic>`.
         topic_arn: String,
@@ -419,7 +412,9 @@ enum WireSpec {
     },
     /// POST to an HTTP(S) endpoint.
     Webhook {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
+        /// Kept whole for delivery; shown masked (`https://hooks.slack.com/***`) in answers.
         url: String,
         #[serde(default)]
         format: WebhookFormat,
@@ -431,6 +426,7 @@ enum WireSpec {
     },
     /// Send email through the configured SMTP server.
     Email {
+        #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
         name: String,
         to: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -548,11 +544,13 @@ impl ChannelSpec {
         }
     }
 
-    /// The same channel with its secrets (webhook secret and header values) replaced by
-    /// `<redacted>`, for showing it.
+    /// The same channel as it may be shown or recorded in the audit trail: its secrets
+    /// (webhook secret and header values) replaced by `<redacted>`, its URL masked
+    /// (`https://hooks.slack.com/***`). Only the dispatcher reads the channel whole.
     pub fn redacted(&self) -> ChannelSpec {
         let mut c = self.clone();
         if let ChannelKind::Webhook(w) = &mut c.kind {
+            w.url = w.masked_url();
             if w.secret.is_some() {
                 w.secret = Some(REDACTED.to_owned());
             }
@@ -1124,11 +1122,13 @@ cc = ["lead@example.com"]
         for secret in ["SECRETPATH", "very-secret-signing-key", "token-value"] {
             assert!(!debug.contains(secret), "{debug}");
         }
-        assert!(debug.contains("https://hooks.slack.com/…"), "{debug}");
+        assert!(debug.contains("https://hooks.slack.com/***"), "{debug}");
         assert!(debug.contains("Authorization"), "{debug}");
         let shown = serde_json::to_string(&spec.redacted()).unwrap();
-        assert!(!shown.contains("very-secret-signing-key"), "{shown}");
-        assert!(!shown.contains("token-value"), "{shown}");
+        for secret in ["SECRETPATH", "very-secret-signing-key", "token-value"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("https://hooks.slack.com/***"), "{shown}");
     }
 
     #[test]

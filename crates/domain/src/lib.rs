@@ -5,13 +5,18 @@ pub mod access;
 pub mod audit;
 pub mod change;
 pub mod channel;
+pub mod credentials;
 pub mod escalation;
+pub mod intake;
 pub mod kpi;
+pub mod rate_limit;
 pub mod report;
 pub mod routing;
 pub mod signal;
 pub mod sla;
+pub mod sso;
 pub mod support;
+pub mod text;
 pub mod ticket;
 pub mod validation;
 

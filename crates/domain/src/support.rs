@@ -445,8 +445,13 @@ pub const EMAILS_MAX: usize = 10;
 #[serde(deny_unknown_fields)]
 pub struct AwsAccount {
     /// The 12-digit account id.
+    #[schema(pattern = r"^[0-9]{12}$")]
     pub id: String,
     /// A name people recognise, 1 to 200 characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     pub support_plan: SupportPlan,
     /// Addresses of the AWS account team to keep informed of escalations; at most 10, as many

@@ -13,6 +13,31 @@ pub const TAG_MAX: usize = 64;
 pub const TAGS_MAX: usize = 50;
 pub const DEDUP_KEY_MAX: usize = 512;
 
+/// The years a time sent from outside may fall in. Both databases and every date computed
+/// from such a time (a default window, a step, a due time) stay far inside what they can hold.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// Checks a time sent from outside (a query parameter, a field of a body): its year must be in
+/// [`YEARS`]. The error names `field`.
+pub fn check_time(
+    field: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
+    use chrono::Datelike;
+    if YEARS.contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must fall in the years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+        ))
+    }
+}
+
 /// An input that breaks a rule, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -61,31 +86,64 @@ where
     T::deserialize(de).map(Some)
 }
 
+/// Tags as the document shows them: the letters and digits of any script are taken, the
+/// document names the ASCII ones.
+fn tags_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9_.:/-]{1,64}$")),
+        )
+        .max_items(Some(TAGS_MAX))
+        .build()
+}
+
 /// A new ticket as a client sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
-    /// 1 to 300 characters.
+    /// 1 to 300 characters, not all spaces; no control characters.
+    #[schema(
+        max_length = 300,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub title: String,
-    /// Markdown.
+    /// Markdown; line breaks and tabs are the only control characters allowed.
     #[serde(default)]
+    #[schema(
+        max_length = 100000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub description: String,
     pub kind: Kind,
     pub severity: Severity,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub requester: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub assignee: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub team: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub workload: Option<String>,
+    /// Up to 50; each 1 to 64 of letters, digits and `- _ . : /`, kept in lower case.
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
     /// Where the ticket came from; `manual` when not given.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9_.-]{0,64}$")]
     pub source: Option<String>,
     #[serde(default)]
+    #[schema(
+        max_length = 512,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub dedup_key: Option<String>,
 }
 
@@ -93,29 +151,44 @@ pub struct NewTicket {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketPatch {
+    // Fields that may be left out but not sent as `null` are not nullable in the document.
     #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        max_length = 300,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        max_length = 100_000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub kind: Option<Kind>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub severity: Option<Severity>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub status: Option<Status>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub requester: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub assignee: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub team: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub workload: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -129,7 +202,11 @@ impl TicketPatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
-    /// Markdown, 1 to 100,000 characters.
+    /// Markdown, 1 to 100,000 characters, not all spaces.
+    #[schema(
+        max_length = 100_000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub body: String,
     /// Public comments are visible to the requester. Defaults to true.
     #[serde(default = "default_true")]
@@ -146,6 +223,7 @@ fn default_true() -> bool {
 pub struct NewLink {
     pub kind: LinkKind,
     /// The other ticket: id or key.
+    #[schema(pattern = r"^\s*([Oo][Pp][Ss]-)?0*[1-9][0-9]{0,17}\s*$")]
     pub target: String,
 }
 
@@ -328,6 +406,23 @@ impl Validated for NewComment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_from_outside_stay_within_the_years_both_databases_hold() {
+        use chrono::{DateTime, TimeZone, Utc};
+        let ok = Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap();
+        assert_eq!(check_time("from", ok), Ok(ok));
+        let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(check_time("to", last), Ok(last));
+        for t in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            assert_eq!(check_time("to", t).unwrap_err().field, "to");
+        }
+    }
 
     fn ticket(title: &str) -> NewTicket {
         NewTicket {

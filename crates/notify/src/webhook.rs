@@ -98,7 +98,7 @@ impl Channel for Webhook {
                 .map_err(|_| SendError::permanent(format!("header {name}: not a header name")))?;
             headers.insert(name.clone(), header_value(name.as_str(), value)?);
         }
-        let where_to = target.url_for_logs();
+        let where_to = target.masked_url();
         let request = self.http.post(&target.url).map_err(|e| match e {
             HttpError::Refused(r) => SendError::permanent(r.to_string()),
             e => SendError::permanent(format!("{where_to}: {e}")),

@@ -1,6 +1,6 @@
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes};
+use opsdesk_domain::audit::{format_time, AuditEntry, AuditRecord, Changes, StoredEntry};
 use sqlx::Row;
 
 use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
@@ -84,8 +84,7 @@ impl Tx {
         }
         let (seq, prev) = self.read_head().await?;
         let record = entry.seal(seq + 1, &prev);
-        let changes = serde_json::to_string(&record.changes)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let changes = record.changes_text();
         on_tx!(self, c, _b => {
             sqlx::query(
                 "INSERT INTO audit_log (seq, at, actor, action, ticket_id, changes, prev_hash, hash) \
@@ -146,6 +145,47 @@ impl Db {
             Db::Postgres(p) => sqlx::query(SQL)
                 .fetch(p)
                 .map(|row| -> Result<AuditRecord> { Ok(audit_from_row!(&row?)) })
+                .boxed(),
+        }
+    }
+
+    /// The whole trail in stored seq order, each entry's columns as stored (the time as
+    /// text, the changes unparsed), streamed: what verifying the chain hashes.
+    pub fn audit_stored_stream(&self) -> BoxStream<'_, Result<StoredEntry>> {
+        const SQL: &str = "SELECT seq, at, actor, action, ticket_id, changes, prev_hash, hash \
+                           FROM audit_log ORDER BY seq";
+        macro_rules! stored {
+            ($row:expr, $at:expr) => {{
+                let row = $row;
+                StoredEntry {
+                    seq: row.try_get("seq")?,
+                    at: $at(&row)?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    ticket_id: row.try_get("ticket_id")?,
+                    changes: row.try_get("changes")?,
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                }
+            }};
+        }
+        match self {
+            // SQLite holds the time as the text that was hashed.
+            Db::Sqlite(s) => sqlx::query(SQL)
+                .fetch(&s.reader)
+                .map(|row| -> Result<StoredEntry> {
+                    Ok(stored!(row?, |r: &sqlx::sqlite::SqliteRow| r
+                        .try_get::<String, _>("at")))
+                })
+                .boxed(),
+            // PostgreSQL holds it as a timestamp, to the microsecond the text shows.
+            Db::Postgres(p) => sqlx::query(SQL)
+                .fetch(p)
+                .map(|row| -> Result<StoredEntry> {
+                    Ok(stored!(row?, |r: &sqlx::postgres::PgRow| r
+                        .try_get::<Ts, _>("at")
+                        .map(|t| format_time(t.0))))
+                })
                 .boxed(),
         }
     }

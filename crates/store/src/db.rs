@@ -452,9 +452,7 @@ async fn write_deferred(t: &mut Transaction<'static, Sqlite>, d: Deferred) -> Re
         );
         let mut rows = Vec::with_capacity(chunk.len());
         for r in chunk {
-            let changes = serde_json::to_string(&r.changes)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            rows.push((r, changes));
+            rows.push((r, r.changes_text()));
         }
         qb.push_values(rows, |mut b, (r, changes)| {
             b.push_bind(r.seq)

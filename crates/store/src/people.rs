@@ -86,6 +86,17 @@ impl Tx {
         })
     }
 
+    /// The person bound to an identity-provider account (`ISSUER SUBJECT`).
+    pub async fn user_by_sso_identity(&mut self, identity: &str) -> Result<Option<User>> {
+        on_tx!(self, c, backend => {
+            let sql = format!("SELECT {} FROM users u WHERE u.sso_identity = $1", user_columns(backend));
+            match sqlx::query(&sql).bind(identity).fetch_optional(&mut *c).await? {
+                Some(row) => Ok(Some(user_from_row!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
     pub async fn set_user_role(&mut self, id: i64, role: Role, at: DateTime<Utc>) -> Result<()> {
         self.note_write();
         on_tx!(self, c, _b => {

@@ -227,6 +227,20 @@ impl Tx {
         })
     }
 
+    /// Forgets the sign-ons started before `before` and counts those left.
+    pub async fn count_sso_logins(&mut self, before: DateTime<Utc>) -> Result<i64> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("DELETE FROM sso_logins WHERE created_at <= $1")
+                .bind(Ts(before))
+                .execute(&mut *c)
+                .await?;
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sso_logins")
+                .fetch_one(&mut *c)
+                .await?)
+        })
+    }
+
     /// Takes (and forgets) a sign-on in progress: its nonce, PKCE verifier and start time.
     pub async fn take_sso_login(
         &mut self,
@@ -326,7 +340,7 @@ impl Tx {
         })
     }
 
-    pub async fn bind_sso_identity(&mut self, user_id: i64, identity: &str) -> Result<()> {
+    pub async fn bind_sso_identity(&mut self, user_id: i64, identity: Option<&str>) -> Result<()> {
         self.note_write();
         on_tx!(self, c, _b => {
             sqlx::query("UPDATE users SET sso_identity = $1 WHERE id = $2")

@@ -6,7 +6,9 @@
 //! shared pages once, which is what lets one writer keep up with thousands of changes a second.
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -141,7 +143,26 @@ where
     let (done_tx, done_rx) = oneshot::channel::<std::result::Result<T, E>>();
     let job: Job = Box::new(move |tx: &mut Tx| {
         Box::pin(async move {
-            let result = f(tx).await;
+            // A bug that panics in one change fails that change; the writer, which every
+            // other change waits on, carries on. What the change wrote is undone as for any
+            // failed change.
+            let result = match AssertUnwindSafe(async move { f(tx).await })
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "a change panicked; it was not made");
+                    Err(E::from(StoreError::Commit(
+                        "it failed unexpectedly (the error is logged)".into(),
+                    )))
+                }
+            };
             let keep = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
                 let outcome = match committed {

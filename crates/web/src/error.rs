@@ -124,6 +124,7 @@ impl From<Error> for ApiError {
             Error::Unauthorized(msg) => ApiError::Unauthorized(msg),
             Error::Throttled(msg) => ApiError::TooManyRequests(msg),
             Error::Store(e) => ApiError::Internal(e.to_string()),
+            Error::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }

@@ -8,9 +8,11 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, MAX_BODY_BYTES};
 
-pub struct ApiJson<T>(pub T);
+/// A JSON body. Unless `ARRAY` is set, the body must be an object: serde reads a struct from
+/// an array too (`[null, null]`), which the document does not allow.
+pub struct ApiJson<T, const ARRAY: bool = false>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
+impl<S, T, const ARRAY: bool> FromRequest<S> for ApiJson<T, ARRAY>
 where
     S: Send + Sync,
     T: DeserializeOwned,
@@ -46,6 +48,9 @@ where
                 ApiError::Malformed(format!("could not read the request body: {e}"))
             }
         })?;
+        if !ARRAY && bytes.trim_ascii_start().starts_with(b"[") {
+            return Err(ApiError::invalid("", "the body must be a JSON object"));
+        }
         parse(&bytes).map(ApiJson)
     }
 }
@@ -87,7 +92,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsdesk_domain::validation::NewTicket;
+    use opsdesk_domain::validation::{NewComment, NewTicket};
 
     fn field_of(body: &str) -> (u16, Option<String>) {
         match parse::<NewTicket>(body.as_bytes()) {
@@ -129,6 +134,28 @@ mod tests {
             field_of(r#"{"title":"a","kind":"incident","severity":"SEV1"}"#),
             (200, None)
         );
+    }
+
+    #[tokio::test]
+    async fn an_object_body_is_not_read_from_an_array() {
+        let request = |body: &'static str| {
+            axum::http::Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        let refused = ApiJson::<NewComment>::from_request(request(r#"["hi", true]"#), &()).await;
+        assert!(
+            matches!(&refused, Err(ApiError::Invalid { field, .. }) if field.is_empty()),
+            "{:?}",
+            refused.err()
+        );
+        let taken = ApiJson::<NewComment>::from_request(request(r#"{"body": "hi"}"#), &()).await;
+        assert!(taken.is_ok());
+        let list =
+            ApiJson::<Vec<NewComment>, true>::from_request(request(r#"[{"body": "hi"}]"#), &())
+                .await;
+        assert!(list.is_ok());
     }
 
     proptest::proptest! {

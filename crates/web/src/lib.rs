@@ -3,12 +3,15 @@
 
 pub mod api;
 mod auth;
+pub mod client;
 mod error;
 mod json;
 mod ops;
 mod pages;
+mod params;
 pub mod policy;
 pub mod sso;
+pub mod throttle;
 mod ui;
 
 use std::future::Future;
@@ -36,7 +39,14 @@ pub struct AppState {
     pub sso_only: bool,
     /// Amazon SNS HTTP(S) subscriptions, when set up.
     pub sns: Option<std::sync::Arc<api::sns::SnsIngest>>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
+    /// Per-address limit on sign-in, setup and single sign-on requests.
+    pub sign_in_limiter: std::sync::Arc<throttle::AddressLimiter>,
 }
+
+/// Sign-in, setup and single sign-on requests one address may make per minute by default.
+pub const SIGN_IN_REQUESTS_PER_MINUTE: u32 = 60;
 
 impl AppState {
     pub fn new(desk: Desk) -> AppState {
@@ -46,13 +56,17 @@ impl AppState {
             sso: None,
             sso_only: false,
             sns: None,
+            trusted_proxies: std::sync::Arc::from(Vec::new()),
+            sign_in_limiter: std::sync::Arc::new(throttle::AddressLimiter::per_minute(
+                SIGN_IN_REQUESTS_PER_MINUTE,
+            )),
         }
     }
 }
 
 /// Builds the whole router: API, OpenAPI document, operations endpoints and layers.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api::routes().split_for_parts();
+    let (api, openapi) = api::split();
     let openapi = std::sync::Arc::new(openapi);
     Router::new()
         .merge(api)
@@ -81,7 +95,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document, as served at /api/v1/openapi.json.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api::routes().split_for_parts().1
+    api::split().1
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.

@@ -47,7 +47,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/tickets/{id}/links"
             | "/tickets/{id}/links/{link}/delete",
         ) => Needs(WriteTickets),
-        ("GET", "/reports") => Needs(ReadTickets),
+        ("GET", "/reports") => Needs(ReadInventory),
         ("GET", "/admin") => Needs(Administer),
         ("POST", "/admin/channels/{name}/test") => Needs(Administer),
         (
@@ -89,13 +89,13 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/tickets/{id}/history") => Needs(ReadTickets),
         ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/escalate") => Needs(WriteTickets),
-        ("GET", "/api/v1/tickets/{id}/escalation") => Needs(ReadTickets),
+        ("GET", "/api/v1/tickets/{id}/escalation") => Needs(ReadInventory),
         ("GET" | "POST", "/api/v1/tokens") => Needs(Administer),
         ("DELETE", "/api/v1/tokens/{name}") => Needs(Administer),
         ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => Needs(ReadAudit),
         ("GET" | "POST", "/api/v1/users") => Needs(Administer),
         ("GET" | "PATCH", "/api/v1/users/{email}") => Needs(Administer),
-        ("GET", "/api/v1/teams") => Needs(ReadTickets),
+        ("GET", "/api/v1/teams") => Needs(ReadInventory),
         ("POST", "/api/v1/teams") => Needs(Administer),
         ("POST", "/api/v1/teams/{name}/members") => Needs(ManageTeam),
         ("DELETE", "/api/v1/teams/{name}/members/{email}") => Needs(ManageTeam),
@@ -105,11 +105,13 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         // SNS cannot send a token; every message's signature is checked instead.
         ("POST", "/api/v1/ingest/sns") => Public,
         ("GET", "/api/v1/signals") => Needs(WriteTickets),
-        ("GET", "/api/v1/tickets/{id}/signals") => Needs(ReadTickets),
-        ("GET", "/api/v1/workloads" | "/api/v1/workloads/{name}") => Needs(ReadTickets),
+        ("GET", "/api/v1/tickets/{id}/signals") => Needs(ReadInventory),
+        ("GET", "/api/v1/workloads" | "/api/v1/workloads/{name}") => Needs(ReadInventory),
+        // What a new ticket may name, for the request form: names only.
+        ("GET", "/api/v1/workload-names") => Needs(CreateTickets),
         ("POST", "/api/v1/workloads") => Needs(Administer),
         ("PUT" | "DELETE", "/api/v1/workloads/{name}") => Needs(Administer),
-        ("GET", "/api/v1/maintenance") => Needs(ReadTickets),
+        ("GET", "/api/v1/maintenance") => Needs(ReadInventory),
         ("POST", "/api/v1/maintenance") => Needs(WriteTickets),
         ("DELETE", "/api/v1/maintenance/{id}") => Needs(WriteTickets),
         ("GET" | "POST", "/api/v1/channels") => Needs(Administer),
@@ -122,14 +124,14 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/deliveries" | "/api/v1/deliveries/{id}") => Needs(WriteTickets),
         ("POST", "/api/v1/deliveries/{id}/retry") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/deliveries") => Needs(WriteTickets),
-        ("GET", "/api/v1/aws-accounts" | "/api/v1/aws-accounts/{id}") => Needs(ReadTickets),
+        ("GET", "/api/v1/aws-accounts" | "/api/v1/aws-accounts/{id}") => Needs(ReadInventory),
         ("POST", "/api/v1/aws-accounts") => Needs(Administer),
         ("PUT" | "DELETE", "/api/v1/aws-accounts/{id}") => Needs(Administer),
-        ("GET", "/api/v1/support-plans" | "/api/v1/support-plans/advice") => Needs(ReadTickets),
+        ("GET", "/api/v1/support-plans" | "/api/v1/support-plans/advice") => Needs(ReadInventory),
         ("GET", "/api/v1/kpis" | "/api/v1/kpis/{name}" | "/api/v1/kpis/{name}/series") => {
-            Needs(ReadTickets)
+            Needs(ReadInventory)
         }
-        ("GET", "/api/v1/kpi-definitions" | "/api/v1/reports/trends") => Needs(ReadTickets),
+        ("GET", "/api/v1/kpi-definitions" | "/api/v1/reports/trends") => Needs(ReadInventory),
         ("POST", "/api/v1/kpis") => Needs(Administer),
         ("DELETE", "/api/v1/kpis/{name}") => Needs(Administer),
         _ => return None,
@@ -189,6 +191,21 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/auth/oidc/callback"),
 ];
 
+/// The methods `route` has a policy for.
+fn allowed_methods(route: &str) -> Vec<&'static str> {
+    [
+        ("GET", Method::GET),
+        ("POST", Method::POST),
+        ("PUT", Method::PUT),
+        ("PATCH", Method::PATCH),
+        ("DELETE", Method::DELETE),
+    ]
+    .into_iter()
+    .filter(|(_, m)| access(m, route).is_some())
+    .map(|(name, _)| name)
+    .collect()
+}
+
 /// The access layer: applies [`access`] to every routed request.
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
@@ -198,6 +215,16 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         .unwrap_or_default();
     let policy = access(req.method(), &route);
     match policy {
+        // A method the route does not serve: 405 with the methods it does, as the router
+        // would answer.
+        None if !allowed_methods(&route).is_empty() => {
+            let allow = allowed_methods(&route).join(", ");
+            let mut res = axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(axum::http::header::ALLOW, value);
+            }
+            res
+        }
         None => {
             tracing::error!(method = %req.method(), route, "route has no access policy; refused");
             ApiError::RoleNotAllowed("this route has no access policy".into()).into_response()

@@ -2,11 +2,10 @@
 //! provider found by discovery from its issuer URL. The ID token's signature (from the
 //! provider's JWKS), issuer, audience, expiry and nonce are all checked before anyone is let in.
 
-use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,11 +18,13 @@ use openidconnect::{
     EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, Scope, TokenResponse,
 };
-use opsdesk_core::sso::{SsoIdentity, SsoMapping};
-use opsdesk_core::Desk;
+use opsdesk_core::sso::{SsoIdentity, SsoMapping, SsoOutcome};
+use opsdesk_core::{Desk, Error};
+use opsdesk_domain::text::clip;
 use serde::Deserialize;
 
-use crate::ui::SESSION_COOKIE;
+use crate::client::ClientAddr;
+use crate::ui::{login_error, over_limit, SESSION_COOKIE, TOO_MANY_REQUESTS};
 use crate::AppState;
 
 const FLOW_COOKIE: &str = "opsdesk_sso";
@@ -119,9 +120,6 @@ impl Sso {
             .email()
             .map(|e| e.as_str().to_owned())
             .ok_or("the ID token has no email claim")?;
-        if claims.email_verified() == Some(false) {
-            return Err("the provider has not verified this email".into());
-        }
         let name = claims
             .name()
             .and_then(|n| n.get(None))
@@ -169,14 +167,17 @@ fn flow_cookie(state: &AppState, value: String) -> Cookie<'static> {
 }
 
 /// Sends the browser to the provider.
-async fn start(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let Some(sso) = state.sso.clone() else {
-        return crate::ui::login_error(
+async fn start(State(state): State<AppState>, client: ClientAddr, jar: CookieJar) -> Response {
+    if over_limit(&state, client, "/auth/oidc/start") {
+        return login_error(
             &state,
             jar,
-            axum::http::StatusCode::NOT_FOUND,
-            "single sign-on is not set up",
+            StatusCode::TOO_MANY_REQUESTS,
+            TOO_MANY_REQUESTS,
         );
+    }
+    let Some(sso) = state.sso.clone() else {
+        return login_error(&state, jar, StatusCode::NOT_FOUND, SSO_OFF);
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = sso.client.authorize_url(
@@ -188,18 +189,25 @@ async fn start(State(state): State<AppState>, jar: CookieJar) -> Response {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     let (url, csrf, nonce) = request.set_pkce_challenge(challenge).url();
-    if let Err(e) = state
+    match state
         .desk
         .sso_begin(csrf.secret(), nonce.secret(), verifier.secret())
         .await
     {
-        tracing::error!(error = %e, "cannot start single sign-on");
-        return crate::ui::login_error(
-            &state,
-            jar,
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "single sign-on failed; try again",
-        );
+        Ok(()) => {}
+        Err(Error::Throttled(message)) => {
+            tracing::warn!(%client, "single sign-on start refused: {message}");
+            return login_error(&state, jar, StatusCode::TOO_MANY_REQUESTS, &message);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start single sign-on");
+            return login_error(
+                &state,
+                jar,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "single sign-on failed; try again",
+            );
+        }
     }
     let jar = jar.add(flow_cookie(&state, csrf.secret().clone()));
     (jar, Redirect::to(url.as_str())).into_response()
@@ -216,11 +224,19 @@ struct Callback {
 /// The provider sends the browser back here with a code, or an error.
 async fn callback(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     jar: CookieJar,
     Query(back): Query<Callback>,
 ) -> Response {
-    let client = peer.ip().to_string();
+    if over_limit(&state, client, "/auth/oidc/callback") {
+        return login_error(
+            &state,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            TOO_MANY_REQUESTS,
+        );
+    }
+    let client = client.to_string();
     match finish(&state, &jar, back, &client).await {
         Ok(secret) => {
             let session = Cookie::build((SESSION_COOKIE, secret))
@@ -234,17 +250,56 @@ async fn callback(
                 .add(session);
             (jar, Redirect::to("/")).into_response()
         }
-        Err((status, reason)) => {
-            if let Err(e) = state.desk.sso_refused(&reason, &client).await {
-                tracing::error!(error = %e, "cannot record a refused sign-on");
+        Err(refusal) => {
+            match refusal.kept {
+                Kept::Audit => {
+                    if let Err(e) = state.desk.sso_refused(&refusal.reason, &client).await {
+                        tracing::error!(error = %e, "cannot record a refused sign-on");
+                    }
+                }
+                Kept::Log => {
+                    let reason = clip(&refusal.reason);
+                    tracing::info!(reason, client, "single sign-on callback refused");
+                }
+                Kept::Audited => {}
             }
             let jar = jar.remove(Cookie::build(FLOW_COOKIE).path("/auth/oidc").build());
-            crate::ui::login_error(&state, jar, status, "single sign-on was refused; try again")
+            login_error(&state, jar, refusal.status, refusal.message)
         }
     }
 }
 
-type Refusal = (axum::http::StatusCode, String);
+const SSO_OFF: &str = "single sign-on is not set up";
+const REFUSED: &str = "single sign-on was refused; try again";
+
+/// Where the reason for a refused callback goes. Only a sign-on this browser started with
+/// opsdesk reaches the audit trail; anything else anyone can send is noise for the log.
+enum Kept {
+    Audit,
+    Log,
+    /// Recorded already by the use case that refused it.
+    Audited,
+}
+
+struct Refusal {
+    status: StatusCode,
+    /// For the audit trail or the log (clipped on the way).
+    reason: String,
+    kept: Kept,
+    /// For the person.
+    message: &'static str,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: impl Into<String>, kept: Kept) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+            kept,
+            message: REFUSED,
+        }
+    }
+}
 
 async fn finish(
     state: &AppState,
@@ -252,54 +307,93 @@ async fn finish(
     back: Callback,
     client: &str,
 ) -> Result<String, Refusal> {
-    use axum::http::StatusCode as S;
-    let sso: Arc<Sso> = state
-        .sso
-        .clone()
-        .ok_or((S::NOT_FOUND, "single sign-on is not set up".to_owned()))?;
-    if let Some(error) = back.error {
-        return Err((
-            S::UNAUTHORIZED,
-            format!(
-                "the provider said {error}: {}",
-                back.error_description.unwrap_or_default()
-            ),
-        ));
-    }
-    let returned = back.state.ok_or((S::BAD_REQUEST, "no state".to_owned()))?;
-    // The flow must come back to the browser that started it.
+    use StatusCode as S;
+    let Some(sso) = state.sso.clone() else {
+        return Err(Refusal {
+            message: SSO_OFF,
+            ..Refusal::new(S::NOT_FOUND, SSO_OFF, Kept::Log)
+        });
+    };
+    // The flow must come back to the browser that started it, with the state it was given.
     let started = jar
         .get(FLOW_COOKIE)
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
-    if started.is_empty() || started != returned {
-        return Err((S::FORBIDDEN, "state mismatch".to_owned()));
+    let returned = back.state.unwrap_or_default();
+    if started.is_empty() || !crate::ui::same_secret(&started, &returned) {
+        return Err(Refusal::new(
+            S::FORBIDDEN,
+            "no sign-on started by this browser with this state",
+            Kept::Log,
+        ));
     }
-    let (nonce, verifier) = state
-        .desk
-        .sso_resume(&returned)
-        .await
-        .map_err(|e| (S::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or((S::FORBIDDEN, "unknown or expired state".to_owned()))?;
-    let code = back.code.ok_or((S::BAD_REQUEST, "no code".to_owned()))?;
+    let (nonce, verifier) = match state.desk.sso_resume(&returned).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(Refusal::new(
+                S::FORBIDDEN,
+                "unknown, used or expired state",
+                Kept::Log,
+            ))
+        }
+        Err(e) => {
+            return Err(Refusal::new(
+                S::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+                Kept::Log,
+            ))
+        }
+    };
+    if let Some(error) = back.error {
+        let said = format!(
+            "the provider said {error}: {}",
+            back.error_description.unwrap_or_default()
+        );
+        return Err(Refusal::new(S::UNAUTHORIZED, said, Kept::Audit));
+    }
+    let code = back
+        .code
+        .ok_or_else(|| Refusal::new(S::BAD_REQUEST, "no code", Kept::Audit))?;
     let token = sso
         .client
         .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| (S::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Refusal::new(S::INTERNAL_SERVER_ERROR, e.to_string(), Kept::Audit))?
         .set_pkce_verifier(PkceCodeVerifier::new(verifier))
         .request_async(&sso.http)
         .await
-        .map_err(|e| (S::UNAUTHORIZED, format!("code exchange failed: {e}")))?;
+        .map_err(|e| {
+            Refusal::new(
+                S::UNAUTHORIZED,
+                format!("code exchange failed: {e}"),
+                Kept::Audit,
+            )
+        })?;
     let id_token = token
         .id_token()
-        .ok_or((S::UNAUTHORIZED, "no ID token".to_owned()))?;
+        .ok_or_else(|| Refusal::new(S::UNAUTHORIZED, "no ID token", Kept::Audit))?;
     let who = sso
         .verify_id_token(&state.desk, &id_token.to_string(), &nonce)
-        .map_err(|e| (S::UNAUTHORIZED, e))?;
-    let session = state
+        .map_err(|e| Refusal::new(S::UNAUTHORIZED, e, Kept::Audit))?;
+    match state
         .desk
         .login_sso(who, &sso.settings.mapping, client)
         .await
-        .map_err(|e| (S::UNAUTHORIZED, e.to_string()))?;
-    Ok(session.secret)
+    {
+        Ok(SsoOutcome::SignedIn(session)) => Ok(session.secret),
+        Ok(SsoOutcome::Refused(why)) => Err(Refusal {
+            message: why.message(),
+            ..Refusal::new(S::UNAUTHORIZED, why.reason(), Kept::Audited)
+        }),
+        Err(e @ Error::Invalid(_)) => {
+            Err(Refusal::new(S::UNAUTHORIZED, e.to_string(), Kept::Audit))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "single sign-on failed");
+            Err(Refusal::new(
+                S::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+                Kept::Log,
+            ))
+        }
+    }
 }

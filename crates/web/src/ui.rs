@@ -1,17 +1,17 @@
 //! Signing in and out. The rest of the web app is in [`crate::pages`].
 
-use std::net::SocketAddr;
-
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use opsdesk_core::Error;
+use opsdesk_domain::rate_limit::Verdict;
 use serde::Deserialize;
 
+use crate::client::ClientAddr;
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "opsdesk_session";
@@ -141,6 +141,24 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The answer to a request over the per-address limit of the endpoints anyone may call that
+/// write (sign-in, setup, single sign-on).
+pub const TOO_MANY_REQUESTS: &str = "too many requests from your address; try again in a minute";
+
+/// Counts a request against its address's limit on those endpoints; true when it is over.
+/// Only the first refusal of a minute is logged, so a flood does not flood the log.
+pub fn over_limit(state: &AppState, client: ClientAddr, route: &'static str) -> bool {
+    match state.sign_in_limiter.check(client.0, state.desk.now()) {
+        Verdict::Admit => false,
+        Verdict::Refuse { first } => {
+            if first {
+                tracing::warn!(%client, route, "too many sign-in requests from one address; refused for the rest of the minute");
+            }
+            true
+        }
+    }
+}
+
 /// Compares two secrets in time that does not depend on where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -152,11 +170,20 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if over_limit(&state, peer, "/login") {
+        return render_login(
+            &state,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            Some(TOO_MANY_REQUESTS),
+        );
+    }
     if cross_site(&headers) {
         tracing::warn!(%peer, "cross-site sign-in refused");
         return render_login(
@@ -177,7 +204,7 @@ async fn login(
             &state,
             jar,
             StatusCode::FORBIDDEN,
-            &form.email,
+            &opsdesk_domain::text::clip(&form.email),
             Some("the form expired; please sign in again"),
         );
     }
@@ -193,7 +220,7 @@ async fn login(
     let code = Some(form.code.trim()).filter(|c| !c.is_empty());
     match state
         .desk
-        .login(&form.email, &form.password, code, &peer.ip().to_string())
+        .login(&form.email, &form.password, code, &peer.to_string())
         .await
     {
         Ok(session) => {
@@ -282,6 +309,7 @@ struct SetupForm {
 
 async fn setup(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<SetupForm>,
 ) -> Response {
@@ -294,6 +322,9 @@ async fn setup(
             },
         )
     };
+    if over_limit(&state, client, "/setup") {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_MANY_REQUESTS);
+    }
     if cross_site(&headers) {
         return refuse(
             StatusCode::FORBIDDEN,

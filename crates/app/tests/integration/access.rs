@@ -11,8 +11,40 @@ use crate::common::{on_both_backends, Backend, TestServer};
 on_both_backends!(
     every_route_has_a_policy_and_every_role_gets_it,
     requesters_see_and_comment_on_their_own_tickets_only,
+    requesters_read_no_inventory_but_the_workload_names,
+    requesters_set_only_what_they_report,
     people_and_teams,
 );
+
+/// Everything a requester reaches beyond the public routes: their own tickets and what they
+/// need to raise one. Nothing of the organisation (teams, workloads, accounts, maintenance,
+/// signals, AWS cases, KPIs, reports).
+const REQUESTER_REACHES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("POST", "/logout"),
+    ("GET", "/tickets"),
+    ("GET", "/tickets/similar"),
+    ("POST", "/tickets/views"),
+    ("POST", "/tickets/views/{id}/delete"),
+    ("GET", "/tickets/new"),
+    ("POST", "/tickets/new"),
+    ("GET", "/tickets/{id}"),
+    ("POST", "/tickets/{id}/comments"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/me"),
+    ("POST", "/api/v1/me/totp"),
+    ("POST", "/api/v1/me/totp/confirm"),
+    ("GET", "/api/v1/tickets"),
+    ("POST", "/api/v1/tickets"),
+    ("GET", "/api/v1/tickets/{id}"),
+    ("GET", "/api/v1/tickets/{id}/comments"),
+    ("POST", "/api/v1/tickets/{id}/comments"),
+    ("GET", "/api/v1/tickets/{id}/links"),
+    // The handler refuses a requester: audit entries hold internal notes.
+    ("GET", "/api/v1/tickets/{id}/history"),
+    ("GET", "/api/v1/tickets/{id}/sla"),
+    ("GET", "/api/v1/workload-names"),
+];
 
 /// One token per role.
 async fn tokens_for_every_role(s: &TestServer) -> HashMap<Role, String> {
@@ -50,6 +82,24 @@ async fn every_route_has_a_policy_and_every_role_gets_it(backend: Backend) {
         }
     }
     assert!(routes.len() >= 25, "only {} routes found", routes.len());
+
+    // The table as a requester meets it.
+    let mut reached: Vec<(&str, &str)> = routes
+        .iter()
+        .filter(|(m, p)| {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            match access(&m, p) {
+                Some(Access::SignedIn) => true,
+                Some(Access::Needs(permission)) => Role::Requester.allows(permission),
+                Some(Access::Public) | None => false,
+            }
+        })
+        .map(|(m, p)| (m.as_str(), p.as_str()))
+        .collect();
+    reached.sort();
+    let mut expected = REQUESTER_REACHES.to_vec();
+    expected.sort();
+    assert_eq!(reached, expected, "what a requester reaches");
 
     for (method, path) in &routes {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
@@ -126,8 +176,16 @@ async fn requesters_see_and_comment_on_their_own_tickets_only(backend: Backend) 
         .unwrap();
     desk.db().close().await;
 
+    s.call(Method::POST, "/api/v1/tickets", Some(&ana), Some(json!({"title": "VPN broken", "kind": "incident", "severity": "SEV3", "requester": "someone-else"})))
+        .await
+        .assert_problem(422, Some("requester"));
     let mine = s
-        .call(Method::POST, "/api/v1/tickets", Some(&ana), Some(json!({"title": "VPN broken", "kind": "incident", "severity": "SEV3", "requester": "someone-else"})))
+        .call(
+            Method::POST,
+            "/api/v1/tickets",
+            Some(&ana),
+            Some(json!({"title": "VPN broken", "kind": "incident", "severity": "SEV3"})),
+        )
         .await;
     assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
     assert_eq!(
@@ -257,6 +315,251 @@ async fn requesters_see_and_comment_on_their_own_tickets_only(backend: Backend) 
         .await;
     r.assert_problem(403, None);
     assert_eq!(r.body["code"], "role_not_allowed");
+    s.stop().await;
+}
+
+/// How many tickets and audit entries are stored.
+async fn stored(s: &TestServer) -> (usize, i64) {
+    (s.count_tickets().await, s.audit_head().await)
+}
+
+/// A requester token named `name`.
+async fn requester_token(s: &TestServer, name: &str) -> String {
+    let desk = s.db.desk().await;
+    let (_, secret) = desk
+        .create_token(&Actor::cli(), name, Role::Requester)
+        .await
+        .unwrap();
+    desk.db().close().await;
+    secret
+}
+
+async fn requesters_read_no_inventory_but_the_workload_names(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = |m: Method, path: &'static str, body: Value| {
+        let s = &s;
+        async move {
+            let r = s.call(m, path, Some(&s.admin), Some(body)).await;
+            assert!(r.status.is_success(), "{path}: {} {}", r.status, r.body);
+        }
+    };
+    admin(
+        Method::POST,
+        "/api/v1/users",
+        json!({"email": "pat@example.com", "role": "agent"}),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/teams",
+        json!({"name": "payments", "lead": "pat@example.com"}),
+    )
+    .await;
+    let arn = "arn:aws:rds:eu-west-1:111122223333:db:checkout-main";
+    admin(
+        Method::POST,
+        "/api/v1/workloads",
+        json!({"name": "checkout", "environment": "production", "team": "payments",
+               "accounts": ["111122223333"], "resources": [arn]}),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/aws-accounts",
+        json!({"id": "111122223333", "name": "Payments prod", "support_plan": "business",
+               "account_team_emails": ["tam@example.com"]}),
+    )
+    .await;
+    admin(
+        Method::POST,
+        "/api/v1/maintenance",
+        json!({"workload": "checkout", "title": "Patch the checkout database",
+               "start": "2026-12-08T01:00:00Z", "end": "2026-12-08T02:00:00Z"}),
+    )
+    .await;
+    let rita = requester_token(&s, "rita").await;
+    let mine = s
+        .call(
+            Method::POST,
+            "/api/v1/tickets",
+            Some(&rita),
+            Some(json!({"title": "Checkout is slow", "kind": "incident",
+                        "severity": "SEV3", "workload": "checkout"})),
+        )
+        .await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
+    let id = mine.body["id"].as_i64().unwrap();
+
+    let secrets = [
+        "pat@example.com",
+        "tam@example.com",
+        "111122223333",
+        arn,
+        "Patch the checkout",
+    ];
+    let inventory = [
+        "/api/v1/aws-accounts".to_owned(),
+        "/api/v1/aws-accounts/111122223333".to_owned(),
+        "/api/v1/teams".to_owned(),
+        "/api/v1/workloads".to_owned(),
+        "/api/v1/workloads/checkout".to_owned(),
+        "/api/v1/maintenance?from=2026-12-01T00:00:00Z".to_owned(),
+        "/api/v1/support-plans".to_owned(),
+        "/api/v1/support-plans/advice".to_owned(),
+        "/api/v1/kpis".to_owned(),
+        "/api/v1/kpi-definitions".to_owned(),
+        format!("/api/v1/tickets/{id}/signals"),
+        format!("/api/v1/tickets/{id}/escalation"),
+    ];
+    for path in &inventory {
+        let r = s.call(Method::GET, path, Some(&rita), None).await;
+        r.assert_problem(403, None);
+        assert_eq!(r.body["code"], "role_not_allowed", "{path}: {}", r.body);
+        for secret in secrets {
+            assert!(!r.body.to_string().contains(secret), "{path}: {}", r.body);
+        }
+        // Staff still read it, read-only roles included.
+        let r = s.call(Method::GET, path, Some(&s.viewer), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path} as viewer: {}", r.body);
+    }
+    let r = s
+        .call(Method::GET, "/api/v1/teams", Some(&s.viewer), None)
+        .await;
+    assert!(r.body.to_string().contains("pat@example.com"), "{}", r.body);
+
+    // What the new request form needs: the names, and nothing else of the workloads.
+    let names = s
+        .call(Method::GET, "/api/v1/workload-names", Some(&rita), None)
+        .await;
+    assert_eq!(names.status, StatusCode::OK, "{}", names.body);
+    assert_eq!(names.body, json!(["checkout"]));
+    let names = s
+        .call(Method::GET, "/api/v1/workload-names", Some(&s.agent), None)
+        .await;
+    assert_eq!(names.body, json!(["checkout"]));
+    // Their own ticket stays theirs to read.
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/tickets/{id}"),
+            Some(&rita),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["workload"], "checkout", "{}", r.body);
+    s.stop().await;
+}
+
+async fn requesters_set_only_what_they_report(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let rita = requester_token(&s, "rita").await;
+    let report = || {
+        json!({"title": "Printer jammed", "kind": "service_request", "severity": "SEV4",
+               "description": "Floor 3", "workload": "office"})
+    };
+    let before = stored(&s).await;
+
+    // The request of the security review: routing, escalation and the source steered.
+    let mut forged = report();
+    forged["assignee"] = json!("root");
+    forged["team"] = json!("payments");
+    forged["source"] = json!("aws.health");
+    let r = s
+        .call(Method::POST, "/api/v1/tickets", Some(&rita), Some(forged))
+        .await;
+    r.assert_problem(422, Some("assignee"));
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("title, kind, severity, workload, description"),
+        "{}",
+        r.body
+    );
+    for (field, value) in [
+        ("requester", json!("someone@example.com")),
+        ("assignee", json!("root")),
+        ("team", json!("payments")),
+        ("tags", json!(["vip"])),
+        ("source", json!("aws.health")),
+        ("dedup_key", json!("health:ec2:1")),
+    ] {
+        let mut body = report();
+        body[field] = value;
+        s.call(Method::POST, "/api/v1/tickets", Some(&rita), Some(body))
+            .await
+            .assert_problem(422, Some(field));
+        assert_eq!(stored(&s).await, before, "{field}: nothing is stored");
+    }
+    // Nor by the batch path.
+    s.call(
+        Method::POST,
+        "/api/v1/tickets/batch",
+        Some(&rita),
+        Some(json!([report()])),
+    )
+    .await
+    .assert_problem(403, None);
+    assert_eq!(stored(&s).await, before);
+
+    // What they report is taken; who asks is them, where it came from is the desk's.
+    let mut blank = report();
+    blank["assignee"] = json!("");
+    blank["tags"] = json!([]);
+    let r = s
+        .call(Method::POST, "/api/v1/tickets", Some(&rita), Some(blank))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for (field, value) in [
+        ("title", json!("Printer jammed")),
+        ("kind", json!("service_request")),
+        ("severity", json!("SEV4")),
+        ("description", json!("Floor 3")),
+        ("workload", json!("office")),
+        ("requester", json!("token:rita")),
+        ("assignee", Value::Null),
+        ("source", json!("manual")),
+        ("dedup_key", Value::Null),
+        ("tags", json!([])),
+    ] {
+        assert_eq!(r.body[field], value, "{field}: {}", r.body);
+    }
+
+    // Staff still set every field, on one ticket and in a batch.
+    let mut full = report();
+    full["requester"] = json!("someone@example.com");
+    full["assignee"] = json!("root");
+    full["team"] = json!("payments");
+    full["tags"] = json!(["vip"]);
+    full["source"] = json!("aws.health");
+    full["dedup_key"] = json!("health:ec2:1");
+    let t = s.ticket(full.clone()).await;
+    for field in [
+        "requester",
+        "assignee",
+        "team",
+        "tags",
+        "source",
+        "dedup_key",
+    ] {
+        assert_eq!(t[field], full[field], "{field}: {t}");
+    }
+    full["dedup_key"] = json!("health:ec2:2");
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/tickets/batch",
+            Some(&s.admin),
+            Some(json!([full])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["ids"][0].as_i64().unwrap();
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(
+        (&t["assignee"], &t["source"]),
+        (&json!("root"), &json!("aws.health"))
+    );
     s.stop().await;
 }
 

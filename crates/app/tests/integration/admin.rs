@@ -97,6 +97,11 @@ async fn tokens_over_the_api(backend: Backend) {
         "no secret in a list"
     );
 
+    // A token cannot revoke itself: its holder would be locked out mid-task.
+    admin(Method::DELETE, "/api/v1/tokens/test-admin", None)
+        .await
+        .assert_problem(409, None);
+
     let revoked = admin(Method::DELETE, "/api/v1/tokens/deploy-bot", None).await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert!(revoked.body["revoked_at"].is_string());

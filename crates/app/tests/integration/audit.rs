@@ -1,7 +1,10 @@
 use serde_json::json;
 
-use crate::common::{on_both_backends, Backend, TestServer};
+use reqwest::{Method, StatusCode};
+
+use crate::common::{on_both_backends, Backend, TestDb, TestServer};
 use opsdesk_core::VerifyError;
+use opsdesk_domain::audit::Anchor;
 use opsdesk_domain::ChainError;
 
 on_both_backends!(
@@ -9,6 +12,9 @@ on_both_backends!(
     database_refuses_to_change_the_trail,
     tampering_is_found_at_its_seq,
     a_failed_change_leaves_no_trace_among_concurrent_ones,
+    edits_of_the_stored_text_that_keep_its_meaning_are_found,
+    anchors_pin_the_chain_to_hashes_kept_elsewhere,
+    a_trail_written_before_stored_text_hashing_still_verifies,
 );
 
 /// Makes five changes; with the four tokens made at start (seq 1-4) they are seq 5-9.
@@ -31,8 +37,16 @@ async fn some_history(s: &TestServer) -> i64 {
 }
 
 async fn verify(s: &TestServer) -> Result<i64, ChainError> {
-    let desk = s.db.desk().await;
-    let res = desk.verify_audit().await;
+    verify_db(&s.db).await
+}
+
+async fn verify_db(db: &TestDb) -> Result<i64, ChainError> {
+    verify_anchored(db, &[]).await
+}
+
+async fn verify_anchored(db: &TestDb, anchors: &[Anchor]) -> Result<i64, ChainError> {
+    let desk = db.desk().await;
+    let res = desk.verify_audit_anchored(anchors).await;
     desk.db().close().await;
     match res {
         Ok(summary) => Ok(summary.entries),
@@ -287,5 +301,155 @@ async fn a_failed_change_leaves_no_trace_among_concurrent_ones(backend: Backend)
         saved.len() as i64
     );
     desk.db().close().await;
+    db.drop_schema().await;
+}
+
+/// Someone with write access to the database rewrites an entry's stored text so that it still
+/// reads as the same JSON: spaces added, or a key given twice (a reader of the table sees the
+/// first, a JSON parser keeps the last). What is stored is what is hashed, so both are found.
+async fn edits_of_the_stored_text_that_keep_its_meaning_are_found(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    some_history(&s).await;
+    s.db.sql(unguard(backend)).await.unwrap();
+    assert_eq!(verify(&s).await, Ok(9));
+
+    // Whitespace only (seq 7 moved the ticket from new to acknowledged).
+    s.db.sql("UPDATE audit_log SET changes = replace(changes, ':', ' : ') WHERE seq = 7")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Err(ChainError::Content { seq: 7 }));
+    s.db.sql("UPDATE audit_log SET changes = replace(changes, ' : ', ':') WHERE seq = 7")
+        .await
+        .unwrap();
+    assert_eq!(verify(&s).await, Ok(9));
+
+    // A forged first copy of the key; the genuine one after it is what a parser keeps.
+    s.db.sql(
+        "UPDATE audit_log SET changes = \
+         '{\"status\":{\"after\":\"resolved\",\"before\":\"new\"},' || substr(changes, 2) \
+         WHERE seq = 7",
+    )
+    .await
+    .unwrap();
+    assert_eq!(verify(&s).await, Err(ChainError::Content { seq: 7 }));
+    s.stop().await;
+
+    // The time as text, on SQLite where it is stored as text: the same instant written
+    // another way.
+    if backend == Backend::Sqlite {
+        let s = TestServer::start(backend).await;
+        some_history(&s).await;
+        s.db.sql(unguard(backend)).await.unwrap();
+        s.db.sql("UPDATE audit_log SET at = replace(at, 'Z', '+00:00') WHERE seq = 6")
+            .await
+            .unwrap();
+        assert_eq!(verify(&s).await, Err(ChainError::Content { seq: 6 }));
+        s.stop().await;
+    }
+}
+
+/// An anchor is a seq and the hash it had, saved outside the database. A chain rewritten
+/// with fresh hashes from some entry on verifies on its own, but not against an anchor.
+async fn anchors_pin_the_chain_to_hashes_kept_elsewhere(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    some_history(&s).await;
+    let r = s
+        .call(Method::GET, "/api/v1/audit/verify", Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["intact"], true);
+    assert_eq!(r.body["head_seq"], 9);
+    let head_hash = r.body["head_hash"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["anchor"], format!("9:{head_hash}"));
+    let trail = s.audit_trail().await;
+    let hash_of = |seq: i64| {
+        trail.iter().find(|e| e["seq"] == seq).unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let anchor = |text: &str| -> Anchor { text.parse().unwrap() };
+
+    // Right anchors pass, in the core and on the API.
+    let right = [
+        anchor(&format!("5:{}", hash_of(5))),
+        anchor(&format!("9:{head_hash}")),
+    ];
+    assert_eq!(verify_anchored(&s.db, &right).await, Ok(9));
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/audit/verify?anchor=5:{}", hash_of(5)),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["intact"], true, "{}", r.body);
+
+    // A wrong hash at the anchored seq fails there.
+    let wrong = anchor(&format!("5:{}", hash_of(6)));
+    assert_eq!(
+        verify_anchored(&s.db, &[wrong]).await,
+        Err(ChainError::Anchor { seq: 5 })
+    );
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/audit/verify?anchor=5:{}", hash_of(6)),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["intact"], false);
+    assert_eq!(r.body["first_bad_seq"], 5);
+
+    // An anchor past the end: entries were cut off together with the recorded head.
+    let beyond = anchor(&format!("12:{head_hash}"));
+    assert_eq!(
+        verify_anchored(&s.db, &[beyond]).await,
+        Err(ChainError::AnchorBeyondEnd { seq: 12, last: 9 })
+    );
+
+    // Malformed anchors are refused, naming the parameter.
+    for bad in [
+        "5",
+        "x:abc",
+        "5:xyz",
+        "0:",
+        &format!("-1:{head_hash}"),
+        &format!("5:{head_hash}00"),
+    ] {
+        assert!(bad.parse::<Anchor>().is_err(), "{bad}");
+        s.call(
+            Method::GET,
+            &format!("/api/v1/audit/verify?anchor={bad}"),
+            Some(&s.admin),
+            None,
+        )
+        .await
+        .assert_problem(422, Some("anchor"));
+    }
+    s.stop().await;
+}
+
+/// How many entries the fixture holds.
+const FIXTURE_ENTRIES: i64 = 9;
+
+/// Entries written before the stored text itself was hashed (their `changes` written with the
+/// fields of each change in declaration order) are read back byte for byte as they were
+/// written, and verify; an edit to one is still found.
+async fn a_trail_written_before_stored_text_hashing_still_verifies(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.desk().await.db().close().await; // migrated
+                                        // Made by the server as released, through the API (see the file's first lines).
+    let rows = include_str!("../fixtures/audit_trail_written_by_0.1.sql");
+    db.sql(rows).await.unwrap();
+    assert_eq!(verify_db(&db).await, Ok(FIXTURE_ENTRIES));
+    db.sql(unguard(backend)).await.unwrap();
+    db.sql("UPDATE audit_log SET changes = replace(changes, '\"before\":', '\"before\": ') WHERE seq = 6")
+        .await
+        .unwrap();
+    assert_eq!(verify_db(&db).await, Err(ChainError::Content { seq: 6 }));
     db.drop_schema().await;
 }

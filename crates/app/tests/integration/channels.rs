@@ -71,7 +71,8 @@ pub(crate) struct Received {
 /// A webhook receiver on 127.0.0.1. `/hook` checks `X-Opsdesk-Signature` with [`SECRET`] as
 /// the module docs of opsdesk_notify::webhook tell receivers to (401 when it does not match)
 /// and requires an `Idempotency-Key`; `/status/<code>` answers `<code>`; `/plain` takes
-/// anything. Every request is recorded.
+/// anything; `/services/...` (a Slack-like URL whose path is its secret) takes anything and is
+/// recorded with its query. Every request is recorded.
 pub(crate) struct Receiver {
     pub base: String,
     received: Arc<Mutex<Vec<Received>>>,
@@ -130,6 +131,22 @@ impl Receiver {
                           body: Bytes| async move {
                         record(&r, "/plain".into(), headers, body);
                         StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .route(
+                "/services/{*rest}",
+                post(
+                    move |State(r): State<Arc<Mutex<Vec<Received>>>>,
+                          uri: axum::http::Uri,
+                          headers: HeaderMap,
+                          body: Bytes| async move {
+                        let path = uri
+                            .path_and_query()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_default();
+                        record(&r, path, headers, body);
+                        StatusCode::OK
                     },
                 ),
             )

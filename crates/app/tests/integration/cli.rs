@@ -15,6 +15,8 @@ on_both_backends!(
     workload_import_is_all_or_none,
     channel_test_sends_now_and_says_what_happened,
     export_tickets_with_history_and_conversation,
+    channel_urls_are_masked_in_listings_and_config_check,
+    csv_exports_neutralise_formulas,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -276,6 +278,27 @@ async fn audit_verify_and_export(backend: Backend) {
         .arg(&file));
     assert_eq!(code, 0);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
+
+    // The head is printed ready to keep as an anchor, and anchors are checked.
+    let head = format!("3:{}", lines[2]["hash"].as_str().unwrap());
+    let (code, out, _) = run(opsdesk(dir.path(), &db.url).args(["audit", "verify"]));
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("--anchor {head}")), "{out}");
+    let second = format!("2:{}", lines[1]["hash"].as_str().unwrap());
+    let (code, out, err) = run(opsdesk(dir.path(), &db.url)
+        .args(["audit", "verify", "--anchor", &second, "--anchor", &head]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 anchors match"), "{out}");
+    let wrong = format!("2:{}", lines[0]["hash"].as_str().unwrap());
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &db.url).args(["audit", "verify", "--anchor", &wrong]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at seq 2"), "{out}");
+    let (code, _, err) =
+        run(opsdesk(dir.path(), &db.url).args(["audit", "verify", "--anchor", "2:nothex"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--anchor"), "{err}");
+    assert!(err.contains("SEQ:HASH"), "{err}");
 
     let unguard = match backend {
         Backend::Sqlite => "DROP TRIGGER audit_log_refuse_update",
@@ -810,6 +833,119 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     assert!(
         err.contains("--until \"last tuesday\" is neither an RFC 3339 time"),
         "{err}"
+    );
+    db.drop_schema().await;
+}
+
+async fn channel_urls_are_masked_in_listings_and_config_check(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsdesk.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[notify.channels]]
+name = "slack"
+type = "webhook"
+format = "slack"
+url = "https://hooks.slack.com/services/T000/B000/PATHSECRET"
+[[notify.channels]]
+name = "basic"
+type = "webhook"
+url = "https://hook-user:userinfo-secret@hooks.example.com/in?token=querysecret"
+"#,
+    )
+    .unwrap();
+    let cli = |args: &'static [&'static str]| {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.arg("--config").arg(&config).args(args);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let secrets = [
+        "PATHSECRET",
+        "T000",
+        "userinfo-secret",
+        "hook-user",
+        "querysecret",
+    ];
+    for args in [&["channel", "list"][..], &["config", "check"][..]] {
+        let args: &'static [&'static str] = args;
+        let (code, out, err) = cli(args).await.unwrap();
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        for secret in secrets {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{args:?} shows {secret:?}: {out}{err}"
+            );
+        }
+        assert!(
+            out.contains("https://hooks.slack.com/***"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.contains("https://hooks.example.com/***"),
+            "{args:?}: {out}"
+        );
+    }
+    db.drop_schema().await;
+}
+
+async fn csv_exports_neutralise_formulas(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let desk = db.desk().await;
+    let cli = opsdesk_core::Actor::cli();
+    let formula = r#"=HYPERLINK("http://x","y")"#;
+    let inputs = vec![
+        serde_json::from_value(serde_json::json!({
+            "title": formula, "description": "+cmd|' /C calc'!A0",
+            "kind": "incident", "severity": "SEV3", "team": "@ops", "workload": "-shop",
+        }))
+        .unwrap(),
+        serde_json::from_value(serde_json::json!({
+            "title": "-3", "kind": "question", "severity": "SEV5",
+        }))
+        .unwrap(),
+    ];
+    let ids = desk.create_tickets(&cli, inputs).await.unwrap();
+    desk.db().close().await;
+
+    // The ticket export: the cells read back as text starting with a quote.
+    let file = dir.path().join("tickets.csv");
+    let (code, _, err) = run(opsdesk(dir.path(), &db.url)
+        .args(["export", "tickets", "--format", "csv", "--output"])
+        .arg(&file));
+    assert_eq!(code, 0, "{err}");
+    let mut reader = csv::Reader::from_path(&file).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let row = |id: i64| rows.iter().find(|r| r[0] == id.to_string()).unwrap();
+    let hostile = row(ids[0]);
+    assert_eq!(&hostile[2], format!("'{formula}"));
+    assert_eq!(&hostile[3], "'+cmd|' /C calc'!A0");
+    assert_eq!(&hostile[9], "'@ops");
+    assert_eq!(&hostile[10], "'-shop");
+    assert_eq!(&row(ids[1])[2], "-3", "a plain number stays a number");
+
+    // The trend report names teams and workloads as they were typed.
+    let period = crate::common::around_now();
+    let (code, out, err) =
+        run(opsdesk(dir.path(), &db.url).args(["report", "--period", &period, "--format", "csv"]));
+    assert_eq!(code, 0, "{err}");
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let named = |section: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| &r[0] == section)
+            .map(|r| r[1].to_owned())
+            .collect()
+    };
+    assert!(
+        named("volume_by_team").contains(&"'@ops".to_owned()),
+        "{out}"
+    );
+    assert!(
+        named("volume_by_workload").contains(&"'-shop".to_owned()),
+        "{out}"
     );
     db.drop_schema().await;
 }

@@ -11,6 +11,7 @@ mod audit;
 mod browser;
 mod channels;
 mod cli;
+mod dates;
 mod emergency;
 mod escalation;
 mod kpis;

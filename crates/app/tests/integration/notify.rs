@@ -23,6 +23,7 @@ on_both_backends!(
     failed_deliveries_back_off_then_dead_letter_and_can_be_retried,
     two_dispatchers_deliver_each_notification_once,
     a_claim_left_by_a_dead_node_is_sent_after_its_lease,
+    webhook_urls_are_shown_masked_and_delivered_whole,
 );
 
 fn channel(json: Value) -> ChannelSpec {
@@ -533,4 +534,86 @@ async fn a_claim_left_by_a_dead_node_is_sent_after_its_lease(backend: Backend) {
     );
     desk.db().close().await;
     db.drop_schema().await;
+}
+
+async fn webhook_urls_are_shown_masked_and_delivered_whole(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let host = receiver.base.trim_start_matches("http://").to_owned();
+    // A Slack-like URL: the secret is in the path, and here in the user info and query too.
+    let url = format!(
+        "http://hook-user:userinfo-secret@{host}/services/T000/B000/PATHSECRET?token=querysecret"
+    );
+    let secrets = [
+        "userinfo-secret",
+        "hook-user",
+        "PATHSECRET",
+        "querysecret",
+        "T000",
+    ];
+    let masked = format!("http://{host}/***");
+    let s = TestServer::start_with(backend, |config, _| {
+        config.notify.allow_private_addresses = true;
+    })
+    .await;
+    let assert_masked = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} shows {secret:?}: {text}");
+        }
+    };
+
+    let admin = |method: Method, path: &'static str, body: Option<Value>| {
+        s.call(method, path, Some(&s.admin), body)
+    };
+    let r = admin(
+        Method::POST,
+        "/api/v1/channels",
+        Some(json!({ "name": "slack", "type": "webhook", "format": "slack", "url": url })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["url"], masked.as_str());
+    assert_masked("the saved channel", &r.body.to_string());
+
+    let r = admin(Method::GET, "/api/v1/channels", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_masked("the channel list", &r.body.to_string());
+    let listed = r.body.as_array().unwrap();
+    let slack = listed.iter().find(|c| c["name"] == "slack").unwrap();
+    assert_eq!(slack["url"], masked.as_str());
+
+    // The audit entry, which can never be removed, shows the URL masked.
+    let trail = s.audit_trail().await;
+    assert_masked("the audit trail", &Value::from(trail.clone()).to_string());
+    let saved = trail
+        .iter()
+        .find(|e| e["action"] == "channel.saved")
+        .unwrap();
+    assert_eq!(saved["changes"]["channel"]["after"]["url"], masked.as_str());
+
+    // The channel still delivers to its whole URL.
+    let r = admin(
+        Method::POST,
+        "/api/v1/routing-rules",
+        Some(json!({ "name": "sev1", "events": ["created"], "severities": ["SEV1"], "channels": ["slack"] })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let t = s
+        .ticket(json!({ "title": "Checkout down", "kind": "incident", "severity": "SEV1" }))
+        .await;
+    let id = t["id"].as_i64().unwrap();
+    let items = deliveries_until(&s, id, |items| {
+        state_of(items, "slack") == Some("delivered")
+    })
+    .await;
+    assert_masked("the deliveries", &Value::from(items).to_string());
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].path,
+        "/services/T000/B000/PATHSECRET?token=querysecret"
+    );
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    assert_masked("the ticket's history", &history.to_string());
+    s.stop().await;
 }

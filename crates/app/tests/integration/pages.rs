@@ -15,6 +15,7 @@ on_both_backends!(
     first_admin_account_is_made_in_the_browser_on_a_new_database,
     admins_manage_people_teams_tokens_and_workloads,
     trend_report_page_covers_a_period,
+    requesters_raise_requests_in_the_portal,
 );
 
 /// A browser-like client signed in as `email`, with the session's CSRF token.
@@ -1167,5 +1168,89 @@ async fn trend_report_page_covers_a_period(backend: Backend) {
     assert!(second.contains("Laptop 0"), "oldest last");
     let r = requester.get(s.url("/reports")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+async fn requesters_raise_requests_in_the_portal(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "rita@example.com", Role::Requester).await;
+    desk.db().close().await;
+    let arn = "arn:aws:rds:eu-west-1:111122223333:db:checkout-main";
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/workloads",
+            Some(&s.admin),
+            Some(json!({"name": "checkout", "environment": "production",
+                        "accounts": ["111122223333"], "resources": [arn]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (rita, csrf) = signed_in(&s, "rita@example.com").await;
+
+    let portal = s.page(&rita, "/").await;
+    assert!(portal.contains("My requests"), "{portal}");
+    // The form offers the workloads by name, and nothing else of them.
+    let form = s.page(&rita, "/tickets/new").await;
+    assert!(
+        form.contains(r#"<option value="checkout">checkout</option>"#),
+        "{form}"
+    );
+    assert!(!form.contains("111122223333"), "{form}");
+
+    // Fields the form does not have are not taken, even when a crafted post sends them.
+    let (status, location, body) = post_form(
+        &s,
+        &rita,
+        "/tickets/new",
+        &[
+            ("csrf", &csrf),
+            ("title", "Checkout is slow"),
+            ("kind", "incident"),
+            ("severity", "SEV3"),
+            ("workload", "checkout"),
+            ("assignee", "root"),
+            ("team", "payments"),
+            ("source", "aws.health"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let key = location.strip_prefix("/tickets/").unwrap().to_owned();
+    let t = s.get(&format!("/api/v1/tickets/{key}")).await.body;
+    assert_eq!(t["requester"], "rita@example.com", "{t}");
+    assert_eq!(t["source"], "web", "{t}");
+    assert_eq!(t["workload"], "checkout", "{t}");
+    assert_eq!(t["assignee"], serde_json::Value::Null, "{t}");
+    let page = s.page(&rita, &format!("/tickets/{key}")).await;
+    assert!(page.contains("Checkout is slow"), "{page}");
+    assert!(s.page(&rita, "/").await.contains(key.as_str()));
+
+    // A public reply is theirs to post; an internal note is not, and nothing is stored.
+    let path = format!("/tickets/{key}/comments");
+    let (status, _, _) =
+        post_form(&s, &rita, &path, &[("csrf", &csrf), ("body", "Still slow")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = post_form(
+        &s,
+        &rita,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("body", "psst"),
+            ("visibility", "internal"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let comments = s.get(&format!("/api/v1/tickets/{key}/comments")).await.body;
+    let bodies: Vec<_> = comments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["body"].as_str().unwrap(), c["public"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(bodies, [("Still slow", true)]);
     s.stop().await;
 }

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{on_both_backends, Backend, Reply, TestServer};
+use crate::common::{on_both_backends, Backend, Reply, TestDb, TestServer};
 
 on_both_backends!(
     health_event_opens_updates_resolves_and_reopens_one_ticket,
@@ -20,6 +20,8 @@ on_both_backends!(
     concurrent_batches_over_the_same_problems_all_commit,
     concurrent_single_events_each_get_their_own_answer,
     a_revoked_ingest_token_is_forbidden_not_unauthorized,
+    credentials_in_payloads_are_never_stored_or_shown,
+    stored_payloads_are_scrubbed_of_credentials_by_migration,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -1010,4 +1012,247 @@ async fn a_revoked_ingest_token_is_forbidden_not_unauthorized(backend: Backend) 
         .await
         .assert_problem(401, None);
     s.stop().await;
+}
+
+/// Credentials a sender put in a payload: in the texts people and exports read, none may show.
+fn assert_no_credential(what: &str, text: &str, credentials: &[&str]) {
+    for c in credentials {
+        assert!(
+            !text.contains(c),
+            "{what} shows the credential {c:?}: {text}"
+        );
+    }
+}
+
+async fn credentials_in_payloads_are_never_stored_or_shown(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    // The PagerDuty way: the token in `routing_key`, and a monitor that sends more than it should.
+    let alert = json!({
+        "routing_key": s.ingest,
+        "event_action": "trigger",
+        "dedup_key": "api-5xx",
+        "payload": {
+            "summary": "API 5xx above 5%",
+            "source": "api-1",
+            "severity": "critical",
+            "custom_details": {
+                "db_password": "hunter2-db-password",
+                "headers": [{ "name": "X-Api-Key", "value": "k3y-from-a-header-list" }],
+                "callback": { "Authorization": "Bearer bearer-from-details" },
+                "rate": "7%"
+            }
+        }
+    });
+    let r = s
+        .http
+        .post(s.url("/api/v1/alerts"))
+        .json(&alert)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["ticket_id"]
+        .as_i64()
+        .unwrap();
+    // An EventBridge event whose detail carries a secret; it becomes an unclassified signal
+    // whose body shows the detail.
+    let event = json!({
+        "version": "0", "id": "evt-creds-1", "detail-type": "Deploy Finished",
+        "source": "custom.deployer", "account": ACCOUNT, "time": "2026-11-23T10:00:00Z",
+        "region": "eu-west-1", "resources": [],
+        "detail": { "service": "api", "client_secret": "client-secret-in-detail" }
+    });
+    let r = s
+        .call(Method::POST, "/api/v1/events", Some(&s.ingest), Some(event))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let credentials = [
+        s.ingest.as_str(),
+        "hunter2-db-password",
+        "k3y-from-a-header-list",
+        "bearer-from-details",
+        "client-secret-in-detail",
+    ];
+
+    // A viewer reads the ticket's signals; the rest of the payload is still there.
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/tickets/{id}/signals"),
+            Some(&s.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_no_credential(
+        "a viewer's ticket signals",
+        &r.body.to_string(),
+        &credentials,
+    );
+    let raw = &r.body["signals"][0]["raw"];
+    assert_eq!(raw["routing_key"], "<redacted>");
+    assert_eq!(raw["payload"]["custom_details"]["rate"], "7%");
+    assert_eq!(raw["payload"]["summary"], "API 5xx above 5%");
+
+    // An agent lists every signal.
+    let r = s
+        .call(Method::GET, "/api/v1/signals", Some(&s.agent), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["signals"].as_array().unwrap().len(), 2, "{}", r.body);
+    assert_no_credential("an agent's signal list", &r.body.to_string(), &credentials);
+
+    // Nor do the ticket, its history, the audit trail or an export carry one.
+    let ticket = s.ticket_by_id(id).await;
+    assert_no_credential("the ticket", &ticket.to_string(), &credentials);
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    assert_no_credential("the ticket's history", &history.to_string(), &credentials);
+    let trail = s.audit_trail().await;
+    assert_no_credential(
+        "the audit trail",
+        &Value::from(trail).to_string(),
+        &credentials,
+    );
+    let desk = s.db.desk().await;
+    let export = desk
+        .export_page(&opsdesk_core::Actor::cli(), &Default::default(), 0)
+        .await
+        .unwrap();
+    desk.db().close().await;
+    assert_no_credential(
+        "the export",
+        &serde_json::to_string(&export).unwrap(),
+        &credentials,
+    );
+
+    // The token still works: stripping it from what is stored does not touch sign-in.
+    let resolve =
+        json!({ "routing_key": s.ingest, "event_action": "resolve", "dedup_key": "api-5xx" });
+    let r = s
+        .http
+        .post(s.url("/api/v1/alerts"))
+        .json(&resolve)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(s.ticket_by_id(id).await["status"], "resolved");
+    s.stop().await;
+}
+
+/// The migration that scrubs stored payloads.
+const SCRUB_MIGRATION: i64 = 20261207000015;
+
+/// Brings `db`'s schema to the version before `version`, as an older opsdesk left it.
+async fn migrate_before(db: &TestDb, backend: Backend, version: i64) {
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../store/migrations")
+        .join(folder);
+    let mut migrator = sqlx::migrate::Migrator::new(path).await.unwrap();
+    let older: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect();
+    assert!(
+        older.len() < migrator.migrations.len(),
+        "no migration {version}"
+    );
+    migrator.migrations = older.into();
+    match backend {
+        Backend::Sqlite => {
+            use std::str::FromStr;
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+                .unwrap()
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn stored_payloads_are_scrubbed_of_credentials_by_migration(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    migrate_before(&db, backend, SCRUB_MIGRATION).await;
+    // Payloads as an older opsdesk stored them: whole.
+    let leaky = json!({
+        "routing_key": "odk_stored-before-the-fix",
+        "event_action": "trigger",
+        "dedup_key": "disk/db-1",
+        "payload": {
+            "summary": "Disk full",
+            "custom_details": {
+                "x-api-key": "stored-api-key",
+                "db": { "password": "stored-password", "host": "db-1" },
+                "headers": [{ "name": "Authorization", "value": "Bearer stored-bearer" }],
+                "free_gb": 3
+            }
+        }
+    });
+    let clean = r#"{"source":"aws.health","detail":{"service":"EC2","key":"keep me"}}"#;
+    for (id, raw) in [(1, leaky.to_string()), (2, clean.to_owned())] {
+        db.sql(&format!(
+            "INSERT INTO signals (id, received_at, source, dedup_key, state, kind, severity, \
+             resources, title, body, occurred_at, classified, expected, rule, outcome, raw) \
+             VALUES ({id}, '2026-11-23T10:00:00.000000Z', 'alerts', 'disk/db-1', 'firing', \
+             'critical', 'SEV2', '[]', 'Disk full', '', '2026-11-23T10:00:00.000000Z', TRUE, \
+             FALSE, 'default', 'recorded', '{}')",
+            raw.replace('\'', "''")
+        ))
+        .await
+        .unwrap();
+    }
+
+    // Opening the database runs the rest of the migrations.
+    let desk = db.desk().await;
+    let signals = desk
+        .signals(
+            &opsdesk_core::Actor::cli(),
+            &opsdesk_store::SignalFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    desk.db().close().await;
+    let raw = |id: i64| -> Value {
+        let s = signals.iter().find(|s| s.id == id).unwrap();
+        serde_json::from_str(s.raw.get()).unwrap()
+    };
+    let scrubbed = raw(1);
+    assert_no_credential(
+        "a payload stored before the migration",
+        &scrubbed.to_string(),
+        &[
+            "odk_stored-before-the-fix",
+            "stored-api-key",
+            "stored-password",
+            "stored-bearer",
+        ],
+    );
+    let mut want = leaky.clone();
+    want["routing_key"] = json!("<redacted>");
+    want["payload"]["custom_details"]["x-api-key"] = json!("<redacted>");
+    want["payload"]["custom_details"]["db"]["password"] = json!("<redacted>");
+    want["payload"]["custom_details"]["headers"][0]["value"] = json!("<redacted>");
+    assert_eq!(scrubbed, want, "only the credentials are replaced");
+    let kept = signals.iter().find(|s| s.id == 2).unwrap();
+    assert_eq!(
+        kept.raw.get(),
+        clean,
+        "a payload without credentials is left as it was"
+    );
+    db.drop_schema().await;
 }

@@ -14,6 +14,10 @@ on_both_backends!(
     address_limit_and_secure_cookies,
     ended_sign_in_state_is_purged,
     parallel_guesses_count_against_each_other,
+    sign_on_noise_writes_nothing_when_sso_is_off,
+    failed_sign_ins_keep_only_clipped_text,
+    anonymous_writes_are_rate_limited_per_address,
+    trusted_proxies_name_the_client,
 );
 
 /// A browser: keeps cookies, does not follow redirects.
@@ -634,5 +638,235 @@ async fn parallel_guesses_count_against_each_other(backend: Backend) {
             .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+    s.stop().await;
+}
+
+/// A text far longer than anything opsdesk keeps of what strangers send.
+fn huge(len: usize) -> String {
+    "x".repeat(len)
+}
+
+async fn sign_on_noise_writes_nothing_when_sso_is_off(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let head = s.audit_head().await;
+    let b = browser();
+    let noise = format!(
+        "/auth/oidc/callback?error=x&error_description={}",
+        huge(60 * 1024)
+    );
+    for _ in 0..3 {
+        let r = b.get(s.url(&noise)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.text().await.unwrap().contains("not set up"));
+        let r = b.get(s.url("/auth/oidc/start")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        s.audit_head().await,
+        head,
+        "nothing reaches the audit trail while single sign-on is off"
+    );
+    s.stop().await;
+}
+
+async fn failed_sign_ins_keep_only_clipped_text(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    let email = format!("{}@example.com", huge(100 * 1024));
+    let r = submit(&s, &b, &email, "wrong-password-123", &csrf, &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let trail = s.audit_trail().await;
+    let failed: Vec<_> = trail
+        .iter()
+        .filter(|e| e["action"] == "auth.login_failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let kept = failed[0]["changes"]["attempt"]["after"]["email"]
+        .as_str()
+        .unwrap();
+    assert!(
+        kept.chars().count() <= 256 && kept.starts_with("xxxx"),
+        "the audit trail keeps {} characters of the email",
+        kept.chars().count()
+    );
+    // The failure table keeps the attempt, clipped too.
+    assert_eq!(
+        s.db.sql("UPDATE login_failures SET email = email WHERE length(email) > 256")
+            .await
+            .unwrap(),
+        0,
+        "no long email in the failure table"
+    );
+    assert_eq!(
+        s.db.sql("UPDATE login_failures SET email = email")
+            .await
+            .unwrap(),
+        1
+    );
+    s.stop().await;
+}
+
+async fn anonymous_writes_are_rate_limited_per_address(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let head = s.audit_head().await;
+    let b = browser();
+    // Sixty sign-in posts a minute from one address are let through (here refused for their
+    // missing CSRF token, which writes nothing)...
+    for i in 0..60 {
+        let r = b
+            .post(s.url("/login"))
+            .form(&[
+                ("email", "ana@example.com"),
+                ("password", "x"),
+                ("csrf", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "request {i}");
+    }
+    // ...then every endpoint anyone may call that writes says 429 for the rest of the minute.
+    let r = b
+        .post(s.url("/login"))
+        .form(&[
+            ("email", "ana@example.com"),
+            ("password", "x"),
+            ("csrf", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    for path in [
+        "/auth/oidc/start",
+        "/auth/oidc/callback?error=x&error_description=y",
+    ] {
+        let r = b.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    let r = b
+        .post(s.url("/setup"))
+        .form(&[
+            ("token", "odk_x"),
+            ("email", "a@example.com"),
+            ("password", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(s.audit_head().await, head);
+    s.stop().await;
+}
+
+/// The configuration with `server.trusted_proxies` set, as a TOML file would set it.
+fn trusting(config: &mut opsdesk::config::Config, proxies: &str) {
+    use figment::providers::{Format, Serialized, Toml};
+    *config = figment::Figment::from(Serialized::defaults(config.clone()))
+        .merge(Toml::string(&format!(
+            "[server]\ntrusted_proxies = {proxies}"
+        )))
+        .extract()
+        .unwrap();
+}
+
+async fn fail_from(s: &TestServer, header: (&str, &str), email: &str) -> StatusCode {
+    let b = browser();
+    let csrf = login_form(s, &b).await;
+    submit(s, &b, email, "wrong-password-123", &csrf, &[header])
+        .await
+        .status()
+}
+
+async fn trusted_proxies_name_the_client(backend: Backend) {
+    let s = TestServer::start_with(backend, |config, _| {
+        config.auth.max_failures_per_address = 3;
+        trusting(config, r#"["127.0.0.1/32"]"#);
+    })
+    .await;
+    add_person(&s, "ana@example.com", Role::Agent).await;
+    // Behind the load balancer: the client wrote the first hop itself; the balancer appended
+    // the address it saw.
+    let a = ("x-forwarded-for", "203.0.113.50, 198.51.100.7");
+    for who in ["x@example.com", "y@example.com", "z@example.com"] {
+        assert_eq!(fail_from(&s, a, who).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        fail_from(&s, a, "w@example.com").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Other clients behind the same balancer are not locked out by the first.
+    let c = ("forwarded", r#"for="198.51.100.9";proto=https"#);
+    assert_eq!(
+        fail_from(&s, c, "x@example.com").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let b = browser();
+    let csrf = login_form(&s, &b).await;
+    let r = submit(
+        &s,
+        &b,
+        "ana@example.com",
+        PASSWORD,
+        &csrf,
+        &[("x-forwarded-for", "198.51.100.8")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let trail = s.audit_trail().await;
+    let clients = |action: &str| -> Vec<String> {
+        trail
+            .iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| {
+                let after = &e["changes"]["attempt"]["after"];
+                let after = if after.is_null() {
+                    &e["changes"]["session"]["after"]
+                } else {
+                    after
+                };
+                after["client"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        clients("auth.login_failed"),
+        [
+            "198.51.100.7",
+            "198.51.100.7",
+            "198.51.100.7",
+            "198.51.100.9"
+        ]
+    );
+    assert_eq!(clients("auth.login"), ["198.51.100.8"]);
+    s.stop().await;
+
+    // Not from a trusted proxy: the header is anyone's word, and ignored.
+    let s = TestServer::start_with(backend, |config, _| {
+        config.auth.max_failures_per_address = 3;
+    })
+    .await;
+    for (i, who) in ["x@example.com", "y@example.com", "z@example.com"]
+        .into_iter()
+        .enumerate()
+    {
+        let spoofed = format!("198.51.100.{}", 20 + i);
+        assert_eq!(
+            fail_from(&s, ("x-forwarded-for", spoofed.as_str()), who).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        fail_from(&s, ("x-forwarded-for", "198.51.100.30"), "w@example.com").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let trail = s.audit_trail().await;
+    assert!(trail
+        .iter()
+        .filter(|e| e["action"] == "auth.login_failed")
+        .all(|e| e["changes"]["attempt"]["after"]["client"] == "127.0.0.1"));
     s.stop().await;
 }

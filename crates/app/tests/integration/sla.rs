@@ -16,6 +16,7 @@ use crate::common::{on_both_backends, Backend, TestDb, TestServer};
 on_both_backends!(
     clocks_count_business_hours_and_skip_pending_time,
     the_api_shows_the_clocks_of_the_built_in_policy,
+    a_far_off_reading_time_is_refused_at_once,
 );
 
 fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
@@ -153,5 +154,58 @@ async fn the_api_shows_the_clocks_of_the_built_in_policy(backend: Backend) {
     s.get("/api/v1/tickets/999/sla")
         .await
         .assert_problem(404, None);
+    s.stop().await;
+}
+
+/// Reading a clock at the end of time on an office-hours calendar used to walk the calendar
+/// day by day for thousands of years on the server's request workers.
+async fn a_far_off_reading_time_is_refused_at_once(backend: Backend) {
+    let s = TestServer::start_with(backend, |config, _| {
+        config.sla.calendars = vec![serde_json::from_value(json!({
+            "name": "office", "time_zone": "Europe/Berlin",
+            "hours": { "mon": ["09:00-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
+                       "thu": ["09:00-17:00"], "fri": ["09:00-17:00"] }
+        }))
+        .unwrap()];
+        config.sla.policies = vec![serde_json::from_value(json!({
+            "name": "sev3-office", "severity": "SEV3", "first_response_minutes": 240,
+            "resolution_minutes": 2400, "calendar": "office"
+        }))
+        .unwrap()];
+    })
+    .await;
+    let t = s
+        .ticket(json!({ "title": "Printer jammed", "kind": "incident", "severity": "SEV3" }))
+        .await;
+    let created: DateTime<Utc> = t["created_at"].as_str().unwrap().parse().unwrap();
+    let path = |at: &str| format!("/api/v1/tickets/{}/sla?at={at}", t["id"]);
+
+    let started = std::time::Instant::now();
+    for at in [
+        "9999-12-31T00:00:00Z",
+        "+262142-12-31T00:00:00Z",
+        "-262143-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+    ] {
+        s.get(&path(&at.replace('+', "%2B")))
+            .await
+            .assert_problem(422, Some("at"));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "refusing took {:?}",
+        started.elapsed()
+    );
+
+    // From creation to a year ahead is read.
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    for at in [created, created + chrono::Duration::days(360)] {
+        let r = s.get(&path(&fmt(at).replace('+', "%2B"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["calendar"], "office");
+    }
+    s.get(&path(&fmt(created + chrono::Duration::days(400))))
+        .await
+        .assert_problem(422, Some("at"));
     s.stop().await;
 }

@@ -74,6 +74,21 @@ const ACCOUNTS = {
     name: 'Cy Park',
     groups: [],
   },
+  // The provider says it has not verified this email.
+  'dee@example.com': {
+    sub: 'dee',
+    email: 'dee@example.com',
+    email_verified: false,
+    name: 'Dee Unverified',
+    groups: ['ops-admins'],
+  },
+  // The provider says nothing about this email: no email_verified claim at all.
+  'eve@example.com': {
+    sub: 'eve',
+    email: 'eve@example.com',
+    name: 'Eve Unsaid',
+    groups: ['ops-admins'],
+  },
 };
 const ACCOUNTS_BY_SUB = Object.fromEntries(Object.values(ACCOUNTS).map((a) => [a.sub, a]));
 

@@ -26,8 +26,11 @@ pub fn routing_key(body: &Value) -> Option<&str> {
     body.get("routing_key").and_then(Value::as_str)
 }
 
-/// One alert event.
+/// One alert event. It is read without `routing_key` or any other credential it carries
+/// (see [`crate::credentials::strip`]): its details become the ticket's text, and its keys
+/// are digests of it.
 pub fn from_body(body: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {
+    let body = &crate::credentials::stripped(body);
     let event = Fields::new(body, "")?;
     let action = event.str("event_action")?;
     let state = match action {

@@ -74,7 +74,8 @@ fn unclassified(
         .filter_map(Value::as_str)
         .map(str::to_owned)
         .collect();
-    let raw = event.value().clone();
+    // The body shows the whole detail, so it is read without the credentials it may carry.
+    let raw = crate::credentials::stripped(event.value());
     let key = match id {
         Some(id) => receipt_key(source, &[id]),
         None => receipt_key(source, &[&raw.to_string()]),

@@ -92,6 +92,20 @@ pub struct Signal {
     pub raw: Value,
 }
 
+impl Signal {
+    /// The signal with every credential its payload carried replaced (see
+    /// [`crate::credentials::strip`]): what opsdesk stores, whatever the source.
+    pub fn without_credentials(mut self) -> Signal {
+        crate::credentials::strip(&mut self.raw);
+        for (name, value) in self.tags.iter_mut() {
+            if crate::credentials::is_credential_name(name) {
+                *value = crate::credentials::REDACTED.to_owned();
+            }
+        }
+        self
+    }
+}
+
 /// A stable digest of the parts that make two deliveries the same news.
 pub fn receipt_key(source: &str, parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -26,7 +26,8 @@ const LIST_MAX: usize = 200;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkload {
-    /// Unique; letters, digits, `-`, `_` and `.`.
+    /// Unique; 1 to 200 letters, digits, `-`, `_` and `.`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
     pub name: String,
     pub environment: Environment,
     /// The owning team.

@@ -18,8 +18,9 @@ use crate::validation::{FieldError, NAME_MAX};
 /// The name of the built-in 24x7 UTC calendar, used when a policy names no calendar.
 pub const ALWAYS: &str = "always";
 
-/// How far ahead `Calendar::add_business` looks, in days (100 years): a target that is not
-/// reached by then has no due time.
+/// How far any walk over a calendar goes, in days (100 years): `Calendar::add_business` gives
+/// no due time for a target not reached by then, and `Calendar::business_between` counts no
+/// further. Each walk costs a few time-zone lookups per day, so this bounds its work too.
 pub const SEARCH_HORIZON_DAYS: u64 = 36_525;
 
 /// At most this many ranges per weekday.
@@ -373,8 +374,13 @@ impl Calendar {
     }
 
     /// Business time between `a` and `b`; zero when `b` is not after `a`. Walks the days
-    /// between them.
+    /// between them, at most [`SEARCH_HORIZON_DAYS`] after `a`: a `b` further off counts as
+    /// that horizon (the answer saturates, it never walks on).
     pub fn business_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
+        let horizon = Duration::days(SEARCH_HORIZON_DAYS as i64);
+        let b = a
+            .checked_add_signed(horizon)
+            .map_or(b, |limit| b.min(limit));
         if b <= a {
             return Duration::zero();
         }
@@ -413,8 +419,9 @@ impl Calendar {
     }
 
     /// Calls `f` with each business interval that ends after `from`, in order, its opening
-    /// moved up to `from`, for local dates up to `last`. Returns what `f` breaks with, or
-    /// `None` when the dates run out.
+    /// moved up to `from`, for local dates up to `last` but never more than
+    /// [`SEARCH_HORIZON_DAYS`] after `from`'s. Returns what `f` breaks with, or `None` when the
+    /// dates run out.
     fn walk<T>(
         &self,
         from: DateTime<Utc>,
@@ -423,6 +430,10 @@ impl Calendar {
     ) -> Option<T> {
         // Start a day early: it costs little and holds whatever a zone does around midnight.
         let first = self.local_date(from);
+        let limit = first
+            .checked_add_days(Days::new(SEARCH_HORIZON_DAYS + 1))
+            .unwrap_or(NaiveDate::MAX);
+        let last = last.min(limit);
         let mut date = first.pred_opt().unwrap_or(first);
         while date <= last {
             if !self.holidays.contains(&date) {
@@ -762,6 +773,41 @@ mod tests {
         assert_eq!(cal.business_between(start, due), hours(52 * 40));
         let decade = cal.business_between(start, utc("2036-01-01T00:00:00Z"));
         assert!(decade > hours(10 * 52 * 40) && decade < hours(10 * 53 * 40));
+    }
+
+    #[test]
+    fn walks_stop_at_the_horizon_and_return_promptly() {
+        let cal = berlin_office(&[]);
+        let start = utc("2026-01-05T09:00:00+01:00");
+        let horizon = Duration::days(SEARCH_HORIZON_DAYS as i64);
+        let century = cal.business_between(start, start + horizon);
+        assert!(century > hours(100 * 52 * 40) && century < hours(100 * 53 * 40));
+        // Eight thousand years count as the hundred of the horizon: the walk stops there.
+        assert_eq!(
+            cal.business_between(start, utc("9999-12-31T00:00:00Z")),
+            century
+        );
+        assert_eq!(
+            Calendar::always().business_between(start, DateTime::<Utc>::MAX_UTC),
+            horizon
+        );
+        let started = std::time::Instant::now();
+        let (first, end) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            cal.business_between(first, end),
+            cal.business_between(first, first + horizon)
+        );
+        let sparse = WeeklyHours {
+            wed: vec!["12:00-12:01".into()],
+            ..WeeklyHours::default()
+        };
+        let sparse = spec("Pacific/Apia", sparse, &[]).validate().unwrap();
+        assert_eq!(sparse.add_business(first, Duration::days(365)), None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     fn field_of(s: CalendarSpec) -> String {

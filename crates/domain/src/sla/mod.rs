@@ -35,6 +35,37 @@ use calendar::{name_ok, NAME_RULE};
 /// The longest target a policy may set: 365 days.
 pub const TARGET_MAX_MINUTES: u32 = 365 * 24 * 60;
 
+/// How far ahead of now a ticket's clocks may be read: a year.
+pub const READ_AHEAD_MAX_DAYS: i64 = 365;
+
+/// Checks the instant a caller asks to read a ticket's clocks at: from the ticket's creation
+/// to [`READ_AHEAD_MAX_DAYS`] after `now`. The error names `at`.
+pub fn check_reading_time(
+    at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, FieldError> {
+    if at < created_at {
+        return Err(FieldError::new(
+            "at",
+            format!(
+                "must not be before the ticket was created ({})",
+                crate::audit::format_time(created_at)
+            ),
+        ));
+    }
+    let latest = now
+        .checked_add_signed(Duration::days(READ_AHEAD_MAX_DAYS))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if at > latest {
+        return Err(FieldError::new(
+            "at",
+            format!("must be at most {READ_AHEAD_MAX_DAYS} days after now"),
+        ));
+    }
+    Ok(at)
+}
+
 /// The share of a target after which a clock warns, unless a policy says otherwise.
 pub const DEFAULT_WARNING_SHARE: f64 = 0.75;
 
@@ -898,6 +929,90 @@ mod tests {
                 &[],
             ),
             _ => Calendar::always(),
+        }
+    }
+
+    #[test]
+    fn clocks_are_read_from_creation_to_a_year_ahead() {
+        let created = utc("2026-03-03T15:00:00Z");
+        let now = utc("2026-03-10T12:00:00Z");
+        assert_eq!(check_reading_time(created, created, now), Ok(created));
+        let year = now + Duration::days(READ_AHEAD_MAX_DAYS);
+        assert_eq!(check_reading_time(year, created, now), Ok(year));
+        for at in [
+            created - Duration::seconds(1),
+            year + Duration::seconds(1),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ] {
+            assert_eq!(
+                check_reading_time(at, created, now).unwrap_err().field,
+                "at"
+            );
+        }
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(check_reading_time(end, created, end), Ok(end));
+    }
+
+    /// Any instant chrono can hold, the ends included.
+    fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        prop_oneof![
+            Just(min),
+            Just(max),
+            (min.timestamp()..=max.timestamp())
+                .prop_map(|s| DateTime::from_timestamp(s, 0).unwrap()),
+            instant(),
+        ]
+    }
+
+    proptest! {
+        // Each case may walk the whole horizon (a hundred years of days).
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn walks_anywhere_in_time_are_bounded(
+            i in 0usize..6, a in any_time(), b in any_time(), minutes in 0u32..=TARGET_MAX_MINUTES
+        ) {
+            let cal = fixture(i);
+            let horizon = Duration::days(SEARCH_HORIZON_DAYS as i64);
+            let between = cal.business_between(a, b);
+            prop_assert!(between >= Duration::zero() && between <= horizon);
+            if b > a {
+                prop_assert!(between <= b - a);
+                if let Some(limit) = a.checked_add_signed(horizon).filter(|l| *l < b) {
+                    prop_assert_eq!(between, cal.business_between(a, limit));
+                }
+            } else {
+                prop_assert_eq!(between, Duration::zero());
+            }
+            let d = Duration::minutes(i64::from(minutes));
+            if let Some(due) = cal.add_business(a, d) {
+                prop_assert!(due >= a);
+                prop_assert!(due - a <= horizon + Duration::days(2));
+            }
+        }
+
+        #[test]
+        fn clocks_read_anywhere_in_time_do_not_fail(
+            i in 0usize..6, created in any_time(), now in any_time(), minutes in 1u32..=TARGET_MAX_MINUTES
+        ) {
+            let cal = fixture(i);
+            let p = SlaPolicy {
+                resolution_minutes: minutes,
+                first_response_minutes: minutes,
+                ..policy(Severity::Sev3, None, None)
+            };
+            let ticket = TicketTimes {
+                created_at: created,
+                responded_at: None,
+                resolved_at: None,
+                pauses: vec![Pause { from: created, until: Some(now) }],
+            };
+            let clock = measure(&p, &cal, &ticket, now).resolution;
+            let horizon = Duration::days(SEARCH_HORIZON_DAYS as i64);
+            prop_assert!(clock.elapsed_seconds <= horizon.num_seconds());
+            prop_assert!(clock.left_seconds >= 0);
         }
     }
 

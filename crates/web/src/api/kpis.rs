@@ -42,6 +42,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     /// Keep only the breakdowns by this dimension (`team`, `workload`, `severity`, ...).
     by: Option<Dimension>,
@@ -99,9 +100,9 @@ async fn get_kpi(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct SeriesParams {
-    /// RFC 3339; seven days before `to` when left out.
+    /// RFC 3339, in the years 1970 to 9999; seven days before `to` when left out.
     from: Option<DateTime<Utc>>,
-    /// RFC 3339; now when left out.
+    /// RFC 3339, in the years 1970 to 9999; now when left out.
     to: Option<DateTime<Utc>>,
     /// The length of one step (`5m`, `1h`, `1d`); about 200 steps when left out.
     #[param(value_type = Option<String>)]
@@ -119,7 +120,7 @@ struct SeriesParams {
     responses(
         (status = 200, description = "The series", body = Series),
         (status = 404, description = "No such KPI", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`from`, `to`, `step` or `scope` is wrong; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`from`, `to` (outside the years 1970 to 9999, or in the wrong order), `step` or `scope` is wrong; `field` names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn kpi_series(
@@ -129,8 +130,19 @@ async fn kpi_series(
     params: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Json<Series>, ApiError> {
     let p = query(params)?;
-    let to = p.to.unwrap_or_else(|| state.desk.now());
-    let from = p.from.unwrap_or(to - Duration::days(7));
+    let given = |field: &str, t: Option<DateTime<Utc>>| {
+        t.map(|t| opsdesk_domain::validation::check_time(field, t))
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.field, e.message))
+    };
+    let (from, to) = (given("from", p.from)?, given("to", p.to)?);
+    let to = to.unwrap_or_else(|| state.desk.now());
+    let from = match from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::days(7))
+            .ok_or_else(|| ApiError::invalid("to", "is too early to start a week before it"))?,
+    };
     let step = match p.step {
         Some(s) => s.duration(),
         None => Duration::minutes(((to - from).num_minutes() / 200).max(1)),

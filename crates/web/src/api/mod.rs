@@ -6,6 +6,7 @@ mod escalation;
 mod kpis;
 mod notify;
 mod people;
+mod responses;
 pub mod signals;
 pub mod sns;
 pub(crate) mod tickets;
@@ -52,8 +53,16 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The API routes and their OpenAPI document, which lists on every operation the problems
+/// it can answer.
+pub fn split() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = routes().split_for_parts();
+    responses::UsualErrors.modify(&mut doc);
+    (router, doc)
+}
+
 /// Every API route with its OpenAPI description.
-pub fn routes() -> OpenApiRouter<AppState> {
+fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tickets::routes())
         .merge(tokens::routes())
@@ -67,3 +76,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(escalation::routes())
         .merge(kpis::routes())
 }
+
+#[cfg(test)]
+mod enum_names;

@@ -1,6 +1,6 @@
 //! Channels, routing rules and deliveries (the notification outbox).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use opsdesk_domain::channel::{ChannelSpec, NotificationEvent};
@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::Problem;
 use crate::json::ApiJson;
+use crate::params::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -142,7 +143,7 @@ struct Position {
 async fn create_rule(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(p): Query<Position>,
+    ApiQuery(p): ApiQuery<Position>,
     ApiJson(rule): ApiJson<RoutingRule>,
 ) -> Result<(StatusCode, Json<RoutingRule>), ApiError> {
     let saved = state
@@ -178,6 +179,7 @@ async fn delete_rule(
 pub struct RuleCheckRequest {
     pub event: NotificationEvent,
     /// Ticket id or key.
+    #[schema(pattern = r"^\s*([Oo][Pp][Ss]-)?0*[1-9][0-9]{0,17}\s*$")]
     pub ticket: String,
 }
 
@@ -215,9 +217,11 @@ async fn check_rules(
 #[into_params(parameter_in = Query)]
 struct DeliveryQuery {
     /// `pending`, `delivered` or `dead`.
+    #[param(pattern = "^(pending|delivered|dead)$")]
     state: Option<String>,
     ticket_id: Option<i64>,
     /// At most this many, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -232,7 +236,7 @@ struct DeliveryQuery {
 async fn list_deliveries(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<DeliveryQuery>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<Vec<OutboxItem>>, ApiError> {
     if let Some(s) = q.state.as_deref() {
         if !matches!(s, "pending" | "delivered" | "dead") {
@@ -242,10 +246,14 @@ async fn list_deliveries(
             ));
         }
     }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+    }
     let filter = OutboxFilter {
         state: q.state,
         ticket_id: q.ticket_id,
-        limit: q.limit.unwrap_or(100),
+        limit,
     };
     Ok(Json(state.desk.deliveries(&actor, &filter).await?))
 }
@@ -273,7 +281,7 @@ pub struct DeliveryDetail {
 async fn get_delivery(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let (delivery, attempt_log) = state.desk.delivery(&actor, id).await?;
     Ok(Json(DeliveryDetail {
@@ -296,7 +304,7 @@ async fn get_delivery(
 async fn retry_delivery(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<(StatusCode, Json<OutboxItem>), ApiError> {
     let item = state.desk.retry_delivery(&actor, id).await?;
     Ok((StatusCode::ACCEPTED, Json(item)))

@@ -169,7 +169,14 @@ async fn get_user(
     Auth(actor): Auth,
     Path(email): Path<String>,
 ) -> Result<Json<User>, ApiError> {
+    let email = person(&email)?;
     Ok(Json(state.desk.user(&actor, &email).await?))
+}
+
+/// An email in a path that is not an email address names nobody: 404, as for anyone unknown.
+fn person(email: &str) -> Result<String, ApiError> {
+    opsdesk_core::people::normalise_email("email", email)
+        .map_err(|_| ApiError::NotFound(format!("no person {email:?}")))
 }
 
 /// A change to a person.
@@ -204,6 +211,7 @@ async fn update_user(
     Path(email): Path<String>,
     ApiJson(change): ApiJson<UserChange>,
 ) -> Result<Json<User>, ApiError> {
+    let email = person(&email)?;
     let mut user = state.desk.user(&actor, &email).await?;
     if let Some(role) = change.role {
         user = state.desk.set_user_role(&actor, &email, role).await?;
@@ -224,6 +232,8 @@ async fn update_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTeam {
+    /// 1 to 64 letters, digits, spaces and `- _ .`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]([A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$")]
     name: String,
     /// The lead's email; they become a member too.
     #[serde(default)]
@@ -271,6 +281,7 @@ async fn list_teams(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewMember {
+    #[schema(format = Email)]
     email: String,
 }
 
@@ -292,12 +303,21 @@ async fn add_member(
     Path(name): Path<String>,
     ApiJson(input): ApiJson<NewMember>,
 ) -> Result<Json<Team>, ApiError> {
-    Ok(Json(
-        state
-            .desk
-            .set_team_member(&actor, &name, &input.email, true)
-            .await?,
-    ))
+    let team = state
+        .desk
+        .set_team_member(&actor, &name, &input.email, true)
+        .await;
+    Ok(Json(team.map_err(|e| team_in_path(&name, e))?))
+}
+
+/// A team name in a path that is not a team name names no team: 404, as for any unknown team.
+fn team_in_path(name: &str, e: opsdesk_core::Error) -> ApiError {
+    match ApiError::from(e) {
+        ApiError::Invalid { field, .. } if field == "name" => {
+            ApiError::NotFound(format!("no team {name:?}"))
+        }
+        other => other,
+    }
 }
 
 /// Remove a member from a team (admin, or the team's lead).
@@ -316,10 +336,10 @@ async fn remove_member(
     Auth(actor): Auth,
     Path((name, email)): Path<(String, String)>,
 ) -> Result<Json<Team>, ApiError> {
-    Ok(Json(
-        state
-            .desk
-            .set_team_member(&actor, &name, &email, false)
-            .await?,
-    ))
+    let email = person(&email)?;
+    let team = state
+        .desk
+        .set_team_member(&actor, &name, &email, false)
+        .await;
+    Ok(Json(team.map_err(|e| team_in_path(&name, e))?))
 }

@@ -113,7 +113,7 @@ pub async fn ingest(
 async fn post_events(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    body: Result<ApiJson<Value>, ApiError>,
+    body: Result<ApiJson<Value, true>, ApiError>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let ApiJson(body) = body.map_err(|e| refused("events", e))?;
     let signals = eventbridge::from_events(&body, state.desk.now())
@@ -229,6 +229,7 @@ async fn post_alertmanager(
 #[serde(deny_unknown_fields)]
 struct SignalQuery {
     /// Signals of this ticket (`42` or `OPS-42`).
+    #[param(pattern = r"^([Oo][Pp][Ss]-)?0*[1-9][0-9]{0,17}$")]
     ticket: Option<String>,
     source: Option<String>,
     dedup_key: Option<String>,
@@ -237,6 +238,7 @@ struct SignalQuery {
     /// Signals older than this id (the `next_before` of the previous page).
     before: Option<i64>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

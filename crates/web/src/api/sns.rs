@@ -68,6 +68,7 @@ fn sns_refused(e: SnsError) -> ApiError {
         (status = 200, description = "Taken and committed", body = SnsAnswer),
         (status = 400, description = "Not an SNS message", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Signature, certificate URL, topic or age refused", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "SNS ingest is not set up (no topic in `ingest.sns.topics`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The notification holds no alarm or event opsdesk reads", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The certificate could not be fetched, or SNS refused the confirmation", body = Problem, content_type = "application/problem+json"),
     ),

@@ -67,7 +67,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     s.parse::<i64>().map(Some).map_err(|_| bad())
 }
 
-/// Create a ticket.
+/// Create a ticket. A requester sends only `title`, `kind`, `severity`, `workload` and
+/// `description` and is the ticket's requester; any other field is refused with 422 naming it.
 #[utoipa::path(
     post,
     path = "/api/v1/tickets",
@@ -115,7 +116,7 @@ struct BatchCreated {
 async fn create_tickets_batch(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    ApiJson(inputs): ApiJson<Vec<NewTicket>>,
+    ApiJson(inputs): ApiJson<Vec<NewTicket>, true>,
 ) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
     if inputs.len() > 1000 {
         return Err(ApiError::invalid("", "at most 1,000 tickets per batch"));
@@ -130,10 +131,13 @@ async fn create_tickets_batch(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Statuses, comma-separated.
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode = false)]
     pub(crate) status: Option<String>,
     /// Severities (SEV1..SEV5), comma-separated.
+    #[param(value_type = Option<Vec<Severity>>, style = Form, explode = false)]
     pub(crate) severity: Option<String>,
     /// Kinds, comma-separated.
+    #[param(value_type = Option<Vec<Kind>>, style = Form, explode = false)]
     pub(crate) kind: Option<String>,
     pub(crate) source: Option<String>,
     pub(crate) team: Option<String>,
@@ -147,10 +151,12 @@ pub(crate) struct ListParams {
     pub(crate) q: Option<String>,
     /// `-created` (default), `created`, `-updated`, `updated`, `severity` (SEV1 first, oldest
     /// first), `-severity`.
+    #[param(pattern = r"^(-?created|-?updated|-?severity)?$")]
     pub(crate) sort: Option<String>,
     /// `next_cursor` of the previous page.
     pub(crate) cursor: Option<String>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub(crate) limit: Option<u32>,
 }
 
@@ -446,7 +452,8 @@ async fn ticket_history(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SlaQuery {
-    /// The moment to read the clocks at (RFC 3339); now when absent.
+    /// The moment to read the clocks at (RFC 3339), from the ticket's creation to a year
+    /// after now; now when absent.
     at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -462,6 +469,7 @@ struct SlaQuery {
     responses(
         (status = 200, description = "The clocks", body = opsdesk_domain::SlaClock),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`at` is not a time, is before the ticket was created or more than a year ahead", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn ticket_sla(

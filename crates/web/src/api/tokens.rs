@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct NewToken {
     /// 1 to 64 of A-Z a-z 0-9 - _ .; unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
     role: Role,
 }
@@ -86,6 +87,7 @@ async fn list_tokens(
     responses(
         (status = 200, description = "Revoked", body = TokenSummary),
         (status = 404, description = "No active token by that name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The token sending the request cannot revoke itself", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke_token(

@@ -15,17 +15,19 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::Problem;
 use crate::json::ApiJson;
+use crate::params::ApiPath;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_workloads, create_workload))
+        .routes(routes!(list_workload_names))
         .routes(routes!(get_workload, put_workload, delete_workload))
         .routes(routes!(list_maintenance, plan_maintenance))
         .routes(routes!(cancel_maintenance))
 }
 
-/// List workloads by name.
+/// List workloads by name, with their accounts, regions and resources (staff).
 #[utoipa::path(
     get,
     path = "/api/v1/workloads",
@@ -37,6 +39,21 @@ async fn list_workloads(
     Auth(actor): Auth,
 ) -> Result<Json<Vec<Workload>>, ApiError> {
     Ok(Json(state.desk.workloads(&actor).await?))
+}
+
+/// The workload names a new ticket may give, by name: what the new request form offers.
+/// Anyone who may raise tickets reads them; the workloads themselves are for staff.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workload-names",
+    tag = "workloads",
+    responses((status = 200, description = "The names", body = Vec<String>))
+)]
+async fn list_workload_names(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.desk.workload_names(&actor).await?))
 }
 
 /// Create a workload (admin). Signals are matched to it by account, region, resource ARN
@@ -137,9 +154,9 @@ async fn delete_workload(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Period {
-    /// Default: now.
+    /// In the years 1970 to 9999. Default: now.
     from: Option<DateTime<Utc>>,
-    /// Default: 30 days after `from`.
+    /// In the years 1970 to 9999. Default: 30 days after `from`.
     to: Option<DateTime<Utc>>,
 }
 
@@ -162,7 +179,12 @@ async fn list_maintenance(
 ) -> Result<Json<Vec<MaintenanceWindow>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let from = q.from.unwrap_or_else(|| state.desk.now());
-    let to = q.to.unwrap_or(from + chrono::Duration::days(30));
+    let to = match q.to {
+        Some(to) => to,
+        None => from
+            .checked_add_signed(chrono::Duration::days(30))
+            .ok_or_else(|| ApiError::invalid("from", "is too late to end 30 days after it"))?,
+    };
     Ok(Json(state.desk.maintenance(&actor, from, to).await?))
 }
 
@@ -201,7 +223,7 @@ async fn plan_maintenance(
 async fn cancel_maintenance(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     state.desk.cancel_maintenance(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -530,8 +530,10 @@ async fn audit_page(
     let verified = if verify {
         Some(match desk.verify_audit().await {
             Ok(s) => Ok(format!(
-                "The chain is intact: {} entries checked, head hash {}.",
-                s.entries, s.head_hash
+                "The chain is intact: {} entries checked. Keep its head outside the database \
+                 to check the chain against later (opsdesk audit verify --anchor {}).",
+                s.entries,
+                s.head_anchor()
             )),
             Err(VerifyError::Broken(e)) => Err(format!("The chain is broken: {e}")),
             Err(VerifyError::Failed(e)) => return Err(e.into()),

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use opsdesk_core::Actor;
-use opsdesk_domain::{Permission, Role};
+use opsdesk_domain::Permission;
 
 use crate::auth::SessionCsrf;
 use crate::{ApiError, AppState};
@@ -106,7 +106,7 @@ impl Shell {
             role: actor.role.as_str(),
             csrf,
             section: "",
-            portal: actor.role == Role::Requester,
+            portal: !actor.role.allows(Permission::ReadInventory),
             can_write: actor.role.allows(Permission::WriteTickets),
             can_admin: actor.role.allows(Permission::Administer),
             can_audit: actor.role.allows(Permission::ReadAudit),

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use opsdesk_domain::audit::AuditRecord;
 use opsdesk_domain::escalation::EscalateTo;
+use opsdesk_domain::intake::Intake;
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Kind, LinkKind, Permission, Severity, Status, Ticket};
 use opsdesk_store::OutboxFilter;
@@ -82,16 +83,17 @@ async fn new_page(
     status: StatusCode,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let workloads = state.desk.workloads(&visit.actor).await?;
+    // Names only: all a requester may learn of the workloads.
+    let workloads = state.desk.workload_names(&visit.actor).await?;
     let mut workload_choices = vec![Choice {
         value: String::new(),
         label: "none / not sure".into(),
         selected: form.workload.is_empty(),
     }];
-    workload_choices.extend(workloads.iter().map(|w| Choice {
-        value: w.name.clone(),
-        label: format!("{} ({})", w.name, w.environment),
-        selected: w.name == form.workload,
+    workload_choices.extend(workloads.into_iter().map(|name| Choice {
+        selected: name == form.workload,
+        label: name.clone(),
+        value: name,
     }));
     Ok(render(
         status,
@@ -127,21 +129,25 @@ pub async fn create(
             return new_page(&state, visit, form, status, Some(error)).await;
         }
     };
+    // The form asks for what a requester reports; the intake fills in who asks and the source.
     let input = NewTicket {
         title: form.title.clone(),
         description: lines(&form.description),
         kind,
         severity,
-        // Whoever fills the form in is asking.
-        requester: Some(visit.actor.identity().to_owned()),
+        requester: None,
         assignee: None,
         team: None,
         workload: Some(form.workload.trim().to_owned()).filter(|w| !w.is_empty()),
         tags: Vec::new(),
-        source: Some("web".into()),
+        source: None,
         dedup_key: None,
     };
-    match state.desk.create_ticket(&visit.actor, input).await {
+    let created = state
+        .desk
+        .create_ticket_from(&visit.actor, Intake::Form, input)
+        .await;
+    match created {
         Ok(ticket) => Ok(Redirect::to(&format!("/tickets/{}", ticket.key)).into_response()),
         Err(e) => {
             let (status, text) = message(&e.into());
