@@ -832,7 +832,7 @@ language = "en"
 # id = "123456789012"
 # name = "payments-prod"
 # support_plan = "business"
-# account_team_emails = ["aws-team@example.com"]   # told of escalations; at most 20
+# account_team_emails = ["aws-team@example.com"]   # told of escalations; at most 10 (AWS Support's limit)
 # support_role_arn = "arn:aws:iam::123456789012:role/opsdesk-support"   # assumed for its cases
 
 [notify]
@@ -1150,6 +1150,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("gold"), "{e}");
+        let team: Vec<String> = (0..11).map(|i| format!("\"tam{i}@example.com\"")).collect();
+        let crowded: Config = toml::from_str(&format!(
+            "[[aws.accounts]]\nid = \"111122223333\"\nname = \"x\"\nsupport_plan = \"business\"\n\
+             account_team_emails = [{}]\n",
+            team.join(", ")
+        ))
+        .unwrap();
+        let e = crowded.aws.accounts().unwrap_err();
+        assert!(
+            e.starts_with("aws.accounts[0].account_team_emails: at most 10"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Everything that talks to AWS: the SQS consumer, the Health and Trusted Advisor pollers, the
 //! SNS message signature check and SNS publishing, and AWS Support cases.
 pub mod health;
+pub mod permissions;
 pub mod poll;
 pub mod sns;
 pub mod sqs;

@@ -354,8 +354,17 @@ fn support_client(
 }
 
 /// The addresses to copy, or none at all: AWS refuses an empty list on some operations.
+/// The copies a case call sends: AWS refuses the whole call for more than
+/// [`opsdesk_domain::support::EMAILS_MAX`], so an account saved before that limit was checked
+/// copies its first ones rather than losing the case.
 fn cc(addresses: &[String]) -> Option<Vec<String>> {
-    (!addresses.is_empty()).then(|| addresses.to_vec())
+    (!addresses.is_empty()).then(|| {
+        addresses
+            .iter()
+            .take(opsdesk_domain::support::EMAILS_MAX)
+            .cloned()
+            .collect()
+    })
 }
 
 /// A communication as opsdesk keeps it. AWS writes times as RFC 3339 strings; a time without
@@ -518,6 +527,44 @@ mod tests {
         let id = client(&rules).create_case(&request()).await.unwrap();
         assert_eq!(id, CASE);
         assert_eq!(rules[0].num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_call_copies_more_addresses_than_aws_takes() {
+        let team: Vec<String> = (0..12).map(|i| format!("tam{i}@example.com")).collect();
+        fn first_ten(cc: &[String]) -> bool {
+            cc.len() == 10
+                && cc
+                    .iter()
+                    .zip(0..)
+                    .all(|(c, i)| *c == format!("tam{i}@example.com"))
+        }
+        let rules = [
+            reply!(
+                Client::create_case,
+                when | r | first_ten(r.cc_email_addresses()),
+                200,
+                json!({ "caseId": CASE })
+            ),
+            reply!(
+                Client::add_communication_to_case,
+                when | r | first_ten(r.cc_email_addresses()),
+                200,
+                json!({ "result": true })
+            ),
+        ];
+        let client = client(&rules);
+        let case = CaseRequest {
+            cc: team.clone(),
+            ..request()
+        };
+        assert_eq!(client.create_case(&case).await.unwrap(), CASE);
+        client
+            .add_communication(&account(), CASE, "An update.", &team)
+            .await
+            .unwrap();
+        assert_eq!(rules[0].num_calls(), 1);
+        assert_eq!(rules[1].num_calls(), 1);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! API; core decides when to call it and records every result on the ticket.
 
 use chrono::{DateTime, Duration, Utc};
+use opsdesk_domain::support::communication_parts;
 use opsdesk_domain::CaseSeverity;
 use opsdesk_store::SupportCaseRecord;
 use serde::{Deserialize, Serialize};
@@ -140,12 +141,14 @@ enum Outcome {
     /// The ticket was resolved before the case could be opened: it is not opened.
     Cancelled,
     /// Read back (when `state` is there), replies sent up to comment `sent_upto`, resolved
-    /// at AWS with the status given; `error` is the call that failed on the way, if any.
+    /// at AWS with the status given; `error` is the call that failed on the way, if any;
+    /// `refused` the replies AWS refused and that are passed over, by comment id.
     Followed {
         state: Option<CaseState>,
         sent_upto: i64,
         resolved: Option<String>,
         error: Option<CaseError>,
+        refused: Vec<(i64, CaseError)>,
     },
 }
 
@@ -335,7 +338,18 @@ impl crate::Desk {
                         sent_upto,
                         resolved,
                         error,
+                        refused,
                     } => {
+                        for (comment, error) in refused {
+                            notes.push((
+                                "ticket.aws_case_reply_refused".into(),
+                                format!(
+                                    "Reply #{comment} was not sent to AWS Support case {}: {error}. \
+                                     Later replies are sent; post this one in the AWS Support Center.",
+                                    record.case_id.clone().unwrap_or_default()
+                                ),
+                            ));
+                        }
                         if let Some(state) = state {
                             if state.display_id.is_some() {
                                 record.display_id = state.display_id.clone();
@@ -533,12 +547,14 @@ impl crate::Desk {
                     sent_upto,
                     resolved: Some(status),
                     error: None,
+                    refused: Vec::new(),
                 },
                 Err(error) => Outcome::Followed {
                     state: None,
                     sent_upto,
                     resolved: None,
                     error: Some(error),
+                    refused: Vec::new(),
                 },
             });
         }
@@ -553,6 +569,7 @@ impl crate::Desk {
                     sent_upto,
                     resolved: None,
                     error: Some(error),
+                    refused: Vec::new(),
                 })
             }
         };
@@ -565,26 +582,40 @@ impl crate::Desk {
                 && !comments.iter().any(|c| c.body.trim() == body)
         });
         let mut error = None;
-        for c in comments
+        let mut refused = Vec::new();
+        'replies: for c in comments
             .iter()
             .filter(|c| c.public && c.id > case.sent_comment_id && c.author != AWS_AUTHOR)
         {
-            match aws
-                .add_communication(account, case_id, &c.body, &case.cc)
-                .await
-            {
-                Ok(()) => sent_upto = c.id,
-                Err(e) => {
-                    error = Some(e);
-                    break;
+            // A reply longer than AWS takes goes as several messages, in order.
+            for part in communication_parts(&c.body) {
+                match aws
+                    .add_communication(account, case_id, &part, &case.cc)
+                    .await
+                {
+                    Ok(()) => {}
+                    // AWS finds this message invalid and always will: it must not hold back
+                    // the replies after it.
+                    Err(e @ CaseError::Refused(_)) => {
+                        refused.push((c.id, e));
+                        break;
+                    }
+                    // Throttled or unreachable: the later replies would fare no better, and
+                    // this one is sent again, from its first part, on the next pass.
+                    Err(e) => {
+                        error = Some(e);
+                        break 'replies;
+                    }
                 }
             }
+            sent_upto = c.id;
         }
         Ok(Outcome::Followed {
             state: Some(state),
             sent_upto,
             resolved: None,
             error,
+            refused,
         })
     }
 

@@ -248,6 +248,15 @@ impl Desk {
         }
         Ok(actor)
     }
+
+    /// Whether `secret` is that of a token that was revoked (rather than never issued): a
+    /// sender with a revoked token must not keep retrying, so it is told apart.
+    pub async fn token_revoked(&self, secret: &str) -> Result<bool> {
+        if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 200 {
+            return Ok(false);
+        }
+        Ok(self.db().token_revoked(&hash_secret(secret)).await?)
+    }
 }
 
 #[cfg(test)]

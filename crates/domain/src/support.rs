@@ -377,7 +377,68 @@ pub fn cap(plan: SupportPlan, ticket_severity: Severity) -> CaseDecision {
     }
 }
 
-const EMAILS_MAX: usize = 20;
+/// AWS Support's AddCommunicationToCase takes a body of at most 8,000 characters (counted
+/// here in UTF-16 units, which is never fewer than AWS counts).
+pub const COMMUNICATION_MAX: usize = 8_000;
+/// Room kept in each part for its "(part i of n)" heading.
+const PART_HEADING_MAX: usize = 24;
+
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// A reply as the messages AWS Support takes: the reply itself when it fits in
+/// [`COMMUNICATION_MAX`], otherwise consecutive parts headed "(part i of n)", each cut at a
+/// paragraph, line or word break where one falls in its second half, so that nothing of the
+/// reply is left out.
+pub fn communication_parts(body: &str) -> Vec<String> {
+    if utf16_len(body) <= COMMUNICATION_MAX {
+        return vec![body.to_owned()];
+    }
+    let budget = COMMUNICATION_MAX - PART_HEADING_MAX;
+    let mut chunks: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        // The longest prefix within budget, on a char boundary.
+        let mut units = 0;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
+            units += c.len_utf16();
+            if units > budget {
+                end = i;
+                break;
+            }
+        }
+        let window = &rest[..end];
+        let cut = if end == rest.len() {
+            end
+        } else {
+            ["\n\n", "\n", " "]
+                .iter()
+                .find_map(|b| {
+                    window
+                        .rfind(b)
+                        .map(|i| i + b.len())
+                        .filter(|&i| utf16_len(&window[..i]) > budget / 2)
+                })
+                .unwrap_or(end)
+        };
+        let chunk = rest[..cut].trim_end();
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        rest = rest[cut..].trim_start();
+    }
+    let n = chunks.len();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("(part {} of {n})\n\n{c}", i + 1))
+        .collect()
+}
+
+/// AWS Support's CreateCase and AddCommunicationToCase take at most 10 `ccEmailAddresses`.
+pub const EMAILS_MAX: usize = 10;
 
 /// An AWS account opsdesk knows, with its support plan and whom to tell about its cases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -393,7 +454,8 @@ pub struct AwsAccount {
     )]
     pub name: String,
     pub support_plan: SupportPlan,
-    /// Addresses of the AWS account team to keep informed of escalations; at most 20.
+    /// Addresses of the AWS account team to keep informed of escalations; at most 10, as many
+    /// as an AWS Support case can copy.
     #[serde(default)]
     pub account_team_emails: Vec<String>,
     /// An IAM role in this account that opsdesk assumes to open and follow its AWS Support
@@ -463,7 +525,10 @@ impl Validated for AwsAccount {
         if self.account_team_emails.len() > EMAILS_MAX {
             return Err(FieldError::new(
                 "account_team_emails",
-                format!("at most {EMAILS_MAX} addresses"),
+                format!(
+                    "at most {EMAILS_MAX} addresses: an AWS Support case copies no more than \
+                     {EMAILS_MAX}"
+                ),
             ));
         }
         let mut emails: Vec<String> = Vec::with_capacity(self.account_team_emails.len());
@@ -780,6 +845,66 @@ mod tests {
     }
 
     #[test]
+    fn a_long_reply_is_split_into_parts_aws_takes_and_none_is_lost() {
+        assert_eq!(communication_parts("Short."), ["Short."]);
+        let exact = "a".repeat(COMMUNICATION_MAX);
+        assert_eq!(communication_parts(&exact), vec![exact]);
+
+        let paragraph = format!("{}.", "word ".repeat(300).trim_end());
+        let long = vec![paragraph.as_str(); 20].join("\n\n");
+        assert!(long.chars().count() > COMMUNICATION_MAX);
+        let parts = communication_parts(&long);
+        assert_eq!(
+            parts.len(),
+            4,
+            "{:?}",
+            parts.iter().map(String::len).collect::<Vec<_>>()
+        );
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.encode_utf16().count() <= COMMUNICATION_MAX);
+            assert!(
+                p.starts_with(&format!("(part {} of 4)\n\n", i + 1)),
+                "{p:.40}"
+            );
+            // Cut between paragraphs, not inside one.
+            assert!(p.ends_with("word."), "{}", &p[p.len() - 20..]);
+        }
+        let rejoined: Vec<&str> = parts
+            .iter()
+            .map(|p| p.split_once("\n\n").unwrap().1)
+            .collect();
+        assert_eq!(rejoined.join("\n\n"), long);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parts_fit_and_keep_every_word(words in proptest::collection::vec("[a-zé😀]{1,40}|\n|\n\n", 0..1200)) {
+            let body = words.join(" ");
+            let parts = communication_parts(&body);
+            let mut kept = String::new();
+            for p in &parts {
+                proptest::prop_assert!(p.encode_utf16().count() <= COMMUNICATION_MAX);
+                let text = if parts.len() > 1 { p.split_once("\n\n").unwrap().1 } else { p.as_str() };
+                kept.push_str(text);
+                kept.push(' ');
+            }
+            let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().concat();
+            proptest::prop_assert_eq!(squash(&kept), squash(&body));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unbroken_text_is_cut_on_char_boundaries(n in 8_000usize..20_000) {
+            let body = "é😀".repeat(n / 2);
+            let parts = communication_parts(&body);
+            let kept: String = parts.iter().map(|p| p.split_once("\n\n").map_or(p.as_str(), |x| x.1)).collect();
+            proptest::prop_assert!(parts.iter().all(|p| p.encode_utf16().count() <= COMMUNICATION_MAX));
+            proptest::prop_assert_eq!(kept, body);
+        }
+    }
+
+    #[test]
     fn table_matches_the_published_first_response_times() {
         // Columns: low, normal, high, urgent, critical.
         let table: [(SupportPlan, [Option<Target>; 5]); 5] = [
@@ -1000,8 +1125,13 @@ mod tests {
             );
         }
         let mut a = account();
-        a.account_team_emails = (0..21).map(|i| format!("p{i}@example.com")).collect();
-        assert_eq!(a.validate().unwrap_err().field, "account_team_emails");
+        a.account_team_emails = (0..10).map(|i| format!("p{i}@example.com")).collect();
+        assert_eq!(a.validate().unwrap().account_team_emails.len(), 10);
+        let mut a = account();
+        a.account_team_emails = (0..11).map(|i| format!("p{i}@example.com")).collect();
+        let err = a.validate().unwrap_err();
+        assert_eq!(err.field, "account_team_emails");
+        assert!(err.message.contains("at most 10"), "{}", err.message);
 
         let mut a = account();
         a.support_role_arn = Some(" arn:aws:iam::123456789012:role/ops/opsdesk-support ".into());

@@ -111,6 +111,20 @@ impl Db {
         })
     }
 
+    /// Whether `token_hash` is a token's that has been revoked. Asked only of a secret that
+    /// is not active, so an active token's lookup costs nothing more.
+    pub async fn token_revoked(&self, token_hash: &str) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let revoked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NOT NULL",
+            )
+            .bind(token_hash)
+            .fetch_one(p)
+            .await?;
+            Ok(revoked > 0)
+        })
+    }
+
     pub async fn list_tokens(&self) -> Result<Vec<TokenSummary>> {
         on_read!(self, p, _b => {
             let rows = sqlx::query(

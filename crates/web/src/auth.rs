@@ -60,11 +60,18 @@ pub async fn authenticate(desk: &Desk, headers: &HeaderMap) -> Result<Actor, Api
     authenticate_secret(desk, secret).await
 }
 
-/// Finds the actor behind a token's secret.
+/// Finds the actor behind a token's secret. A revoked token is answered 403, not 401: senders
+/// such as EventBridge API destinations retry a 401 for up to 24 hours, but not a 403.
 pub async fn authenticate_secret(desk: &Desk, secret: &str) -> Result<Actor, ApiError> {
-    desk.authenticate(secret)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token is not valid or has been revoked".into()))
+    if let Some(actor) = desk.authenticate(secret).await? {
+        return Ok(actor);
+    }
+    if desk.token_revoked(secret).await? {
+        return Err(ApiError::Forbidden(
+            "the token has been revoked; an admin can create a new one".into(),
+        ));
+    }
+    Err(ApiError::Unauthorized("the token is not valid".into()))
 }
 
 /// The CSRF token of the session a request came with, for pages to put in their forms.

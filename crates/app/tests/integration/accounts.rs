@@ -145,6 +145,14 @@ async fn bad_accounts_are_refused_with_the_field_named(backend: Backend) {
     post(bad_email)
         .await
         .assert_problem(422, Some("account_team_emails[0]"));
+    // An AWS Support case copies at most 10 addresses.
+    let mut crowded = account(PROD, "business");
+    crowded["account_team_emails"] = json!((0..11)
+        .map(|i| format!("tam{i}@example.com"))
+        .collect::<Vec<_>>());
+    post(crowded)
+        .await
+        .assert_problem(422, Some("account_team_emails"));
     post(account(PROD, "gold"))
         .await
         .assert_problem(422, Some("support_plan"));

@@ -107,7 +107,7 @@ async fn tokens_over_the_api(backend: Backend) {
     assert!(revoked.body["revoked_at"].is_string());
     s.call(Method::GET, "/api/v1/tickets", Some(&secret), None)
         .await
-        .assert_problem(401, None);
+        .assert_problem(403, None);
     admin(Method::DELETE, "/api/v1/tokens/deploy-bot", None)
         .await
         .assert_problem(404, None);

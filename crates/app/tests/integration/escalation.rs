@@ -26,6 +26,7 @@ on_both_backends!(
     no_account_known_keeps_the_clocks_going,
     the_aws_tier_after_the_automatic_case_opens_no_second_one,
     failures_while_following_keep_what_was_done,
+    long_replies_are_split_and_a_refused_reply_holds_back_none,
     stored_due_times_move_on_by_the_time_spent_pending,
     a_tickets_account_is_that_of_its_newest_signal_naming_one,
 );
@@ -558,6 +559,8 @@ struct Aws {
     describe_fails: std::sync::Mutex<bool>,
     /// Replies with this body fail.
     reply_fails: std::sync::Mutex<Option<String>>,
+    /// Replies with this body are refused as invalid.
+    reply_refused: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait::async_trait]
@@ -623,6 +626,14 @@ impl opsdesk_core::cases::SupportCases for Aws {
         if self.reply_fails.lock().unwrap().as_deref() == Some(body) {
             return Err(opsdesk_core::cases::CaseError::Throttled(
                 "Rate exceeded".into(),
+            ));
+        }
+        // As AWS does: communicationBody has at most 8,000 characters.
+        if body.chars().count() > 8000
+            || self.reply_refused.lock().unwrap().as_deref() == Some(body)
+        {
+            return Err(opsdesk_core::cases::CaseError::Refused(
+                "AddCommunicationToCase: ValidationException: communicationBody is too long".into(),
             ));
         }
         Ok(())
@@ -1036,6 +1047,78 @@ async fn failures_while_following_keep_what_was_done(backend: Backend) {
     assert_eq!(aws.calls(), ["resolve case-1"]);
     let case = case_of(&desk, t.id).await.unwrap();
     assert_eq!(case.state, "resolved");
+}
+
+async fn long_replies_are_split_and_a_refused_reply_holds_back_none(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    let cli = Actor::cli();
+    let comment =
+        |body: &str| from::<opsdesk_domain::NewComment>(json!({"body": body, "public": true}));
+    let t = open(
+        &desk,
+        json!({"title": "Payments fail", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    desk.sync_cases(&aws).await.unwrap();
+    aws.calls();
+
+    // A 20,000-character reply (a pasted log, say), one AWS refuses, and one after them.
+    let line = format!("{}.", "log line ".repeat(50).trim_end());
+    let long = vec![line.as_str(); 46].join("\n");
+    assert!(long.chars().count() > 20_000);
+    desk.add_comment(&cli, t.id, comment(&long)).await.unwrap();
+    desk.add_comment(&cli, t.id, comment("Refused reply."))
+        .await
+        .unwrap();
+    desk.add_comment(&cli, t.id, comment("Last reply."))
+        .await
+        .unwrap();
+    *aws.reply_refused.lock().unwrap() = Some("Refused reply.".into());
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    let calls = aws.calls();
+    assert_eq!(calls[0], "describe case-1");
+    let parts: Vec<&str> = calls[1..calls.len() - 2]
+        .iter()
+        .map(|c| c.strip_prefix("reply case-1: ").unwrap())
+        .collect();
+    assert_eq!(parts.len(), 3, "{calls:?}");
+    for (i, p) in parts.iter().enumerate() {
+        assert!(p.chars().count() <= 8000);
+        assert!(
+            p.starts_with(&format!("(part {} of 3)\n\n", i + 1)),
+            "{p:.30}"
+        );
+    }
+    // Every line of the reply reaches AWS, in order.
+    let sent: Vec<&str> = parts
+        .iter()
+        .map(|p| p.split_once("\n\n").unwrap().1)
+        .collect();
+    assert_eq!(sent.join("\n"), long);
+    assert_eq!(
+        calls[calls.len() - 2..],
+        ["reply case-1: Refused reply.", "reply case-1: Last reply."]
+    );
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!(case.attempts, 0, "{case:?}");
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| !c.public
+            && c.body.contains("was not sent to AWS Support case case-1")
+            && c.body.contains("ValidationException")),
+        "{notes:?}"
+    );
+
+    // Nothing is sent twice.
+    clock.advance(TimeDelta::hours(1));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["describe case-1"]);
 }
 
 async fn stored_due_times_move_on_by_the_time_spent_pending(backend: Backend) {

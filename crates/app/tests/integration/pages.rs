@@ -916,7 +916,7 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
     let r = s
         .call(Method::GET, "/api/v1/tickets", Some(&secret), None)
         .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Workloads.
     let (status, _, body) = post_form(

@@ -19,6 +19,7 @@ on_both_backends!(
     old_problems_open_new_tickets_after_the_reopen_window,
     concurrent_batches_over_the_same_problems_all_commit,
     concurrent_single_events_each_get_their_own_answer,
+    a_revoked_ingest_token_is_forbidden_not_unauthorized,
     credentials_in_payloads_are_never_stored_or_shown,
     stored_payloads_are_scrubbed_of_credentials_by_migration,
 );
@@ -950,6 +951,66 @@ async fn concurrent_single_events_each_get_their_own_answer(backend: Backend) {
     }
     let metrics = s.metrics().await;
     assert!(metrics.contains("opsdesk_ingest_groups_total"), "{metrics}");
+    s.stop().await;
+}
+
+/// EventBridge API destinations retry a 401 for up to 24 hours, but not a 403: a revoked token
+/// is told apart from one that was never issued.
+async fn a_revoked_ingest_token_is_forbidden_not_unauthorized(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let event = health_event("ev-revoked", "open", "Mon, 23 Nov 2026 09:01:22 GMT", "x");
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/events",
+            Some(&s.ingest),
+            Some(event.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+
+    let desk = s.db.desk().await;
+    desk.revoke_token(&opsdesk_core::Actor::cli(), "test-ingest")
+        .await
+        .unwrap();
+    desk.db().close().await;
+    // Revoked through another process: this server's token cache forgets it within 2 s.
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let r = s
+            .call(
+                Method::POST,
+                "/api/v1/events",
+                Some(&s.ingest),
+                Some(event.clone()),
+            )
+            .await;
+        if r.status != StatusCode::ACCEPTED {
+            r.assert_problem(403, None);
+            assert!(
+                r.body["detail"].as_str().unwrap().contains("revoked"),
+                "{:?}",
+                r.body
+            );
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(3),
+            "the revoked token still works after 3 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Through routing_key as well.
+    let alert = json!({"routing_key": s.ingest, "event_action": "trigger", "dedup_key": "k",
+        "payload": {"summary": "x", "source": "y", "severity": "error"}});
+    s.call(Method::POST, "/api/v1/alerts", None, Some(alert))
+        .await
+        .assert_problem(403, None);
+    // A token never issued is still 401.
+    let unknown = format!("{}x", &s.ingest[..s.ingest.len() - 1]);
+    s.call(Method::POST, "/api/v1/events", Some(&unknown), Some(event))
+        .await
+        .assert_problem(401, None);
     s.stop().await;
 }
 

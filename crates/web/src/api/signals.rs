@@ -106,6 +106,7 @@ pub async fn ingest(
         (status = 202, description = "Committed", body = Accepted),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token was revoked, or may not ingest (not retried by EventBridge)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an EventBridge event; the field is named", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -148,6 +149,7 @@ pub struct AlertAccepted {
         (status = 202, description = "Committed", body = AlertAccepted),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token was revoked, or may not ingest (not retried by EventBridge)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing or wrong; it is named", body = Problem, content_type = "application/problem+json"),
     )
 )]
