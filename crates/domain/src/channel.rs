@@ -685,6 +685,27 @@ impl WebhookTarget {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(FieldError::new("url", "must name a host"));
         }
+        // A channel read back (API, page) shows its URL masked and its secrets redacted;
+        // saving those back would store them in place of the real ones and break delivery.
+        if parsed.path() == "/***" && crate::credentials::masked_url(&self.url) == self.url {
+            return Err(FieldError::new(
+                "url",
+                "is the masked form opsdesk shows; send the channel's whole URL",
+            ));
+        }
+        let redacted = |v: &str| v == REDACTED;
+        if self.secret.as_deref().is_some_and(redacted) {
+            return Err(FieldError::new(
+                "secret",
+                "is the redacted form opsdesk shows; send the secret itself",
+            ));
+        }
+        if let Some((name, _)) = self.headers.iter().find(|(_, v)| redacted(v)) {
+            return Err(FieldError::new(
+                format!("headers.{name}"),
+                "is the redacted form opsdesk shows; send the value itself",
+            ));
+        }
         if let Some(secret) = &self.secret {
             if secret.chars().count() < WEBHOOK_SECRET_MIN {
                 return Err(FieldError::new(
@@ -815,6 +836,41 @@ mod tests {
             recipients: Vec::new(),
             report: None,
         }
+    }
+
+    #[test]
+    fn a_channel_as_shown_cannot_be_saved_back() {
+        let spec: ChannelSpec = serde_json::from_value(serde_json::json!({
+            "name":"slack","type":"webhook",
+            "url":"https://hooks.slack.com/services/T000/B000/SECRETPATH",
+            "secret":"very-secret-signing-key",
+            "headers":{"Authorization":"token-value"}
+        }))
+        .unwrap();
+        let spec = spec.validate().unwrap();
+        let shown = serde_json::to_value(spec.redacted()).unwrap();
+        let back = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = serde_json::to_value(&spec).unwrap();
+            change(&mut v);
+            serde_json::from_value::<ChannelSpec>(v)
+                .unwrap()
+                .validate()
+                .map(|_| ())
+                .map_err(|e| e.field)
+        };
+        assert_eq!(
+            back(&|v| v["url"] = shown["url"].clone()),
+            Err("url".to_owned())
+        );
+        assert_eq!(
+            back(&|v| v["secret"] = shown["secret"].clone()),
+            Err("secret".to_owned())
+        );
+        assert_eq!(
+            back(&|v| v["headers"]["Authorization"] = shown["headers"]["Authorization"].clone()),
+            Err("headers.Authorization".to_owned())
+        );
+        assert_eq!(back(&|_| ()), Ok(()));
     }
 
     #[test]
