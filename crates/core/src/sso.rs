@@ -87,16 +87,17 @@ impl SsoMapping {
 impl Desk {
     /// Remembers a sign-on sent to the identity provider: its state, nonce and PKCE verifier.
     /// Sign-ons never finished are forgotten after ten minutes, and no more than
-    /// `max_sso_starts` are kept at once: past that, starts get [`Error::Throttled`].
+    /// `max_sso_starts` are kept at once: past that, the oldest are forgotten. A flood of
+    /// starts then costs a person only a start older than the flood's last `max_sso_starts`,
+    /// never the chance to start at all (refusing new starts would let the flood lock
+    /// everyone out of single sign-on).
     pub async fn sso_begin(&self, state: &str, nonce: &str, verifier: &str) -> Result<()> {
         let (state, nonce, verifier) = (state.to_owned(), nonce.to_owned(), verifier.to_owned());
         let max = self.auth_settings().max_sso_starts;
         self.change(move |tx, now| {
             Box::pin(async move {
                 if tx.count_sso_logins(now - SSO_START_TTL).await? >= max {
-                    return Err(Error::Throttled(
-                        "too many sign-ons are in progress; try again in a few minutes".into(),
-                    ));
+                    tx.keep_newest_sso_logins(max - 1).await?;
                 }
                 Ok(tx.insert_sso_login(&state, &nonce, &verifier, now).await?)
             })

@@ -241,6 +241,29 @@ impl Tx {
         })
     }
 
+    /// Forgets the oldest sign-ons in progress so that at most `keep` remain.
+    pub async fn keep_newest_sso_logins(&mut self, keep: i64) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, b => {
+            // SQLite needs a LIMIT before OFFSET (-1: none); PostgreSQL takes OFFSET alone.
+            let sql = match b {
+                crate::db::Backend::Sqlite => {
+                    "DELETE FROM sso_logins WHERE state IN (SELECT state FROM sso_logins \
+                     ORDER BY created_at DESC, state DESC LIMIT -1 OFFSET $1)"
+                }
+                crate::db::Backend::Postgres => {
+                    "DELETE FROM sso_logins WHERE state IN (SELECT state FROM sso_logins \
+                     ORDER BY created_at DESC, state DESC OFFSET $1)"
+                }
+            };
+            sqlx::query(sql)
+            .bind(keep.max(0))
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
+    }
+
     /// Takes (and forgets) a sign-on in progress: its nonce, PKCE verifier and start time.
     pub async fn take_sso_login(
         &mut self,
