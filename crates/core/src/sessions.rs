@@ -163,7 +163,13 @@ impl Desk {
         };
         let actor_name = format!("user:{email}");
         if let Some(reason) = reason {
-            self.record_login_failure(&email, client, reason).await?;
+            if record.is_some() {
+                self.record_login_failure(&email, client, reason).await?;
+            } else {
+                // An email no account has is anyone's noise: the log and the failure table
+                // (purged after the window) keep it, the append-only audit trail does not.
+                tracing::info!(email, client, reason, "sign-in refused");
+            }
             return Err(Error::Unauthorized(BAD_LOGIN.into()));
         }
         let Some(user) = record else {
@@ -245,8 +251,8 @@ impl Desk {
         })
     }
 
-    /// Records a failed sign-in in the audit trail (its attempt already counts towards the
-    /// rate limit).
+    /// Records a failed sign-in to an account in the audit trail (its attempt already counts
+    /// towards the rate limit).
     async fn record_login_failure(
         &self,
         email: &str,

@@ -307,7 +307,8 @@ async fn failed_sign_ins_are_alike_audited_and_limited(backend: Backend) {
                 .to_owned()
         })
         .collect();
-    assert_eq!(reasons, ["wrong password", "unknown email", "disabled"]);
+    // An email no account has is not the audit trail's business: anyone can send one.
+    assert_eq!(reasons, ["wrong password", "disabled"]);
 
     // Five failures for an account: the next try gets 429, even with the right password.
     for _ in 0..4 {
@@ -673,23 +674,14 @@ async fn failed_sign_ins_keep_only_clipped_text(backend: Backend) {
     let s = TestServer::start(backend).await;
     let b = browser();
     let csrf = login_form(&s, &b).await;
+    let head = s.audit_head().await;
     let email = format!("{}@example.com", huge(100 * 1024));
     let r = submit(&s, &b, &email, "wrong-password-123", &csrf, &[]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-
-    let trail = s.audit_trail().await;
-    let failed: Vec<_> = trail
-        .iter()
-        .filter(|e| e["action"] == "auth.login_failed")
-        .collect();
-    assert_eq!(failed.len(), 1);
-    let kept = failed[0]["changes"]["attempt"]["after"]["email"]
-        .as_str()
-        .unwrap();
-    assert!(
-        kept.chars().count() <= 256 && kept.starts_with("xxxx"),
-        "the audit trail keeps {} characters of the email",
-        kept.chars().count()
+    assert_eq!(
+        s.audit_head().await,
+        head,
+        "a sign-in to no account writes nothing to the audit trail"
     );
     // The failure table keeps the attempt, clipped too.
     assert_eq!(
@@ -786,7 +778,14 @@ async fn trusted_proxies_name_the_client(backend: Backend) {
         trusting(config, r#"["127.0.0.1/32"]"#);
     })
     .await;
-    add_person(&s, "ana@example.com", Role::Agent).await;
+    for who in [
+        "ana@example.com",
+        "x@example.com",
+        "y@example.com",
+        "z@example.com",
+    ] {
+        add_person(&s, who, Role::Agent).await;
+    }
     // Behind the load balancer: the client wrote the first hop itself; the balancer appended
     // the address it saw.
     let a = ("x-forwarded-for", "203.0.113.50, 198.51.100.7");
@@ -849,6 +848,9 @@ async fn trusted_proxies_name_the_client(backend: Backend) {
         config.auth.max_failures_per_address = 3;
     })
     .await;
+    for who in ["x@example.com", "y@example.com", "z@example.com"] {
+        add_person(&s, who, Role::Agent).await;
+    }
     for (i, who) in ["x@example.com", "y@example.com", "z@example.com"]
         .into_iter()
         .enumerate()
@@ -864,9 +866,13 @@ async fn trusted_proxies_name_the_client(backend: Backend) {
         StatusCode::TOO_MANY_REQUESTS
     );
     let trail = s.audit_trail().await;
-    assert!(trail
+    let failed: Vec<_> = trail
         .iter()
         .filter(|e| e["action"] == "auth.login_failed")
+        .collect();
+    assert_eq!(failed.len(), 3);
+    assert!(failed
+        .iter()
         .all(|e| e["changes"]["attempt"]["after"]["client"] == "127.0.0.1"));
     s.stop().await;
 }
