@@ -41,10 +41,28 @@ fn normalised(name: &str) -> String {
         .collect()
 }
 
-/// True for a field (or header) name that holds a credential.
+/// True for a field (or header) name that holds a credential. Every key of every payload on
+/// the ingest path is asked, so a short ASCII name (nearly all of them) is compared from a
+/// buffer on the stack rather than a new string.
 pub fn is_credential_name(name: &str) -> bool {
-    let n = normalised(name);
-    CREDENTIAL_PARTS.iter().any(|p| n.contains(p)) || CREDENTIAL_NAMES.contains(&n.as_str())
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    for b in name.bytes() {
+        if matches!(b, b'-' | b'_' | b'.' | b' ') {
+            continue;
+        }
+        if !b.is_ascii() || len == buf.len() {
+            return holds_credential(&normalised(name));
+        }
+        buf[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    std::str::from_utf8(&buf[..len]).is_ok_and(holds_credential)
+}
+
+fn holds_credential(normalised: &str) -> bool {
+    CREDENTIAL_PARTS.iter().any(|p| normalised.contains(p))
+        || CREDENTIAL_NAMES.contains(&normalised)
 }
 
 /// True for a text that is itself a credential: an HTTP `Bearer` or `Basic` authorization.
@@ -123,7 +141,17 @@ pub fn masked_url(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        #[test]
+        fn names_are_judged_alike_from_the_stack_and_from_a_string(
+            name in "(?i)[a-z_. -]{0,80}(token|pass|auth|Ä|é)?[a-z_.-]{0,10}",
+        ) {
+            prop_assert_eq!(is_credential_name(&name), holds_credential(&normalised(&name)));
+        }
+    }
 
     #[test]
     fn names_of_credentials_are_recognised_however_written() {
