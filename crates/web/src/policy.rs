@@ -217,15 +217,15 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     match policy {
         // A method the route does not serve: 405 with the methods it does, as the router
         // would answer.
-        None if !allowed_methods(&route).is_empty() => {
-            let allow = allowed_methods(&route).join(", ");
-            let mut res = axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
-            if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
-                res.headers_mut().insert(axum::http::header::ALLOW, value);
-            }
-            res
-        }
         None => {
+            let allowed = allowed_methods(&route);
+            if !allowed.is_empty() {
+                let mut res = axum::http::StatusCode::METHOD_NOT_ALLOWED.into_response();
+                if let Ok(value) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+                    res.headers_mut().insert(axum::http::header::ALLOW, value);
+                }
+                return res;
+            }
             tracing::error!(method = %req.method(), route, "route has no access policy; refused");
             ApiError::RoleNotAllowed("this route has no access policy".into()).into_response()
         }

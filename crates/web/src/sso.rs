@@ -195,10 +195,6 @@ async fn start(State(state): State<AppState>, client: ClientAddr, jar: CookieJar
         .await
     {
         Ok(()) => {}
-        Err(Error::Throttled(message)) => {
-            tracing::warn!(%client, "single sign-on start refused: {message}");
-            return login_error(&state, jar, StatusCode::TOO_MANY_REQUESTS, &message);
-        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start single sign-on");
             return login_error(
