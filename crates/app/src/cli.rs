@@ -58,6 +58,13 @@ pub enum Command {
     /// KPIs: their latest values, or an evaluation now (works without the server running).
     #[command(subcommand)]
     Kpi(KpiCommand),
+    /// AWS Support: ask AWS which case severities each account has (DescribeSeverityLevels),
+    /// keep the answers for escalations and plan advice, and say where an account's
+    /// configured support plan does not fit them. Uses the AWS SDK's usual environment.
+    SupportPlans {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
     /// A trend report of a period against the period before (works without the server
     /// running).
     Report {
@@ -372,6 +379,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .trusted_proxies()
                 .map_err(anyhow::Error::msg)?;
             println!("{config:#?}");
+            let today = opsdesk_core::Clock::now(&opsdesk_core::SystemClock).date_naive();
+            for notice in config.aws.plan_notices(today) {
+                eprintln!("warning: {notice}");
+            }
         }
         Command::Config(ConfigCommand::Example) => {}
         Command::Token(cmd) => token(&config, cmd).await?,
@@ -383,6 +394,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
         Command::Kpi(cmd) => kpi(&config, cmd).await?,
+        Command::SupportPlans { format } => return support_plans(&config, format).await,
         Command::Report {
             period,
             format,
@@ -461,6 +473,55 @@ async fn report(
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
     Ok(())
+}
+
+/// `opsdesk support-plans`: fails (exit 1) when AWS answered for no account, or an answer
+/// does not fit the configured plan.
+async fn support_plans(config: &Config, format: ListFormat) -> anyhow::Result<ExitCode> {
+    let desk = server::open_desk(config).await?;
+    let aws = opsdesk_aws::support::SupportClient::from_env().await;
+    let checks = desk.check_severity_levels(&Actor::cli(), &aws).await;
+    desk.db().close().await;
+    let checks = checks?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ListFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "accounts": checks }))?
+        )?,
+        ListFormat::Table => {
+            writeln!(
+                out,
+                "{:<12} {:<22} {:<22} AWS OFFERS",
+                "ACCOUNT", "PLAN", "IN EFFECT"
+            )?;
+            for c in &checks {
+                let offers = match (&c.levels, &c.error) {
+                    (Some(l), _) => l.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    (None, Some(e)) => format!("(no answer: {e})"),
+                    (None, None) => "-".to_owned(),
+                };
+                writeln!(
+                    out,
+                    "{:<12} {:<22} {:<22} {offers}",
+                    c.account_id,
+                    c.support_plan.label(),
+                    c.plan_in_effect.label()
+                )?;
+                for line in [&c.notice, &c.mismatch].into_iter().flatten() {
+                    writeln!(out, "  {line}")?;
+                }
+            }
+        }
+    }
+    let answered = checks.iter().any(|c| c.levels.is_some());
+    let mismatched = checks.iter().any(|c| c.mismatch.is_some());
+    Ok(if checks.is_empty() || (answered && !mismatched) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn kpi(config: &Config, cmd: KpiCommand) -> anyhow::Result<()> {

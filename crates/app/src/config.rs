@@ -261,6 +261,19 @@ impl AwsConfig {
         }
         Ok(accounts)
     }
+
+    /// What the accounts configured with a plan that ends (or has ended) should know on
+    /// `day`, one line per account, naming its key.
+    pub fn plan_notices(&self, day: chrono::NaiveDate) -> Vec<String> {
+        self.accounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                opsdesk_domain::support::plan_notice(a.support_plan, day, a.govcloud)
+                    .map(|n| format!("aws.accounts[{i}] ({} {}): {n}", a.id, a.name.trim()))
+            })
+            .collect()
+    }
 }
 
 /// Who is told about what, and how (`[notify]`).
@@ -806,7 +819,8 @@ max_age_seconds = 3600
 [ingest.sns.certificates]
 
 [ingest.health]
-# Poll the AWS Health API (needs a Business, Enterprise On-Ramp or Enterprise support plan).
+# Poll the AWS Health API (needs a plan with the AWS Support API: Business Support+,
+# Enterprise or Unified Operations, or Business and Enterprise On-Ramp until they end).
 enabled = false
 region = "us-east-1"
 # The organization view: every account of the AWS Organization.
@@ -825,8 +839,9 @@ language = "en"
 # account = "123456789012"
 
 [aws]
-# AWS accounts and their support plans (docs/support-plans.md): basic, developer, business,
-# enterprise_on_ramp or enterprise. More can be added through /api/v1/aws-accounts; the
+# AWS accounts and their support plans (docs/support-plans.md): basic, business_support_plus,
+# enterprise or unified_operations; developer, business and enterprise_on_ramp end on
+# 2027-01-01 outside AWS GovCloud (US) (set govcloud = true for an account there). More can be added through /api/v1/aws-accounts; the
 # accounts listed here cannot be changed there. For example:
 # [[aws.accounts]]
 # id = "123456789012"
@@ -1118,6 +1133,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("pager"), "{e}");
+    }
+
+    #[test]
+    fn accounts_on_ending_plans_are_warned_about_on_either_side_of_2027() {
+        let c: Config = toml::from_str(
+            r#"
+            [[aws.accounts]]
+            id = "111122223333"
+            name = "payments-prod"
+            support_plan = "business_support_plus"
+            [[aws.accounts]]
+            id = "444455556666"
+            name = "legacy"
+            support_plan = "enterprise_on_ramp"
+            [[aws.accounts]]
+            id = "777788889999"
+            name = "gov"
+            support_plan = "business"
+            govcloud = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.aws.accounts().unwrap().len(), 3);
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        let before = c.aws.plan_notices(day("2026-12-31"));
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert!(
+            before[0].starts_with("aws.accounts[1] (444455556666 legacy): AWS ends the Enterprise On-Ramp plan on 2027-01-01"),
+            "{before:?}"
+        );
+        let after = c.aws.plan_notices(day("2027-01-01"));
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert!(after[0].contains("ended on 2027-01-01"), "{after:?}");
+        assert!(after[0].contains("moves it to Enterprise"), "{after:?}");
+        assert!(c.aws.plan_notices(day("2026-06-01")).len() == 1);
     }
 
     #[test]

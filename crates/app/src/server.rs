@@ -104,6 +104,9 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("ingest.sqs[{i}].{e}"))?;
     }
     let desk = open_desk(config).await?;
+    for notice in config.aws.plan_notices(desk.now().date_naive()) {
+        tracing::warn!("{notice}");
+    }
     let addr = listener.local_addr()?;
     if let Some(secret) = desk.bootstrap_admin_token().await? {
         // stdout, not the log: the secret must never reach log storage.

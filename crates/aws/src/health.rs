@@ -45,8 +45,9 @@ const BATCH: usize = 10;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
-    /// Poll the AWS Health API. Needs a Business, Enterprise On-Ramp or Enterprise support
-    /// plan, and `health:Describe*` permissions.
+    /// Poll the AWS Health API. Needs a plan with the AWS Support API (Business Support+,
+    /// Enterprise, Unified Operations; Business and Enterprise On-Ramp until they end), and
+    /// `health:Describe*` permissions.
     pub enabled: bool,
     /// The region of the Health endpoint. The API is global and answers in `us-east-1`
     /// (`us-east-2` is its failover).
@@ -1000,8 +1001,9 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "the AWS Health API needs a Business, Enterprise On-Ramp or Enterprise support plan \
-             (AWS answered SubscriptionRequiredException)"
+            "the AWS Health API needs a Business Support+, Enterprise or Unified Operations support plan \
+             (or Business or Enterprise On-Ramp where they remain; AWS answered \
+             SubscriptionRequiredException)"
         );
     }
 

@@ -68,6 +68,10 @@ pub const CALLS: &[(&str, Option<&str>)] = &[
     ),
     ("resolve_case", Some("support:ResolveCase")),
     ("describe_services", Some("support:DescribeServices")),
+    (
+        "describe_severity_levels",
+        Some("support:DescribeSeverityLevels"),
+    ),
     // Which account opsdesk's own credentials belong to: STS answers it without a permission.
     ("get_caller_identity", None),
     // The role of an account's support_role_arn, through the SDK's AssumeRoleProvider.

@@ -43,8 +43,9 @@ pub enum PollError {
     /// The account's support plan does not include the API; nothing a retry can fix until
     /// the plan changes.
     #[error(
-        "the {api} API needs a Business, Enterprise On-Ramp or Enterprise support plan \
-         (AWS answered SubscriptionRequiredException)"
+        "the {api} API needs a Business Support+, Enterprise or Unified Operations support plan \
+         (or Business or Enterprise On-Ramp where they remain; AWS answered \
+         SubscriptionRequiredException)"
     )]
     SubscriptionRequired { api: &'static str },
     /// AWS throttled the calls, after the SDK's own retries.
@@ -320,8 +321,9 @@ mod tests {
         let e = PollError::SubscriptionRequired { api: "AWS Health" };
         assert_eq!(
             e.to_string(),
-            "the AWS Health API needs a Business, Enterprise On-Ramp or Enterprise support plan \
-             (AWS answered SubscriptionRequiredException)"
+            "the AWS Health API needs a Business Support+, Enterprise or Unified Operations support plan \
+             (or Business or Enterprise On-Ramp where they remain; AWS answered \
+             SubscriptionRequiredException)"
         );
         assert_eq!(e.result_label(), "subscription_required");
     }

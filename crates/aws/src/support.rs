@@ -19,6 +19,7 @@ use opsdesk_core::cases::{
     CaseAccount, CaseCommunication, CaseError, CaseRequest, CaseState, SupportCases, SupportService,
 };
 use opsdesk_domain::signal::parse_time;
+use opsdesk_domain::CaseSeverity;
 
 use crate::poll::{aws_error, PollError};
 
@@ -277,6 +278,47 @@ impl SupportCases for SupportClient {
         *cached = Some((Instant::now(), services.clone()));
         Ok(services)
     }
+
+    /// Not cached here: core keeps the answer per account, shared by every node.
+    async fn severity_levels(&self, account: &CaseAccount) -> Result<Vec<CaseSeverity>, CaseError> {
+        const OPERATION: &str = "DescribeSeverityLevels";
+        let out = self
+            .client_for(account)
+            .await?
+            .describe_severity_levels()
+            .language(LANGUAGE)
+            .send()
+            .await
+            .map_err(|e| case_error(OPERATION, e))?;
+        severity_levels(out.severity_levels())
+    }
+}
+
+/// The severities of a DescribeSeverityLevels answer, lowest first. A code opsdesk does not
+/// know is passed over (and logged); an answer with none it knows is an error, so that the
+/// plan table decides rather than an empty list.
+fn severity_levels(
+    levels: &[aws_sdk_support::types::SeverityLevel],
+) -> Result<Vec<CaseSeverity>, CaseError> {
+    let mut known: Vec<CaseSeverity> = Vec::with_capacity(levels.len());
+    for level in levels {
+        let code = level.code().unwrap_or_default();
+        match CaseSeverity::parse(code) {
+            Some(sev) if !known.contains(&sev) => known.push(sev),
+            Some(_) => {}
+            None => tracing::info!(
+                code,
+                "DescribeSeverityLevels named a severity opsdesk does not know"
+            ),
+        }
+    }
+    known.sort();
+    if known.is_empty() {
+        return Err(CaseError::Failed(
+            "DescribeSeverityLevels: AWS Support named no severity opsdesk knows".to_owned(),
+        ));
+    }
+    Ok(known)
 }
 
 /// Every communication of a case created after `since`, through DescribeCommunications.
@@ -602,6 +644,97 @@ mod tests {
             )
         );
         assert!(!err.retryable());
+    }
+
+    /// DescribeSeverityLevels' answer as the API reference shows it, for the given codes.
+    fn levels(codes: &[&str]) -> Value {
+        let levels: Vec<Value> = codes
+            .iter()
+            .map(|c| {
+                let mut name = c.to_string();
+                name[..1].make_ascii_uppercase();
+                json!({ "code": c, "name": name })
+            })
+            .collect();
+        json!({ "severityLevels": levels })
+    }
+
+    #[tokio::test]
+    async fn severity_levels_are_read_for_each_plan() {
+        use CaseSeverity::{Critical, High, Low, Normal, Urgent};
+        for (plan, codes, want) in [
+            (
+                "Business",
+                &["low", "normal", "high", "urgent"][..],
+                &[Low, Normal, High, Urgent][..],
+            ),
+            (
+                "Enterprise",
+                &["low", "normal", "high", "urgent", "critical"][..],
+                &[Low, Normal, High, Urgent, Critical][..],
+            ),
+            // Out of order, repeated and with a code opsdesk does not know.
+            (
+                "a future plan",
+                &["critical", "low", "sev0", "normal", "low"][..],
+                &[Low, Normal, Critical][..],
+            ),
+        ] {
+            let rules = [reply!(
+                Client::describe_severity_levels,
+                when | r | r.language() == Some("en"),
+                200,
+                levels(codes)
+            )];
+            let got = client(&rules).severity_levels(&account()).await.unwrap();
+            assert_eq!(got, want, "{plan}");
+            assert_eq!(rules[0].num_calls(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn severity_levels_without_the_api_or_any_known_code_are_errors() {
+        let rules = [reply!(
+            Client::describe_severity_levels,
+            400,
+            aws_error_body(
+                "SubscriptionRequiredException",
+                "AWS Premium Support Subscription is required to use this service."
+            )
+        )];
+        let err = client(&rules)
+            .severity_levels(&account())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CaseError::SubscriptionRequired(_)), "{err:?}");
+
+        let rules = [reply!(
+            Client::describe_severity_levels,
+            400,
+            aws_error_body(
+                "AccessDeniedException",
+                "User is not authorized to perform: support:DescribeSeverityLevels"
+            )
+        )];
+        let err = client(&rules)
+            .severity_levels(&account())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("support:DescribeSeverityLevels"),
+            "{err}"
+        );
+
+        let rules = [reply!(
+            Client::describe_severity_levels,
+            200,
+            levels(&["sev0"])
+        )];
+        let err = client(&rules)
+            .severity_levels(&account())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CaseError::Failed(_)), "{err:?}");
     }
 
     #[tokio::test]

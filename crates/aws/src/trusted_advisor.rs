@@ -73,7 +73,8 @@ impl TrustedAdvisorApi {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrustedAdvisorConfig {
-    /// Poll Trusted Advisor. Needs a Business, Enterprise On-Ramp or Enterprise support plan,
+    /// Poll Trusted Advisor. Needs a plan with the AWS Support API (Business Support+,
+    /// Enterprise, Unified Operations; Business and Enterprise On-Ramp until they end),
     /// and `trustedadvisor:List*` (or `support:DescribeTrustedAdvisor*`) permissions.
     pub enabled: bool,
     /// The region of the endpoint; both APIs answer in `us-east-1`.
@@ -1022,8 +1023,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the AWS Support (Trusted Advisor) API needs a Business, Enterprise On-Ramp or \
-             Enterprise support plan (AWS answered SubscriptionRequiredException)"
+            "the AWS Support (Trusted Advisor) API needs a Business Support+, Enterprise or \
+             Unified Operations support plan (or Business or Enterprise On-Ramp where they \
+             remain; AWS answered SubscriptionRequiredException)"
         );
 
         let (client, _rules) = support_client(vec![(
@@ -1295,8 +1297,9 @@ mod tests {
             } else {
                 assert_eq!(
                     err.to_string(),
-                    "the AWS Trusted Advisor API needs a Business, Enterprise On-Ramp or \
-                     Enterprise support plan (AWS answered SubscriptionRequiredException)"
+                    "the AWS Trusted Advisor API needs a Business Support+, Enterprise or \
+                     Unified Operations support plan (or Business or Enterprise On-Ramp where \
+                     they remain; AWS answered SubscriptionRequiredException)"
                 );
             }
         }

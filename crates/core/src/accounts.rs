@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use opsdesk_domain::sla::{default_policies, select_policy};
-use opsdesk_domain::support::advise;
+use opsdesk_domain::support::{advise, plan_mismatch};
 use opsdesk_domain::{
     Advice, AdviceInput, AwsAccount, CaseCounts, CaseSeverity, Environment, Kind, Permission,
     Severity, Validated,
@@ -145,6 +145,14 @@ impl Desk {
                 None => {}
             }
         }
+        let offered: HashMap<String, Vec<CaseSeverity>> = self
+            .db()
+            .severity_levels()
+            .await?
+            .into_iter()
+            .filter_map(|l| Some((l.account_id, l.levels?)))
+            .collect();
+        let today = self.now().date_naive();
         let defaults = default_policies();
         let need = |workload: &str| {
             [Severity::Sev1, Severity::Sev2]
@@ -168,12 +176,22 @@ impl Desk {
                     .filter(|w| w.environment == Environment::Production)
                     .filter_map(|w| need(&w.name))
                     .min();
-                advise(&AdviceInput {
-                    account: a.account(),
-                    workload_environments: mine.iter().map(|w| w.environment).collect(),
-                    sla_first_response_minutes,
-                    cases_90_days: cases.get(&a.id).copied().unwrap_or_default(),
-                })
+                let mut advice = advise(
+                    &AdviceInput {
+                        account: a.account(),
+                        workload_environments: mine.iter().map(|w| w.environment).collect(),
+                        sla_first_response_minutes,
+                        cases_90_days: cases.get(&a.id).copied().unwrap_or_default(),
+                    },
+                    today,
+                );
+                advice.aws_mismatch = offered
+                    .get(&a.id)
+                    .and_then(|o| plan_mismatch(a.support_plan, o, today, a.govcloud));
+                if let Some(m) = &advice.aws_mismatch {
+                    advice.reasons.push(m.clone());
+                }
+                advice
             })
             .collect())
     }

@@ -4,8 +4,8 @@
 //! API; core decides when to call it and records every result on the ticket.
 
 use chrono::{DateTime, Duration, Utc};
-use opsdesk_domain::support::communication_parts;
-use opsdesk_domain::CaseSeverity;
+use opsdesk_domain::support::{cap_severity, communication_parts, CaseContext};
+use opsdesk_domain::{AwsAccount, CapSource, CaseSeverity, SupportPlan};
 use opsdesk_store::SupportCaseRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -123,6 +123,9 @@ pub trait SupportCases: Send + Sync {
 
     /// DescribeServices: the service and category codes CreateCase accepts.
     async fn services(&self, account: &CaseAccount) -> Result<Vec<SupportService>, CaseError>;
+
+    /// DescribeSeverityLevels: the case severities AWS offers the account, lowest first.
+    async fn severity_levels(&self, account: &CaseAccount) -> Result<Vec<CaseSeverity>, CaseError>;
 }
 
 /// The author name of messages mirrored from AWS Support.
@@ -131,13 +134,30 @@ pub const AWS_AUTHOR: &str = "aws:support";
 const SYNC_BATCH: usize = 10;
 /// Consecutive failures to follow a case before the ticket says so.
 const FOLLOW_FAILURES_NOTED: i64 = 5;
+/// How long AWS's answer about an account's case severities is used before it is asked again.
+const LEVELS_FRESH: Duration = Duration::hours(24);
+/// How long after a failed ask it is tried again.
+const LEVELS_RETRY: Duration = Duration::hours(1);
+
+/// The severity a case is opened with, and how it was decided.
+struct Opening {
+    severity: CaseSeverity,
+    source: CapSource,
+    plan: Option<SupportPlan>,
+    /// Sentences for the ticket: a severity other than the escalation recorded, a refusal.
+    notes: Vec<String>,
+}
 
 /// What AWS answered for one case, to record in one transaction.
 enum Outcome {
-    /// The case id, and the service and category codes it was opened with.
-    Opened(String, (String, String)),
-    /// Not opened: retry later, or give up (`dead`).
-    NotOpened { error: CaseError, dead: bool },
+    /// The case id, the service and category codes and the severity it was opened with.
+    Opened(String, (String, String), Opening),
+    /// Not opened: retry later, or give up (`dead`); `notes` for the ticket.
+    NotOpened {
+        error: CaseError,
+        dead: bool,
+        notes: Vec<String>,
+    },
     /// The ticket was resolved before the case could be opened: it is not opened.
     Cancelled,
     /// Read back (when `state` is there), replies sent up to comment `sent_upto`, resolved
@@ -183,6 +203,24 @@ fn pick_codes(
             Some((s.code.clone(), category.0.clone()))
         })
         .unwrap_or(current)
+}
+
+/// What AWS said about one account's case severities when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SeverityCheck {
+    pub account_id: String,
+    pub support_plan: SupportPlan,
+    /// The plan whose table applies today: the configured one, or its successor once it has
+    /// ended.
+    pub plan_in_effect: SupportPlan,
+    /// What AWS offers the account, lowest first; none when it did not answer.
+    pub levels: Option<Vec<CaseSeverity>>,
+    /// Why AWS did not answer.
+    pub error: Option<String>,
+    /// When the answer does not fit the configured plan: what it says and which plans fit.
+    pub mismatch: Option<String>,
+    /// What the account should know about its plan ending.
+    pub notice: Option<String>,
 }
 
 impl crate::Desk {
@@ -262,7 +300,7 @@ impl crate::Desk {
                 let mut notes: Vec<(String, String)> = Vec::new();
                 let mut tell: Option<(&str, bool)> = None;
                 match outcome {
-                    Outcome::Opened(case_id, _)
+                    Outcome::Opened(case_id, _, _)
                         if record.state != "requested" || record.case_id.is_some() =>
                     {
                         // Another node opened it meanwhile (its lease ran out under us): keep
@@ -276,7 +314,15 @@ impl crate::Desk {
                             ),
                         ));
                     }
-                    Outcome::Opened(case_id, (service_code, category_code)) => {
+                    Outcome::Opened(case_id, (service_code, category_code), opening) => {
+                        for n in opening.notes {
+                            notes.push(("ticket.aws_case_severity".into(), n));
+                        }
+                        record.severity = Some(opening.severity.as_str().to_owned());
+                        record.severity_source = Some(opening.source);
+                        if opening.plan.is_some() {
+                            record.support_plan = opening.plan;
+                        }
                         record.state = "opened".into();
                         record.service_code = service_code;
                         record.category_code = category_code;
@@ -290,6 +336,7 @@ impl crate::Desk {
                                 "case_id": case_id,
                                 "account": record.account_id,
                                 "severity": record.severity,
+                                "severity_from": record.severity_source,
                                 "service_code": record.service_code,
                                 "category_code": record.category_code,
                             })),
@@ -303,7 +350,10 @@ impl crate::Desk {
                             whole("aws_case", Value::Null, json!({ "state": "cancelled", "reason": record.detail })),
                         ));
                     }
-                    Outcome::NotOpened { error, dead } => {
+                    Outcome::NotOpened { error, dead, notes: said } => {
+                        for n in said {
+                            notes.push(("ticket.aws_case_severity".into(), n));
+                        }
                         record.attempts += 1;
                         record.detail = error.to_string();
                         let told = if settings.aws.account_team_channel.is_some() {
@@ -504,28 +554,231 @@ impl crate::Desk {
         } else {
             (case.service_code.clone(), case.category_code.clone())
         };
-        let severity = case
+        let recorded = case
             .severity
             .as_deref()
             .and_then(CaseSeverity::parse)
             .unwrap_or(CaseSeverity::Low);
-        let request = CaseRequest {
+        let configured = self.account_of(&case.account_id).await?;
+        let mut opening = self
+            .opening(aws, case, account, configured.as_ref(), recorded, false)
+            .await?;
+        let mut request = CaseRequest {
             account: account.clone(),
             subject: case.subject.clone(),
             body: case.body.clone(),
-            severity,
+            severity: opening.severity,
             service_code,
             category_code,
             cc: case.cc.clone(),
         };
-        Ok(match aws.create_case(&request).await {
-            Ok(id) => Outcome::Opened(id, (request.service_code, request.category_code)),
-            Err(error) => {
-                let dead =
-                    !error.retryable() || case.attempts + 1 >= self.escalation.case_max_attempts;
-                Outcome::NotOpened { error, dead }
+        let mut refusals = 0;
+        loop {
+            let error = match aws.create_case(&request).await {
+                Ok(id) => {
+                    return Ok(Outcome::Opened(
+                        id,
+                        (request.service_code, request.category_code),
+                        opening,
+                    ))
+                }
+                Err(error) => error,
+            };
+            // AWS refused the severity (the account's plan changed, or the table was wrong):
+            // ask AWS again what it offers, or else try one severity lower, once.
+            let severity_refused = matches!(&error, CaseError::Refused(m)
+                if m.to_ascii_lowercase().contains("severity"));
+            if severity_refused && refusals == 0 {
+                refusals += 1;
+                let refused = request.severity;
+                let mut next = self
+                    .opening(aws, case, account, configured.as_ref(), refused, true)
+                    .await?;
+                if next.source == CapSource::Plan || next.severity >= refused {
+                    if let Some(lower) = refused.lower() {
+                        next.severity = lower;
+                        next.source = CapSource::Plan;
+                    }
+                }
+                if next.severity < refused {
+                    let mut notes = std::mem::take(&mut opening.notes);
+                    notes.push(format!(
+                        "AWS Support refused the case as {refused} ({error}); opening it as {} \
+                         instead.",
+                        next.severity
+                    ));
+                    next.notes = notes;
+                    opening = next;
+                    request.severity = opening.severity;
+                    continue;
+                }
+            }
+            let dead = !error.retryable() || case.attempts + 1 >= self.escalation.case_max_attempts;
+            return Ok(Outcome::NotOpened {
+                error,
+                dead,
+                notes: opening.notes,
+            });
+        }
+    }
+
+    /// The severity to open `case` with: what AWS offers the account (asked again when the
+    /// answer kept is older than a day, or when `ask` says so), capped at `asked`, or when AWS
+    /// does not answer, the severity the escalation recorded.
+    async fn opening(
+        &self,
+        aws: &dyn SupportCases,
+        case: &SupportCaseRecord,
+        account: &CaseAccount,
+        configured: Option<&AwsAccount>,
+        asked: CaseSeverity,
+        ask: bool,
+    ) -> crate::Result<Opening> {
+        let offered = self.offered_severities(aws, account, ask).await?;
+        let recorded = case.severity.as_deref().and_then(CaseSeverity::parse);
+        let (Some(offered), Some(configured)) = (offered, configured) else {
+            return Ok(Opening {
+                severity: asked,
+                source: case.severity_source.unwrap_or(CapSource::Plan),
+                plan: None,
+                notes: Vec::new(),
+            });
+        };
+        // At first AWS's answer may open the case as high as the ticket asked; after a
+        // refusal, no higher than what was refused.
+        let ceiling = if ask {
+            asked
+        } else {
+            CaseSeverity::parse(&case.requested_severity).unwrap_or(asked)
+        };
+        let decision = cap_severity(
+            configured.support_plan,
+            ceiling,
+            &CaseContext {
+                day: self.now().date_naive(),
+                govcloud: configured.govcloud,
+                offered: Some(offered),
+            },
+        );
+        let severity = decision.granted.unwrap_or(asked);
+        let mut notes = Vec::new();
+        if recorded != Some(severity) {
+            notes.push(format!(
+                "{}. The escalation recorded {}; AWS's answer for the account decides.",
+                decision.reason,
+                recorded.map_or("no severity", CaseSeverity::as_str)
+            ));
+        }
+        Ok(Opening {
+            severity,
+            source: CapSource::Aws,
+            plan: Some(decision.plan_in_effect),
+            notes,
+        })
+    }
+
+    /// What AWS offers `account` (DescribeSeverityLevels), from the answer kept for it when
+    /// that is fresh, else asked now and kept. `None` when AWS has never answered.
+    async fn offered_severities(
+        &self,
+        aws: &dyn SupportCases,
+        account: &CaseAccount,
+        ask: bool,
+    ) -> crate::Result<Option<Vec<CaseSeverity>>> {
+        let now = self.now();
+        let kept = self
+            .db()
+            .severity_levels()
+            .await?
+            .into_iter()
+            .find(|l| l.account_id == account.id);
+        let fresh = kept.as_ref().is_some_and(|k| {
+            let wait = if k.error.is_some() {
+                LEVELS_RETRY
+            } else {
+                LEVELS_FRESH
+            };
+            now < k.checked_at + wait
+        });
+        if fresh && !ask {
+            return Ok(kept.and_then(|k| k.levels));
+        }
+        let answer = aws.severity_levels(account).await;
+        let id = account.id.clone();
+        let (levels, error) = match &answer {
+            Ok(levels) => (Some(levels.clone()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                tx.save_severity_levels(&id, levels.as_deref(), error.as_deref(), now)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(match answer {
+            Ok(levels) => Some(levels),
+            Err(e) => {
+                tracing::info!(account = %account.id, error = %e, "AWS did not say which case severities the account has; the plan table decides");
+                kept.and_then(|k| k.levels)
             }
         })
+    }
+
+    /// Asks AWS (DescribeSeverityLevels) which case severities each known account has,
+    /// keeps the answers for escalations and advice, and says where an answer does not fit
+    /// the configured plan. Accounts whose plan has no AWS Support API are asked too: AWS's
+    /// answer, SubscriptionRequiredException included, is what counts.
+    pub async fn check_severity_levels(
+        &self,
+        actor: &crate::Actor,
+        aws: &dyn SupportCases,
+    ) -> crate::Result<Vec<SeverityCheck>> {
+        actor.require_admin()?;
+        let today = self.now().date_naive();
+        let mut checks = Vec::new();
+        for record in self.aws_accounts(actor).await? {
+            let a = record.account();
+            let account = CaseAccount {
+                id: a.id.clone(),
+                role_arn: a.support_role_arn.clone(),
+            };
+            let answer = aws.severity_levels(&account).await;
+            let (levels, error) = match &answer {
+                Ok(levels) => (Some(levels.clone()), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let (id, kept, why) = (a.id.clone(), levels.clone(), error.clone());
+            self.change(move |tx, now| {
+                Box::pin(async move {
+                    tx.save_severity_levels(&id, kept.as_deref(), why.as_deref(), now)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+            checks.push(SeverityCheck {
+                mismatch: levels.as_deref().and_then(|l| {
+                    opsdesk_domain::support::plan_mismatch(a.support_plan, l, today, a.govcloud)
+                }),
+                notice: opsdesk_domain::support::plan_notice(a.support_plan, today, a.govcloud),
+                account_id: a.id,
+                support_plan: a.support_plan,
+                plan_in_effect: a.support_plan.in_effect(today, a.govcloud),
+                levels,
+                error,
+            });
+        }
+        Ok(checks)
+    }
+
+    /// The account as configured now (the configuration file first, then the API).
+    async fn account_of(&self, id: &str) -> crate::Result<Option<AwsAccount>> {
+        if let Some(a) = self.aws_accounts.iter().find(|a| a.id == id) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.db().aws_account(id).await?.map(|a| a.account()))
     }
 
     /// Follows an open case. A resolved ticket resolves the case first of all; otherwise the

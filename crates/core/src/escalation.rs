@@ -16,7 +16,7 @@ use opsdesk_domain::audit::{AuditEntry, AuditRecord, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::escalation::{select_escalation, AwsEscalation, EscalateTo, EscalationPolicy};
 use opsdesk_domain::sla::{measure, ClockState, Deadline, SlaClock, TicketTimes};
-use opsdesk_domain::support::cap;
+use opsdesk_domain::support::{cap, CaseContext};
 use opsdesk_domain::{
     AwsAccount, Calendar, Environment, FieldError, Permission, SlaPolicy, Status, Ticket, Workload,
 };
@@ -891,7 +891,21 @@ impl Step<'_> {
                 ),
             )
         })?;
-        let decision = cap(account.support_plan, t.severity);
+        // What AWS last said about the account's severities decides, when it has said; the
+        // case worker asks again before it opens the case.
+        let offered = tx
+            .severity_levels_of(&account.id)
+            .await?
+            .and_then(|l| l.levels);
+        let decision = cap(
+            account.support_plan,
+            t.severity,
+            &CaseContext {
+                day: self.now.date_naive(),
+                govcloud: account.govcloud,
+                offered,
+            },
+        );
         let aws = &self.settings.aws;
         let (service_code, category_code) = self
             .service
@@ -932,6 +946,8 @@ impl Step<'_> {
             created_by: self.actor.to_owned(),
             created_at: self.now,
             updated_at: self.now,
+            support_plan: Some(decision.plan_in_effect),
+            severity_source: Some(decision.capped_by),
         };
         tx.save_support_case(&record).await?;
         let team = if account.account_team_emails.is_empty() {
@@ -976,9 +992,11 @@ impl Step<'_> {
                     json!({
                         "account": account.id,
                         "plan": account.support_plan,
+                        "plan_in_effect": decision.plan_in_effect,
                         "requested": decision.requested,
                         "granted": decision.granted,
                         "capped": decision.capped,
+                        "capped_by": decision.capped_by,
                         "state": record.state,
                         "reason": decision.reason,
                         "why": why,

@@ -870,15 +870,23 @@ impl Desk {
                     if !matches!(c.state.as_str(), "opened" | "resolved") {
                         continue;
                     }
-                    let plan = accounts
-                        .iter()
-                        .find(|a| a.id == c.account_id)
-                        .map_or(SupportPlan::Basic, |a| a.support_plan);
+                    // The target of the plan the case was decided on; for cases from
+                    // before opsdesk kept it, the account's plan now.
+                    let plan = c
+                        .support_plan
+                        .as_deref()
+                        .and_then(SupportPlan::parse)
+                        .unwrap_or_else(|| {
+                            accounts
+                                .iter()
+                                .find(|a| a.id == c.account_id)
+                                .map_or(SupportPlan::Basic, |a| a.support_plan)
+                        });
                     let Some(target) = c
                         .severity
                         .as_deref()
                         .and_then(CaseSeverity::parse)
-                        .and_then(|s| plan.first_response(s))
+                        .and_then(|s| plan.target(s))
                     else {
                         continue;
                     };

@@ -880,7 +880,7 @@ pub fn builtins() -> Vec<BuiltinKpi> {
             name: "aws_case_first_response",
             measure: Builtin::AwsCaseFirstResponse,
             title: "AWS case first response within the plan's target",
-            description: "Share of AWS Support cases whose first answer from AWS came within the first-response target of the account's support plan for the case's severity; cases requested in the window, one still unanswered past its target counts as missed.",
+            description: "Share of AWS Support cases whose first answer from AWS came within the first-response target, for the case's severity, of the support plan the case was opened on; cases requested in the window, one still unanswered past its target counts as missed.",
             unit: Unit::Percent,
             thresholds: Some(t(Higher, 95.0, 90.0, 80.0)),
             window: month,

@@ -29,8 +29,8 @@ pub use sla::{
     WeeklyHours,
 };
 pub use support::{
-    Advice, AdviceInput, AwsAccount, CaseCounts, CaseDecision, CaseSeverity, PlanChange,
-    SupportPlan, Target,
+    Advice, AdviceInput, AwsAccount, CapSource, CaseContext, CaseCounts, CaseDecision,
+    CaseSeverity, PlanChange, SupportPlan, Target,
 };
 pub use ticket::{
     Comment, Kind, LinkKind, Severity, Status, Ticket, TicketLink, Transition, TransitionError,

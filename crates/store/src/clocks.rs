@@ -1,6 +1,7 @@
 //! The clocks of open tickets (SLA due times and escalation tier) and their AWS Support cases.
 
 use chrono::{DateTime, Utc};
+use opsdesk_domain::{CapSource, SupportPlan};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -128,12 +129,17 @@ pub struct SupportCaseRecord {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The plan whose table applied when the case was decided (the configured plan, or what
+    /// AWS moved it to); none for cases from before opsdesk kept it.
+    pub support_plan: Option<SupportPlan>,
+    /// `aws` when DescribeSeverityLevels decided the severity, `plan` when the table did.
+    pub severity_source: Option<CapSource>,
 }
 
 const CASE_COLUMNS: &str = "ticket_id, account_id, state, case_id, display_id, \
     requested_severity, severity, service_code, category_code, subject, body, cc, aws_status, \
     detail, attempts, next_sync_at, last_message_at, first_reply_at, sent_comment_id, created_by, \
-    created_at, updated_at";
+    created_at, updated_at, support_plan, severity_source";
 
 macro_rules! case_from_row {
     ($row:expr) => {{
@@ -165,6 +171,12 @@ macro_rules! case_from_row {
             created_by: row.try_get("created_by")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
             updated_at: row.try_get::<Ts, _>("updated_at")?.0,
+            support_plan: row
+                .try_get::<Option<String>, _>("support_plan")?
+                .and_then(|p| SupportPlan::parse(&p)),
+            severity_source: row
+                .try_get::<Option<String>, _>("severity_source")?
+                .and_then(|s| CapSource::parse(&s)),
         }
     }};
 }
@@ -404,9 +416,10 @@ impl Tx {
                 "INSERT INTO support_cases (ticket_id, account_id, state, case_id, display_id, \
                  requested_severity, severity, service_code, category_code, subject, body, cc, \
                  aws_status, detail, attempts, next_sync_at, lease_until, last_message_at, \
-                 sent_comment_id, created_by, created_at, updated_at, first_reply_at) \
+                 sent_comment_id, created_by, created_at, updated_at, first_reply_at, \
+                 support_plan, severity_source) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, \
-                 $17, $18, $19, $20, $21, $22) \
+                 $17, $18, $19, $20, $21, $22, $23, $24) \
                  ON CONFLICT (ticket_id) DO UPDATE SET account_id = excluded.account_id, \
                  state = excluded.state, case_id = excluded.case_id, display_id = excluded.display_id, \
                  requested_severity = excluded.requested_severity, severity = excluded.severity, \
@@ -417,7 +430,8 @@ impl Tx {
                  lease_until = NULL, last_message_at = excluded.last_message_at, \
                  sent_comment_id = excluded.sent_comment_id, created_by = excluded.created_by, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
-                 first_reply_at = excluded.first_reply_at",
+                 first_reply_at = excluded.first_reply_at, support_plan = excluded.support_plan, \
+                 severity_source = excluded.severity_source",
             )
             .bind(s.ticket_id)
             .bind(&s.account_id)
@@ -441,6 +455,8 @@ impl Tx {
             .bind(Ts(s.created_at))
             .bind(Ts(s.updated_at))
             .bind(s.first_reply_at.map(Ts))
+            .bind(s.support_plan.map(SupportPlan::as_str))
+            .bind(s.severity_source.map(CapSource::as_str))
             .execute(&mut *c)
             .await?;
             Ok(())

@@ -61,6 +61,8 @@ pub struct CaseFact {
     pub state: String,
     pub created_at: DateTime<Utc>,
     pub first_reply_at: Option<DateTime<Utc>>,
+    /// The plan the case was decided on; none for cases from before opsdesk kept it.
+    pub support_plan: Option<String>,
 }
 
 /// A Trusted Advisor item flagged now.
@@ -587,7 +589,7 @@ impl Db {
         on_read!(self, p, _b => {
             let rows = sqlx::query(
                 "SELECT c.account_id, t.severity AS ticket_severity, c.severity, c.state, \
-                 c.created_at, c.first_reply_at \
+                 c.created_at, c.first_reply_at, c.support_plan \
                  FROM support_cases c JOIN tickets t ON t.id = c.ticket_id \
                  WHERE c.created_at >= $1 AND c.created_at < $2",
             )
@@ -604,6 +606,7 @@ impl Db {
                         state: row.try_get("state")?,
                         created_at: row.try_get::<Ts, _>("created_at")?.0,
                         first_reply_at: row.try_get::<Option<Ts>, _>("first_reply_at")?.map(|t| t.0),
+                        support_plan: row.try_get("support_plan")?,
                     })
                 })
                 .collect()

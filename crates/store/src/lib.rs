@@ -20,7 +20,7 @@ mod tokens;
 mod views;
 mod writer;
 
-pub use accounts::AwsAccountRecord;
+pub use accounts::{AwsAccountRecord, SeverityLevelsRecord};
 pub use audit::AuditHead;
 pub use clocks::{SupportCaseRecord, TicketClock};
 pub use db::{Backend, Db, DbOptions, Tx};

@@ -184,6 +184,7 @@ async fn configured_accounts_are_listed_and_protected(backend: Backend) {
             support_plan: SupportPlan::Enterprise,
             account_team_emails: vec!["tam@example.com".into()],
             support_role_arn: None,
+            govcloud: false,
         }];
     })
     .await;
@@ -252,8 +253,10 @@ async fn plan_table_follows_the_published_figures(backend: Backend) {
             "basic",
             "developer",
             "business",
+            "business_support_plus",
             "enterprise_on_ramp",
-            "enterprise"
+            "enterprise",
+            "unified_operations"
         ]
     );
     let basic = &plans[0];
@@ -278,8 +281,50 @@ async fn plan_table_follows_the_published_figures(backend: Backend) {
     assert_eq!(business["max_severity"], "urgent");
     assert_eq!(business["first_response"][3]["target"]["minutes"], 60);
     assert_eq!(business["first_response"][4]["target"], Value::Null);
-    assert_eq!(plans[3]["first_response"][4]["target"]["minutes"], 30);
-    assert_eq!(plans[4]["first_response"][4]["target"]["minutes"], 15);
+    // Critical first responses: Business Support+ and Enterprise On-Ramp 30 minutes,
+    // Enterprise 15, Unified Operations 5.
+    for (i, minutes) in [(3, 30), (4, 30), (5, 15), (6, 5)] {
+        assert_eq!(
+            plans[i]["first_response"][4]["target"]["minutes"], minutes,
+            "{}",
+            plans[i]
+        );
+    }
+    // Which plans can be held today, and what follows those that end.
+    let today = opsdesk_core::Clock::now(&opsdesk_core::SystemClock).date_naive();
+    let before_2027 = today < "2027-01-01".parse().unwrap();
+    for (i, ends) in [
+        (1, true),
+        (2, true),
+        (3, false),
+        (4, true),
+        (5, false),
+        (6, false),
+    ] {
+        let p = &plans[i];
+        assert_eq!(
+            p["ends_on"],
+            if ends {
+                json!("2027-01-01")
+            } else {
+                Value::Null
+            },
+            "{p}"
+        );
+        assert_eq!(p["available_today"], json!(!ends || before_2027), "{p}");
+        assert_eq!(
+            p["available_today_in_govcloud"],
+            json!(i != 3 && i != 6),
+            "{p}"
+        );
+    }
+    assert_eq!(business["successor"], "business_support_plus");
+    assert_eq!(plans[4]["successor"], "enterprise");
+    assert_eq!(plans[3]["minimum_monthly_usd"], 29);
+    assert!(plans[3]["disputed"]
+        .as_str()
+        .is_some_and(|d| d.contains("Choosing a severity")));
+    assert_eq!(plans[5]["disputed"], Value::Null);
     let urls: Vec<&str> = r.body["sources"]
         .as_array()
         .unwrap()
@@ -331,35 +376,53 @@ async fn advice_follows_the_accounts_workloads(backend: Backend) {
     let advice = r.body.as_array().unwrap();
     assert_eq!(advice.len(), 2, "{}", r.body);
 
-    // Production on Developer: at least Business, and the 15-minute SEV1 target is not met.
+    // Advice recommends only plans that exist today and 90 days on: from October 2026 that
+    // leaves Basic, Business Support+, Enterprise and Unified Operations.
+    // Production on Developer: at least Business Support+, and the 15-minute SEV1 target is
+    // not met; the notice says what happens to Developer.
     let prod = &advice[0];
     assert_eq!(prod["account_id"], PROD);
     assert_eq!(prod["current"], "developer");
     let rank = |p: &Value| SupportPlan::parse(p.as_str().unwrap()).unwrap();
     assert!(
-        rank(&prod["recommended"]) >= SupportPlan::Business,
+        rank(&prod["recommended"]) >= SupportPlan::BusinessSupportPlus,
         "{prod}"
     );
     assert_eq!(prod["change"], "upgrade");
     assert_eq!(prod["meets_sla"], false);
     assert!(prod["sla_gap"].as_str().is_some_and(|g| !g.is_empty()));
+    assert!(
+        prod["notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("Developer plan")
+                && n.contains("2027-01-01")
+                && n.contains("Business Support+")),
+        "{prod}"
+    );
 
-    // Only staging and no cases on Business: less is enough, and the reasons say why.
+    // Only staging and no cases on Business: the lowest plan with technical cases that
+    // carries on, with its published minimum.
     let staging = &advice[1];
     assert_eq!(staging["account_id"], STAGING);
-    assert_eq!(staging["recommended"], "developer");
-    assert_eq!(staging["change"], "downgrade");
+    assert_eq!(staging["recommended"], "business_support_plus", "{staging}");
+    assert_eq!(staging["recommended_minimum_usd"], 29);
     assert_eq!(staging["meets_sla"], true);
     let reasons = staging["reasons"].as_array().unwrap();
-    assert!(!reasons.is_empty());
     assert!(
         reasons[0]
             .as_str()
             .is_some_and(|r| r.starts_with("No production workloads")),
         "{reasons:?}"
     );
+    assert!(
+        reasons.iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("starts at $29 a month"))),
+        "{reasons:?}"
+    );
 
-    // A case at high severity in staging: Developer would not take it, so Business stays.
+    // A case at high severity in staging: the recommendation stays a plan with cases around
+    // the clock, and the reasons say why.
     let t = s
         .ticket(json!({"title": "Replica lag", "kind": "incident", "severity": "SEV3"}))
         .await;
@@ -379,8 +442,7 @@ async fn advice_follows_the_accounts_workloads(backend: Backend) {
         )
         .await;
     let staging = &r.body.as_array().unwrap()[1];
-    assert_eq!(staging["recommended"], "business", "{staging}");
-    assert_eq!(staging["change"], "keep");
+    assert_eq!(staging["recommended"], "business_support_plus", "{staging}");
     assert!(
         staging["reasons"][0]
             .as_str()

@@ -9,7 +9,9 @@ use opsdesk_core::escalation::EscalationSettings;
 use opsdesk_core::notify::NotifySettings;
 use opsdesk_core::{Actor, Desk, FixedClock};
 use opsdesk_domain::escalation::{AwsEscalation, EscalateTo, EscalationPolicy};
-use opsdesk_domain::{AwsAccount, NewTicket, NewWorkload, Ticket, TicketPatch};
+use opsdesk_domain::{
+    AwsAccount, CapSource, CaseSeverity, NewTicket, NewWorkload, SupportPlan, Ticket, TicketPatch,
+};
 use opsdesk_store::{OutboxFilter, OutboxItem};
 use serde_json::{json, Value};
 
@@ -29,6 +31,10 @@ on_both_backends!(
     long_replies_are_split_and_a_refused_reply_holds_back_none,
     stored_due_times_move_on_by_the_time_spent_pending,
     a_tickets_account_is_that_of_its_newest_signal_naming_one,
+    what_aws_offers_decides_the_case_severity,
+    a_severity_aws_refuses_is_asked_again_then_lowered,
+    the_same_configuration_escalates_differently_from_2027,
+    kpi_measures_a_case_against_the_plan_it_was_opened_on,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -561,6 +567,12 @@ struct Aws {
     reply_fails: std::sync::Mutex<Option<String>>,
     /// Replies with this body are refused as invalid.
     reply_refused: std::sync::Mutex<Option<String>>,
+    /// DescribeSeverityLevels' answer; none: the call fails, as on an endpoint without it.
+    levels: std::sync::Mutex<Option<Result<Vec<CaseSeverity>, opsdesk_core::cases::CaseError>>>,
+    /// How many times DescribeSeverityLevels was asked.
+    level_asks: std::sync::Mutex<u32>,
+    /// CreateCase refuses cases of this severity, as AWS does one the account cannot open.
+    refused_severity: std::sync::Mutex<Option<CaseSeverity>>,
 }
 
 #[async_trait::async_trait]
@@ -577,6 +589,12 @@ impl opsdesk_core::cases::SupportCases for Aws {
             case.category_code,
             case.cc.join(",")
         ));
+        if *self.refused_severity.lock().unwrap() == Some(case.severity) {
+            return Err(opsdesk_core::cases::CaseError::Refused(format!(
+                "CreateCase: InvalidParameterValueException: Invalid value for severityCode: {}",
+                case.severity
+            )));
+        }
         match self.create_fails.lock().unwrap().clone() {
             Some(e) => Err(e),
             None => Ok("case-1".into()),
@@ -665,9 +683,25 @@ impl opsdesk_core::cases::SupportCases for Aws {
             ],
         }])
     }
+
+    async fn severity_levels(
+        &self,
+        _account: &opsdesk_core::cases::CaseAccount,
+    ) -> Result<Vec<CaseSeverity>, opsdesk_core::cases::CaseError> {
+        *self.level_asks.lock().unwrap() += 1;
+        self.levels.lock().unwrap().clone().unwrap_or_else(|| {
+            Err(opsdesk_core::cases::CaseError::Failed(
+                "DescribeSeverityLevels: UnknownOperationException".into(),
+            ))
+        })
+    }
 }
 
 impl Aws {
+    fn asks(&self) -> u32 {
+        *self.level_asks.lock().unwrap()
+    }
+
     fn calls(&self) -> Vec<String> {
         std::mem::take(&mut *self.calls.lock().unwrap())
     }
@@ -1189,4 +1223,311 @@ async fn a_tickets_account_is_that_of_its_newest_signal_naming_one(backend: Back
     assert_eq!(account.as_deref(), Some("222222222222"));
     assert!(!contexts.contains_key(&quiet.id), "{contexts:?}");
     assert_eq!(contexts.len(), 1, "{contexts:?}");
+}
+
+async fn what_aws_offers_decides_the_case_severity(backend: Backend) {
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    // Configured Business, which the table caps at urgent; AWS offers the account critical.
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    *aws.levels.lock().unwrap() = Some(Ok(CaseSeverity::ALL.to_vec()));
+    let first = open(
+        &desk,
+        json!({"title": "Checkout down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let case = case_of(&desk, first.id).await.unwrap();
+    assert_eq!(
+        case.severity.as_deref(),
+        Some("urgent"),
+        "AWS has not been asked yet"
+    );
+    assert_eq!(case.severity_source, Some(CapSource::Plan));
+
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.asks(), 1);
+    assert_eq!(
+        aws.calls()[0],
+        "create 111111111111 critical general-info/using-aws cc=tam@example.com"
+    );
+    let case = case_of(&desk, first.id).await.unwrap();
+    assert_eq!(case.severity.as_deref(), Some("critical"));
+    assert_eq!(case.severity_source, Some(CapSource::Aws));
+    assert_eq!(case.support_plan, Some(SupportPlan::Business));
+    let notes = desk.comments(&Actor::cli(), first.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| c
+            .body
+            .contains("AWS offers this account critical (DescribeSeverityLevels)")),
+        "{notes:?}"
+    );
+    let history = desk.history(&Actor::cli(), first.id).await.unwrap();
+    let opened = history
+        .iter()
+        .find(|e| e.action == "ticket.aws_case_opened")
+        .unwrap();
+    assert_eq!(opened.changes["aws_case"].after["severity_from"], "aws");
+
+    // The answer is kept: the next escalation uses it at once, and the worker does not ask
+    // again within the day.
+    let second = open(
+        &desk,
+        json!({"title": "Payments down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let case = case_of(&desk, second.id).await.unwrap();
+    assert_eq!(case.severity.as_deref(), Some("critical"));
+    assert_eq!(case.severity_source, Some(CapSource::Aws));
+    let history = desk.history(&Actor::cli(), second.id).await.unwrap();
+    let step = history
+        .iter()
+        .find(|e| e.action == "ticket.escalated")
+        .unwrap();
+    assert_eq!(step.changes["aws_case"].after["capped_by"], "aws");
+    clock.advance(TimeDelta::minutes(5));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.asks(), 1, "asked once a day");
+
+    // A day later the plan changed at AWS: only up to urgent now.
+    *aws.levels.lock().unwrap() = Some(Ok(vec![
+        CaseSeverity::Low,
+        CaseSeverity::Normal,
+        CaseSeverity::High,
+        CaseSeverity::Urgent,
+    ]));
+    clock.advance(TimeDelta::hours(25));
+    let third = open(
+        &desk,
+        json!({"title": "Search down", "severity": "SEV1", "workload": "shop"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    aws.calls();
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.asks(), 2);
+    let case = case_of(&desk, third.id).await.unwrap();
+    assert_eq!(case.severity.as_deref(), Some("urgent"));
+    assert_eq!(case.severity_source, Some(CapSource::Aws));
+
+    // Plan advice and the account list show what AWS's answer means for the configuration.
+    let advice = desk.support_plan_advice(&Actor::cli()).await.unwrap();
+    let shop = advice
+        .iter()
+        .find(|a| a.account_id == "111111111111")
+        .unwrap();
+    assert_eq!(shop.aws_mismatch, None, "urgent fits Business");
+    *aws.levels.lock().unwrap() = Some(Ok(CaseSeverity::ALL.to_vec()));
+    let checks = desk
+        .check_severity_levels(&Actor::cli(), &aws)
+        .await
+        .unwrap();
+    let shop = checks
+        .iter()
+        .find(|c| c.account_id == "111111111111")
+        .unwrap();
+    assert!(
+        shop.mismatch
+            .as_deref()
+            .is_some_and(|m| m.contains("up to critical")),
+        "{shop:?}"
+    );
+    let advice = desk.support_plan_advice(&Actor::cli()).await.unwrap();
+    let shop = advice
+        .iter()
+        .find(|a| a.account_id == "111111111111")
+        .unwrap();
+    assert!(shop.aws_mismatch.is_some(), "{shop:?}");
+    assert!(desk
+        .check_severity_levels(
+            &Actor::new("agent@example.com", opsdesk_domain::Role::Agent),
+            &aws
+        )
+        .await
+        .is_err());
+}
+
+async fn a_severity_aws_refuses_is_asked_again_then_lowered(backend: Backend) {
+    let (_db, desk, _clock) = desk(backend, EscalationSettings::default()).await;
+    let cli = Actor::cli();
+    desk.save_aws_account(
+        &cli,
+        from(json!({"id": "333333333333", "name": "new-plan", "support_plan": "business_support_plus"})),
+    )
+    .await
+    .unwrap();
+    workload(&desk, "orders", "production", "333333333333").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    // AWS cannot say which severities the account has, and refuses critical.
+    *aws.refused_severity.lock().unwrap() = Some(CaseSeverity::Critical);
+    let t = open(
+        &desk,
+        json!({"title": "Orders down", "severity": "SEV1", "workload": "orders"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!(
+        case.severity.as_deref(),
+        Some("critical"),
+        "the table gives Business Support+ critical"
+    );
+    desk.sync_cases(&aws).await.unwrap();
+    let calls = aws.calls();
+    assert!(
+        calls[0].starts_with("create 333333333333 critical"),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("create 333333333333 urgent"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        aws.asks(),
+        2,
+        "asked before opening, and again after the refusal"
+    );
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!(case.state, "opened");
+    assert_eq!(case.severity.as_deref(), Some("urgent"));
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|c| c.body.contains("refused the case as critical")
+                && c.body.contains("opening it as urgent instead")),
+        "{notes:?}"
+    );
+}
+
+async fn the_same_configuration_escalates_differently_from_2027(backend: Backend) {
+    // The lab account is configured `developer`, and Developer ends on 1 January 2027.
+    for (at, state) in [
+        (
+            Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap(),
+            "unavailable",
+        ),
+        (
+            Utc.with_ymd_and_hms(2027, 1, 1, 1, 0, 0).unwrap(),
+            "requested",
+        ),
+    ] {
+        let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+        clock.advance(at - t0());
+        workload(&desk, "lab", "production", "222222222222").await;
+        let t = open(
+            &desk,
+            json!({"title": "Lab down", "severity": "SEV2", "workload": "lab"}),
+        )
+        .await;
+        desk.watch_clocks().await.unwrap();
+        let case = case_of(&desk, t.id).await.unwrap();
+        assert_eq!(case.state, state, "{at}");
+        let notes = desk.comments(&Actor::cli(), t.id).await.unwrap();
+        if state == "requested" {
+            // After the end opsdesk asks AWS what the account has; one AWS has not moved
+            // answers that it has no API, and the ticket and account team hear it.
+            assert_eq!(case.support_plan, Some(SupportPlan::BusinessSupportPlus));
+            assert!(
+                case.detail
+                    .contains("configured Developer, which ended on 2027-01-01"),
+                "{}",
+                case.detail
+            );
+            let aws = Aws::default();
+            *aws.levels.lock().unwrap() = Some(Err(
+                opsdesk_core::cases::CaseError::SubscriptionRequired("no plan".into()),
+            ));
+            *aws.create_fails.lock().unwrap() =
+                Some(opsdesk_core::cases::CaseError::SubscriptionRequired(
+                    "AWS Premium Support Subscription is required".into(),
+                ));
+            desk.sync_cases(&aws).await.unwrap();
+            let case = case_of(&desk, t.id).await.unwrap();
+            assert_eq!(case.state, "unavailable");
+        } else {
+            assert!(
+                notes
+                    .iter()
+                    .any(|c| c.body.contains("Developer plan has no AWS Support API")),
+                "{notes:?}"
+            );
+        }
+        // Plan advice says what happens to the plan, before and after.
+        let advice = desk.support_plan_advice(&Actor::cli()).await.unwrap();
+        let lab = advice
+            .iter()
+            .find(|a| a.account_id == "222222222222")
+            .unwrap();
+        let notice = lab.notice.clone().unwrap();
+        assert!(
+            notice.contains(if state == "requested" {
+                "ended on 2027-01-01"
+            } else {
+                "AWS ends the Developer plan on 2027-01-01"
+            }),
+            "{notice}"
+        );
+        // Production with the built-in 15-minute SEV1 target: Enterprise, in either year.
+        assert_eq!(lab.recommended, SupportPlan::Enterprise);
+    }
+}
+
+async fn kpi_measures_a_case_against_the_plan_it_was_opened_on(backend: Backend) {
+    // An Enterprise On-Ramp account answers critical within 30 minutes; Enterprise, which
+    // AWS moves it to, within 15. A case opened on the 31st of December and answered after
+    // 25 minutes met its target, whatever the account holds when the KPI is read.
+    let (db, _desk, clock) = desk(backend, EscalationSettings::default()).await;
+    clock.advance(Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap() - t0());
+    let ramp: Vec<AwsAccount> = vec![from(json!({"id": "444444444444", "name": "ramp",
+        "support_plan": "enterprise_on_ramp"}))];
+    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+        .with_notify_settings(notify())
+        .with_aws_accounts(ramp)
+        .with_escalation_settings(EscalationSettings::default());
+    workload(&desk, "core", "production", "444444444444").await;
+    let t = open(
+        &desk,
+        json!({"title": "Core down", "severity": "SEV1", "workload": "core"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    let opened_at = Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap();
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    aws.messages
+        .lock()
+        .unwrap()
+        .push(opsdesk_core::cases::CaseCommunication {
+            body: "An engineer is on it.".into(),
+            submitted_by: "Amazon Web Services".into(),
+            at: opened_at + TimeDelta::minutes(25),
+        });
+    desk.sync_cases(&aws).await.unwrap();
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!(case.support_plan, Some(SupportPlan::EnterpriseOnRamp));
+    assert_eq!(case.severity.as_deref(), Some("critical"));
+
+    // In January the account is configured as what AWS moved it to.
+    clock.advance(TimeDelta::days(2));
+    let moved: Vec<AwsAccount> = vec![from(json!({"id": "444444444444", "name": "ramp",
+        "support_plan": "enterprise"}))];
+    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+        .with_notify_settings(notify())
+        .with_aws_accounts(moved)
+        .with_escalation_settings(EscalationSettings::default());
+    desk.evaluate_kpis(true).await.unwrap();
+    let kpis = desk.kpis(&Actor::cli(), None).await.unwrap();
+    let met = kpis
+        .iter()
+        .find(|k| k.info.name == "aws_case_first_response")
+        .and_then(|k| k.value)
+        .unwrap();
+    assert_eq!(
+        met, 100.0,
+        "measured against Enterprise On-Ramp's 30 minutes"
+    );
 }

@@ -155,10 +155,23 @@ struct PlanRow {
     /// Whether the AWS Support API is available, so opsdesk can open cases itself.
     has_api: bool,
     case_access: &'static str,
-    /// The highest case severity; none when the plan allows no technical cases.
+    /// The highest case severity the table assumes when AWS does not say (AWS's answer for
+    /// an account, DescribeSeverityLevels, wins); none when the plan has no technical cases.
     max_severity: Option<CaseSeverity>,
     /// The first-response target of every case severity, lowest first.
     first_response: Vec<FirstResponse>,
+    /// The published minimum monthly charge, in US dollars.
+    minimum_monthly_usd: u32,
+    /// Whether an account outside AWS GovCloud (US) can hold the plan today.
+    available_today: bool,
+    /// Whether an account in AWS GovCloud (US) can hold the plan today.
+    available_today_in_govcloud: bool,
+    /// The day the plan ends outside AWS GovCloud (US), if it does.
+    ends_on: Option<chrono::NaiveDate>,
+    /// The plan AWS moves its accounts to or offers them when it ends.
+    successor: Option<SupportPlan>,
+    /// Where AWS's own pages disagree about the plan, and what opsdesk assumes.
+    disputed: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -171,14 +184,16 @@ struct FirstResponse {
 }
 
 /// The support plan table: for each plan whether it allows technical cases and the AWS
-/// Support API, its highest case severity and the first-response target of each severity.
+/// Support API, its highest case severity, the first-response target of each severity, its
+/// minimum price and the days it can be held.
 #[utoipa::path(
     get,
     path = "/api/v1/support-plans",
     tag = "aws",
     responses((status = 200, description = "The plans, lowest first", body = PlanTable))
 )]
-async fn support_plans(Auth(_actor): Auth) -> Json<PlanTable> {
+async fn support_plans(State(state): State<AppState>, Auth(_actor): Auth) -> Json<PlanTable> {
+    let today = state.desk.now().date_naive();
     let plans = SupportPlan::ALL
         .iter()
         .map(|&plan| PlanRow {
@@ -196,6 +211,12 @@ async fn support_plans(Auth(_actor): Auth) -> Json<PlanTable> {
                     target: plan.first_response(severity),
                 })
                 .collect(),
+            minimum_monthly_usd: plan.minimum_monthly_usd(),
+            available_today: plan.available_on(today, false),
+            available_today_in_govcloud: plan.available_on(today, true),
+            ends_on: plan.ends_on(false),
+            successor: plan.successor().map(|(p, _)| p),
+            disputed: plan.disputed(),
         })
         .collect();
     Json(PlanTable {
@@ -204,9 +225,9 @@ async fn support_plans(Auth(_actor): Auth) -> Json<PlanTable> {
     })
 }
 
-/// Which support plan each AWS account's workloads call for, and why. An account with a
-/// production workload needs the built-in SEV1/SEV2 first-response target (15 minutes); AWS
-/// Support cases are not stored yet, so none are counted.
+/// Which support plan each AWS account's workloads call for today, and why: among the plans
+/// that exist today and for the next 90 days, with a notice for accounts on plans that end
+/// and what AWS's own answer (DescribeSeverityLevels) says when it does not fit the plan.
 #[utoipa::path(
     get,
     path = "/api/v1/support-plans/advice",

@@ -84,7 +84,8 @@ struct AdminPage {
     channel_names: Vec<String>,
     events: Vec<&'static str>,
     severities: Vec<&'static str>,
-    plans: Vec<&'static str>,
+    /// Each plan's name and label.
+    plans: Vec<(&'static str, &'static str)>,
 }
 
 pub(super) async fn admin_page(
@@ -214,7 +215,7 @@ pub(super) async fn admin_page(
             id: "aws-accounts",
             title: "AWS accounts and support plans",
             note: String::new(),
-            headers: vec!["Account", "Name", "Plan", "Advice", "Why", ""],
+            headers: vec!["Account", "Name", "Plan", "Notice", "Advice", "Why", ""],
             rows: accounts
                 .iter()
                 .map(|a| {
@@ -222,13 +223,44 @@ pub(super) async fn admin_page(
                     vec![
                         cell(&a.id),
                         cell(&a.name),
-                        cell(a.support_plan.as_str()),
+                        cell(if a.govcloud {
+                            format!("{} (GovCloud)", a.support_plan.label())
+                        } else {
+                            a.support_plan.label().to_owned()
+                        }),
+                        cell(
+                            advice
+                                .map(|x| {
+                                    [x.notice.as_deref(), x.aws_mismatch.as_deref()]
+                                        .into_iter()
+                                        .flatten()
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
+                                })
+                                .filter(|n| !n.is_empty())
+                                .unwrap_or_else(|| "—".into()),
+                        ),
                         cell(
                             advice
                                 .map(|x| format!("{:?} to {}", x.change, x.recommended.as_str()))
                                 .unwrap_or_else(|| "—".into()),
                         ),
-                        cell(advice.map(|x| x.reasons.join(" ")).unwrap_or_default()),
+                        // The notice and AWS's answer have their own column.
+                        cell(
+                            advice
+                                .map(|x| {
+                                    x.reasons
+                                        .iter()
+                                        .filter(|r| {
+                                            Some(r.as_str()) != x.notice.as_deref()
+                                                && Some(r.as_str()) != x.aws_mismatch.as_deref()
+                                        })
+                                        .cloned()
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
+                                })
+                                .unwrap_or_default(),
+                        ),
                         if a.origin == "config" {
                             cell("in the configuration file")
                         } else {
@@ -436,7 +468,7 @@ pub(super) async fn admin_page(
             .collect(),
         plans: opsdesk_domain::SupportPlan::ALL
             .iter()
-            .map(|p| p.as_str())
+            .map(|p| (p.as_str(), p.label()))
             .collect(),
         shell: visit.at("admin").shell,
     };

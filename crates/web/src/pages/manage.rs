@@ -475,6 +475,8 @@ pub struct AccountForm {
     account_team_emails: String,
     #[serde(default)]
     support_role_arn: String,
+    #[serde(default)]
+    govcloud: Option<String>,
 }
 
 /// Adds an AWS account or replaces the one with the same id.
@@ -489,6 +491,7 @@ pub async fn save_account(
             "name": form.name.trim(),
             "support_plan": form.support_plan,
             "account_team_emails": words(&form.account_team_emails),
+            "govcloud": form.govcloud.is_some(),
         });
         if let Some(arn) = given(&form.support_role_arn) {
             spec["support_role_arn"] = json!(arn);
