@@ -160,12 +160,14 @@ enum Outcome {
     },
     /// The ticket was resolved before the case could be opened: it is not opened.
     Cancelled,
-    /// Read back (when `state` is there), replies sent up to comment `sent_upto`, resolved
-    /// at AWS with the status given; `error` is the call that failed on the way, if any;
-    /// `refused` the replies AWS refused and that are passed over, by comment id.
+    /// Read back (when `state` is there), replies sent up to comment `sent_upto` and
+    /// `sent_parts` parts of the one after it, resolved at AWS with the status given; `error`
+    /// is the call that failed on the way, if any; `refused` the replies AWS refused and that
+    /// are passed over, by comment id.
     Followed {
         state: Option<CaseState>,
         sent_upto: i64,
+        sent_parts: i64,
         resolved: Option<String>,
         error: Option<CaseError>,
         refused: Vec<(i64, CaseError)>,
@@ -386,6 +388,7 @@ impl crate::Desk {
                     Outcome::Followed {
                         state,
                         sent_upto,
+                        sent_parts,
                         resolved,
                         error,
                         refused,
@@ -428,7 +431,10 @@ impl crate::Desk {
                                     Some(record.first_reply_at.map_or(m.at, |f| f.min(m.at)));
                             }
                         }
-                        record.sent_comment_id = record.sent_comment_id.max(sent_upto);
+                        if sent_upto >= record.sent_comment_id {
+                            record.sent_comment_id = sent_upto;
+                            record.sent_parts = sent_parts;
+                        }
                         if let Some(status) = resolved {
                             record.state = "resolved".into();
                             record.aws_status = Some(status.clone());
@@ -793,11 +799,13 @@ impl crate::Desk {
         ticket_open: bool,
     ) -> crate::Result<Outcome> {
         let mut sent_upto = case.sent_comment_id;
+        let mut sent_parts = case.sent_parts;
         if !ticket_open {
             return Ok(match aws.resolve_case(account, case_id).await {
                 Ok(status) => Outcome::Followed {
                     state: None,
                     sent_upto,
+                    sent_parts,
                     resolved: Some(status),
                     error: None,
                     refused: Vec::new(),
@@ -805,6 +813,7 @@ impl crate::Desk {
                 Err(error) => Outcome::Followed {
                     state: None,
                     sent_upto,
+                    sent_parts,
                     resolved: None,
                     error: Some(error),
                     refused: Vec::new(),
@@ -820,6 +829,7 @@ impl crate::Desk {
                 return Ok(Outcome::Followed {
                     state: None,
                     sent_upto,
+                    sent_parts,
                     resolved: None,
                     error: Some(error),
                     refused: Vec::new(),
@@ -840,21 +850,23 @@ impl crate::Desk {
             .iter()
             .filter(|c| c.public && c.id > case.sent_comment_id && c.author != AWS_AUTHOR)
         {
-            // A reply longer than AWS takes goes as several messages, in order.
-            for part in communication_parts(&c.body) {
+            // A reply longer than AWS takes goes as several messages, in order; the parts AWS
+            // took on an earlier pass are not sent again.
+            let done = usize::try_from(sent_parts).unwrap_or(0);
+            for (i, part) in communication_parts(&c.body).iter().enumerate().skip(done) {
                 match aws
-                    .add_communication(account, case_id, &part, &case.cc)
+                    .add_communication(account, case_id, part, &case.cc)
                     .await
                 {
-                    Ok(()) => {}
+                    Ok(()) => sent_parts = i64::try_from(i + 1).unwrap_or(i64::MAX),
                     // AWS finds this message invalid and always will: it must not hold back
                     // the replies after it.
                     Err(e @ CaseError::Refused(_)) => {
                         refused.push((c.id, e));
                         break;
                     }
-                    // Throttled or unreachable: the later replies would fare no better, and
-                    // this one is sent again, from its first part, on the next pass.
+                    // Throttled or unreachable: the later replies would fare no better; this
+                    // one goes on from the part that failed on the next pass.
                     Err(e) => {
                         error = Some(e);
                         break 'replies;
@@ -862,10 +874,12 @@ impl crate::Desk {
                 }
             }
             sent_upto = c.id;
+            sent_parts = 0;
         }
         Ok(Outcome::Followed {
             state: Some(state),
             sent_upto,
+            sent_parts,
             resolved: None,
             error,
             refused,

@@ -943,6 +943,7 @@ impl Step<'_> {
             first_reply_at: None,
             // Replies written before the case are in its body or history already.
             sent_comment_id: tx.newest_comment_id(t.id).await?,
+            sent_parts: 0,
             created_by: self.actor.to_owned(),
             created_at: self.now,
             updated_at: self.now,

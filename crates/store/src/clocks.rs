@@ -126,6 +126,9 @@ pub struct SupportCaseRecord {
     pub first_reply_at: Option<DateTime<Utc>>,
     /// The newest public comment of the ticket already added to the case.
     pub sent_comment_id: i64,
+    /// Of the next public comment, a reply long enough to go as several messages, how many
+    /// parts AWS has taken already (sent again they would repeat at AWS).
+    pub sent_parts: i64,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -139,7 +142,7 @@ pub struct SupportCaseRecord {
 const CASE_COLUMNS: &str = "ticket_id, account_id, state, case_id, display_id, \
     requested_severity, severity, service_code, category_code, subject, body, cc, aws_status, \
     detail, attempts, next_sync_at, last_message_at, first_reply_at, sent_comment_id, created_by, \
-    created_at, updated_at, support_plan, severity_source";
+    created_at, updated_at, support_plan, severity_source, sent_parts";
 
 macro_rules! case_from_row {
     ($row:expr) => {{
@@ -168,6 +171,7 @@ macro_rules! case_from_row {
                 .map(|t| t.0),
             first_reply_at: row.try_get::<Option<Ts>, _>("first_reply_at")?.map(|t| t.0),
             sent_comment_id: row.try_get("sent_comment_id")?,
+            sent_parts: row.try_get("sent_parts")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get::<Ts, _>("created_at")?.0,
             updated_at: row.try_get::<Ts, _>("updated_at")?.0,
@@ -417,9 +421,9 @@ impl Tx {
                  requested_severity, severity, service_code, category_code, subject, body, cc, \
                  aws_status, detail, attempts, next_sync_at, lease_until, last_message_at, \
                  sent_comment_id, created_by, created_at, updated_at, first_reply_at, \
-                 support_plan, severity_source) \
+                 support_plan, severity_source, sent_parts) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, \
-                 $17, $18, $19, $20, $21, $22, $23, $24) \
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25) \
                  ON CONFLICT (ticket_id) DO UPDATE SET account_id = excluded.account_id, \
                  state = excluded.state, case_id = excluded.case_id, display_id = excluded.display_id, \
                  requested_severity = excluded.requested_severity, severity = excluded.severity, \
@@ -431,7 +435,7 @@ impl Tx {
                  sent_comment_id = excluded.sent_comment_id, created_by = excluded.created_by, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  first_reply_at = excluded.first_reply_at, support_plan = excluded.support_plan, \
-                 severity_source = excluded.severity_source",
+                 severity_source = excluded.severity_source, sent_parts = excluded.sent_parts",
             )
             .bind(s.ticket_id)
             .bind(&s.account_id)
@@ -457,6 +461,7 @@ impl Tx {
             .bind(s.first_reply_at.map(Ts))
             .bind(s.support_plan.map(SupportPlan::as_str))
             .bind(s.severity_source.map(CapSource::as_str))
+            .bind(s.sent_parts)
             .execute(&mut *c)
             .await?;
             Ok(())

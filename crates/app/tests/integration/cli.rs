@@ -17,6 +17,7 @@ on_both_backends!(
     export_tickets_with_history_and_conversation,
     channel_urls_are_masked_in_listings_and_config_check,
     csv_exports_neutralise_formulas,
+    support_plans_asks_aws_and_names_plans_that_end,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -947,5 +948,83 @@ async fn csv_exports_neutralise_formulas(backend: Backend) {
         named("volume_by_workload").contains(&"'-shop".to_owned()),
         "{out}"
     );
+    db.drop_schema().await;
+}
+
+async fn support_plans_asks_aws_and_names_plans_that_end(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsdesk.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[aws.accounts]]
+id = "111122223333"
+name = "legacy"
+support_plan = "enterprise_on_ramp"
+[[aws.accounts]]
+id = "444455556666"
+name = "current"
+support_plan = "enterprise"
+"#,
+    )
+    .unwrap();
+    // AWS cannot be reached here: nothing listens on the endpoint.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let cli = |args: &'static [&'static str]| {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "example-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env_remove("AWS_PROFILE");
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    // The ending plan is named at start-up and by config check.
+    let (code, out, err) = cli(&["config", "check"]).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: aws.accounts[0] (111122223333 legacy):")
+            && err.contains("Enterprise On-Ramp plan")
+            && err.contains("2027-01-01")
+            && err.contains("Enterprise"),
+        "{err}"
+    );
+    assert!(!err.contains("aws.accounts[1]"), "{err}");
+
+    // Without an answer from AWS the command says so for each account and fails.
+    let (code, out, err) = cli(&["support-plans"]).await.unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    let legacy = out.lines().find(|l| l.starts_with("111122223333")).unwrap();
+    assert!(legacy.contains("Enterprise On-Ramp"), "{out}");
+    assert!(legacy.contains("(no answer:"), "{out}");
+    assert!(
+        out.contains("  AWS ends the Enterprise On-Ramp plan")
+            || out.contains("  The Enterprise On-Ramp plan ended"),
+        "{out}"
+    );
+    assert!(!out.contains("example-secret") && !err.contains("example-secret"));
+    let (code, out, err) = cli(&["support-plans", "--format", "json"]).await.unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let accounts = v["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{v}");
+    assert_eq!(accounts[0]["levels"], serde_json::Value::Null);
+    assert!(
+        accounts[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    assert_eq!(accounts[1]["notice"], serde_json::Value::Null);
+
+    // The failed asks are kept, for the escalations and the admin page to see.
+    let desk = db.desk().await;
+    let kept = desk.db().severity_levels().await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|k| k.levels.is_none() && k.error.is_some()));
+    desk.db().close().await;
     db.drop_schema().await;
 }

@@ -1153,6 +1153,45 @@ async fn long_replies_are_split_and_a_refused_reply_holds_back_none(backend: Bac
     clock.advance(TimeDelta::hours(1));
     desk.sync_cases(&aws).await.unwrap();
     assert_eq!(aws.calls(), ["describe case-1"]);
+
+    // AWS throttles the second part of a long reply: the next pass goes on from that part,
+    // so the first is not repeated at AWS.
+    let another = vec![line.as_str(); 30].join("\n");
+    let parts = opsdesk_domain::support::communication_parts(&another);
+    assert_eq!(parts.len(), 2);
+    *aws.reply_fails.lock().unwrap() = Some(parts[1].clone());
+    desk.add_comment(&cli, t.id, comment(&another))
+        .await
+        .unwrap();
+    desk.add_comment(&cli, t.id, comment("After the long one."))
+        .await
+        .unwrap();
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    let reply = |p: &str| format!("reply case-1: {p}");
+    assert_eq!(
+        aws.calls(),
+        [
+            "describe case-1".to_owned(),
+            reply(&parts[0]),
+            reply(&parts[1])
+        ]
+    );
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!((case.sent_parts, case.attempts), (1, 1), "{case:?}");
+    *aws.reply_fails.lock().unwrap() = None;
+    clock.advance(TimeDelta::hours(1));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(
+        aws.calls(),
+        [
+            "describe case-1".to_owned(),
+            reply(&parts[1]),
+            reply("After the long one.")
+        ]
+    );
+    let case = case_of(&desk, t.id).await.unwrap();
+    assert_eq!((case.sent_parts, case.attempts), (0, 0), "{case:?}");
 }
 
 async fn stored_due_times_move_on_by_the_time_spent_pending(backend: Backend) {

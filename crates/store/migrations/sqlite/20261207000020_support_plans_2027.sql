@@ -4,6 +4,8 @@
 ALTER TABLE aws_accounts ADD COLUMN govcloud INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE support_cases ADD COLUMN support_plan TEXT;
 ALTER TABLE support_cases ADD COLUMN severity_source TEXT;
+-- Parts of the first reply not yet fully added to the case that AWS has taken already.
+ALTER TABLE support_cases ADD COLUMN sent_parts INTEGER NOT NULL DEFAULT 0;
 
 CREATE TABLE aws_severity_levels (
     account_id TEXT PRIMARY KEY,
