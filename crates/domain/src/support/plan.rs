@@ -610,12 +610,15 @@ pub fn cap_severity(
         };
     if let Some(offered) = context.offered.as_deref().filter(|o| !o.is_empty()) {
         let highest = offered.iter().copied().max().unwrap_or(CaseSeverity::Low);
+        let lowest = offered.iter().copied().min().unwrap_or(CaseSeverity::Low);
+        // The highest offered not above the ask; AWS offering nothing that low (it always
+        // offers low) leaves its lowest.
         let granted = offered
             .iter()
             .copied()
             .filter(|s| *s <= requested)
             .max()
-            .unwrap_or(highest.min(requested));
+            .unwrap_or(lowest);
         let within = effective
             .target(granted)
             .map(|t| format!(" (first response within {t})"))
@@ -1132,6 +1135,14 @@ mod tests {
             ..context(AFTER)
         };
         assert_eq!(cap(Enterprise, Severity::Sev3, &gap).granted, Some(Normal));
+        let high_only = CaseContext {
+            offered: Some(vec![Urgent, Critical]),
+            ..context(AFTER)
+        };
+        assert_eq!(
+            cap(Enterprise, Severity::Sev5, &high_only).granted,
+            Some(Urgent)
+        );
     }
 
     #[test]
