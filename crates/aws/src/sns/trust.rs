@@ -20,8 +20,9 @@ use x509_cert::der::Encode as _;
 use super::certificate::{pem_certificates, SigningCertificate};
 use super::SnsError;
 
-/// Amazon Trust Services' RSA intermediates (each issued by Amazon Root CA 1, valid until
-/// August 2030) that issue SNS signing certificates.
+/// Amazon Trust Services' RSA 2048 intermediates M01 to M04 (each issued by Amazon Root CA 1,
+/// valid until August 2030), which issue Amazon's public TLS certificates, SNS's signing
+/// certificates among them (M01 issued the one in `testdata/`).
 const AMAZON_INTERMEDIATES: [(&str, &str); 4] = [
     (
         "amazon-rsa-2048-m01.pem",
