@@ -814,8 +814,15 @@ flapping_window_minutes = 60
 topics = []
 # How old a message may be, in seconds.
 max_age_seconds = 3600
+# The signing certificate must be Amazon's: it must chain through Amazon's intermediate CAs
+# (built in) to a public root. PEM files of further intermediates, should SNS move to an
+# Amazon CA this version does not carry (the refusal in the log names the issuer):
+intermediates = []
+# PEM files of the roots to trust instead of the public ones. Leave empty for Amazon SNS.
+trust_anchors = []
 
-# SigningCertURL -> local PEM file, used instead of fetching the certificate.
+# SigningCertURL -> local PEM file, used instead of fetching the certificate (checked the
+# same way, chain included).
 [ingest.sns.certificates]
 
 [ingest.health]

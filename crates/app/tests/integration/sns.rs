@@ -1,6 +1,7 @@
 //! SNS HTTP(S) subscriptions against the real server: signatures made with a certificate the
-//! test creates (pinned in the configuration, as an operator can pin SNS's), forged ones,
-//! refused hosts, topics and ages.
+//! test issues from its own root (the configured trust anchor; the certificate is pinned, as an
+//! operator can pin SNS's), forged ones, a self-signed certificate, refused hosts, topics and
+//! ages.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -15,8 +16,11 @@ use rsa::signature::{SignatureEncoding as _, Signer as _};
 use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+use x509_cert::der::asn1::Ia5String;
 use x509_cert::der::pem::LineEnding;
 use x509_cert::der::EncodePem as _;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -30,8 +34,12 @@ on_both_backends!(sns_messages_are_verified_then_taken);
 const TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:opsdesk-alarms";
 const CERT_URL: &str =
     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000000000000a.pem";
+/// Where a self-signed certificate is pinned, to show that pinning alone does not make it trusted.
+const SELF_SIGNED_URL: &str =
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000000000000b.pem";
 
 static KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| key(7));
+static ROOT_KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| key(9));
 
 fn key(seed: u64) -> RsaPrivateKey {
     RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(seed), 2048).unwrap()
@@ -42,7 +50,16 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn certificate_pem(key: &RsaPrivateKey) -> String {
+const ROOT_NAME: &str = "CN=opsdesk integration SNS root,O=opsdesk";
+
+/// A certificate for `key` signed by `issuer_key`, issued to `dns_name` when given.
+fn build_certificate(
+    profile: Profile,
+    subject: &str,
+    key: &RsaPrivateKey,
+    issuer_key: &RsaPrivateKey,
+    dns_name: Option<&str>,
+) -> String {
     let at = |t: DateTime<Utc>| {
         Time::try_from(SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp() as u64)).unwrap()
     };
@@ -50,21 +67,55 @@ fn certificate_pem(key: &RsaPrivateKey) -> String {
         not_before: at(now() - TimeDelta::days(1)),
         not_after: at(now() + TimeDelta::days(365)),
     };
-    let signer = SigningKey::<sha2::Sha256>::new(key.clone());
+    let signer = SigningKey::<sha2::Sha256>::new(issuer_key.clone());
     let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
-    CertificateBuilder::new(
-        Profile::Root,
+    let mut builder = CertificateBuilder::new(
+        profile,
         SerialNumber::from(7u32),
         validity,
-        Name::from_str("CN=sns.amazonaws.com").unwrap(),
+        Name::from_str(subject).unwrap(),
         spki,
         &signer,
     )
-    .unwrap()
-    .build::<rsa::pkcs1v15::Signature>()
-    .unwrap()
-    .to_pem(LineEnding::LF)
-    .unwrap()
+    .unwrap();
+    if let Some(dns_name) = dns_name {
+        let san = SubjectAltName(vec![GeneralName::DnsName(
+            Ia5String::new(dns_name).unwrap(),
+        )]);
+        builder.add_extension(&san).unwrap();
+    }
+    builder
+        .build::<rsa::pkcs1v15::Signature>()
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap()
+}
+
+/// The test's trust anchor, standing in for Amazon's root.
+fn root_pem() -> String {
+    build_certificate(Profile::Root, ROOT_NAME, &ROOT_KEY, &ROOT_KEY, None)
+}
+
+/// A signing certificate for `key` shaped like SNS's, issued by the test root.
+fn certificate_pem(key: &RsaPrivateKey) -> String {
+    let leaf = Profile::Leaf {
+        issuer: Name::from_str(ROOT_NAME).unwrap(),
+        enable_key_agreement: false,
+        enable_key_encipherment: true,
+    };
+    let subject = "CN=sns.amazonaws.com";
+    build_certificate(leaf, subject, key, &ROOT_KEY, Some("sns.amazonaws.com"))
+}
+
+/// A self-signed certificate for `key` with SNS's name, which nobody vouches for.
+fn self_signed_pem(key: &RsaPrivateKey) -> String {
+    let subject = "CN=sns.amazonaws.com";
+    let leaf = Profile::Leaf {
+        issuer: Name::from_str(subject).unwrap(),
+        enable_key_agreement: false,
+        enable_key_encipherment: true,
+    };
+    build_certificate(leaf, subject, key, key, Some("sns.amazonaws.com"))
 }
 
 /// Signs a message as SNS does (the string to sign is built here, not by the code under test).
@@ -162,14 +213,24 @@ async fn post(s: &TestServer, body: &Value) -> Reply {
 
 async fn sns_messages_are_verified_then_taken(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, root_pem()).unwrap();
     let pem = dir.path().join("sns.pem");
     std::fs::write(&pem, certificate_pem(&KEY)).unwrap();
+    let self_signed = dir.path().join("self-signed.pem");
+    std::fs::write(&self_signed, self_signed_pem(&KEY)).unwrap();
     let s = TestServer::start_with(backend, |c, _| {
         c.ingest.sns.topics = vec!["arn:aws:sns:eu-west-1:111122223333:opsdesk-*".into()];
+        // The trust anchor is explicit: the test root, instead of the public roots.
+        c.ingest.sns.trust_anchors = vec![root.clone()];
         c.ingest
             .sns
             .certificates
             .insert(CERT_URL.into(), pem.clone());
+        c.ingest
+            .sns
+            .certificates
+            .insert(SELF_SIGNED_URL.into(), self_signed.clone());
     })
     .await;
 
@@ -254,6 +315,18 @@ async fn sns_messages_are_verified_then_taken(backend: Backend) {
         "{}",
         r.body
     );
+    // Signed with the right key, but by a self-signed certificate with SNS's name.
+    let mut self_signed = fresh();
+    self_signed["SigningCertURL"] = json!(SELF_SIGNED_URL);
+    let r = post(&s, &sign(self_signed, "2", &KEY)).await;
+    r.assert_problem(403, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains(
+            "is not trusted as Amazon SNS's: its issuer (CN=sns.amazonaws.com) does not chain"
+        ),
+        "{}",
+        r.body
+    );
     let mut other_topic = fresh();
     other_topic["TopicArn"] = json!("arn:aws:sns:eu-west-1:999999999999:someone-else");
     post(&s, &sign(other_topic, "2", &KEY))
@@ -308,10 +381,13 @@ async fn sns_messages_are_verified_then_taken(backend: Backend) {
     r.assert_problem(400, None);
 
     let metrics = s.metrics().await;
-    assert!(
-        metrics
-            .contains("opsdesk_ingest_refused_total{input=\"sns\",reason=\"signature_mismatch\"}"),
-        "{metrics}"
-    );
+    for reason in ["signature_mismatch", "certificate_untrusted"] {
+        assert!(
+            metrics.contains(&format!(
+                "opsdesk_ingest_refused_total{{input=\"sns\",reason=\"{reason}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
     s.stop().await;
 }

@@ -6,7 +6,8 @@ use reqwest::Url;
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use rsa::RsaPublicKey;
-use x509_cert::der::{DecodePem as _, Encode as _};
+use rustls_pki_types::CertificateDer;
+use x509_cert::der::Encode as _;
 use x509_cert::Certificate;
 
 use super::SnsError;
@@ -170,16 +171,33 @@ pub(super) struct SigningCertificate {
     pub(super) key: RsaPublicKey,
     pub(super) not_before: DateTime<Utc>,
     pub(super) not_after: DateTime<Utc>,
+    /// The certificate itself, for the check of its chain.
+    pub(super) der: CertificateDer<'static>,
+    /// Its issuer's name (RFC 4514), for messages.
+    pub(super) issuer: String,
+    /// Any further certificates of the same PEM document, offered as intermediates.
+    pub(super) chain: Vec<CertificateDer<'static>>,
 }
 
 /// Weaker keys are refused; SNS uses 2048 bits.
 const MIN_KEY_BITS: usize = 2048;
 
 impl SigningCertificate {
-    /// Reads a PEM certificate with an RSA key; the error is a reason for a message.
+    /// Reads a PEM certificate with an RSA key, followed by any certificates of its chain;
+    /// the error is a reason for a message.
     pub(super) fn from_pem(pem: &[u8]) -> Result<SigningCertificate, String> {
-        let cert =
-            Certificate::from_pem(pem).map_err(|e| format!("not a PEM X.509 certificate: {e}"))?;
+        let mut certs = pem_certificates(pem)
+            .map_err(|e| format!("not a PEM X.509 certificate: {e}"))?
+            .into_iter();
+        let cert = certs
+            .next()
+            .ok_or_else(|| "not a PEM X.509 certificate: it holds none".to_owned())?;
+        let der = |c: &Certificate| {
+            c.to_der()
+                .map(CertificateDer::from)
+                .map_err(|e| format!("cannot encode the certificate: {e}"))
+        };
+        let chain = certs.map(|c| der(&c)).collect::<Result<Vec<_>, _>>()?;
         let tbs = &cert.tbs_certificate;
         let spki = tbs
             .subject_public_key_info
@@ -204,6 +222,9 @@ impl SigningCertificate {
             key,
             not_before: time(tbs.validity.not_before)?,
             not_after: time(tbs.validity.not_after)?,
+            der: der(&cert)?,
+            issuer: tbs.issuer.to_string(),
+            chain,
         })
     }
 
@@ -217,4 +238,13 @@ impl SigningCertificate {
         }
         Ok(())
     }
+}
+
+/// The certificates of a PEM document, in order; an empty list for a blank one.
+pub(super) fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate>, x509_cert::der::Error> {
+    // `load_pem_chain` underflows on a document that is empty once its line ends are trimmed.
+    if pem.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    Certificate::load_pem_chain(pem)
 }

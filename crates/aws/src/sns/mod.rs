@@ -10,7 +10,11 @@
 //! 3. its `SigningCertURL` is `https://sns.<region>.amazonaws.com[.cn]/….pem`, nothing else;
 //! 4. the certificate at that URL (pinned in [`SnsConfig::certificates`], else cached, else
 //!    fetched through a [`CertificateSource`]) is valid at `now`;
-//! 5. its `Signature` is an RSA PKCS#1 v1.5 signature by that certificate's key over the
+//! 5. that certificate was issued by Amazon: it chains, through Amazon's intermediate CAs
+//!    (built in, or added in [`SnsConfig::intermediates`]), to a public root (or to
+//!    [`SnsConfig::trust_anchors`] when set), valid at `now`, and is issued to
+//!    `sns.amazonaws.com` or to the URL's host. Pinned certificates are checked the same way;
+//! 6. its `Signature` is an RSA PKCS#1 v1.5 signature by that certificate's key over the
 //!    [canonical string](SnsMessage::canonical_string), with SHA-1 for `SignatureVersion` 1
 //!    and SHA-256 for 2.
 //!
@@ -32,6 +36,7 @@
 mod certificate;
 mod message;
 pub mod publish;
+mod trust;
 mod verifier;
 
 #[cfg(test)]
@@ -52,7 +57,8 @@ pub use verifier::{SnsConfig, Verifier};
 ///
 /// [`SnsError::Malformed`] is the sender's mistake (HTTP 400);
 /// [`SnsError::CertificateUnavailable`] is a failure to reach SNS (HTTP 502, worth a retry by
-/// SNS); [`SnsError::PinnedCertificate`] only comes from [`Verifier::new`]; every other variant
+/// SNS); [`SnsError::PinnedCertificate`] and [`SnsError::TrustFile`] only come from
+/// [`Verifier::new`]; every other variant
 /// means the message is not to be trusted (HTTP 403). [`SnsError::reason`] names the variant
 /// for a metrics label.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,10 @@ pub enum SnsError {
     /// The signing certificate is not a usable RSA certificate, or not valid at `now`.
     #[error("signing certificate {url} is refused: {reason}")]
     CertificateInvalid { url: String, reason: String },
+    /// The signing certificate was not issued by Amazon to SNS: no chain to a trusted root
+    /// through known intermediates, or not issued to an SNS name.
+    #[error("signing certificate {url} is not trusted as Amazon SNS's: {reason}")]
+    CertificateUntrusted { url: String, reason: String },
     /// The signature was not made by the certificate's key over this message.
     #[error("signature does not match")]
     SignatureMismatch,
@@ -88,6 +98,9 @@ pub enum SnsError {
         path: PathBuf,
         reason: String,
     },
+    /// A trust anchor or intermediate certificate file in the configuration cannot be used.
+    #[error("certificate file {} for the SNS certificate chain cannot be used: {reason}", .path.display())]
+    TrustFile { path: PathBuf, reason: String },
 }
 
 impl SnsError {
@@ -101,8 +114,10 @@ impl SnsError {
             SnsError::FromTheFuture(_) => "from_the_future",
             SnsError::CertificateUnavailable { .. } => "certificate_unavailable",
             SnsError::CertificateInvalid { .. } => "certificate_invalid",
+            SnsError::CertificateUntrusted { .. } => "certificate_untrusted",
             SnsError::SignatureMismatch => "signature_mismatch",
             SnsError::PinnedCertificate { .. } => "pinned_certificate",
+            SnsError::TrustFile { .. } => "trust_file",
         }
     }
 }

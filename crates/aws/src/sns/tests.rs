@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
@@ -15,8 +16,11 @@ use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::Sha256;
 use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+use x509_cert::der::asn1::Ia5String;
 use x509_cert::der::pem::LineEnding;
 use x509_cert::der::EncodePem as _;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -40,6 +44,19 @@ fn generate_key(seed: u64) -> RsaPrivateKey {
 
 static KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| generate_key(1));
 static OTHER_KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| generate_key(2));
+static ROOT_KEY: LazyLock<RsaPrivateKey> = LazyLock::new(|| generate_key(3));
+/// The trust anchor of these tests: a root CA made here, standing in for Amazon Root CA 1.
+static ROOT_PEM: LazyLock<String> = LazyLock::new(|| {
+    let name = Name::from_str(ROOT_NAME).unwrap();
+    build_certificate(
+        Profile::Root,
+        name,
+        &ROOT_KEY,
+        &ROOT_KEY,
+        (now() - TimeDelta::days(3650), now() + TimeDelta::days(3650)),
+        None,
+    )
+});
 static CERT_PEM: LazyLock<String> = LazyLock::new(|| {
     certificate_pem(
         &KEY,
@@ -48,8 +65,18 @@ static CERT_PEM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A self-signed certificate for `key`, shaped like SNS's (CN=sns.amazonaws.com).
-fn certificate_pem(key: &RsaPrivateKey, from: DateTime<Utc>, until: DateTime<Utc>) -> String {
+const ROOT_NAME: &str = "CN=opsdesk test SNS root,O=opsdesk";
+
+/// A certificate for `key`'s public key signed by `issuer_key`, with `dns_name` as its
+/// subject alternative name if given.
+fn build_certificate(
+    profile: Profile,
+    subject: Name,
+    key: &RsaPrivateKey,
+    issuer_key: &RsaPrivateKey,
+    (from, until): (DateTime<Utc>, DateTime<Utc>),
+    dns_name: Option<&str>,
+) -> String {
     let at = |t: DateTime<Utc>| {
         Time::try_from(SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp() as u64)).unwrap()
     };
@@ -57,19 +84,61 @@ fn certificate_pem(key: &RsaPrivateKey, from: DateTime<Utc>, until: DateTime<Utc
         not_before: at(from),
         not_after: at(until),
     };
-    let signer = SigningKey::<Sha256>::new(key.clone());
+    let signer = SigningKey::<Sha256>::new(issuer_key.clone());
     let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key()).unwrap();
-    let builder = CertificateBuilder::new(
-        Profile::Root,
+    let mut builder = CertificateBuilder::new(
+        profile,
         SerialNumber::from(42u32),
         validity,
-        Name::from_str("CN=sns.amazonaws.com").unwrap(),
+        subject,
         spki,
         &signer,
     )
     .unwrap();
+    if let Some(dns_name) = dns_name {
+        let san = SubjectAltName(vec![GeneralName::DnsName(
+            Ia5String::new(dns_name).unwrap(),
+        )]);
+        builder.add_extension(&san).unwrap();
+    }
     let cert = builder.build::<rsa::pkcs1v15::Signature>().unwrap();
     cert.to_pem(LineEnding::LF).unwrap()
+}
+
+/// A signing certificate for `key` shaped like SNS's (CN and DNS name sns.amazonaws.com),
+/// issued by the test root.
+fn certificate_pem(key: &RsaPrivateKey, from: DateTime<Utc>, until: DateTime<Utc>) -> String {
+    issued_certificate_pem(key, "sns.amazonaws.com", from, until)
+}
+
+/// A leaf certificate for `key` issued to `dns_name` by the test root.
+fn issued_certificate_pem(
+    key: &RsaPrivateKey,
+    dns_name: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> String {
+    let leaf = Profile::Leaf {
+        issuer: Name::from_str(ROOT_NAME).unwrap(),
+        enable_key_agreement: false,
+        enable_key_encipherment: true,
+    };
+    let subject = Name::from_str(&format!("CN={dns_name}")).unwrap();
+    build_certificate(leaf, subject, key, &ROOT_KEY, (from, until), Some(dns_name))
+}
+
+/// Trust in the test root only, as `trust_anchors = ["test-root.pem"]` gives.
+fn test_trust() -> super::trust::Trust {
+    let root = (PathBuf::from("test-root.pem"), ROOT_PEM.as_bytes().to_vec());
+    super::trust::Trust::from_pems(&[root], &[]).unwrap()
+}
+
+/// `Verifier::new` with the test root as its trust anchor.
+fn new_verifier(
+    config: &SnsConfig,
+    source: Arc<dyn CertificateSource>,
+) -> Result<Verifier, SnsError> {
+    Ok(Verifier::new(config, source)?.trusting(test_trust()))
 }
 
 /// The notification example of the SNS documentation, dated five minutes before `now()`.
@@ -190,7 +259,7 @@ fn config() -> SnsConfig {
 /// A verifier for `config()` whose source serves the test certificate at `CERT_URL`.
 fn verifier() -> (Verifier, Arc<FakeSource>) {
     let source = FakeSource::serving(CERT_URL, &CERT_PEM);
-    (Verifier::new(&config(), source.clone()).unwrap(), source)
+    (new_verifier(&config(), source.clone()).unwrap(), source)
 }
 
 async fn verify(body: &[u8]) -> Result<(), SnsError> {
@@ -491,7 +560,7 @@ async fn topics_not_on_the_allow_list_fail_before_any_fetch() {
         topics: vec!["arn:aws:sns:*:123456789012:My*".to_owned()],
         ..SnsConfig::default()
     };
-    Verifier::new(&config, source.clone())
+    new_verifier(&config, source.clone())
         .unwrap()
         .verify(&msg, now())
         .await
@@ -537,7 +606,7 @@ async fn certificate_outside_its_validity_fails() {
         now() - TimeDelta::days(400),
         now() - TimeDelta::days(1),
     );
-    let verifier = Verifier::new(&config(), FakeSource::serving(CERT_URL, &pem)).unwrap();
+    let verifier = new_verifier(&config(), FakeSource::serving(CERT_URL, &pem)).unwrap();
     let e = verifier
         .verify(&parse(&sign(notification(), "2", &KEY)), now())
         .await
@@ -550,7 +619,7 @@ async fn certificate_outside_its_validity_fails() {
         now() + TimeDelta::days(1),
         now() + TimeDelta::days(400),
     );
-    let verifier = Verifier::new(&config(), FakeSource::serving(CERT_URL, &pem)).unwrap();
+    let verifier = new_verifier(&config(), FakeSource::serving(CERT_URL, &pem)).unwrap();
     let e = verifier
         .verify(&parse(&sign(notification(), "2", &KEY)), now())
         .await
@@ -563,7 +632,7 @@ async fn certificate_outside_its_validity_fails() {
 
 #[tokio::test]
 async fn unusable_or_unreachable_certificate_fails() {
-    let verifier = Verifier::new(
+    let verifier = new_verifier(
         &config(),
         FakeSource::serving(CERT_URL, "<html>hello</html>"),
     )
@@ -574,8 +643,19 @@ async fn unusable_or_unreachable_certificate_fails() {
         .unwrap_err();
     assert!(matches!(e, SnsError::CertificateInvalid { .. }), "{e:?}");
     assert!(e.to_string().contains("not a PEM X.509 certificate"), "{e}");
+    for body in ["", "\r\n\n", " "] {
+        let e = new_verifier(&config(), FakeSource::serving(CERT_URL, body))
+            .unwrap()
+            .verify(&parse(&sign(notification(), "2", &KEY)), now())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not a PEM X.509 certificate"),
+            "{body:?}: {e}"
+        );
+    }
 
-    let verifier = Verifier::new(&config(), Arc::new(FakeSource::default())).unwrap();
+    let verifier = new_verifier(&config(), Arc::new(FakeSource::default())).unwrap();
     let e = verifier
         .verify(&parse(&sign(notification(), "2", &KEY)), now())
         .await
@@ -597,7 +677,7 @@ async fn pinned_certificate_is_used_without_fetching() {
         ..config()
     };
     let source = Arc::new(FakeSource::default());
-    let verifier = Verifier::new(&config, source.clone()).unwrap();
+    let verifier = new_verifier(&config, source.clone()).unwrap();
     verifier
         .verify(&parse(&sign(notification(), "1", &KEY)), now())
         .await
@@ -678,7 +758,7 @@ async fn certificate_cache_is_bounded() {
             .insert(url.clone(), CERT_PEM.as_bytes().to_vec());
     }
     let source = Arc::new(source);
-    let verifier = Verifier::new(&config(), source.clone()).unwrap();
+    let verifier = new_verifier(&config(), source.clone()).unwrap();
     for url in &urls {
         let mut fields = notification();
         fields["SigningCertURL"] = json!(url);
@@ -697,6 +777,11 @@ fn config_has_defaults_and_refuses_unknown_keys() {
     assert_eq!(config, SnsConfig::default());
     assert_eq!(config.max_age_seconds, 3600);
     assert!(config.topics.is_empty());
+    assert!(config.intermediates.is_empty());
+    assert!(
+        config.trust_anchors.is_empty(),
+        "the public roots by default"
+    );
 
     let e = serde_json::from_value::<SnsConfig>(json!({"topic": []})).unwrap_err();
     assert!(e.to_string().contains("unknown field `topic`"), "{e}");
@@ -710,4 +795,299 @@ async fn https_source_refuses_plain_http() {
         .unwrap();
     let e = source.fetch(&url).await.unwrap_err();
     assert_eq!(e.reason(), "certificate_unavailable", "{e}");
+}
+
+const REAL_TOPIC: &str = "arn:aws:sns:eu-central-1:466136624261:ses";
+const REAL_CERT_URL: &str = "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-60eadc530605d63b8e62a523676ef735.pem";
+/// The signing certificate Amazon SNS served at `REAL_CERT_URL` (issued by Amazon RSA 2048
+/// M01, valid from 2023-12-14 to 2024-11-20).
+const REAL_CERT_PEM: &str =
+    include_str!("testdata/SimpleNotificationService-60eadc530605d63b8e62a523676ef735.pem");
+/// A subscription confirmation Amazon SNS sent on 2024-08-01, signed with that certificate.
+const REAL_CONFIRMATION: &str =
+    include_str!("testdata/subscription-confirmation-eu-central-1.json");
+
+/// A few minutes after `REAL_CONFIRMATION` was sent.
+fn real_now() -> DateTime<Utc> {
+    "2024-08-01T10:40:00Z".parse().unwrap()
+}
+
+fn real_config() -> SnsConfig {
+    SnsConfig {
+        topics: vec![REAL_TOPIC.to_owned()],
+        ..SnsConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn amazon_sns_certificate_chains_to_a_public_root() {
+    let msg = SnsMessage::parse(REAL_CONFIRMATION.as_bytes()).unwrap();
+    let source = FakeSource::serving(REAL_CERT_URL, REAL_CERT_PEM);
+
+    // Nothing configured: the public roots and the built-in Amazon intermediates.
+    let verifier = Verifier::new(&real_config(), source.clone()).unwrap();
+    verifier.verify(&msg, real_now()).await.unwrap();
+    assert_eq!(source.fetched(), vec![REAL_CERT_URL.to_owned()]);
+
+    // A changed message still fails on its signature.
+    let mut forged: Value = serde_json::from_str(REAL_CONFIRMATION).unwrap();
+    forged["Message"] = json!("You have chosen to subscribe to another topic.");
+    let e = verifier
+        .verify(&parse(&serde_json::to_vec(&forged).unwrap()), real_now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SnsError::SignatureMismatch), "{e:?}");
+
+    // Other trust anchors replace the public roots: Amazon's chain does not reach them.
+    let e = Verifier::new(&real_config(), source.clone())
+        .unwrap()
+        .trusting(test_trust())
+        .verify(&msg, real_now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_untrusted");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "signing certificate {REAL_CERT_URL} is not trusted as Amazon SNS's: its issuer \
+             (CN=Amazon RSA 2048 M01,O=Amazon,C=US) does not chain to the configured \
+             trust_anchors; if Amazon SNS has moved to an intermediate CA this version does not \
+             carry, add that CA to [ingest.sns] intermediates"
+        )
+    );
+}
+
+#[tokio::test]
+async fn pinned_amazon_sns_certificate_is_checked_without_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sns.pem");
+    std::fs::write(&path, REAL_CERT_PEM).unwrap();
+    let config = SnsConfig {
+        certificates: [(REAL_CERT_URL.to_owned(), path)].into(),
+        // Old enough to reach the certificate's expiry below.
+        max_age_seconds: 400 * 86_400,
+        ..real_config()
+    };
+    let source = Arc::new(FakeSource::default());
+    let verifier = Verifier::new(&config, source.clone()).unwrap();
+    let msg = SnsMessage::parse(REAL_CONFIRMATION.as_bytes()).unwrap();
+    verifier.verify(&msg, real_now()).await.unwrap();
+    assert_eq!(source.fetched(), Vec::<String>::new());
+
+    // Once the certificate has expired, pinning does not keep it trusted.
+    let e = verifier
+        .verify(&msg, "2024-11-21T00:00:00Z".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_invalid", "{e}");
+}
+
+#[tokio::test]
+async fn self_signed_certificate_named_for_sns_is_refused() {
+    let name = Name::from_str("CN=sns.amazonaws.com").unwrap();
+    let validity = (now() - TimeDelta::days(30), now() + TimeDelta::days(365));
+    let self_signed_leaf = build_certificate(
+        Profile::Leaf {
+            issuer: name.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: true,
+        },
+        name.clone(),
+        &KEY,
+        &KEY,
+        validity,
+        Some("sns.amazonaws.com"),
+    );
+    let self_signed_ca = build_certificate(Profile::Root, name, &KEY, &KEY, validity, None);
+    let msg = parse(&sign(notification(), "2", &KEY));
+    for pem in [&self_signed_leaf, &self_signed_ca] {
+        let source = FakeSource::serving(CERT_URL, pem);
+        // As in production (public roots) and with the test root as anchor.
+        for verifier in [
+            Verifier::new(&config(), source.clone()).unwrap(),
+            new_verifier(&config(), source.clone()).unwrap(),
+        ] {
+            let e = verifier.verify(&msg, now()).await.unwrap_err();
+            assert!(matches!(e, SnsError::CertificateUntrusted { .. }), "{e:?}");
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "signing certificate {CERT_URL} is not trusted as Amazon SNS's: "
+                )),
+                "{e}"
+            );
+        }
+    }
+    let e = new_verifier(&config(), FakeSource::serving(CERT_URL, &self_signed_leaf))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "its issuer (CN=sns.amazonaws.com) does not chain to the configured trust_anchors"
+        ),
+        "{e}"
+    );
+
+    // Pinned, it is refused all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("self-signed.pem");
+    std::fs::write(&path, &self_signed_leaf).unwrap();
+    let config = SnsConfig {
+        certificates: [(CERT_URL.to_owned(), path)].into(),
+        ..config()
+    };
+    let e = Verifier::new(&config, Arc::new(FakeSource::default()))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_untrusted", "{e}");
+}
+
+#[tokio::test]
+async fn certificate_not_issued_to_sns_is_refused() {
+    let validity = (now() - TimeDelta::days(30), now() + TimeDelta::days(365));
+    let pem = issued_certificate_pem(&KEY, "www.example.com", validity.0, validity.1);
+    let e = new_verifier(&config(), FakeSource::serving(CERT_URL, &pem))
+        .unwrap()
+        .verify(&parse(&sign(notification(), "2", &KEY)), now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_untrusted");
+    assert!(
+        e.to_string().ends_with(
+            "it is issued to neither sns.amazonaws.com nor sns.us-west-2.amazonaws.com, \
+             so not to Amazon SNS"
+        ),
+        "{e}"
+    );
+
+    // Issued to the regional host of its URL, it passes.
+    let pem = issued_certificate_pem(&KEY, "sns.us-west-2.amazonaws.com", validity.0, validity.1);
+    new_verifier(&config(), FakeSource::serving(CERT_URL, &pem))
+        .unwrap()
+        .verify(&parse(&sign(notification(), "2", &KEY)), now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn chain_through_a_configured_intermediate_passes() {
+    const INTERMEDIATE_NAME: &str = "CN=opsdesk test SNS intermediate,O=opsdesk";
+    let validity = (now() - TimeDelta::days(30), now() + TimeDelta::days(365));
+    let intermediate = build_certificate(
+        Profile::SubCA {
+            issuer: Name::from_str(ROOT_NAME).unwrap(),
+            path_len_constraint: Some(0),
+        },
+        Name::from_str(INTERMEDIATE_NAME).unwrap(),
+        &OTHER_KEY,
+        &ROOT_KEY,
+        validity,
+        None,
+    );
+    let leaf = build_certificate(
+        Profile::Leaf {
+            issuer: Name::from_str(INTERMEDIATE_NAME).unwrap(),
+            enable_key_agreement: false,
+            enable_key_encipherment: true,
+        },
+        Name::from_str("CN=sns.amazonaws.com").unwrap(),
+        &KEY,
+        &OTHER_KEY,
+        validity,
+        Some("sns.amazonaws.com"),
+    );
+    let msg = parse(&sign(notification(), "2", &KEY));
+
+    // Without the intermediate the chain stops short, and the refusal says what to add.
+    let e = new_verifier(&config(), FakeSource::serving(CERT_URL, &leaf))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_untrusted");
+    assert!(
+        e.to_string().contains(&format!(
+            "its issuer ({INTERMEDIATE_NAME}) does not chain to the configured trust_anchors"
+        )),
+        "{e}"
+    );
+    assert!(e.to_string().contains("[ingest.sns] intermediates"), "{e}");
+
+    // Root and intermediate configured as files: it passes.
+    let dir = tempfile::tempdir().unwrap();
+    let root_path = dir.path().join("root.pem");
+    let intermediate_path = dir.path().join("intermediate.pem");
+    std::fs::write(&root_path, ROOT_PEM.as_bytes()).unwrap();
+    std::fs::write(&intermediate_path, &intermediate).unwrap();
+    let configured = SnsConfig {
+        trust_anchors: vec![root_path],
+        intermediates: vec![intermediate_path],
+        ..config()
+    };
+    Verifier::new(&configured, FakeSource::serving(CERT_URL, &leaf))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap();
+
+    // The intermediate served after the leaf in the same PEM document does as well.
+    let bundle = format!("{leaf}{intermediate}");
+    new_verifier(&config(), FakeSource::serving(CERT_URL, &bundle))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap();
+
+    // An intermediate is not an anchor: configured alone, with the public roots, it fails.
+    let intermediate_only = SnsConfig {
+        intermediates: configured.intermediates.clone(),
+        ..config()
+    };
+    let e = Verifier::new(&intermediate_only, FakeSource::serving(CERT_URL, &leaf))
+        .unwrap()
+        .verify(&msg, now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "certificate_untrusted", "{e}");
+}
+
+#[test]
+fn unusable_trust_files_fail_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (path, reason) in [
+        (&missing, "No such file"),
+        (&garbage, "not PEM X.509 certificates"),
+        (&empty, "it holds no certificate"),
+    ] {
+        for config in [
+            SnsConfig {
+                trust_anchors: vec![path.clone()],
+                ..config()
+            },
+            SnsConfig {
+                intermediates: vec![path.clone()],
+                ..config()
+            },
+        ] {
+            let e = Verifier::new(&config, Arc::new(FakeSource::default())).unwrap_err();
+            assert_eq!(e.reason(), "trust_file");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "certificate file {} for the SNS certificate chain cannot be used: ",
+                    path.display()
+                )),
+                "{text}"
+            );
+            assert!(text.contains(reason), "{text}");
+        }
+    }
 }

@@ -57,7 +57,8 @@ fn sns_refused(e: SnsError) -> ApiError {
 
 /// Take a message from an SNS HTTP(S) subscription. The signature (SignatureVersion 1 or 2)
 /// is verified with the certificate at SigningCertURL, which must be on an
-/// `sns.<region>.amazonaws.com` host; the topic must be on `ingest.sns.topics`; messages older
+/// `sns.<region>.amazonaws.com` host and issued by Amazon to SNS (its chain reaches a public
+/// root through Amazon's intermediate CAs); the topic must be on `ingest.sns.topics`; messages older
 /// than an hour are refused. SubscriptionConfirmation is confirmed at once.
 #[utoipa::path(
     post,
@@ -67,7 +68,7 @@ fn sns_refused(e: SnsError) -> ApiError {
     responses(
         (status = 200, description = "Taken and committed", body = SnsAnswer),
         (status = 400, description = "Not an SNS message", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Signature, certificate URL, topic or age refused", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Signature, certificate (URL, or not issued by Amazon to SNS), topic or age refused", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "SNS ingest is not set up (no topic in `ingest.sns.topics`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The notification holds no alarm or event opsdesk reads", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The certificate could not be fetched, or SNS refused the confirmation", body = Problem, content_type = "application/problem+json"),
