@@ -192,8 +192,9 @@ impl Lens {
         let document = match serde_path_to_error::deserialize(de) {
             Ok(document) => document,
             Err(strict) => match respelled(json) {
-                Some(value) => serde_path_to_error::deserialize(value).map_err(shape_error)?,
-                None => return Err(shape_error(strict)),
+                Ok(Some(value)) => serde_path_to_error::deserialize(value).map_err(shape_error)?,
+                Ok(None) => return Err(shape_error(strict)),
+                Err(repeated) => return Err(shape_error(repeated)),
             },
         };
         Lens::from_document(document)
@@ -288,13 +289,73 @@ const KEYS: [&str; 18] = [
     "risk",
 ];
 
+/// A JSON value read with every key of an object given once.
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(v.into()))
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(serde_json::Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut items = Vec::new();
+                while let Some(UniqueKeys(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(UniqueKeys(items.into()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let UniqueKeys(v) = map.next_value()?;
+                    if out.insert(key.clone(), v).is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                }
+                Ok(UniqueKeys(out.into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The document with keys that differ from the format's only in case spelled as the format
-/// spells them, or None when there is no such key (or respelling would repeat a key).
+/// spells them; None when there is no such key, or when respelling would give an object the
+/// same key twice. A key given twice as written is an error.
 ///
 /// The Well-Architected Tool matches keys without regard to case: the AWS Labs ORR lens it
-/// imports has a `Url` key. The document is read strictly first, so repeated keys are still
-/// caught; this second reading only serves documents the strict one refused.
-fn respelled(json: &str) -> Option<serde_json::Value> {
+/// imports has a `Url` key. The document is read strictly first; this second reading only
+/// serves documents the strict one refused.
+fn respelled(
+    json: &str,
+) -> Result<Option<serde_json::Value>, serde_path_to_error::Error<serde_json::Error>> {
     fn walk(v: &mut serde_json::Value, changed: &mut bool) -> bool {
         match v {
             serde_json::Value::Object(map) => {
@@ -320,9 +381,10 @@ fn respelled(json: &str) -> Option<serde_json::Value> {
             _ => true,
         }
     }
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let UniqueKeys(mut value) = serde_path_to_error::deserialize(de)?;
     let mut changed = false;
-    (walk(&mut value, &mut changed) && changed).then_some(value)
+    Ok((walk(&mut value, &mut changed) && changed).then_some(value))
 }
 
 fn export_document(document: &LensDocument) -> String {

@@ -264,6 +264,16 @@ fn keys_are_matched_without_regard_to_case_as_the_tool_does() {
         .unwrap_err()
         .to_string()
         .contains("Name"));
+    // A repeated key is caught even when another key needs respelling.
+    let repeated = respelled.replacen(
+        "\"title\": \"Restores are tested\",",
+        "\"title\": \"Restores are tested\", \"title\": \"Again\",",
+        1,
+    );
+    assert_ne!(repeated, respelled);
+    let err = Lens::parse(&repeated).unwrap_err();
+    assert!(err.names("pillars[0].questions[0].choices[2]"), "{err}");
+    assert!(err.to_string().contains("duplicate field `title`"), "{err}");
     // Other unknown keys are still refused.
     assert_rejected(
         fixture!("invalid-unknown-key.json"),
