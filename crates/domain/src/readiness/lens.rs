@@ -3,8 +3,9 @@
 //! Built to the "Lens format specification" of the AWS Well-Architected Tool User Guide
 //! (<https://docs.aws.amazon.com/wellarchitected/latest/userguide/lenses-format-specification.html>),
 //! `schemaVersion` "2021-11-01". Where the page leaves a limit open, the AWS Well-Architected
-//! Tool API reference (`Choice`, `ChoiceContent`, `AdditionalResources`, `ImportLens`) and the
-//! behaviour of `ImportLens` decide; docs/readiness.md lists each limit and where it comes from.
+//! Tool API reference (`Choice`, `AdditionalResources`, `ImportLens`) and what `ImportLens` is
+//! known to accept decide, so that every lens the Tool imports is read here; docs/readiness.md
+//! lists the limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 

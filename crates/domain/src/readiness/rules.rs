@@ -323,6 +323,8 @@ impl RuleRisk {
 /// The rules other than `default` are tried in the order the lens lists them and the first
 /// whose condition holds gives the risk; `default` applies only when none holds, wherever it
 /// is listed. A question without a `default` rule whose conditions all fail has no risk.
+/// This is the order the Well-Architected Tool was seen to use: with a NO_RISK rule listed
+/// before a MEDIUM_RISK rule, an answer meeting both scores NO_RISK.
 pub fn evaluate<'r>(
     rules: impl IntoIterator<Item = (&'r Condition, RuleRisk)>,
     selected: &BTreeSet<&str>,
