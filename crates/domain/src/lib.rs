@@ -1,5 +1,5 @@
-//! Pure types and rules of opsdesk: tickets, severities, the status workflow, access roles and
-//! the audit hash chain. No IO, no async and no clock reads: time is always a parameter.
+//! Pure types and rules of opsdesk: tickets, severities, the status workflow, access roles,
+//! readiness lenses and the audit hash chain. No IO, no async and no clock reads: time is always a parameter.
 
 pub mod access;
 pub mod audit;
@@ -10,6 +10,7 @@ pub mod escalation;
 pub mod intake;
 pub mod kpi;
 pub mod rate_limit;
+pub mod readiness;
 pub mod report;
 pub mod routing;
 pub mod signal;
