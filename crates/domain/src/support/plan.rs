@@ -250,6 +250,21 @@ const fn clock(minutes: u32) -> Option<Target> {
 const fn office(minutes: u32) -> Option<Target> {
     Some(Target::in_business_hours(minutes))
 }
+/// The targets of a plan with cases around the clock: 24 hours for low down to 1 hour for
+/// urgent, and `critical` minutes for critical when the plan has it.
+const fn around_the_clock_targets(critical: Option<u32>) -> [Option<Target>; 5] {
+    let critical = match critical {
+        Some(minutes) => clock(minutes),
+        None => None,
+    };
+    [
+        clock(24 * H),
+        clock(12 * H),
+        clock(4 * H),
+        clock(H),
+        critical,
+    ]
+}
 const AROUND_THE_CLOCK: &str =
     "technical cases around the clock by web, chat and phone, for any number of contacts";
 
@@ -277,7 +292,7 @@ const fn row(plan: SupportPlan) -> Row {
             label: "Business",
             api: true,
             max: Some(CaseSeverity::Urgent),
-            targets: [clock(24 * H), clock(12 * H), clock(4 * H), clock(H), None],
+            targets: around_the_clock_targets(None),
             minimum_usd: 100,
             access: AROUND_THE_CLOCK,
             disputed: None,
@@ -286,13 +301,7 @@ const fn row(plan: SupportPlan) -> Row {
             label: "Business Support+",
             api: true,
             max: Some(CaseSeverity::Critical),
-            targets: [
-                clock(24 * H),
-                clock(12 * H),
-                clock(4 * H),
-                clock(H),
-                clock(30),
-            ],
+            targets: around_the_clock_targets(Some(30)),
             minimum_usd: 29,
             access: AROUND_THE_CLOCK,
             disputed: Some(
@@ -307,13 +316,7 @@ const fn row(plan: SupportPlan) -> Row {
             label: "Enterprise On-Ramp",
             api: true,
             max: Some(CaseSeverity::Critical),
-            targets: [
-                clock(24 * H),
-                clock(12 * H),
-                clock(4 * H),
-                clock(H),
-                clock(30),
-            ],
+            targets: around_the_clock_targets(Some(30)),
             minimum_usd: 5_500,
             access: AROUND_THE_CLOCK,
             disputed: None,
@@ -322,13 +325,7 @@ const fn row(plan: SupportPlan) -> Row {
             label: "Enterprise",
             api: true,
             max: Some(CaseSeverity::Critical),
-            targets: [
-                clock(24 * H),
-                clock(12 * H),
-                clock(4 * H),
-                clock(H),
-                clock(15),
-            ],
+            targets: around_the_clock_targets(Some(15)),
             minimum_usd: 5_000,
             access: AROUND_THE_CLOCK,
             disputed: None,
@@ -337,13 +334,7 @@ const fn row(plan: SupportPlan) -> Row {
             label: "Unified Operations",
             api: true,
             max: Some(CaseSeverity::Critical),
-            targets: [
-                clock(24 * H),
-                clock(12 * H),
-                clock(4 * H),
-                clock(H),
-                clock(5),
-            ],
+            targets: around_the_clock_targets(Some(5)),
             minimum_usd: 50_000,
             access: AROUND_THE_CLOCK,
             disputed: None,
