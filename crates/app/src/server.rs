@@ -253,17 +253,39 @@ async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Every two seconds, opens and follows the AWS Support cases escalations asked for. The
-/// AWS Support client is made from the AWS SDK's environment when the first case is due, so
-/// a desk that never escalates to AWS never reads it.
+/// Every two seconds, opens and follows the AWS Support cases escalations asked for; every ten
+/// minutes, asks AWS again which case severities the known accounts have when the answer kept
+/// is a day old. The AWS Support client is made from the AWS SDK's environment when the first
+/// case is due or the first account is known, so a desk with no AWS account never reads it.
 async fn work_on_cases(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let client = tokio::sync::OnceCell::new();
+    // What AWS offers each account is asked again once it is a day old (see
+    // Desk::refresh_severity_levels); looked at every ten minutes, and only when accounts exist.
+    let mut levels_checked: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if levels_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(600)) {
+            levels_checked = Some(tokio::time::Instant::now());
+            let known = match desk.db().aws_accounts().await {
+                Ok(stored) => !stored.is_empty() || desk.has_configured_aws_accounts(),
+                Err(_) => false,
+            };
+            if known {
+                let aws = client
+                    .get_or_init(opsdesk_aws::support::SupportClient::from_env)
+                    .await;
+                if let Err(e) = desk.refresh_severity_levels(aws).await {
+                    if desk.db().is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "asking AWS which case severities the accounts have failed");
+                }
+            }
         }
         match desk.db().support_cases_due(desk.now()).await {
             Ok(false) => continue,

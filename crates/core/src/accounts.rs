@@ -25,6 +25,11 @@ impl Desk {
         self
     }
 
+    /// Whether the configuration file lists any AWS account.
+    pub fn has_configured_aws_accounts(&self) -> bool {
+        !self.aws_accounts.is_empty()
+    }
+
     fn configured_account(&self, id: &str) -> Option<&AwsAccount> {
         self.aws_accounts.iter().find(|a| a.id == id)
     }

@@ -139,6 +139,16 @@ const LEVELS_FRESH: Duration = Duration::hours(24);
 /// How long after a failed ask it is tried again.
 const LEVELS_RETRY: Duration = Duration::hours(1);
 
+/// How long a kept answer about an account's severities is used: a day, or an hour when the
+/// last ask failed.
+fn levels_wait(failed: bool) -> Duration {
+    if failed {
+        LEVELS_RETRY
+    } else {
+        LEVELS_FRESH
+    }
+}
+
 /// The severity a case is opened with, and how it was decided.
 struct Opening {
     severity: CaseSeverity,
@@ -698,14 +708,9 @@ impl crate::Desk {
             .await?
             .into_iter()
             .find(|l| l.account_id == account.id);
-        let fresh = kept.as_ref().is_some_and(|k| {
-            let wait = if k.error.is_some() {
-                LEVELS_RETRY
-            } else {
-                LEVELS_FRESH
-            };
-            now < k.checked_at + wait
-        });
+        let fresh = kept
+            .as_ref()
+            .is_some_and(|k| now < k.checked_at + levels_wait(k.error.is_some()));
         if fresh && !ask {
             return Ok(kept.and_then(|k| k.levels));
         }
@@ -777,6 +782,37 @@ impl crate::Desk {
             });
         }
         Ok(checks)
+    }
+
+    /// Asks AWS again (DescribeSeverityLevels) for every known account whose kept answer is
+    /// older than a day (an hour after a failed ask), so escalations, advice and the admin
+    /// page work from a fresh answer; returns how many accounts were asked.
+    pub async fn refresh_severity_levels(&self, aws: &dyn SupportCases) -> crate::Result<usize> {
+        let mut accounts: Vec<AwsAccount> = self.aws_accounts.as_ref().clone();
+        for stored in self.db().aws_accounts().await? {
+            if !accounts.iter().any(|a| a.id == stored.id) {
+                accounts.push(stored.account());
+            }
+        }
+        let kept = self.db().severity_levels().await?;
+        let now = self.now();
+        let mut asked = 0;
+        for a in accounts {
+            let fresh = kept
+                .iter()
+                .find(|k| k.account_id == a.id)
+                .is_some_and(|k| now < k.checked_at + levels_wait(k.error.is_some()));
+            if fresh {
+                continue;
+            }
+            let account = CaseAccount {
+                id: a.id.clone(),
+                role_arn: a.support_role_arn.clone(),
+            };
+            self.offered_severities(aws, &account, true).await?;
+            asked += 1;
+        }
+        Ok(asked)
     }
 
     /// The account as configured now (the configuration file first, then the API).

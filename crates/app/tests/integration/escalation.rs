@@ -1379,6 +1379,13 @@ async fn what_aws_offers_decides_the_case_severity(backend: Backend) {
         .find(|a| a.account_id == "111111111111")
         .unwrap();
     assert!(shop.aws_mismatch.is_some(), "{shop:?}");
+    // The server asks again for every account whose answer is a day old: both were just
+    // asked.
+    let asked = aws.asks();
+    assert_eq!(desk.refresh_severity_levels(&aws).await.unwrap(), 0);
+    assert_eq!(aws.asks(), asked);
+    clock.advance(TimeDelta::hours(25));
+    assert_eq!(desk.refresh_severity_levels(&aws).await.unwrap(), 2);
     assert!(desk
         .check_severity_levels(
             &Actor::new("agent@example.com", opsdesk_domain::Role::Agent),
