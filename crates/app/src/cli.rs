@@ -383,6 +383,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for notice in config.aws.plan_notices(today) {
                 eprintln!("warning: {notice}");
             }
+            // Accounts added through the API, and what AWS last said about each account's
+            // case severities, are in the database.
+            match server::open_desk(&config).await {
+                Ok(desk) => {
+                    let warnings = desk.plan_warnings().await;
+                    desk.db().close().await;
+                    // The file's accounts on ending plans are named above, by key.
+                    for w in warnings?.iter().filter(|w| !(w.configured && w.ending)) {
+                        eprintln!("warning: {}", w.text);
+                    }
+                }
+                Err(e) => eprintln!(
+                    "note: the database could not be opened ({e:#}), so accounts added through \
+                     the API and AWS's answers about case severities were not checked"
+                ),
+            }
         }
         Command::Config(ConfigCommand::Example) => {}
         Command::Token(cmd) => token(&config, cmd).await?,

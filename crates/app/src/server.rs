@@ -64,31 +64,50 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_report_schedules(reports))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or SIGINT. The handlers are in place as soon as this returns, before
+/// the future is first polled, so a signal sent the moment the server says it is up (while it
+/// is still starting its tasks) stops it gracefully rather than killing it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        (
+            listen(SignalKind::terminate(), "SIGTERM"),
+            listen(SignalKind::interrupt(), "SIGINT"),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (term, int) = streams;
+            tokio::select! {
+                () = received(term) => {},
+                () = received(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    }
+}
+
+/// Resolves when `signal` arrives; never when there is no handler for it.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -104,8 +123,8 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("ingest.sqs[{i}].{e}"))?;
     }
     let desk = open_desk(config).await?;
-    for notice in config.aws.plan_notices(desk.now().date_naive()) {
-        tracing::warn!("{notice}");
+    for warning in desk.plan_warnings().await? {
+        tracing::warn!("{}", warning.text);
     }
     let addr = listener.local_addr()?;
     if let Some(secret) = desk.bootstrap_admin_token().await? {

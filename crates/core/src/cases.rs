@@ -139,6 +139,14 @@ const LEVELS_FRESH: Duration = Duration::hours(24);
 /// How long after a failed ask it is tried again.
 const LEVELS_RETRY: Duration = Duration::hours(1);
 
+/// A reply AWS refused: the comment, the parts of it AWS took before, of how many.
+struct Refusal {
+    comment: i64,
+    taken: usize,
+    parts: usize,
+    error: CaseError,
+}
+
 /// How long a kept answer about an account's severities is used: a day, or an hour when the
 /// last ask failed.
 fn levels_wait(failed: bool) -> Duration {
@@ -162,10 +170,12 @@ struct Opening {
 enum Outcome {
     /// The case id, the service and category codes and the severity it was opened with.
     Opened(String, (String, String), Opening),
-    /// Not opened: retry later, or give up (`dead`); `notes` for the ticket.
+    /// Not opened: retry later, or give up (`dead`); the severity it is to be opened with
+    /// next time; `notes` for the ticket.
     NotOpened {
         error: CaseError,
         dead: bool,
+        severity: CaseSeverity,
         notes: Vec<String>,
     },
     /// The ticket was resolved before the case could be opened: it is not opened.
@@ -180,7 +190,7 @@ enum Outcome {
         sent_parts: i64,
         resolved: Option<String>,
         error: Option<CaseError>,
-        refused: Vec<(i64, CaseError)>,
+        refused: Vec<Refusal>,
     },
 }
 
@@ -215,6 +225,17 @@ fn pick_codes(
             Some((s.code.clone(), category.0.clone()))
         })
         .unwrap_or(current)
+}
+
+/// Something an account's support plan calls for attention to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanWarning {
+    pub account_id: String,
+    /// The account is in the configuration file (else added through the API).
+    pub configured: bool,
+    /// The plan ends or has ended (else: AWS's answer does not fit it).
+    pub ending: bool,
+    pub text: String,
 }
 
 /// What AWS said about one account's case severities when asked.
@@ -362,10 +383,12 @@ impl crate::Desk {
                             whole("aws_case", Value::Null, json!({ "state": "cancelled", "reason": record.detail })),
                         ));
                     }
-                    Outcome::NotOpened { error, dead, notes: said } => {
+                    Outcome::NotOpened { error, dead, severity, notes: said } => {
                         for n in said {
                             notes.push(("ticket.aws_case_severity".into(), n));
                         }
+                        // A severity AWS refused is not asked for again.
+                        record.severity = Some(severity.as_str().to_owned());
                         record.attempts += 1;
                         record.detail = error.to_string();
                         let told = if settings.aws.account_team_channel.is_some() {
@@ -403,15 +426,23 @@ impl crate::Desk {
                         error,
                         refused,
                     } => {
-                        for (comment, error) in refused {
-                            notes.push((
-                                "ticket.aws_case_reply_refused".into(),
+                        for r in refused {
+                            let case_id = record.case_id.clone().unwrap_or_default();
+                            let text = if r.taken == 0 {
                                 format!(
-                                    "Reply #{comment} was not sent to AWS Support case {}: {error}. \
+                                    "Reply #{} was not sent to AWS Support case {case_id}: {}. \
                                      Later replies are sent; post this one in the AWS Support Center.",
-                                    record.case_id.clone().unwrap_or_default()
-                                ),
-                            ));
+                                    r.comment, r.error
+                                )
+                            } else {
+                                format!(
+                                    "Reply #{} was sent only in part to AWS Support case {case_id} \
+                                     (parts 1 to {} of {} were added): {}. Later replies are sent; \
+                                     post the rest in the AWS Support Center.",
+                                    r.comment, r.taken, r.parts, r.error
+                                )
+                            };
+                            notes.push(("ticket.aws_case_reply_refused".into(), text));
                         }
                         if let Some(state) = state {
                             if state.display_id.is_some() {
@@ -441,9 +472,13 @@ impl crate::Desk {
                                     Some(record.first_reply_at.map_or(m.at, |f| f.min(m.at)));
                             }
                         }
-                        if sent_upto >= record.sent_comment_id {
+                        // Another node's pass may have got further meanwhile (a lease that ran
+                        // out): what AWS has is never taken back.
+                        if sent_upto > record.sent_comment_id {
                             record.sent_comment_id = sent_upto;
                             record.sent_parts = sent_parts;
+                        } else if sent_upto == record.sent_comment_id {
+                            record.sent_parts = record.sent_parts.max(sent_parts);
                         }
                         if let Some(status) = resolved {
                             record.state = "resolved".into();
@@ -623,6 +658,7 @@ impl crate::Desk {
                          instead.",
                         next.severity
                     ));
+                    notes.append(&mut next.notes);
                     next.notes = notes;
                     opening = next;
                     request.severity = opening.severity;
@@ -633,6 +669,7 @@ impl crate::Desk {
             return Ok(Outcome::NotOpened {
                 error,
                 dead,
+                severity: opening.severity,
                 notes: opening.notes,
             });
         }
@@ -687,7 +724,7 @@ impl crate::Desk {
         }
         Ok(Opening {
             severity,
-            source: CapSource::Aws,
+            source: decision.capped_by,
             plan: Some(decision.plan_in_effect),
             notes,
         })
@@ -720,9 +757,10 @@ impl crate::Desk {
             Ok(levels) => (Some(levels.clone()), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let forget = matches!(answer, Err(CaseError::SubscriptionRequired(_)));
         self.change(move |tx, now| {
             Box::pin(async move {
-                tx.save_severity_levels(&id, levels.as_deref(), error.as_deref(), now)
+                tx.save_severity_levels(&id, levels.as_deref(), error.as_deref(), forget, now)
                     .await?;
                 Ok(())
             })
@@ -730,6 +768,8 @@ impl crate::Desk {
         .await?;
         Ok(match answer {
             Ok(levels) => Some(levels),
+            // No Support API: what AWS offered before no longer holds.
+            Err(CaseError::SubscriptionRequired(_)) => None,
             Err(e) => {
                 tracing::info!(account = %account.id, error = %e, "AWS did not say which case severities the account has; the plan table decides");
                 kept.and_then(|k| k.levels)
@@ -761,9 +801,10 @@ impl crate::Desk {
                 Err(e) => (None, Some(e.to_string())),
             };
             let (id, kept, why) = (a.id.clone(), levels.clone(), error.clone());
+            let forget = matches!(answer, Err(CaseError::SubscriptionRequired(_)));
             self.change(move |tx, now| {
                 Box::pin(async move {
-                    tx.save_severity_levels(&id, kept.as_deref(), why.as_deref(), now)
+                    tx.save_severity_levels(&id, kept.as_deref(), why.as_deref(), forget, now)
                         .await?;
                     Ok(())
                 })
@@ -813,6 +854,38 @@ impl crate::Desk {
             asked += 1;
         }
         Ok(asked)
+    }
+
+    /// What every known account (configuration file and API) should be warned of today: a
+    /// plan that ends or has ended, and an AWS answer kept for it that does not fit its plan.
+    pub async fn plan_warnings(&self) -> crate::Result<Vec<PlanWarning>> {
+        let today = self.now().date_naive();
+        let kept = self.db().severity_levels().await?;
+        let mut warnings = Vec::new();
+        for record in self.aws_accounts(&crate::Actor::cli()).await? {
+            let a = record.account();
+            let name = format!("AWS account {} ({})", a.id, a.name);
+            let warn = |ending: bool, text: String| PlanWarning {
+                account_id: a.id.clone(),
+                configured: record.origin == "config",
+                ending,
+                text: format!("{name}: {text}"),
+            };
+            if let Some(n) = opsdesk_domain::support::plan_notice(a.support_plan, today, a.govcloud)
+            {
+                warnings.push(warn(true, n));
+            }
+            let offered = kept
+                .iter()
+                .find(|k| k.account_id == a.id)
+                .and_then(|k| k.levels.as_deref());
+            if let Some(m) = offered.and_then(|o| {
+                opsdesk_domain::support::plan_mismatch(a.support_plan, o, today, a.govcloud)
+            }) {
+                warnings.push(warn(false, m));
+            }
+        }
+        Ok(warnings)
     }
 
     /// The account as configured now (the configuration file first, then the API).
@@ -889,7 +962,8 @@ impl crate::Desk {
             // A reply longer than AWS takes goes as several messages, in order; the parts AWS
             // took on an earlier pass are not sent again.
             let done = usize::try_from(sent_parts).unwrap_or(0);
-            for (i, part) in communication_parts(&c.body).iter().enumerate().skip(done) {
+            let parts = communication_parts(&c.body);
+            for (i, part) in parts.iter().enumerate().skip(done) {
                 match aws
                     .add_communication(account, case_id, part, &case.cc)
                     .await
@@ -898,7 +972,12 @@ impl crate::Desk {
                     // AWS finds this message invalid and always will: it must not hold back
                     // the replies after it.
                     Err(e @ CaseError::Refused(_)) => {
-                        refused.push((c.id, e));
+                        refused.push(Refusal {
+                            comment: c.id,
+                            taken: i,
+                            parts: parts.len(),
+                            error: e,
+                        });
                         break;
                     }
                     // Throttled or unreachable: the later replies would fare no better; this

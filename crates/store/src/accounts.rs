@@ -247,12 +247,14 @@ impl Tx {
     }
 
     /// Records an ask of DescribeSeverityLevels: its answer (`levels`) or why it failed
-    /// (`error`), in which case the last answer is kept.
+    /// (`error`), in which case the last answer is kept unless `forget` (AWS said the account
+    /// has no Support API at all, so what it offered before no longer holds).
     pub async fn save_severity_levels(
         &mut self,
         account_id: &str,
         levels: Option<&[CaseSeverity]>,
         error: Option<&str>,
+        forget: bool,
         at: DateTime<Utc>,
     ) -> Result<()> {
         self.note_write();
@@ -260,14 +262,19 @@ impl Tx {
             let codes: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
             serde_json::to_string(&codes).unwrap_or_else(|_| "[]".to_owned())
         });
+        let kept = if forget {
+            "excluded.levels"
+        } else {
+            "COALESCE(excluded.levels, aws_severity_levels.levels)"
+        };
+        let sql = format!(
+            "INSERT INTO aws_severity_levels (account_id, levels, error, checked_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id) DO UPDATE SET levels = {kept}, \
+             error = excluded.error, checked_at = excluded.checked_at"
+        );
         on_tx!(self, c, _b => {
-            sqlx::query(
-                "INSERT INTO aws_severity_levels (account_id, levels, error, checked_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account_id) DO UPDATE SET \
-                 levels = COALESCE(excluded.levels, aws_severity_levels.levels), \
-                 error = excluded.error, checked_at = excluded.checked_at",
-            )
+            sqlx::query(&sql)
             .bind(account_id)
             .bind(levels)
             .bind(error)

@@ -294,33 +294,35 @@ pub fn advise(input: &AdviceInput, day: NaiveDate) -> Advice {
     }
 
     let notice = plan_notice(current, day, govcloud);
-    let change = if recommended == current {
-        PlanChange::Keep
-    } else if notice.is_some() && !current.available_on(day, govcloud) {
-        // An ended plan is below whatever carries on.
-        PlanChange::Upgrade
-    } else if recommended > in_effect.min(current) {
-        PlanChange::Upgrade
+    // Compared with what the account holds in effect: once a plan has ended, the plan AWS
+    // moves it to or offers.
+    let change = match recommended.cmp(&in_effect) {
+        std::cmp::Ordering::Equal => PlanChange::Keep,
+        std::cmp::Ordering::Greater => PlanChange::Upgrade,
+        std::cmp::Ordering::Less => PlanChange::Downgrade,
+    };
+    let held = if in_effect == current {
+        format!("The current {} plan", current.label())
     } else {
-        PlanChange::Downgrade
+        format!(
+            "The {} plan, which AWS {} in place of {},",
+            in_effect.label(),
+            current.successor().map_or("offers", |(_, verb)| verb),
+            current.label()
+        )
     };
     reasons.push(match change {
-        PlanChange::Keep => format!(
-            "The current {} plan matches what these rules ask for.",
-            current.label()
-        ),
+        PlanChange::Keep => format!("{held} matches what these rules ask for."),
         PlanChange::Upgrade => format!(
-            "The current {} plan is below what these rules ask for; move to {}.",
-            current.label(),
+            "{held} is below what these rules ask for; move to {}.",
             recommended.label()
         ),
         PlanChange::Downgrade => format!(
-            "The current {} plan provides more than these rules ask for; {} would cover them. \
-             Keep {} if you rely on what only it provides, such as its technical account \
-             manager or proactive programs.",
-            current.label(),
+            "{held} provides more than these rules ask for; {} would cover them. Keep {} if \
+             you rely on what only it provides, such as its technical account manager or \
+             proactive programs.",
             recommended.label(),
-            current.label()
+            in_effect.label()
         ),
     });
     if let Some(notice) = &notice {
@@ -596,6 +598,31 @@ mod tests {
         assert_eq!(a.recommended, Enterprise);
         assert!(a.meets_sla, "{:?}", a.sla_gap);
         assert!(a.notice.unwrap().contains("ended on 2027-01-01"));
+        // Judged against Enterprise, which AWS moved it to: nothing running advises Basic as a
+        // downgrade, production with a 15-minute need keeps it, on either side of midnight
+        // where the plan is the same.
+        let a = advise(&input(EnterpriseOnRamp, &[], None, none()), day(AFTER));
+        assert_eq!((a.recommended, a.change), (Basic, PlanChange::Downgrade));
+        assert!(
+            a.reasons.iter().any(|r| r.starts_with(
+                "The Enterprise plan, which AWS moves it to in place of Enterprise On-Ramp,"
+            )),
+            "{:?}",
+            a.reasons
+        );
+        let a = advise(
+            &input(EnterpriseOnRamp, &[Production], Some(15), none()),
+            day(AFTER),
+        );
+        assert_eq!((a.recommended, a.change), (Enterprise, PlanChange::Keep));
+        let a = advise(
+            &input(Business, &[Production], Some(60), none()),
+            day(AFTER),
+        );
+        assert_eq!(
+            (a.recommended, a.change),
+            (BusinessSupportPlus, PlanChange::Keep)
+        );
         // Nothing ended is ever recommended after the end.
         for plan in SupportPlan::ALL {
             for envs in [&[][..], &[Production][..], &[Staging][..]] {

@@ -439,8 +439,8 @@ impl SupportPlan {
         self.first_response(sev).map(|t| (sev, t))
     }
 
-    /// The last day before the plan ends for an account outside (`govcloud` false) or inside
-    /// AWS GovCloud (US): the day it ends, or `None` while no end is announced.
+    /// The day the plan ends for an account outside (`govcloud` false) or inside AWS GovCloud
+    /// (US): the first day it can no longer be held, or `None` while no end is announced.
     pub fn ends_on(self, govcloud: bool) -> Option<NaiveDate> {
         match self {
             SupportPlan::Developer | SupportPlan::Business | SupportPlan::EnterpriseOnRamp
@@ -614,17 +614,20 @@ pub fn cap_severity(
             .target(granted)
             .map(|t| format!(" (first response within {t})"))
             .unwrap_or_default();
-        let reason = if granted < requested {
-            format!(
+        let reason = match granted.cmp(&requested) {
+            std::cmp::Ordering::Less => format!(
                 "AWS offers this account severities up to {highest} (DescribeSeverityLevels); \
                  case opened as {granted} instead of {requested}{within}; {requested} needs \
                  {needed}"
-            )
-        } else {
-            format!(
+            ),
+            std::cmp::Ordering::Equal => format!(
                 "AWS offers this account {requested} (DescribeSeverityLevels); case opened as \
                  {granted}{within}"
-            )
+            ),
+            std::cmp::Ordering::Greater => format!(
+                "AWS offers this account nothing as low as {requested} (DescribeSeverityLevels); \
+                 case opened as {granted}, the lowest it offers{within}"
+            ),
         };
         return decision(Some(granted), CapSource::Aws, reason);
     }
@@ -1144,8 +1147,12 @@ mod tests {
         assert!(m.contains("up to urgent"), "{m}");
         assert!(m.contains("configured with the Enterprise plan"), "{m}");
         let m = plan_mismatch(Business, CaseSeverity::ALL, day("2026-06-01"), false).unwrap();
-        assert!(m.contains("That fits"), "{m}");
-        assert!(m.contains("Enterprise"), "{m}");
+        assert!(
+            m.contains(
+                "That fits Business Support+ or Enterprise On-Ramp or Enterprise or Unified Operations."
+            ),
+            "{m}"
+        );
         let m = plan_mismatch(BusinessSupportPlus, &[Low, Normal, High, Urgent], d, false).unwrap();
         assert!(m.contains("AWS's pages disagree"), "{m}");
         assert_eq!(plan_mismatch(Enterprise, &[], d, false), None);

@@ -166,7 +166,7 @@ struct PlanRow {
     available_today: bool,
     /// Whether an account in AWS GovCloud (US) can hold the plan today.
     available_today_in_govcloud: bool,
-    /// The day the plan ends outside AWS GovCloud (US), if it does.
+    /// The first day an account outside AWS GovCloud (US) can no longer hold the plan, if it ends.
     ends_on: Option<chrono::NaiveDate>,
     /// The plan AWS moves its accounts to or offers them when it ends.
     successor: Option<SupportPlan>,
