@@ -1446,8 +1446,9 @@ async fn abuse_report_opens_a_security_incident(backend: Backend) {
     );
     assert!(description.contains(PRODUCTION_VM), "{description}");
     let signals = s.get("/api/v1/signals?source=aws.health").await.body;
-    assert_eq!(signals[0]["kind"], "abuse", "{signals}");
-    assert_eq!(signals[0]["classified"], true);
+    assert_eq!(signals["signals"][0]["kind"], "abuse", "{signals}");
+    assert_eq!(signals["signals"][0]["classified"], true);
+    assert_eq!(signals["signals"][0]["rule"], "default rule 1");
     s.stop().await;
 }
 
