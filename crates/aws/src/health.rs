@@ -49,8 +49,8 @@ pub struct HealthConfig {
     /// Enterprise, Unified Operations; Business and Enterprise On-Ramp until they end), and
     /// `health:Describe*` permissions.
     pub enabled: bool,
-    /// The region of the Health endpoint. The API is global and answers in `us-east-1`
-    /// (`us-east-2` is its failover).
+    /// The region the poller asks first. The API answers in `us-east-1` or, after a failover,
+    /// `us-east-2`; the poller follows whichever answers.
     pub region: String,
     /// Read the organization view (`Describe*ForOrganization`): events of every account in
     /// the AWS Organization, one ticket per event and affected account. Needs the management
@@ -102,7 +102,14 @@ pub async fn run_health(desk: Desk, config: HealthConfig, shutdown: Cancellation
         .region(aws_config::Region::new(config.region.clone()))
         .load()
         .await;
-    let client = Client::new(&sdk);
+    let mut clients = HealthClients::new(config.region.clone(), Client::new(&sdk));
+    if let Some(other) = other_region(&config.region) {
+        let sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(other))
+            .build();
+        clients = clients.with_failover(other.to_owned(), Client::new(&sdk));
+    }
     let mut schedule = Schedule::new(Duration::from_secs(config.interval_seconds));
     tracing::info!(
         poller = POLLER,
@@ -113,7 +120,7 @@ pub async fn run_health(desk: Desk, config: HealthConfig, shutdown: Cancellation
     loop {
         let run = tokio::select! {
             _ = shutdown.cancelled() => return,
-            run = poll_health_once(&client, &desk, &config) => run,
+            run = poll_health_once(&mut clients, &desk, &config) => run,
         };
         let delay = finish_run(POLLER, &mut schedule, &run);
         if !pause(delay, &shutdown).await {
@@ -122,10 +129,90 @@ pub async fn run_health(desk: Desk, config: HealthConfig, shutdown: Cancellation
     }
 }
 
+/// The other of the Health API's two regions; none outside them (another partition).
+pub fn other_region(region: &str) -> Option<&'static str> {
+    match region {
+        "us-east-1" => Some("us-east-2"),
+        "us-east-2" => Some("us-east-1"),
+        _ => None,
+    }
+}
+
+/// A client per Health API region, and the region that answered last. The API is
+/// active-passive behind a global endpoint: when the region in use answers that it is not the
+/// active one, or cannot be reached, the other is tried and, if it answers, kept.
+#[derive(Debug, Clone)]
+pub struct HealthClients {
+    clients: Vec<(String, Client)>,
+    active: usize,
+}
+
+impl HealthClients {
+    pub fn new(region: impl Into<String>, client: Client) -> Self {
+        HealthClients {
+            clients: vec![(region.into(), client)],
+            active: 0,
+        }
+    }
+
+    /// Adds the region to try when the one in use does not answer.
+    pub fn with_failover(mut self, region: impl Into<String>, client: Client) -> Self {
+        self.clients.push((region.into(), client));
+        self
+    }
+
+    /// The region in use.
+    pub fn region(&self) -> &str {
+        self.clients
+            .get(self.active)
+            .map(|(r, _)| r.as_str())
+            .unwrap_or_default()
+    }
+
+    /// Reads as [`fetch_health_signals`] does, in the region in use and, when that region
+    /// fails for any reason but the account's plan or throttling, in the other.
+    pub async fn fetch(
+        &mut self,
+        config: &HealthConfig,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<HealthBatch, PollError> {
+        let count = self.clients.len();
+        let mut first_error = None;
+        for step in 0..count {
+            let at = (self.active + step) % count;
+            let Some((region, client)) = self.clients.get(at) else {
+                break;
+            };
+            match fetch_health_signals(client, config, since, now).await {
+                Ok(batch) => {
+                    if at != self.active {
+                        tracing::warn!(poller = POLLER, from = %self.region(), to = %region,
+                            error = ?first_error.as_ref().map(ToString::to_string),
+                            "AWS Health answered in the other region; polling there from now on");
+                        self.active = at;
+                    }
+                    return Ok(batch);
+                }
+                Err(e @ PollError::Aws { .. }) => {
+                    tracing::info!(poller = POLLER, region = %region, error = %e,
+                        "AWS Health did not answer in this region");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.unwrap_or(PollError::Aws {
+            api: API,
+            message: "no region to ask".to_owned(),
+        }))
+    }
+}
+
 /// One poll: reads what changed since the stored cursor (the last 7 days on the first run),
 /// ingests it and, once that committed, stores the new cursor.
 pub async fn poll_health_once(
-    client: &Client,
+    clients: &mut HealthClients,
     desk: &Desk,
     config: &HealthConfig,
 ) -> Result<PollReport, PollError> {
@@ -141,7 +228,7 @@ pub async fn poll_health_once(
         }
         None => now - chrono::Duration::days(FIRST_LOOKBACK_DAYS),
     };
-    let batch = fetch_health_signals(client, config, since, now).await?;
+    let batch = clients.fetch(config, since, now).await?;
     commit(
         desk,
         ACTOR,
@@ -181,6 +268,8 @@ struct EventSummary {
     end: Option<DateTime<Utc>>,
     last_updated: Option<DateTime<Utc>>,
     status: Option<String>,
+    actionability: Option<String>,
+    personas: Vec<String>,
 }
 
 impl From<&Event> for EventSummary {
@@ -197,6 +286,8 @@ impl From<&Event> for EventSummary {
             end: e.end_time().and_then(chrono_time),
             last_updated: e.last_updated_time().and_then(chrono_time),
             status: e.status_code().map(|c| c.as_str().to_owned()),
+            actionability: e.actionability().map(|a| a.as_str().to_owned()),
+            personas: e.personas().iter().map(|p| p.as_str().to_owned()).collect(),
         }
     }
 }
@@ -215,6 +306,8 @@ impl From<&OrganizationEvent> for EventSummary {
             end: e.end_time().and_then(chrono_time),
             last_updated: e.last_updated_time().and_then(chrono_time),
             status: e.status_code().map(|c| c.as_str().to_owned()),
+            actionability: e.actionability().map(|a| a.as_str().to_owned()),
+            personas: e.personas().iter().map(|p| p.as_str().to_owned()).collect(),
         }
     }
 }
@@ -242,6 +335,14 @@ impl EventSummary {
                 self.last_updated.map(|t| json!(t.to_rfc3339())),
             ),
             ("statusCode", self.status.as_ref().map(|v| json!(v))),
+            (
+                "actionability",
+                self.actionability.as_ref().map(|v| json!(v)),
+            ),
+            (
+                "personas",
+                (!self.personas.is_empty()).then(|| json!(self.personas)),
+            ),
         ])
     }
 }
@@ -309,6 +410,11 @@ fn signal(
                 Some((value.to_owned(), tags))
             })
             .collect(),
+        actionability: event.actionability.clone(),
+        personas: event.personas.clone(),
+        // The API answers with every affected resource: one whole event, never a page.
+        page: None,
+        abuse: event.service.as_deref() == Some("ABUSE"),
     };
     health.into_signal(raw, now)
 }
@@ -876,6 +982,10 @@ mod tests {
                             .start_time(t("2024-05-02T09:40:00Z"))
                             .last_updated_time(t("2024-05-02T10:15:31Z"))
                             .status_code(EventStatusCode::Open)
+                            .actionability(
+                                aws_sdk_health::types::EventActionability::ActionRequired,
+                            )
+                            .personas(aws_sdk_health::types::EventPersona::Operations)
                             .build(),
                     )
                     .events(
@@ -971,6 +1081,17 @@ mod tests {
             ]
         );
         assert_eq!(batch.signals[1].raw["affectedAccount"], "222222222222");
+        // Read in the management account: each signal is the affected account's, so its
+        // ticket, workload match and AWS case use that account.
+        assert!(batch
+            .signals
+            .iter()
+            .all(|s| s.account.as_deref() != Some(ACCOUNT)));
+        assert_eq!(
+            batch.signals[0].actionability.as_deref(),
+            Some("ACTION_REQUIRED")
+        );
+        assert_eq!(batch.signals[1].personas, ["OPERATIONS"]);
         assert_eq!(batch.latest, at("2024-05-02T10:15:31Z"));
     }
 
@@ -1062,7 +1183,13 @@ mod tests {
             entities.clone(),
         );
 
-        let first = poll_health_once(&client, &desk, &config).await.unwrap();
+        let first = poll_health_once(
+            &mut HealthClients::new("us-east-1", client.clone()),
+            &desk,
+            &config,
+        )
+        .await
+        .unwrap();
         assert_eq!(first.count(Effect::Created), 2, "{first:?}");
         assert_eq!(
             desk.poller_cursor(CURSOR).await.unwrap().as_deref(),
@@ -1071,7 +1198,13 @@ mod tests {
         let ticket_id = first.outcomes[0].ticket_id.unwrap();
 
         clock.advance(chrono::Duration::minutes(5));
-        let again = poll_health_once(&client, &desk, &config).await.unwrap();
+        let again = poll_health_once(
+            &mut HealthClients::new("us-east-1", client.clone()),
+            &desk,
+            &config,
+        )
+        .await
+        .unwrap();
         assert_eq!(again.signals, 2);
         assert_eq!(again.count(Effect::Duplicate), 2, "{again:?}");
 
@@ -1080,7 +1213,13 @@ mod tests {
             vec![vec![issue(EventStatusCode::Closed, "2024-05-02T12:05:00Z")]],
             entities,
         );
-        let closed = poll_health_once(&client, &desk, &config).await.unwrap();
+        let closed = poll_health_once(
+            &mut HealthClients::new("us-east-1", client.clone()),
+            &desk,
+            &config,
+        )
+        .await
+        .unwrap();
         assert_eq!(closed.count(Effect::Resolved), 1, "{closed:?}");
         assert_eq!(closed.outcomes[0].ticket_id, Some(ticket_id));
         let ticket = desk.ticket(&Actor::cli(), ticket_id).await.unwrap();
@@ -1090,6 +1229,118 @@ mod tests {
             desk.poller_cursor(CURSOR).await.unwrap().as_deref(),
             Some("2024-05-02T12:05:00+00:00")
         );
+    }
+
+    #[tokio::test]
+    async fn actionability_and_personas_are_read_from_describe_events() {
+        use aws_sdk_health::types::{EventActionability, EventPersona};
+        let event = Event::builder()
+            .arn(REBOOT)
+            .service("EC2")
+            .event_type_code("AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED")
+            .event_type_category(EventTypeCategory::ScheduledChange)
+            .status_code(EventStatusCode::Upcoming)
+            .last_updated_time(t("2024-05-02T11:00:00Z"))
+            .actionability(EventActionability::ActionRequired)
+            .personas(EventPersona::Operations)
+            .personas(EventPersona::Security)
+            .build();
+        let (client, _rules) = account_client(vec![vec![event]], vec![]);
+        let now = at("2024-05-02T12:00:00Z");
+        let batch = fetch_health_signals(&client, &account_config(), now, now)
+            .await
+            .unwrap();
+        let s = &batch.signals[0];
+        assert_eq!(s.actionability.as_deref(), Some("ACTION_REQUIRED"));
+        assert_eq!(s.personas, ["OPERATIONS", "SECURITY"]);
+        assert_eq!(s.raw["event"]["actionability"], "ACTION_REQUIRED");
+        assert_eq!(
+            s.raw["event"]["personas"],
+            json!(["OPERATIONS", "SECURITY"])
+        );
+    }
+
+    /// A client whose every call fails as a Health region that is not the active one does.
+    fn passive_client() -> (Client, Rule) {
+        let rule = mock!(Client::describe_events).then_error(|| {
+            DescribeEventsError::generic(
+                ErrorMetadata::builder()
+                    .code("ServiceUnavailableException")
+                    .message("this Region is not active")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_health, RuleMode::MatchAny, [&rule], |c| c
+            .retry_config(RetryConfig::disabled()));
+        (client, rule)
+    }
+
+    #[tokio::test]
+    async fn the_poller_follows_the_active_region() {
+        let (desk, clock, _dir) = testing::desk(at("2024-05-02T12:00:00Z")).await;
+        let (passive, passive_rule) = passive_client();
+        let (active, active_rules) = account_client(
+            vec![vec![issue(EventStatusCode::Open, "2024-05-02T10:15:31Z")]],
+            vec![entity(ISSUE, "i-0a1b2c3d4e5f67890", ACCOUNT)],
+        );
+        assert_eq!(other_region("us-east-1"), Some("us-east-2"));
+        assert_eq!(other_region("us-east-2"), Some("us-east-1"));
+        assert_eq!(other_region("cn-north-1"), None);
+        let mut clients =
+            HealthClients::new("us-east-1", passive).with_failover("us-east-2", active);
+        let config = account_config();
+
+        let first = poll_health_once(&mut clients, &desk, &config)
+            .await
+            .unwrap();
+        assert_eq!(first.count(Effect::Created), 1, "{first:?}");
+        assert_eq!(clients.region(), "us-east-2");
+        assert_eq!(passive_rule.num_calls(), 1);
+
+        // The next poll goes straight to the region that answered.
+        clock.advance(chrono::Duration::minutes(5));
+        let again = poll_health_once(&mut clients, &desk, &config)
+            .await
+            .unwrap();
+        assert_eq!(again.count(Effect::Duplicate), 1, "{again:?}");
+        assert_eq!(
+            passive_rule.num_calls(),
+            1,
+            "the passive region was asked again"
+        );
+        assert_eq!(active_rules[0].num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn plan_and_throttling_errors_are_not_a_reason_to_switch() {
+        let (refusing, refusing_rule) =
+            failing_client("SubscriptionRequiredException", RetryConfig::disabled());
+        let (other, other_rule) = passive_client();
+        let mut clients =
+            HealthClients::new("us-east-1", refusing).with_failover("us-east-2", other);
+        let now = at("2024-05-02T12:00:00Z");
+        let err = clients
+            .fetch(&account_config(), now, now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PollError::SubscriptionRequired { .. }),
+            "{err:?}"
+        );
+        assert_eq!(refusing_rule.num_calls(), 1);
+        assert_eq!(other_rule.num_calls(), 0);
+        assert_eq!(clients.region(), "us-east-1");
+
+        // Both regions failing: the error of the region in use, which stays in use.
+        let (a, _) = passive_client();
+        let (b, _) = passive_client();
+        let mut clients = HealthClients::new("us-east-1", a).with_failover("us-east-2", b);
+        let err = clients
+            .fetch(&account_config(), now, now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PollError::Aws { .. }), "{err:?}");
+        assert_eq!(clients.region(), "us-east-1");
     }
 
     #[test]

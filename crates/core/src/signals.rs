@@ -13,7 +13,7 @@ use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
 use opsdesk_domain::signal::workload::match_workload;
-use opsdesk_domain::signal::{ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_ADVISOR};
+use opsdesk_domain::signal::{Pages, ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_ADVISOR};
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
 use opsdesk_store::{
@@ -76,6 +76,10 @@ pub enum Effect {
     Recorded,
     /// The same news arrived before; nothing changed.
     Duplicate,
+    /// Another page of news its source split over several messages (an AWS Health event
+    /// with many affected resources): its resources joined the ticket's, and the ticket
+    /// was decided again on all of them.
+    Merged,
 }
 
 impl Effect {
@@ -88,6 +92,7 @@ impl Effect {
             Effect::Reopened => "reopened",
             Effect::Recorded => "recorded",
             Effect::Duplicate => "duplicate",
+            Effect::Merged => "merged",
         }
     }
 }
@@ -286,6 +291,24 @@ fn tag(s: &str) -> Option<String> {
     (!t.trim_matches('-').is_empty()).then_some(t)
 }
 
+/// Tags from what AWS Health says of an event: who it is for (routing rules can send
+/// `persona:security` or `persona:billing` to their own channels), whether it asks for
+/// action, and `security` on abuse reports.
+fn signal_tags(s: &Signal) -> Vec<String> {
+    let mut tags: Vec<String> = s
+        .personas
+        .iter()
+        .filter_map(|p| tag(&format!("persona:{p}")))
+        .collect();
+    if let Some(a) = &s.actionability {
+        tags.extend(tag(&format!("actionability:{a}")));
+    }
+    if s.source == HEALTH && s.kind == opsdesk_domain::signal::health::ABUSE {
+        tags.push("security".into());
+    }
+    tags
+}
+
 fn kind_for(s: &Signal) -> Kind {
     match (s.source.as_str(), s.kind.as_str()) {
         (HEALTH, "scheduledChange" | "accountNotification") => Kind::Task,
@@ -309,6 +332,12 @@ fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision)
     }
     if let Some(svc) = &s.service {
         d.push_str(&format!("- Service: {svc}\n"));
+    }
+    if let Some(a) = &s.actionability {
+        d.push_str(&format!("- Actionability: {a}\n"));
+    }
+    if !s.personas.is_empty() {
+        d.push_str(&format!("- For: {}\n", s.personas.join(", ")));
     }
     if let Some(w) = workload {
         d.push_str(&format!("- Workload: {} ({})\n", w.name, w.environment));
@@ -349,6 +378,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
     if workload.is_some_and(Workload::is_production) {
         tags.push("production".into());
     }
+    tags.extend(signal_tags(s));
     let input = NewTicket {
         title: if title.trim().is_empty() {
             "Signal".into()
@@ -372,7 +402,14 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
 /// Everything about one signal that does not need the database.
 struct Assessed<'a> {
     actor: &'a Actor,
+    /// As received: what is stored.
     signal: &'a Signal,
+    /// With the entities of every page received so far: what the ticket is decided on.
+    view: &'a Signal,
+    /// The pages received so far, for a signal that is one page of several.
+    pages: Option<Pages>,
+    /// Another page of the communication the problem's last signal began.
+    continues: bool,
     raw: &'a RawJson,
     workload: Option<&'a Workload>,
     decision: Decision,
@@ -416,6 +453,7 @@ struct Step<'a> {
     next_id: i64,
     routing: &'a Routing,
     outbox: Vec<NewOutboxItem>,
+    workloads: &'a [Workload],
 }
 
 impl Step<'_> {
@@ -463,7 +501,7 @@ impl Step<'_> {
                         service: s.service.clone(),
                         start: win.start,
                         end: win.end,
-                        resources: s.resources.clone(),
+                        resources: a.view.resources.clone(),
                         ticket_id,
                         created_by: a.actor.name.clone(),
                     },
@@ -514,7 +552,7 @@ impl Step<'_> {
         if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
             return Ok((Effect::Recorded, None));
         }
-        let input = new_ticket(s, a.workload, &a.decision)?;
+        let input = new_ticket(a.view, a.workload, &a.decision)?;
         let mut ticket = Ticket::open(input, self.now);
         ticket.id = self.tx.insert_ticket(&ticket).await?;
         ticket.key = Ticket::key_for(ticket.id);
@@ -539,6 +577,7 @@ impl Step<'_> {
             last_state: s.state.as_str().to_owned(),
             state_changes: Vec::new(),
             flapping: false,
+            pages: a.pages.clone(),
         });
         Ok((Effect::Created, Some(ticket.id)))
     }
@@ -582,7 +621,26 @@ impl Step<'_> {
 
         let mut next = current.clone();
         let mut changes = Changes::new();
+        if let Some(pages) = &a.pages {
+            let before = c
+                .pages
+                .as_ref()
+                .filter(|p| p.communication == pages.communication);
+            changes.extend([change(
+                "pages",
+                json!(before.map(|p| &p.received)),
+                json!({
+                    "received": pages.received,
+                    "total": pages.total,
+                    "resources": s.resources.len(),
+                }),
+            )]);
+            c.pages = Some(pages.clone());
+        }
         let (action, effect) = match s.state {
+            SignalState::Firing if a.continues && current.status.is_open() => {
+                ("ticket.merged", Effect::Merged)
+            }
             SignalState::Firing if current.status.is_open() => {
                 ("ticket.occurrence", Effect::Occurrence)
             }
@@ -620,15 +678,21 @@ impl Step<'_> {
             }
         };
         if matches!(s.state, SignalState::Firing) {
-            c.occurrences += 1;
-            changes.extend([change(
-                "occurrences",
-                json!(c.occurrences - 1),
-                json!(c.occurrences),
-            )]);
+            // Another page is more of the same news, not the news again.
+            if effect != Effect::Merged {
+                c.occurrences += 1;
+                changes.extend([change(
+                    "occurrences",
+                    json!(c.occurrences - 1),
+                    json!(c.occurrences),
+                )]);
+            }
             // A problem can get worse; it never gets quieter by itself.
             if a.decision.severity < next.severity && next.status.is_open() {
                 next.severity = a.decision.severity;
+            }
+            if next.status.is_open() {
+                self.move_to_production(a, &mut next);
             }
         }
         if c.flapping != was_flapping {
@@ -646,6 +710,8 @@ impl Step<'_> {
         for (field, before, after) in [
             ("status", json!(current.status), json!(next.status)),
             ("severity", json!(current.severity), json!(next.severity)),
+            ("workload", json!(current.workload), json!(next.workload)),
+            ("team", json!(current.team), json!(next.team)),
             ("tags", json!(current.tags), json!(next.tags)),
             (
                 "resolved_at",
@@ -672,6 +738,33 @@ impl Step<'_> {
         Ok((effect, Some(current.id)))
     }
 
+    /// A ticket not yet on production moves to the production workload a later signal (or
+    /// another page of the same event) shows affected, with that workload's team when the
+    /// team it had came from its former workload. Like severity, this only ever escalates.
+    fn move_to_production(&self, a: &Assessed<'_>, next: &mut Ticket) {
+        let Some(w) = a.workload.filter(|w| w.is_production()) else {
+            return;
+        };
+        if next.tags.iter().any(|t| t == "production") || next.workload.as_deref() == Some(&w.name)
+        {
+            return;
+        }
+        let former_team = next
+            .workload
+            .as_deref()
+            .and_then(|name| self.workloads.iter().find(|x| x.name == name))
+            .and_then(|x| x.team.clone());
+        if next.team.is_none() || next.team == former_team {
+            next.team = w.team.clone();
+        }
+        next.workload = Some(w.name.clone());
+        let mut tags = next.tags.clone();
+        tags.push("production".into());
+        tags.sort();
+        tags.dedup();
+        next.tags = tags;
+    }
+
     fn save_correlation(&mut self, c: Correlation) {
         self.correlations
             .insert((c.source.clone(), c.dedup_key.clone()), c.clone());
@@ -696,7 +789,8 @@ impl Step<'_> {
         }
         self.tx.enqueue(&outbox, self.now).await?;
         for (before, now) in changed {
-            if before.tags == now.tags {
+            if before.tags == now.tags && before.workload == now.workload && before.team == now.team
+            {
                 states.push((now, before));
             } else {
                 self.tx.update_ticket(now, before).await?;
@@ -821,6 +915,7 @@ impl Desk {
                     next_id,
                     routing: &routing,
                     outbox: Vec::new(),
+                    workloads: &catalog.workloads,
                 };
                 let mut repeated = repeated.into_iter();
                 let mut out = Vec::with_capacity(deliveries.len());
@@ -835,14 +930,29 @@ impl Desk {
                             });
                             continue;
                         }
-                        let workload = match_workload(&catalog.workloads, signal);
+                        // A page of a split event is decided with the pages before it.
+                        let before = step
+                            .correlations
+                            .get(&(signal.source.clone(), signal.dedup_key.clone()))
+                            .and_then(|c| c.pages.as_ref());
+                        let paged = Pages::after(before, signal);
+                        let merged = paged.as_ref().map(|(p, _)| p.merged(signal));
+                        let view = merged.as_ref().unwrap_or(signal);
+                        let workload = match_workload(&catalog.workloads, view);
                         let environment = workload.map(|w| w.environment);
-                        let decision = decide(&settings.rules, &defaults, signal, environment);
+                        let decision = decide(&settings.rules, &defaults, view, environment);
                         let expected =
                             catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                        let (pages, continues) = match paged {
+                            Some((p, c)) => (Some(p), c),
+                            None => (None, false),
+                        };
                         let assessed = Assessed {
                             actor: &delivery.actor,
                             signal,
+                            view,
+                            pages,
+                            continues,
                             raw,
                             workload,
                             decision,

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use opsdesk_domain::signal::Pages;
 use opsdesk_domain::{Environment, NewWorkload, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,6 +61,9 @@ pub struct Correlation {
     #[serde(skip)]
     pub state_changes: Vec<DateTime<Utc>>,
     pub flapping: bool,
+    /// The pages received of the latest communication split over several messages.
+    #[serde(skip)]
+    pub pages: Option<Pages>,
 }
 
 /// A signal as stored, with what it did.
@@ -335,7 +339,7 @@ impl Db {
 }
 
 const CORRELATION_COLUMNS: &str = "source, dedup_key, ticket_id, occurrences, first_seen_at, \
-    last_seen_at, last_state, state_changes, flapping";
+    last_seen_at, last_state, state_changes, flapping, pages";
 
 /// A correlation's columns as stored, in `CORRELATION_COLUMNS` order (also the order of the
 /// JSON array SQLite builds for a batch of them).
@@ -352,6 +356,7 @@ struct CorrelationParts {
     /// SQLite keeps booleans as 0 and 1.
     #[serde(deserialize_with = "crate::rows::flag")]
     flapping: bool,
+    pages: Option<String>,
 }
 
 impl CorrelationParts {
@@ -366,6 +371,10 @@ impl CorrelationParts {
             last_seen_at: self.last_seen_at,
             last_state: self.last_state,
             flapping: self.flapping,
+            pages: match self.pages {
+                Some(p) => Some(parse_json("pages", &p)?),
+                None => None,
+            },
         })
     }
 }
@@ -389,6 +398,7 @@ where
         last_state: row.try_get("last_state")?,
         state_changes: row.try_get("state_changes")?,
         flapping: row.try_get("flapping")?,
+        pages: row.try_get("pages")?,
     }
     .into_correlation()
 }
@@ -515,12 +525,13 @@ fn push_correlation_rows<DB>(
     DB: sqlx::Database,
     for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<String>: sqlx::Encode<'a, DB>,
     for<'a> bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     qb.push(
         "INSERT INTO correlations (source, dedup_key, ticket_id, occurrences, first_seen_at, \
-         last_seen_at, last_state, state_changes, flapping) ",
+         last_seen_at, last_state, state_changes, flapping, pages) ",
     );
     qb.push_values(rows, |mut b, k| {
         b.push_bind(k.source.clone())
@@ -531,7 +542,8 @@ fn push_correlation_rows<DB>(
             .push_bind(Ts(k.last_seen_at))
             .push_bind(k.last_state.clone())
             .push_bind(serde_json::to_string(&k.state_changes).unwrap_or_else(|_| "[]".to_owned()))
-            .push_bind(k.flapping);
+            .push_bind(k.flapping)
+            .push_bind(k.pages.as_ref().and_then(|p| serde_json::to_string(p).ok()));
     });
     qb.push(" ON CONFLICT (source, dedup_key) DO UPDATE SET ");
     if with_ticket {
@@ -540,7 +552,8 @@ fn push_correlation_rows<DB>(
     qb.push(
         "occurrences = excluded.occurrences, first_seen_at = excluded.first_seen_at, \
          last_seen_at = excluded.last_seen_at, last_state = excluded.last_state, \
-         state_changes = excluded.state_changes, flapping = excluded.flapping",
+         state_changes = excluded.state_changes, flapping = excluded.flapping, \
+         pages = excluded.pages",
     );
 }
 

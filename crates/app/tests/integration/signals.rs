@@ -22,6 +22,11 @@ on_both_backends!(
     a_revoked_ingest_token_is_forbidden_not_unauthorized,
     credentials_in_payloads_are_never_stored_or_shown,
     stored_payloads_are_scrubbed_of_credentials_by_migration,
+    paginated_event_second_page_first_lands_on_production,
+    paginated_event_first_page_first_moves_to_production,
+    abuse_report_opens_a_security_incident,
+    organizational_view_event_belongs_to_the_affected_account,
+    personas_route_to_their_own_channels,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -1255,4 +1260,272 @@ async fn stored_payloads_are_scrubbed_of_credentials_by_migration(backend: Backe
         "a payload without credentials is left as it was"
     );
     db.drop_schema().await;
+}
+
+const STAGING_VM: &str = "arn:aws:ec2:eu-west-1:111122223333:instance/i-0stage000000000001";
+const PRODUCTION_VM: &str = "arn:aws:ec2:eu-west-1:111122223333:instance/i-0prod0000000000001";
+const PAGED_ARN: &str = "arn:aws:health:eu-west-1::event/EC2/AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED/AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED_5d1e";
+
+/// One page of an AWS Health event split over two EventBridge messages, shaped as the AWS
+/// Health EventBridge schema reference shows it: the same `eventArn` and `communicationId`
+/// suffixed with the page, `page` and `totalPages` as strings.
+fn health_page(page: u32, entities: &[&str]) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("5f2c3d1e-0000-4000-8000-00000000000{page}"),
+        "detail-type": "AWS Health Event",
+        "source": "aws.health",
+        "account": ACCOUNT,
+        "time": "2026-11-30T08:00:00Z",
+        "region": "eu-west-1",
+        "resources": entities,
+        "detail": {
+            "eventArn": PAGED_ARN,
+            "service": "EC2",
+            "eventTypeCode": "AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED",
+            "eventTypeCategory": "issue",
+            "eventScopeCode": "ACCOUNT_SPECIFIC",
+            "communicationId": format!("3c9d6e1f8a7b4c2d9e0f1a2b3c4d5e6f7a8b9c0d-{page}"),
+            "startTime": "Mon, 30 Nov 2026 07:40:00 GMT",
+            "lastUpdatedTime": "Mon, 30 Nov 2026 07:55:00 GMT",
+            "statusCode": "open",
+            "eventRegion": "eu-west-1",
+            "eventDescription": [{ "language": "en_US", "latestDescription": "Instance store drives have degraded performance." }],
+            "affectedEntities": entities.iter().map(|e| json!({ "entityValue": e })).collect::<Vec<_>>(),
+            "affectedAccount": ACCOUNT,
+            "actionability": "ACTION_REQUIRED",
+            "personas": ["OPERATIONS"],
+            "page": page.to_string(),
+            "totalPages": "2"
+        }
+    })
+}
+
+/// A staging workload for the first page's instance, production for the second's.
+async fn paged_workloads(s: &TestServer) {
+    s.workload(json!({
+        "name": "reports", "environment": "staging", "team": "platform",
+        "accounts": [ACCOUNT], "resources": ["arn:aws:ec2:*:instance/i-0stage*"]
+    }))
+    .await;
+    s.workload(json!({
+        "name": "checkout", "environment": "production", "team": "payments",
+        "accounts": [ACCOUNT], "resources": ["arn:aws:ec2:*:instance/i-0prod*"]
+    }))
+    .await;
+}
+
+async fn assert_on_production(s: &TestServer, id: i64) {
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["workload"], "checkout", "{t}");
+    assert_eq!(t["team"], "payments");
+    // An issue on production: SEV2, whichever page came first.
+    assert_eq!(t["severity"], "SEV2");
+    let tags = t["tags"].as_array().unwrap();
+    assert!(tags.contains(&json!("production")), "{tags:?}");
+    assert!(
+        tags.contains(&json!("actionability:action_required")),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&json!("persona:operations")), "{tags:?}");
+    // Two pages are one piece of news, not two occurrences.
+    let p = s.problems(id).await;
+    assert_eq!(p["problems"][0]["occurrences"], 1, "{p}");
+    assert_eq!(p["signals"].as_array().unwrap().len(), 2);
+    assert_eq!(s.count_tickets().await, 1);
+}
+
+async fn paginated_event_second_page_first_lands_on_production(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    paged_workloads(&s).await;
+    let two = s.send_ok(health_page(2, &[PRODUCTION_VM])).await;
+    assert_eq!(effects(&two), ["created"]);
+    let id = two["tickets"][0].as_i64().unwrap();
+    let one = s.send_ok(health_page(1, &[STAGING_VM])).await;
+    assert_eq!(effects(&one), ["merged"]);
+    assert_eq!(one["tickets"], json!([id]));
+    assert_on_production(&s, id).await;
+    // A page delivered again is a repeat, whichever page it is.
+    let again = s
+        .send_ok(json!([
+            health_page(1, &[STAGING_VM]),
+            health_page(2, &[PRODUCTION_VM])
+        ]))
+        .await;
+    assert_eq!(effects(&again), ["duplicate", "duplicate"]);
+    assert_eq!(
+        s.history_actions(id).await,
+        ["ticket.created", "ticket.merged"]
+    );
+    s.stop().await;
+}
+
+async fn paginated_event_first_page_first_moves_to_production(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    paged_workloads(&s).await;
+    let one = s.send_ok(health_page(1, &[STAGING_VM])).await;
+    assert_eq!(effects(&one), ["created"]);
+    let id = one["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(
+        (t["workload"].as_str(), t["severity"].as_str()),
+        (Some("reports"), Some("SEV3"))
+    );
+    assert_eq!(t["team"], "platform");
+
+    let two = s.send_ok(health_page(2, &[PRODUCTION_VM])).await;
+    assert_eq!(effects(&two), ["merged"]);
+    assert_on_production(&s, id).await;
+    let history = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "ticket.merged");
+    assert_eq!(last["changes"]["workload"]["before"], "reports");
+    assert_eq!(last["changes"]["workload"]["after"], "checkout");
+    assert_eq!(last["changes"]["severity"]["after"], "SEV2");
+    assert_eq!(last["changes"]["pages"]["after"]["received"], json!([1, 2]));
+
+    let again = s.send_ok(health_page(2, &[PRODUCTION_VM])).await;
+    assert_eq!(effects(&again), ["duplicate"]);
+    // Both pages in one delivery (a batch from SQS) behave the same.
+    s.stop().await;
+
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    paged_workloads(&s).await;
+    let both = s
+        .send_ok(json!([
+            health_page(1, &[STAGING_VM]),
+            health_page(2, &[PRODUCTION_VM])
+        ]))
+        .await;
+    assert_eq!(effects(&both), ["created", "merged"]);
+    assert_on_production(&s, both["tickets"][0].as_i64().unwrap()).await;
+    s.stop().await;
+}
+
+/// An abuse report as AWS Health sends it through EventBridge.
+fn abuse_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "d4b0e6f2-6c1a-4f6e-9a51-3f0c2b7d9e18",
+        "detail-type": "AWS Health Abuse Event",
+        "source": "aws.health",
+        "account": ACCOUNT,
+        "time": "2026-11-27T01:30:00Z",
+        "region": "global",
+        "resources": [PRODUCTION_VM],
+        "detail": {
+            "eventArn": "arn:aws:health:global::event/AWS_ABUSE_DOS_REPORT_3223324344_3243_234_34_34",
+            "service": "ABUSE",
+            "eventTypeCode": "AWS_ABUSE_DOS_REPORT",
+            "eventTypeCategory": "issue",
+            "startTime": "Fri, 27 Nov 2026 01:30:00 GMT",
+            "eventDescription": [{
+                "language": "en_US",
+                "latestDescription": "Denial of Service (DOS) attack has been reported to have been caused by AWS resources in your account."
+            }],
+            "affectedEntities": [{ "entityValue": PRODUCTION_VM }]
+        }
+    })
+}
+
+async fn abuse_report_opens_a_security_incident(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let r = s.send_ok(abuse_event()).await;
+    assert_eq!(effects(&r), ["created"]);
+    let t = s.ticket_by_id(r["tickets"][0].as_i64().unwrap()).await;
+    assert_eq!(t["kind"], "incident");
+    assert_eq!(t["severity"], "SEV2");
+    assert_eq!(t["title"], "AWS Health abuse report: dos report");
+    let tags = t["tags"].as_array().unwrap();
+    assert!(tags.contains(&json!("security")), "{tags:?}");
+    assert!(tags.contains(&json!("persona:security")), "{tags:?}");
+    let description = t["description"].as_str().unwrap();
+    assert!(
+        description.contains("Denial of Service (DOS) attack"),
+        "{description}"
+    );
+    assert!(description.contains(PRODUCTION_VM), "{description}");
+    let signals = s.get("/api/v1/signals?source=aws.health").await.body;
+    assert_eq!(signals["signals"][0]["kind"], "abuse", "{signals}");
+    assert_eq!(signals["signals"][0]["classified"], true);
+    assert_eq!(signals["signals"][0]["rule"], "default rule 1");
+    s.stop().await;
+}
+
+async fn organizational_view_event_belongs_to_the_affected_account(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let member = "444455556666";
+    s.workload(json!({
+        "name": "member-shop", "environment": "production", "team": "shop",
+        "accounts": [member]
+    }))
+    .await;
+    // Received in the management account (`account`) about a member account.
+    let mut event = health_event(
+        "org-1",
+        "open",
+        "Mon, 23 Nov 2026 06:10:00 GMT",
+        "Degraded.",
+    );
+    event["account"] = json!("999988887777");
+    event["detail"]["affectedAccount"] = json!(member);
+    event["detail"]["affectedEntities"] = json!([]);
+    event["resources"] = json!([]);
+    let r = s.send_ok(event).await;
+    let id = r["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["workload"], "member-shop");
+    assert_eq!(t["dedup_key"], format!("{EVENT_ARN}|{member}"));
+    assert!(t["description"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("Account: {member}")));
+    // The stored signal, which the AWS case takes its account from, names the member.
+    let p = s.problems(id).await;
+    assert_eq!(p["signals"][0]["account"], member, "{p}");
+    s.stop().await;
+}
+
+async fn personas_route_to_their_own_channels(backend: Backend) {
+    let s = TestServer::start_with(backend, |c, _| {
+        c.notify.channels = vec![
+            serde_json::from_value(json!({ "name": "security-hook", "type": "webhook", "url": "https://security.example.com/hook" })).unwrap(),
+            serde_json::from_value(json!({ "name": "billing-hook", "type": "webhook", "url": "https://billing.example.com/hook" })).unwrap(),
+        ];
+        c.notify.rules = vec![
+            serde_json::from_value(json!({ "name": "security", "tags": ["persona:security"], "channels": ["security-hook"] })).unwrap(),
+            serde_json::from_value(json!({ "name": "billing", "tags": ["persona:billing"], "channels": ["billing-hook"] })).unwrap(),
+        ];
+    })
+    .await
+    .with_ingest_token()
+    .await;
+    let mut billing = health_event(
+        "bill-1",
+        "open",
+        "Mon, 23 Nov 2026 06:10:00 GMT",
+        "Your bill.",
+    );
+    billing["detail"]["eventTypeCategory"] = json!("accountNotification");
+    billing["detail"]["eventTypeCode"] = json!("AWS_BILLING_NOTIFICATION");
+    billing["detail"]["service"] = json!("BILLING");
+    billing["detail"]["actionability"] = json!("INFORMATIONAL");
+    billing["detail"]["personas"] = json!(["BILLING"]);
+    let abuse = s.send_ok(abuse_event()).await["tickets"][0]
+        .as_i64()
+        .unwrap();
+    let bill = s.send_ok(billing).await["tickets"][0].as_i64().unwrap();
+    for (id, want) in [(abuse, "security-hook"), (bill, "billing-hook")] {
+        let check = s
+            .post(
+                "/api/v1/routing-rules/check",
+                json!({ "event": "created", "ticket": format!("OPS-{id}") }),
+            )
+            .await;
+        assert_eq!(check.status, StatusCode::OK, "{}", check.body);
+        assert_eq!(check.body["channels"], json!([want]), "{}", check.body);
+    }
+    // An informational account notification: SEV5.
+    assert_eq!(s.ticket_by_id(bill).await["severity"], "SEV5");
+    s.stop().await;
 }

@@ -74,6 +74,9 @@ pub fn from_webhook(body: &Value, received_at: DateTime<Utc>) -> Result<Vec<Sign
             occurred_at,
             window: None,
             savings: None,
+            actionability: None,
+            personas: Vec::new(),
+            page: None,
             classified: true,
             raw: alert.clone(),
         });

@@ -145,6 +145,9 @@ pub fn from_body(body: &Value, received_at: DateTime<Utc>) -> Result<Signal, Fie
         occurred_at,
         window: None,
         savings: None,
+        actionability: None,
+        personas: Vec::new(),
+        page: None,
         classified: true,
         raw: body.clone(),
     })

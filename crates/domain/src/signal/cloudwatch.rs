@@ -71,6 +71,9 @@ impl Alarm<'_> {
             occurred_at: self.changed_at,
             window: None,
             savings: None,
+            actionability: None,
+            personas: Vec::new(),
+            page: None,
             classified: true,
             raw,
         }

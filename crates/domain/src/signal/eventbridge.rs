@@ -99,6 +99,9 @@ fn unclassified(
         occurred_at: event.opt_time("time")?.unwrap_or(received_at),
         window: None,
         savings: None,
+        actionability: None,
+        personas: Vec::new(),
+        page: None,
         classified: false,
         raw,
     })

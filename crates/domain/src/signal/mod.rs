@@ -51,6 +51,75 @@ pub struct Window {
     pub end: Option<DateTime<Utc>>,
 }
 
+/// One page of news that its source split over several messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Page {
+    /// The same on every page of one message (AWS Health's `communicationId` without its page
+    /// suffix).
+    pub communication: String,
+    /// From 1.
+    pub number: u32,
+    pub total: u32,
+}
+
+/// The pages of one communication received so far, with the entities they brought together:
+/// what workload matching and severity rules see, whichever page came first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pages {
+    pub communication: String,
+    pub total: u32,
+    /// Page numbers received, ascending.
+    pub received: Vec<u32>,
+    pub resources: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Pages {
+    /// The pages after `s`, given those before it; `None` when `s` is not a page of a
+    /// message split in several. The flag says whether `s` continues the communication the
+    /// pages before it began (another page of the same news rather than an update).
+    pub fn after(previous: Option<&Pages>, s: &Signal) -> Option<(Pages, bool)> {
+        let page = s.page.as_ref().filter(|p| p.total > 1)?;
+        let mut pages = match previous {
+            Some(p) if p.communication == page.communication => p.clone(),
+            _ => Pages {
+                communication: page.communication.clone(),
+                total: page.total,
+                ..Pages::default()
+            },
+        };
+        let continues = !pages.received.is_empty() && !pages.received.contains(&page.number);
+        if !pages.received.contains(&page.number) {
+            pages.received.push(page.number);
+            pages.received.sort_unstable();
+        }
+        pages.total = pages.total.max(page.total);
+        for r in &s.resources {
+            if !pages.resources.contains(r) {
+                pages.resources.push(r.clone());
+            }
+        }
+        pages
+            .tags
+            .extend(s.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some((pages, continues))
+    }
+
+    /// `s` as if it carried every page's entities received so far.
+    pub fn merged(&self, s: &Signal) -> Signal {
+        Signal {
+            resources: self.resources.clone(),
+            tags: self.tags.clone(),
+            ..s.clone()
+        }
+    }
+
+    /// Whether every page has arrived.
+    pub fn complete(&self) -> bool {
+        self.received.len() as u64 >= u64::from(self.total)
+    }
+}
+
 /// One normalised input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Signal {
@@ -85,6 +154,17 @@ pub struct Signal {
     pub window: Option<Window>,
     /// Trusted Advisor estimated monthly savings, in USD.
     pub savings: Option<f64>,
+    /// Whether the news asks something of its reader: AWS Health's `ACTION_REQUIRED`,
+    /// `ACTION_MAY_BE_REQUIRED` or `INFORMATIONAL`.
+    #[serde(default)]
+    pub actionability: Option<String>,
+    /// Who the news is for: AWS Health's `OPERATIONS`, `SECURITY`, `BILLING`.
+    #[serde(default)]
+    pub personas: Vec<String>,
+    /// Which page this is of news split over several messages (AWS Health events whose
+    /// affected entities exceed one EventBridge message).
+    #[serde(default)]
+    pub page: Option<Page>,
     /// False for well-formed events opsdesk has no reader for; they open a ticket only when a
     /// rule asks for one.
     pub classified: bool,

@@ -30,6 +30,14 @@ pub struct SeverityRule {
     /// The signal title, e.g. a CloudWatch alarm name: `CloudWatch alarm prod-* is ALARM`.
     #[serde(default)]
     pub title: Option<String>,
+    /// AWS Health actionability: `ACTION_REQUIRED`, `ACTION_MAY_BE_REQUIRED`,
+    /// `INFORMATIONAL`.
+    #[serde(default)]
+    pub actionability: Option<String>,
+    /// AWS Health personas (`OPERATIONS`, `SECURITY`, `BILLING`) that must all be on the
+    /// signal.
+    #[serde(default)]
+    pub personas: Vec<String>,
     /// The environment of the matched workload.
     #[serde(default)]
     pub environment: Option<Environment>,
@@ -70,6 +78,11 @@ impl SeverityRule {
             && text_matches(&self.category, s.category.as_deref())
             && text_matches(&self.service, s.service.as_deref())
             && text_matches(&self.title, Some(&s.title))
+            && text_matches(&self.actionability, s.actionability.as_deref())
+            && self
+                .personas
+                .iter()
+                .all(|p| s.personas.iter().any(|q| q.eq_ignore_ascii_case(p)))
             && self.environment.is_none_or(|e| Some(e) == environment)
             && self.tags.iter().all(|(k, v)| s.tags.get(k) == Some(v))
     }
@@ -98,11 +111,19 @@ fn rule(
 pub fn default_rules() -> Vec<SeverityRule> {
     use Severity::*;
     let prod = Some(Environment::Production);
+    let actionable = |kind: &str, actionability: &str, environment, severity| SeverityRule {
+        actionability: Some(actionability.to_owned()),
+        ..rule("aws.health", kind, None, environment, severity, None)
+    };
     vec![
+        rule("aws.health", "abuse", None, None, Sev2, Some(true)),
         rule("aws.health", "issue", None, prod, Sev2, None),
+        // Whatever its category, AWS asking for action on production is never below SEV3.
+        actionable("*", "ACTION_REQUIRED", prod, Sev3),
         rule("aws.health", "issue", None, None, Sev3, None),
         rule("aws.health", "investigation", None, None, Sev3, None),
         rule("aws.health", "scheduledChange", None, None, Sev4, None),
+        actionable("accountNotification", "INFORMATIONAL", None, Sev5),
         rule("aws.health", "accountNotification", None, None, Sev5, None),
         rule(
             "aws.trustedadvisor",
@@ -200,6 +221,9 @@ mod tests {
             occurred_at: chrono::DateTime::UNIX_EPOCH,
             window: None,
             savings: None,
+            actionability: None,
+            personas: Vec::new(),
+            page: None,
             classified: true,
             raw: serde_json::Value::Null,
         }
@@ -244,6 +268,68 @@ mod tests {
             sev(&signal("aws.cloudwatch", "ALARM", None), None),
             Severity::Sev3
         );
+    }
+
+    #[test]
+    fn actionability_and_abuse_follow_the_documented_table() {
+        let d = default_rules();
+        let prod = Some(Environment::Production);
+        let health = |kind: &str, actionability: Option<&str>| {
+            let mut s = signal("aws.health", kind, None);
+            s.actionability = actionability.map(str::to_owned);
+            s
+        };
+        let sev = |s: &Signal, env| decide(&[], &d, s, env).severity;
+        // AWS asking for action on production is never below SEV3...
+        let change = health("scheduledChange", Some("ACTION_REQUIRED"));
+        assert_eq!(sev(&change, prod), Severity::Sev3);
+        let notice = health("accountNotification", Some("ACTION_REQUIRED"));
+        assert_eq!(sev(&notice, prod), Severity::Sev3);
+        // ...and an issue on production stays SEV2.
+        let issue = health("issue", Some("ACTION_REQUIRED"));
+        assert_eq!(sev(&issue, prod), Severity::Sev2);
+        // Elsewhere, or when action only may be required, the category decides.
+        assert_eq!(sev(&change, None), Severity::Sev4);
+        let maybe = health("scheduledChange", Some("ACTION_MAY_BE_REQUIRED"));
+        assert_eq!(sev(&maybe, prod), Severity::Sev4);
+        let info = health("accountNotification", Some("INFORMATIONAL"));
+        assert_eq!(sev(&info, prod), Severity::Sev5);
+        // Abuse reports are SEV2 and always open a ticket.
+        let abuse = decide(&[], &d, &health("abuse", None), None);
+        assert_eq!((abuse.severity, abuse.ticket), (Severity::Sev2, true));
+    }
+
+    #[test]
+    fn rules_match_actionability_and_personas() {
+        let configured = vec![SeverityRule {
+            source: Some("aws.health".into()),
+            actionability: Some("action_*".into()),
+            personas: vec!["billing".into()],
+            severity: Some(Severity::Sev2),
+            ..SeverityRule::default()
+        }];
+        let mut s = signal("aws.health", "accountNotification", None);
+        s.actionability = Some("ACTION_REQUIRED".into());
+        s.personas = vec!["OPERATIONS".into(), "BILLING".into()];
+        let d = decide(&configured, &default_rules(), &s, None);
+        assert_eq!((d.severity, d.rule.as_str()), (Severity::Sev2, "rule 1"));
+        s.personas = vec!["SECURITY".into()];
+        assert_ne!(
+            decide(&configured, &default_rules(), &s, None).rule,
+            "rule 1"
+        );
+        s.personas = vec!["BILLING".into()];
+        s.actionability = None;
+        assert_ne!(
+            decide(&configured, &default_rules(), &s, None).rule,
+            "rule 1"
+        );
+        // Rules are read from configuration with the new conditions.
+        let r: SeverityRule = serde_json::from_value(serde_json::json!({
+            "actionability": "ACTION_REQUIRED", "personas": ["SECURITY"], "severity": "SEV2"
+        }))
+        .unwrap();
+        assert_eq!(r.personas, ["SECURITY"]);
     }
 
     #[test]

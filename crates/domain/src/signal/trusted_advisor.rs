@@ -142,6 +142,9 @@ impl Finding {
             occurred_at: self.observed_at,
             window: None,
             savings: self.savings,
+            actionability: None,
+            personas: Vec::new(),
+            page: None,
             classified: true,
             raw,
         }

@@ -240,6 +240,9 @@ mod tests {
             occurred_at: chrono::DateTime::UNIX_EPOCH,
             window: None,
             savings: None,
+            actionability: None,
+            personas: Vec::new(),
+            page: None,
             classified: true,
             raw: serde_json::Value::Null,
         }

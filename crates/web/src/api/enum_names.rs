@@ -71,6 +71,7 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
                 Effect::Reopened,
                 Effect::Recorded,
                 Effect::Duplicate,
+                Effect::Merged,
             ]),
         ),
     ])
