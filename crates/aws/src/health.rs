@@ -414,7 +414,12 @@ fn signal(
         personas: event.personas.clone(),
         // The API answers with every affected resource: one whole event, never a page.
         page: None,
-        abuse: event.service.as_deref() == Some("ABUSE"),
+        // As on the EventBridge path: the service, or an abuse event type, says so.
+        abuse: event.service.as_deref() == Some("ABUSE")
+            || event
+                .type_code
+                .as_deref()
+                .is_some_and(|t| t.starts_with("AWS_ABUSE_")),
     };
     health.into_signal(raw, now)
 }

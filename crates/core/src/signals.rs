@@ -941,8 +941,11 @@ impl Desk {
                         let workload = match_workload(&catalog.workloads, view);
                         let environment = workload.map(|w| w.environment);
                         let decision = decide(&settings.rules, &defaults, view, environment);
-                        let expected =
-                            catalog.expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                        // A maintenance window expects the workload's own alarms, never an
+                        // abuse report against the account.
+                        let expected = signal.kind != opsdesk_domain::signal::health::ABUSE
+                            && catalog
+                                .expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
                         let (pages, continues) = match paged {
                             Some((p, c)) => (Some(p), c),
                             None => (None, false),

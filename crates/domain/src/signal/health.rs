@@ -190,18 +190,17 @@ pub(crate) fn from_eventbridge(
             .map(|r| (r.to_owned(), Default::default()))
             .collect();
     }
-    let abuse = event.opt_str("detail-type")? == Some(ABUSE_DETAIL_TYPE);
-    let personas = detail
+    // An abuse report, whether its detail-type or its service says so.
+    let abuse = event.opt_str("detail-type")? == Some(ABUSE_DETAIL_TYPE)
+        || detail.opt_str("service")? == Some("ABUSE");
+    // Personas only route and tag the news: one AWS may add in a shape opsdesk does not read
+    // is passed over rather than losing the event (the raw payload keeps it).
+    let personas: Vec<String> = detail
         .array("personas")?
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            p.as_str()
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| clip(p.trim(), 64))
-                .ok_or_else(|| FieldError::new(format!("detail.personas[{i}]"), "must be a string"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|p| p.as_str().map(str::trim).filter(|p| !p.is_empty()))
+        .map(|p| clip(p, 64))
+        .collect();
     let health = HealthEvent {
         arn: detail.str("eventArn")?.to_owned(),
         service: detail.opt_str("service")?.map(str::to_owned),
@@ -438,12 +437,10 @@ mod tests {
         assert_eq!(s.dedup_key, format!("{ARN}|{MEMBER}"));
         assert_eq!(s.region.as_deref(), Some("us-east-1"));
 
-        let mut bad = page(json!("1"), json!("1"), &[]);
-        bad["detail"]["personas"] = json!(["SECURITY", 7]);
-        assert_eq!(
-            from_event(&bad, now()).unwrap_err().field,
-            "detail.personas[1]"
-        );
+        // A persona in a shape opsdesk does not read is passed over; the event is kept.
+        let mut odd = page(json!("1"), json!("1"), &[]);
+        odd["detail"]["personas"] = json!(["SECURITY", 7, ""]);
+        assert_eq!(from_event(&odd, now()).unwrap().personas, ["SECURITY"]);
     }
 
     /// An abuse report as AWS Health sends it (no status or update time).

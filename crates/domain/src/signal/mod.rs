@@ -94,8 +94,10 @@ impl Pages {
             pages.received.sort_unstable();
         }
         pages.total = pages.total.max(page.total);
+        // Split events carry thousands of entities: membership by set, not by scanning.
+        let mut seen: std::collections::HashSet<String> = pages.resources.iter().cloned().collect();
         for r in &s.resources {
-            if !pages.resources.contains(r) {
+            if seen.insert(r.clone()) {
                 pages.resources.push(r.clone());
             }
         }

@@ -11,7 +11,7 @@ use opsdesk_domain::kpi::{
 };
 use opsdesk_domain::routing::Recipient;
 use opsdesk_domain::sla::ClockState;
-use opsdesk_domain::support::{CaseSeverity, PlanChange, SupportPlan};
+use opsdesk_domain::support::{CapSource, CaseSeverity, PlanChange, SupportPlan};
 use opsdesk_domain::ticket::LinkKind;
 use opsdesk_domain::{Environment, Kind, Role, Severity, SignalState, Status};
 use serde::Serialize;
@@ -43,6 +43,7 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
         ("SupportPlan", sent(SupportPlan::ALL)),
         ("CaseSeverity", sent(CaseSeverity::ALL)),
         ("PlanChange", sent(PlanChange::ALL)),
+        ("CapSource", sent(CapSource::ALL)),
         ("Recipient", sent(Recipient::ALL)),
         ("Better", sent(Better::ALL)),
         ("KpiStatus", sent(KpiStatus::ALL)),
