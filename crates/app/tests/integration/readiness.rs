@@ -569,16 +569,21 @@ async fn who_may_do_what(backend: Backend) {
         )
         .await;
     r.assert_problem(403, None);
-    // Whether viewers read reviews follows their role's inventory permission.
-    let staff = s
+    // Viewers read reviews and lenses.
+    let r = s
         .call(
             Method::GET,
             &format!("/api/v1/reviews/{id}"),
-            Some(&s.agent),
+            Some(&s.viewer),
             None,
         )
         .await;
-    assert_eq!(staff.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["id"], id);
+    let r = s
+        .call(Method::GET, "/api/v1/lenses", Some(&s.viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     s.stop().await;
 }
 

@@ -70,6 +70,7 @@ enum LensFormat {
 struct LensParams {
     /// `summary` (default) or `lens-json`.
     #[serde(default)]
+    #[param(inline)]
     format: LensFormat,
     /// With `lens-json`: this version (default the newest).
     #[param(minimum = 1)]
