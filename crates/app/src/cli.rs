@@ -46,6 +46,12 @@ pub enum Command {
     /// Manage workloads (works without the server running).
     #[command(subcommand)]
     Workload(WorkloadCommand),
+    /// Readiness lenses: import and export (works without the server running).
+    #[command(subcommand)]
+    Lens(LensCommand),
+    /// Readiness reviews: start one, or print its report (works without the server running).
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Notification channels (config file and API).
     #[command(subcommand)]
     Channel(ChannelCommand),
@@ -184,6 +190,51 @@ pub enum ChannelCommand {
     Test { name: String },
     /// List channels, secrets hidden.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LensCommand {
+    /// Import a lens document in the Well-Architected custom lens format: a new lens, or a new
+    /// version of the lens of the same name.
+    Import { file: PathBuf },
+    /// Print a lens's document (its newest version unless --version says otherwise), ready to
+    /// import into the Well-Architected Tool.
+    Export {
+        id: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// List lenses with their newest version.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Start a review of a workload on the newest version of a lens.
+    Start {
+        #[arg(long)]
+        workload: String,
+        /// A lens id (see `opsdesk lens list`); default the built-in `opsdesk-readiness`.
+        #[arg(long)]
+        lens: Option<String>,
+    },
+    /// A review's report: per pillar the questions, answers, risks and improvement plans.
+    Report {
+        id: i64,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReviewFormat,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReviewFormat {
+    /// Markdown, for people.
+    Md,
+    /// The same JSON as GET /api/v1/reviews/{id}.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -406,6 +457,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user(&config, cmd).await?,
         Command::Team(cmd) => team(&config, cmd).await?,
         Command::Workload(cmd) => workload(&config, cmd).await?,
+        Command::Lens(cmd) => lens(&config, cmd).await?,
+        Command::Review(cmd) => review(&config, cmd).await?,
         Command::Channel(cmd) => return channel(&config, cmd).await,
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
@@ -1031,6 +1084,100 @@ async fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<()> {
     }
     desk.db().close().await;
     Ok(())
+}
+
+async fn lens(config: &Config, cmd: LensCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    let result = async {
+        match cmd {
+            LensCommand::Import { file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let imported = desk.import_lens(&actor, &text).await.map_err(|e| match e {
+                    opsdesk_core::Error::Invalid(f) => {
+                        anyhow::anyhow!("{}: {}", file.display(), f.message)
+                    }
+                    other => anyhow::anyhow!(other),
+                })?;
+                if imported.new_version {
+                    println!(
+                        "imported lens {} ({}) version {} digest {}",
+                        imported.id, imported.name, imported.version, imported.digest
+                    );
+                } else {
+                    println!(
+                        "lens {} ({}) already has this document as version {}",
+                        imported.id, imported.name, imported.version
+                    );
+                }
+            }
+            LensCommand::Export { id, version } => {
+                let doc = desk.export_lens(&actor, &id, version).await?;
+                println!("{doc}");
+            }
+            LensCommand::List => {
+                println!("{:<32} {:>7} {:>9} NAME", "ID", "VERSION", "QUESTIONS");
+                for l in desk.list_lenses(&actor).await? {
+                    println!(
+                        "{:<32} {:>7} {:>9} {}",
+                        l.id, l.latest.version, l.questions, l.name
+                    );
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    desk.db().close().await;
+    result
+}
+
+async fn review(config: &Config, cmd: ReviewCommand) -> anyhow::Result<()> {
+    let desk = server::open_desk(config).await?;
+    let actor = Actor::cli();
+    let result = async {
+        match cmd {
+            ReviewCommand::Start { workload, lens } => {
+                let r = desk
+                    .start_review(
+                        &actor,
+                        opsdesk_core::readiness::NewReview { workload, lens },
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        opsdesk_core::Error::Invalid(f) => {
+                            anyhow::anyhow!("--{}: {}", f.field, f.message)
+                        }
+                        other => anyhow::anyhow!(other),
+                    })?;
+                println!(
+                    "started review {} of {} on lens {} version {} ({} questions)",
+                    r.id,
+                    r.workload,
+                    r.lens,
+                    r.lens_version,
+                    r.pillars.iter().map(|p| p.questions.len()).sum::<usize>()
+                );
+            }
+            ReviewCommand::Report { id, format, output } => {
+                let r = desk.review(&actor, id).await?;
+                let text = match format {
+                    ReviewFormat::Md => opsdesk_core::readiness::review_markdown(&r),
+                    ReviewFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+                };
+                match output {
+                    Some(path) => std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => std::io::stdout().lock().write_all(text.as_bytes())?,
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    desk.db().close().await;
+    result
 }
 
 async fn workload(config: &Config, cmd: WorkloadCommand) -> anyhow::Result<()> {

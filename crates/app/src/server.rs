@@ -53,7 +53,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .escalation
         .settings(&config.notify)
         .map_err(anyhow::Error::msg)?;
-    Ok(Desk::new(db, Arc::new(SystemClock))
+    let desk = Desk::new(db, Arc::new(SystemClock))
         .with_auth_settings(config.auth.settings())
         .with_ingest_settings(ingest)
         .with_notify_settings(notify)
@@ -61,7 +61,11 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_sla_settings(sla)
         .with_escalation_settings(escalation)
         .with_kpi_settings(kpis)
-        .with_report_schedules(reports))
+        .with_report_schedules(reports);
+    desk.seed_readiness()
+        .await
+        .with_context(|| format!("cannot keep the built-in readiness lens in {shown}"))?;
+    Ok(desk)
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are in place as soon as this returns, before

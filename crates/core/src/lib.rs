@@ -12,6 +12,7 @@ pub mod export;
 pub mod kpis;
 pub mod notify;
 pub mod people;
+pub mod readiness;
 pub mod reports;
 pub mod sessions;
 pub mod signals;
@@ -103,6 +104,7 @@ pub struct Desk {
     escalation: Arc<escalation::EscalationSettings>,
     kpis: Arc<kpis::KpiSettings>,
     reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
+    lenses: Arc<readiness::LensCache>,
 }
 
 impl Desk {
@@ -122,6 +124,7 @@ impl Desk {
             escalation: Arc::new(escalation::EscalationSettings::default()),
             kpis: Arc::new(kpis::KpiSettings::default()),
             reports: Arc::new(Vec::new()),
+            lenses: Arc::new(readiness::LensCache::default()),
         }
     }
 

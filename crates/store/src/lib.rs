@@ -11,6 +11,7 @@ pub mod db;
 mod kpis;
 mod notify;
 mod people;
+mod readiness;
 mod rows;
 mod sessions;
 mod signals;
@@ -31,6 +32,10 @@ pub use kpis::{
 pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
+pub use readiness::{
+    AnswerRecord, LensRecord, LensVersionRecord, MilestoneRecord, NewReviewRecord, ReviewFilter,
+    ReviewRecord,
+};
 pub use sessions::{LoginRecord, SessionRecord};
 pub use signals::{
     Correlation, MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord,

@@ -34,13 +34,13 @@ pub fn query_problem(e: QueryRejection) -> ApiError {
     let detail = text
         .strip_prefix("Failed to deserialize query string: ")
         .unwrap_or(&text);
-    let named = detail.split('`').nth(1).or_else(|| {
-        detail
-            .split(": ")
-            .next()
-            .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-            .filter(|f| *f != detail)
-    });
+    // "x: unknown variant `v`" names x, not the value in backticks.
+    let prefixed = detail
+        .split(": ")
+        .next()
+        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|f| *f != detail);
+    let named = prefixed.or_else(|| detail.split('`').nth(1));
     let field = named.unwrap_or("query").to_owned();
     ApiError::invalid(field, text)
 }

@@ -134,6 +134,17 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("GET", "/api/v1/kpi-definitions" | "/api/v1/reports/trends") => Needs(ReadInventory),
         ("POST", "/api/v1/kpis") => Needs(Administer),
         ("DELETE", "/api/v1/kpis/{name}") => Needs(Administer),
+        ("GET", "/api/v1/lenses" | "/api/v1/lenses/{id}") => Needs(ReadInventory),
+        ("POST", "/api/v1/lenses") => Needs(Administer),
+        (
+            "GET",
+            "/api/v1/reviews" | "/api/v1/reviews/{id}" | "/api/v1/reviews/{id}/milestones/{number}",
+        ) => Needs(ReadInventory),
+        (
+            "POST",
+            "/api/v1/reviews" | "/api/v1/reviews/{id}/milestones" | "/api/v1/reviews/{id}/upgrade",
+        ) => Needs(WriteTickets),
+        ("PUT", "/api/v1/reviews/{id}/answers/{question_id}") => Needs(WriteTickets),
         _ => return None,
     })
 }

@@ -19,6 +19,7 @@ mod notify;
 mod ops;
 mod pages;
 mod peers;
+mod readiness;
 mod reliability;
 mod signals;
 mod signin;

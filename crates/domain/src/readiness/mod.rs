@@ -16,7 +16,19 @@ pub use rules::{Condition, ConditionError, Expr, RuleRisk};
 use lens::{Choice, Question, Resource, ResourceKind};
 
 /// The risk of one question of a review, in the Well-Architected Tool's API words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Risk {
     High,

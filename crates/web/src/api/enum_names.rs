@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use opsdesk_core::readiness::ReviewKind;
 use opsdesk_core::signals::Effect;
 use opsdesk_domain::channel::{NotificationEvent, WebhookFormat};
 use opsdesk_domain::escalation::EscalateTo;
 use opsdesk_domain::kpi::{
     Aggregate, Better, Dimension, Direction, KpiStatus, Over, TicketTime, Unit,
 };
+use opsdesk_domain::readiness::Risk;
 use opsdesk_domain::routing::Recipient;
 use opsdesk_domain::sla::ClockState;
 use opsdesk_domain::support::{CapSource, CaseSeverity, PlanChange, SupportPlan};
@@ -44,6 +46,24 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
         ("CaseSeverity", sent(CaseSeverity::ALL)),
         ("PlanChange", sent(PlanChange::ALL)),
         ("CapSource", sent(CapSource::ALL)),
+        (
+            "ReviewKind",
+            sent(&[
+                ReviewKind::Periodic,
+                ReviewKind::Manual,
+                ReviewKind::PostIncident,
+            ]),
+        ),
+        (
+            "Risk",
+            sent(&[
+                Risk::High,
+                Risk::Medium,
+                Risk::None,
+                Risk::Unanswered,
+                Risk::NotApplicable,
+            ]),
+        ),
         ("Recipient", sent(Recipient::ALL)),
         ("Better", sent(Better::ALL)),
         ("KpiStatus", sent(KpiStatus::ALL)),

@@ -6,6 +6,7 @@ mod escalation;
 mod kpis;
 mod notify;
 mod people;
+mod readiness;
 mod responses;
 pub mod signals;
 pub mod sns;
@@ -37,6 +38,7 @@ use crate::AppState;
         (name = "notify", description = "Channels, routing rules and deliveries of notifications"),
         (name = "aws", description = "AWS accounts, their support plans and plan advice"),
         (name = "kpis", description = "KPIs of the support process and the workloads, their series and trend reports"),
+        (name = "readiness", description = "Readiness lenses (Well-Architected custom lenses) and reviews of workloads"),
     ),
 )]
 struct ApiDoc;
@@ -75,6 +77,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(accounts::routes())
         .merge(escalation::routes())
         .merge(kpis::routes())
+        .merge(readiness::routes())
 }
 
 #[cfg(test)]
