@@ -646,6 +646,11 @@ impl crate::Desk {
                     .opening(aws, case, account, configured.as_ref(), refused, true)
                     .await?;
                 if next.source == CapSource::Plan || next.severity >= refused {
+                    if next.source == CapSource::Aws {
+                        // AWS lists the severity it just refused: believe the refusal until
+                        // its next answer, so later cases do not ask for it again.
+                        self.drop_offered(&account.id, refused).await?;
+                    }
                     if let Some(lower) = refused.lower() {
                         next.severity = lower;
                         next.source = CapSource::Plan;
@@ -886,6 +891,26 @@ impl crate::Desk {
             }
         }
         Ok(warnings)
+    }
+
+    /// Takes `refused` and every severity above it out of the answer kept for `account_id`.
+    async fn drop_offered(&self, account_id: &str, refused: CaseSeverity) -> crate::Result<()> {
+        let id = account_id.to_owned();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let Some(kept) = tx.severity_levels_of(&id).await? else {
+                    return Ok(());
+                };
+                let Some(levels) = kept.levels else {
+                    return Ok(());
+                };
+                let left: Vec<CaseSeverity> = levels.into_iter().filter(|l| *l < refused).collect();
+                tx.save_severity_levels(&id, Some(&left), None, false, now)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The account as configured now (the configuration file first, then the API).

@@ -1447,6 +1447,70 @@ async fn a_severity_aws_refuses_is_asked_again_then_lowered(backend: Backend) {
                 && c.body.contains("opening it as urgent instead")),
         "{notes:?}"
     );
+
+    // AWS lists critical yet refuses it: one lower, and AWS's refusal is believed until its
+    // next answer, so a refusal that does not clear (throttled) and the next pass ask for
+    // urgent, not critical again.
+    *aws.levels.lock().unwrap() = Some(Ok(CaseSeverity::ALL.to_vec()));
+    _clock.advance(TimeDelta::hours(2));
+    let u = open(
+        &desk,
+        json!({"title": "Invoices down", "severity": "SEV1", "workload": "orders"}),
+    )
+    .await;
+    desk.watch_clocks().await.unwrap();
+    aws.calls();
+    *aws.create_fails.lock().unwrap() = Some(opsdesk_core::cases::CaseError::Throttled(
+        "Rate exceeded".into(),
+    ));
+    desk.sync_cases(&aws).await.unwrap();
+    let creates = |calls: Vec<String>| -> Vec<String> {
+        calls
+            .into_iter()
+            .filter(|c| c.starts_with("create"))
+            .collect()
+    };
+    let calls = creates(aws.calls());
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("create 333333333333 critical"),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("create 333333333333 urgent"),
+        "{calls:?}"
+    );
+    let case = case_of(&desk, u.id).await.unwrap();
+    assert_eq!(
+        (case.state.as_str(), case.severity.as_deref()),
+        ("requested", Some("urgent"))
+    );
+    *aws.create_fails.lock().unwrap() = None;
+    _clock.advance(TimeDelta::minutes(5));
+    desk.sync_cases(&aws).await.unwrap();
+    let calls = creates(aws.calls());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].starts_with("create 333333333333 urgent"),
+        "{calls:?}"
+    );
+    assert_eq!(case_of(&desk, u.id).await.unwrap().state, "opened");
+
+    // An account AWS now says has no Support API loses what AWS offered it before.
+    *aws.levels.lock().unwrap() = Some(Err(opsdesk_core::cases::CaseError::SubscriptionRequired(
+        "AWS Premium Support Subscription is required".into(),
+    )));
+    desk.check_severity_levels(&cli, &aws).await.unwrap();
+    let kept = desk.db().severity_levels().await.unwrap();
+    let orders = kept
+        .iter()
+        .find(|k| k.account_id == "333333333333")
+        .unwrap();
+    assert_eq!(orders.levels, None, "{orders:?}");
+    assert!(orders
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("Subscription")));
 }
 
 async fn the_same_configuration_escalates_differently_from_2027(backend: Backend) {
