@@ -22,6 +22,15 @@ pub struct CaseAccount {
     pub role_arn: Option<String>,
 }
 
+impl From<&AwsAccount> for CaseAccount {
+    fn from(a: &AwsAccount) -> Self {
+        CaseAccount {
+            id: a.id.clone(),
+            role_arn: a.support_role_arn.clone(),
+        }
+    }
+}
+
 /// The case to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRequest {
@@ -756,6 +765,26 @@ impl crate::Desk {
         if fresh && !ask {
             return Ok(kept.and_then(|k| k.levels));
         }
+        let answer = self.ask_severity_levels(aws, account).await?;
+        Ok(match answer {
+            Ok(levels) => Some(levels),
+            // No Support API: what AWS offered before no longer holds.
+            Err(CaseError::SubscriptionRequired(_)) => None,
+            Err(e) => {
+                tracing::info!(account = %account.id, error = %e, "AWS did not say which case severities the account has; the plan table decides");
+                kept.and_then(|k| k.levels)
+            }
+        })
+    }
+
+    /// Asks AWS (DescribeSeverityLevels) which case severities `account` has and keeps the
+    /// answer, or why there is none (a SubscriptionRequiredException forgets the last answer;
+    /// other failures keep it).
+    async fn ask_severity_levels(
+        &self,
+        aws: &dyn SupportCases,
+        account: &CaseAccount,
+    ) -> crate::Result<Result<Vec<CaseSeverity>, CaseError>> {
         let answer = aws.severity_levels(account).await;
         let id = account.id.clone();
         let (levels, error) = match &answer {
@@ -771,15 +800,7 @@ impl crate::Desk {
             })
         })
         .await?;
-        Ok(match answer {
-            Ok(levels) => Some(levels),
-            // No Support API: what AWS offered before no longer holds.
-            Err(CaseError::SubscriptionRequired(_)) => None,
-            Err(e) => {
-                tracing::info!(account = %account.id, error = %e, "AWS did not say which case severities the account has; the plan table decides");
-                kept.and_then(|k| k.levels)
-            }
-        })
+        Ok(answer)
     }
 
     /// Asks AWS (DescribeSeverityLevels) which case severities each known account has,
@@ -796,25 +817,10 @@ impl crate::Desk {
         let mut checks = Vec::new();
         for record in self.aws_accounts(actor).await? {
             let a = record.account();
-            let account = CaseAccount {
-                id: a.id.clone(),
-                role_arn: a.support_role_arn.clone(),
-            };
-            let answer = aws.severity_levels(&account).await;
-            let (levels, error) = match &answer {
-                Ok(levels) => (Some(levels.clone()), None),
+            let (levels, error) = match self.ask_severity_levels(aws, &(&a).into()).await? {
+                Ok(levels) => (Some(levels), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let (id, kept, why) = (a.id.clone(), levels.clone(), error.clone());
-            let forget = matches!(answer, Err(CaseError::SubscriptionRequired(_)));
-            self.change(move |tx, now| {
-                Box::pin(async move {
-                    tx.save_severity_levels(&id, kept.as_deref(), why.as_deref(), forget, now)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await?;
             checks.push(SeverityCheck {
                 mismatch: levels.as_deref().and_then(|l| {
                     opsdesk_domain::support::plan_mismatch(a.support_plan, l, today, a.govcloud)
@@ -834,29 +840,24 @@ impl crate::Desk {
     /// older than a day (an hour after a failed ask), so escalations, advice and the admin
     /// page work from a fresh answer; returns how many accounts were asked.
     pub async fn refresh_severity_levels(&self, aws: &dyn SupportCases) -> crate::Result<usize> {
-        let mut accounts: Vec<AwsAccount> = self.aws_accounts.as_ref().clone();
-        for stored in self.db().aws_accounts().await? {
-            if !accounts.iter().any(|a| a.id == stored.id) {
-                accounts.push(stored.account());
-            }
-        }
         let kept = self.db().severity_levels().await?;
         let now = self.now();
         let mut asked = 0;
-        for a in accounts {
+        for record in self.aws_accounts(&crate::Actor::cli()).await? {
             let fresh = kept
                 .iter()
-                .find(|k| k.account_id == a.id)
+                .find(|k| k.account_id == record.id)
                 .is_some_and(|k| now < k.checked_at + levels_wait(k.error.is_some()));
-            if fresh {
-                continue;
+            if !fresh {
+                // The answer, or why there is none, is kept; the plan table covers a failure.
+                if let Err(e) = self
+                    .ask_severity_levels(aws, &(&record.account()).into())
+                    .await?
+                {
+                    tracing::info!(account = %record.id, error = %e, "AWS did not say which case severities the account has");
+                }
+                asked += 1;
             }
-            let account = CaseAccount {
-                id: a.id.clone(),
-                role_arn: a.support_role_arn.clone(),
-            };
-            self.offered_severities(aws, &account, true).await?;
-            asked += 1;
         }
         Ok(asked)
     }
@@ -1028,17 +1029,12 @@ impl crate::Desk {
 
     /// The account of a case with the role to assume for it, as configured now.
     async fn case_account_of(&self, case: &SupportCaseRecord) -> crate::Result<CaseAccount> {
-        let role_arn = match self.aws_accounts.iter().find(|a| a.id == case.account_id) {
-            Some(a) => a.support_role_arn.clone(),
-            None => self
-                .db()
-                .aws_account(&case.account_id)
-                .await?
-                .and_then(|a| a.support_role_arn),
-        };
-        Ok(CaseAccount {
-            id: case.account_id.clone(),
-            role_arn,
+        Ok(match self.account_of(&case.account_id).await? {
+            Some(a) => (&a).into(),
+            None => CaseAccount {
+                id: case.account_id.clone(),
+                role_arn: None,
+            },
         })
     }
 }

@@ -358,7 +358,6 @@ pub fn advise(input: &AdviceInput, day: NaiveDate) -> Advice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use CaseSeverity::{High, Low, Normal};
     use Environment::{Development, Production, Staging};
     use SupportPlan::{
         Basic, Business, BusinessSupportPlus, Developer, Enterprise, EnterpriseOnRamp,
@@ -655,6 +654,5 @@ mod tests {
         assert_eq!(v["meets_sla"], true);
         assert_eq!(v["current_fastest"]["minutes"], 60);
         assert_eq!(v["recommended_minimum_usd"], 100);
-        let _ = (Low, Normal, High);
     }
 }
