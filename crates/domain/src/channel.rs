@@ -48,6 +48,12 @@ named_enum! {
         Test => "test",
         /// A scheduled trend report.
         Report => "report",
+        /// A workload's scheduled readiness review is due.
+        ReviewDue => "review_due",
+        /// A workload's scheduled readiness review is past its due date.
+        ReviewOverdue => "review_overdue",
+        /// An action item from a review is past its due date, not verified.
+        ActionItemOverdue => "action_item_overdue",
     }
 }
 
@@ -65,6 +71,9 @@ impl NotificationEvent {
             NotificationEvent::KpiRecovered => "KPI recovered",
             NotificationEvent::Test => "test",
             NotificationEvent::Report => "trend report",
+            NotificationEvent::ReviewDue => "readiness review due",
+            NotificationEvent::ReviewOverdue => "readiness review overdue",
+            NotificationEvent::ActionItemOverdue => "action item overdue",
         }
     }
 }

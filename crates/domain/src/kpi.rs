@@ -746,6 +746,10 @@ pub enum Builtin {
     MaintenanceUpcoming,
     TrustedAdvisorFlagged,
     TrustedAdvisorSavings,
+    ReadinessRisks,
+    SinceReview,
+    ActionItemsOverdue,
+    IncidentReviewsOnTime,
 }
 
 /// What every KPI has, built-in or custom, as the API shows it.
@@ -925,6 +929,46 @@ pub fn builtins() -> Vec<BuiltinKpi> {
             thresholds: None,
             window: month,
             scope: &[Dimension::Category],
+        },
+        BuiltinKpi {
+            name: "readiness_risks",
+            measure: Builtin::ReadinessRisks,
+            title: "Open readiness risks",
+            description: "HIGH and MEDIUM answers in each workload's newest readiness review with an answer, whose finding is not made into an action item and verified, by workload.",
+            unit: Unit::Count,
+            thresholds: Some(t(Lower, 0.0, 3.0, 10.0)),
+            window: month,
+            scope: &[Dimension::Workload],
+        },
+        BuiltinKpi {
+            name: "since_review",
+            measure: Builtin::SinceReview,
+            title: "Time since the last readiness review",
+            description: "Seconds since each workload's newest review milestone (since the workload was added, when never reviewed); overall, the longest.",
+            unit: Unit::Seconds,
+            thresholds: Some(t(Lower, 90.0 * 86400.0, 120.0 * 86400.0, 180.0 * 86400.0)),
+            window: month,
+            scope: &[Dimension::Workload],
+        },
+        BuiltinKpi {
+            name: "action_items_overdue",
+            measure: Builtin::ActionItemsOverdue,
+            title: "Overdue action items",
+            description: "Action items from readiness and post-incident reviews past their due date and not verified, by workload and team.",
+            unit: Unit::Count,
+            thresholds: Some(t(Lower, 0.0, 1.0, 5.0)),
+            window: month,
+            scope: &[Dimension::Workload, Dimension::Team],
+        },
+        BuiltinKpi {
+            name: "incident_reviews_on_time",
+            measure: Builtin::IncidentReviewsOnTime,
+            title: "Post-incident reviews completed on time",
+            description: "Share of the post-incident reviews opened in the window that were completed within the configured days of their incident's resolution ([readiness] post_incident_days); one still open past that counts as late, one still within it is not counted yet.",
+            unit: Unit::Percent,
+            thresholds: Some(t(Higher, 95.0, 80.0, 60.0)),
+            window: Span::days(90),
+            scope: &[Dimension::Workload, Dimension::Team],
         },
     ]
 }

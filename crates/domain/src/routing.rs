@@ -181,19 +181,23 @@ impl Validated for RoutingRule {
     }
 }
 
-/// What a KPI event offers routing: the breakdown it is about, when it is one.
+/// What an event about no ticket offers routing (a KPI's, or a workload's readiness review's):
+/// the team, workload and severity it is about, when it is about one, and the workload's
+/// environment.
 #[derive(Debug, Clone, Copy)]
 pub struct KpiRouted<'a> {
     pub event: NotificationEvent,
     pub team: Option<&'a str>,
     pub workload: Option<&'a str>,
     pub severity: Option<Severity>,
+    pub environment: Option<Environment>,
 }
 
 impl RoutingRule {
-    /// Whether the rule takes a KPI event. Conditions on teams, workloads and severities hold
-    /// for a KPI broken down by that team, workload or severity; conditions only a ticket can
-    /// meet (kinds, sources, environments, tags) never hold.
+    /// Whether the rule takes an event about no ticket. Conditions on teams, workloads,
+    /// severities and environments hold for an event about that team, workload (of that
+    /// environment) or severity; conditions only a ticket can meet (kinds, sources, tags) never
+    /// hold.
     pub fn matches_kpi(&self, r: &KpiRouted<'_>) -> bool {
         (self.events.is_empty() || self.events.contains(&r.event))
             && (self.severities.is_empty()
@@ -201,9 +205,11 @@ impl RoutingRule {
             && (self.teams.is_empty() || r.team.is_some_and(|t| self.teams.iter().any(|x| x == t)))
             && (self.workloads.is_empty()
                 || (r.workload.is_some() && glob_any(&self.workloads, r.workload)))
+            && (self.environments.is_empty()
+                || r.environment
+                    .is_some_and(|e| self.environments.contains(&e)))
             && self.kinds.is_empty()
             && self.sources.is_empty()
-            && self.environments.is_empty()
             && self.tags.is_empty()
     }
 }
@@ -477,12 +483,16 @@ mod tests {
         team.teams = vec!["payments".into()];
         let mut tickets_only = rule("cloudwatch", &["hook"]);
         tickets_only.sources = vec!["aws.cloudwatch".into()];
-        let rules = [any, team, tickets_only];
+        let mut production = rule("prod-reviews", &["prod-hook"]);
+        production.events = vec![NotificationEvent::ReviewDue];
+        production.environments = vec![Environment::Production];
+        let rules = [any, team, tickets_only, production];
         let overall = KpiRouted {
             event: NotificationEvent::KpiBreach,
             team: None,
             workload: None,
             severity: None,
+            environment: None,
         };
         let chans = |r: KpiRouted<'_>| {
             kpi_routes(&rules, &r)
@@ -501,5 +511,19 @@ mod tests {
             ..payments
         };
         assert_eq!(chans(recovered), ["pay-mail"]);
+        // A readiness review's event matches on its workload's environment.
+        let due = KpiRouted {
+            event: NotificationEvent::ReviewDue,
+            team: None,
+            workload: Some("checkout"),
+            severity: None,
+            environment: Some(Environment::Production),
+        };
+        assert_eq!(chans(due), ["prod-hook"]);
+        let staging = KpiRouted {
+            environment: Some(Environment::Staging),
+            ..due
+        };
+        assert!(chans(staging).is_empty());
     }
 }

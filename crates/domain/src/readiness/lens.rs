@@ -141,7 +141,7 @@ pub struct LensError {
 }
 
 impl LensError {
-    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
         LensError {
             issues: vec![FieldError::new(path, message)],
         }

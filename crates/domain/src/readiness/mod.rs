@@ -3,8 +3,10 @@
 //! carry over from one version of a lens to the next. Pure: no storage, no clock.
 
 pub mod builtin;
+pub mod incident;
 pub mod lens;
 pub mod rules;
+pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
 
