@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod clocks;
 pub mod db;
+mod followups;
 mod kpis;
 mod notify;
 mod people;
@@ -25,6 +26,9 @@ pub use accounts::{AwsAccountRecord, SeverityLevelsRecord};
 pub use audit::AuditHead;
 pub use clocks::{SupportCaseRecord, TicketClock};
 pub use db::{Backend, Db, DbOptions, Tx};
+pub use followups::{
+    ActionItemFilter, ActionItemRecord, IncidentReviewFact, IncidentReviewRecord, ScheduleRecord,
+};
 pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,

@@ -1,0 +1,62 @@
+-- Readiness follow-up: review schedules per workload, post-incident reviews, action items
+-- (findings and lessons that became task tickets), and the readiness events announced once.
+CREATE TABLE review_schedules (
+    id          BIGSERIAL PRIMARY KEY,
+    workload    TEXT NOT NULL,
+    lens_id     TEXT NOT NULL REFERENCES lenses (id),
+    -- Periodic: review again this many days after the last review.
+    every_days  BIGINT,
+    -- Dated: the date (YYYY-MM-DD) the workload must be ready by, and the lead before it.
+    review_by   TEXT,
+    days_before BIGINT,
+    -- review_due is announced this many days before the due date.
+    notice_days BIGINT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX review_schedules_workload ON review_schedules (workload);
+
+-- The COE document of a post-incident review; one per incident.
+CREATE TABLE incident_reviews (
+    review_id      BIGINT PRIMARY KEY REFERENCES reviews (id),
+    ticket_id      BIGINT NOT NULL UNIQUE REFERENCES tickets (id),
+    -- JSON: what happened, impact, timeline (when edited), metrics, whys, factors, went well,
+    -- lessons, caught_by, proposal.
+    report         TEXT NOT NULL,
+    -- When the proposed question was decided: approved (with the lens version it made) or
+    -- rejected.
+    proposal_state TEXT,
+    proposal_lens  TEXT,
+    proposal_version BIGINT,
+    completed_at   TIMESTAMPTZ,
+    completed_by   TEXT,
+    updated_by     TEXT NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL
+);
+
+-- A finding or a post-incident lesson that became a task ticket.
+CREATE TABLE action_items (
+    id            BIGSERIAL PRIMARY KEY,
+    review_id     BIGINT NOT NULL REFERENCES reviews (id),
+    -- The question of a finding; NULL for a post-incident lesson.
+    question_id   TEXT,
+    ticket_id     BIGINT NOT NULL UNIQUE REFERENCES tickets (id),
+    -- The incident a post-incident item follows.
+    incident_id   BIGINT REFERENCES tickets (id),
+    due_at        TIMESTAMPTZ,
+    verified_at   TIMESTAMPTZ,
+    verified_by   TEXT,
+    verification  TEXT,
+    created_by    TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL
+);
+CREATE UNIQUE INDEX action_items_finding ON action_items (review_id, question_id)
+    WHERE question_id IS NOT NULL;
+CREATE INDEX action_items_open ON action_items (verified_at, due_at);
+
+-- Readiness events already announced (review_due, review_overdue, action_item_overdue), so
+-- each is announced once whichever node sees it first.
+CREATE TABLE readiness_events (
+    key TEXT PRIMARY KEY,
+    at  TIMESTAMPTZ NOT NULL
+);
