@@ -26,6 +26,49 @@ pub struct Config {
     pub escalation: EscalationConfig,
     pub kpis: KpiConfig,
     pub reports: ReportsConfig,
+    pub readiness: ReadinessConfig,
+}
+
+/// Readiness reviews after incidents and their action items (`[readiness]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessConfig {
+    /// Incidents of these severities on a workload get a post-incident review when resolved;
+    /// empty turns post-incident reviews off.
+    pub post_incident_severities: Vec<opsdesk_domain::Severity>,
+    /// A post-incident review is due this many days after its incident was resolved.
+    pub post_incident_days: u32,
+    /// An action item given no due date is due this many days after it is made.
+    pub action_item_days: u32,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        let d = opsdesk_core::readiness::ReadinessSettings::default();
+        ReadinessConfig {
+            post_incident_severities: d.post_incident_severities,
+            post_incident_days: d.post_incident_days,
+            action_item_days: d.action_item_days,
+        }
+    }
+}
+
+impl ReadinessConfig {
+    pub fn settings(&self) -> Result<opsdesk_core::readiness::ReadinessSettings, String> {
+        for (key, days) in [
+            ("readiness.post_incident_days", self.post_incident_days),
+            ("readiness.action_item_days", self.action_item_days),
+        ] {
+            if days == 0 || days > 3650 {
+                return Err(format!("{key} must be 1 to 3650 days"));
+            }
+        }
+        Ok(opsdesk_core::readiness::ReadinessSettings {
+            post_incident_severities: self.post_incident_severities.clone(),
+            post_incident_days: self.post_incident_days,
+            action_item_days: self.action_item_days,
+        })
+    }
 }
 
 /// Escalation tiers and the way to AWS Support (`[escalation]`).
@@ -999,6 +1042,16 @@ retention = "400d"
 # name = "weekly-ops"
 # every = "week"
 # channel = "ops-mail"
+
+[readiness]
+# Readiness reviews (docs/readiness.md). Resolved incidents of these severities on a workload
+# get a post-incident review; [] turns that off.
+post_incident_severities = ["SEV1", "SEV2"]
+# A post-incident review is due this many days after its incident was resolved (the
+# incident_reviews_on_time KPI counts those completed by then).
+post_incident_days = 14
+# An action item given no due date is due this many days after it is made.
+action_item_days = 30
 "#;
 
 #[cfg(test)]

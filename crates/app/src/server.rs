@@ -45,6 +45,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     let notify = config.notify.settings().map_err(anyhow::Error::msg)?;
     let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
     let kpis = config.kpis.settings().map_err(anyhow::Error::msg)?;
+    let readiness = config.readiness.settings().map_err(anyhow::Error::msg)?;
     let reports = config
         .reports
         .schedules(&config.notify)
@@ -61,6 +62,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_sla_settings(sla)
         .with_escalation_settings(escalation)
         .with_kpi_settings(kpis)
+        .with_readiness_settings(readiness)
         .with_report_schedules(reports);
     desk.seed_readiness()
         .await
@@ -152,6 +154,7 @@ pub async fn serve(
     tokio::spawn(watch_clocks(desk.clone(), background.clone()));
     tokio::spawn(work_on_cases(desk.clone(), background.clone()));
     tokio::spawn(evaluate_kpis(desk.clone(), background.clone()));
+    tokio::spawn(watch_readiness(desk.clone(), background.clone()));
     let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
@@ -272,6 +275,26 @@ async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
                 return;
             }
             tracing::warn!(error = %e, "sending scheduled reports failed");
+        }
+    }
+}
+
+/// Every thirty seconds, opens the post-incident reviews resolved incidents call for and the
+/// reviews schedules call for, and announces due and overdue reviews and action items. Each
+/// node may run it: every step is claimed once in the database.
+async fn watch_readiness(desk: Desk, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = desk.watch_readiness().await {
+            if desk.db().is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "the readiness pass failed");
         }
     }
 }

@@ -775,6 +775,10 @@ impl Desk {
                 Builtin::AwsEscalations | Builtin::AwsCaseFirstResponse => {
                     self.case_kpi(*b, from, now, dims).await
                 }
+                Builtin::ReadinessRisks
+                | Builtin::SinceReview
+                | Builtin::ActionItemsOverdue
+                | Builtin::IncidentReviewsOnTime => self.readiness_kpi(*b, from, now, dims).await,
                 Builtin::HealthOpenProduction => {
                     let mut by = BTreeMap::new();
                     into_scopes(&mut by, dims, &[], Tally::default());
@@ -1034,7 +1038,7 @@ fn office_hours() -> Option<Calendar> {
     .ok()
 }
 
-fn into_scopes(
+pub(crate) fn into_scopes(
     into: &mut BTreeMap<Scope, Tally>,
     wanted: &[Dimension],
     values: &[(Dimension, Option<&str>)],
@@ -1043,7 +1047,7 @@ fn into_scopes(
     roll_up(into, wanted, values, tally);
 }
 
-fn sums(by: BTreeMap<Scope, Tally>) -> BTreeMap<Scope, Option<f64>> {
+pub(crate) fn sums(by: BTreeMap<Scope, Tally>) -> BTreeMap<Scope, Option<f64>> {
     by.into_iter().map(|(s, t)| (s, Some(t.sum))).collect()
 }
 

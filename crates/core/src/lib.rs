@@ -105,6 +105,7 @@ pub struct Desk {
     kpis: Arc<kpis::KpiSettings>,
     reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
     lenses: Arc<readiness::LensCache>,
+    readiness: Arc<readiness::ReadinessSettings>,
 }
 
 impl Desk {
@@ -125,6 +126,7 @@ impl Desk {
             kpis: Arc::new(kpis::KpiSettings::default()),
             reports: Arc::new(Vec::new()),
             lenses: Arc::new(readiness::LensCache::default()),
+            readiness: Arc::new(readiness::ReadinessSettings::default()),
         }
     }
 

@@ -223,6 +223,7 @@ impl Routing {
             team: n.team.as_deref(),
             workload: n.workload.as_deref(),
             severity: n.severity,
+            environment: n.environment,
         };
         let mut items = Vec::new();
         for r in kpi_routes(&self.rules, &routed) {

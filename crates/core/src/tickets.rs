@@ -40,7 +40,7 @@ async fn touch_and_record(
 }
 
 /// Stores a new ticket with its audit entry, inside `tx`.
-async fn insert_ticket(
+pub(crate) async fn insert_ticket(
     tx: &mut Tx,
     routing: &Routing,
     actor: &Actor,
@@ -128,35 +128,48 @@ impl Desk {
         let patch = patch.validate()?;
         let actor = actor.clone();
         let routing = self.routing().await?;
-        self.change(move |tx, now| {
-            Box::pin(async move {
-                let current = locked_ticket(tx, id).await?;
-                if let Some(expected) = if_match {
-                    if expected != current.version {
-                        return Err(Error::StaleVersion {
-                            expected,
-                            current: current.version,
-                        });
+        let updated = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let current = locked_ticket(tx, id).await?;
+                    if let Some(expected) = if_match {
+                        if expected != current.version {
+                            return Err(Error::StaleVersion {
+                                expected,
+                                current: current.version,
+                            });
+                        }
                     }
-                }
-                let (next, changes) = current.patched(patch, now)?;
-                if changes.is_empty() {
-                    return Ok(current);
-                }
-                tx.update_ticket(&next, &current).await?;
-                tx.append_audit(AuditEntry {
-                    at: now,
-                    actor: actor.name.clone(),
-                    action: "ticket.updated".into(),
-                    ticket_id: Some(id),
-                    changes,
+                    let (next, changes) = current.patched(patch, now)?;
+                    if changes.is_empty() {
+                        return Ok(current);
+                    }
+                    tx.update_ticket(&next, &current).await?;
+                    tx.append_audit(AuditEntry {
+                        at: now,
+                        actor: actor.name.clone(),
+                        action: "ticket.updated".into(),
+                        ticket_id: Some(id),
+                        changes,
+                    })
+                    .await?;
+                    routing.announce(tx, Some(&current), &next, now).await?;
+                    Ok(next)
                 })
-                .await?;
-                routing.announce(tx, Some(&current), &next, now).await?;
-                Ok(next)
             })
-        })
-        .await
+            .await?;
+        // A resolved incident that calls for a post-incident review gets it now; the
+        // readiness pass opens it later if this fails.
+        if matches!(
+            updated.status,
+            opsdesk_domain::Status::Resolved | opsdesk_domain::Status::Closed
+        ) && updated.kind == opsdesk_domain::Kind::Incident
+        {
+            if let Err(e) = self.open_incident_reviews(Some(&[updated.id])).await {
+                tracing::warn!(ticket = %updated.key, error = %e, "opening the post-incident review failed");
+            }
+        }
+        Ok(updated)
     }
 
     pub async fn add_comment(&self, actor: &Actor, id: i64, input: NewComment) -> Result<Comment> {

@@ -21,6 +21,17 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit::{record, whole};
 use crate::{Actor, Desk, Error, Result};
 
+mod actions;
+mod incidents;
+mod measures;
+mod schedules;
+
+pub use actions::{
+    ActionItem, ActionItemQuery, ItemState, NewActionItem, Verification, VERIFICATION_MAX,
+};
+pub use incidents::{IncidentRef, IncidentReview, Measured, ProposalDecision, ProposalState};
+pub use schedules::{NewSchedule, ReadinessPass, ReadinessSettings, Schedule};
+
 /// The id of the lens opsdesk ships with.
 pub const BUILTIN_LENS_ID: &str = "opsdesk-readiness";
 /// Who is named as having imported the built-in lens.
@@ -432,7 +443,7 @@ fn lens_id_for(name: &str, digest: &str) -> String {
     }
 }
 
-fn lens_error(e: LensError) -> Error {
+pub(crate) fn lens_error(e: LensError) -> Error {
     let field = e
         .issues
         .first()
@@ -794,7 +805,7 @@ impl Desk {
         Ok((v, lens))
     }
 
-    async fn read_review(&self, id: i64) -> Result<Review> {
+    pub(crate) async fn read_review(&self, id: i64) -> Result<Review> {
         let r = self
             .db()
             .review(id)
@@ -1196,7 +1207,7 @@ impl Desk {
     }
 }
 
-fn summary_of(r: &ReviewRecord, version: i64) -> Result<ReviewSummary> {
+pub(crate) fn summary_of(r: &ReviewRecord, version: i64) -> Result<ReviewSummary> {
     Ok(ReviewSummary {
         id: r.id,
         workload: r.workload.clone(),
