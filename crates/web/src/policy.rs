@@ -145,6 +145,23 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             "/api/v1/reviews" | "/api/v1/reviews/{id}/milestones" | "/api/v1/reviews/{id}/upgrade",
         ) => Needs(WriteTickets),
         ("PUT", "/api/v1/reviews/{id}/answers/{question_id}") => Needs(WriteTickets),
+        (
+            "GET",
+            "/api/v1/review-schedules"
+            | "/api/v1/reviews/{id}/incident"
+            | "/api/v1/action-items"
+            | "/api/v1/action-items/{id}",
+        ) => Needs(ReadInventory),
+        (
+            "POST",
+            "/api/v1/review-schedules"
+            | "/api/v1/reviews/{id}/incident/complete"
+            | "/api/v1/reviews/{id}/action-items"
+            | "/api/v1/action-items/{id}/verify",
+        ) => Needs(WriteTickets),
+        ("PUT", "/api/v1/reviews/{id}/incident") => Needs(WriteTickets),
+        ("DELETE", "/api/v1/review-schedules/{id}") => Needs(WriteTickets),
+        ("POST", "/api/v1/reviews/{id}/incident/proposal") => Needs(Administer),
         _ => return None,
     })
 }

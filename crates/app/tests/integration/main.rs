@@ -14,6 +14,7 @@ mod cli;
 mod dates;
 mod emergency;
 mod escalation;
+mod followups;
 mod kpis;
 mod notify;
 mod ops;

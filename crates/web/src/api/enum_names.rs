@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use opsdesk_core::readiness::ReviewKind;
+use opsdesk_core::readiness::{ItemState, ProposalState, ReviewKind};
 use opsdesk_core::signals::Effect;
 use opsdesk_domain::channel::{NotificationEvent, WebhookFormat};
 use opsdesk_domain::escalation::EscalateTo;
 use opsdesk_domain::kpi::{
     Aggregate, Better, Dimension, Direction, KpiStatus, Over, TicketTime, Unit,
 };
+use opsdesk_domain::readiness::incident::TimelineSource;
+use opsdesk_domain::readiness::schedule::ScheduleState;
 use opsdesk_domain::readiness::Risk;
 use opsdesk_domain::routing::Recipient;
 use opsdesk_domain::sla::ClockState;
@@ -62,6 +64,35 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
                 Risk::None,
                 Risk::Unanswered,
                 Risk::NotApplicable,
+            ]),
+        ),
+        (
+            "ItemState",
+            sent(&[ItemState::Open, ItemState::Resolved, ItemState::Verified]),
+        ),
+        (
+            "ProposalState",
+            sent(&[ProposalState::Approved, ProposalState::Rejected]),
+        ),
+        (
+            "ScheduleState",
+            sent(&[
+                ScheduleState::Upcoming,
+                ScheduleState::Due,
+                ScheduleState::Overdue,
+                ScheduleState::Done,
+            ]),
+        ),
+        (
+            "TimelineSource",
+            sent(&[
+                TimelineSource::Ticket,
+                TimelineSource::Signal,
+                TimelineSource::Notification,
+                TimelineSource::Escalation,
+                TimelineSource::AwsCase,
+                TimelineSource::Comment,
+                TimelineSource::Person,
             ]),
         ),
         ("Recipient", sent(Recipient::ALL)),

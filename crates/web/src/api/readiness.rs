@@ -6,9 +6,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use opsdesk_core::readiness::{
-    AnswerInput, AnswerView, LensImported, LensSummary, Milestone, NewMilestone, NewReview, Review,
-    ReviewQuery, ReviewSummary, Upgrade, UpgradeRequest,
+    ActionItem, ActionItemQuery, AnswerInput, AnswerView, IncidentReview, LensImported,
+    LensSummary, Milestone, NewActionItem, NewMilestone, NewReview, NewSchedule, ProposalDecision,
+    Review, ReviewQuery, ReviewSummary, Schedule, Upgrade, UpgradeRequest, Verification,
 };
+use opsdesk_domain::readiness::incident::IncidentReport;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +32,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_milestone))
         .routes(routes!(get_milestone))
         .routes(routes!(upgrade_review))
+        .routes(routes!(list_schedules, create_schedule))
+        .routes(routes!(delete_schedule))
+        .routes(routes!(get_incident_review, save_incident_report))
+        .routes(routes!(complete_incident_review))
+        .routes(routes!(decide_proposal))
+        .routes(routes!(create_action_item))
+        .routes(routes!(list_action_items))
+        .routes(routes!(get_action_item))
+        .routes(routes!(verify_action_item))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ScheduleParams {
+    /// Schedules of this workload.
+    workload: Option<String>,
 }
 
 /// A lens document in the Well-Architected custom lens format (`schemaVersion` `2021-11-01`);
@@ -330,4 +349,248 @@ async fn upgrade_review(
     ApiJson(input): ApiJson<UpgradeRequest>,
 ) -> Result<Json<Upgrade>, ApiError> {
     Ok(Json(state.desk.upgrade_review(&actor, id, input).await?))
+}
+
+/// Review schedules with their due date and state (staff).
+#[utoipa::path(
+    get,
+    path = "/api/v1/review-schedules",
+    tag = "readiness",
+    params(ScheduleParams),
+    responses((status = 200, description = "The schedules", body = Vec<Schedule>))
+)]
+async fn list_schedules(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ScheduleParams>,
+) -> Result<Json<Vec<Schedule>>, ApiError> {
+    Ok(Json(
+        state.desk.schedules(&actor, q.workload.as_deref()).await?,
+    ))
+}
+
+/// Schedule a workload's readiness reviews (agents and up): every N days after the last
+/// review, or N days before a date. When one comes due, opsdesk opens a review and announces
+/// `review_due`; past its due date without a milestone, `review_overdue`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/review-schedules",
+    tag = "readiness",
+    request_body = NewSchedule,
+    responses(
+        (status = 201, description = "Scheduled", body = Schedule),
+        (status = 422, description = "No such workload or lens, or a bad period or date; the field is named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_schedule(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<NewSchedule>,
+) -> Result<(StatusCode, Json<Schedule>), ApiError> {
+    let s = state.desk.create_schedule(&actor, input).await?;
+    Ok((StatusCode::CREATED, Json(s)))
+}
+
+/// Remove a review schedule (agents and up).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/review-schedules/{id}",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Schedule id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such schedule", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_schedule(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    state.desk.delete_schedule(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The post-incident review of a review of kind `post_incident`: its incident, report,
+/// timeline (drawn from the ticket's records until edited), measured figures and action items
+/// (staff).
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews/{id}/incident",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Review id")),
+    responses(
+        (status = 200, description = "The post-incident review", body = IncidentReview),
+        (status = 404, description = "No such review, or not a post-incident one", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_incident_review(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<IncidentReview>, ApiError> {
+    Ok(Json(state.desk.incident_review(&actor, id).await?))
+}
+
+/// Write the report of a post-incident review (agents and up): the whole report each time.
+/// Send `timeline` to settle it (an empty one goes back to the drawn timeline).
+#[utoipa::path(
+    put,
+    path = "/api/v1/reviews/{id}/incident",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Review id")),
+    request_body = IncidentReport,
+    responses(
+        (status = 200, description = "Saved", body = IncidentReview),
+        (status = 404, description = "No such post-incident review", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field too long, empty or holding control characters, or a change to an approved question; the field is named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn save_incident_report(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(report): ApiJson<IncidentReport>,
+) -> Result<Json<IncidentReview>, ApiError> {
+    Ok(Json(
+        state.desk.save_incident_report(&actor, id, report).await?,
+    ))
+}
+
+/// Mark a post-incident review complete (agents and up); it needs what happened, the impact,
+/// a why or contributing factor and a lesson.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{id}/incident/complete",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Review id")),
+    responses(
+        (status = 200, description = "Complete (or complete already)", body = IncidentReview),
+        (status = 404, description = "No such post-incident review", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A part the review needs is empty; the field is named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn complete_incident_review(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<IncidentReview>, ApiError> {
+    Ok(Json(state.desk.complete_incident_review(&actor, id).await?))
+}
+
+/// Approve the question the review proposes into a lens (its next version, with a link to the
+/// incident) or reject it (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{id}/incident/proposal",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Review id")),
+    request_body = ProposalDecision,
+    responses(
+        (status = 200, description = "Decided", body = IncidentReview),
+        (status = 404, description = "No such post-incident review", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Decided already, or the lens or proposal changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No proposal, the built-in lens, no such lens or pillar, or the pillar is full", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn decide_proposal(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(decision): ApiJson<ProposalDecision>,
+) -> Result<Json<IncidentReview>, ApiError> {
+    Ok(Json(
+        state.desk.decide_proposal(&actor, id, decision).await?,
+    ))
+}
+
+/// Make a finding (a HIGH or MEDIUM question) or a lesson of a review into a task ticket
+/// (agents and up). A finding made into an item before gives that item back (200).
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{id}/action-items",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Review id")),
+    request_body = NewActionItem,
+    responses(
+        (status = 201, description = "Made, with its task ticket", body = ActionItem),
+        (status = 200, description = "The finding's item made before", body = ActionItem),
+        (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a finding, no title for a lesson, or a bad field; the field is named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_action_item(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<NewActionItem>,
+) -> Result<(StatusCode, Json<ActionItem>), ApiError> {
+    let (item, made) = state.desk.create_action_item(&actor, id, input).await?;
+    let status = if made {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(item)))
+}
+
+/// Action items with their tickets as they are now (staff).
+#[utoipa::path(
+    get,
+    path = "/api/v1/action-items",
+    tag = "readiness",
+    params(ActionItemQuery),
+    responses((status = 200, description = "The items, oldest first", body = Vec<ActionItem>))
+)]
+async fn list_action_items(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ActionItemQuery>,
+) -> Result<Json<Vec<ActionItem>>, ApiError> {
+    Ok(Json(state.desk.action_items(&actor, &q).await?))
+}
+
+/// One action item (staff).
+#[utoipa::path(
+    get,
+    path = "/api/v1/action-items/{id}",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Action item id")),
+    responses(
+        (status = 200, description = "The item", body = ActionItem),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_action_item(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ActionItem>, ApiError> {
+    Ok(Json(state.desk.action_item(&actor, id).await?))
+}
+
+/// Close an action item with a note saying how the fix was checked (agents and up); its ticket
+/// is resolved too when still open.
+#[utoipa::path(
+    post,
+    path = "/api/v1/action-items/{id}/verify",
+    tag = "readiness",
+    params(("id" = i64, Path, description = "Action item id")),
+    request_body = Verification,
+    responses(
+        (status = 200, description = "Verified", body = ActionItem),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Verified already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An empty or too long note", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn verify_action_item(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<Verification>,
+) -> Result<Json<ActionItem>, ApiError> {
+    Ok(Json(
+        state.desk.verify_action_item(&actor, id, input).await?,
+    ))
 }
