@@ -26,7 +26,19 @@
     });
   }
 
-  function enhance(root) { localTimes(root); selectAll(root); }
+  // A file input that fills a text area (a lens document to import): the form posts the text.
+  function fileFills(root) {
+    root.querySelectorAll("input[type='file'][data-fills]").forEach(function (input) {
+      input.addEventListener("change", function () {
+        var target = document.getElementById(input.dataset.fills);
+        var file = input.files && input.files[0];
+        if (!target || !file) return;
+        file.text().then(function (text) { target.value = text; });
+      });
+    });
+  }
+
+  function enhance(root) { localTimes(root); selectAll(root); fileFills(root); }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
 })();

@@ -71,6 +71,30 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/admin/aws-accounts"
             | "/admin/aws-accounts/{id}/delete",
         ) => Needs(Administer),
+        (
+            "GET",
+            "/readiness"
+            | "/workloads/{name}/readiness"
+            | "/reviews/{id}"
+            | "/reviews/{id}/report"
+            | "/reviews/{id}/report.md"
+            | "/reviews/{id}/incident"
+            | "/admin/lenses/{id}/export",
+        ) => Needs(ReadInventory),
+        (
+            "POST",
+            "/readiness"
+            | "/workloads/{name}/readiness/schedules"
+            | "/review-schedules/{id}/delete"
+            | "/reviews/{id}/answers/{question}"
+            | "/reviews/{id}/milestones"
+            | "/reviews/{id}/action-items"
+            | "/action-items/{id}/verify"
+            | "/reviews/{id}/incident"
+            | "/reviews/{id}/incident/complete",
+        ) => Needs(WriteTickets),
+        ("POST", "/reviews/{id}/incident/proposal") => Needs(Administer),
+        ("GET" | "POST", "/admin/lenses") => Needs(Administer),
         ("GET", "/admin/audit") => Needs(ReadAudit),
         ("POST", "/admin/audit/verify") => Needs(ReadAudit),
         ("POST", "/logout") => SignedIn,
@@ -210,6 +234,25 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/aws-accounts/{id}/delete"),
     ("GET", "/admin/audit"),
     ("POST", "/admin/audit/verify"),
+    ("GET", "/readiness"),
+    ("POST", "/readiness"),
+    ("GET", "/workloads/{name}/readiness"),
+    ("POST", "/workloads/{name}/readiness/schedules"),
+    ("POST", "/review-schedules/{id}/delete"),
+    ("GET", "/reviews/{id}"),
+    ("POST", "/reviews/{id}/answers/{question}"),
+    ("POST", "/reviews/{id}/milestones"),
+    ("GET", "/reviews/{id}/report"),
+    ("GET", "/reviews/{id}/report.md"),
+    ("POST", "/reviews/{id}/action-items"),
+    ("POST", "/action-items/{id}/verify"),
+    ("GET", "/reviews/{id}/incident"),
+    ("POST", "/reviews/{id}/incident"),
+    ("POST", "/reviews/{id}/incident/complete"),
+    ("POST", "/reviews/{id}/incident/proposal"),
+    ("GET", "/admin/lenses"),
+    ("POST", "/admin/lenses"),
+    ("GET", "/admin/lenses/{id}/export"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/setup"),

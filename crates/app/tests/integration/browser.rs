@@ -11,7 +11,10 @@ use serde_json::json;
 
 use crate::common::{add_local_user, around_now, on_both_backends, Backend, TestServer, PASSWORD};
 
-on_both_backends!(people_work_a_request_from_start_to_end_in_the_browser);
+on_both_backends!(
+    people_work_a_request_from_start_to_end_in_the_browser,
+    a_readiness_review_is_answered_in_the_browser,
+);
 
 /// ChromeDriver on a port of its own, stopped when dropped.
 struct Driver {
@@ -409,4 +412,130 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     dark.close().await.unwrap();
     desk.db().close().await;
     s.stop().await;
+}
+
+/// Waits until the API says what `check` wants of the review.
+async fn wait_review(s: &TestServer, id: i64, check: impl Fn(&serde_json::Value) -> bool) {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = s.get(&format!("/api/v1/reviews/{id}")).await.body;
+        if check(&last) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the review never matched: {last}");
+}
+
+async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/workloads",
+            Some(&s.admin),
+            Some(json!({"name": "shop", "environment": "production"})),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.body);
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    let dir = screenshots(backend);
+    let driver = Driver::start().await;
+    let c = driver.browser().await;
+    sign_in(&c, &s, "ana@example.com").await;
+
+    // From the navigation to a new review of the workload.
+    click(&c, "header.top nav a[href='/readiness']").await;
+    c.wait()
+        .for_element(Locator::Css("#start-review"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#workload"))
+        .await
+        .unwrap()
+        .select_by_value("shop")
+        .await
+        .unwrap();
+    click(&c, "#start-review button[type='submit']").await;
+    let title = wait_text(&c, "h1", |t| t.starts_with("Review ")).await;
+    let id: i64 = title
+        .trim_start_matches("Review ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let review = s.get(&format!("/api/v1/reviews/{id}")).await.body;
+    let unanswered = review["risk_counts"]["UNANSWERED"].as_u64().unwrap();
+    let first = &review["pillars"][0]["questions"][0];
+    let second = &review["pillars"][0]["questions"][1];
+    let (q1, q2) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+
+    // Ticking "None of these" saves at once; the risk and the counts change in place.
+    let none = first["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["none_of_these"] == json!(true))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    click(&c, &format!("#q-{q1} input[value='{none}']")).await;
+    let risk = wait_text(&c, &format!("#q-{q1} .badge.risk"), |t| t != "UNANSWERED").await;
+    assert!(risk == "HIGH" || risk == "MEDIUM", "{risk}");
+    let left = (unanswered - 1).to_string();
+    wait_text(&c, "#count-unanswered", |t| t == left).await;
+    wait_text(&c, &format!("#q-{q1} .plans"), |t| t.contains("To improve")).await;
+
+    // Every practice of the next question: no risk.
+    let practices: Vec<String> = second["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["none_of_these"] != json!(true))
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    for p in &practices {
+        click(&c, &format!("#q-{q2} input[value='{p}']")).await;
+        // Each tick is saved and the question swapped in anew before the next.
+        let n = practices.iter().position(|x| x == p).unwrap() + 1;
+        wait_review(&s, id, |r| {
+            r["pillars"][0]["questions"][1]["answer"]["choices"]
+                .as_array()
+                .is_some_and(|a| a.len() == n)
+        })
+        .await;
+        let css = format!("#q-{q2} input[name='choice']:checked");
+        for _ in 0..100 {
+            if c.find_all(Locator::Css(&css)).await.unwrap().len() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_text(&c, &format!("#q-{q2} .badge.risk"), |t| t == "NONE").await;
+
+    // Notes are saved when the field is left.
+    fill(&c, &format!("#notes-{q1}"), "Runbooks live in the wiki").await;
+    click(&c, "h1").await;
+    wait_review(&s, id, |r| {
+        r["pillars"][0]["questions"][0]["answer"]["notes"] == json!("Runbooks live in the wiki")
+    })
+    .await;
+    shot(&c, &dir, "review").await;
+
+    // The workload's page lists the finding; the report prints the answers.
+    c.goto(&s.url("/workloads/shop/readiness")).await.unwrap();
+    wait_text(&c, &format!("#finding-{q1}"), |t| t.contains(&risk)).await;
+    shot(&c, &dir, "workload-readiness").await;
+    c.goto(&s.url(&format!("/reviews/{id}/report")))
+        .await
+        .unwrap();
+    wait_text(&c, "h1", |t| t.contains("Readiness review")).await;
+    shot(&c, &dir, "review-report").await;
 }

@@ -21,6 +21,7 @@ mod ops;
 mod pages;
 mod peers;
 mod readiness;
+mod readiness_pages;
 mod reliability;
 mod signals;
 mod signin;

@@ -19,7 +19,7 @@ on_both_backends!(
 );
 
 /// A browser-like client signed in as `email`, with the session's CSRF token.
-async fn signed_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
+pub(crate) async fn signed_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
     let b = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -55,7 +55,7 @@ fn csrf_in(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_owned()
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     s: &TestServer,
     b: &reqwest::Client,
     path: &str,

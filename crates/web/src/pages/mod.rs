@@ -9,6 +9,7 @@ mod dashboard;
 mod manage;
 mod markdown;
 mod queue;
+mod readiness;
 mod reports;
 mod ticket;
 
@@ -79,8 +80,76 @@ pub fn routes() -> Router<AppState> {
             "/admin/aws-accounts/{id}/delete",
             post(manage::delete_account),
         )
+        .route(
+            "/readiness",
+            get(readiness::overview).post(readiness::start),
+        )
+        .route("/workloads/{name}/readiness", get(readiness::workload))
+        .route(
+            "/workloads/{name}/readiness/schedules",
+            post(readiness::add_schedule),
+        )
+        .route(
+            "/review-schedules/{id}/delete",
+            post(readiness::delete_schedule),
+        )
+        .route("/reviews/{id}", get(readiness::review))
+        .route("/reviews/{id}/answers/{question}", post(readiness::answer))
+        .route("/reviews/{id}/milestones", post(readiness::milestone))
+        .route("/reviews/{id}/report", get(readiness::report))
+        .route("/reviews/{id}/report.md", get(readiness::report_markdown))
+        .route("/reviews/{id}/action-items", post(readiness::make_task))
+        .route("/action-items/{id}/verify", post(readiness::verify))
+        .route(
+            "/reviews/{id}/incident",
+            get(readiness::incident).post(readiness::save_incident),
+        )
+        .route(
+            "/reviews/{id}/incident/complete",
+            post(readiness::complete_incident),
+        )
+        .route("/reviews/{id}/incident/proposal", post(readiness::decide))
+        .route(
+            "/admin/lenses",
+            get(readiness::lenses).post(readiness::import_lens),
+        )
+        .route("/admin/lenses/{id}/export", get(readiness::export_lens))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", post(admin::verify_audit))
+}
+
+/// The fields of a posted form in their order, repeated names kept (ticked boxes).
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    pub fn read(body: &[u8]) -> Result<Fields, ApiError> {
+        serde_urlencoded::from_bytes(body)
+            .map(Fields)
+            .map_err(|e| ApiError::Malformed(format!("the form could not be read: {e}")))
+    }
+
+    /// The first value of a field as typed (a text area's lines kept), empty when absent.
+    pub fn raw(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The first value of a field, trimmed; empty when absent.
+    pub fn one(&self, name: &str) -> String {
+        self.raw(name).trim().to_owned()
+    }
+
+    /// Every non-empty value of a field, trimmed.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
 }
 
 /// What every page of the app shows around its content: who is signed in, what they may

@@ -202,19 +202,12 @@ pub async fn bulk(
     visit: Visit,
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| ApiError::Malformed(format!("the form could not be read: {e}")))?;
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
+    let fields = super::Fields::read(&body)?;
+    let field = |name: &str| fields.one(name);
     let ids: Vec<i64> = fields
+        .all("id")
         .iter()
-        .filter(|(k, _)| k == "id")
-        .filter_map(|(_, v)| Ticket::parse_ref(v))
+        .filter_map(|v| Ticket::parse_ref(v))
         .collect();
     if ids.is_empty() {
         return Err(ApiError::invalid("id", "tick at least one ticket").into());

@@ -26,7 +26,7 @@ pub struct Choice {
     pub selected: bool,
 }
 
-fn severity_choices(chosen: Option<Severity>) -> Vec<Choice> {
+pub(super) fn severity_choices(chosen: Option<Severity>) -> Vec<Choice> {
     Severity::ALL
         .iter()
         .map(|s| Choice {
