@@ -255,6 +255,14 @@ struct PillarCell {
     present: bool,
 }
 
+/// A review's risks at one moment: a milestone, or now; each question's pillar and risk.
+struct Moment {
+    at: DateTime<Utc>,
+    review: i64,
+    label: String,
+    risks: Vec<(String, Risk)>,
+}
+
 struct HistoryRow {
     review: i64,
     label: String,
@@ -445,7 +453,7 @@ async fn workload_page(
 
     // Risk per pillar over time: each milestone as frozen, and each review as it is now,
     // oldest first.
-    let mut moments: Vec<(DateTime<Utc>, i64, String, Vec<(String, Risk)>)> = Vec::new();
+    let mut moments: Vec<Moment> = Vec::new();
     for r in &full {
         let names: HashMap<&str, &str> = r
             .pillars
@@ -463,22 +471,30 @@ async fn workload_page(
                 })
                 .collect();
             let label = format!("Review {} · milestone “{}”", r.id, m.name);
-            moments.push((m.created_at, r.id, label, risks));
+            moments.push(Moment {
+                at: m.created_at,
+                review: r.id,
+                label,
+                risks,
+            });
         }
         let risks = r
             .pillars
             .iter()
             .flat_map(|p| p.questions.iter().map(|q| (p.name.clone(), q.risk)))
             .collect();
-        moments.push((r.updated_at, r.id, format!("Review {} · now", r.id), risks));
+        moments.push(Moment {
+            at: r.updated_at,
+            review: r.id,
+            label: format!("Review {} · now", r.id),
+            risks,
+        });
     }
-    moments.sort_by_key(|m| m.0);
+    moments.sort_by_key(|m| m.at);
     let mut pillars = Vec::new();
     let mut history: Vec<HistoryRow> = moments
         .iter()
-        .map(|(at, review, label, risks)| {
-            history_row(&mut pillars, *review, label.clone(), at, risks)
-        })
+        .map(|m| history_row(&mut pillars, m.review, m.label.clone(), &m.at, &m.risks))
         .collect();
     for row in &mut history {
         while row.cells.len() < pillars.len() {
