@@ -685,6 +685,23 @@ struct PillarBlock {
     questions: Vec<QuestionBlock>,
 }
 
+/// The review's pillars as the page shows them; `tasks` are the task keys by question.
+fn pillar_blocks(r: &Review, tasks: &HashMap<String, String>, can_write: bool) -> Vec<PillarBlock> {
+    r.pillars
+        .iter()
+        .map(|p| PillarBlock {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            counts: p.risk_counts,
+            questions: p
+                .questions
+                .iter()
+                .map(|q| question_block(r.id, q, tasks.get(&q.id).cloned(), can_write))
+                .collect(),
+        })
+        .collect()
+}
+
 struct MilestoneRow {
     number: i64,
     name: String,
@@ -766,20 +783,7 @@ async fn review_page(
         started: stamp(&r.created_at),
         by: r.created_by.clone(),
         counts: r.risk_counts,
-        pillars: r
-            .pillars
-            .iter()
-            .map(|p| PillarBlock {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                counts: p.risk_counts,
-                questions: p
-                    .questions
-                    .iter()
-                    .map(|q| question_block(r.id, q, tasks.get(&q.id).cloned(), can_write))
-                    .collect(),
-            })
-            .collect(),
+        pillars: pillar_blocks(&r, &tasks, can_write),
         milestones: r
             .milestones
             .iter()
@@ -915,20 +919,7 @@ pub async fn report(
 ) -> Result<Response, PageError> {
     let r = state.desk.review(&visit.actor, id).await?;
     let tasks = tasks_by_question(&state, &visit, id).await?;
-    let pillars = r
-        .pillars
-        .iter()
-        .map(|p| PillarBlock {
-            id: p.id.clone(),
-            name: p.name.clone(),
-            counts: p.risk_counts,
-            questions: p
-                .questions
-                .iter()
-                .map(|q| question_block(r.id, q, tasks.get(&q.id).cloned(), false))
-                .collect(),
-        })
-        .collect();
+    let pillars = pillar_blocks(&r, &tasks, false);
     let page = ReportPage {
         incident: r.ticket.map(opsdesk_domain::Ticket::key_for),
         started: stamp(&r.created_at),
