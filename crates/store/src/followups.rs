@@ -337,22 +337,21 @@ impl Tx {
         })
     }
 
-    /// The newest review of this kind on a workload and lens started at or after `since`.
+    /// The newest review, by hand or on a schedule (not after an incident), of a workload and
+    /// lens started at or after `since`.
     pub async fn review_started_since(
         &mut self,
         workload: &str,
         lens_id: &str,
-        kind: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<i64>> {
         on_tx!(self, c, _b => {
             let id: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(id) FROM reviews WHERE workload = $1 AND lens_id = $2 AND kind = $3 \
-                 AND created_at >= $4",
+                "SELECT MAX(id) FROM reviews WHERE workload = $1 AND lens_id = $2 \
+                 AND kind <> 'post_incident' AND created_at >= $3",
             )
             .bind(workload)
             .bind(lens_id)
-            .bind(kind)
             .bind(Ts(since))
             .fetch_one(&mut *c)
             .await?;

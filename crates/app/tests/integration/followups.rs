@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use opsdesk_core::notify::NotifySettings;
 use opsdesk_core::readiness::{
-    ItemState, NewActionItem, NewSchedule, ProposalDecision, ReviewKind, ReviewQuery, Verification,
+    ItemState, NewActionItem, NewReview, NewSchedule, ProposalDecision, ReviewKind, ReviewQuery,
+    VerificationNote,
 };
 use opsdesk_core::{Actor, Desk, Error, FixedClock};
 use opsdesk_domain::readiness::incident::{IncidentReport, Practice, ProposedQuestion};
@@ -27,6 +28,7 @@ on_both_backends!(
     schedules_open_reviews_and_announce_due_then_overdue,
     findings_become_tasks_and_the_kpis_count_them,
     the_api_serves_post_incident_reviews_and_action_items,
+    a_review_by_hand_counts_and_old_or_gone_things_stay_quiet,
 );
 
 const FULL: &str = include_str!("../../../domain/tests/fixtures/lens/full.json");
@@ -415,7 +417,7 @@ async fn a_resolved_sev1_incident_is_reviewed_and_its_lessons_become_tracked_wor
     assert_eq!(now.state, ItemState::Resolved);
     assert!(now.overdue, "not closed until verified");
     let e = desk
-        .verify_action_item(&cli, item.id, Verification { note: "  ".into() })
+        .verify_action_item(&cli, item.id, VerificationNote { note: "  ".into() })
         .await
         .unwrap_err();
     assert!(
@@ -426,7 +428,7 @@ async fn a_resolved_sev1_incident_is_reviewed_and_its_lessons_become_tracked_wor
         .verify_action_item(
             &cli,
             item.id,
-            Verification {
+            VerificationNote {
                 note: "Fired the alarm in staging; it paged.".into(),
             },
         )
@@ -442,7 +444,7 @@ async fn a_resolved_sev1_incident_is_reviewed_and_its_lessons_become_tracked_wor
         .verify_action_item(
             &cli,
             item.id,
-            Verification {
+            VerificationNote {
                 note: "again".into(),
             },
         )
@@ -675,7 +677,7 @@ async fn findings_become_tasks_and_the_kpis_count_them(backend: Backend) {
     desk.verify_action_item(
         &cli,
         item.id,
-        Verification {
+        VerificationNote {
             note: "Backups restored in a drill".into(),
         },
     )
@@ -908,4 +910,84 @@ async fn the_api_serves_post_incident_reviews_and_action_items(backend: Backend)
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_review_by_hand_counts_and_old_or_gone_things_stay_quiet(backend: Backend) {
+    let (_db, desk, clock) = desk(backend).await;
+    let cli = Actor::cli();
+    workload(&desk, "search", "production").await;
+    workload(&desk, "legacy", "production").await;
+
+    // A review started by hand, then a schedule: the pass opens no second review and the
+    // overdue notice points at the one started.
+    let manual = desk
+        .start_review(
+            &cli,
+            NewReview {
+                workload: "search".into(),
+                lens: None,
+            },
+        )
+        .await
+        .unwrap();
+    let every = |workload: &str| NewSchedule {
+        workload: workload.into(),
+        lens: None,
+        every_days: Some(90),
+        review_by: None,
+        days_before: None,
+        notice_days: None,
+    };
+    desk.create_schedule(&cli, every("search")).await.unwrap();
+    // A schedule whose workload is deleted afterwards is skipped.
+    desk.create_schedule(&cli, every("legacy")).await.unwrap();
+    desk.delete_workload(&cli, "legacy").await.unwrap();
+    let pass = desk.watch_readiness().await.unwrap();
+    assert!(pass.reviews_opened.is_empty(), "{pass:?}");
+    assert_eq!(pass.announced.len(), 1, "{pass:?}");
+    let prod = queued(&desk, "prod").await;
+    assert_eq!(prod.len(), 1, "{prod:?}");
+    assert!(prod[0].1.contains("search"), "{prod:?}");
+    let reviews = desk
+        .list_reviews(
+            &cli,
+            &ReviewQuery {
+                workload: Some("search".into()),
+                ..ReviewQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].id, manual.id);
+
+    // An incident resolved long ago that becomes SEV1 by an edit opens no review.
+    let old = incident(&desk, "Slow queries", "SEV3", "search").await;
+    status(&desk, old, "resolved").await;
+    clock.advance(Duration::days(40));
+    desk.update_ticket(
+        &cli,
+        old,
+        None,
+        from::<TicketPatch>(json!({"severity": "SEV1"})),
+    )
+    .await
+    .unwrap();
+    assert!(desk
+        .watch_readiness()
+        .await
+        .unwrap()
+        .incident_reviews_opened
+        .is_empty());
+    let after = desk
+        .list_reviews(
+            &cli,
+            &ReviewQuery {
+                ticket: Some(old),
+                ..ReviewQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{after:?}");
 }

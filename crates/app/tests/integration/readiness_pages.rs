@@ -249,12 +249,9 @@ async fn a_review_is_answered_and_its_findings_become_tasks_in_the_browser(backe
     assert!(!page.contains("never reviewed"));
 }
 
-/// The text of a text area of a page, unescaped.
-fn textarea(page: &str, id: &str) -> String {
-    let start = page.find(&format!(r#"id="{id}""#)).expect(id);
-    let open = start + page[start..].find('>').unwrap() + 1;
-    let close = open + page[open..].find("</textarea>").unwrap();
-    let mut text = page[open..close].to_owned();
+/// Markup characters as the page escapes them, read back.
+fn unescape(escaped: &str) -> String {
+    let mut text = escaped.to_owned();
     for (entity, c) in [
         ("&#60;", "<"),
         ("&#62;", ">"),
@@ -264,6 +261,22 @@ fn textarea(page: &str, id: &str) -> String {
         text = text.replace(entity, c);
     }
     text.replace("&#38;", "&")
+}
+
+/// The text of a text area of a page, unescaped.
+fn textarea(page: &str, id: &str) -> String {
+    let start = page.find(&format!(r#"id="{id}""#)).expect(id);
+    let open = start + page[start..].find('>').unwrap() + 1;
+    let close = open + page[open..].find("</textarea>").unwrap();
+    unescape(&page[open..close])
+}
+
+/// The value of a hidden field of a page, unescaped.
+fn hidden_value(page: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let open = page.find(&marker).expect(name) + marker.len();
+    let close = open + page[open..].find('"').unwrap();
+    unescape(&page[open..close])
 }
 
 async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Backend) {
@@ -296,6 +309,8 @@ async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Ba
     assert!(page.contains("Checkout 5xx"), "{page}");
     assert!(page.contains("Drawn from the ticket"));
     let drawn = textarea(&page, "timeline-text");
+    let hidden = hidden_value(&page, "timeline_drawn");
+    assert_eq!(hidden, drawn);
     assert!(drawn.lines().count() >= 2, "{drawn}");
     assert!(drawn.contains("| ticket |"), "{drawn}");
 
@@ -313,6 +328,7 @@ async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Ba
             ("what_happened", "The pool ran dry <b>fast</b>.".to_owned()),
             ("impact", "Checkout failed for 20 minutes.".to_owned()),
             ("timeline", timeline),
+            ("timeline_drawn", drawn.clone()),
             ("whys", "Pool too small\nNo alarm on saturation".to_owned()),
             ("lessons", "Alarm on pool saturation".to_owned()),
             (
@@ -349,6 +365,30 @@ async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Ba
     assert_eq!(
         api["report"]["proposal"]["practices"][0]["improvement_plan"],
         json!("Add an alarm at 80% of the pool")
+    );
+
+    // The review's own saves are not part of the incident; a record that arrives after the
+    // page was drawn does not settle a timeline nobody edited.
+    let page = s.page(&b, &path).await;
+    assert_eq!(textarea(&page, "timeline-text"), drawn);
+    let r = s
+        .post(
+            &format!("/api/v1/tickets/{ticket}/comments"),
+            json!({"body": "Root cause: pool size", "public": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let form = report(drawn.clone());
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = post_form(&s, &b, &path, &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let api = s.get(&format!("/api/v1/reviews/{id}/incident")).await.body;
+    assert_eq!(api["timeline_generated"], json!(true), "{api}");
+    assert!(
+        api["timeline"]
+            .to_string()
+            .contains("Root cause: pool size"),
+        "{api}"
     );
     let form = report(format!(
         "{drawn}\n2026-12-01 10:00 | Paged the database team"

@@ -51,7 +51,7 @@ pub struct NewActionItem {
 /// A verification that closes an item.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Verification {
+pub struct VerificationNote {
     /// How the fix was checked, 1 to 4000 characters.
     pub note: String,
 }
@@ -401,7 +401,7 @@ impl Desk {
         &self,
         actor: &Actor,
         id: i64,
-        input: Verification,
+        input: VerificationNote,
     ) -> Result<ActionItem> {
         actor.require(Permission::WriteTickets)?;
         let note = input.note.trim().to_owned();

@@ -161,12 +161,15 @@ impl Desk {
                     .await?
             }
         };
+        // An incident resolved longer ago than the look-back gets no review of its own accord,
+        // whichever way it is found (an edit of an old incident opens none).
+        let since = self.now() - Duration::days(LOOKBACK_DAYS);
         let mut opened = Vec::new();
         for id in ids {
             let Some(t) = self.db().get_ticket(id).await? else {
                 continue;
             };
-            if !calls_for_review(&t, &severities) {
+            if !calls_for_review(&t, &severities) || t.resolved_at.is_none_or(|r| r < since) {
                 continue;
             }
             let Some(workload) = t.workload.clone() else {

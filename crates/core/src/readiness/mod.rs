@@ -27,7 +27,7 @@ mod measures;
 mod schedules;
 
 pub use actions::{
-    ActionItem, ActionItemQuery, ItemState, NewActionItem, Verification, VERIFICATION_MAX,
+    ActionItem, ActionItemQuery, ItemState, NewActionItem, VerificationNote, VERIFICATION_MAX,
 };
 pub use incidents::{IncidentRef, IncidentReview, Measured, ProposalDecision, ProposalState};
 pub use schedules::{NewSchedule, ReadinessPass, ReadinessSettings, Schedule};

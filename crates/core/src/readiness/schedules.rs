@@ -40,21 +40,25 @@ impl Default for ReadinessSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,200}$")]
     pub workload: String,
     /// The lens the scheduled reviews use; default `opsdesk-readiness`.
     #[serde(default)]
     pub lens: Option<String>,
     /// Review again this many days after the last review (1 to 3650).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     pub every_days: Option<u32>,
     /// A date to be ready by (a launch, a peak), `YYYY-MM-DD`.
     #[serde(default)]
     pub review_by: Option<NaiveDate>,
-    /// With `review_by`: due this many days before it (default 0).
+    /// With `review_by`: due this many days before it (0 to 3650, default 0).
     #[serde(default)]
+    #[schema(maximum = 3650)]
     pub days_before: Option<u32>,
-    /// `review_due` is announced this many days ahead (default 14).
+    /// `review_due` is announced this many days ahead (0 to 3650, default 14).
     #[serde(default)]
+    #[schema(maximum = 3650)]
     pub notice_days: Option<u32>,
 }
 
@@ -266,7 +270,10 @@ impl Desk {
             }
             let due_day = standing.due_at.format("%Y-%m-%d").to_string();
             let overdue = standing.state == ScheduleState::Overdue;
-            let workload = self.db().workload(&s.workload).await?;
+            // A schedule outlives its workload only until removed: nothing is due of it.
+            let Some(workload) = self.db().workload(&s.workload).await? else {
+                continue;
+            };
             let routing = self.routing().await?;
             let base_url = self.notify_settings().base_url.clone();
             let s2 = s.clone();
@@ -280,12 +287,7 @@ impl Desk {
                             // A review is opened for the due date unless one was started since
                             // the notice began.
                             let started = tx
-                                .review_started_since(
-                                    &s2.workload,
-                                    &s2.lens_id,
-                                    ReviewKind::Periodic.as_str(),
-                                    standing.notice_at,
-                                )
+                                .review_started_since(&s2.workload, &s2.lens_id, standing.notice_at)
                                 .await?;
                             let review_id = match started {
                                 Some(id) => id,
@@ -329,7 +331,7 @@ impl Desk {
                                 let n = review_notice(
                                     NotificationEvent::ReviewDue,
                                     &s2,
-                                    workload.as_ref(),
+                                    Some(&workload),
                                     standing.due_at,
                                     review_id,
                                     base_url.as_deref(),
@@ -346,18 +348,13 @@ impl Desk {
                         if overdue && tx.claim_readiness_event(&over_key, now).await? {
                             told.push(over_key.clone());
                             let review_id = tx
-                                .review_started_since(
-                                    &s2.workload,
-                                    &s2.lens_id,
-                                    ReviewKind::Periodic.as_str(),
-                                    standing.notice_at,
-                                )
+                                .review_started_since(&s2.workload, &s2.lens_id, standing.notice_at)
                                 .await?
                                 .unwrap_or_default();
                             let n = review_notice(
                                 NotificationEvent::ReviewOverdue,
                                 &s2,
-                                workload.as_ref(),
+                                Some(&workload),
                                 standing.due_at,
                                 review_id,
                                 base_url.as_deref(),

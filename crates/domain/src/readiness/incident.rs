@@ -379,9 +379,10 @@ fn clip(s: &str, max: usize) -> String {
 const SIGNAL_ECHOES: &[&str] = &["ticket.signal", "ticket.occurrence", "ticket.merged"];
 
 /// One audit entry of the incident's ticket as a timeline entry; `None` for the entries the
-/// signals themselves tell.
+/// signals themselves tell and for the review's own.
 pub fn from_audit(r: &AuditRecord) -> Option<TimelineEntry> {
-    if SIGNAL_ECHOES.contains(&r.action.as_str()) {
+    // The review's own work (its report, completion, proposal) is not part of the incident.
+    if SIGNAL_ECHOES.contains(&r.action.as_str()) || r.action.starts_with("review.") {
         return None;
     }
     let action = r.action.strip_prefix("ticket.").unwrap_or(&r.action);
@@ -563,6 +564,13 @@ mod tests {
         );
         let echo = record("ticket.occurrence", Changes::new(), "2026-12-01T10:06:00Z");
         assert!(from_audit(&echo).is_none());
+        // Writing the review is not part of the incident.
+        let report = record(
+            "review.incident_report",
+            change("what_happened", Value::Null, json!("The pool ran dry")),
+            "2026-12-02T09:00:00Z",
+        );
+        assert!(from_audit(&report).is_none());
         let escalated = record(
             "ticket.escalated",
             change("tier", Value::Null, json!(2)),

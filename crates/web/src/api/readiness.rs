@@ -8,7 +8,7 @@ use axum::Json;
 use opsdesk_core::readiness::{
     ActionItem, ActionItemQuery, AnswerInput, AnswerView, IncidentReview, LensImported,
     LensSummary, Milestone, NewActionItem, NewMilestone, NewReview, NewSchedule, ProposalDecision,
-    Review, ReviewQuery, ReviewSummary, Schedule, Upgrade, UpgradeRequest, Verification,
+    Review, ReviewQuery, ReviewSummary, Schedule, Upgrade, UpgradeRequest, VerificationNote,
 };
 use opsdesk_domain::readiness::incident::IncidentReport;
 use serde::{Deserialize, Serialize};
@@ -576,7 +576,7 @@ async fn get_action_item(
     path = "/api/v1/action-items/{id}/verify",
     tag = "readiness",
     params(("id" = i64, Path, description = "Action item id")),
-    request_body = Verification,
+    request_body = VerificationNote,
     responses(
         (status = 200, description = "Verified", body = ActionItem),
         (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
@@ -588,7 +588,7 @@ async fn verify_action_item(
     State(state): State<AppState>,
     Auth(actor): Auth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(input): ApiJson<Verification>,
+    ApiJson(input): ApiJson<VerificationNote>,
 ) -> Result<Json<ActionItem>, ApiError> {
     Ok(Json(
         state.desk.verify_action_item(&actor, id, input).await?,

@@ -15,12 +15,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use opsdesk_core::readiness::{
     review_markdown, ActionItem, ActionItemQuery, AnswerInput, IncidentReview, ItemState,
     LensSummary, NewActionItem, NewMilestone, NewReview, NewSchedule, ProposalDecision,
-    ProposalState, QuestionView, Review, ReviewQuery, RiskCounts, Schedule, Verification,
+    ProposalState, QuestionView, Review, ReviewQuery, RiskCounts, Schedule, VerificationNote,
     BUILTIN_LENS_ID,
 };
 use opsdesk_domain::readiness::incident::{
     IncidentReport, Practice, ProposedQuestion, TimelineEntry, TimelineSource,
 };
+use opsdesk_domain::readiness::schedule::ScheduleState;
 use opsdesk_domain::readiness::Risk;
 use opsdesk_domain::{FieldError, Severity};
 use serde::Deserialize;
@@ -82,7 +83,11 @@ fn source_of(s: &str) -> Option<TimelineSource> {
 /// Where a form sends the person back to: a page of opsdesk's own, never another site.
 fn back_to(fields: &Fields, fallback: String) -> String {
     let back = fields.one("back");
-    if back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') {
+    // Browsers drop tabs and line breaks from an address and read `\` as `/`: refuse them all.
+    let plain = !back
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\');
+    if plain && back.starts_with('/') && !back.starts_with("//") {
         back
     } else {
         fallback
@@ -181,7 +186,7 @@ async fn overview_page(
         let mine = items.iter().filter(|i| i.workload == w.name);
         let due = schedules
             .iter()
-            .filter(|s| s.workload == w.name)
+            .filter(|s| s.workload == w.name && s.state != ScheduleState::Done)
             .min_by_key(|s| s.due_at)
             .map(|s| (iso(&s.due_at), when(&s.due_at), s.state.as_str()));
         rows.push(StandingRow {
@@ -512,8 +517,9 @@ async fn workload_page(
             .iter()
             .any(|p| p.questions.iter().any(|q| q.answer.is_some()))
     });
+    // Every review's items, the older reviews' too: an item stays until verified.
     let mut items = Vec::new();
-    for r in &full {
+    for r in &summaries {
         let query = ActionItemQuery {
             review: Some(r.id),
             ..ActionItemQuery::default()
@@ -1024,7 +1030,7 @@ pub async fn verify(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let fields = Fields::read(&body)?;
-    let input = Verification {
+    let input = VerificationNote {
         note: fields.one("note"),
     };
     match state.desk.verify_action_item(&visit.actor, id, input).await {
@@ -1201,7 +1207,7 @@ fn posted_form(fields: &Fields) -> ReportForm {
 /// The report the form says; `generated` is the timeline as the page drew it.
 fn read_report(form: &ReportForm, generated: &str) -> Result<IncidentReport, ApiError> {
     // Left as drawn from the records, the timeline stays generated (and keeps growing).
-    let timeline = if form.timeline.trim() == generated.trim() {
+    let timeline = if !generated.is_empty() && lines_of(&form.timeline) == lines_of(generated) {
         Vec::new()
     } else {
         read_timeline(&form.timeline).map_err(|e| ApiError::invalid(e.field, e.message))?
@@ -1264,6 +1270,8 @@ struct IncidentPage {
     timeline: Vec<TimelineRow>,
     generated: bool,
     form: ReportForm,
+    /// The timeline drawn from the records as the form shows it, while not settled.
+    drawn: Option<String>,
     due: Option<(String, String)>,
     completed: Option<(String, String, String)>,
     proposal: Option<&'static str>,
@@ -1331,6 +1339,7 @@ async fn incident_page(
             })
             .collect(),
         generated: pir.timeline_generated,
+        drawn: pir.timeline_generated.then(|| report_form(&pir).timeline),
         due: pir.due_at.as_ref().map(stamp),
         completed: pir.completed_at.as_ref().map(|t| {
             let (i, w) = stamp(t);
@@ -1385,8 +1394,10 @@ pub async fn save_incident(
 ) -> Result<Response, PageError> {
     let fields = Fields::read(&body)?;
     let pir = state.desk.incident_review(&visit.actor, id).await?;
+    // The timeline as the page drew it, sent back beside the text area: left as it was, the
+    // timeline stays drawn from the records (which may have grown since the page was shown).
     let generated = if pir.timeline_generated {
-        report_form(&pir).timeline
+        fields.raw("timeline_drawn").replace("\r\n", "\n")
     } else {
         String::new()
     };
