@@ -13,7 +13,7 @@ use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
 use opsdesk_domain::signal::workload::match_workload;
-use opsdesk_domain::signal::{Pages, ALERTMANAGER, ALERTS, CLOUDWATCH, HEALTH, TRUSTED_ADVISOR};
+use opsdesk_domain::signal::{Pages, HEALTH};
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
 use opsdesk_store::{
@@ -244,14 +244,7 @@ impl Desk {
 /// The `source` label of `opsdesk_signals_total`: the known sources, else `other`, so that
 /// senders cannot grow the label set.
 fn metric_source(source: &str) -> &'static str {
-    match source {
-        HEALTH => HEALTH,
-        TRUSTED_ADVISOR => TRUSTED_ADVISOR,
-        CLOUDWATCH => CLOUDWATCH,
-        ALERTMANAGER => ALERTMANAGER,
-        ALERTS => ALERTS,
-        _ => "other",
-    }
+    opsdesk_domain::signal::source::named(source).map_or("other", |s| s.name())
 }
 
 /// Ticket sources are short lowercase names; EventBridge sources of unclassified events may not be.
@@ -310,11 +303,7 @@ fn signal_tags(s: &Signal) -> Vec<String> {
 }
 
 fn kind_for(s: &Signal) -> Kind {
-    match (s.source.as_str(), s.kind.as_str()) {
-        (HEALTH, "scheduledChange" | "accountNotification") => Kind::Task,
-        ("aws.trustedadvisor", _) => Kind::Task,
-        _ => Kind::Incident,
-    }
+    opsdesk_domain::signal::source::named(&s.source).map_or(Kind::Incident, |src| src.kind_for(s))
 }
 
 fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> String {

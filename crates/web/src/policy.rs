@@ -123,7 +123,9 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/v1/teams") => Needs(Administer),
         ("POST", "/api/v1/teams/{name}/members") => Needs(ManageTeam),
         ("DELETE", "/api/v1/teams/{name}/members/{email}") => Needs(ManageTeam),
-        ("POST", "/api/v1/events" | "/api/v1/ingest/alertmanager") => Needs(Ingest),
+        ("POST", "/api/v1/events" | "/api/v1/ingest/alertmanager" | "/api/v1/ingest/{source}") => {
+            Needs(Ingest)
+        }
         // The alert sender may put its token in the body (`routing_key`); the handler checks it.
         ("POST", "/api/v1/alerts") => Public,
         // SNS cannot send a token; every message's signature is checked instead.

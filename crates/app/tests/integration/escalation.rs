@@ -1234,7 +1234,9 @@ fn alarm(n: u32, account: Option<&str>) -> opsdesk_domain::signal::Signal {
         "detail": {"alarmName": "api-5xx", "state": {"value": "ALARM",
                    "timestamp": format!("2026-11-24T09:{n:02}:00.000+0000")}}
     });
-    let mut signal = opsdesk_domain::signal::eventbridge::from_event(&event, t0()).unwrap();
+    let mut signal = opsdesk_domain::signal::eventbridge::from_event(&event, t0())
+        .unwrap()
+        .remove(0);
     signal.account = account.map(str::to_owned);
     signal
 }

@@ -1,4 +1,5 @@
-//! Prometheus Alertmanager webhook notifications (`version` 4): one signal per alert.
+//! Prometheus Alertmanager webhook notifications (`version` 4): one signal per alert. Grafana's
+//! webhook contact point sends the same shape, read by the same code.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -7,7 +8,38 @@ use super::alerts::severity_of;
 use super::{clip, receipt_key, Fields, Signal, SignalState, ALERTMANAGER};
 use crate::validation::FieldError;
 
+/// Prometheus Alertmanager, at `/api/v1/ingest/alertmanager`.
+pub struct Alertmanager;
+
+impl super::source::Source for Alertmanager {
+    fn name(&self) -> &'static str {
+        ALERTMANAGER
+    }
+
+    fn takes_webhooks(&self) -> bool {
+        true
+    }
+
+    fn read_webhook(
+        &self,
+        body: &Value,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Signal>, FieldError> {
+        alert_group(body, ALERTMANAGER, received_at)
+    }
+}
+
 pub fn from_webhook(body: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
+    alert_group(body, ALERTMANAGER, received_at)
+}
+
+/// A group of alerts as Alertmanager and Grafana send it, as signals of `source`, one ticket
+/// per alert fingerprint.
+pub(crate) fn alert_group(
+    body: &Value,
+    source: &'static str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<Signal>, FieldError> {
     let message = Fields::new(body, "")?;
     let alerts = message.array("alerts")?;
     if body.get("alerts").is_none() {
@@ -48,16 +80,22 @@ pub fn from_webhook(body: &Value, received_at: DateTime<Utc>) -> Result<Vec<Sign
             .cloned()
             .unwrap_or_else(|| format!("{name} is {status}"));
         let mut body_text = annotations.get("description").cloned().unwrap_or_default();
-        if let Some(url) = a.opt_str("generatorURL")? {
+        if let Some(url) = a.opt_str("generatorURL")?.filter(|u| !u.is_empty()) {
             body_text.push_str(&format!("\n\nSource: {url}"));
         }
+        // Grafana's links, when it sends them.
+        for (key, said) in [("dashboardURL", "Dashboard"), ("panelURL", "Panel")] {
+            if let Some(url) = a.opt_str(key)?.filter(|u| !u.is_empty()) {
+                body_text.push_str(&format!("\n{said}: {url}"));
+            }
+        }
+        if let Some(url) = annotations.get("runbook_url").filter(|u| !u.is_empty()) {
+            body_text.push_str(&format!("\nRunbook: {url}"));
+        }
         let severity_label = labels.get("severity").cloned();
-        let receipt = receipt_key(
-            ALERTMANAGER,
-            &[fingerprint, status, &occurred_at.to_rfc3339()],
-        );
+        let receipt = receipt_key(source, &[fingerprint, status, &occurred_at.to_rfc3339()]);
         out.push(Signal {
-            source: ALERTMANAGER.to_owned(),
+            source: source.to_owned(),
             receipt_key: receipt,
             dedup_key: fingerprint.to_owned(),
             state,

@@ -152,3 +152,13 @@ pub fn from_body(body: &Value, received_at: DateTime<Utc>) -> Result<Signal, Fie
         raw: body.clone(),
     })
 }
+
+/// Alerts from any monitor, shaped like PagerDuty Events API v2, at `/api/v1/alerts` (its own
+/// route: the token may come in the body).
+pub struct Alerts;
+
+impl super::source::Source for Alerts {
+    fn name(&self) -> &'static str {
+        super::ALERTS
+    }
+}

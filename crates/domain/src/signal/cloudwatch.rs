@@ -139,3 +139,28 @@ pub fn from_sns_message(message: &Value, received_at: DateTime<Utc>) -> Result<S
     };
     Ok(alarm.into_signal(message.clone()))
 }
+
+/// CloudWatch alarms: state changes through EventBridge (SNS notifications too, read by
+/// [`super::from_payload`]).
+pub struct CloudWatch;
+
+impl super::source::Source for CloudWatch {
+    fn name(&self) -> &'static str {
+        CLOUDWATCH
+    }
+
+    fn detail_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["CloudWatch Alarm State Change"])
+    }
+
+    fn read_event(
+        &self,
+        event: &Value,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Signal>, FieldError> {
+        Ok(vec![from_eventbridge(
+            &Fields::new(event, "")?,
+            received_at,
+        )?])
+    }
+}

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{clip, cloudwatch, health, receipt_key, trusted_advisor, Fields, Signal, SignalState};
+use super::{clip, receipt_key, Fields, Signal, SignalState};
 use crate::validation::FieldError;
 
 /// Whether `v` has the shape of an EventBridge event.
@@ -18,17 +18,19 @@ pub fn from_events(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>,
         Value::Array(items) if items.is_empty() => {
             Err(FieldError::new("body", "the array holds no event"))
         }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| checked(item, received_at).map_err(|e| e.within(i)))
-            .collect(),
-        one => checked(one, received_at).map(|s| vec![s]),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                out.extend(checked(item, received_at).map_err(|e| e.within(i))?);
+            }
+            Ok(out)
+        }
+        one => checked(one, received_at),
     }
 }
 
 /// An event, after saying plainly what is missing when it is not one.
-fn checked(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {
+fn checked(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
     if !v.is_object() {
         return Err(FieldError::new("body", "must be a JSON object"));
     }
@@ -44,20 +46,21 @@ fn checked(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> 
     from_event(v, received_at)
 }
 
-/// One EventBridge event as a signal; sources opsdesk has no reader for become unclassified
-/// signals.
-pub fn from_event(v: &Value, received_at: DateTime<Utc>) -> Result<Signal, FieldError> {
+/// One EventBridge event as signals (Security Hub sends several findings in one); events of
+/// sources opsdesk has no reader for become one unclassified signal.
+pub fn from_event(v: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
     let event = Fields::new(v, "")?;
     let source = event.str("source")?;
     let detail_type = event.str("detail-type")?;
     event.obj("detail")?;
-    match (source, detail_type) {
-        ("aws.health", _) => health::from_eventbridge(&event, received_at),
-        ("aws.trustedadvisor", _) => trusted_advisor::from_eventbridge(&event, received_at),
-        ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
-            cloudwatch::from_eventbridge(&event, received_at)
-        }
-        _ => unclassified(&event, source, detail_type, received_at),
+    match super::source::for_event(source, detail_type) {
+        Some(reader) => reader.read_event(v, received_at),
+        None => Ok(vec![unclassified(
+            &event,
+            source,
+            detail_type,
+            received_at,
+        )?]),
     }
 }
 

@@ -301,13 +301,49 @@ fn page(detail: &Fields<'_>) -> Result<Option<Page>, FieldError> {
     }))
 }
 
+/// AWS Health: events through EventBridge (the Health API poller brings the same signals).
+pub struct AwsHealth;
+
+impl super::source::Source for AwsHealth {
+    fn name(&self) -> &'static str {
+        HEALTH
+    }
+
+    fn detail_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
+    fn read_event(
+        &self,
+        event: &Value,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Signal>, FieldError> {
+        Ok(vec![from_eventbridge(
+            &Fields::new(event, "")?,
+            received_at,
+        )?])
+    }
+
+    /// Scheduled changes and account notifications are planned work.
+    fn kind_for(&self, s: &Signal) -> crate::ticket::Kind {
+        match s.kind.as_str() {
+            "scheduledChange" | "accountNotification" => crate::ticket::Kind::Task,
+            _ => crate::ticket::Kind::Incident,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::signal::eventbridge::from_event;
     use crate::signal::Pages;
     use serde_json::json;
+
+    /// The signal of one event.
+    fn from_event(v: &Value, at: DateTime<Utc>) -> Result<Signal, FieldError> {
+        crate::signal::eventbridge::from_event(v, at).map(|mut signals| signals.remove(0))
+    }
 
     const MANAGEMENT: &str = "123456789012";
     const MEMBER: &str = "210987654321";

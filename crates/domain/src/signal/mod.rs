@@ -1,5 +1,6 @@
 //! Signals: one normalised input from AWS or a monitor, whatever its source. Each source has
-//! one module that turns its payload into a [`Signal`]; everything after that is the same.
+//! one module that turns its payload into a [`Signal`], registered in [`source::SOURCES`];
+//! everything after that is the same.
 
 pub mod alertmanager;
 pub mod alerts;
@@ -7,6 +8,7 @@ pub mod cloudwatch;
 pub mod eventbridge;
 pub mod health;
 pub mod rules;
+pub mod source;
 pub mod trusted_advisor;
 pub mod workload;
 

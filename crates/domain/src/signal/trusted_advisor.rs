@@ -207,6 +207,35 @@ impl Fields<'_> {
     }
 }
 
+/// Trusted Advisor: check refreshes through EventBridge (the API poller brings the same).
+pub struct TrustedAdvisor;
+
+impl super::source::Source for TrustedAdvisor {
+    fn name(&self) -> &'static str {
+        TRUSTED_ADVISOR
+    }
+
+    fn detail_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
+    fn read_event(
+        &self,
+        event: &Value,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Signal>, FieldError> {
+        Ok(vec![from_eventbridge(
+            &Fields::new(event, "")?,
+            received_at,
+        )?])
+    }
+
+    /// A finding is work to plan, not an outage.
+    fn kind_for(&self, _s: &Signal) -> crate::ticket::Kind {
+        crate::ticket::Kind::Task
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
-//! Signals in: EventBridge events, alerts from any monitor, Alertmanager webhooks; and the
-//! signals opsdesk has stored.
+//! Signals in: EventBridge events, alerts from any monitor, webhooks of the sources that take
+//! them (Alertmanager, Grafana: [`opsdesk_domain::signal::source`]); and the signals opsdesk
+//! has stored.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use opsdesk_core::signals::{Effect, Outcome};
 use opsdesk_core::Actor;
-use opsdesk_domain::signal::{alertmanager, alerts, eventbridge};
+use opsdesk_domain::signal::{alertmanager, alerts, eventbridge, source};
 use opsdesk_domain::{Signal, Ticket};
 use opsdesk_store::{Correlation, SignalFilter, SignalRecord};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(post_events))
         .routes(routes!(post_alert))
         .routes(routes!(post_alertmanager))
+        .routes(routes!(post_webhook))
         .routes(routes!(list_signals))
         .routes(routes!(ticket_signals))
 }
@@ -218,6 +220,50 @@ async fn post_alertmanager(
     let signals = alertmanager::from_webhook(&body, state.desk.now())
         .map_err(|e| refused_field("alertmanager", e))?;
     let outcomes = ingest(&state, &actor, "alertmanager", signals).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted::from_outcomes(outcomes)),
+    ))
+}
+
+/// Receive a webhook of a source that takes them: `alertmanager` (Prometheus Alertmanager,
+/// also at `/api/v1/ingest/alertmanager`) or `grafana` (Grafana Alerting's webhook contact
+/// point). Each alert is one signal, de-duplicated by its fingerprint. Configure the sender
+/// with an ingest token as `Authorization: Bearer`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ingest/{source}",
+    tag = "signals",
+    params(("source" = String, Path, description = "A source that takes webhooks: `alertmanager` or `grafana`")),
+    request_body(content = Object, description = "The source's webhook notification"),
+    responses(
+        (status = 202, description = "Committed", body = Accepted),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No source of that name takes webhooks", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a notification of that source; the field is named", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn post_webhook(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(source): Path<String>,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let reader = source::named(&source)
+        .filter(|s| s.takes_webhooks())
+        .ok_or_else(|| {
+            let known: Vec<&str> = source::webhook_sources().collect();
+            ApiError::NotFound(format!(
+                "no source {source:?} takes webhooks; these do: {}",
+                known.join(", ")
+            ))
+        })?;
+    let input = reader.name();
+    let ApiJson(body) = body.map_err(|e| refused(input, e))?;
+    let signals = reader
+        .read_webhook(&body, state.desk.now())
+        .map_err(|e| refused_field(input, e))?;
+    let outcomes = ingest(&state, &actor, input, signals).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted::from_outcomes(outcomes)),
