@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{alertmanager, alerts, cloudwatch, health};
+use super::{alertmanager, alerts, cloudwatch, guardduty, health};
 use super::{trusted_advisor, Signal};
 use crate::ticket::Kind;
 use crate::validation::FieldError;
@@ -64,6 +64,7 @@ pub static SOURCES: &[&dyn Source] = &[
     &cloudwatch::CloudWatch,
     &alertmanager::Alertmanager,
     &alerts::Alerts,
+    &guardduty::GuardDuty,
 ];
 
 /// The source of this name.
@@ -99,6 +100,15 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(names.len(), n, "a name given twice");
+        assert_eq!(
+            for_event("aws.guardduty", "GuardDuty Finding").map(|s| s.name()),
+            Some("aws.guardduty")
+        );
+        assert!(for_event(
+            "aws.guardduty",
+            "GuardDuty Malware Protection Object Scan Result"
+        )
+        .is_none());
         assert_eq!(
             for_event("aws.health", "AWS Health Event").map(|s| s.name()),
             Some("aws.health")
