@@ -9,6 +9,7 @@ pub mod eventbridge;
 pub mod guardduty;
 pub mod health;
 pub mod rules;
+pub mod securityhub;
 pub mod source;
 pub mod trusted_advisor;
 pub mod workload;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{alertmanager, alerts, cloudwatch, guardduty, health};
+use super::{alertmanager, alerts, cloudwatch, guardduty, health, securityhub};
 use super::{trusted_advisor, Signal};
 use crate::ticket::Kind;
 use crate::validation::FieldError;
@@ -65,6 +65,7 @@ pub static SOURCES: &[&dyn Source] = &[
     &alertmanager::Alertmanager,
     &alerts::Alerts,
     &guardduty::GuardDuty,
+    &securityhub::SecurityHub,
 ];
 
 /// The source of this name.
