@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod alerts;
 pub mod cloudwatch;
 pub mod eventbridge;
+pub mod grafana;
 pub mod guardduty;
 pub mod health;
 pub mod rules;

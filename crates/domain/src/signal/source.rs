@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{alertmanager, alerts, cloudwatch, guardduty, health, securityhub};
+use super::{alertmanager, alerts, cloudwatch, grafana, guardduty, health, securityhub};
 use super::{trusted_advisor, Signal};
 use crate::ticket::Kind;
 use crate::validation::FieldError;
@@ -66,6 +66,7 @@ pub static SOURCES: &[&dyn Source] = &[
     &alerts::Alerts,
     &guardduty::GuardDuty,
     &securityhub::SecurityHub,
+    &grafana::Grafana,
 ];
 
 /// The source of this name.
@@ -116,6 +117,6 @@ mod tests {
         );
         assert!(for_event("alertmanager", "anything").is_none());
         let webhooks: Vec<&str> = webhook_sources().collect();
-        assert_eq!(webhooks, ["alertmanager"]);
+        assert_eq!(webhooks, ["alertmanager", "grafana"]);
     }
 }
