@@ -27,6 +27,7 @@ on_both_backends!(
     abuse_report_opens_a_security_incident,
     organizational_view_event_belongs_to_the_affected_account,
     personas_route_to_their_own_channels,
+    security_findings_and_grafana_alerts_open_and_close_one_ticket_each,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -1527,5 +1528,124 @@ async fn personas_route_to_their_own_channels(backend: Backend) {
     }
     // An informational account notification: SEV5.
     assert_eq!(s.ticket_by_id(bill).await["severity"], "SEV5");
+    s.stop().await;
+}
+
+const GUARDDUTY: &str = include_str!("../fixtures/signals/guardduty-finding.json");
+const SECURITY_HUB: &str = include_str!("../fixtures/signals/securityhub-findings.json");
+const GRAFANA: &str = include_str!("../fixtures/signals/grafana-webhook.json");
+
+async fn security_findings_and_grafana_alerts_open_and_close_one_ticket_each(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    s.workload(json!({
+        "name": "checkout", "environment": "production", "accounts": [ACCOUNT],
+        "resources": ["arn:aws:ec2:*:*:instance/i-05746eb48123455e0", "arn:aws:s3:::checkout-*"]
+    }))
+    .await;
+    let send = |path: &'static str, body: Value| {
+        let token = s.ingest.clone();
+        let s = &s;
+        async move { s.call(Method::POST, path, Some(&token), Some(body)).await }
+    };
+
+    // GuardDuty through EventBridge: severity 8 is high, on the workload of its instance.
+    let mut finding: Value = serde_json::from_str(GUARDDUTY).unwrap();
+    let r = send("/api/v1/events", finding.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(effects(&r.body), ["created"]);
+    let id = r.body["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(id).await;
+    assert_eq!(t["severity"], "SEV2", "{t}");
+    assert_eq!(t["workload"], "checkout");
+    assert_eq!(t["kind"], "incident");
+    assert_eq!(t["dedup_key"], "16afba5c5c43e07c9e3e5e2e544e95df");
+    assert!(
+        t["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("persona:security")),
+        "{t}"
+    );
+    // The finding seen again is the same ticket; archived, it resolves.
+    finding["id"] = json!("d1f7c3a2-0000-4000-8000-000000000001");
+    finding["detail"]["service"]["count"] = json!(9);
+    finding["detail"]["updatedAt"] = json!("2026-11-30T23:46:23.000Z");
+    let r = send("/api/v1/events", finding.clone()).await;
+    assert_eq!(r.body["tickets"], json!([id]), "{}", r.body);
+    finding["id"] = json!("d1f7c3a2-0000-4000-8000-000000000002");
+    finding["detail"]["service"]["archived"] = json!(true);
+    let r = send("/api/v1/events", finding.clone()).await;
+    assert_eq!(effects(&r.body), ["resolved"], "{}", r.body);
+    assert_eq!(s.ticket_by_id(id).await["status"], "resolved");
+    finding["detail"]["severity"] = json!("HIGH");
+    send("/api/v1/events", finding)
+        .await
+        .assert_problem(422, Some("detail.severity"));
+
+    // Security Hub: one ticket per finding of the event.
+    let mut findings: Value = serde_json::from_str(SECURITY_HUB).unwrap();
+    let r = send("/api/v1/events", findings.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(effects(&r.body), ["created", "created"]);
+    let (bucket, root) = (
+        r.body["tickets"][0].as_i64().unwrap(),
+        r.body["tickets"][1].as_i64().unwrap(),
+    );
+    assert_eq!(s.ticket_by_id(bucket).await["severity"], "SEV2");
+    assert_eq!(s.ticket_by_id(bucket).await["workload"], "checkout");
+    assert_eq!(s.ticket_by_id(root).await["severity"], "SEV1");
+    findings["detail"]["findings"][0]["Workflow"]["Status"] = json!("RESOLVED");
+    findings["detail"]["findings"][0]["UpdatedAt"] = json!("2026-12-01T08:00:00.000Z");
+    findings["detail"]["findings"][1]["RecordState"] = json!("ARCHIVED");
+    findings["detail"]["findings"][1]["UpdatedAt"] = json!("2026-12-01T08:00:00.000Z");
+    let r = send("/api/v1/events", findings).await;
+    assert_eq!(effects(&r.body), ["resolved", "resolved"], "{}", r.body);
+
+    // Grafana at the one webhook route; Alertmanager answers there as at its own path.
+    let mut alert: Value = serde_json::from_str(GRAFANA).unwrap();
+    let r = send("/api/v1/ingest/grafana", alert.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(effects(&r.body), ["created"]);
+    let grafana = r.body["tickets"][0].as_i64().unwrap();
+    let t = s.ticket_by_id(grafana).await;
+    assert_eq!(t["dedup_key"], "c6eadffa33fcdf37");
+    assert_eq!(t["source"], "grafana");
+    assert!(t["description"]
+        .as_str()
+        .unwrap()
+        .contains("https://runbooks.example.com/memory"));
+    alert["alerts"][0]["status"] = json!("resolved");
+    alert["alerts"][0]["endsAt"] = json!("2026-11-30T10:21:03.157076+02:00");
+    let r = send("/api/v1/ingest/grafana", alert).await;
+    assert_eq!(effects(&r.body), ["resolved"], "{}", r.body);
+    let r = send(
+        "/api/v1/ingest/alertmanager",
+        alertmanager_notification("firing", "0001-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(effects(&r.body), ["created"]);
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/ingest/nagios",
+            Some(&s.ingest),
+            Some(json!({})),
+        )
+        .await;
+    r.assert_problem(404, None);
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("alertmanager, grafana"));
+    // Only ingest tokens send.
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/ingest/grafana",
+            Some(&s.agent),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     s.stop().await;
 }
