@@ -29,10 +29,6 @@ impl super::source::Source for Alertmanager {
     }
 }
 
-pub fn from_webhook(body: &Value, received_at: DateTime<Utc>) -> Result<Vec<Signal>, FieldError> {
-    alert_group(body, ALERTMANAGER, received_at)
-}
-
 /// A group of alerts as Alertmanager and Grafana send it, as signals of `source`, one ticket
 /// per alert fingerprint.
 pub(crate) fn alert_group(

@@ -158,9 +158,6 @@ impl super::source::Source for CloudWatch {
         event: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Signal>, FieldError> {
-        Ok(vec![from_eventbridge(
-            &Fields::new(event, "")?,
-            received_at,
-        )?])
+        super::source::one_signal(event, received_at, from_eventbridge)
     }
 }

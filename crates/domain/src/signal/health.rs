@@ -318,10 +318,7 @@ impl super::source::Source for AwsHealth {
         event: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Signal>, FieldError> {
-        Ok(vec![from_eventbridge(
-            &Fields::new(event, "")?,
-            received_at,
-        )?])
+        super::source::one_signal(event, received_at, from_eventbridge)
     }
 
     /// Scheduled changes and account notifications are planned work.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{alertmanager, alerts, cloudwatch, grafana, guardduty, health, securityhub};
-use super::{trusted_advisor, Signal};
+use super::{trusted_advisor, Fields, Signal};
 use crate::ticket::Kind;
 use crate::validation::FieldError;
 
@@ -55,6 +55,15 @@ pub trait Source: Sync {
     fn kind_for(&self, _signal: &Signal) -> Kind {
         Kind::Incident
     }
+}
+
+/// An event of a source whose events carry one signal each, read by `read`.
+pub(crate) fn one_signal(
+    event: &Value,
+    received_at: DateTime<Utc>,
+    read: fn(&Fields<'_>, DateTime<Utc>) -> Result<Signal, FieldError>,
+) -> Result<Vec<Signal>, FieldError> {
+    Ok(vec![read(&Fields::new(event, "")?, received_at)?])
 }
 
 /// Every source opsdesk reads.

@@ -224,10 +224,7 @@ impl super::source::Source for TrustedAdvisor {
         event: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Signal>, FieldError> {
-        Ok(vec![from_eventbridge(
-            &Fields::new(event, "")?,
-            received_at,
-        )?])
+        super::source::one_signal(event, received_at, from_eventbridge)
     }
 
     /// A finding is work to plan, not an outage.

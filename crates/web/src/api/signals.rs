@@ -216,10 +216,22 @@ async fn post_alertmanager(
     Auth(actor): Auth,
     body: Result<ApiJson<Value>, ApiError>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let ApiJson(body) = body.map_err(|e| refused("alertmanager", e))?;
-    let signals = alertmanager::from_webhook(&body, state.desk.now())
-        .map_err(|e| refused_field("alertmanager", e))?;
-    let outcomes = ingest(&state, &actor, "alertmanager", signals).await?;
+    take_webhook(&state, &actor, &alertmanager::Alertmanager, body).await
+}
+
+/// A source's webhook: read, refused with the field named, or taken in one transaction.
+async fn take_webhook(
+    state: &AppState,
+    actor: &Actor,
+    reader: &dyn source::Source,
+    body: Result<ApiJson<Value>, ApiError>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let input = reader.name();
+    let ApiJson(body) = body.map_err(|e| refused(input, e))?;
+    let signals = reader
+        .read_webhook(&body, state.desk.now())
+        .map_err(|e| refused_field(input, e))?;
+    let outcomes = ingest(state, actor, input, signals).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted::from_outcomes(outcomes)),
@@ -258,16 +270,7 @@ async fn post_webhook(
                 known.join(", ")
             ))
         })?;
-    let input = reader.name();
-    let ApiJson(body) = body.map_err(|e| refused(input, e))?;
-    let signals = reader
-        .read_webhook(&body, state.desk.now())
-        .map_err(|e| refused_field(input, e))?;
-    let outcomes = ingest(&state, &actor, input, signals).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted::from_outcomes(outcomes)),
-    ))
+    take_webhook(&state, &actor, reader, body).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
