@@ -1594,6 +1594,10 @@ async fn security_findings_and_grafana_alerts_open_and_close_one_ticket_each(bac
     assert_eq!(s.ticket_by_id(bucket).await["severity"], "SEV2");
     assert_eq!(s.ticket_by_id(bucket).await["workload"], "checkout");
     assert_eq!(s.ticket_by_id(root).await["severity"], "SEV1");
+    // Each event has an id of its own; the same event again changes nothing.
+    let r = send("/api/v1/events", findings.clone()).await;
+    assert_eq!(effects(&r.body), ["duplicate", "duplicate"], "{}", r.body);
+    findings["id"] = json!("9a0b1c2d-0000-4000-8000-000000000003");
     findings["detail"]["findings"][0]["Workflow"]["Status"] = json!("RESOLVED");
     findings["detail"]["findings"][0]["UpdatedAt"] = json!("2026-12-01T08:00:00.000Z");
     findings["detail"]["findings"][1]["RecordState"] = json!("ARCHIVED");

@@ -79,14 +79,16 @@ pub(crate) fn alert_group(
         if let Some(url) = a.opt_str("generatorURL")?.filter(|u| !u.is_empty()) {
             body_text.push_str(&format!("\n\nSource: {url}"));
         }
-        // Grafana's links, when it sends them.
-        for (key, said) in [("dashboardURL", "Dashboard"), ("panelURL", "Panel")] {
-            if let Some(url) = a.opt_str(key)?.filter(|u| !u.is_empty()) {
-                body_text.push_str(&format!("\n{said}: {url}"));
+        // Grafana's links: its dashboard, panel and the rule's runbook.
+        if source == super::grafana::GRAFANA {
+            for (key, said) in [("dashboardURL", "Dashboard"), ("panelURL", "Panel")] {
+                if let Some(url) = a.opt_str(key)?.filter(|u| !u.is_empty()) {
+                    body_text.push_str(&format!("\n{said}: {url}"));
+                }
             }
-        }
-        if let Some(url) = annotations.get("runbook_url").filter(|u| !u.is_empty()) {
-            body_text.push_str(&format!("\nRunbook: {url}"));
+            if let Some(url) = annotations.get("runbook_url").filter(|u| !u.is_empty()) {
+                body_text.push_str(&format!("\nRunbook: {url}"));
+            }
         }
         let severity_label = labels.get("severity").cloned();
         let receipt = receipt_key(source, &[fingerprint, status, &occurred_at.to_rfc3339()]);

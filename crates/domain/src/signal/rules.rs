@@ -160,6 +160,15 @@ pub fn default_rules() -> Vec<SeverityRule> {
             Sev5,
             Some(false),
         ),
+        // "No issue was found": kept, no ticket.
+        rule(
+            "aws.securityhub",
+            "INFORMATIONAL",
+            None,
+            None,
+            Sev5,
+            Some(false),
+        ),
     ]
 }
 

@@ -2,7 +2,10 @@
 //! Findings - Imported`, in the AWS Security Finding Format): one signal per finding in
 //! `detail.findings`, one ticket per finding `Id`. Severity from `Severity.Label` (or, for
 //! findings without one, the documented bands of `Severity.Normalized`); a finding whose
-//! `Workflow.Status` is `RESOLVED` or whose `RecordState` is `ARCHIVED` resolves.
+//! `Workflow.Status` is `RESOLVED` or `SUPPRESSED` (reviewed, nothing to do, no longer
+//! updated) or whose `RecordState` is `ARCHIVED` resolves. GuardDuty's findings, which
+//! Security Hub imports too, are read from GuardDuty's own events only, so that one finding is
+//! one ticket.
 
 use std::collections::BTreeMap;
 
@@ -39,13 +42,21 @@ impl Source for SecurityHub {
         if findings.is_empty() {
             return Err(FieldError::new("detail.findings", "holds no finding"));
         }
-        findings
-            .iter()
-            .enumerate()
-            .map(|(i, f)| finding(&e, f, &format!("detail.findings[{i}]"), received_at))
-            .collect()
+        let mut out = Vec::with_capacity(findings.len());
+        for (i, f) in findings.iter().enumerate() {
+            let path = format!("detail.findings[{i}]");
+            let product = Fields::new(f, path.as_str())?.opt_str("ProductArn")?;
+            if product.is_some_and(|p| p.ends_with(GUARDDUTY_PRODUCT)) {
+                continue;
+            }
+            out.push(finding(&e, f, &path, received_at)?);
+        }
+        Ok(out)
     }
 }
+
+/// The end of GuardDuty's product ARN in Security Hub.
+const GUARDDUTY_PRODUCT: &str = ":product/aws/guardduty";
 
 /// opsdesk's severity for an ASFF severity label.
 pub fn severity_of(label: &str) -> Option<Severity> {
@@ -102,7 +113,8 @@ fn finding(
         None => f.opt_str("WorkflowState")?,
     };
     let record_state = f.opt_str("RecordState")?;
-    let resolved = workflow == Some("RESOLVED") || record_state == Some("ARCHIVED");
+    let resolved =
+        matches!(workflow, Some("RESOLVED" | "SUPPRESSED")) || record_state == Some("ARCHIVED");
     let mut resources = Vec::new();
     let mut tags = BTreeMap::new();
     let mut types = Vec::new();
@@ -150,11 +162,12 @@ fn finding(
             body.push_str(&format!("- Read more: {url}\n"));
         }
     }
+    // Each event is news (changes made in Security Hub leave `UpdatedAt` as it was); a
+    // redelivery of one event is not. Ids are unique within a product.
     let updated_text = updated.map(|t| t.to_rfc3339()).unwrap_or_default();
-    Ok(Signal {
-        source: SECURITY_HUB.to_owned(),
-        // Each import of a finding with new content is news; a redelivery is not.
-        receipt_key: receipt_key(
+    let receipt = match event.opt_str("id")? {
+        Some(event_id) => receipt_key(SECURITY_HUB, &[event_id, id]),
+        None => receipt_key(
             SECURITY_HUB,
             &[
                 id,
@@ -163,7 +176,15 @@ fn finding(
                 record_state.unwrap_or_default(),
             ],
         ),
-        dedup_key: clip(id, 512),
+    };
+    let dedup = match f.opt_str("ProductArn")? {
+        Some(product) => format!("{product}/{id}"),
+        None => id.to_owned(),
+    };
+    Ok(Signal {
+        source: SECURITY_HUB.to_owned(),
+        receipt_key: receipt,
+        dedup_key: clip(&dedup, 512),
         state: if resolved {
             SignalState::Resolved
         } else {
@@ -257,6 +278,9 @@ mod tests {
         assert_eq!(signals.len(), 2);
         let (a, b) = (&signals[0], &signals[1]);
         assert!(a.dedup_key.ends_with("/finding/a1b2"));
+        assert!(a
+            .dedup_key
+            .starts_with("arn:aws:securityhub:us-west-2::product/aws/securityhub/"));
         assert_eq!(
             (a.kind.as_str(), a.severity),
             ("HIGH", Some(Severity::Sev2))
@@ -269,6 +293,18 @@ mod tests {
         assert_eq!(b.severity, Some(Severity::Sev1));
         assert_eq!(b.state, SignalState::Resolved);
         assert_ne!(a.receipt_key, b.receipt_key);
+    }
+
+    #[test]
+    fn guardduty_findings_are_left_to_guardduty_and_suppressed_ones_resolve() {
+        let mut e = event();
+        e["detail"]["findings"][0]["ProductArn"] =
+            json!("arn:aws:securityhub:us-west-2::product/aws/guardduty");
+        e["detail"]["findings"][1]["Workflow"]["Status"] = json!("SUPPRESSED");
+        let signals = SecurityHub.read_event(&e, received()).unwrap();
+        assert_eq!(signals.len(), 1);
+        assert!(signals[0].dedup_key.ends_with("/finding/c3d4"));
+        assert_eq!(signals[0].state, SignalState::Resolved);
     }
 
     #[test]
