@@ -278,7 +278,7 @@ async fn a_resolved_sev1_incident_is_reviewed_and_its_lessons_become_tracked_wor
         ..IncidentReport::default()
     };
     let saved = desk
-        .save_incident_report(&cli, review_id, report.clone())
+        .save_incident_report(&cli, review_id, report.clone(), None)
         .await
         .unwrap();
     assert!(
@@ -357,7 +357,7 @@ async fn a_resolved_sev1_incident_is_reviewed_and_its_lessons_become_tracked_wor
     let mut changed = report.clone();
     changed.proposal.as_mut().unwrap().title = "Something else?".into();
     let e = desk
-        .save_incident_report(&cli, review_id, changed)
+        .save_incident_report(&cli, review_id, changed, None)
         .await
         .unwrap_err();
     assert!(
@@ -762,8 +762,28 @@ async fn the_api_serves_post_incident_reviews_and_action_items(backend: Backend)
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert_eq!(r.body["field"], json!("whys[1]"));
+    // A save based on the version read goes in; one based on an older version is refused.
+    let read = s.call(Method::GET, &path, Some(&s.agent), None).await.body["report_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put_if = |version: &str, body: Value| {
+        s.http
+            .put(s.url(&path))
+            .bearer_auth(&s.agent)
+            .header("If-Match", format!("\"{version}\""))
+            .json(&body)
+            .send()
+    };
+    let r = put_if(&read, body.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = put_if(&read, json!({"what_happened": "an older view"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
     let r = s.call(Method::PUT, &path, Some(&s.agent), Some(body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["report"]["what_happened"], json!("x"));
     assert_eq!(r.body["timeline_generated"], json!(false));
     assert_eq!(r.body["timeline"][0]["source"], json!("person"));
     let r = s

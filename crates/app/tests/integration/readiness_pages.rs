@@ -407,6 +407,23 @@ async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Ba
     assert!(page.contains("As people settled it"));
     assert!(page.contains("Waiting for an admin"), "{page}");
 
+    // A save based on a report someone changed since is refused, and what was typed stays.
+    let mut stale = report(drawn.clone());
+    stale.push(("report_version", "0000000000000000".to_owned()));
+    stale[1].1 = "A version typed over an older page".to_owned();
+    let fields: Vec<(&str, &str)> = stale.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, body) = post_form(&s, &b, &path, &fields).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("since it was read"), "{body}");
+    assert!(body.contains("A version typed over an older page"));
+    let page = s.page(&b, &path).await;
+    assert!(page.contains(&format!(
+        r#"name="report_version" value="{}""#,
+        s.get(&format!("/api/v1/reviews/{id}/incident")).await.body["report_version"]
+            .as_str()
+            .unwrap()
+    )));
+
     // A lesson becomes an action item; completing then works.
     let (status, to, body) = post_form(
         &s,

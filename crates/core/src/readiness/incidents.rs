@@ -86,6 +86,11 @@ pub struct IncidentReview {
     pub proposal_lens: Option<String>,
     pub proposal_version: Option<i64>,
     pub action_items: Vec<ActionItem>,
+    /// Names the report as it is now: send it back (`If-Match`) so that a save made on top of
+    /// someone else's is refused rather than undoing it.
+    pub report_version: String,
+    pub report_updated_by: String,
+    pub report_updated_at: DateTime<Utc>,
 }
 
 /// What to do with the proposed question.
@@ -121,6 +126,12 @@ fn read_report(r: &IncidentReviewRecord) -> Result<IncidentReport> {
             r.review_id
         ))
     })
+}
+
+/// The version of a stored report: the start of its digest.
+fn version_of(stored: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(stored.as_bytes())[..8])
 }
 
 fn write_report(r: &IncidentReport) -> Result<String> {
@@ -288,6 +299,9 @@ impl Desk {
             proposal_version: doc.proposal_version,
             action_items: self.review_items(review_id).await?,
             report,
+            report_version: version_of(&doc.report),
+            report_updated_by: doc.updated_by.clone(),
+            report_updated_at: doc.updated_at,
         })
     }
 
@@ -358,12 +372,14 @@ impl Desk {
     }
 
     /// Writes the report of a post-incident review (agents and up). A completed review can
-    /// still be corrected; an approved question cannot be changed.
+    /// still be corrected; an approved question cannot be changed. With `based_on` (the
+    /// `report_version` read), a report changed since is refused, not overwritten.
     pub async fn save_incident_report(
         &self,
         actor: &Actor,
         review_id: i64,
         report: IncidentReport,
+        based_on: Option<String>,
     ) -> Result<IncidentReview> {
         actor.require(Permission::WriteTickets)?;
         report.check()?;
@@ -374,6 +390,15 @@ impl Desk {
                     .incident_review_for_update(review_id)
                     .await?
                     .ok_or_else(|| not_incident_review(review_id))?;
+                if let Some(read) = based_on.as_deref() {
+                    if read != version_of(&doc.report) {
+                        return Err(Error::Conflict(format!(
+                            "the report was changed by {} at {} since it was read; read it again and make the change there",
+                            doc.updated_by,
+                            doc.updated_at.format("%Y-%m-%d %H:%M:%S UTC")
+                        )));
+                    }
+                }
                 let before = read_report(&doc)?;
                 if doc.proposal_state.as_deref() == Some("approved")
                     && before.proposal != report.proposal

@@ -433,16 +433,21 @@ async fn get_incident_review(
 }
 
 /// Write the report of a post-incident review (agents and up): the whole report each time.
-/// Send `timeline` to settle it (an empty one goes back to the drawn timeline).
+/// Send `timeline` to settle it (an empty one goes back to the drawn timeline). Send
+/// `If-Match` with the `report_version` you read: a report changed since is refused with 409.
 #[utoipa::path(
     put,
     path = "/api/v1/reviews/{id}/incident",
     tag = "readiness",
-    params(("id" = i64, Path, description = "Review id")),
+    params(
+        ("id" = i64, Path, description = "Review id"),
+        ("If-Match" = Option<String>, Header, description = "The `report_version` the change is based on"),
+    ),
     request_body = IncidentReport,
     responses(
         (status = 200, description = "Saved", body = IncidentReview),
         (status = 404, description = "No such post-incident review", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The report changed since `If-Match`'s version was read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field too long, empty or holding control characters, or a change to an approved question; the field is named", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -450,10 +455,27 @@ async fn save_incident_report(
     State(state): State<AppState>,
     Auth(actor): Auth,
     ApiPath(id): ApiPath<i64>,
+    headers: HeaderMap,
     ApiJson(report): ApiJson<IncidentReport>,
 ) -> Result<Json<IncidentReview>, ApiError> {
+    // `"v"`, `W/"v"` or `v`; `*` (or nothing) saves whatever the report is now.
+    let based_on = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(raw) => {
+            let s = raw
+                .to_str()
+                .map_err(|_| ApiError::invalid("If-Match", "must be a report_version"))?
+                .trim();
+            let s = s.strip_prefix("W/").unwrap_or(s);
+            let s = s.trim_matches('"');
+            (s != "*").then(|| s.to_owned())
+        }
+    };
     Ok(Json(
-        state.desk.save_incident_report(&actor, id, report).await?,
+        state
+            .desk
+            .save_incident_report(&actor, id, report, based_on)
+            .await?,
     ))
 }
 

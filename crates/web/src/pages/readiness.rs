@@ -1272,6 +1272,9 @@ struct IncidentPage {
     form: ReportForm,
     /// The timeline drawn from the records as the form shows it, while not settled.
     drawn: Option<String>,
+    /// The report's version the form was drawn from (a save over another is refused).
+    report_version: String,
+    report_updated: (String, String, String),
     due: Option<(String, String)>,
     completed: Option<(String, String, String)>,
     proposal: Option<&'static str>,
@@ -1340,6 +1343,11 @@ async fn incident_page(
             .collect(),
         generated: pir.timeline_generated,
         drawn: pir.timeline_generated.then(|| report_form(&pir).timeline),
+        report_version: pir.report_version.clone(),
+        report_updated: {
+            let (i, w) = stamp(&pir.report_updated_at);
+            (pir.report_updated_by.clone(), i, w)
+        },
         due: pir.due_at.as_ref().map(stamp),
         completed: pir.completed_at.as_ref().map(|t| {
             let (i, w) = stamp(t);
@@ -1411,7 +1419,12 @@ pub async fn save_incident(
     };
     match state
         .desk
-        .save_incident_report(&visit.actor, id, report)
+        .save_incident_report(
+            &visit.actor,
+            id,
+            report,
+            optional(fields.one("report_version")),
+        )
         .await
     {
         Ok(_) => Ok(see_other(&format!("/reviews/{id}/incident"))),
