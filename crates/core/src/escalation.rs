@@ -319,7 +319,7 @@ impl Desk {
                             t.key, t.status
                         )));
                     }
-                    let step = Step {
+                    let step = EscalationTx {
                         routing: &routing,
                         settings: &settings,
                         actor: &actor.name,
@@ -533,7 +533,7 @@ async fn look(
                     "not acknowledged within {minutes} minutes at tier {}",
                     p.tiers.get(tier).map_or("?", |x| x.name.as_str())
                 );
-                let step = Step {
+                let step = EscalationTx {
                     routing,
                     settings,
                     actor: WATCHER,
@@ -559,7 +559,7 @@ async fn look(
         // Once per ticket, whatever comes of it.
         clock.announced.push(AUTO_AWS.to_owned());
         if tx.support_case(id).await?.is_none() {
-            let step = Step {
+            let step = EscalationTx {
                 routing,
                 settings,
                 actor: WATCHER,
@@ -747,7 +747,7 @@ async fn check_deadline(
 }
 
 /// One escalation step inside a transaction, and what it needs to know.
-struct Step<'a> {
+struct EscalationTx<'a> {
     routing: &'a Routing,
     settings: &'a EscalationSettings,
     actor: &'a str,
@@ -758,7 +758,7 @@ struct Step<'a> {
     now: DateTime<Utc>,
 }
 
-impl Step<'_> {
+impl EscalationTx<'_> {
     /// Moves the ticket to tier `i` of `p`: hands it to the tier's team, or opens the AWS case.
     async fn to_tier(
         &self,

@@ -137,15 +137,15 @@ impl Catalog {
 const GROUP_SIGNALS: usize = 1_000;
 
 /// One request's signals, waiting to be written.
-pub(crate) struct Delivery {
+pub(crate) struct SignalBatch {
     actor: Actor,
     signals: Vec<Signal>,
-    /// Each signal's payload as stored, written out before the delivery queues for the
+    /// Each signal's payload as stored, written out before the batch queues for the
     /// single writer.
     raws: Vec<RawJson>,
 }
 
-type Waiting = (Arc<Delivery>, oneshot::Sender<Result<Vec<Outcome>>>);
+type Waiting = (Arc<SignalBatch>, oneshot::Sender<Result<Vec<Outcome>>>);
 
 /// The queue in front of ingest: one task takes what has gathered and writes it together.
 #[derive(Default)]
@@ -174,7 +174,7 @@ impl Intake {
         let (done, answer) = oneshot::channel();
         queue
             .send((
-                Arc::new(Delivery {
+                Arc::new(SignalBatch {
                     actor,
                     raws: signals.iter().map(|s| RawJson::of(&s.raw)).collect(),
                     signals,
@@ -216,8 +216,8 @@ impl Desk {
     async fn write_group(&self, group: Vec<Waiting>) {
         // Signals per transaction = opsdesk_signals_total / opsdesk_ingest_groups_total.
         metrics::counter!("opsdesk_ingest_groups_total").increment(1);
-        let deliveries: Vec<Arc<Delivery>> = group.iter().map(|(d, _)| d.clone()).collect();
-        match self.ingest_together(deliveries).await {
+        let batches: Vec<Arc<SignalBatch>> = group.iter().map(|(d, _)| d.clone()).collect();
+        match self.ingest_together(batches).await {
             Ok(outcomes) => {
                 for ((_, done), outcomes) in group.into_iter().zip(outcomes) {
                     let _ = done.send(Ok(outcomes));
@@ -229,9 +229,9 @@ impl Desk {
                 }
             }
             Err(_) => {
-                for (delivery, done) in group {
+                for (batch, done) in group {
                     let result = self
-                        .ingest_together(vec![delivery])
+                        .ingest_together(vec![batch])
                         .await
                         .map(|mut o| o.pop().unwrap_or_default());
                     let _ = done.send(result);
@@ -429,7 +429,7 @@ fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
 /// One ingest transaction: the problems and tickets its signals touch are read once, changed
 /// in memory, and written back once at the end, so a batch costs a few statements rather than
 /// several per signal.
-struct Step<'a> {
+struct IngestTx<'a> {
     tx: &'a mut Tx,
     settings: &'a IngestSettings,
     now: DateTime<Utc>,
@@ -445,7 +445,7 @@ struct Step<'a> {
     workloads: &'a [Workload],
 }
 
-impl Step<'_> {
+impl IngestTx<'_> {
     async fn audit(
         &mut self,
         actor: &Actor,
@@ -853,15 +853,15 @@ impl Desk {
         Ok(outcomes)
     }
 
-    /// Writes deliveries in one transaction; one list of outcomes per delivery.
-    async fn ingest_together(&self, deliveries: Vec<Arc<Delivery>>) -> Result<Vec<Vec<Outcome>>> {
+    /// Writes batches in one transaction; one list of outcomes per batch.
+    async fn ingest_together(&self, batches: Vec<Arc<SignalBatch>>) -> Result<Vec<Vec<Outcome>>> {
         let catalog = self.catalog().await?;
         let routing = self.routing().await?;
         let settings = self.ingest.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
                 let defaults = default_rules();
-                let signals = || deliveries.iter().flat_map(|d| d.signals.iter());
+                let signals = || batches.iter().flat_map(|d| d.signals.iter());
                 // Repeated deliveries, against the database and within this group.
                 let keys: Vec<String> = signals().map(|s| s.receipt_key.clone()).collect();
                 let known = tx.known_receipts(&keys).await?;
@@ -892,7 +892,7 @@ impl Desk {
                 } else {
                     tx.next_signal_id().await?
                 };
-                let mut step = Step {
+                let mut step = IngestTx {
                     tx,
                     settings: &settings,
                     now,
@@ -907,10 +907,10 @@ impl Desk {
                     workloads: &catalog.workloads,
                 };
                 let mut repeated = repeated.into_iter();
-                let mut out = Vec::with_capacity(deliveries.len());
-                for delivery in &deliveries {
-                    let mut outcomes = Vec::with_capacity(delivery.signals.len());
-                    for (signal, raw) in delivery.signals.iter().zip(&delivery.raws) {
+                let mut out = Vec::with_capacity(batches.len());
+                for batch in &batches {
+                    let mut outcomes = Vec::with_capacity(batch.signals.len());
+                    for (signal, raw) in batch.signals.iter().zip(&batch.raws) {
                         if repeated.next().unwrap_or(true) {
                             outcomes.push(Outcome {
                                 signal_id: None,
@@ -940,7 +940,7 @@ impl Desk {
                             None => (None, false),
                         };
                         let assessed = Assessed {
-                            actor: &delivery.actor,
+                            actor: &batch.actor,
                             signal,
                             view,
                             pages,

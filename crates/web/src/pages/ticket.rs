@@ -172,7 +172,7 @@ struct ChangeView {
     after: String,
 }
 
-struct Step {
+struct HistoryEntry {
     iso: String,
     when: String,
     actor: String,
@@ -244,7 +244,7 @@ struct TicketPage {
     severities: Vec<Choice>,
     kinds: Vec<Choice>,
     comments: Vec<CommentView>,
-    timeline: Vec<Step>,
+    timeline: Vec<HistoryEntry>,
     links: Vec<LinkView>,
     clocks: Vec<ClockView>,
     sla_policy: Option<String>,
@@ -315,12 +315,12 @@ fn said(action: &str) -> String {
     }
 }
 
-fn timeline(history: &[AuditRecord]) -> Vec<Step> {
+fn timeline(history: &[AuditRecord]) -> Vec<HistoryEntry> {
     history
         .iter()
         .map(|r| {
             let (iso, when) = stamp(&r.at);
-            Step {
+            HistoryEntry {
                 iso,
                 when,
                 actor: r.actor.clone(),
