@@ -307,6 +307,13 @@ async fn a_post_incident_review_is_written_and_closed_in_the_browser(backend: Ba
 
     let page = s.page(&b, &path).await;
     assert!(page.contains("Checkout 5xx"), "{page}");
+    // The incident's page leads to its review, and its workload to the workload's readiness.
+    let incident_page = s.page(&b, &format!("/tickets/OPS-{ticket}")).await;
+    assert!(
+        incident_page.contains(&format!(r#"href="{path}""#)),
+        "{incident_page}"
+    );
+    assert!(incident_page.contains(r#"href="/workloads/shop/readiness""#));
     assert!(page.contains("Drawn from the ticket"));
     let drawn = textarea(&page, "timeline-text");
     let hidden = hidden_value(&page, "timeline_drawn");

@@ -254,6 +254,8 @@ struct TicketPage {
     signals: Vec<SignalView>,
     deliveries: Vec<DeliveryView>,
     me: String,
+    /// The post-incident reviews of this incident.
+    incident_reviews: Vec<i64>,
 }
 
 fn stamp(t: &chrono::DateTime<chrono::Utc>) -> (String, String) {
@@ -400,6 +402,20 @@ async fn ticket_page(
             });
         }
     }
+    let incident_reviews = if staff && t.kind == Kind::Incident {
+        let query = opsdesk_core::readiness::ReviewQuery {
+            ticket: Some(id),
+            kind: Some(opsdesk_core::readiness::ReviewKind::PostIncident),
+            ..Default::default()
+        };
+        desk.list_reviews(actor, &query)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let page = TicketPage {
         error,
         created: stamp(&t.created_at),
@@ -507,6 +523,7 @@ async fn ticket_page(
             })
             .collect(),
         me: actor.identity().to_owned(),
+        incident_reviews,
         t,
         shell: visit.at(if staff { "tickets" } else { "dashboard" }).shell,
     };
