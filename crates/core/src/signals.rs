@@ -563,7 +563,7 @@ impl IngestTx<'_> {
             occurrences: 1,
             first_seen_at: self.now,
             last_seen_at: self.now,
-            last_state: s.state.as_str().to_owned(),
+            last_state: s.state,
             state_changes: Vec::new(),
             flapping: false,
             pages: a.pages.clone(),
@@ -594,8 +594,12 @@ impl IngestTx<'_> {
         // Flapping: firing/resolved flips within the window.
         let was_flapping = c.flapping;
         let flips = matches!(
-            (c.last_state.as_str(), s.state),
-            ("resolved", SignalState::Firing) | ("firing" | "acknowledged", SignalState::Resolved)
+            (c.last_state, s.state),
+            (SignalState::Resolved, SignalState::Firing)
+                | (
+                    SignalState::Firing | SignalState::Acknowledged,
+                    SignalState::Resolved
+                )
         );
         if flips {
             c.state_changes.push(self.now);
@@ -604,7 +608,7 @@ impl IngestTx<'_> {
             .retain(|t| self.now - *t <= settings.flapping_window);
         c.flapping = c.state_changes.len() >= settings.flapping_changes;
         if s.state != SignalState::Acknowledged {
-            c.last_state = s.state.as_str().to_owned();
+            c.last_state = s.state;
         }
         c.last_seen_at = self.now;
 

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use opsdesk_domain::signal::Pages;
+use opsdesk_domain::signal::{Pages, SignalState};
 use opsdesk_domain::{Environment, NewWorkload, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,8 +55,7 @@ pub struct Correlation {
     pub occurrences: i64,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
-    /// `firing`, `acknowledged` or `resolved`.
-    pub last_state: String,
+    pub last_state: SignalState,
     /// When the problem last flipped between firing and resolved, oldest first.
     #[serde(skip)]
     pub state_changes: Vec<DateTime<Utc>>,
@@ -369,7 +368,9 @@ impl CorrelationParts {
             occurrences: self.occurrences,
             first_seen_at: self.first_seen_at,
             last_seen_at: self.last_seen_at,
-            last_state: self.last_state,
+            last_state: SignalState::parse(&self.last_state).ok_or_else(|| {
+                StoreError::Corrupt(format!("unreadable last_state {:?}", self.last_state))
+            })?,
             flapping: self.flapping,
             pages: match self.pages {
                 Some(p) => Some(parse_json("pages", &p)?),
@@ -540,7 +541,7 @@ fn push_correlation_rows<DB>(
             .push_bind(k.occurrences)
             .push_bind(Ts(k.first_seen_at))
             .push_bind(Ts(k.last_seen_at))
-            .push_bind(k.last_state.clone())
+            .push_bind(k.last_state.as_str().to_owned())
             .push_bind(serde_json::to_string(&k.state_changes).unwrap_or_else(|_| "[]".to_owned()))
             .push_bind(k.flapping)
             .push_bind(k.pages.as_ref().and_then(|p| serde_json::to_string(p).ok()));
