@@ -21,17 +21,17 @@ use crate::{Actor, Desk, Error, Result};
 impl Desk {
     /// Uses these accounts of the configuration file; they must be valid already.
     pub fn with_aws_accounts(mut self, accounts: Vec<AwsAccount>) -> Desk {
-        self.aws_accounts = Arc::new(accounts);
+        self.settings.aws_accounts = Arc::new(accounts);
         self
     }
 
     /// Whether the configuration file lists any AWS account.
     pub fn has_configured_aws_accounts(&self) -> bool {
-        !self.aws_accounts.is_empty()
+        !self.settings.aws_accounts.is_empty()
     }
 
     fn configured_account(&self, id: &str) -> Option<&AwsAccount> {
-        self.aws_accounts.iter().find(|a| a.id == id)
+        self.settings.aws_accounts.iter().find(|a| a.id == id)
     }
 
     /// Every account: the configured ones in their order, then those added through the API by
@@ -39,6 +39,7 @@ impl Desk {
     pub async fn aws_accounts(&self, actor: &Actor) -> Result<Vec<AwsAccountRecord>> {
         actor.require(Permission::ReadInventory)?;
         let mut all: Vec<AwsAccountRecord> = self
+            .settings
             .aws_accounts
             .iter()
             .map(AwsAccountRecord::configured)
@@ -163,9 +164,14 @@ impl Desk {
             [Severity::Sev1, Severity::Sev2]
                 .into_iter()
                 .filter_map(|sev| {
-                    select_policy(&self.sla.policies, sev, Kind::Incident, Some(workload))
-                        .or_else(|| select_policy(&defaults, sev, Kind::Incident, Some(workload)))
-                        .map(|p| p.first_response_minutes)
+                    select_policy(
+                        &self.settings.sla.policies,
+                        sev,
+                        Kind::Incident,
+                        Some(workload),
+                    )
+                    .or_else(|| select_policy(&defaults, sev, Kind::Incident, Some(workload)))
+                    .map(|p| p.first_response_minutes)
                 })
                 .min()
         };

@@ -286,7 +286,7 @@ impl crate::Desk {
             if !self.db().support_cases_due(self.now()).await? {
                 break;
             }
-            let lease = self.escalation.case_lease;
+            let lease = self.settings.escalation.case_lease;
             let claimed = self
                 .change(move |tx, now| {
                     Box::pin(async move { Ok(tx.claim_support_cases(now, now + lease, 1).await?) })
@@ -326,8 +326,8 @@ impl crate::Desk {
             }
             _ => return Ok(()),
         };
-        let settings = self.escalation.clone();
-        let accounts = self.aws_accounts.clone();
+        let settings = self.settings.escalation.clone();
+        let accounts = self.settings.aws_accounts.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
                 let Some(mut record) = tx.support_case(case.ticket_id).await? else {
@@ -587,7 +587,7 @@ impl crate::Desk {
         case: &SupportCaseRecord,
         account: &CaseAccount,
     ) -> crate::Result<Outcome> {
-        let aws_settings = &self.escalation.aws;
+        let aws_settings = &self.settings.escalation.aws;
         let service = self
             .db()
             .tickets_aws_context(&[case.ticket_id])
@@ -679,7 +679,8 @@ impl crate::Desk {
                     continue;
                 }
             }
-            let dead = !error.retryable() || case.attempts + 1 >= self.escalation.case_max_attempts;
+            let dead = !error.retryable()
+                || case.attempts + 1 >= self.settings.escalation.case_max_attempts;
             return Ok(Outcome::NotOpened {
                 error,
                 dead,
@@ -916,7 +917,7 @@ impl crate::Desk {
 
     /// The account as configured now (the configuration file first, then the API).
     async fn account_of(&self, id: &str) -> crate::Result<Option<AwsAccount>> {
-        if let Some(a) = self.aws_accounts.iter().find(|a| a.id == id) {
+        if let Some(a) = self.settings.aws_accounts.iter().find(|a| a.id == id) {
             return Ok(Some(a.clone()));
         }
         Ok(self.db().aws_account(id).await?.map(|a| a.account()))

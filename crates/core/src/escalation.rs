@@ -133,17 +133,17 @@ async fn note(
 impl Desk {
     /// Uses these escalation policies and AWS settings instead of the defaults.
     pub fn with_escalation_settings(mut self, settings: EscalationSettings) -> Desk {
-        self.escalation = Arc::new(settings);
+        self.settings.escalation = Arc::new(settings);
         self
     }
 
     pub fn escalation_settings(&self) -> &EscalationSettings {
-        &self.escalation
+        &self.settings.escalation
     }
 
     /// Every AWS account: the configured ones first, then those added through the API.
     pub(crate) async fn known_accounts(&self) -> Result<Vec<AwsAccount>> {
-        let mut all: Vec<AwsAccount> = self.aws_accounts.as_ref().clone();
+        let mut all: Vec<AwsAccount> = self.settings.aws_accounts.as_ref().clone();
         for stored in self.db().aws_accounts().await? {
             if !all.iter().any(|a| a.id == stored.id) {
                 all.push(stored.account());
@@ -234,8 +234,8 @@ impl Desk {
 
     /// Looks at each ticket of `snaps` in one transaction.
     async fn look_at(&self, snaps: Vec<Arc<Snapshot>>, routing: Arc<Routing>) -> Result<()> {
-        let settings = self.escalation.clone();
-        let base_url = self.notify.base_url.clone();
+        let settings = self.settings.escalation.clone();
+        let base_url = self.settings.notify.base_url.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
                 // A few statements for the whole batch: the tickets locked, their clocks read
@@ -299,8 +299,8 @@ impl Desk {
             .pop()
             .ok_or_else(|| Error::NotFound(format!("ticket {}", Ticket::key_for(id))))?;
         let routing = self.routing().await?;
-        let settings = self.escalation.clone();
-        let base_url = self.notify.base_url.clone();
+        let settings = self.settings.escalation.clone();
+        let base_url = self.settings.notify.base_url.clone();
         let actor = actor.clone();
         let reason = reason
             .map(|r| r.trim().to_owned())

@@ -387,23 +387,23 @@ struct Evaluation {
 impl Desk {
     /// Uses these KPI settings instead of the defaults.
     pub fn with_kpi_settings(mut self, settings: KpiSettings) -> Desk {
-        self.kpis = Arc::new(settings);
+        self.settings.kpis = Arc::new(settings);
         self
     }
 
     pub fn kpi_settings(&self) -> &KpiSettings {
-        &self.kpis
+        &self.settings.kpis
     }
 
     /// Every KPI: the built-in ones, those of the configuration file and those defined through
     /// the API.
     pub async fn kpi_catalog(&self) -> Result<Vec<Kpi>> {
-        let mut all: Vec<Kpi> = self.kpis.builtins.clone();
-        all.extend(self.kpis.custom.iter().cloned());
+        let mut all: Vec<Kpi> = self.settings.kpis.builtins.clone();
+        all.extend(self.settings.kpis.custom.iter().cloned());
         for stored in self.db().kpi_definitions().await? {
             match serde_json::from_str::<KpiSpec>(&stored.spec) {
                 Ok(spec) if !all.iter().any(|k| k.info.name == spec.name) => {
-                    all.push(Kpi::custom(spec, self.kpis.interval));
+                    all.push(Kpi::custom(spec, self.settings.kpis.interval));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -611,7 +611,13 @@ impl Desk {
     pub async fn save_kpi(&self, actor: &Actor, spec: KpiSpec) -> Result<Kpi> {
         actor.require_admin()?;
         let spec = spec.validate().map_err(Error::Invalid)?;
-        if self.kpis.custom.iter().any(|k| k.info.name == spec.name) {
+        if self
+            .settings
+            .kpis
+            .custom
+            .iter()
+            .any(|k| k.info.name == spec.name)
+        {
             return Err(Error::Conflict(format!(
                 "KPI {} is defined in the configuration file; change it there",
                 spec.name
@@ -647,14 +653,19 @@ impl Desk {
             })
         })
         .await?;
-        Ok(Kpi::custom(spec, self.kpis.interval))
+        Ok(Kpi::custom(spec, self.settings.kpis.interval))
     }
 
     /// Deletes a custom KPI defined through the API, with its series; admins only.
     pub async fn delete_kpi(&self, actor: &Actor, name: &str) -> Result<()> {
         actor.require_admin()?;
         if builtins().iter().any(|b| b.name == name)
-            || self.kpis.custom.iter().any(|k| k.info.name == name)
+            || self
+                .settings
+                .kpis
+                .custom
+                .iter()
+                .any(|k| k.info.name == name)
         {
             return Err(Error::Conflict(format!(
                 "KPI {name} is built in or defined in the configuration file"
@@ -718,8 +729,8 @@ impl Desk {
             });
         }
         let routing = self.routing().await?;
-        let base_url = self.notify.base_url.clone();
-        let retention = self.kpis.retention.duration();
+        let base_url = self.settings.notify.base_url.clone();
+        let retention = self.settings.kpis.retention.duration();
         self.change(move |tx, _| {
             Box::pin(async move {
                 let mut done = Vec::with_capacity(evaluations.len());

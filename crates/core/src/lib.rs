@@ -86,26 +86,39 @@ impl Actor {
     }
 }
 
-/// The support desk: everything the web, the CLI and the jobs ask of opsdesk.
-#[derive(Clone)]
-pub struct Desk {
-    db: Db,
-    clock: Arc<dyn Clock>,
+/// What the desk is set to, from the configuration: each area's settings.
+#[derive(Clone, Default)]
+struct Settings {
     auth: Arc<sessions::AuthSettings>,
     ingest: Arc<signals::IngestSettings>,
-    catalog: Arc<signals::CatalogCache>,
-    intake: Arc<signals::Intake>,
-    tokens: Arc<tokens::TokenCache>,
     notify: Arc<notify::NotifySettings>,
-    routing: Arc<notify::RoutingCache>,
     /// The accounts of `[[aws.accounts]]`.
     aws_accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
     sla: Arc<sla::SlaSettings>,
     escalation: Arc<escalation::EscalationSettings>,
     kpis: Arc<kpis::KpiSettings>,
     reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
-    lenses: Arc<readiness::LensCache>,
     readiness: Arc<readiness::ReadinessSettings>,
+}
+
+/// What the desk keeps in memory of the store, read through and dropped when it changes.
+#[derive(Clone, Default)]
+struct Caches {
+    catalog: Arc<signals::CatalogCache>,
+    tokens: Arc<tokens::TokenCache>,
+    routing: Arc<notify::RoutingCache>,
+    lenses: Arc<readiness::LensCache>,
+}
+
+/// The support desk: everything the web, the CLI and the jobs ask of opsdesk.
+#[derive(Clone)]
+pub struct Desk {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    caches: Caches,
+    /// The queue in front of signal ingest.
+    intake: Arc<signals::Intake>,
 }
 
 impl Desk {
@@ -113,31 +126,20 @@ impl Desk {
         Desk {
             db,
             clock,
-            auth: Arc::new(sessions::AuthSettings::default()),
-            ingest: Arc::new(signals::IngestSettings::default()),
-            catalog: Arc::new(signals::CatalogCache::default()),
+            settings: Settings::default(),
+            caches: Caches::default(),
             intake: Arc::new(signals::Intake::default()),
-            tokens: Arc::new(tokens::TokenCache::default()),
-            notify: Arc::new(notify::NotifySettings::default()),
-            routing: Arc::new(notify::RoutingCache::default()),
-            aws_accounts: Arc::new(Vec::new()),
-            sla: Arc::new(sla::SlaSettings::default()),
-            escalation: Arc::new(escalation::EscalationSettings::default()),
-            kpis: Arc::new(kpis::KpiSettings::default()),
-            reports: Arc::new(Vec::new()),
-            lenses: Arc::new(readiness::LensCache::default()),
-            readiness: Arc::new(readiness::ReadinessSettings::default()),
         }
     }
 
     /// Uses these session lifetimes and sign-in limits instead of the defaults.
     pub fn with_auth_settings(mut self, settings: sessions::AuthSettings) -> Desk {
-        self.auth = Arc::new(settings);
+        self.settings.auth = Arc::new(settings);
         self
     }
 
     pub fn auth_settings(&self) -> &sessions::AuthSettings {
-        &self.auth
+        &self.settings.auth
     }
 
     pub fn db(&self) -> &Db {
@@ -146,12 +148,12 @@ impl Desk {
 
     /// The SLA policies and business-hours calendars in force.
     pub fn sla_settings(&self) -> &sla::SlaSettings {
-        &self.sla
+        &self.settings.sla
     }
 
     /// The trend reports delivered on a schedule.
     pub fn report_schedules(&self) -> &[opsdesk_domain::report::ReportSchedule] {
-        &self.reports
+        &self.settings.reports
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

@@ -359,23 +359,23 @@ fn not_found_channel(name: &str) -> Error {
 impl Desk {
     /// Uses these channels, rules and retry settings instead of the defaults.
     pub fn with_notify_settings(mut self, settings: NotifySettings) -> Desk {
-        self.notify = Arc::new(settings);
+        self.settings.notify = Arc::new(settings);
         self
     }
 
     pub fn notify_settings(&self) -> &NotifySettings {
-        &self.notify
+        &self.settings.notify
     }
 
     pub(crate) async fn routing(&self) -> Result<Arc<Routing>> {
-        if let Ok(guard) = self.routing.0.lock() {
+        if let Ok(guard) = self.caches.routing.0.lock() {
             if let Some((at, r)) = guard.as_ref() {
                 if at.elapsed() < ROUTING_TTL {
                     return Ok(r.clone());
                 }
             }
         }
-        let mut rules = self.notify.rules.clone();
+        let mut rules = self.settings.notify.rules.clone();
         rules.extend(
             self.db()
                 .stored_routing_rules()
@@ -396,10 +396,10 @@ impl Desk {
         let routing = Arc::new(Routing {
             rules,
             environments,
-            base_url: self.notify.base_url.clone(),
-            accounts: self.aws_accounts.clone(),
+            base_url: self.settings.notify.base_url.clone(),
+            accounts: self.settings.aws_accounts.clone(),
         });
-        if let Ok(mut guard) = self.routing.0.lock() {
+        if let Ok(mut guard) = self.caches.routing.0.lock() {
             *guard = Some((Instant::now(), routing.clone()));
         }
         Ok(routing)
@@ -418,7 +418,7 @@ impl Desk {
 
     /// The channels with their secrets, for the dispatcher.
     pub async fn channel_specs(&self) -> Result<Vec<ChannelSpec>> {
-        let mut all = self.notify.channels.clone();
+        let mut all = self.settings.notify.channels.clone();
         all.extend(
             self.db()
                 .stored_channels()
@@ -441,7 +441,13 @@ impl Desk {
     pub async fn save_channel(&self, actor: &Actor, spec: ChannelSpec) -> Result<ChannelSpec> {
         actor.require_admin()?;
         let spec = spec.validate()?;
-        if self.notify.channels.iter().any(|c| c.name == spec.name) {
+        if self
+            .settings
+            .notify
+            .channels
+            .iter()
+            .any(|c| c.name == spec.name)
+        {
             return Err(Error::Conflict(format!(
                 "channel {} comes from the config file; change it there",
                 spec.name
@@ -511,7 +517,13 @@ impl Desk {
     ) -> Result<RoutingRule> {
         actor.require_admin()?;
         let rule = rule.validate()?;
-        if self.notify.rules.iter().any(|r| r.name == rule.name) {
+        if self
+            .settings
+            .notify
+            .rules
+            .iter()
+            .any(|r| r.name == rule.name)
+        {
             return Err(Error::Conflict(format!(
                 "routing rule {} comes from the config file; change it there",
                 rule.name
@@ -548,7 +560,7 @@ impl Desk {
             })
         })
         .await?;
-        self.routing.clear();
+        self.caches.routing.clear();
         Ok(rule)
     }
 
@@ -573,7 +585,7 @@ impl Desk {
             })
         })
         .await?;
-        self.routing.clear();
+        self.caches.routing.clear();
         Ok(())
     }
 
@@ -603,7 +615,7 @@ impl Desk {
         self.channel_spec(name).await?;
         let actor = actor.clone();
         let name = name.to_owned();
-        let base_url = self.notify.base_url.clone();
+        let base_url = self.settings.notify.base_url.clone();
         let key = format!("test-{}-{}", name, rand::thread_rng().gen::<u64>());
         let db = self.db().clone();
         let found = key.clone();
@@ -690,7 +702,7 @@ impl Desk {
         if !self.db().outbox_due(self.now()).await? {
             return Ok(Vec::new());
         }
-        let lease = self.notify.lease;
+        let lease = self.settings.notify.lease;
         self.change(move |tx, now| {
             Box::pin(async move { Ok(tx.claim_outbox(now, now + lease, limit).await?) })
         })
@@ -700,7 +712,7 @@ impl Desk {
     /// Records how an attempt went: delivered, retried later, or dead-lettered. The ticket's
     /// history shows every attempt.
     pub async fn record_delivery(&self, item: &OutboxItem, report: AttemptReport) -> Result<()> {
-        let settings = self.notify.clone();
+        let settings = self.settings.notify.clone();
         let item = item.clone();
         self.change(move |tx, now| {
             Box::pin(async move {

@@ -311,7 +311,7 @@ impl Desk {
         mut self,
         schedules: Vec<opsdesk_domain::report::ReportSchedule>,
     ) -> Desk {
-        self.reports = std::sync::Arc::new(schedules);
+        self.settings.reports = std::sync::Arc::new(schedules);
         self
     }
 
@@ -319,7 +319,7 @@ impl Desk {
     /// its channel through the outbox. Returns how many were queued.
     pub async fn deliver_reports(&self) -> Result<usize> {
         let mut queued = 0;
-        for schedule in self.reports.iter() {
+        for schedule in self.settings.reports.iter() {
             let now = self.now();
             let period = schedule.period(now)?;
             if self.db().report_sent(&schedule.name, period.from).await? {
@@ -343,7 +343,7 @@ impl Desk {
                 environment: None,
                 team: None,
                 summary: report.markdown(),
-                url: self.notify.base_url.as_ref().map(|b| {
+                url: self.settings.notify.base_url.as_ref().map(|b| {
                     format!(
                         "{}/api/v1/reports/trends?period={}..{}",
                         b.trim_end_matches('/'),

@@ -802,12 +802,12 @@ impl IngestTx<'_> {
 impl Desk {
     /// Uses these rules and windows instead of the defaults.
     pub fn with_ingest_settings(mut self, settings: IngestSettings) -> Desk {
-        self.ingest = Arc::new(settings);
+        self.settings.ingest = Arc::new(settings);
         self
     }
 
     async fn catalog(&self) -> Result<Arc<Catalog>> {
-        if let Ok(guard) = self.catalog.0.lock() {
+        if let Ok(guard) = self.caches.catalog.0.lock() {
             if let Some((at, c)) = guard.as_ref() {
                 if at.elapsed() < CATALOG_TTL {
                     return Ok(c.clone());
@@ -825,7 +825,7 @@ impl Desk {
                 )
                 .await?,
         });
-        if let Ok(mut guard) = self.catalog.0.lock() {
+        if let Ok(mut guard) = self.caches.catalog.0.lock() {
             *guard = Some((Instant::now(), catalog.clone()));
         }
         Ok(catalog)
@@ -861,7 +861,7 @@ impl Desk {
     async fn ingest_together(&self, batches: Vec<Arc<SignalBatch>>) -> Result<Vec<Vec<Outcome>>> {
         let catalog = self.catalog().await?;
         let routing = self.routing().await?;
-        let settings = self.ingest.clone();
+        let settings = self.settings.ingest.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
                 let defaults = default_rules();

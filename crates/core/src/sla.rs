@@ -71,7 +71,7 @@ pub(crate) fn ticket_times(t: &Ticket, history: &[AuditRecord]) -> TicketTimes {
 impl Desk {
     /// Uses these calendars and policies instead of the built-in policies alone.
     pub fn with_sla_settings(mut self, settings: SlaSettings) -> Desk {
-        self.sla = Arc::new(settings);
+        self.settings.sla = Arc::new(settings);
         self
     }
 
@@ -79,14 +79,14 @@ impl Desk {
     pub(crate) fn sla_policy(&self, t: &Ticket) -> Option<(SlaPolicy, Calendar)> {
         let defaults = default_policies();
         let policy = select_policy(
-            &self.sla.policies,
+            &self.settings.sla.policies,
             t.severity,
             t.kind,
             t.workload.as_deref(),
         )
         .or_else(|| select_policy(&defaults, t.severity, t.kind, t.workload.as_deref()))?
         .clone();
-        let calendar = policy_calendar(&policy, &self.sla.calendars)?.clone();
+        let calendar = policy_calendar(&policy, &self.settings.sla.calendars)?.clone();
         Some((policy, calendar))
     }
 

@@ -219,7 +219,7 @@ impl Desk {
             })
             .await;
         // Cleared whatever the outcome: a revocation that committed must not be outlived here.
-        self.tokens.clear();
+        self.caches.tokens.clear();
         revoked
     }
 
@@ -234,7 +234,7 @@ impl Desk {
             return Ok(None);
         }
         let hash = hash_secret(secret);
-        let generation = match self.tokens.get(&hash) {
+        let generation = match self.caches.tokens.get(&hash) {
             Ok(actor) => return Ok(Some(actor)),
             Err(generation) => generation,
         };
@@ -244,7 +244,7 @@ impl Desk {
             .await?
             .map(|t| Actor::new(format!("token:{}", t.name), t.role));
         if let Some(actor) = &actor {
-            self.tokens.put(hash, actor.clone(), generation);
+            self.caches.tokens.put(hash, actor.clone(), generation);
         }
         Ok(actor)
     }

@@ -115,8 +115,8 @@ impl Desk {
                 })
             })
             .await?;
-        self.catalog.clear();
-        self.routing.clear();
+        self.caches.catalog.clear();
+        self.caches.routing.clear();
         Ok(saved)
     }
 
@@ -140,8 +140,8 @@ impl Desk {
             })
         })
         .await?;
-        self.catalog.clear();
-        self.routing.clear();
+        self.caches.catalog.clear();
+        self.caches.routing.clear();
         Ok(())
     }
 
@@ -218,7 +218,7 @@ impl Desk {
                 })
             })
             .await?;
-        self.catalog.clear();
+        self.caches.catalog.clear();
         Ok(window)
     }
 
@@ -243,7 +243,7 @@ impl Desk {
             })
         })
         .await?;
-        self.catalog.clear();
+        self.caches.catalog.clear();
         Ok(())
     }
 }

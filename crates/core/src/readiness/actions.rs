@@ -303,7 +303,9 @@ impl Desk {
         }
         let due_at = Some(match input.due {
             Some(day) => end_of(day),
-            None => self.now() + Duration::days(i64::from(self.readiness.action_item_days)),
+            None => {
+                self.now() + Duration::days(i64::from(self.settings.readiness.action_item_days))
+            }
         });
         let new_ticket = NewTicket {
             title,

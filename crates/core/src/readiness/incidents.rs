@@ -158,7 +158,7 @@ impl Desk {
     /// Opens the post-incident reviews that resolved incidents call for: of `only` these
     /// tickets, or of every incident resolved in the last 30 days. The ids of the reviews opened.
     pub async fn open_incident_reviews(&self, only: Option<&[i64]>) -> Result<Vec<i64>> {
-        let severities = self.readiness.post_incident_severities.clone();
+        let severities = self.settings.readiness.post_incident_severities.clone();
         if severities.is_empty() {
             return Ok(Vec::new());
         }
@@ -284,7 +284,7 @@ impl Desk {
         } else {
             report.timeline.clone()
         };
-        let days = i64::from(self.readiness.post_incident_days);
+        let days = i64::from(self.settings.readiness.post_incident_days);
         Ok(IncidentReview {
             review: summary_of(&r, version)?,
             incident: incident_ref(&t),
@@ -542,7 +542,7 @@ impl Desk {
             let latest = versions.last().ok_or_else(|| {
                 FieldError::new("lens", format!("no lens has the id `{lens_id}`"))
             })?;
-            let lens = self.lenses.get(latest)?;
+            let lens = self.caches.lenses.get(latest)?;
             let next: Lens = incident::with_question(&lens, &proposal, &key, url.as_deref())
                 .map_err(super::lens_error)?;
             Some((lens_id, latest.digest.clone(), next))

@@ -108,7 +108,7 @@ impl Desk {
                 Ok(sums(by))
             }
             Builtin::IncidentReviewsOnTime => {
-                let days = Duration::days(i64::from(self.readiness.post_incident_days));
+                let days = Duration::days(i64::from(self.settings.readiness.post_incident_days));
                 for f in self.db().incident_review_facts(from).await? {
                     let due = f.resolved_at.unwrap_or(f.opened_at) + days;
                     let on_time = match f.completed_at {

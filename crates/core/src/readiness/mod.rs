@@ -656,7 +656,7 @@ impl Desk {
         let last = versions
             .last()
             .ok_or_else(|| Error::Internal(format!("lens {} has no version", l.id)))?;
-        let lens = self.lenses.get(last)?;
+        let lens = self.caches.lenses.get(last)?;
         Ok(LensSummary {
             id: l.id.clone(),
             name: l.name.clone(),
@@ -706,7 +706,7 @@ impl Desk {
             Some(n) if !versions.is_empty() => Error::NotFound(format!("version {n} of lens {id}")),
             _ => Error::NotFound(format!("lens {id}")),
         })?;
-        Ok(self.lenses.get(v)?.export_pretty())
+        Ok(self.caches.lenses.get(v)?.export_pretty())
     }
 
     /// Starts a review of a workload on the newest version of a lens.
@@ -801,7 +801,7 @@ impl Desk {
             .ok_or_else(|| {
                 Error::Internal(format!("review {} names a lens version not kept", r.id))
             })?;
-        let lens = self.lenses.get(&v)?;
+        let lens = self.caches.lenses.get(&v)?;
         Ok((v, lens))
     }
 
@@ -1125,7 +1125,7 @@ impl Desk {
                 review,
             });
         }
-        let new_lens = self.lenses.get(&to)?;
+        let new_lens = self.caches.lenses.get(&to)?;
         let actor = actor.clone();
         let (from_version, to_version) = (from.version, to.version);
         let carried = self

@@ -132,12 +132,12 @@ fn view(s: &ScheduleRecord, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> 
 impl Desk {
     /// Uses these readiness settings instead of the defaults.
     pub fn with_readiness_settings(mut self, settings: ReadinessSettings) -> Desk {
-        self.readiness = std::sync::Arc::new(settings);
+        self.settings.readiness = std::sync::Arc::new(settings);
         self
     }
 
     pub fn readiness_settings(&self) -> &ReadinessSettings {
-        &self.readiness
+        &self.settings.readiness
     }
 
     async fn last_reviewed(&self, workload: &str) -> Result<Option<DateTime<Utc>>> {
