@@ -265,8 +265,9 @@ impl Db {
     }
 
     /// Runs `f` in a write transaction and commits it. On SQLite, changes waiting at the same
-    /// time share one transaction (each in its own savepoint, so one failing undoes only
-    /// itself) and one commit; the result is returned only once the commit is done.
+    /// time share one transaction and one commit, without savepoints: a change that fails
+    /// before writing is left out, one that fails after writing rolls the group back (see
+    /// `writer.rs` and docs/storage.md); the result is returned only once the commit is done.
     pub async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
     where
         T: Send + 'static,
