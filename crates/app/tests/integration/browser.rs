@@ -414,17 +414,17 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     s.stop().await;
 }
 
-/// Waits until the API says what `check` wants of the review.
-async fn wait_review(s: &TestServer, id: i64, check: impl Fn(&serde_json::Value) -> bool) {
+/// Waits until the API's answer at `path` is what `check` wants.
+async fn wait_api(s: &TestServer, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
     let mut last = serde_json::Value::Null;
     for _ in 0..100 {
-        last = s.get(&format!("/api/v1/reviews/{id}")).await.body;
+        last = s.get(path).await.body;
         if check(&last) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the review never matched: {last}");
+    panic!("{path} never matched: {last}");
 }
 
 async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
@@ -504,7 +504,7 @@ async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
         click(&c, &format!("#q-{q2} input[value='{p}']")).await;
         // Each tick is saved and the question swapped in anew before the next.
         let n = practices.iter().position(|x| x == p).unwrap() + 1;
-        wait_review(&s, id, |r| {
+        wait_api(&s, &format!("/api/v1/reviews/{id}"), |r| {
             r["pillars"][0]["questions"][1]["answer"]["choices"]
                 .as_array()
                 .is_some_and(|a| a.len() == n)
@@ -523,7 +523,7 @@ async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
     // Notes are saved when the field is left.
     fill(&c, &format!("#notes-{q1}"), "Runbooks live in the wiki").await;
     click(&c, "h1").await;
-    wait_review(&s, id, |r| {
+    wait_api(&s, &format!("/api/v1/reviews/{id}"), |r| {
         r["pillars"][0]["questions"][0]["answer"]["notes"] == json!("Runbooks live in the wiki")
     })
     .await;
@@ -538,4 +538,42 @@ async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
         .unwrap();
     wait_text(&c, "h1", |t| t.contains("Readiness review")).await;
     shot(&c, &dir, "review-report").await;
+
+    // A resolved SEV1 opens its post-incident review; saving the report from the browser
+    // without touching the timeline keeps it drawn from the records.
+    let t = s
+        .ticket(json!({"title": "Checkout down", "kind": "incident", "severity": "SEV1", "workload": "shop"}))
+        .await;
+    let ticket = t["id"].as_i64().unwrap();
+    let r = s
+        .patch(
+            &format!("/api/v1/tickets/{ticket}"),
+            None,
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+    let pir = s
+        .get(&format!(
+            "/api/v1/reviews?ticket={ticket}&kind=post_incident"
+        ))
+        .await
+        .body[0]["id"]
+        .as_i64()
+        .expect("a post-incident review");
+    c.goto(&s.url(&format!("/tickets/OPS-{ticket}")))
+        .await
+        .unwrap();
+    click(&c, "#incident-review-link").await;
+    wait_text(&c, "h1", |t| t.contains("Checkout down")).await;
+    fill(&c, "#what_happened", "The pool ran dry").await;
+    click(&c, "#save-report").await;
+    wait_api(&s, &format!("/api/v1/reviews/{pir}/incident"), |r| {
+        r["report"]["what_happened"] == json!("The pool ran dry")
+    })
+    .await;
+    let api = s.get(&format!("/api/v1/reviews/{pir}/incident")).await.body;
+    assert_eq!(api["timeline_generated"], json!(true), "{api}");
+    wait_text(&c, "#what_happened", |t| t.contains("The pool ran dry")).await;
+    shot(&c, &dir, "post-incident-review").await;
 }
