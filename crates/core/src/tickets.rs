@@ -125,6 +125,11 @@ impl Desk {
         patch: TicketPatch,
     ) -> Result<Ticket> {
         actor.require_write()?;
+        // A patch that resolves or closes may call for a post-incident review.
+        let closes = matches!(
+            patch.status,
+            Some(opsdesk_domain::Status::Resolved | opsdesk_domain::Status::Closed)
+        );
         let patch = patch.validate()?;
         let actor = actor.clone();
         let routing = self.routing().await?;
@@ -158,13 +163,9 @@ impl Desk {
                 })
             })
             .await?;
-        // A resolved incident that calls for a post-incident review gets it now; the
-        // readiness pass opens it later if this fails.
-        if matches!(
-            updated.status,
-            opsdesk_domain::Status::Resolved | opsdesk_domain::Status::Closed
-        ) && updated.kind == opsdesk_domain::Kind::Incident
-        {
+        // An incident just resolved that calls for a post-incident review gets it now; the
+        // readiness pass opens it later if this fails, and finds those resolved otherwise.
+        if closes && !updated.status.is_open() && updated.kind == opsdesk_domain::Kind::Incident {
             if let Err(e) = self.open_incident_reviews(Some(&[updated.id])).await {
                 tracing::warn!(ticket = %updated.key, error = %e, "opening the post-incident review failed");
             }

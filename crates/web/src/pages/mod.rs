@@ -142,6 +142,11 @@ impl Fields {
         self.raw(name).trim().to_owned()
     }
 
+    /// The first value of a field, trimmed; `None` when absent or empty.
+    pub fn opt(&self, name: &str) -> Option<String> {
+        Some(self.one(name)).filter(|v| !v.is_empty())
+    }
+
     /// Every non-empty value of a field, trimmed.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0

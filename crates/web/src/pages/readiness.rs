@@ -230,7 +230,7 @@ pub async fn start(
     let fields = Fields::read(&body)?;
     let input = NewReview {
         workload: fields.one("workload"),
-        lens: optional(fields.one("lens")),
+        lens: fields.opt("lens"),
     };
     match state.desk.start_review(&visit.actor, input).await {
         Ok(r) => Ok(see_other(&format!("/reviews/{}", r.id))),
@@ -589,7 +589,7 @@ pub async fn add_schedule(
     let result = async {
         let input = NewSchedule {
             workload: name.clone(),
-            lens: optional(fields.one("lens")),
+            lens: fields.opt("lens"),
             every_days: number("every_days", &fields.one("every_days"))?,
             review_by: date("review_by", &fields.one("review_by"))?,
             days_before: number("days_before", &fields.one("days_before"))?,
@@ -825,8 +825,8 @@ pub async fn answer(
     let fields = Fields::read(&body)?;
     let input = AnswerInput {
         choices: fields.all("choice"),
-        notes: optional(fields.one("notes")),
-        not_applicable: optional(fields.one("not_applicable")),
+        notes: fields.opt("notes"),
+        not_applicable: fields.opt("not_applicable"),
     };
     let saved = state
         .desk
@@ -976,11 +976,11 @@ pub async fn make_task(
             })?),
         };
         let input = NewActionItem {
-            question: optional(fields.one("question")),
-            title: optional(fields.one("title")),
-            description: optional(fields.one("description")),
-            owner: optional(fields.one("owner")),
-            team: optional(fields.one("team")),
+            question: fields.opt("question"),
+            title: fields.opt("title"),
+            description: fields.opt("description"),
+            owner: fields.opt("owner"),
+            team: fields.opt("team"),
             due: date("due", &fields.one("due"))?,
             severity,
         };
@@ -1419,12 +1419,7 @@ pub async fn save_incident(
     };
     match state
         .desk
-        .save_incident_report(
-            &visit.actor,
-            id,
-            report,
-            optional(fields.one("report_version")),
-        )
+        .save_incident_report(&visit.actor, id, report, fields.opt("report_version"))
         .await
     {
         Ok(_) => Ok(see_other(&format!("/reviews/{id}/incident"))),
@@ -1460,7 +1455,7 @@ pub async fn decide(
     let fields = Fields::read(&body)?;
     let decision = ProposalDecision {
         approve: fields.one("decision") == "approve",
-        lens: optional(fields.one("lens")),
+        lens: fields.opt("lens"),
     };
     match state.desk.decide_proposal(&visit.actor, id, decision).await {
         Ok(_) => Ok(see_other(&format!("/reviews/{id}/incident"))),
