@@ -753,14 +753,8 @@ async fn channel(config: &Config, cmd: ChannelCommand) -> anyhow::Result<ExitCod
     let actor = Actor::cli();
     match cmd {
         ChannelCommand::List => {
-            use opsdesk_domain::channel::ChannelKind;
             for c in desk.channels(&actor).await? {
-                let target = match &c.kind {
-                    ChannelKind::Sns(t) => t.topic_arn.clone(),
-                    ChannelKind::Webhook(t) => t.masked_url(),
-                    ChannelKind::Email(t) => t.to.join(", "),
-                };
-                println!("{:<24} {:<8} {target}", c.name, c.kind_name());
+                println!("{:<24} {:<10} {}", c.name, c.kind_name(), c.summary());
             }
         }
         ChannelCommand::Test { name } => {

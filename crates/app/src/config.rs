@@ -126,7 +126,7 @@ impl EscalationConfig {
                         "escalation.aws.account_team_channel: there is no channel named {c} in [[notify.channels]]"
                     ))
                 }
-                Some(k) if !matches!(k.kind, opsdesk_domain::channel::ChannelKind::Email(_)) => {
+                Some(k) if !k.channel_type().emails_people() => {
                     return Err(format!(
                         "escalation.aws.account_team_channel: {c} is not an email channel; the account team is reached by email"
                     ))
@@ -168,7 +168,6 @@ impl ReportsConfig {
         &self,
         notify: &NotifyConfig,
     ) -> Result<Vec<opsdesk_domain::report::ReportSchedule>, String> {
-        use opsdesk_domain::channel::ChannelKind;
         use opsdesk_domain::Validated;
         let mut out: Vec<opsdesk_domain::report::ReportSchedule> = Vec::new();
         for (i, s) in self.schedules.iter().enumerate() {
@@ -183,7 +182,7 @@ impl ReportsConfig {
                         s.channel
                     ))
                 }
-                Some(k) if !matches!(k.kind, ChannelKind::Email(_) | ChannelKind::Webhook(_)) => {
+                Some(k) if !k.channel_type().carries_reports() => {
                     return Err(format!(
                         "reports.schedules[{i}].channel: {} is not an email or webhook channel",
                         s.channel

@@ -20,7 +20,7 @@ use opsdesk_domain::validation::FieldError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Channel, Receipt, SendError};
+use crate::{Receipt, SendError};
 
 /// How long one SMTP command may take.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,10 +162,9 @@ fn tls_parameters(host: &str) -> Result<TlsParameters, FieldError> {
         .map_err(|e| FieldError::new("host", format!("cannot set up TLS for it: {e}")))
 }
 
-impl Channel for Email {
-    type Target = EmailTarget;
-
-    async fn send(
+impl Email {
+    /// Mails `n` to `target`'s addresses and the notification's own recipients.
+    pub async fn send(
         &self,
         target: &EmailTarget,
         n: &Notification,

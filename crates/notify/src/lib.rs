@@ -1,10 +1,10 @@
-//! Notification channels: sending one notification through one channel.
+//! Sending one notification through one channel.
 //!
-//! One module per channel, each behind the [`Channel`] trait: [`sns`] (an SNS topic),
-//! [`webhook`] (a JSON POST: generic, Slack or Teams) and [`email`] (SMTP). [`Channels`]
-//! holds them and sends a [`Notification`] where a [`ChannelSpec`] says. Every request to a
-//! URL a user configured goes through [`http::HttpClient`], which refuses private
-//! addresses.
+//! A channel's type (in `opsdesk_domain::channel`, one file per type) renders the
+//! notification into an [`Outgoing`]; this crate runs the transport it names: [`post`] (an
+//! HTTP POST: webhooks), [`email`] (SMTP) or [`sns`] (an SNS topic). [`Channels`]
+//! holds the transports. Every request to a URL a user configured goes through
+//! [`http::HttpClient`], which refuses private addresses.
 //!
 //! A send either delivers ([`Receipt`]) or fails with a [`SendError`] that says whether a
 //! retry may help; the outbox dispatcher decides when to retry. The idempotency key is the
@@ -31,22 +31,21 @@
 pub mod dispatcher;
 pub mod email;
 pub mod http;
+pub mod post;
 pub mod sns;
-pub mod webhook;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use opsdesk_aws::sns::SnsPublisher;
 use opsdesk_core::Clock;
-use opsdesk_domain::channel::{ChannelKind, ChannelSpec, Notification};
+use opsdesk_domain::channel::{Attempt, ChannelSpec, EmailTarget, Notification, Outgoing};
 use opsdesk_domain::validation::FieldError;
 
 pub use email::{Email, SmtpSettings, SmtpTls};
 pub use http::HttpClient;
+pub use post::Http;
 pub use sns::Sns;
-pub use webhook::Webhook;
 
 /// What the receiving side answered when it took a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,24 +83,11 @@ impl SendError {
     }
 }
 
-/// One way of delivering a notification to a target of type `Target`.
-pub trait Channel {
-    type Target;
-
-    /// Delivers `n` to `target`. `idempotency_key` is the same on every attempt of one
-    /// delivery.
-    fn send(
-        &self,
-        target: &Self::Target,
-        n: &Notification,
-        idempotency_key: &str,
-    ) -> impl Future<Output = Result<Receipt, SendError>> + Send;
-}
-
-/// Every channel opsdesk can send through, as configured.
+/// Every transport opsdesk can send through, as configured.
 #[derive(Clone)]
 pub struct Channels {
-    webhook: Webhook,
+    http: Http,
+    clock: Arc<dyn Clock>,
     email: Option<Email>,
     sns: Option<Sns>,
     /// An SNS publisher built from the AWS SDK's environment when the first SNS message goes
@@ -110,11 +96,12 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Webhooks through `http`; no email or SNS until [`Channels::with_smtp`] and
+    /// HTTP POSTs through `http`; no email or SNS until [`Channels::with_smtp`] and
     /// [`Channels::with_sns`].
     pub fn new(http: HttpClient, clock: Arc<dyn Clock>) -> Channels {
         Channels {
-            webhook: Webhook::new(http, clock),
+            http: Http::new(http, clock.clone()),
+            clock,
             email: None,
             sns: None,
             sns_from_env: None,
@@ -150,26 +137,13 @@ impl Channels {
         n: &Notification,
         idempotency_key: &str,
     ) -> Result<Receipt, SendError> {
-        let result = match &spec.kind {
-            ChannelKind::Webhook(target) => self.webhook.send(target, n, idempotency_key).await,
-            ChannelKind::Email(target) => match &self.email {
-                Some(email) => email.send(target, n, idempotency_key).await,
-                None => Err(SendError::permanent(
-                    "email is not configured: set [notify.smtp] to send email",
-                )),
-            },
-            ChannelKind::Sns(target) => match (&self.sns, &self.sns_from_env) {
-                (Some(sns), _) => sns.send(target, n, idempotency_key).await,
-                (None, Some(cell)) => {
-                    let sns = cell
-                        .get_or_init(|| async {
-                            Sns::new(Arc::new(SnsPublisher::from_env().await))
-                        })
-                        .await;
-                    sns.send(target, n, idempotency_key).await
-                }
-                (None, None) => Err(SendError::permanent("SNS publishing is not configured")),
-            },
+        let attempt = Attempt {
+            idempotency_key,
+            now: self.clock.now(),
+        };
+        let result = match spec.render(n, attempt) {
+            Ok(outgoing) => self.transport(outgoing, n, idempotency_key).await,
+            Err(e) => Err(SendError::permanent(e)),
         };
         match &result {
             Ok(receipt) => tracing::debug!(
@@ -189,5 +163,41 @@ impl Channels {
             ),
         }
         result
+    }
+
+    async fn transport(
+        &self,
+        outgoing: Outgoing,
+        n: &Notification,
+        idempotency_key: &str,
+    ) -> Result<Receipt, SendError> {
+        match outgoing {
+            Outgoing::Post(post) => self.http.send(post).await,
+            Outgoing::Email { to, cc } => match &self.email {
+                Some(email) => {
+                    email
+                        .send(&EmailTarget { to, cc }, n, idempotency_key)
+                        .await
+                }
+                None => Err(SendError::permanent(
+                    "email is not configured: set [notify.smtp] to send email",
+                )),
+            },
+            Outgoing::Sns(message) => match (&self.sns, &self.sns_from_env) {
+                (Some(sns), _) => sns.send(message).await,
+                (None, Some(cell)) => {
+                    let sns = cell
+                        .get_or_init(|| async {
+                            Sns::new(Arc::new(SnsPublisher::from_env().await))
+                        })
+                        .await;
+                    sns.send(message).await
+                }
+                (None, None) => Err(SendError::permanent("SNS publishing is not configured")),
+            },
+            Outgoing::Nothing(reason) => Ok(Receipt {
+                detail: format!("not sent: {reason}"),
+            }),
+        }
     }
 }

@@ -69,7 +69,7 @@ pub(crate) struct Received {
 }
 
 /// A webhook receiver on 127.0.0.1. `/hook` checks `X-Opsdesk-Signature` with [`SECRET`] as
-/// the module docs of opsdesk_notify::webhook tell receivers to (401 when it does not match)
+/// the module docs of opsdesk_domain::channel::webhook tell receivers to (401 when it does not match)
 /// and requires an `Idempotency-Key`; `/status/<code>` answers `<code>`; `/plain` takes
 /// anything; `/services/...` (a Slack-like URL whose path is its secret) takes anything and is
 /// recorded with its query. Every request is recorded.

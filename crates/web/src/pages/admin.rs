@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Duration;
 use opsdesk_core::audit::VerifyError;
-use opsdesk_domain::channel::ChannelKind;
 use serde::Deserialize;
 
 use super::{iso, query_value, render, seg, when, PageError, Shell, Visit};
@@ -82,10 +81,62 @@ struct AdminPage {
     environments: Vec<&'static str>,
     team_names: Vec<String>,
     channel_names: Vec<String>,
+    /// Every channel type, with its form's fields.
+    channel_types: Vec<ChannelTypeForm>,
     events: Vec<&'static str>,
     severities: Vec<&'static str>,
     /// Each plan's name and label.
     plans: Vec<(&'static str, &'static str)>,
+}
+
+/// One channel type's form on the admin page.
+struct ChannelTypeForm {
+    name: &'static str,
+    label: &'static str,
+    fields: Vec<ChannelField>,
+}
+
+struct ChannelField {
+    key: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    placeholder: &'static str,
+    /// `text`, `secret`, `choice` or `list`.
+    control: &'static str,
+    required: bool,
+    choices: &'static [(&'static str, &'static str)],
+}
+
+fn channel_type_forms() -> Vec<ChannelTypeForm> {
+    use opsdesk_domain::channel::spec::Input;
+    opsdesk_domain::channel::TYPES
+        .iter()
+        .map(|t| ChannelTypeForm {
+            name: t.name(),
+            label: t.label(),
+            fields: t
+                .fields()
+                .iter()
+                .map(|f| {
+                    let (control, required, choices) = match f.input {
+                        Input::Text { required } => ("text", required, &[][..]),
+                        Input::Secret => ("secret", false, &[][..]),
+                        Input::Choice(choices) => ("choice", false, choices),
+                        Input::List => ("list", false, &[][..]),
+                    };
+                    ChannelField {
+                        key: f.key,
+                        label: f.label,
+                        hint: f.hint,
+                        placeholder: f.placeholder,
+                        control,
+                        required,
+                        choices,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 pub(super) async fn admin_page(
@@ -278,11 +329,7 @@ pub(super) async fn admin_page(
             rows: channels
                 .iter()
                 .map(|c| {
-                    let kind = match &c.kind {
-                        ChannelKind::Sns(_) => "Amazon SNS",
-                        ChannelKind::Webhook(_) => "webhook",
-                        ChannelKind::Email(_) => "email",
-                    };
+                    let kind = c.channel_type().label();
                     let test = button("Send test", format!("/admin/channels/{}/test", seg(&c.name)));
                     let delete = button("Delete", format!("/admin/channels/{}/delete", seg(&c.name)));
                     vec![cell(&c.name), cell(kind), test, delete]
@@ -458,6 +505,7 @@ pub(super) async fn admin_page(
             .collect(),
         team_names: teams.iter().map(|t| t.name.clone()).collect(),
         channel_names: channels.iter().map(|c| c.name.clone()).collect(),
+        channel_types: channel_type_forms(),
         events: opsdesk_domain::channel::NotificationEvent::ALL
             .iter()
             .map(|e| e.as_str())

@@ -287,29 +287,48 @@ pub struct SpecForm {
     spec: String,
 }
 
-/// A channel from the admin page's fields: only those of its type are sent on, and the
-/// channel is checked as the API checks it (the field at fault is named).
-#[derive(Debug, Default, Deserialize)]
-pub struct ChannelForm {
-    #[serde(default)]
-    name: String,
-    /// `sns`, `webhook` or `email`.
-    #[serde(default, rename = "type")]
-    kind: String,
-    #[serde(default)]
-    topic_arn: String,
-    #[serde(default)]
-    region: String,
-    #[serde(default)]
-    url: String,
-    #[serde(default)]
-    format: String,
-    #[serde(default)]
-    secret: String,
-    #[serde(default)]
-    to: String,
-    #[serde(default)]
-    cc: String,
+/// A channel from the admin page's fields: the form of each channel type lists its fields
+/// (`ChannelType::FIELDS`); only the chosen type's are sent on, and the channel is checked as
+/// the API checks it (the field at fault is named).
+fn channel_json(form: &[(String, String)]) -> Result<serde_json::Value, ApiError> {
+    use opsdesk_domain::channel::spec::Input;
+    let value = |key: &str| {
+        form.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim())
+            .unwrap_or_default()
+    };
+    let kind = value("type");
+    let Some(channel_type) = opsdesk_domain::channel::channel_type(kind) else {
+        let known: Vec<&str> = opsdesk_domain::channel::TYPES
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        return Err(ApiError::invalid(
+            "type",
+            format!("choose {}, not {kind:?}", known.join(", ")),
+        ));
+    };
+    let mut spec = serde_json::Map::new();
+    spec.insert("name".into(), json!(value("name")));
+    spec.insert("type".into(), json!(kind));
+    for field in channel_type.fields() {
+        let v = value(field.key);
+        match field.input {
+            Input::List => {
+                spec.insert(field.key.into(), json!(words(v)));
+            }
+            Input::Text { required: true } => {
+                spec.insert(field.key.into(), json!(v));
+            }
+            Input::Text { required: false } | Input::Secret | Input::Choice(_) => {
+                if let Some(v) = given(v) {
+                    spec.insert(field.key.into(), json!(v));
+                }
+            }
+        }
+    }
+    Ok(serde_json::Value::Object(spec))
 }
 
 /// `Some(text)` for a field that was filled in.
@@ -317,43 +336,10 @@ fn given(v: &str) -> Option<&str> {
     Some(v.trim()).filter(|v| !v.is_empty())
 }
 
-fn channel_json(f: &ChannelForm) -> Result<serde_json::Value, ApiError> {
-    let mut spec = serde_json::Map::new();
-    spec.insert("name".into(), json!(f.name.trim()));
-    spec.insert("type".into(), json!(f.kind));
-    let mut put = |key: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            spec.insert(key.into(), json!(v));
-        }
-    };
-    match f.kind.as_str() {
-        "sns" => {
-            put("topic_arn", Some(f.topic_arn.trim()));
-            put("region", given(&f.region));
-        }
-        "webhook" => {
-            put("url", Some(f.url.trim()));
-            put("format", given(&f.format));
-            put("secret", given(&f.secret));
-        }
-        "email" => {
-            spec.insert("to".into(), json!(words(&f.to)));
-            spec.insert("cc".into(), json!(words(&f.cc)));
-        }
-        other => {
-            return Err(ApiError::invalid(
-                "type",
-                format!("choose sns, webhook or email, not {other:?}"),
-            ))
-        }
-    }
-    Ok(serde_json::Value::Object(spec))
-}
-
 pub async fn save_channel(
     State(state): State<AppState>,
     visit: Visit,
-    Form(form): Form<ChannelForm>,
+    Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let result = async {
         let spec = crate::json::parse(channel_json(&form)?.to_string().as_bytes())?;

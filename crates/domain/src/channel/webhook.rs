@@ -1,4 +1,4 @@
-//! The webhook channel: a JSON POST to a configured URL, through the guarded [`HttpClient`].
+//! The webhook channel: a JSON POST to a configured URL, through the guarded HTTP client.
 //!
 //! The body depends on the channel's format:
 //!
@@ -30,176 +30,267 @@
 //! A 2xx answer is a delivery. 408, 429, 5xx and network errors are worth retrying (a 429 or
 //! 503 `Retry-After` is passed on); any other answer, redirects included, is not.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::fmt;
 
-use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use opsdesk_core::Clock;
-use opsdesk_domain::channel::{truncate, Notification, WebhookFormat, WebhookTarget};
-use opsdesk_domain::Severity;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use utoipa::ToSchema;
 
-use crate::http::{refusal, HttpClient, HttpError};
-use crate::{Channel, Receipt, SendError};
+use super::spec::{Attempt, ChannelType, FormField, Input, Outgoing, Post};
+use super::{truncate, Notification};
+use crate::ticket::named_enum;
+use crate::validation::FieldError;
+use crate::Severity;
 
-/// At most this much of an error response is quoted in the error.
-const QUOTED_BODY_MAX: usize = 300;
+const REDACTED: &str = crate::credentials::REDACTED;
 
-/// Sends notifications to webhooks.
-#[derive(Clone)]
-pub struct Webhook {
-    http: HttpClient,
-    clock: Arc<dyn Clock>,
-}
+pub const WEBHOOK_URL_MAX: usize = 2048;
+pub const WEBHOOK_SECRET_MIN: usize = 16;
+pub const WEBHOOK_HEADERS_MAX: usize = 20;
 
-impl Webhook {
-    pub fn new(http: HttpClient, clock: Arc<dyn Clock>) -> Webhook {
-        Webhook { http, clock }
+/// The webhook channel type.
+pub struct Webhook;
+
+impl ChannelType for Webhook {
+    type Settings = WebhookTarget;
+    const NAME: &'static str = "webhook";
+    const LABEL: &'static str = "webhook";
+    const CARRIES_REPORTS: bool = true;
+    const FIELDS: &'static [FormField] = &[
+        FormField {
+            key: "url",
+            label: "Webhook URL",
+            input: Input::Text { required: true },
+            hint: "",
+            placeholder: "https://hooks.example.com/opsdesk",
+        },
+        FormField {
+            key: "format",
+            label: "Format",
+            input: Input::Choice(&[
+                ("", "opsdesk JSON"),
+                ("slack", "Slack"),
+                ("teams", "Microsoft Teams"),
+            ]),
+            hint: "",
+            placeholder: "",
+        },
+        FormField {
+            key: "secret",
+            label: "Signing secret",
+            input: Input::Secret,
+            hint: "(16+ characters, optional)",
+            placeholder: "",
+        },
+    ];
+
+    fn validate(settings: WebhookTarget) -> Result<WebhookTarget, FieldError> {
+        settings.checked()
     }
-}
 
-impl Channel for Webhook {
-    type Target = WebhookTarget;
+    fn redact(w: &mut WebhookTarget) {
+        w.url = w.masked_url();
+        if w.secret.is_some() {
+            w.secret = Some(REDACTED.to_owned());
+        }
+        for v in w.headers.values_mut() {
+            *v = REDACTED.to_owned();
+        }
+    }
 
-    async fn send(
-        &self,
-        target: &WebhookTarget,
+    fn summary(w: &WebhookTarget) -> String {
+        w.masked_url()
+    }
+
+    fn render(
+        w: &WebhookTarget,
         n: &Notification,
-        idempotency_key: &str,
-    ) -> Result<Receipt, SendError> {
-        let body = serde_json::to_vec(&payload(target.format, n, idempotency_key))
-            .map_err(|e| SendError::permanent(format!("cannot encode the body: {e}")))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            "idempotency-key",
-            header_value("Idempotency-Key", idempotency_key)?,
-        );
-        headers.insert(
-            "x-opsdesk-event",
-            HeaderValue::from_static(n.event.as_str()),
-        );
-        if let Some(secret) = &target.secret {
-            let t = self.clock.now().timestamp();
-            headers.insert(
-                "x-opsdesk-signature",
-                header_value(
-                    "X-Opsdesk-Signature",
-                    &signature_header(secret.as_bytes(), t, &body),
-                )?,
-            );
+        attempt: Attempt<'_>,
+    ) -> Result<Outgoing, String> {
+        let body = serde_json::to_vec(&payload(w.format, n, attempt.idempotency_key))
+            .map_err(|e| format!("cannot encode the body: {e}"))?;
+        let mut headers = vec![
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            (
+                "Idempotency-Key".to_owned(),
+                attempt.idempotency_key.to_owned(),
+            ),
+            ("X-Opsdesk-Event".to_owned(), n.event.as_str().to_owned()),
+        ];
+        if let Some(secret) = &w.secret {
+            headers.push((
+                "X-Opsdesk-Signature".to_owned(),
+                signature_header(secret.as_bytes(), attempt.now.timestamp(), &body),
+            ));
         }
-        for (name, value) in &target.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| SendError::permanent(format!("header {name}: not a header name")))?;
-            headers.insert(name.clone(), header_value(name.as_str(), value)?);
-        }
-        let where_to = target.masked_url();
-        let request = self.http.post(&target.url).map_err(|e| match e {
-            HttpError::Refused(r) => SendError::permanent(r.to_string()),
-            e => SendError::permanent(format!("{where_to}: {e}")),
-        })?;
-        let response = request
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if let Some(r) = refusal(&e) {
-                    return SendError::permanent(r.to_string());
-                }
-                // The URL may hold a token (Slack's do): it stays out of errors and logs.
-                let e = e.without_url();
-                if e.is_builder() {
-                    return SendError::permanent(format!("{where_to}: {}", error_chain(&e)));
-                }
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
-                SendError::retryable(format!("{where_to}: {what}: {}", error_chain(&e)))
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(Receipt {
-                detail: format!("HTTP {}", status.as_u16()),
-            });
-        }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, self.clock.now()));
-        let quoted = quote_body(response).await;
-        let message = if quoted.is_empty() {
-            format!("{where_to} answered HTTP {status}")
-        } else {
-            format!("{where_to} answered HTTP {status}: {quoted}")
-        };
-        Err(SendError {
-            message,
-            retryable: is_retryable(status),
-            retry_after,
-        })
+        headers.extend(w.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Outgoing::Post(Post {
+            url: w.url.clone(),
+            shown_url: w.masked_url(),
+            headers,
+            body,
+        }))
     }
 }
 
-fn header_value(name: &str, value: &str) -> Result<HeaderValue, SendError> {
-    HeaderValue::from_str(value)
-        .map_err(|_| SendError::permanent(format!("header {name}: not a valid header value")))
-}
-
-/// The error and its causes on one line (reqwest's own message hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+named_enum! {
+    /// The body a webhook receives.
+    #[derive(Default)]
+    WebhookFormat {
+        /// The notification as JSON, with `delivery_id`, signed when a secret is set.
+        #[default]
+        Generic => "generic",
+        /// A Slack incoming-webhook message (`text` and Block Kit `blocks`).
+        Slack => "slack",
+        /// A Microsoft Teams message with an Adaptive Card, as Teams incoming webhooks and
+        /// Workflows accept.
+        Teams => "teams",
     }
-    out
 }
 
-/// 408, 429 and 5xx are worth another try; other answers will not change.
-pub fn is_retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
+/// An HTTP(S) endpoint to POST to.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// Kept whole for delivery; shown masked (`https://hooks.slack.com/***`) in answers.
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// HMAC-SHA256 key for `X-Opsdesk-Signature`, at least 16 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Extra request headers, e.g. `Authorization`; their values are kept secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    if let Ok(seconds) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+/// Webhook URLs often carry a token in the path (Slack's do), so they are shown as
+/// `scheme://host/***`; the secret and header values are never shown.
+impl fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.masked_url())
+            .field("format", &self.format)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .keys()
+                    .map(|k| (k.as_str(), REDACTED))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .finish()
     }
-    let at = DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
-/// The start of an error response, on one line, for the delivery record.
-async fn quote_body(mut response: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < QUOTED_BODY_MAX {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            _ => break,
+impl WebhookTarget {
+    /// The URL as it may be shown (audit trail, API, pages, CLI, logs and error messages):
+    /// without path, query or user info, which is where webhook URLs carry their secret.
+    pub fn masked_url(&self) -> String {
+        crate::credentials::masked_url(&self.url)
+    }
+}
+
+/// Headers opsdesk sets itself; a channel may not replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "idempotency-key",
+    "x-opsdesk-event",
+    "x-opsdesk-signature",
+    "x-opsdesk-delivery",
+];
+
+impl WebhookTarget {
+    fn checked(mut self) -> Result<WebhookTarget, FieldError> {
+        self.url = self.url.trim().to_owned();
+        if self.url.len() > WEBHOOK_URL_MAX {
+            return Err(FieldError::new(
+                "url",
+                format!("must be at most {WEBHOOK_URL_MAX} characters"),
+            ));
         }
+        let parsed = url::Url::parse(&self.url)
+            .map_err(|e| FieldError::new("url", format!("is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(FieldError::new("url", "must be an http:// or https:// URL"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(FieldError::new("url", "must name a host"));
+        }
+        // A channel read back (API, page) shows its URL masked and its secrets redacted;
+        // saving those back would store them in place of the real ones and break delivery.
+        if parsed.path() == "/***" && crate::credentials::masked_url(&self.url) == self.url {
+            return Err(FieldError::new(
+                "url",
+                "is the masked form opsdesk shows; send the channel's whole URL",
+            ));
+        }
+        let redacted = |v: &str| v == REDACTED;
+        if self.secret.as_deref().is_some_and(redacted) {
+            return Err(FieldError::new(
+                "secret",
+                "is the redacted form opsdesk shows; send the secret itself",
+            ));
+        }
+        if let Some((name, _)) = self.headers.iter().find(|(_, v)| redacted(v)) {
+            return Err(FieldError::new(
+                format!("headers.{name}"),
+                "is the redacted form opsdesk shows; send the value itself",
+            ));
+        }
+        if let Some(secret) = &self.secret {
+            if secret.chars().count() < WEBHOOK_SECRET_MIN {
+                return Err(FieldError::new(
+                    "secret",
+                    format!("must be at least {WEBHOOK_SECRET_MIN} characters"),
+                ));
+            }
+            if secret.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    "secret",
+                    "must not contain control characters",
+                ));
+            }
+        }
+        if self.headers.len() > WEBHOOK_HEADERS_MAX {
+            return Err(FieldError::new(
+                "headers",
+                format!("at most {WEBHOOK_HEADERS_MAX} headers"),
+            ));
+        }
+        for (name, value) in &self.headers {
+            let field = format!("headers.{name}");
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || name.len() > 128 || !name.bytes().all(token) {
+                return Err(FieldError::new(field, "is not a valid header name"));
+            }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(FieldError::new(
+                    field,
+                    "is set by opsdesk and cannot be set",
+                ));
+            }
+            if value.len() > 4096
+                || !value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                return Err(FieldError::new(
+                    field,
+                    "must be printable ASCII without line breaks, at most 4096 characters",
+                ));
+            }
+        }
+        Ok(self)
     }
-    let text = String::from_utf8_lossy(&bytes);
-    let one_line: String = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    truncate(&one_line, QUOTED_BODY_MAX)
 }
 
 /// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
@@ -309,7 +400,7 @@ fn open_label(n: &Notification) -> String {
 /// A Teams message with one Adaptive Card (1.4, which Teams and Workflows render): the
 /// subject, the summary, the facts and a button to the ticket.
 pub fn teams(n: &Notification) -> Value {
-    use opsdesk_domain::channel::NotificationEvent as E;
+    use super::NotificationEvent as E;
     let color = match (n.event, n.severity) {
         (E::Resolved | E::KpiRecovered, _) => "Good",
         (_, Some(Severity::Sev1 | Severity::Sev2)) => "Attention",
@@ -356,9 +447,9 @@ pub fn teams(n: &Notification) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-    use opsdesk_domain::channel::NotificationEvent;
-    use opsdesk_domain::Environment;
+    use super::super::NotificationEvent;
+    use crate::Environment;
+    use chrono::{TimeZone, Utc};
 
     use super::*;
 
@@ -501,26 +592,5 @@ mod tests {
             card["actions"][0]["url"],
             "https://desk.example.com/tickets/12"
         );
-    }
-
-    #[test]
-    fn retryable_answers() {
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
-        for s in [301, 302, 400, 401, 403, 404, 410, 413, 422] {
-            assert!(!is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 27, 0).unwrap();
-        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(retry_after("soon", now), None);
     }
 }
