@@ -293,6 +293,9 @@ impl Routing {
             return vec![NotificationEvent::Created];
         };
         let mut events = Vec::new();
+        if before.acknowledged_at.is_none() && after.acknowledged_at.is_some() {
+            events.push(NotificationEvent::Acknowledged);
+        }
         if before.severity != after.severity {
             events.push(NotificationEvent::SeverityChanged);
         }
@@ -827,9 +830,11 @@ mod tests {
         let mut worse = t.clone();
         worse.severity = opsdesk_domain::Severity::Sev1;
         worse.status = Status::Resolved;
+        worse.acknowledged_at = Some(at);
         assert_eq!(
             Routing::events(Some(&t), &worse),
             vec![
+                NotificationEvent::Acknowledged,
                 NotificationEvent::SeverityChanged,
                 NotificationEvent::Resolved
             ]

@@ -23,7 +23,8 @@ const NAME_MAX: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct RoutingRule {
     pub name: String,
-    /// Ticket events this rule takes; empty = every event.
+    /// Ticket events this rule takes; empty = every event but `acknowledged`, which a rule
+    /// takes only when it names it (rules written before it existed send what they sent).
     #[serde(default)]
     pub events: Vec<NotificationEvent>,
     #[serde(default)]
@@ -99,10 +100,20 @@ pub(crate) fn glob_any(patterns: &[String], value: Option<&str>) -> bool {
 }
 
 impl RoutingRule {
+    /// Whether the rule takes `event`: one it names, or with no events named, any event but
+    /// `acknowledged`.
+    pub fn takes(&self, event: NotificationEvent) -> bool {
+        if self.events.is_empty() {
+            event != NotificationEvent::Acknowledged
+        } else {
+            self.events.contains(&event)
+        }
+    }
+
     /// `None` when the rule matches, else the condition that failed.
     pub fn mismatch(&self, r: &Routed<'_>) -> Option<String> {
         let t = r.ticket;
-        if !self.events.is_empty() && !self.events.contains(&r.event) {
+        if !self.takes(r.event) {
             return Some(format!("event {} is not one of the rule's events", r.event));
         }
         if !self.severities.is_empty() && !self.severities.contains(&t.severity) {
@@ -199,7 +210,7 @@ impl RoutingRule {
     /// environment) or severity; conditions only a ticket can meet (kinds, sources, tags) never
     /// hold.
     pub fn matches_kpi(&self, r: &KpiRouted<'_>) -> bool {
-        (self.events.is_empty() || self.events.contains(&r.event))
+        self.takes(r.event)
             && (self.severities.is_empty()
                 || r.severity.is_some_and(|s| self.severities.contains(&s)))
             && (self.teams.is_empty() || r.team.is_some_and(|t| self.teams.iter().any(|x| x == t)))
@@ -339,6 +350,18 @@ mod tests {
             recipients: vec![],
             stop: false,
         }
+    }
+
+    #[test]
+    fn acknowledged_goes_only_to_rules_that_name_it() {
+        let mut rule: RoutingRule =
+            serde_json::from_value(serde_json::json!({"name": "all", "channels": ["c"]})).unwrap();
+        assert!(rule.takes(NotificationEvent::Created));
+        assert!(rule.takes(NotificationEvent::Resolved));
+        assert!(!rule.takes(NotificationEvent::Acknowledged));
+        rule.events = vec![NotificationEvent::Acknowledged, NotificationEvent::Resolved];
+        assert!(rule.takes(NotificationEvent::Acknowledged));
+        assert!(!rule.takes(NotificationEvent::Created));
     }
 
     #[test]

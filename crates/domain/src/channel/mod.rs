@@ -30,6 +30,8 @@ named_enum! {
     NotificationEvent {
         /// A ticket was opened.
         Created => "created",
+        /// A ticket was acknowledged: someone took it up (its first move out of `new`).
+        Acknowledged => "acknowledged",
         /// A ticket's severity went up or down.
         SeverityChanged => "severity_changed",
         /// An SLA target is close.
@@ -62,6 +64,7 @@ impl NotificationEvent {
     pub fn label(self) -> &'static str {
         match self {
             NotificationEvent::Created => "created",
+            NotificationEvent::Acknowledged => "acknowledged",
             NotificationEvent::SeverityChanged => "severity changed",
             NotificationEvent::SlaWarning => "SLA warning",
             NotificationEvent::SlaBreach => "SLA breached",
