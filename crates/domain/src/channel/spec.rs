@@ -11,7 +11,7 @@
 //!
 //! [`TYPES`] lists every type. The API, the configuration file, `opsdesk channel list` and
 //! the admin page are driven from it, so adding a channel type is a new file beside this one
-//! and a line in [`TYPES`].
+//! and its entry in `channel_types!` (which lists it in [`TYPES`]).
 //!
 //! A [`ChannelSpec`] is one named channel: a type and its settings, read and written flat,
 //! tagged by `type`, in TOML and JSON alike:
@@ -35,15 +35,8 @@ use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-use super::{email, sns, webhook, Notification};
+use super::{Notification, TYPES};
 use crate::validation::FieldError;
-
-/// Every channel type opsdesk has, in the order the admin page offers them.
-pub static TYPES: &[&dyn AnyChannelType] = &[
-    &Registered::<webhook::Webhook>::NEW,
-    &Registered::<email::Email>::NEW,
-    &Registered::<sns::Sns>::NEW,
-];
 
 /// The channel type called `name`.
 pub fn channel_type(name: &str) -> Option<&'static dyn AnyChannelType> {
@@ -611,10 +604,7 @@ cc = ["lead@example.com"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown channel type `pager`"), "{err}");
-        assert!(
-            err.contains("`webhook`, `email`, `sns`"),
-            "{err}"
-        );
+        assert!(err.contains("`webhook`, `email`, `sns`"), "{err}");
         let err = serde_json::from_str::<ChannelSpec>(r#"{"name":"x"}"#)
             .unwrap_err()
             .to_string();
