@@ -2,7 +2,7 @@
 //!
 //! A channel's type (in `opsdesk_domain::channel`, one file per type) renders the
 //! notification into an [`Outgoing`]; this crate runs the transport it names: [`post`] (an
-//! HTTP POST: webhooks), [`email`] (SMTP) or [`sns`] (an SNS topic). [`Channels`]
+//! HTTP POST: webhooks, PagerDuty), [`email`] (SMTP) or [`sns`] (an SNS topic). [`Channels`]
 //! holds the transports. Every request to a URL a user configured goes through
 //! [`http::HttpClient`], which refuses private addresses.
 //!

@@ -18,6 +18,7 @@ mod followups;
 mod kpis;
 mod notify;
 mod ops;
+mod pagerduty;
 mod pages;
 mod peers;
 mod readiness;

@@ -966,7 +966,7 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
     // Channels, routing rules and AWS accounts from their fields; KPIs as the JSON the API
     // takes.
     type Fields<'a> = Vec<(&'a str, &'a str)>;
-    let forms: [(&str, Fields, &str); 4] = [
+    let forms: [(&str, Fields, &str); 5] = [
         (
             "/admin/channels",
             vec![
@@ -979,6 +979,16 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
                 ("topic_arn", ""),
             ],
             "Channel ops-webhook is saved",
+        ),
+        (
+            "/admin/channels",
+            vec![
+                ("name", "payments-oncall"),
+                ("type", "pagerduty"),
+                ("routing_key", "R0123456789ABCDEF0123456789ABCDE"),
+                ("url", ""),
+            ],
+            "Channel payments-oncall is saved",
         ),
         (
             "/admin/routing-rules",
@@ -1051,6 +1061,20 @@ async fn admins_manage_people_teams_tokens_and_workloads(backend: Backend) {
     assert_eq!(account["account_team_emails"], json!(["tam@example.com"]));
     let page = s.page(&admin, "/admin").await;
     assert!(page.contains("major_incident_share") && page.contains("ops-webhook"));
+    // Every channel type has its form, and a PagerDuty key is never shown back.
+    for form in [
+        "save-channel-webhook",
+        "save-channel-email",
+        "save-channel-sns",
+        "save-channel-pagerduty",
+    ] {
+        assert!(page.contains(form), "{form}");
+    }
+    assert!(page.contains("payments-oncall") && page.contains("PagerDuty"));
+    assert!(!page.contains("R0123456789ABCDEF0123456789ABCDE"));
+    assert!(!channels
+        .to_string()
+        .contains("R0123456789ABCDEF0123456789ABCDE"));
     for (form, field) in [
         (vec![("name", "half"), ("type", "pager")], "type:"),
         (

@@ -5,7 +5,7 @@
 //! [`Notification::html`] for people, [`Notification::facts`] for chat cards.
 //!
 //! A [`ChannelSpec`] names one destination of one channel type; each type is a file of its
-//! own ([`webhook`], [`email`], [`sns`]]) listed in [`TYPES`]. See
+//! own ([`webhook`], [`email`], [`sns`], [`pagerduty`]) listed in [`TYPES`]. See
 //! [`spec`] for what a type says about itself.
 
 pub mod spec;
@@ -21,7 +21,12 @@ macro_rules! channel_types {
     };
 }
 
-channel_types!(webhook::Webhook, email::Email, sns::Sns,);
+channel_types!(
+    webhook::Webhook,
+    email::Email,
+    sns::Sns,
+    pagerduty::PagerDuty,
+);
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

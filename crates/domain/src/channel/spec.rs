@@ -336,7 +336,7 @@ impl ChannelSpec {
         self.kind
     }
 
-    /// Its type's name: `sns`, `webhook`, `email`.
+    /// Its type's name: `sns`, `webhook`, `email`, `pagerduty`.
     pub fn kind_name(&self) -> &'static str {
         self.kind.name()
     }
@@ -604,7 +604,10 @@ cc = ["lead@example.com"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown channel type `pager`"), "{err}");
-        assert!(err.contains("`webhook`, `email`, `sns`"), "{err}");
+        assert!(
+            err.contains("`webhook`, `email`, `sns`, `pagerduty`"),
+            "{err}"
+        );
         let err = serde_json::from_str::<ChannelSpec>(r#"{"name":"x"}"#)
             .unwrap_err()
             .to_string();
