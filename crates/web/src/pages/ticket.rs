@@ -1,11 +1,11 @@
 //! A ticket's page and the new request form. The page is laid out from parts (its fields with
 //! the forms that change them, the conversation with the timeline of its audit history, SLA
 //! clocks, AWS case, links, signals, notifications), each its own template read by its own
-//! loader.
+//! loader; a form sent with htmx is answered with the parts its change touched.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use opsdesk_core::{Actor, Desk};
@@ -159,7 +159,7 @@ pub async fn create(
     }
 }
 
-// ---- the ticket page, laid out from its parts ----
+// ---- the ticket page: parts that htmx swaps one at a time, which the full page lays out ----
 
 struct CommentView {
     author: String,
@@ -235,7 +235,8 @@ struct DeliveryView {
 }
 
 /// The ticket's own fields: its title, its description with the forms that change it, and the
-/// details beside them.
+/// details beside them. Every change from the page moves the ticket's version, which these
+/// forms send back, so every htmx answer carries this part.
 struct FieldsPart {
     t: Ticket,
     created: (String, String),
@@ -249,6 +250,8 @@ struct FieldsPart {
     /// The post-incident reviews of this incident.
     incident_reviews: Vec<i64>,
     tier: Option<String>,
+    /// Why a change sent from this part's forms was refused.
+    error: Option<String>,
 }
 
 /// The replies and internal notes with the reply form, and, for staff, the timeline of the
@@ -257,6 +260,10 @@ struct ConversationPart {
     key: String,
     comments: Vec<CommentView>,
     timeline: Vec<HistoryEntry>,
+    error: Option<String>,
+    /// A refused reply as it was typed, with its visibility, to send again.
+    draft: String,
+    internal: bool,
 }
 
 /// The SLA clocks of the policy that covers the ticket, if one does.
@@ -272,6 +279,9 @@ struct CasePart {
 struct LinksPart {
     key: String,
     rows: Vec<LinkView>,
+    error: Option<String>,
+    /// The ticket a refused link named, as it was typed.
+    target: String,
 }
 
 struct SignalsPart {
@@ -289,8 +299,10 @@ struct DeliveriesPart {
 #[template(path = "ticket.html")]
 struct TicketPage {
     shell: Shell,
-    /// Why a form posted from the page was refused.
+    /// Why a form posted without htmx was refused.
     error: Option<String>,
+    /// False: the parts are laid out by the page, not swapped in.
+    oob: bool,
     fields: FieldsPart,
     conversation: ConversationPart,
     clocks: ClocksPart,
@@ -298,6 +310,61 @@ struct TicketPage {
     links: LinksPart,
     signals: SignalsPart,
     deliveries: DeliveriesPart,
+}
+
+/// The answer to a form sent with htmx: the parts a change touched, read again.
+#[derive(Template)]
+#[template(path = "ticket_parts.html")]
+struct TicketParts {
+    shell: Shell,
+    /// True: htmx swaps each part in for the element of the same id, wherever it is.
+    oob: bool,
+    fields: Option<FieldsPart>,
+    conversation: Option<ConversationPart>,
+    clocks: Option<ClocksPart>,
+    case: Option<CasePart>,
+    links: Option<LinksPart>,
+    deliveries: Option<DeliveriesPart>,
+}
+
+/// A part of the ticket page that a change from the page can touch.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Fields,
+    Conversation,
+    Clocks,
+    Case,
+    Links,
+    Deliveries,
+}
+
+/// A field change: the fields, the SLA clocks (status, severity, kind and workload move them),
+/// the timeline that records it, and the notifications it may send.
+const CHANGED: &[Part] = &[
+    Part::Fields,
+    Part::Clocks,
+    Part::Conversation,
+    Part::Deliveries,
+];
+/// A reply: the conversation, and the fields, whose forms must send the version it moved.
+const COMMENTED: &[Part] = &[Part::Conversation, Part::Fields];
+/// An escalation: the tier, team and assignee, the AWS case it may open, the timeline and the
+/// notifications.
+const ESCALATED: &[Part] = &[
+    Part::Fields,
+    Part::Case,
+    Part::Conversation,
+    Part::Deliveries,
+];
+/// A link added or removed: the links, the fields, the timeline.
+const LINKED: &[Part] = &[Part::Links, Part::Fields, Part::Conversation];
+
+/// The part a form lives in, which shows why a change it sent was refused, with what was typed
+/// where the part keeps it.
+enum Home {
+    Fields,
+    Conversation { draft: String, internal: bool },
+    Links { target: String },
 }
 
 /// Staff read the timeline, signals, clocks and AWS case; a requester reads the portal's view.
@@ -363,6 +430,7 @@ async fn fields_part(state: &AppState, actor: &Actor, id: i64) -> Result<FieldsP
         me: actor.identity().to_owned(),
         incident_reviews,
         tier: clock.as_ref().and_then(|c| tier(desk, c)),
+        error: None,
         t,
     })
 }
@@ -393,6 +461,9 @@ async fn conversation_part(
             })
             .collect(),
         timeline: timeline(&history),
+        error: None,
+        draft: String::new(),
+        internal: false,
     })
 }
 
@@ -467,6 +538,8 @@ async fn links_part(state: &AppState, actor: &Actor, id: i64) -> Result<LinksPar
                 }
             })
             .collect(),
+        error: None,
+        target: String::new(),
     })
 }
 
@@ -556,6 +629,7 @@ async fn ticket_page(
     let page = TicketPage {
         shell: visit.at(section).shell,
         error,
+        oob: false,
         fields,
         conversation,
         clocks,
@@ -576,20 +650,85 @@ pub async fn show(
     ticket_page(&state, visit, id, StatusCode::OK, None).await
 }
 
-/// After a change: back to the ticket page, or the page again with the reason it failed.
-async fn done(
-    state: &AppState,
-    visit: Visit,
-    id: i64,
-    result: opsdesk_core::Result<()>,
-) -> Result<Response, PageError> {
-    match result {
-        Ok(()) => Ok(Redirect::to(&format!("/tickets/{}", Ticket::key_for(id))).into_response()),
-        Err(e) => {
-            let (status, text) = message(&e.into());
-            ticket_page(state, visit, id, status, Some(text)).await
+impl TicketParts {
+    fn none(shell: Shell) -> TicketParts {
+        TicketParts {
+            shell,
+            oob: true,
+            fields: None,
+            conversation: None,
+            clocks: None,
+            case: None,
+            links: None,
+            deliveries: None,
         }
     }
+}
+
+/// The answer to a change sent from the page. Without htmx: back to the page (post, redirect,
+/// get), or the page again with the reason it was refused. With htmx: the parts the change
+/// touched, or, refused, the part its form lives in with the reason; htmx swaps only 2xx
+/// answers in, so a refusal goes out as 200 with the reason inside the part.
+async fn answer(
+    state: &AppState,
+    visit: Visit,
+    htmx: bool,
+    id: i64,
+    result: opsdesk_core::Result<()>,
+    home: Home,
+    touched: &[Part],
+) -> Result<Response, PageError> {
+    let refusal = result.err().map(|e| message(&e.into()));
+    if !htmx {
+        return match refusal {
+            None => Ok(Redirect::to(&format!("/tickets/{}", Ticket::key_for(id))).into_response()),
+            Some((status, text)) => ticket_page(state, visit, id, status, Some(text)).await,
+        };
+    }
+    let Visit { actor, shell } = visit;
+    let actor = &actor;
+    let mut parts = TicketParts::none(shell);
+    if let Some((_, reason)) = refusal {
+        match home {
+            Home::Fields => {
+                let mut part = fields_part(state, actor, id).await?;
+                part.error = Some(reason);
+                parts.fields = Some(part);
+            }
+            Home::Conversation { draft, internal } => {
+                let mut part = conversation_part(state, actor, id).await?;
+                part.error = Some(reason);
+                part.draft = draft;
+                part.internal = internal;
+                parts.conversation = Some(part);
+            }
+            Home::Links { target } => {
+                let mut part = links_part(state, actor, id).await?;
+                part.error = Some(reason);
+                part.target = target;
+                parts.links = Some(part);
+            }
+        }
+        return Ok(render(StatusCode::OK, parts));
+    }
+    for part in touched {
+        match part {
+            Part::Fields => parts.fields = Some(fields_part(state, actor, id).await?),
+            Part::Conversation => {
+                parts.conversation = Some(conversation_part(state, actor, id).await?)
+            }
+            Part::Clocks => parts.clocks = Some(clocks_part(state, actor, id).await?),
+            Part::Case => parts.case = Some(case_part(state, actor, id).await?),
+            Part::Links => parts.links = Some(links_part(state, actor, id).await?),
+            Part::Deliveries => parts.deliveries = Some(deliveries_part(state, actor, id).await?),
+        }
+    }
+    Ok(render(StatusCode::OK, parts))
+}
+
+/// Whether htmx sent the request, to be answered with parts of the page.
+fn from_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
 }
 
 fn stamp(t: &chrono::DateTime<chrono::Utc>) -> (String, String) {
@@ -765,6 +904,7 @@ pub async fn change(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<ChangeForm>,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
@@ -778,7 +918,8 @@ pub async fn change(
             .map(|_| ()),
         Err(e) => Err(e.into()),
     };
-    done(&state, visit, ticket, result).await
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, Home::Fields, CHANGED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -794,11 +935,13 @@ pub async fn comment(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<CommentForm>,
 ) -> Result<Response, PageError> {
+    let internal = form.visibility == "internal";
     let input = NewComment {
         body: lines(&form.body),
-        public: form.visibility != "internal",
+        public: !internal,
     };
     let ticket = ticket_id(&id)?;
     let result = state
@@ -806,7 +949,12 @@ pub async fn comment(
         .add_comment(&visit.actor, ticket, input)
         .await
         .map(|_| ());
-    done(&state, visit, ticket, result).await
+    let home = Home::Conversation {
+        draft: form.body,
+        internal,
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, COMMENTED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -821,6 +969,7 @@ pub async fn escalate(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<EscalateForm>,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
@@ -843,7 +992,8 @@ pub async fn escalate(
         }
         Err(e) => Err(e.into()),
     };
-    done(&state, visit, ticket, result).await
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, Home::Fields, ESCALATED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -860,6 +1010,7 @@ pub async fn add_link(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
@@ -867,7 +1018,7 @@ pub async fn add_link(
         Some(kind) => {
             let input = NewLink {
                 kind,
-                target: form.target,
+                target: form.target.clone(),
             };
             state
                 .desk
@@ -881,13 +1032,18 @@ pub async fn add_link(
         )
         .into()),
     };
-    done(&state, visit, ticket, result).await
+    let home = Home::Links {
+        target: form.target,
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, LINKED).await
 }
 
 pub async fn remove_link(
     State(state): State<AppState>,
     visit: Visit,
     Path((id, link)): Path<(String, i64)>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
     let result = state
@@ -895,5 +1051,9 @@ pub async fn remove_link(
         .remove_link(&visit.actor, ticket, link)
         .await
         .map(|_| ());
-    done(&state, visit, ticket, result).await
+    let home = Home::Links {
+        target: String::new(),
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, LINKED).await
 }
