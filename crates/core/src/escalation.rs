@@ -414,6 +414,22 @@ impl Desk {
             self.db().support_case(id).await?,
         ))
     }
+
+    /// A ticket's stored clock alone (SLA due times, escalation tier), for staff.
+    pub async fn ticket_clock(&self, actor: &Actor, id: i64) -> Result<Option<TicketClock>> {
+        // Escalation tiers name teams and policies: inventory, as in `ticket_clocks`.
+        actor.require(opsdesk_domain::Permission::ReadInventory)?;
+        self.ticket(actor, id).await?;
+        Ok(self.db().ticket_clock(id).await?)
+    }
+
+    /// A ticket's AWS Support case alone, for staff.
+    pub async fn ticket_case(&self, actor: &Actor, id: i64) -> Result<Option<SupportCaseRecord>> {
+        // The case names the AWS account and its account team: inventory, not for requesters.
+        actor.require(opsdesk_domain::Permission::ReadInventory)?;
+        self.ticket(actor, id).await?;
+        Ok(self.db().support_case(id).await?)
+    }
 }
 
 /// The AWS account a ticket's case goes to: the one asked for, else the first of the accounts

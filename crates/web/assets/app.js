@@ -40,5 +40,6 @@
 
   function enhance(root) { localTimes(root); selectAll(root); fileFills(root); }
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
-  document.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
+  // Every element htmx swaps in, out of band too, brings its own times.
+  document.addEventListener("htmx:load", function (e) { localTimes(e.target); });
 })();

@@ -144,6 +144,14 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// Whether the page still holds the mark left on it: no navigation has loaded another since.
+async fn same_page(c: &Client) -> bool {
+    c.execute("return window.samePage === true", vec![])
+        .await
+        .unwrap()
+        == json!(true)
+}
+
 async fn sign_in(c: &Client, s: &TestServer, email: &str) {
     c.goto(&s.url("/login")).await.unwrap();
     fill(c, "#email", email).await;
@@ -312,7 +320,9 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
         .await
         .unwrap();
 
-    // Acknowledge, comment, escalate and resolve.
+    // Acknowledge, comment, escalate and resolve: htmx swaps in the parts each changes, so the
+    // page is never loaded again and a mark left on it stays.
+    c.execute("window.samePage = true", vec![]).await.unwrap();
     click(&c, "#acknowledge").await;
     wait_text(&c, "#field-status", |t| t == "acknowledged").await;
     fill(&c, "#comment-body", "Grew the volume to **200 GiB**.").await;
@@ -321,10 +331,29 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
         t.contains("Grew the volume to 200 GiB.")
     })
     .await;
+    assert!(same_page(&c).await, "the reply reloaded the page");
+    let draft = c
+        .find(Locator::Css("#comment-body"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(draft.as_deref(), Some(""), "the reply box is cleared");
+    let local = c
+        .find(Locator::Css("#comments li:last-child time"))
+        .await
+        .unwrap()
+        .attr("data-local")
+        .await
+        .unwrap();
+    assert_eq!(local.as_deref(), Some("1"), "the new reply's time is local");
+    wait_text(&c, "#timeline", |t| t.contains("commented")).await;
     fill(&c, "#escalate-reason", "needs the database team").await;
     click(&c, "#escalate").await;
     wait_text(&c, "#field-tier", |t| t.contains("L2")).await;
     assert!(c.find(Locator::Css("#page-error")).await.is_err());
+    assert!(c.find(Locator::Css("#fields-error")).await.is_err());
     // Inline edit: the title loses its markup.
     click(&c, "details.wide summary").await;
     fill(&c, "#edit-title", "Disk full on db-1").await;
@@ -336,6 +365,7 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     .await;
     click(&c, "#resolve").await;
     wait_text(&c, "#field-status", |t| t == "resolved").await;
+    assert!(same_page(&c).await, "a change reloaded the page");
 
     // The timeline shows each step, who took it, and what changed.
     let timeline = text(&c, "#timeline").await;

@@ -1,5 +1,6 @@
 //! The web app's pages over HTTP: security headers, CSRF, role checks identical to the API,
-//! stale versions, escaping, bulk actions and the similar-request hint.
+//! stale versions, escaping, the ticket page's parts swapped in by htmx, bulk actions and the
+//! similar-request hint.
 
 use opsdesk_domain::Role;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION};
@@ -11,6 +12,7 @@ use crate::common::{add_local_user, around_now, on_both_backends, Backend, TestS
 on_both_backends!(
     pages_are_protected_and_refuse_what_the_api_refuses,
     ticket_page_changes_need_the_version_shown,
+    ticket_page_forms_sent_with_htmx_swap_only_the_parts_they_change,
     queue_filters_pages_and_bulk_actions,
     first_admin_account_is_made_in_the_browser_on_a_new_database,
     admins_manage_people_teams_tokens_and_workloads,
@@ -471,6 +473,249 @@ async fn ticket_page_changes_need_the_version_shown(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body.contains("no escalation policy applies"), "{body}");
+    s.stop().await;
+}
+
+/// Posts a form as htmx does (with `HX-Request`); returns the status and the answer.
+async fn post_htmx(
+    s: &TestServer,
+    b: &reqwest::Client,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let r = b
+        .post(s.url(path))
+        .header("hx-request", "true")
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn version_of(s: &TestServer, key: &str) -> String {
+    s.get(&format!("/api/v1/tickets/{key}")).await.body["version"].to_string()
+}
+
+/// The part of an htmx answer swapped in for the element `id`: from its opening tag to the next
+/// part's.
+fn part<'a>(answer: &'a str, id: &str) -> &'a str {
+    let oob = r#"hx-swap-oob="true""#;
+    let own = format!(r#"id="{id}" {oob}"#);
+    let at = answer
+        .find(&own)
+        .unwrap_or_else(|| panic!("no part {id} in {answer}"));
+    let start = answer[..at].rfind('<').unwrap();
+    let after = at + own.len();
+    let end = answer[after..]
+        .find(oob)
+        .and_then(|next| answer[..after + next].rfind('<'))
+        .unwrap_or(answer.len());
+    &answer[start..end]
+}
+
+async fn ticket_page_forms_sent_with_htmx_swap_only_the_parts_they_change(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    add_local_user(&desk, "rita@example.com", Role::Requester).await;
+    desk.db().close().await;
+    let t = s
+        .ticket(
+            json!({"title": "Checkout errors", "kind": "incident", "severity": "SEV3",
+                       "requester": "rita@example.com"}),
+        )
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let (agent, csrf) = signed_in(&s, "ana@example.com").await;
+    let page = format!("/tickets/{key}");
+    let comments = format!("/tickets/{key}/comments");
+    let change = format!("/tickets/{key}/change");
+
+    // Without script, a reply and a change still post, redirect and show on the page.
+    let (status, location, _) = post_form(
+        &s,
+        &agent,
+        &comments,
+        &[("csrf", &csrf), ("body", "Looking into it")],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, page.as_str())
+    );
+    let v = version_of(&s, &key).await;
+    let (status, location, _) = post_form(
+        &s,
+        &agent,
+        &change,
+        &[("csrf", &csrf), ("version", &v), ("severity", "SEV2")],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, page.as_str())
+    );
+    let html = s.page(&agent, &page).await;
+    assert!(
+        html.contains("<html") && html.contains("Looking into it"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="field-severity">SEV2</span>"#),
+        "{html}"
+    );
+    assert!(html.contains("default-sev2 (always)"), "the clocks: {html}");
+    assert!(
+        !html.contains("hx-swap-oob"),
+        "the page lays its parts out: {html}"
+    );
+
+    // With htmx, a reply answers with the conversation, its box empty, and the fields, whose
+    // forms must send the version the reply moved; not the clocks, which it leaves alone.
+    let (status, answer) = post_htmx(
+        &s,
+        &agent,
+        &comments,
+        &[
+            ("csrf", &csrf),
+            ("body", "Rolled back **v42**"),
+            ("visibility", "internal"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(!answer.contains("<html"), "{answer}");
+    let conversation = part(&answer, "ticket-conversation");
+    assert!(
+        conversation.contains("Rolled back <strong>v42</strong>")
+            && conversation.contains("internal note")
+            && conversation
+                .contains(r#"<textarea id="comment-body" name="body" required></textarea>"#),
+        "{conversation}"
+    );
+    assert!(
+        conversation.contains("commented"),
+        "the timeline: {conversation}"
+    );
+    assert!(
+        !answer.contains("ticket-clocks") && !answer.contains("h-sla"),
+        "{answer}"
+    );
+    let v = version_of(&s, &key).await;
+    assert!(
+        part(&answer, "ticket-edit").contains(&format!(r#"name="version" value="{v}""#)),
+        "{answer}"
+    );
+
+    // A field change answers with the fields and the clocks it moved, and the timeline.
+    let (status, answer) = post_htmx(
+        &s,
+        &agent,
+        &change,
+        &[
+            ("csrf", &csrf),
+            ("version", &v),
+            ("severity", "SEV1"),
+            ("assignee", "ana@example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(!answer.contains("<html"), "{answer}");
+    assert!(answer.contains(&format!("<title>{key} Checkout errors · opsdesk</title>")));
+    let fields = part(&answer, "ticket-fields");
+    assert!(
+        fields.contains(r#"id="field-severity">SEV1</span>"#)
+            && fields.contains(r#"id="field-assignee">ana@example.com</dd>"#),
+        "{fields}"
+    );
+    assert!(
+        part(&answer, "ticket-edit").contains(r#"<option value="SEV1" selected>"#),
+        "{answer}"
+    );
+    let clocks = part(&answer, "ticket-clocks");
+    assert!(clocks.contains("default-sev1 (always)"), "{clocks}");
+    let conversation = part(&answer, "ticket-conversation");
+    assert!(
+        conversation.contains("severity:") && conversation.contains("<ins>SEV1</ins>"),
+        "{conversation}"
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{key}")).await.body["severity"],
+        "SEV1"
+    );
+
+    // A refused change comes back inside the part its form lives in, as 200 for htmx to swap.
+    let (status, answer) = post_htmx(
+        &s,
+        &agent,
+        &change,
+        &[("csrf", &csrf), ("version", &v), ("severity", "SEV4")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        !answer.contains("<html") && !answer.contains("page-error"),
+        "{answer}"
+    );
+    let edit = part(&answer, "ticket-edit");
+    assert!(
+        edit.contains(r#"id="fields-error""#) && edit.contains("read it again"),
+        "{edit}"
+    );
+    assert!(
+        part(&answer, "ticket-fields").contains(r#"id="field-severity">SEV1</span>"#),
+        "the ticket as it is now: {answer}"
+    );
+    assert!(!answer.contains("ticket-clocks"), "{answer}");
+    assert_eq!(
+        s.get(&format!("/api/v1/tickets/{key}")).await.body["severity"],
+        "SEV1"
+    );
+    let (status, answer) = post_htmx(
+        &s,
+        &agent,
+        &format!("/tickets/{key}/links"),
+        &[("csrf", &csrf), ("kind", "relates_to"), ("target", &key)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let links = part(&answer, "ticket-links");
+    assert!(
+        links.contains(r#"id="links-error""#)
+            && links.contains("a ticket cannot link to itself")
+            && links.contains(&format!(r#"name="target" value="{key}""#)),
+        "{links}"
+    );
+    // A requester's internal note is refused inside the conversation, the draft kept; the
+    // portal's conversation has no timeline.
+    let (rita, rita_csrf) = signed_in(&s, "rita@example.com").await;
+    let (status, answer) = post_htmx(
+        &s,
+        &rita,
+        &comments,
+        &[
+            ("csrf", &rita_csrf),
+            ("body", "psst <b>x</b>"),
+            ("visibility", "internal"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let conversation = part(&answer, "ticket-conversation");
+    assert!(
+        conversation.contains(r#"id="conversation-error""#)
+            && conversation.contains("a requester&#39;s comments are public")
+            && conversation.contains("required>psst &#60;b&#62;x&#60;/b&#62;</textarea>"),
+        "{conversation}"
+    );
+    assert!(
+        !conversation.contains("Rolled back") && !conversation.contains("h-timeline"),
+        "{conversation}"
+    );
+    let listed = s.get(&format!("/api/v1/tickets/{key}/comments")).await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     s.stop().await;
 }
 

@@ -1,17 +1,20 @@
-//! A ticket's page (fields, actions, conversation, SLA clocks, AWS case, signals, timeline of
-//! its audit history and notifications) and the new request form.
+//! A ticket's page and the new request form. The page is laid out from parts (its fields with
+//! the forms that change them, the conversation with the timeline of its audit history, SLA
+//! clocks, AWS case, links, signals, notifications), each its own template read by its own
+//! loader; a form sent with htmx is answered with the parts its change touched.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use opsdesk_core::{Actor, Desk};
 use opsdesk_domain::audit::AuditRecord;
 use opsdesk_domain::escalation::EscalateTo;
 use opsdesk_domain::intake::Intake;
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Kind, LinkKind, Permission, Severity, Status, Ticket};
-use opsdesk_store::OutboxFilter;
+use opsdesk_store::{OutboxFilter, TicketClock};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -156,7 +159,7 @@ pub async fn create(
     }
 }
 
-// ---- the ticket page ----
+// ---- the ticket page: parts that htmx swaps one at a time, which the full page lays out ----
 
 struct CommentView {
     author: String,
@@ -231,11 +234,10 @@ struct DeliveryView {
     last_error: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "ticket.html")]
-struct TicketPage {
-    shell: Shell,
-    error: Option<String>,
+/// The ticket's own fields: its title, its description with the forms that change it, and the
+/// details beside them. Every change from the page moves the ticket's version, which these
+/// forms send back, so every htmx answer carries this part.
+struct FieldsPart {
     t: Ticket,
     created: (String, String),
     updated: (String, String),
@@ -243,19 +245,490 @@ struct TicketPage {
     next_statuses: Vec<String>,
     severities: Vec<Choice>,
     kinds: Vec<Choice>,
-    comments: Vec<CommentView>,
-    timeline: Vec<HistoryEntry>,
-    links: Vec<LinkView>,
-    clocks: Vec<ClockView>,
-    sla_policy: Option<String>,
-    tier: Option<String>,
-    case: Option<CaseView>,
-    occurrences: Vec<OccurrenceView>,
-    signals: Vec<SignalView>,
-    deliveries: Vec<DeliveryView>,
+    /// The reader, for "Assign to me".
     me: String,
     /// The post-incident reviews of this incident.
     incident_reviews: Vec<i64>,
+    tier: Option<String>,
+    /// Why a change sent from this part's forms was refused.
+    error: Option<String>,
+}
+
+/// The replies and internal notes with the reply form, and, for staff, the timeline of the
+/// ticket's audit trail.
+struct ConversationPart {
+    key: String,
+    comments: Vec<CommentView>,
+    timeline: Vec<HistoryEntry>,
+    error: Option<String>,
+    /// A refused reply as it was typed, with its visibility, to send again.
+    draft: String,
+    internal: bool,
+}
+
+/// The SLA clocks of the policy that covers the ticket, if one does.
+struct ClocksPart {
+    policy: Option<String>,
+    rows: Vec<ClockView>,
+}
+
+struct CasePart {
+    aws: Option<CaseView>,
+}
+
+struct LinksPart {
+    key: String,
+    rows: Vec<LinkView>,
+    error: Option<String>,
+    /// The ticket a refused link named, as it was typed.
+    target: String,
+}
+
+struct SignalsPart {
+    occurrences: Vec<OccurrenceView>,
+    latest: Vec<SignalView>,
+}
+
+/// The notifications the ticket caused, newest first.
+struct DeliveriesPart {
+    rows: Vec<DeliveryView>,
+}
+
+/// The whole page: every part where it belongs.
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    shell: Shell,
+    /// Why a form posted without htmx was refused.
+    error: Option<String>,
+    /// False: the parts are laid out by the page, not swapped in.
+    oob: bool,
+    fields: FieldsPart,
+    conversation: ConversationPart,
+    clocks: ClocksPart,
+    case: CasePart,
+    links: LinksPart,
+    signals: SignalsPart,
+    deliveries: DeliveriesPart,
+}
+
+/// The answer to a form sent with htmx: the parts a change touched, read again.
+#[derive(Template)]
+#[template(path = "ticket_parts.html")]
+struct TicketParts {
+    shell: Shell,
+    /// True: htmx swaps each part in for the element of the same id, wherever it is.
+    oob: bool,
+    fields: Option<FieldsPart>,
+    conversation: Option<ConversationPart>,
+    clocks: Option<ClocksPart>,
+    case: Option<CasePart>,
+    links: Option<LinksPart>,
+    deliveries: Option<DeliveriesPart>,
+}
+
+/// A part of the ticket page that a change from the page can touch.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Fields,
+    Conversation,
+    Clocks,
+    Case,
+    Links,
+    Deliveries,
+}
+
+/// A field change: the fields, the SLA clocks (status, severity, kind and workload move them),
+/// the timeline that records it, and the notifications it may send.
+const CHANGED: &[Part] = &[
+    Part::Fields,
+    Part::Clocks,
+    Part::Conversation,
+    Part::Deliveries,
+];
+/// A reply: the conversation, and the fields, whose forms must send the version it moved.
+const COMMENTED: &[Part] = &[Part::Conversation, Part::Fields];
+/// An escalation: the tier, team and assignee, the AWS case it may open, the timeline and the
+/// notifications.
+const ESCALATED: &[Part] = &[
+    Part::Fields,
+    Part::Case,
+    Part::Conversation,
+    Part::Deliveries,
+];
+/// A link added or removed: the links, the fields, the timeline.
+const LINKED: &[Part] = &[Part::Links, Part::Fields, Part::Conversation];
+
+/// The part a form lives in, which shows why a change it sent was refused, with what was typed
+/// where the part keeps it.
+enum Home {
+    Fields,
+    Conversation { draft: String, internal: bool },
+    Links { target: String },
+}
+
+/// Staff read the timeline, signals, clocks and AWS case; a requester reads the portal's view.
+fn staff(actor: &Actor) -> bool {
+    actor.role.allows(Permission::ReadInventory)
+}
+
+/// The escalation tier as people read it: `L2 (tier 2 of standard)`.
+fn tier(desk: &Desk, clock: &TicketClock) -> Option<String> {
+    let policy = clock.escalation_policy.as_deref()?;
+    let name = clock.tier.and_then(|n| {
+        let p = desk
+            .escalation_settings()
+            .policies
+            .iter()
+            .find(|p| p.name == policy)?;
+        p.tiers
+            .get(usize::try_from(n).ok()?)
+            .map(|t| t.name.clone())
+    });
+    Some(match (clock.tier, name) {
+        (Some(n), Some(name)) => format!("{name} (tier {} of {policy})", n + 1),
+        (Some(n), None) => format!("tier {} of {policy}", n + 1),
+        (None, _) => format!("{policy}, not escalated yet"),
+    })
+}
+
+/// Reading the ticket first, this refuses a ticket the actor may not see.
+async fn fields_part(state: &AppState, actor: &Actor, id: i64) -> Result<FieldsPart, PageError> {
+    let desk = &state.desk;
+    let t = desk.ticket(actor, id).await?;
+    let clock = if staff(actor) {
+        desk.ticket_clock(actor, id).await?
+    } else {
+        None
+    };
+    let incident_reviews = if staff(actor) && t.kind == Kind::Incident {
+        let query = opsdesk_core::readiness::ReviewQuery {
+            ticket: Some(id),
+            kind: Some(opsdesk_core::readiness::ReviewKind::PostIncident),
+            ..Default::default()
+        };
+        desk.list_reviews(actor, &query)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(FieldsPart {
+        created: stamp(&t.created_at),
+        updated: stamp(&t.updated_at),
+        description_html: markdown::to_html(&t.description),
+        next_statuses: t
+            .status
+            .next()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        severities: severity_choices(Some(t.severity)),
+        kinds: kind_choices(Some(t.kind)),
+        me: actor.identity().to_owned(),
+        incident_reviews,
+        tier: clock.as_ref().and_then(|c| tier(desk, c)),
+        error: None,
+        t,
+    })
+}
+
+async fn conversation_part(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+) -> Result<ConversationPart, PageError> {
+    let desk = &state.desk;
+    let comments = desk.comments(actor, id).await?;
+    // The audit trail holds internal notes: not for requesters.
+    let history = if staff(actor) {
+        desk.history(actor, id).await?
+    } else {
+        Vec::new()
+    };
+    Ok(ConversationPart {
+        key: Ticket::key_for(id),
+        comments: comments
+            .iter()
+            .map(|c| CommentView {
+                author: c.author.clone(),
+                iso: iso(&c.created_at),
+                when: when(&c.created_at),
+                html: markdown::to_html(&c.body),
+                public: c.public,
+            })
+            .collect(),
+        timeline: timeline(&history),
+        error: None,
+        draft: String::new(),
+        internal: false,
+    })
+}
+
+async fn clocks_part(state: &AppState, actor: &Actor, id: i64) -> Result<ClocksPart, PageError> {
+    let sla = match state.desk.ticket_sla(actor, id, None).await {
+        Ok(sla) => sla,
+        // A ticket no SLA policy covers has no clocks to show.
+        Err(opsdesk_core::Error::NotFound(_)) => {
+            return Ok(ClocksPart {
+                policy: None,
+                rows: Vec::new(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rows = [
+        ("First response", &sla.first_response),
+        ("Resolution", &sla.resolution),
+    ]
+    .into_iter()
+    .map(|(name, d)| ClockView {
+        name,
+        state: d.state.as_str().to_owned(),
+        due: d.due_at.as_ref().map(stamp),
+        left: span(d.left_seconds as f64),
+        warning: d.warning,
+    })
+    .collect();
+    Ok(ClocksPart {
+        policy: Some(format!("{} ({})", sla.policy, sla.calendar)),
+        rows,
+    })
+}
+
+async fn case_part(state: &AppState, actor: &Actor, id: i64) -> Result<CasePart, PageError> {
+    let case = if staff(actor) {
+        state.desk.ticket_case(actor, id).await?
+    } else {
+        None
+    };
+    Ok(CasePart {
+        aws: case.map(|c| CaseView {
+            account: c.account_id,
+            state: c.state,
+            display_id: c.display_id,
+            severity: c.severity.unwrap_or(c.requested_severity),
+            aws_status: c.aws_status,
+            detail: c.detail,
+        }),
+    })
+}
+
+async fn links_part(state: &AppState, actor: &Actor, id: i64) -> Result<LinksPart, PageError> {
+    let links = state.desk.links(actor, id).await?;
+    Ok(LinksPart {
+        key: Ticket::key_for(id),
+        rows: links
+            .iter()
+            .map(|l| {
+                let (kind, other) = if l.source_id == id {
+                    (l.kind.as_str().replace('_', " "), l.target_id)
+                } else {
+                    (
+                        format!("{} (from)", l.kind.as_str().replace('_', " ")),
+                        l.source_id,
+                    )
+                };
+                LinkView {
+                    id: l.id,
+                    kind,
+                    other: Ticket::key_for(other),
+                }
+            })
+            .collect(),
+        error: None,
+        target: String::new(),
+    })
+}
+
+async fn signals_part(state: &AppState, actor: &Actor, id: i64) -> Result<SignalsPart, PageError> {
+    let (correlations, signals) = if staff(actor) {
+        state.desk.ticket_signals(actor, id).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Ok(SignalsPart {
+        occurrences: correlations
+            .iter()
+            .map(|c| OccurrenceView {
+                source: c.source.clone(),
+                dedup_key: c.dedup_key.clone(),
+                occurrences: c.occurrences,
+                first_seen: stamp(&c.first_seen_at),
+                last_seen: stamp(&c.last_seen_at),
+                flapping: c.flapping,
+            })
+            .collect(),
+        latest: signals
+            .iter()
+            .take(20)
+            .map(|s| SignalView {
+                iso: iso(&s.received_at),
+                when: when(&s.received_at),
+                source: s.source.clone(),
+                state: s.state.clone(),
+                title: s.title.clone(),
+            })
+            .collect(),
+    })
+}
+
+async fn deliveries_part(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+) -> Result<DeliveriesPart, PageError> {
+    let deliveries = if actor.role.allows(Permission::WriteTickets) {
+        let filter = OutboxFilter {
+            state: None,
+            ticket_id: Some(id),
+            limit: 50,
+        };
+        state.desk.deliveries(actor, &filter).await?
+    } else {
+        Vec::new()
+    };
+    Ok(DeliveriesPart {
+        rows: deliveries
+            .into_iter()
+            .map(|d| DeliveryView {
+                iso: iso(&d.created_at),
+                when: when(&d.created_at),
+                event: d.event,
+                channel: d.channel,
+                state: d.state,
+                attempts: d.attempts,
+                last_error: d.last_error,
+            })
+            .collect(),
+    })
+}
+
+async fn ticket_page(
+    state: &AppState,
+    visit: Visit,
+    id: i64,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let actor = &visit.actor;
+    let fields = fields_part(state, actor, id).await?;
+    let conversation = conversation_part(state, actor, id).await?;
+    let clocks = clocks_part(state, actor, id).await?;
+    let case = case_part(state, actor, id).await?;
+    let links = links_part(state, actor, id).await?;
+    let signals = signals_part(state, actor, id).await?;
+    let deliveries = deliveries_part(state, actor, id).await?;
+    let section = if visit.shell.portal {
+        "dashboard"
+    } else {
+        "tickets"
+    };
+    let page = TicketPage {
+        shell: visit.at(section).shell,
+        error,
+        oob: false,
+        fields,
+        conversation,
+        clocks,
+        case,
+        links,
+        signals,
+        deliveries,
+    };
+    Ok(render(status, page))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = ticket_id(&id)?;
+    ticket_page(&state, visit, id, StatusCode::OK, None).await
+}
+
+impl TicketParts {
+    fn none(shell: Shell) -> TicketParts {
+        TicketParts {
+            shell,
+            oob: true,
+            fields: None,
+            conversation: None,
+            clocks: None,
+            case: None,
+            links: None,
+            deliveries: None,
+        }
+    }
+}
+
+/// The answer to a change sent from the page. Without htmx: back to the page (post, redirect,
+/// get), or the page again with the reason it was refused. With htmx: the parts the change
+/// touched, or, refused, the part its form lives in with the reason; htmx swaps only 2xx
+/// answers in, so a refusal goes out as 200 with the reason inside the part.
+async fn answer(
+    state: &AppState,
+    visit: Visit,
+    htmx: bool,
+    id: i64,
+    result: opsdesk_core::Result<()>,
+    home: Home,
+    touched: &[Part],
+) -> Result<Response, PageError> {
+    let refusal = result.err().map(|e| message(&e.into()));
+    if !htmx {
+        return match refusal {
+            None => Ok(Redirect::to(&format!("/tickets/{}", Ticket::key_for(id))).into_response()),
+            Some((status, text)) => ticket_page(state, visit, id, status, Some(text)).await,
+        };
+    }
+    let Visit { actor, shell } = visit;
+    let actor = &actor;
+    let mut parts = TicketParts::none(shell);
+    if let Some((_, reason)) = refusal {
+        match home {
+            Home::Fields => {
+                let mut part = fields_part(state, actor, id).await?;
+                part.error = Some(reason);
+                parts.fields = Some(part);
+            }
+            Home::Conversation { draft, internal } => {
+                let mut part = conversation_part(state, actor, id).await?;
+                part.error = Some(reason);
+                part.draft = draft;
+                part.internal = internal;
+                parts.conversation = Some(part);
+            }
+            Home::Links { target } => {
+                let mut part = links_part(state, actor, id).await?;
+                part.error = Some(reason);
+                part.target = target;
+                parts.links = Some(part);
+            }
+        }
+        return Ok(render(StatusCode::OK, parts));
+    }
+    for part in touched {
+        match part {
+            Part::Fields => parts.fields = Some(fields_part(state, actor, id).await?),
+            Part::Conversation => {
+                parts.conversation = Some(conversation_part(state, actor, id).await?)
+            }
+            Part::Clocks => parts.clocks = Some(clocks_part(state, actor, id).await?),
+            Part::Case => parts.case = Some(case_part(state, actor, id).await?),
+            Part::Links => parts.links = Some(links_part(state, actor, id).await?),
+            Part::Deliveries => parts.deliveries = Some(deliveries_part(state, actor, id).await?),
+        }
+    }
+    Ok(render(StatusCode::OK, parts))
+}
+
+/// Whether htmx sent the request, to be answered with parts of the page.
+fn from_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
 }
 
 fn stamp(t: &chrono::DateTime<chrono::Utc>) -> (String, String) {
@@ -345,218 +818,6 @@ fn timeline(history: &[AuditRecord]) -> Vec<HistoryEntry> {
         .collect()
 }
 
-async fn ticket_page(
-    state: &AppState,
-    visit: Visit,
-    raw_id: &str,
-    status: StatusCode,
-    error: Option<String>,
-) -> Result<Response, PageError> {
-    let desk = &state.desk;
-    let actor = &visit.actor;
-    let id = ticket_id(raw_id)?;
-    let t = desk.ticket(actor, id).await?;
-    let staff = !visit.shell.portal;
-    let comments = desk.comments(actor, id).await?;
-    let history = if staff {
-        desk.history(actor, id).await?
-    } else {
-        Vec::new()
-    };
-    let links = desk.links(actor, id).await?;
-    let (correlations, signals) = if staff {
-        desk.ticket_signals(actor, id).await?
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let (clock, case) = if staff {
-        desk.ticket_clocks(actor, id).await?
-    } else {
-        (None, None)
-    };
-    // A ticket no SLA policy covers has no clocks to show.
-    let sla = desk.ticket_sla(actor, id, None).await.ok();
-    let deliveries = if actor.role.allows(Permission::WriteTickets) {
-        let filter = OutboxFilter {
-            state: None,
-            ticket_id: Some(id),
-            limit: 50,
-        };
-        desk.deliveries(actor, &filter).await?
-    } else {
-        Vec::new()
-    };
-
-    let mut clocks = Vec::new();
-    if let Some(sla) = &sla {
-        for (name, d) in [
-            ("First response", &sla.first_response),
-            ("Resolution", &sla.resolution),
-        ] {
-            clocks.push(ClockView {
-                name,
-                state: d.state.as_str().to_owned(),
-                due: d.due_at.as_ref().map(stamp),
-                left: span(d.left_seconds as f64),
-                warning: d.warning,
-            });
-        }
-    }
-    let incident_reviews = if staff && t.kind == Kind::Incident {
-        let query = opsdesk_core::readiness::ReviewQuery {
-            ticket: Some(id),
-            kind: Some(opsdesk_core::readiness::ReviewKind::PostIncident),
-            ..Default::default()
-        };
-        desk.list_reviews(actor, &query)
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let page = TicketPage {
-        error,
-        created: stamp(&t.created_at),
-        updated: stamp(&t.updated_at),
-        description_html: markdown::to_html(&t.description),
-        next_statuses: t
-            .status
-            .next()
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect(),
-        severities: severity_choices(Some(t.severity)),
-        kinds: kind_choices(Some(t.kind)),
-        comments: comments
-            .iter()
-            .map(|c| CommentView {
-                author: c.author.clone(),
-                iso: iso(&c.created_at),
-                when: when(&c.created_at),
-                html: markdown::to_html(&c.body),
-                public: c.public,
-            })
-            .collect(),
-        timeline: timeline(&history),
-        links: links
-            .iter()
-            .map(|l| {
-                let (kind, other) = if l.source_id == id {
-                    (l.kind.as_str().replace('_', " "), l.target_id)
-                } else {
-                    (
-                        format!("{} (from)", l.kind.as_str().replace('_', " ")),
-                        l.source_id,
-                    )
-                };
-                LinkView {
-                    id: l.id,
-                    kind,
-                    other: Ticket::key_for(other),
-                }
-            })
-            .collect(),
-        clocks,
-        sla_policy: sla
-            .as_ref()
-            .map(|s| format!("{} ({})", s.policy, s.calendar)),
-        tier: clock.as_ref().and_then(|c| {
-            let policy = c.escalation_policy.as_deref()?;
-            let name = c.tier.and_then(|n| {
-                let p = desk
-                    .escalation_settings()
-                    .policies
-                    .iter()
-                    .find(|p| p.name == policy)?;
-                p.tiers
-                    .get(usize::try_from(n).ok()?)
-                    .map(|t| t.name.clone())
-            });
-            Some(match (c.tier, name) {
-                (Some(n), Some(name)) => format!("{name} (tier {} of {policy})", n + 1),
-                (Some(n), None) => format!("tier {} of {policy}", n + 1),
-                (None, _) => format!("{policy}, not escalated yet"),
-            })
-        }),
-        case: case.map(|c| CaseView {
-            account: c.account_id,
-            state: c.state,
-            display_id: c.display_id,
-            severity: c.severity.unwrap_or(c.requested_severity),
-            aws_status: c.aws_status,
-            detail: c.detail,
-        }),
-        occurrences: correlations
-            .iter()
-            .map(|c| OccurrenceView {
-                source: c.source.clone(),
-                dedup_key: c.dedup_key.clone(),
-                occurrences: c.occurrences,
-                first_seen: stamp(&c.first_seen_at),
-                last_seen: stamp(&c.last_seen_at),
-                flapping: c.flapping,
-            })
-            .collect(),
-        signals: signals
-            .iter()
-            .take(20)
-            .map(|s| SignalView {
-                iso: iso(&s.received_at),
-                when: when(&s.received_at),
-                source: s.source.clone(),
-                state: s.state.clone(),
-                title: s.title.clone(),
-            })
-            .collect(),
-        deliveries: deliveries
-            .into_iter()
-            .map(|d| DeliveryView {
-                iso: iso(&d.created_at),
-                when: when(&d.created_at),
-                event: d.event,
-                channel: d.channel,
-                state: d.state,
-                attempts: d.attempts,
-                last_error: d.last_error,
-            })
-            .collect(),
-        me: actor.identity().to_owned(),
-        incident_reviews,
-        t,
-        shell: visit.at(if staff { "tickets" } else { "dashboard" }).shell,
-    };
-    Ok(render(status, page))
-}
-
-pub async fn show(
-    State(state): State<AppState>,
-    visit: Visit,
-    Path(id): Path<String>,
-) -> Result<Response, PageError> {
-    ticket_page(&state, visit, &id, StatusCode::OK, None).await
-}
-
-/// After a change: back to the ticket page, or the page again with the reason it failed.
-async fn done(
-    state: &AppState,
-    visit: Visit,
-    raw_id: &str,
-    result: opsdesk_core::Result<()>,
-) -> Result<Response, PageError> {
-    match result {
-        Ok(()) => {
-            let id = ticket_id(raw_id)?;
-            Ok(Redirect::to(&format!("/tickets/{}", Ticket::key_for(id))).into_response())
-        }
-        Err(e) => {
-            let (status, text) = message(&e.into());
-            ticket_page(state, visit, raw_id, status, Some(text)).await
-        }
-    }
-}
-
 /// A change from the ticket page's buttons and fields. `version` is the one the page showed:
 /// if the ticket changed since, nothing is written and the page says so. Fields a form sends
 /// unchanged are left out, so only what the person changed is recorded.
@@ -643,6 +904,7 @@ pub async fn change(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<ChangeForm>,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
@@ -656,7 +918,8 @@ pub async fn change(
             .map(|_| ()),
         Err(e) => Err(e.into()),
     };
-    done(&state, visit, &id, result).await
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, Home::Fields, CHANGED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -672,11 +935,13 @@ pub async fn comment(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<CommentForm>,
 ) -> Result<Response, PageError> {
+    let internal = form.visibility == "internal";
     let input = NewComment {
         body: lines(&form.body),
-        public: form.visibility != "internal",
+        public: !internal,
     };
     let ticket = ticket_id(&id)?;
     let result = state
@@ -684,7 +949,12 @@ pub async fn comment(
         .add_comment(&visit.actor, ticket, input)
         .await
         .map(|_| ());
-    done(&state, visit, &id, result).await
+    let home = Home::Conversation {
+        draft: form.body,
+        internal,
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, COMMENTED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -699,27 +969,31 @@ pub async fn escalate(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<EscalateForm>,
 ) -> Result<Response, PageError> {
-    let to = match form.to.as_str() {
-        "next" => EscalateTo::Next,
-        "aws" => EscalateTo::Aws,
-        other => {
-            let e = opsdesk_domain::FieldError::new(
-                "to",
-                format!("escalate to next or aws, not {other:?}"),
-            );
-            return done(&state, visit, &id, Err(e.into())).await;
-        }
-    };
-    let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
     let ticket = ticket_id(&id)?;
-    let result = state
-        .desk
-        .escalate(&visit.actor, ticket, to, None, reason)
-        .await
-        .map(|_| ());
-    done(&state, visit, &id, result).await
+    let to = match form.to.as_str() {
+        "next" => Ok(EscalateTo::Next),
+        "aws" => Ok(EscalateTo::Aws),
+        other => Err(opsdesk_domain::FieldError::new(
+            "to",
+            format!("escalate to next or aws, not {other:?}"),
+        )),
+    };
+    let result = match to {
+        Ok(to) => {
+            let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
+            state
+                .desk
+                .escalate(&visit.actor, ticket, to, None, reason)
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e.into()),
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, Home::Fields, ESCALATED).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -736,6 +1010,7 @@ pub async fn add_link(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
@@ -743,7 +1018,7 @@ pub async fn add_link(
         Some(kind) => {
             let input = NewLink {
                 kind,
-                target: form.target,
+                target: form.target.clone(),
             };
             state
                 .desk
@@ -757,13 +1032,18 @@ pub async fn add_link(
         )
         .into()),
     };
-    done(&state, visit, &id, result).await
+    let home = Home::Links {
+        target: form.target,
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, LINKED).await
 }
 
 pub async fn remove_link(
     State(state): State<AppState>,
     visit: Visit,
     Path((id, link)): Path<(String, i64)>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let ticket = ticket_id(&id)?;
     let result = state
@@ -771,5 +1051,9 @@ pub async fn remove_link(
         .remove_link(&visit.actor, ticket, link)
         .await
         .map(|_| ());
-    done(&state, visit, &id, result).await
+    let home = Home::Links {
+        target: String::new(),
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, LINKED).await
 }
