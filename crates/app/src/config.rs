@@ -361,7 +361,7 @@ impl Default for NotifyConfig {
 impl NotifyConfig {
     /// The settings, once every channel, rule and the SMTP server are valid; the error names
     /// the key.
-    pub fn settings(&self) -> Result<opsdesk_core::notify::NotifySettings, String> {
+    pub fn settings(&self) -> Result<opsdesk_core::outbox::NotifySettings, String> {
         use opsdesk_domain::Validated;
         let mut channels = Vec::with_capacity(self.channels.len());
         for (i, c) in self.channels.iter().enumerate() {
@@ -412,7 +412,7 @@ impl NotifyConfig {
                 .filter(|d| *d > chrono::Duration::zero())
                 .ok_or(format!("notify.{key} must be 1 or more, and not huge"))
         };
-        Ok(opsdesk_core::notify::NotifySettings {
+        Ok(opsdesk_core::outbox::NotifySettings {
             channels,
             rules,
             base_url: self.base_url.clone(),

@@ -1043,7 +1043,7 @@ impl crate::Desk {
 /// The wait before trying a case again after `attempts` failures in a row: 30 s doubling, at
 /// most 30 minutes, with jitter.
 fn retry_wait(attempts: i64) -> Duration {
-    crate::notify::backoff(
+    crate::outbox::backoff(
         attempts,
         Duration::seconds(30),
         Duration::minutes(30),

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::notify::Routing;
+use crate::outbox::Routing;
 use crate::sla::ticket_times;
 use crate::{Actor, Desk, Error, Result};
 

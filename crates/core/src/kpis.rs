@@ -1139,7 +1139,7 @@ async fn store_evaluation(
     tx: &mut Tx,
     e: &Evaluation,
     now: DateTime<Utc>,
-    routing: &crate::notify::Routing,
+    routing: &crate::outbox::Routing,
     base_url: Option<&str>,
 ) -> Result<bool> {
     let kpi = &e.kpi;

@@ -10,7 +10,7 @@ mod error;
 pub mod escalation;
 pub mod export;
 pub mod kpis;
-pub mod notify;
+pub mod outbox;
 pub mod people;
 pub mod readiness;
 pub mod reports;
@@ -91,7 +91,7 @@ impl Actor {
 struct Settings {
     auth: Arc<sessions::AuthSettings>,
     ingest: Arc<signals::IngestSettings>,
-    notify: Arc<notify::NotifySettings>,
+    notify: Arc<outbox::NotifySettings>,
     /// The accounts of `[[aws.accounts]]`.
     aws_accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
     sla: Arc<sla::SlaSettings>,
@@ -106,7 +106,7 @@ struct Settings {
 struct Caches {
     catalog: Arc<signals::CatalogCache>,
     tokens: Arc<tokens::TokenCache>,
-    routing: Arc<notify::RoutingCache>,
+    routing: Arc<outbox::RoutingCache>,
     lenses: Arc<readiness::LensCache>,
 }
 

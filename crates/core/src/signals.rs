@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::notify::Routing;
+use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
 
 /// How signals become tickets, beyond the severity rules' defaults.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use opsdesk_domain::Permission;
 
-use crate::notify::Routing;
+use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
 
 fn not_found(id: i64) -> Error {

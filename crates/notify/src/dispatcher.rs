@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use opsdesk_core::notify::AttemptReport;
+use opsdesk_core::outbox::AttemptReport;
 use opsdesk_core::Desk;
 use opsdesk_domain::channel::{ChannelSpec, Notification};
 use opsdesk_store::OutboxItem;

@@ -10,7 +10,7 @@ mod clocks;
 pub mod db;
 mod followups;
 mod kpis;
-mod notify;
+mod outbox;
 mod people;
 mod readiness;
 mod rows;
@@ -33,8 +33,8 @@ pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,
 };
-pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use opsdesk_domain::TokenSummary;
+pub use outbox::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use people::{TotpState, UserRecord};
 pub use readiness::{
     AnswerRecord, LensRecord, LensVersionRecord, MilestoneRecord, NewReviewRecord, ReviewFilter,

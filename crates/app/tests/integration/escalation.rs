@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use opsdesk_core::escalation::EscalationSettings;
-use opsdesk_core::notify::NotifySettings;
+use opsdesk_core::outbox::NotifySettings;
 use opsdesk_core::{Actor, Desk, FixedClock};
 use opsdesk_domain::escalation::{AwsEscalation, EscalateTo, EscalationPolicy};
 use opsdesk_domain::{

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use opsdesk_core::notify::NotifySettings;
+use opsdesk_core::outbox::NotifySettings;
 use opsdesk_core::readiness::{
     ItemState, NewActionItem, NewReview, NewSchedule, ProposalDecision, ReviewKind, ReviewQuery,
     VerificationNote,

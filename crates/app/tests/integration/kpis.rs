@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use opsdesk_core::kpis::{KpiOverride, KpiSettings, KpiView};
-use opsdesk_core::notify::NotifySettings;
+use opsdesk_core::outbox::NotifySettings;
 use opsdesk_core::sla::SlaSettings;
 use opsdesk_core::{Actor, Desk, FixedClock};
 use opsdesk_domain::kpi::{Dimension, KpiStatus, Span};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use opsdesk_core::notify::NotifySettings;
+use opsdesk_core::outbox::NotifySettings;
 use opsdesk_core::{Actor, Desk, FixedClock};
 use opsdesk_domain::channel::ChannelSpec;
 use opsdesk_domain::routing::RoutingRule;

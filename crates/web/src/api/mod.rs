@@ -2,9 +2,9 @@
 
 mod accounts;
 mod audit;
+mod channels;
 mod escalation;
 mod kpis;
-mod notify;
 mod people;
 mod readiness;
 mod responses;
@@ -73,7 +73,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(signals::routes())
         .merge(sns::routes())
         .merge(workloads::routes())
-        .merge(notify::routes())
+        .merge(channels::routes())
         .merge(accounts::routes())
         .merge(escalation::routes())
         .merge(kpis::routes())
