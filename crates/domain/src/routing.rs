@@ -114,7 +114,11 @@ impl RoutingRule {
     pub fn mismatch(&self, r: &Routed<'_>) -> Option<String> {
         let t = r.ticket;
         if !self.takes(r.event) {
-            return Some(format!("event {} is not one of the rule's events", r.event));
+            return Some(if self.events.is_empty() {
+                format!("event {} goes only to rules that name it", r.event)
+            } else {
+                format!("event {} is not one of the rule's events", r.event)
+            });
         }
         if !self.severities.is_empty() && !self.severities.contains(&t.severity) {
             return Some(format!("severity {} is not one of the rule's", t.severity));

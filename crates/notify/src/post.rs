@@ -42,6 +42,7 @@ impl Http {
             headers.insert(name.clone(), header_value(name.as_str(), value)?);
         }
         let where_to = post.shown_url;
+        let secrets = post.secrets;
         let request = self.http.post(&post.url).map_err(|e| match e {
             HttpError::Refused(r) => SendError::permanent(r.to_string()),
             e => SendError::permanent(format!("{where_to}: {e}")),
@@ -58,7 +59,10 @@ impl Http {
                 // The URL may hold a token (Slack's do): it stays out of errors and logs.
                 let e = e.without_url();
                 if e.is_builder() {
-                    return SendError::permanent(format!("{where_to}: {}", error_chain(&e)));
+                    return SendError::permanent(format!(
+                        "{where_to}: {}",
+                        hide(&secrets, error_chain(&e))
+                    ));
                 }
                 let what = if e.is_timeout() {
                     "timed out"
@@ -67,7 +71,10 @@ impl Http {
                 } else {
                     "request failed"
                 };
-                SendError::retryable(format!("{where_to}: {what}: {}", error_chain(&e)))
+                SendError::retryable(format!(
+                    "{where_to}: {what}: {}",
+                    hide(&secrets, error_chain(&e))
+                ))
             })?;
         let status = response.status();
         if status.is_success() {
@@ -80,7 +87,7 @@ impl Http {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, self.clock.now()));
-        let quoted = quote_body(response).await;
+        let quoted = hide(&secrets, quote_body(response).await);
         let message = if quoted.is_empty() {
             format!("{where_to} answered HTTP {status}")
         } else {
@@ -92,6 +99,16 @@ impl Http {
             retry_after,
         })
     }
+}
+
+/// `text` with every secret in it replaced by `<redacted>`.
+fn hide(secrets: &[String], mut text: String) -> String {
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), opsdesk_domain::credentials::REDACTED);
+        }
+    }
+    text
 }
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValue, SendError> {
@@ -150,6 +167,19 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn secrets_are_hidden_in_quoted_answers() {
+        let secrets = vec!["R0123456789ABCDEF0123456789ABCDE".to_owned(), String::new()];
+        assert_eq!(
+            hide(
+                &secrets,
+                "bad key R0123456789ABCDEF0123456789ABCDE in body".to_owned()
+            ),
+            "bad key <redacted> in body"
+        );
+        assert_eq!(hide(&secrets, "nothing".to_owned()), "nothing");
+    }
 
     #[test]
     fn retryable_answers() {

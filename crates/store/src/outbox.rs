@@ -269,7 +269,10 @@ impl Tx {
     }
 
     /// Takes up to `limit` pending items that are due and not leased by another dispatcher,
-    /// leasing them until `lease_until` and counting the attempt about to be made.
+    /// leasing them until `lease_until` and counting the attempt about to be made. A ticket's
+    /// items reach each channel in the order they were written: an item waits while an
+    /// earlier one for the same ticket and channel is still pending (a receiver that keeps
+    /// state, such as PagerDuty's alerts, must see `trigger` before `resolve`).
     pub async fn claim_outbox(
         &mut self,
         now: DateTime<Utc>,
@@ -279,7 +282,10 @@ impl Tx {
         let items = on_tx!(self, c, b => {
             let sql = format!(
                 "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
-                 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $2{}",
+                 AND (lease_until IS NULL OR lease_until <= $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.ticket_id = outbox.ticket_id \
+                 AND e.channel = outbox.channel AND e.id < outbox.id AND e.state = 'pending') \
+                 ORDER BY id LIMIT $2{}",
                 match b {
                     crate::Backend::Sqlite => "",
                     crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",

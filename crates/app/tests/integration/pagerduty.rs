@@ -17,6 +17,7 @@ use crate::common::{on_both_backends, Backend, TestServer};
 on_both_backends!(
     tickets_page_trigger_acknowledge_and_resolve_one_alert,
     a_busy_events_api_is_tried_again,
+    a_test_message_is_a_change_event,
 );
 
 const ROUTING_KEY: &str = "R0123456789ABCDEF0123456789ABCDE";
@@ -155,6 +156,27 @@ impl EventsApi {
                         .unwrap()
                         .push((status.as_u16(), parsed.unwrap_or(Value::Null)));
                     (status, Json(answer))
+                }),
+            )
+            .route(
+                "/v2/change/enqueue",
+                post(|State(events): State<Events>, body: axum::body::Bytes| async move {
+                    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let ok = parsed["routing_key"].as_str().is_some_and(|k| k.len() == 32)
+                        && parsed.get("event_action").is_none()
+                        && parsed["payload"]["summary"]
+                            .as_str()
+                            .is_some_and(|s| !s.is_empty() && s.chars().count() <= 1024);
+                    let status = if ok {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    events.seen.lock().unwrap().push((
+                        status.as_u16(),
+                        json!({"change": parsed}),
+                    ));
+                    (status, Json(json!({"status": if ok { "success" } else { "invalid event" }})))
                 }),
             )
             .with_state(events.clone());
@@ -357,6 +379,30 @@ async fn a_busy_events_api_is_tried_again(backend: Backend) {
     assert!(
         items[0]["last_error"].as_str().unwrap().contains("429"),
         "{items}"
+    );
+    s.stop().await;
+}
+
+async fn a_test_message_is_a_change_event(backend: Backend) {
+    let api = EventsApi::start(0).await;
+    let s = server_with_channel(backend, &api).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/channels/payments-oncall/test",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let seen = events_until(&api, |e| !e.is_empty()).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, 202, "{seen:?}");
+    let change = &seen[0].1["change"];
+    assert_eq!(change["routing_key"], ROUTING_KEY);
+    assert!(
+        change.get("event_action").is_none(),
+        "pages no one: {change}"
     );
     s.stop().await;
 }

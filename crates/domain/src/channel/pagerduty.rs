@@ -5,8 +5,9 @@
 //! that is created, escalated, changes severity or misses its SLA sends `trigger` (PagerDuty
 //! adds a repeat to the open alert); `acknowledged` sends `acknowledge`; `resolved` sends
 //! `resolve`. A KPI is its own alert (`kpi:<name>`): breached triggers it, recovered
-//! resolves it. A readiness event triggers an alert of its own at `info`; a trend report is
-//! not sent (it is a document, not an alert).
+//! resolves it. A test message is a change event (`/v2/change/enqueue`): it shows on the
+//! service's timeline and pages no one. Readiness events and trend reports are work and
+//! documents, not alerts: they are not sent.
 //!
 //! ```toml
 //! [[notify.channels]]
@@ -55,15 +56,24 @@ impl std::fmt::Debug for PagerDutyTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PagerDutyTarget")
             .field("routing_key", &REDACTED)
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(crate::credentials::masked_url))
             .finish()
     }
 }
 
 impl PagerDutyTarget {
-    /// Where events go.
+    /// Where alert events go.
     pub fn events_url(&self) -> &str {
         self.url.as_deref().unwrap_or(EVENTS_URL)
+    }
+
+    /// Where change events go: beside the alert events' endpoint (`.../v2/change/enqueue`).
+    pub fn change_url(&self) -> String {
+        let events = self.events_url();
+        match events.strip_suffix("/enqueue") {
+            Some(base) => format!("{base}/change/enqueue"),
+            None => events.to_owned(),
+        }
     }
 }
 
@@ -111,6 +121,14 @@ impl ChannelType for PagerDuty {
         }
         t.url = t.url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
         if let Some(url) = &t.url {
+            if url::Url::parse(url).is_ok_and(|u| u.path() == "/***")
+                && crate::credentials::masked_url(url) == *url
+            {
+                return Err(FieldError::new(
+                    "url",
+                    "is the masked form opsdesk shows; send the whole URL",
+                ));
+            }
             let parsed = url::Url::parse(url)
                 .map_err(|e| FieldError::new("url", format!("is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https")
@@ -127,6 +145,7 @@ impl ChannelType for PagerDuty {
 
     fn redact(t: &mut PagerDutyTarget) {
         t.routing_key = REDACTED.to_owned();
+        t.url = t.url.as_deref().map(crate::credentials::masked_url);
     }
 
     fn summary(t: &PagerDutyTarget) -> String {
@@ -138,19 +157,27 @@ impl ChannelType for PagerDuty {
         n: &Notification,
         attempt: Attempt<'_>,
     ) -> Result<Outgoing, String> {
-        let Some(event) = event(t, n, attempt) else {
-            return Ok(Outgoing::Nothing(format!(
-                "PagerDuty takes alerts; a {} is not sent to it",
-                n.event.label()
-            )));
+        let (url, event) = if n.event == NotificationEvent::Test {
+            (t.change_url(), change_event(t, n))
+        } else {
+            match event(t, n, attempt) {
+                Some(event) => (t.events_url().to_owned(), event),
+                None => {
+                    return Ok(Outgoing::Nothing(format!(
+                        "PagerDuty takes alerts; a {} is not sent to it",
+                        n.event.label()
+                    )))
+                }
+            }
         };
         let body =
             serde_json::to_vec(&event).map_err(|e| format!("cannot encode the event: {e}"))?;
         Ok(Outgoing::Post(Post {
-            url: t.events_url().to_owned(),
-            shown_url: crate::credentials::masked_url(t.events_url()),
+            shown_url: crate::credentials::masked_url(&url),
+            url,
             headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
             body,
+            secrets: vec![t.routing_key.clone()],
         }))
     }
 }
@@ -164,14 +191,10 @@ pub fn action(event: NotificationEvent) -> Option<&'static str> {
         | E::SlaWarning
         | E::SlaBreach
         | E::Escalated
-        | E::KpiBreach
-        | E::Test
-        | E::ReviewDue
-        | E::ReviewOverdue
-        | E::ActionItemOverdue => Some("trigger"),
+        | E::KpiBreach => Some("trigger"),
         E::Acknowledged => Some("acknowledge"),
         E::Resolved | E::KpiRecovered => Some("resolve"),
-        E::Report => None,
+        E::Test | E::Report | E::ReviewDue | E::ReviewOverdue | E::ActionItemOverdue => None,
     }
 }
 
@@ -185,19 +208,33 @@ pub fn severity(s: Option<Severity>) -> &'static str {
     }
 }
 
-/// The alert a notification is about: its ticket, else its KPI or readiness event, else
-/// the delivery itself (a test message).
+/// The alert a notification is about: its ticket, else its KPI, else the delivery itself.
 pub fn dedup_key(n: &Notification, idempotency_key: &str) -> String {
     use NotificationEvent as E;
     let key = match (n.ticket_key.as_deref().map(str::trim), n.event) {
         (Some(key), _) if !key.is_empty() => key.to_owned(),
         (_, E::KpiBreach | E::KpiRecovered) => format!("kpi:{}", n.title.trim()),
-        (_, E::ReviewDue | E::ReviewOverdue | E::ActionItemOverdue) => {
-            format!("{}:{}", n.event, n.title.trim())
-        }
         _ => format!("opsdesk:{idempotency_key}"),
     };
     truncate(&key, DEDUP_KEY_MAX)
+}
+
+/// A change event (Events API v2, `/v2/change/enqueue`) for a test message: it checks the
+/// integration key and the way to PagerDuty without paging anyone.
+pub fn change_event(t: &PagerDutyTarget, n: &Notification) -> Value {
+    let mut event = json!({
+        "routing_key": t.routing_key,
+        "payload": {
+            "summary": truncate(&n.subject(), SUMMARY_MAX),
+            "source": "opsdesk",
+            "timestamp": n.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "custom_details": { "summary": n.summary.trim() },
+        },
+    });
+    if let Some(url) = n.link() {
+        event["links"] = json!([{ "href": url, "text": "opsdesk" }]);
+    }
+    event
 }
 
 /// The Events API v2 event for `n`, or `None` when `n` is not an alert.
@@ -344,12 +381,34 @@ mod tests {
         assert_eq!(breach["dedup_key"], "kpi:MTTA");
         assert_eq!(recovered["dedup_key"], "kpi:MTTA");
         assert_eq!(recovered["event_action"], "resolve");
-        n.event = NotificationEvent::Report;
-        assert!(event(&target(), &n, attempt()).is_none());
-        assert!(matches!(
-            PagerDuty::render(&target(), &n, attempt()),
-            Ok(Outgoing::Nothing(_))
-        ));
+        for quiet in [
+            NotificationEvent::Report,
+            NotificationEvent::ReviewDue,
+            NotificationEvent::ActionItemOverdue,
+        ] {
+            n.event = quiet;
+            assert!(event(&target(), &n, attempt()).is_none());
+            assert!(matches!(
+                PagerDuty::render(&target(), &n, attempt()),
+                Ok(Outgoing::Nothing(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_test_message_is_a_change_event_that_pages_no_one() {
+        let mut t = target();
+        t.url = Some("https://events.eu.pagerduty.com/v2/enqueue".into());
+        let n = Notification::test("pd", "ada", None, attempt().now);
+        let Ok(Outgoing::Post(post)) = PagerDuty::render(&t, &n, attempt()) else {
+            panic!("a test is posted")
+        };
+        assert_eq!(post.url, "https://events.eu.pagerduty.com/v2/change/enqueue");
+        let body: Value = serde_json::from_slice(&post.body).unwrap();
+        assert!(body.get("event_action").is_none(), "{body}");
+        assert_eq!(body["routing_key"], KEY);
+        assert_eq!(body["payload"]["source"], "opsdesk");
+        assert_eq!(post.secrets, vec![KEY.to_owned()]);
     }
 
     #[test]
@@ -379,6 +438,21 @@ mod tests {
         assert_eq!(ok.settings::<PagerDuty>().unwrap().events_url(), EVENTS_URL);
         let shown = serde_json::to_string(&ok.redacted()).unwrap();
         assert!(!shown.contains(KEY), "{shown}");
+        let proxied = spec(json!({
+            "name":"pd","type":"pagerduty","routing_key":KEY,
+            "url":"https://proxy.example.com/v2/enqueue?token=SECRETTOKEN"
+        }))
+        .unwrap();
+        let shown = serde_json::to_string(&proxied.redacted()).unwrap();
+        assert!(!shown.contains("SECRETTOKEN"), "{shown}");
+        assert!(!format!("{proxied:?}").contains("SECRETTOKEN"));
+        assert_eq!(
+            spec(serde_json::to_value(proxied.redacted()).unwrap()).unwrap_err(),
+            "routing_key"
+        );
+        let mut masked_back = serde_json::to_value(proxied.redacted()).unwrap();
+        masked_back["routing_key"] = json!(KEY);
+        assert_eq!(spec(masked_back).unwrap_err(), "url");
         assert!(!format!("{ok:?}").contains(KEY));
         let back = serde_json::to_value(ok.redacted()).unwrap();
         assert_eq!(spec(back).unwrap_err(), "routing_key");

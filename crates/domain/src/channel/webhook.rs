@@ -127,11 +127,14 @@ impl ChannelType for Webhook {
             ));
         }
         headers.extend(w.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut secrets: Vec<String> = w.headers.values().cloned().collect();
+        secrets.extend(w.secret.clone());
         Ok(Outgoing::Post(Post {
             url: w.url.clone(),
             shown_url: w.masked_url(),
             headers,
             body,
+            secrets,
         }))
     }
 }

@@ -45,7 +45,7 @@ async fn list_channels(
     Ok(Json(state.desk.channels(&actor).await?))
 }
 
-/// Add or replace a channel (admin): `type` sns, webhook or email.
+/// Add or replace a channel (admin): `type` webhook, email, sns or pagerduty.
 #[utoipa::path(
     post,
     path = "/api/v1/channels",

@@ -349,7 +349,11 @@ pub(super) async fn admin_page(
                         r.severities.iter().map(|s| s.to_string()).collect();
                     vec![
                         cell(&r.name),
-                        list(&events),
+                        if events.is_empty() {
+                            cell("any but acknowledged")
+                        } else {
+                            list(&events)
+                        },
                         list(&severities),
                         list(&r.sources),
                         list(&r.workloads),
