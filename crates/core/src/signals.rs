@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
+use opsdesk_domain::signal::source::{self, Source};
 use opsdesk_domain::signal::workload::match_workload;
-use opsdesk_domain::signal::{Pages, HEALTH};
+use opsdesk_domain::signal::Pages;
 use opsdesk_domain::validation::NewTicket;
 use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
 use opsdesk_store::{
@@ -120,16 +121,24 @@ impl CatalogCache {
 }
 
 impl Catalog {
-    fn expected(&self, workload: Option<&str>, at: DateTime<Utc>) -> bool {
+    /// Maintenance: whether the signal falls in a window people planned for its workload, and
+    /// its source lets such a window expect it.
+    fn expected(
+        &self,
+        source: Option<&dyn Source>,
+        workload: Option<&Workload>,
+        s: &Signal,
+    ) -> bool {
         let Some(workload) = workload else {
             return false;
         };
-        self.windows.iter().any(|w| {
-            w.origin == "user"
-                && w.workload.as_deref() == Some(workload)
-                && w.start <= at
-                && w.end.is_none_or(|end| at < end)
-        })
+        source.is_none_or(|src| src.expected_in_maintenance(s))
+            && self.windows.iter().any(|w| {
+                w.origin == "user"
+                    && w.workload.as_deref() == Some(workload.name.as_str())
+                    && w.start <= s.occurred_at
+                    && w.end.is_none_or(|end| s.occurred_at < end)
+            })
     }
 }
 
@@ -284,10 +293,10 @@ fn tag(s: &str) -> Option<String> {
     (!t.trim_matches('-').is_empty()).then_some(t)
 }
 
-/// Tags from what AWS Health says of an event: who it is for (routing rules can send
+/// Tags from what the source says of its news: who it is for (routing rules can send
 /// `persona:security` or `persona:billing` to their own channels), whether it asks for
-/// action, and `security` on abuse reports.
-fn signal_tags(s: &Signal) -> Vec<String> {
+/// action, and the source's own (`security` on AWS Health abuse reports).
+fn signal_tags(s: &Signal, source: Option<&dyn Source>) -> Vec<String> {
     let mut tags: Vec<String> = s
         .personas
         .iter()
@@ -296,14 +305,10 @@ fn signal_tags(s: &Signal) -> Vec<String> {
     if let Some(a) = &s.actionability {
         tags.extend(tag(&format!("actionability:{a}")));
     }
-    if s.source == HEALTH && s.kind == opsdesk_domain::signal::health::ABUSE {
-        tags.push("security".into());
+    if let Some(src) = source {
+        tags.extend(src.ticket_tags(s).iter().map(|t| (*t).to_owned()));
     }
     tags
-}
-
-fn kind_for(s: &Signal) -> Kind {
-    opsdesk_domain::signal::source::named(&s.source).map_or(Kind::Incident, |src| src.kind_for(s))
 }
 
 fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> String {
@@ -353,7 +358,12 @@ fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision)
         .collect()
 }
 
-fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> Result<NewTicket> {
+fn new_ticket(
+    s: &Signal,
+    source: Option<&dyn Source>,
+    workload: Option<&Workload>,
+    decision: &Decision,
+) -> Result<NewTicket> {
     let title: String = s
         .title
         .chars()
@@ -367,7 +377,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
     if workload.is_some_and(Workload::is_production) {
         tags.push("production".into());
     }
-    tags.extend(signal_tags(s));
+    tags.extend(signal_tags(s, source));
     let input = NewTicket {
         title: if title.trim().is_empty() {
             "Signal".into()
@@ -375,7 +385,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
             title
         },
         description: description_for(s, workload, decision),
-        kind: kind_for(s),
+        kind: source.map_or(Kind::Incident, |src| src.kind_for(s)),
         severity: decision.severity,
         requester: None,
         assignee: None,
@@ -393,6 +403,8 @@ struct Assessed<'a> {
     actor: &'a Actor,
     /// As received: what is stored.
     signal: &'a Signal,
+    /// Its source in the registry; none for an unclassified event.
+    source: Option<&'static dyn Source>,
     /// With the entities of every page received so far: what the ticket is decided on.
     view: &'a Signal,
     /// The pages received so far, for a signal that is one page of several.
@@ -479,11 +491,12 @@ impl IngestTx<'_> {
             (Some(c), Some(t)) => self.follow_up(a, signal_id, c, t).await?,
             _ => self.first_sight(a, signal_id).await?,
         };
-        if let (Some(win), Some(_)) = (&s.window, ticket_id.filter(|_| s.source == HEALTH)) {
+        let announced = a.source.filter(|src| src.keeps_windows());
+        if let (Some(win), Some(_), Some(src)) = (&s.window, ticket_id, announced) {
             self.tx
                 .save_maintenance_window(
                     &NewMaintenanceWindow {
-                        origin: HEALTH.to_owned(),
+                        origin: src.name().to_owned(),
                         dedup_key: Some(s.dedup_key.clone()),
                         workload: a.workload.map(|w| w.name.clone()),
                         title: s.title.clone(),
@@ -541,7 +554,7 @@ impl IngestTx<'_> {
         if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
             return Ok((Effect::Recorded, None));
         }
-        let input = new_ticket(a.view, a.workload, &a.decision)?;
+        let input = new_ticket(a.view, a.source, a.workload, &a.decision)?;
         let mut ticket = Ticket::open(input, self.now);
         ticket.id = self.tx.insert_ticket(&ticket).await?;
         ticket.key = Ticket::key_for(ticket.id);
@@ -931,14 +944,11 @@ impl Desk {
                         let paged = Pages::after(before, signal);
                         let merged = paged.as_ref().map(|(p, _)| p.merged(signal));
                         let view = merged.as_ref().unwrap_or(signal);
+                        let source = source::named(&signal.source);
                         let workload = match_workload(&catalog.workloads, view);
                         let environment = workload.map(|w| w.environment);
                         let decision = decide(&settings.rules, &defaults, view, environment);
-                        // A maintenance window expects the workload's own alarms, never an
-                        // abuse report against the account.
-                        let expected = signal.kind != opsdesk_domain::signal::health::ABUSE
-                            && catalog
-                                .expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
+                        let expected = catalog.expected(source, workload, signal);
                         let (pages, continues) = match paged {
                             Some((p, c)) => (Some(p), c),
                             None => (None, false),
@@ -946,6 +956,7 @@ impl Desk {
                         let assessed = Assessed {
                             actor: &batch.actor,
                             signal,
+                            source,
                             view,
                             pages,
                             continues,
