@@ -1,9 +1,12 @@
 //! Ingest: signals from AWS and monitors open, update, resolve and reopen tickets, one ticket
 //! per real problem, each delivery taking effect once.
 //!
-//! The pipeline for one signal: receipt (a repeated delivery stops here), workload match,
-//! maintenance, severity rules, correlation with the open ticket, ticket change, stored signal.
+//! The pipeline for one signal (`opsdesk_domain::signal::pipeline`): receipt (a repeated
+//! delivery stops here), workload match, severity rules, maintenance, dedup/correlate, the
+//! follow-up decision, ticket change, routing, stored signal. The decisions are domain
+//! functions; this module reads what they need, calls them and writes what they decide.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -11,12 +14,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
-use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
+use opsdesk_domain::signal::follow_up::{self, Change, Decision, Note, Update};
+use opsdesk_domain::signal::pipeline::Assessment;
+use opsdesk_domain::signal::rules::{self, decide, default_rules};
 use opsdesk_domain::signal::source::{self, Source};
 use opsdesk_domain::signal::workload::match_workload;
 use opsdesk_domain::signal::Pages;
 use opsdesk_domain::validation::NewTicket;
-use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
+use opsdesk_domain::{Kind, Permission, Signal, Ticket, Validated, Workload};
 use opsdesk_store::{
     Correlation, MaintenanceWindow, NewMaintenanceWindow, NewOutboxItem, RawJson, SignalRecord, Tx,
 };
@@ -29,28 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::notify::Routing;
 use crate::{Actor, Desk, Error, Result};
 
-/// How signals become tickets, beyond the severity rules' defaults.
-#[derive(Debug, Clone)]
-pub struct IngestSettings {
-    /// Tried in order before the built-in rules.
-    pub rules: Vec<SeverityRule>,
-    /// A problem that fires again this soon after its ticket was resolved reopens that ticket.
-    pub reopen_window: chrono::Duration,
-    /// This many firing/resolved flips within `flapping_window` mark a problem as flapping.
-    pub flapping_changes: usize,
-    pub flapping_window: chrono::Duration,
-}
-
-impl Default for IngestSettings {
-    fn default() -> Self {
-        IngestSettings {
-            rules: Vec::new(),
-            reopen_window: chrono::Duration::hours(24),
-            flapping_changes: 4,
-            flapping_window: chrono::Duration::hours(1),
-        }
-    }
-}
+pub use opsdesk_domain::signal::pipeline::IngestSettings;
 
 /// What one signal did.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -311,7 +295,14 @@ fn signal_tags(s: &Signal, source: Option<&dyn Source>) -> Vec<String> {
     tags
 }
 
-fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> String {
+/// Adds a tag to a ticket's sorted tags, once.
+fn add_tag(tags: &mut Vec<String>, t: &str) {
+    tags.push(t.to_owned());
+    tags.sort();
+    tags.dedup();
+}
+
+fn description_for(s: &Signal, workload: Option<&Workload>, decision: &rules::Decision) -> String {
     let mut d = String::new();
     if !s.body.is_empty() {
         d.push_str(&s.body);
@@ -362,7 +353,7 @@ fn new_ticket(
     s: &Signal,
     source: Option<&dyn Source>,
     workload: Option<&Workload>,
-    decision: &Decision,
+    decision: &rules::Decision,
 ) -> Result<NewTicket> {
     let title: String = s
         .title
@@ -406,15 +397,28 @@ struct Assessed<'a> {
     /// Its source in the registry; none for an unclassified event.
     source: Option<&'static dyn Source>,
     /// With the entities of every page received so far: what the ticket is decided on.
-    view: &'a Signal,
+    view: Cow<'a, Signal>,
     /// The pages received so far, for a signal that is one page of several.
     pages: Option<Pages>,
     /// Another page of the communication the problem's last signal began.
     continues: bool,
     raw: &'a RawJson,
     workload: Option<&'a Workload>,
-    decision: Decision,
+    decision: rules::Decision,
     expected: bool,
+}
+
+impl Assessed<'_> {
+    /// What the follow-up decision looks at.
+    fn assessment(&self) -> Assessment {
+        Assessment {
+            state: self.signal.state,
+            continues: self.continues,
+            severity: self.decision.severity,
+            ticket: self.decision.ticket,
+            expected: self.expected,
+        }
+    }
 }
 
 fn change(field: &str, before: Value, after: Value) -> (String, FieldChange) {
@@ -477,19 +481,29 @@ impl IngestTx<'_> {
         Ok(())
     }
 
+    /// The follow-up decision and the ticket change it makes, then the signal as stored.
     async fn apply(&mut self, a: &Assessed<'_>) -> Result<Outcome> {
         let s = a.signal;
         let signal_id = self.next_id;
         self.next_id += 1;
         let key = (s.source.clone(), s.dedup_key.clone());
-        let correlation = self.correlations.get(&key).cloned();
-        let ticket = correlation
-            .as_ref()
-            .and_then(|c| self.tickets.get(&c.ticket_id))
-            .map(|(_, now)| now.clone());
-        let (effect, ticket_id) = match (correlation, ticket) {
-            (Some(c), Some(t)) => self.follow_up(a, signal_id, c, t).await?,
-            _ => self.first_sight(a, signal_id).await?,
+        // The problem and its ticket as this job has them so far.
+        let followed = self
+            .correlations
+            .get(&key)
+            .and_then(|c| Some((c, &self.tickets.get(&c.ticket_id)?.1)));
+        let decision = match followed {
+            Some((c, t)) => follow_up::follow_up(c, t, &a.assessment(), self.settings, self.now),
+            None => follow_up::first_sight(&a.assessment()),
+        };
+        let (effect, ticket_id) = match (decision, followed) {
+            (Decision::Open, _) => self.open(a, signal_id).await?,
+            (Decision::Update(update), Some((c, t))) => {
+                let (c, t) = (c.clone(), t.clone());
+                self.update(a, signal_id, update, c, t).await?
+            }
+            // Only a problem with a ticket is decided an update.
+            (Decision::Record(_) | Decision::Update(_), _) => (Effect::Recorded, None),
         };
         let announced = a.source.filter(|src| src.keeps_windows());
         if let (Some(win), Some(_), Some(src)) = (&s.window, ticket_id, announced) {
@@ -544,17 +558,10 @@ impl IngestTx<'_> {
         })
     }
 
-    /// A problem with no ticket yet, or whose ticket was resolved too long ago to reopen.
-    async fn first_sight(
-        &mut self,
-        a: &Assessed<'_>,
-        signal_id: i64,
-    ) -> Result<(Effect, Option<i64>)> {
+    /// Opens a ticket for a problem with none to follow up, and routes the news.
+    async fn open(&mut self, a: &Assessed<'_>, signal_id: i64) -> Result<(Effect, Option<i64>)> {
         let s = a.signal;
-        if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
-            return Ok((Effect::Recorded, None));
-        }
-        let input = new_ticket(a.view, a.source, a.workload, &a.decision)?;
+        let input = new_ticket(&a.view, a.source, a.workload, &a.decision)?;
         let mut ticket = Ticket::open(input, self.now);
         ticket.id = self.tx.insert_ticket(&ticket).await?;
         ticket.key = Ticket::key_for(ticket.id);
@@ -569,63 +576,25 @@ impl IngestTx<'_> {
         self.outbox.extend(items);
         self.tickets
             .insert(ticket.id, (ticket.clone(), ticket.clone()));
-        self.save_correlation(Correlation {
-            source: s.source.clone(),
-            dedup_key: s.dedup_key.clone(),
-            ticket_id: ticket.id,
-            occurrences: 1,
-            first_seen_at: self.now,
-            last_seen_at: self.now,
-            last_state: s.state,
-            state_changes: Vec::new(),
-            flapping: false,
-            pages: a.pages.clone(),
-        });
+        self.save_correlation(Correlation::first_seen(
+            s,
+            ticket.id,
+            a.pages.clone(),
+            self.now,
+        ));
         Ok((Effect::Created, Some(ticket.id)))
     }
 
-    /// A problem that already has a ticket.
-    async fn follow_up(
+    /// Applies a follow-up decision to the problem and its ticket, audited.
+    async fn update(
         &mut self,
         a: &Assessed<'_>,
         signal_id: i64,
+        update: Update,
         mut c: Correlation,
         current: Ticket,
     ) -> Result<(Effect, Option<i64>)> {
         let s = a.signal;
-        let settings = self.settings;
-        if s.state == SignalState::Firing && !current.status.is_open() {
-            let recent = current
-                .resolved_at
-                .is_some_and(|at| self.now - at <= settings.reopen_window);
-            if !recent {
-                // An old problem back again is a new ticket.
-                return self.first_sight(a, signal_id).await;
-            }
-        }
-
-        // Flapping: firing/resolved flips within the window.
-        let was_flapping = c.flapping;
-        let flips = matches!(
-            (c.last_state, s.state),
-            (SignalState::Resolved, SignalState::Firing)
-                | (
-                    SignalState::Firing | SignalState::Acknowledged,
-                    SignalState::Resolved
-                )
-        );
-        if flips {
-            c.state_changes.push(self.now);
-        }
-        c.state_changes
-            .retain(|t| self.now - *t <= settings.flapping_window);
-        c.flapping = c.state_changes.len() >= settings.flapping_changes;
-        if s.state != SignalState::Acknowledged {
-            c.last_state = s.state;
-        }
-        c.last_seen_at = self.now;
-
-        let mut next = current.clone();
         let mut changes = Changes::new();
         if let Some(pages) = &a.pages {
             let before = c
@@ -643,17 +612,18 @@ impl IngestTx<'_> {
             )]);
             c.pages = Some(pages.clone());
         }
-        let (action, effect) = match s.state {
-            SignalState::Firing if a.continues && current.status.is_open() => {
-                ("ticket.merged", Effect::Merged)
-            }
-            SignalState::Firing if current.status.is_open() => {
-                ("ticket.occurrence", Effect::Occurrence)
-            }
-            SignalState::Firing if c.flapping => ("ticket.occurrence", Effect::Recorded),
-            SignalState::Firing => {
-                let t = current.status.transition_to(Status::InProgress)?;
-                next.apply_transition(t, self.now);
+        c.note(s.state, &update, self.now, self.settings.flapping_window);
+
+        let mut next = current.clone();
+        if let Some(to) = update.change.status() {
+            let t = current.status.transition_to(to)?;
+            next.apply_transition(t, self.now);
+        }
+        let (action, effect) = match update.change {
+            Change::Merge { .. } => ("ticket.merged", Effect::Merged),
+            Change::Occurrence { .. } => ("ticket.occurrence", Effect::Occurrence),
+            Change::Note(Note::FiredWhileFlapping) => ("ticket.occurrence", Effect::Recorded),
+            Change::Reopen { .. } => {
                 changes.extend([change(
                     "reason",
                     Value::Null,
@@ -661,14 +631,8 @@ impl IngestTx<'_> {
                 )]);
                 ("ticket.reopened", Effect::Reopened)
             }
-            SignalState::Acknowledged if current.status == Status::New => {
-                let t = current.status.transition_to(Status::Acknowledged)?;
-                next.apply_transition(t, self.now);
-                ("ticket.acknowledged", Effect::Acknowledged)
-            }
-            SignalState::Resolved if current.status.is_open() && !c.flapping => {
-                let t = current.status.transition_to(Status::Resolved)?;
-                next.apply_transition(t, self.now);
+            Change::Acknowledge => ("ticket.acknowledged", Effect::Acknowledged),
+            Change::Resolve => {
                 changes.extend([change(
                     "reason",
                     Value::Null,
@@ -679,39 +643,36 @@ impl IngestTx<'_> {
                 )]);
                 ("ticket.resolved", Effect::Resolved)
             }
-            SignalState::Acknowledged | SignalState::Resolved => {
+            Change::Note(Note::ResolvedWhileFlapping | Note::NotNew | Note::NotOpen) => {
                 ("ticket.signal", Effect::Recorded)
             }
         };
-        if matches!(s.state, SignalState::Firing) {
-            // Another page is more of the same news, not the news again.
-            if effect != Effect::Merged {
-                c.occurrences += 1;
-                changes.extend([change(
-                    "occurrences",
-                    json!(c.occurrences - 1),
-                    json!(c.occurrences),
-                )]);
-            }
-            // A problem can get worse; it never gets quieter by itself.
-            if a.decision.severity < next.severity && next.status.is_open() {
-                next.severity = a.decision.severity;
-            }
-            if next.status.is_open() {
-                self.move_to_production(a, &mut next);
+        if update.change.counts() {
+            changes.extend([change(
+                "occurrences",
+                json!(c.occurrences - 1),
+                json!(c.occurrences),
+            )]);
+        }
+        if let Some(severity) = update.change.raise() {
+            next.severity = severity;
+        }
+        if update.change.escalates() {
+            if let Some(to) = follow_up::production_move(&next, a.workload, self.workloads) {
+                if to.takes_team {
+                    next.team = to.workload.team.clone();
+                }
+                next.workload = Some(to.workload.name.clone());
+                add_tag(&mut next.tags, "production");
             }
         }
-        if c.flapping != was_flapping {
-            let mut tags = next.tags.clone();
+        if update.flapping.changed() {
             if c.flapping {
-                tags.push("flapping".into());
-                tags.sort();
-                tags.dedup();
+                add_tag(&mut next.tags, "flapping");
             } else {
-                tags.retain(|t| t != "flapping");
+                next.tags.retain(|t| t != "flapping");
             }
-            next.tags = tags;
-            changes.extend([change("flapping", json!(was_flapping), json!(c.flapping))]);
+            changes.extend([change("flapping", json!(!c.flapping), json!(c.flapping))]);
         }
         for (field, before, after) in [
             ("status", json!(current.status), json!(next.status)),
@@ -742,33 +703,6 @@ impl IngestTx<'_> {
         }
         self.save_correlation(c);
         Ok((effect, Some(current.id)))
-    }
-
-    /// A ticket not yet on production moves to the production workload a later signal (or
-    /// another page of the same event) shows affected, with that workload's team when the
-    /// team it had came from its former workload. Like severity, this only ever escalates.
-    fn move_to_production(&self, a: &Assessed<'_>, next: &mut Ticket) {
-        let Some(w) = a.workload.filter(|w| w.is_production()) else {
-            return;
-        };
-        if next.tags.iter().any(|t| t == "production") || next.workload.as_deref() == Some(&w.name)
-        {
-            return;
-        }
-        let former_team = next
-            .workload
-            .as_deref()
-            .and_then(|name| self.workloads.iter().find(|x| x.name == name))
-            .and_then(|x| x.team.clone());
-        if next.team.is_none() || next.team == former_team {
-            next.team = w.team.clone();
-        }
-        next.workload = Some(w.name.clone());
-        let mut tags = next.tags.clone();
-        tags.push("production".into());
-        tags.sort();
-        tags.dedup();
-        next.tags = tags;
     }
 
     fn save_correlation(&mut self, c: Correlation) {
@@ -943,11 +877,14 @@ impl Desk {
                             .and_then(|c| c.pages.as_ref());
                         let paged = Pages::after(before, signal);
                         let merged = paged.as_ref().map(|(p, _)| p.merged(signal));
-                        let view = merged.as_ref().unwrap_or(signal);
+                        let view = match merged {
+                            Some(m) => Cow::Owned(m),
+                            None => Cow::Borrowed(signal),
+                        };
                         let source = source::named(&signal.source);
-                        let workload = match_workload(&catalog.workloads, view);
+                        let workload = match_workload(&catalog.workloads, &view);
                         let environment = workload.map(|w| w.environment);
-                        let decision = decide(&settings.rules, &defaults, view, environment);
+                        let decision = decide(&settings.rules, &defaults, &view, environment);
                         let expected = catalog.expected(source, workload, signal);
                         let (pages, continues) = match paged {
                             Some((p, c)) => (Some(p), c),

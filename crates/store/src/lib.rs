@@ -34,6 +34,7 @@ pub use kpis::{
     SignalType, TicketFacts,
 };
 pub use notify::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
+pub use opsdesk_domain::signal::Correlation;
 pub use opsdesk_domain::TokenSummary;
 pub use people::{TotpState, UserRecord};
 pub use readiness::{
@@ -41,9 +42,7 @@ pub use readiness::{
     ReviewRecord,
 };
 pub use sessions::{LoginRecord, SessionRecord};
-pub use signals::{
-    Correlation, MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord,
-};
+pub use signals::{MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord};
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;
