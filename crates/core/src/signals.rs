@@ -1,10 +1,11 @@
 //! Ingest: signals from AWS and monitors open, update, resolve and reopen tickets, one ticket
 //! per real problem, each delivery taking effect once.
 //!
-//! The pipeline for one signal (`opsdesk_domain::signal::pipeline`): receipt (a repeated
-//! delivery stops here), workload match, severity rules, maintenance, dedup/correlate, the
-//! follow-up decision, ticket change, routing, stored signal. The decisions are domain
-//! functions; this module reads what they need, calls them and writes what they decide.
+//! The pipeline (`opsdesk_domain::signal::pipeline`): receipt (a repeated delivery stops
+//! here) and dedup/correlate for the whole group, then for each signal workload match,
+//! maintenance, severity rules, the follow-up decision, ticket change and routing, and the
+//! signal stored. The decisions are domain functions; this module reads what they need, calls
+//! them and writes what they decide.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -16,7 +17,7 @@ use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
 use opsdesk_domain::signal::follow_up::{self, Change, Decision, Note, Update};
 use opsdesk_domain::signal::pipeline::Assessment;
-use opsdesk_domain::signal::rules::{self, decide, default_rules};
+use opsdesk_domain::signal::rules::{self, decide, default_rules, SeverityRule};
 use opsdesk_domain::signal::source::{self, Source};
 use opsdesk_domain::signal::workload::match_workload;
 use opsdesk_domain::signal::Pages;
@@ -442,12 +443,36 @@ fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
     )
 }
 
+/// What ingest reads before its transaction, for every signal of a group.
+struct Pipeline<'a> {
+    settings: &'a IngestSettings,
+    defaults: &'a [SeverityRule],
+    catalog: &'a Catalog,
+    routing: &'a Routing,
+}
+
+/// The signals of a group, in order.
+fn signals(batches: &[Arc<SignalBatch>]) -> impl Iterator<Item = &Signal> {
+    batches.iter().flat_map(|d| d.signals.iter())
+}
+
+/// Receipt: which signals repeat news already received, before this group or within it.
+async fn repeated_deliveries(tx: &mut Tx, batches: &[Arc<SignalBatch>]) -> Result<Vec<bool>> {
+    let keys: Vec<String> = signals(batches).map(|s| s.receipt_key.clone()).collect();
+    let known = tx.known_receipts(&keys).await?;
+    let mut seen = HashSet::new();
+    Ok(keys
+        .iter()
+        .map(|k| known.contains(k) || !seen.insert(k.as_str()))
+        .collect())
+}
+
 /// One ingest transaction: the problems and tickets its signals touch are read once, changed
 /// in memory, and written back once at the end, so a batch costs a few statements rather than
 /// several per signal.
 struct IngestTx<'a> {
     tx: &'a mut Tx,
-    settings: &'a IngestSettings,
+    pipeline: Pipeline<'a>,
     now: DateTime<Utc>,
     correlations: HashMap<(String, String), Correlation>,
     /// Ticket id -> (as read, as it is now).
@@ -456,12 +481,128 @@ struct IngestTx<'a> {
     records: Vec<SignalRecord>,
     receipts: Vec<(String, DateTime<Utc>)>,
     next_id: i64,
-    routing: &'a Routing,
     outbox: Vec<NewOutboxItem>,
-    workloads: &'a [Workload],
 }
 
-impl IngestTx<'_> {
+impl<'a> IngestTx<'a> {
+    fn new(tx: &'a mut Tx, pipeline: Pipeline<'a>, now: DateTime<Utc>) -> IngestTx<'a> {
+        IngestTx {
+            tx,
+            pipeline,
+            now,
+            correlations: HashMap::new(),
+            tickets: HashMap::new(),
+            changed: Vec::new(),
+            records: Vec::new(),
+            receipts: Vec::new(),
+            next_id: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Dedup/correlate: reads the problems the new signals belong to, their tickets, and the
+    /// id the first new signal takes.
+    async fn correlate(&mut self, batches: &[Arc<SignalBatch>], repeated: &[bool]) -> Result<()> {
+        let mut problems: Vec<(String, String)> = signals(batches)
+            .zip(repeated)
+            .filter(|(_, r)| !**r)
+            .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
+            .collect();
+        problems.sort();
+        problems.dedup();
+        self.correlations = self.tx.correlations(&problems).await?;
+        let mut ids: Vec<i64> = self.correlations.values().map(|c| c.ticket_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.tickets = self
+            .tx
+            .tickets_for_update(&ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, (t.clone(), t)))
+            .collect();
+        if !repeated.iter().all(|r| *r) {
+            self.next_id = self.tx.next_signal_id().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every signal of the group through the pipeline, in order; one list of outcomes
+    /// per batch.
+    async fn ingest(
+        &mut self,
+        batches: &[Arc<SignalBatch>],
+        repeated: &[bool],
+    ) -> Result<Vec<Vec<Outcome>>> {
+        let mut repeated = repeated.iter();
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut outcomes = Vec::with_capacity(batch.signals.len());
+            for (signal, raw) in batch.signals.iter().zip(&batch.raws) {
+                if repeated.next().copied().unwrap_or(true) {
+                    outcomes.push(Outcome {
+                        signal_id: None,
+                        ticket_id: None,
+                        effect: Effect::Duplicate,
+                    });
+                    continue;
+                }
+                let assessed = self.assess(&batch.actor, signal, raw);
+                outcomes.push(self.apply(&assessed).await?);
+            }
+            out.push(outcomes);
+        }
+        Ok(out)
+    }
+
+    /// Workload match, maintenance and severity rules, on the signal with the pages of its
+    /// problem received before it.
+    fn assess<'b>(&self, actor: &'b Actor, signal: &'b Signal, raw: &'b RawJson) -> Assessed<'b>
+    where
+        'a: 'b,
+    {
+        let Pipeline {
+            settings,
+            defaults,
+            catalog,
+            ..
+        } = self.pipeline;
+        // A page of a split event is decided with the pages before it.
+        let before = self
+            .correlations
+            .get(&(signal.source.clone(), signal.dedup_key.clone()))
+            .and_then(|c| c.pages.as_ref());
+        let (pages, continues) = match Pages::after(before, signal) {
+            Some((p, c)) => (Some(p), c),
+            None => (None, false),
+        };
+        let view = match &pages {
+            Some(p) => Cow::Owned(p.merged(signal)),
+            None => Cow::Borrowed(signal),
+        };
+        let source = source::named(&signal.source);
+        let workload = match_workload(&catalog.workloads, &view);
+        let expected = catalog.expected(source, workload, signal);
+        let decision = decide(
+            &settings.rules,
+            defaults,
+            &view,
+            workload.map(|w| w.environment),
+        );
+        Assessed {
+            actor,
+            signal,
+            source,
+            view,
+            pages,
+            continues,
+            raw,
+            workload,
+            decision,
+            expected,
+        }
+    }
+
     async fn audit(
         &mut self,
         actor: &Actor,
@@ -493,7 +634,9 @@ impl IngestTx<'_> {
             .get(&key)
             .and_then(|c| Some((c, &self.tickets.get(&c.ticket_id)?.1)));
         let decision = match followed {
-            Some((c, t)) => follow_up::follow_up(c, t, &a.assessment(), self.settings, self.now),
+            Some((c, t)) => {
+                follow_up::follow_up(c, t, &a.assessment(), self.pipeline.settings, self.now)
+            }
             None => follow_up::first_sight(&a.assessment()),
         };
         let (effect, ticket_id) = match (decision, followed) {
@@ -570,6 +713,7 @@ impl IngestTx<'_> {
         self.audit(a.actor, "ticket.created", ticket.id, changes)
             .await?;
         let items = self
+            .pipeline
             .routing
             .items(self.tx, NotificationEvent::Created, &ticket, self.now)
             .await?;
@@ -612,7 +756,12 @@ impl IngestTx<'_> {
             )]);
             c.pages = Some(pages.clone());
         }
-        c.note(s.state, &update, self.now, self.settings.flapping_window);
+        c.note(
+            s.state,
+            &update,
+            self.now,
+            self.pipeline.settings.flapping_window,
+        );
 
         let mut next = current.clone();
         if let Some(to) = update.change.status() {
@@ -658,7 +807,8 @@ impl IngestTx<'_> {
             next.severity = severity;
         }
         if update.change.escalates() {
-            if let Some(to) = follow_up::production_move(&next, a.workload, self.workloads) {
+            let workloads = &self.pipeline.catalog.workloads;
+            if let Some(to) = follow_up::production_move(&next, a.workload, workloads) {
                 if to.takes_team {
                     next.team = to.workload.team.clone();
                 }
@@ -722,9 +872,11 @@ impl IngestTx<'_> {
         // Most changes are state only (occurrences, resolves, reopens): one statement for all.
         let mut states: Vec<(&Ticket, &Ticket)> = Vec::with_capacity(changed.len());
         let mut outbox = self.outbox;
+        // Routing: who hears of each change.
         for (before, now) in &changed {
             for event in Routing::events(Some(before), now) {
-                outbox.extend(self.routing.items(self.tx, event, now, self.now).await?);
+                let items = self.pipeline.routing.items(self.tx, event, now, self.now);
+                outbox.extend(items.await?);
             }
         }
         self.tx.enqueue(&outbox, self.now).await?;
@@ -812,100 +964,16 @@ impl Desk {
         self.change(move |tx, now| {
             Box::pin(async move {
                 let defaults = default_rules();
-                let signals = || batches.iter().flat_map(|d| d.signals.iter());
-                // Repeated deliveries, against the database and within this group.
-                let keys: Vec<String> = signals().map(|s| s.receipt_key.clone()).collect();
-                let known = tx.known_receipts(&keys).await?;
-                let mut seen = HashSet::new();
-                let repeated: Vec<bool> = keys
-                    .iter()
-                    .map(|k| known.contains(k) || !seen.insert(k.as_str()))
-                    .collect();
-                let mut problems: Vec<(String, String)> = signals()
-                    .zip(&repeated)
-                    .filter(|(_, r)| !**r)
-                    .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
-                    .collect();
-                problems.sort();
-                problems.dedup();
-                let correlations = tx.correlations(&problems).await?;
-                let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let tickets = tx
-                    .tickets_for_update(&ids)
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.id, (t.clone(), t)))
-                    .collect();
-                let next_id = if repeated.iter().all(|r| *r) {
-                    0
-                } else {
-                    tx.next_signal_id().await?
-                };
-                let mut step = IngestTx {
-                    tx,
+                let repeated = repeated_deliveries(tx, &batches).await?;
+                let pipeline = Pipeline {
                     settings: &settings,
-                    now,
-                    correlations,
-                    tickets,
-                    changed: Vec::new(),
-                    records: Vec::new(),
-                    receipts: Vec::new(),
-                    next_id,
+                    defaults: &defaults,
+                    catalog: &catalog,
                     routing: &routing,
-                    outbox: Vec::new(),
-                    workloads: &catalog.workloads,
                 };
-                let mut repeated = repeated.into_iter();
-                let mut out = Vec::with_capacity(batches.len());
-                for batch in &batches {
-                    let mut outcomes = Vec::with_capacity(batch.signals.len());
-                    for (signal, raw) in batch.signals.iter().zip(&batch.raws) {
-                        if repeated.next().unwrap_or(true) {
-                            outcomes.push(Outcome {
-                                signal_id: None,
-                                ticket_id: None,
-                                effect: Effect::Duplicate,
-                            });
-                            continue;
-                        }
-                        // A page of a split event is decided with the pages before it.
-                        let before = step
-                            .correlations
-                            .get(&(signal.source.clone(), signal.dedup_key.clone()))
-                            .and_then(|c| c.pages.as_ref());
-                        let paged = Pages::after(before, signal);
-                        let merged = paged.as_ref().map(|(p, _)| p.merged(signal));
-                        let view = match merged {
-                            Some(m) => Cow::Owned(m),
-                            None => Cow::Borrowed(signal),
-                        };
-                        let source = source::named(&signal.source);
-                        let workload = match_workload(&catalog.workloads, &view);
-                        let environment = workload.map(|w| w.environment);
-                        let decision = decide(&settings.rules, &defaults, &view, environment);
-                        let expected = catalog.expected(source, workload, signal);
-                        let (pages, continues) = match paged {
-                            Some((p, c)) => (Some(p), c),
-                            None => (None, false),
-                        };
-                        let assessed = Assessed {
-                            actor: &batch.actor,
-                            signal,
-                            source,
-                            view,
-                            pages,
-                            continues,
-                            raw,
-                            workload,
-                            decision,
-                            expected,
-                        };
-                        outcomes.push(step.apply(&assessed).await?);
-                    }
-                    out.push(outcomes);
-                }
+                let mut step = IngestTx::new(tx, pipeline, now);
+                step.correlate(&batches, &repeated).await?;
+                let out = step.ingest(&batches, &repeated).await?;
                 step.finish().await?;
                 Ok(out)
             })

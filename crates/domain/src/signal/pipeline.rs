@@ -2,15 +2,17 @@
 //! this order, reading what they need before and writing what they decide after:
 //!
 //! 1. **receipt**: a delivery of news already received stops here;
-//! 2. **workload match** ([`super::workload::match_workload`]), on the entities of every page
+//! 2. **dedup/correlate**: signals with one source and dedup key are one problem
+//!    ([`super::Correlation`]), followed by one ticket; both are read for a whole group of
+//!    signals at once;
+//! 3. **workload match** ([`super::workload::match_workload`]), on the entities of every page
 //!    of a split event received so far ([`super::Pages`]);
-//! 3. **severity rules** ([`super::rules::decide`]);
 //! 4. **maintenance**: a signal of a workload inside one of its planned windows is expected,
 //!    unless its source says otherwise ([`super::source::Source::expected_in_maintenance`]);
-//! 5. **dedup/correlate**: signals with one source and dedup key are one problem
-//!    ([`super::Correlation`]), followed by one ticket;
-//! 6. **follow-up decision** ([`super::follow_up::first_sight`] for a problem without a
-//!    ticket, [`super::follow_up::follow_up`] for one with a ticket): a [`super::follow_up::Decision`];
+//! 5. **severity rules** ([`super::rules::decide`]);
+//! 6. **follow-up decision** ([`super::follow_up::first_sight`] for a problem with no ticket
+//!    to follow up, [`super::follow_up::follow_up`] for one with a ticket): a
+//!    [`super::follow_up::Decision`];
 //! 7. **ticket change**: the decision applied, audited and stored;
 //! 8. **routing** ([`crate::routing`]): who hears of the change.
 
