@@ -1,9 +1,13 @@
 //! Ingest: signals from AWS and monitors open, update, resolve and reopen tickets, one ticket
 //! per real problem, each delivery taking effect once.
 //!
-//! The pipeline for one signal: receipt (a repeated delivery stops here), workload match,
-//! maintenance, severity rules, correlation with the open ticket, ticket change, stored signal.
+//! The pipeline (`opsdesk_domain::signal::pipeline`): receipt (a repeated delivery stops
+//! here) and dedup/correlate for the whole group, then for each signal workload match,
+//! maintenance, severity rules, the follow-up decision, ticket change and routing, and the
+//! signal stored. The decisions are domain functions; this module reads what they need, calls
+//! them and writes what they decide.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -11,11 +15,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{AuditEntry, Changes, FieldChange};
 use opsdesk_domain::channel::NotificationEvent;
-use opsdesk_domain::signal::rules::{decide, default_rules, Decision, SeverityRule};
+use opsdesk_domain::signal::follow_up::{self, Change, Decision, Note, Update};
+use opsdesk_domain::signal::pipeline::Assessment;
+use opsdesk_domain::signal::rules::{self, decide, default_rules, SeverityRule};
+use opsdesk_domain::signal::source::{self, Source};
 use opsdesk_domain::signal::workload::match_workload;
-use opsdesk_domain::signal::{Pages, HEALTH};
+use opsdesk_domain::signal::Pages;
 use opsdesk_domain::validation::NewTicket;
-use opsdesk_domain::{Kind, Permission, Signal, SignalState, Status, Ticket, Validated, Workload};
+use opsdesk_domain::{Kind, Permission, Signal, Ticket, Validated, Workload};
 use opsdesk_store::{
     Correlation, MaintenanceWindow, NewMaintenanceWindow, NewOutboxItem, RawJson, SignalRecord, Tx,
 };
@@ -28,28 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
 
-/// How signals become tickets, beyond the severity rules' defaults.
-#[derive(Debug, Clone)]
-pub struct IngestSettings {
-    /// Tried in order before the built-in rules.
-    pub rules: Vec<SeverityRule>,
-    /// A problem that fires again this soon after its ticket was resolved reopens that ticket.
-    pub reopen_window: chrono::Duration,
-    /// This many firing/resolved flips within `flapping_window` mark a problem as flapping.
-    pub flapping_changes: usize,
-    pub flapping_window: chrono::Duration,
-}
-
-impl Default for IngestSettings {
-    fn default() -> Self {
-        IngestSettings {
-            rules: Vec::new(),
-            reopen_window: chrono::Duration::hours(24),
-            flapping_changes: 4,
-            flapping_window: chrono::Duration::hours(1),
-        }
-    }
-}
+pub use opsdesk_domain::signal::pipeline::IngestSettings;
 
 /// What one signal did.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -120,16 +106,24 @@ impl CatalogCache {
 }
 
 impl Catalog {
-    fn expected(&self, workload: Option<&str>, at: DateTime<Utc>) -> bool {
+    /// Maintenance: whether the signal falls in a window people planned for its workload, and
+    /// its source lets such a window expect it.
+    fn expected(
+        &self,
+        source: Option<&dyn Source>,
+        workload: Option<&Workload>,
+        s: &Signal,
+    ) -> bool {
         let Some(workload) = workload else {
             return false;
         };
-        self.windows.iter().any(|w| {
-            w.origin == "user"
-                && w.workload.as_deref() == Some(workload)
-                && w.start <= at
-                && w.end.is_none_or(|end| at < end)
-        })
+        source.is_none_or(|src| src.expected_in_maintenance(s))
+            && self.windows.iter().any(|w| {
+                w.origin == "user"
+                    && w.workload.as_deref() == Some(workload.name.as_str())
+                    && w.start <= s.occurred_at
+                    && w.end.is_none_or(|end| s.occurred_at < end)
+            })
     }
 }
 
@@ -284,10 +278,10 @@ fn tag(s: &str) -> Option<String> {
     (!t.trim_matches('-').is_empty()).then_some(t)
 }
 
-/// Tags from what AWS Health says of an event: who it is for (routing rules can send
+/// Tags from what the source says of its news: who it is for (routing rules can send
 /// `persona:security` or `persona:billing` to their own channels), whether it asks for
-/// action, and `security` on abuse reports.
-fn signal_tags(s: &Signal) -> Vec<String> {
+/// action, and the source's own (`security` on AWS Health abuse reports).
+fn signal_tags(s: &Signal, source: Option<&dyn Source>) -> Vec<String> {
     let mut tags: Vec<String> = s
         .personas
         .iter()
@@ -296,17 +290,20 @@ fn signal_tags(s: &Signal) -> Vec<String> {
     if let Some(a) = &s.actionability {
         tags.extend(tag(&format!("actionability:{a}")));
     }
-    if s.source == HEALTH && s.kind == opsdesk_domain::signal::health::ABUSE {
-        tags.push("security".into());
+    if let Some(src) = source {
+        tags.extend(src.ticket_tags(s).iter().map(|t| (*t).to_owned()));
     }
     tags
 }
 
-fn kind_for(s: &Signal) -> Kind {
-    opsdesk_domain::signal::source::named(&s.source).map_or(Kind::Incident, |src| src.kind_for(s))
+/// Adds a tag to a ticket's sorted tags, once.
+fn add_tag(tags: &mut Vec<String>, t: &str) {
+    tags.push(t.to_owned());
+    tags.sort();
+    tags.dedup();
 }
 
-fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> String {
+fn description_for(s: &Signal, workload: Option<&Workload>, decision: &rules::Decision) -> String {
     let mut d = String::new();
     if !s.body.is_empty() {
         d.push_str(&s.body);
@@ -353,7 +350,12 @@ fn description_for(s: &Signal, workload: Option<&Workload>, decision: &Decision)
         .collect()
 }
 
-fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> Result<NewTicket> {
+fn new_ticket(
+    s: &Signal,
+    source: Option<&dyn Source>,
+    workload: Option<&Workload>,
+    decision: &rules::Decision,
+) -> Result<NewTicket> {
     let title: String = s
         .title
         .chars()
@@ -367,7 +369,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
     if workload.is_some_and(Workload::is_production) {
         tags.push("production".into());
     }
-    tags.extend(signal_tags(s));
+    tags.extend(signal_tags(s, source));
     let input = NewTicket {
         title: if title.trim().is_empty() {
             "Signal".into()
@@ -375,7 +377,7 @@ fn new_ticket(s: &Signal, workload: Option<&Workload>, decision: &Decision) -> R
             title
         },
         description: description_for(s, workload, decision),
-        kind: kind_for(s),
+        kind: source.map_or(Kind::Incident, |src| src.kind_for(s)),
         severity: decision.severity,
         requester: None,
         assignee: None,
@@ -393,16 +395,31 @@ struct Assessed<'a> {
     actor: &'a Actor,
     /// As received: what is stored.
     signal: &'a Signal,
+    /// Its source in the registry; none for an unclassified event.
+    source: Option<&'static dyn Source>,
     /// With the entities of every page received so far: what the ticket is decided on.
-    view: &'a Signal,
+    view: Cow<'a, Signal>,
     /// The pages received so far, for a signal that is one page of several.
     pages: Option<Pages>,
     /// Another page of the communication the problem's last signal began.
     continues: bool,
     raw: &'a RawJson,
     workload: Option<&'a Workload>,
-    decision: Decision,
+    decision: rules::Decision,
     expected: bool,
+}
+
+impl Assessed<'_> {
+    /// What the follow-up decision looks at.
+    fn assessment(&self) -> Assessment {
+        Assessment {
+            state: self.signal.state,
+            continues: self.continues,
+            severity: self.decision.severity,
+            ticket: self.decision.ticket,
+            expected: self.expected,
+        }
+    }
 }
 
 fn change(field: &str, before: Value, after: Value) -> (String, FieldChange) {
@@ -426,12 +443,36 @@ fn signal_change(id: i64, s: &Signal, rule: &str) -> (String, FieldChange) {
     )
 }
 
+/// What ingest reads before its transaction, for every signal of a group.
+struct Pipeline<'a> {
+    settings: &'a IngestSettings,
+    defaults: &'a [SeverityRule],
+    catalog: &'a Catalog,
+    routing: &'a Routing,
+}
+
+/// The signals of a group, in order.
+fn signals(batches: &[Arc<SignalBatch>]) -> impl Iterator<Item = &Signal> {
+    batches.iter().flat_map(|d| d.signals.iter())
+}
+
+/// Receipt: which signals repeat news already received, before this group or within it.
+async fn repeated_deliveries(tx: &mut Tx, batches: &[Arc<SignalBatch>]) -> Result<Vec<bool>> {
+    let keys: Vec<String> = signals(batches).map(|s| s.receipt_key.clone()).collect();
+    let known = tx.known_receipts(&keys).await?;
+    let mut seen = HashSet::new();
+    Ok(keys
+        .iter()
+        .map(|k| known.contains(k) || !seen.insert(k.as_str()))
+        .collect())
+}
+
 /// One ingest transaction: the problems and tickets its signals touch are read once, changed
 /// in memory, and written back once at the end, so a batch costs a few statements rather than
 /// several per signal.
 struct IngestTx<'a> {
     tx: &'a mut Tx,
-    settings: &'a IngestSettings,
+    pipeline: Pipeline<'a>,
     now: DateTime<Utc>,
     correlations: HashMap<(String, String), Correlation>,
     /// Ticket id -> (as read, as it is now).
@@ -440,12 +481,128 @@ struct IngestTx<'a> {
     records: Vec<SignalRecord>,
     receipts: Vec<(String, DateTime<Utc>)>,
     next_id: i64,
-    routing: &'a Routing,
     outbox: Vec<NewOutboxItem>,
-    workloads: &'a [Workload],
 }
 
-impl IngestTx<'_> {
+impl<'a> IngestTx<'a> {
+    fn new(tx: &'a mut Tx, pipeline: Pipeline<'a>, now: DateTime<Utc>) -> IngestTx<'a> {
+        IngestTx {
+            tx,
+            pipeline,
+            now,
+            correlations: HashMap::new(),
+            tickets: HashMap::new(),
+            changed: Vec::new(),
+            records: Vec::new(),
+            receipts: Vec::new(),
+            next_id: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Dedup/correlate: reads the problems the new signals belong to, their tickets, and the
+    /// id the first new signal takes.
+    async fn correlate(&mut self, batches: &[Arc<SignalBatch>], repeated: &[bool]) -> Result<()> {
+        let mut problems: Vec<(String, String)> = signals(batches)
+            .zip(repeated)
+            .filter(|(_, r)| !**r)
+            .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
+            .collect();
+        problems.sort();
+        problems.dedup();
+        self.correlations = self.tx.correlations(&problems).await?;
+        let mut ids: Vec<i64> = self.correlations.values().map(|c| c.ticket_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.tickets = self
+            .tx
+            .tickets_for_update(&ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, (t.clone(), t)))
+            .collect();
+        if !repeated.iter().all(|r| *r) {
+            self.next_id = self.tx.next_signal_id().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every signal of the group through the pipeline, in order; one list of outcomes
+    /// per batch.
+    async fn ingest(
+        &mut self,
+        batches: &[Arc<SignalBatch>],
+        repeated: &[bool],
+    ) -> Result<Vec<Vec<Outcome>>> {
+        let mut repeated = repeated.iter();
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut outcomes = Vec::with_capacity(batch.signals.len());
+            for (signal, raw) in batch.signals.iter().zip(&batch.raws) {
+                if repeated.next().copied().unwrap_or(true) {
+                    outcomes.push(Outcome {
+                        signal_id: None,
+                        ticket_id: None,
+                        effect: Effect::Duplicate,
+                    });
+                    continue;
+                }
+                let assessed = self.assess(&batch.actor, signal, raw);
+                outcomes.push(self.apply(&assessed).await?);
+            }
+            out.push(outcomes);
+        }
+        Ok(out)
+    }
+
+    /// Workload match, maintenance and severity rules, on the signal with the pages of its
+    /// problem received before it.
+    fn assess<'b>(&self, actor: &'b Actor, signal: &'b Signal, raw: &'b RawJson) -> Assessed<'b>
+    where
+        'a: 'b,
+    {
+        let Pipeline {
+            settings,
+            defaults,
+            catalog,
+            ..
+        } = self.pipeline;
+        // A page of a split event is decided with the pages before it.
+        let before = self
+            .correlations
+            .get(&(signal.source.clone(), signal.dedup_key.clone()))
+            .and_then(|c| c.pages.as_ref());
+        let (pages, continues) = match Pages::after(before, signal) {
+            Some((p, c)) => (Some(p), c),
+            None => (None, false),
+        };
+        let view = match &pages {
+            Some(p) => Cow::Owned(p.merged(signal)),
+            None => Cow::Borrowed(signal),
+        };
+        let source = source::named(&signal.source);
+        let workload = match_workload(&catalog.workloads, &view);
+        let expected = catalog.expected(source, workload, signal);
+        let decision = decide(
+            &settings.rules,
+            defaults,
+            &view,
+            workload.map(|w| w.environment),
+        );
+        Assessed {
+            actor,
+            signal,
+            source,
+            view,
+            pages,
+            continues,
+            raw,
+            workload,
+            decision,
+            expected,
+        }
+    }
+
     async fn audit(
         &mut self,
         actor: &Actor,
@@ -465,25 +622,38 @@ impl IngestTx<'_> {
         Ok(())
     }
 
+    /// The follow-up decision and the ticket change it makes, then the signal as stored.
     async fn apply(&mut self, a: &Assessed<'_>) -> Result<Outcome> {
         let s = a.signal;
         let signal_id = self.next_id;
         self.next_id += 1;
         let key = (s.source.clone(), s.dedup_key.clone());
-        let correlation = self.correlations.get(&key).cloned();
-        let ticket = correlation
-            .as_ref()
-            .and_then(|c| self.tickets.get(&c.ticket_id))
-            .map(|(_, now)| now.clone());
-        let (effect, ticket_id) = match (correlation, ticket) {
-            (Some(c), Some(t)) => self.follow_up(a, signal_id, c, t).await?,
-            _ => self.first_sight(a, signal_id).await?,
+        // The problem and its ticket as this job has them so far.
+        let followed = self
+            .correlations
+            .get(&key)
+            .and_then(|c| Some((c, &self.tickets.get(&c.ticket_id)?.1)));
+        let decision = match followed {
+            Some((c, t)) => {
+                follow_up::follow_up(c, t, &a.assessment(), self.pipeline.settings, self.now)
+            }
+            None => follow_up::first_sight(&a.assessment()),
         };
-        if let (Some(win), Some(_)) = (&s.window, ticket_id.filter(|_| s.source == HEALTH)) {
+        let (effect, ticket_id) = match (decision, followed) {
+            (Decision::Open, _) => self.open(a, signal_id).await?,
+            (Decision::Update(update), Some((c, t))) => {
+                let (c, t) = (c.clone(), t.clone());
+                self.update(a, signal_id, update, c, t).await?
+            }
+            // Only a problem with a ticket is decided an update.
+            (Decision::Record(_) | Decision::Update(_), _) => (Effect::Recorded, None),
+        };
+        let announced = a.source.filter(|src| src.keeps_windows());
+        if let (Some(win), Some(_), Some(src)) = (&s.window, ticket_id, announced) {
             self.tx
                 .save_maintenance_window(
                     &NewMaintenanceWindow {
-                        origin: HEALTH.to_owned(),
+                        origin: src.name().to_owned(),
                         dedup_key: Some(s.dedup_key.clone()),
                         workload: a.workload.map(|w| w.name.clone()),
                         title: s.title.clone(),
@@ -531,17 +701,10 @@ impl IngestTx<'_> {
         })
     }
 
-    /// A problem with no ticket yet, or whose ticket was resolved too long ago to reopen.
-    async fn first_sight(
-        &mut self,
-        a: &Assessed<'_>,
-        signal_id: i64,
-    ) -> Result<(Effect, Option<i64>)> {
+    /// Opens a ticket for a problem with none to follow up, and routes the news.
+    async fn open(&mut self, a: &Assessed<'_>, signal_id: i64) -> Result<(Effect, Option<i64>)> {
         let s = a.signal;
-        if s.state != SignalState::Firing || !a.decision.ticket || a.expected {
-            return Ok((Effect::Recorded, None));
-        }
-        let input = new_ticket(a.view, a.workload, &a.decision)?;
+        let input = new_ticket(&a.view, a.source, a.workload, &a.decision)?;
         let mut ticket = Ticket::open(input, self.now);
         ticket.id = self.tx.insert_ticket(&ticket).await?;
         ticket.key = Ticket::key_for(ticket.id);
@@ -550,69 +713,32 @@ impl IngestTx<'_> {
         self.audit(a.actor, "ticket.created", ticket.id, changes)
             .await?;
         let items = self
+            .pipeline
             .routing
             .items(self.tx, NotificationEvent::Created, &ticket, self.now)
             .await?;
         self.outbox.extend(items);
         self.tickets
             .insert(ticket.id, (ticket.clone(), ticket.clone()));
-        self.save_correlation(Correlation {
-            source: s.source.clone(),
-            dedup_key: s.dedup_key.clone(),
-            ticket_id: ticket.id,
-            occurrences: 1,
-            first_seen_at: self.now,
-            last_seen_at: self.now,
-            last_state: s.state,
-            state_changes: Vec::new(),
-            flapping: false,
-            pages: a.pages.clone(),
-        });
+        self.save_correlation(Correlation::first_seen(
+            s,
+            ticket.id,
+            a.pages.clone(),
+            self.now,
+        ));
         Ok((Effect::Created, Some(ticket.id)))
     }
 
-    /// A problem that already has a ticket.
-    async fn follow_up(
+    /// Applies a follow-up decision to the problem and its ticket, audited.
+    async fn update(
         &mut self,
         a: &Assessed<'_>,
         signal_id: i64,
+        update: Update,
         mut c: Correlation,
         current: Ticket,
     ) -> Result<(Effect, Option<i64>)> {
         let s = a.signal;
-        let settings = self.settings;
-        if s.state == SignalState::Firing && !current.status.is_open() {
-            let recent = current
-                .resolved_at
-                .is_some_and(|at| self.now - at <= settings.reopen_window);
-            if !recent {
-                // An old problem back again is a new ticket.
-                return self.first_sight(a, signal_id).await;
-            }
-        }
-
-        // Flapping: firing/resolved flips within the window.
-        let was_flapping = c.flapping;
-        let flips = matches!(
-            (c.last_state, s.state),
-            (SignalState::Resolved, SignalState::Firing)
-                | (
-                    SignalState::Firing | SignalState::Acknowledged,
-                    SignalState::Resolved
-                )
-        );
-        if flips {
-            c.state_changes.push(self.now);
-        }
-        c.state_changes
-            .retain(|t| self.now - *t <= settings.flapping_window);
-        c.flapping = c.state_changes.len() >= settings.flapping_changes;
-        if s.state != SignalState::Acknowledged {
-            c.last_state = s.state;
-        }
-        c.last_seen_at = self.now;
-
-        let mut next = current.clone();
         let mut changes = Changes::new();
         if let Some(pages) = &a.pages {
             let before = c
@@ -630,17 +756,23 @@ impl IngestTx<'_> {
             )]);
             c.pages = Some(pages.clone());
         }
-        let (action, effect) = match s.state {
-            SignalState::Firing if a.continues && current.status.is_open() => {
-                ("ticket.merged", Effect::Merged)
-            }
-            SignalState::Firing if current.status.is_open() => {
-                ("ticket.occurrence", Effect::Occurrence)
-            }
-            SignalState::Firing if c.flapping => ("ticket.occurrence", Effect::Recorded),
-            SignalState::Firing => {
-                let t = current.status.transition_to(Status::InProgress)?;
-                next.apply_transition(t, self.now);
+        c.note(
+            s.state,
+            &update,
+            self.now,
+            self.pipeline.settings.flapping_window,
+        );
+
+        let mut next = current.clone();
+        if let Some(to) = update.change.status() {
+            let t = current.status.transition_to(to)?;
+            next.apply_transition(t, self.now);
+        }
+        let (action, effect) = match update.change {
+            Change::Merge { .. } => ("ticket.merged", Effect::Merged),
+            Change::Occurrence { .. } => ("ticket.occurrence", Effect::Occurrence),
+            Change::Note(Note::FiredWhileFlapping) => ("ticket.occurrence", Effect::Recorded),
+            Change::Reopen { .. } => {
                 changes.extend([change(
                     "reason",
                     Value::Null,
@@ -648,14 +780,8 @@ impl IngestTx<'_> {
                 )]);
                 ("ticket.reopened", Effect::Reopened)
             }
-            SignalState::Acknowledged if current.status == Status::New => {
-                let t = current.status.transition_to(Status::Acknowledged)?;
-                next.apply_transition(t, self.now);
-                ("ticket.acknowledged", Effect::Acknowledged)
-            }
-            SignalState::Resolved if current.status.is_open() && !c.flapping => {
-                let t = current.status.transition_to(Status::Resolved)?;
-                next.apply_transition(t, self.now);
+            Change::Acknowledge => ("ticket.acknowledged", Effect::Acknowledged),
+            Change::Resolve => {
                 changes.extend([change(
                     "reason",
                     Value::Null,
@@ -666,39 +792,37 @@ impl IngestTx<'_> {
                 )]);
                 ("ticket.resolved", Effect::Resolved)
             }
-            SignalState::Acknowledged | SignalState::Resolved => {
+            Change::Note(Note::ResolvedWhileFlapping | Note::NotNew | Note::NotOpen) => {
                 ("ticket.signal", Effect::Recorded)
             }
         };
-        if matches!(s.state, SignalState::Firing) {
-            // Another page is more of the same news, not the news again.
-            if effect != Effect::Merged {
-                c.occurrences += 1;
-                changes.extend([change(
-                    "occurrences",
-                    json!(c.occurrences - 1),
-                    json!(c.occurrences),
-                )]);
-            }
-            // A problem can get worse; it never gets quieter by itself.
-            if a.decision.severity < next.severity && next.status.is_open() {
-                next.severity = a.decision.severity;
-            }
-            if next.status.is_open() {
-                self.move_to_production(a, &mut next);
+        if update.change.counts() {
+            changes.extend([change(
+                "occurrences",
+                json!(c.occurrences - 1),
+                json!(c.occurrences),
+            )]);
+        }
+        if let Some(severity) = update.change.raise() {
+            next.severity = severity;
+        }
+        if update.change.escalates() {
+            let workloads = &self.pipeline.catalog.workloads;
+            if let Some(to) = follow_up::production_move(&next, a.workload, workloads) {
+                if to.takes_team {
+                    next.team = to.workload.team.clone();
+                }
+                next.workload = Some(to.workload.name.clone());
+                add_tag(&mut next.tags, "production");
             }
         }
-        if c.flapping != was_flapping {
-            let mut tags = next.tags.clone();
+        if update.flapping.changed() {
             if c.flapping {
-                tags.push("flapping".into());
-                tags.sort();
-                tags.dedup();
+                add_tag(&mut next.tags, "flapping");
             } else {
-                tags.retain(|t| t != "flapping");
+                next.tags.retain(|t| t != "flapping");
             }
-            next.tags = tags;
-            changes.extend([change("flapping", json!(was_flapping), json!(c.flapping))]);
+            changes.extend([change("flapping", json!(!c.flapping), json!(c.flapping))]);
         }
         for (field, before, after) in [
             ("status", json!(current.status), json!(next.status)),
@@ -731,33 +855,6 @@ impl IngestTx<'_> {
         Ok((effect, Some(current.id)))
     }
 
-    /// A ticket not yet on production moves to the production workload a later signal (or
-    /// another page of the same event) shows affected, with that workload's team when the
-    /// team it had came from its former workload. Like severity, this only ever escalates.
-    fn move_to_production(&self, a: &Assessed<'_>, next: &mut Ticket) {
-        let Some(w) = a.workload.filter(|w| w.is_production()) else {
-            return;
-        };
-        if next.tags.iter().any(|t| t == "production") || next.workload.as_deref() == Some(&w.name)
-        {
-            return;
-        }
-        let former_team = next
-            .workload
-            .as_deref()
-            .and_then(|name| self.workloads.iter().find(|x| x.name == name))
-            .and_then(|x| x.team.clone());
-        if next.team.is_none() || next.team == former_team {
-            next.team = w.team.clone();
-        }
-        next.workload = Some(w.name.clone());
-        let mut tags = next.tags.clone();
-        tags.push("production".into());
-        tags.sort();
-        tags.dedup();
-        next.tags = tags;
-    }
-
     fn save_correlation(&mut self, c: Correlation) {
         self.correlations
             .insert((c.source.clone(), c.dedup_key.clone()), c.clone());
@@ -775,9 +872,11 @@ impl IngestTx<'_> {
         // Most changes are state only (occurrences, resolves, reopens): one statement for all.
         let mut states: Vec<(&Ticket, &Ticket)> = Vec::with_capacity(changed.len());
         let mut outbox = self.outbox;
+        // Routing: who hears of each change.
         for (before, now) in &changed {
             for event in Routing::events(Some(before), now) {
-                outbox.extend(self.routing.items(self.tx, event, now, self.now).await?);
+                let items = self.pipeline.routing.items(self.tx, event, now, self.now);
+                outbox.extend(items.await?);
             }
         }
         self.tx.enqueue(&outbox, self.now).await?;
@@ -865,99 +964,16 @@ impl Desk {
         self.change(move |tx, now| {
             Box::pin(async move {
                 let defaults = default_rules();
-                let signals = || batches.iter().flat_map(|d| d.signals.iter());
-                // Repeated deliveries, against the database and within this group.
-                let keys: Vec<String> = signals().map(|s| s.receipt_key.clone()).collect();
-                let known = tx.known_receipts(&keys).await?;
-                let mut seen = HashSet::new();
-                let repeated: Vec<bool> = keys
-                    .iter()
-                    .map(|k| known.contains(k) || !seen.insert(k.as_str()))
-                    .collect();
-                let mut problems: Vec<(String, String)> = signals()
-                    .zip(&repeated)
-                    .filter(|(_, r)| !**r)
-                    .map(|(s, _)| (s.source.clone(), s.dedup_key.clone()))
-                    .collect();
-                problems.sort();
-                problems.dedup();
-                let correlations = tx.correlations(&problems).await?;
-                let mut ids: Vec<i64> = correlations.values().map(|c| c.ticket_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let tickets = tx
-                    .tickets_for_update(&ids)
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.id, (t.clone(), t)))
-                    .collect();
-                let next_id = if repeated.iter().all(|r| *r) {
-                    0
-                } else {
-                    tx.next_signal_id().await?
-                };
-                let mut step = IngestTx {
-                    tx,
+                let repeated = repeated_deliveries(tx, &batches).await?;
+                let pipeline = Pipeline {
                     settings: &settings,
-                    now,
-                    correlations,
-                    tickets,
-                    changed: Vec::new(),
-                    records: Vec::new(),
-                    receipts: Vec::new(),
-                    next_id,
+                    defaults: &defaults,
+                    catalog: &catalog,
                     routing: &routing,
-                    outbox: Vec::new(),
-                    workloads: &catalog.workloads,
                 };
-                let mut repeated = repeated.into_iter();
-                let mut out = Vec::with_capacity(batches.len());
-                for batch in &batches {
-                    let mut outcomes = Vec::with_capacity(batch.signals.len());
-                    for (signal, raw) in batch.signals.iter().zip(&batch.raws) {
-                        if repeated.next().unwrap_or(true) {
-                            outcomes.push(Outcome {
-                                signal_id: None,
-                                ticket_id: None,
-                                effect: Effect::Duplicate,
-                            });
-                            continue;
-                        }
-                        // A page of a split event is decided with the pages before it.
-                        let before = step
-                            .correlations
-                            .get(&(signal.source.clone(), signal.dedup_key.clone()))
-                            .and_then(|c| c.pages.as_ref());
-                        let paged = Pages::after(before, signal);
-                        let merged = paged.as_ref().map(|(p, _)| p.merged(signal));
-                        let view = merged.as_ref().unwrap_or(signal);
-                        let workload = match_workload(&catalog.workloads, view);
-                        let environment = workload.map(|w| w.environment);
-                        let decision = decide(&settings.rules, &defaults, view, environment);
-                        // A maintenance window expects the workload's own alarms, never an
-                        // abuse report against the account.
-                        let expected = signal.kind != opsdesk_domain::signal::health::ABUSE
-                            && catalog
-                                .expected(workload.map(|w| w.name.as_str()), signal.occurred_at);
-                        let (pages, continues) = match paged {
-                            Some((p, c)) => (Some(p), c),
-                            None => (None, false),
-                        };
-                        let assessed = Assessed {
-                            actor: &batch.actor,
-                            signal,
-                            view,
-                            pages,
-                            continues,
-                            raw,
-                            workload,
-                            decision,
-                            expected,
-                        };
-                        outcomes.push(step.apply(&assessed).await?);
-                    }
-                    out.push(outcomes);
-                }
+                let mut step = IngestTx::new(tx, pipeline, now);
+                step.correlate(&batches, &repeated).await?;
+                let out = step.ingest(&batches, &repeated).await?;
                 step.finish().await?;
                 Ok(out)
             })

@@ -33,6 +33,7 @@ pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,
 };
+pub use opsdesk_domain::signal::Correlation;
 pub use opsdesk_domain::TokenSummary;
 pub use outbox::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};
 pub use people::{TotpState, UserRecord};
@@ -41,9 +42,7 @@ pub use readiness::{
     ReviewRecord,
 };
 pub use sessions::{LoginRecord, SessionRecord};
-pub use signals::{
-    Correlation, MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord,
-};
+pub use signals::{MaintenanceWindow, NewMaintenanceWindow, RawJson, SignalFilter, SignalRecord};
 pub use tickets::{Cursor, SortKey, TicketFilter, TicketPage};
 pub use time::Ts;
 pub use tokens::TokenRecord;

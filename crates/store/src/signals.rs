@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use opsdesk_domain::signal::{Pages, SignalState};
+use opsdesk_domain::signal::{Correlation, SignalState};
 use opsdesk_domain::{Environment, NewWorkload, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,25 +44,6 @@ impl Tx {
             Ok(())
         })
     }
-}
-
-/// The ticket that tracks one problem, and how it has been seen.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct Correlation {
-    pub source: String,
-    pub dedup_key: String,
-    pub ticket_id: i64,
-    pub occurrences: i64,
-    pub first_seen_at: DateTime<Utc>,
-    pub last_seen_at: DateTime<Utc>,
-    pub last_state: SignalState,
-    /// When the problem last flipped between firing and resolved, oldest first.
-    #[serde(skip)]
-    pub state_changes: Vec<DateTime<Utc>>,
-    pub flapping: bool,
-    /// The pages received of the latest communication split over several messages.
-    #[serde(skip)]
-    pub pages: Option<Pages>,
 }
 
 /// A signal as stored, with what it did.

@@ -328,6 +328,26 @@ impl super::source::Source for AwsHealth {
             _ => crate::ticket::Kind::Incident,
         }
     }
+
+    /// An abuse report is a security matter.
+    fn ticket_tags(&self, s: &Signal) -> &'static [&'static str] {
+        if s.kind == ABUSE {
+            &["security"]
+        } else {
+            &[]
+        }
+    }
+
+    /// A maintenance window expects the workload's own alarms, never an abuse report against
+    /// the account.
+    fn expected_in_maintenance(&self, s: &Signal) -> bool {
+        s.kind != ABUSE
+    }
+
+    /// Scheduled changes announce AWS's maintenance.
+    fn keeps_windows(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -524,6 +544,18 @@ mod tests {
         assert_eq!(s.account.as_deref(), Some(MEMBER));
         assert_eq!(s.state, SignalState::Firing);
         assert_eq!(s.resources.len(), 2);
+    }
+
+    #[test]
+    fn an_abuse_report_is_never_expected_and_is_tagged_security() {
+        use crate::signal::source::Source;
+        let abuse = from_event(&abuse(), now()).unwrap();
+        assert!(!AwsHealth.expected_in_maintenance(&abuse));
+        assert_eq!(AwsHealth.ticket_tags(&abuse), ["security"]);
+        let issue = from_event(&page(json!("1"), json!("1"), &["i-1"]), now()).unwrap();
+        assert!(AwsHealth.expected_in_maintenance(&issue));
+        assert!(AwsHealth.ticket_tags(&issue).is_empty());
+        assert!(AwsHealth.keeps_windows());
     }
 
     #[test]

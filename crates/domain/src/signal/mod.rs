@@ -5,10 +5,13 @@
 pub mod alertmanager;
 pub mod alerts;
 pub mod cloudwatch;
+pub mod correlation;
 pub mod eventbridge;
+pub mod follow_up;
 pub mod grafana;
 pub mod guardduty;
 pub mod health;
+pub mod pipeline;
 pub mod rules;
 pub mod securityhub;
 pub mod source;
@@ -25,6 +28,8 @@ use utoipa::ToSchema;
 
 use crate::ticket::{named_enum, Severity};
 use crate::validation::FieldError;
+
+pub use correlation::Correlation;
 
 /// `source` of AWS Health signals.
 pub const HEALTH: &str = "aws.health";

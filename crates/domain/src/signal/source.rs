@@ -55,6 +55,23 @@ pub trait Source: Sync {
     fn kind_for(&self, _signal: &Signal) -> Kind {
         Kind::Incident
     }
+
+    /// Tags the ticket of its signal carries, besides those of every signal.
+    fn ticket_tags(&self, _signal: &Signal) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether a planned maintenance window of the signal's workload makes it expected, so
+    /// that it opens no ticket.
+    fn expected_in_maintenance(&self, _signal: &Signal) -> bool {
+        true
+    }
+
+    /// Whether the maintenance windows its signals announce ([`Signal::window`]) are kept
+    /// with those people plan, under its name.
+    fn keeps_windows(&self) -> bool {
+        false
+    }
 }
 
 /// An event of a source whose events carry one signal each, read by `read`.
