@@ -513,11 +513,9 @@ where
     qb.push(" ON CONFLICT (receipt_key) DO NOTHING");
 }
 
-/// Upserts correlations; `with_ticket` false leaves the ticket of a stored row as it is.
-///
-/// Setting a column rewrites its index entries even when the value stays the same, so a
-/// problem that stays with its ticket (most occurrences) is written without `ticket_id`: one
-/// page fewer for the index of correlations by ticket.
+/// Upserts correlations; `with_ticket` false leaves the ticket of a stored row as it is, for
+/// problems that stay with their ticket (why: docs/storage.md, "Statements shaped for
+/// speed").
 fn push_correlation_rows<DB>(
     qb: &mut sqlx::QueryBuilder<'_, DB>,
     rows: &[&Correlation],

@@ -259,12 +259,9 @@ impl Tx {
     /// Writes the state of many tickets, each given as it is now and as it was read: severity,
     /// status, its timestamps and the version, in one statement per few hundred. For changes
     /// that touch no other field (signals do this); each ticket must still be as read.
-    ///
-    /// Setting a column rewrites its index entries even when the value stays the same, so the
-    /// tickets whose status and severity stay put (most occurrences of a signal) are written
-    /// without them: one page fewer each for the status and severity indexes. PostgreSQL
-    /// compares the values itself, so there every ticket goes in the same statement.
     pub async fn update_ticket_states(&mut self, tickets: &[(&Ticket, &Ticket)]) -> Result<()> {
+        // On SQLite, tickets whose status and severity stay put are written without them: see
+        // docs/storage.md, "Statements shaped for speed".
         let split = self.backend() == Backend::Sqlite;
         let mut moved = Vec::new();
         let mut touched = Vec::new();
@@ -396,8 +393,8 @@ impl Tx {
                     "ticket {} changed underneath a locked update", t.id
                 )));
             }
-            // Only the tags that changed: the tag index is keyed by tag first, so a delete of
-            // all of a ticket's tags by ticket alone would read the whole index.
+            // Only the tags that changed, by tag and ticket: see docs/storage.md, "Statements
+            // shaped for speed".
             let gone: Vec<&String> = before.tags.iter().filter(|g| !t.tags.contains(g)).collect();
             let added: Vec<&String> = t.tags.iter().filter(|g| !before.tags.contains(g)).collect();
             if !gone.is_empty() {
@@ -901,17 +898,14 @@ impl Db {
         };
         on_read!(self, p, backend => {
             let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM "));
-            // With a search on SQLite, walk the full-text index in id order and join tickets to it.
-            // Start from the most selective index that also yields ticket ids in order: the
-            // full-text index for a search on SQLite, the tag index for a tag.
+            // Start from the full-text index for a search on SQLite, from the tag index for a
+            // tag alone: see docs/storage.md, "Statements shaped for speed".
             let (id_col, tag_driven) = match (&fts, &f.tag) {
                 (Some(m), _) => {
                     qb.push("ticket_search JOIN tickets t ON t.id = ticket_search.rowid WHERE ticket_search MATCH ")
                         .push_bind(m.clone());
                     ("ticket_search.rowid", false)
                 }
-                // Another equality filter is usually more selective than a tag; then the
-                // planner picks its index and the tag is checked per ticket.
                 (None, Some(tag))
                     if f.assignee.is_none()
                         && f.team.is_none()
