@@ -222,31 +222,35 @@ impl Db {
             return Ok(Vec::new());
         }
         on_read!(self, p, backend => {
-            // Read as one row on SQLite (crate::rows).
-            let folded = backend == crate::Backend::Sqlite;
-            let mut qb = sqlx::QueryBuilder::new(if folded {
-                format!(
+            let mut qb = sqlx::QueryBuilder::new(match backend {
+                crate::Backend::Sqlite => format!(
                     "SELECT json_group_array(json_array({COLUMNS}) ORDER BY seq) FROM audit_log \
                      WHERE {condition}ticket_id IN ("
-                )
-            } else {
-                format!("SELECT {COLUMNS} FROM audit_log WHERE {condition}ticket_id IN (")
+                ),
+                crate::Backend::Postgres => {
+                    format!("SELECT {COLUMNS} FROM audit_log WHERE {condition}ticket_id IN (")
+                }
             });
             let mut list = qb.separated(", ");
             for id in ticket_ids {
                 list.push_bind(*id);
             }
-            if folded {
-                qb.push(")");
-                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
-                return crate::rows::decode::<AuditParts>("audit entries", &all)?
-                    .into_iter()
-                    .map(AuditParts::into_record)
-                    .collect();
+            match backend {
+                // A folded read: see docs/storage.md, "Folded reads (SQLite)".
+                crate::Backend::Sqlite => {
+                    qb.push(")");
+                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                    crate::rows::decode::<AuditParts>("audit entries", &all)?
+                        .into_iter()
+                        .map(AuditParts::into_record)
+                        .collect()
+                }
+                crate::Backend::Postgres => {
+                    qb.push(") ORDER BY seq");
+                    let rows = qb.build().persistent(false).fetch_all(p).await?;
+                    rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
+                }
             }
-            qb.push(") ORDER BY seq");
-            let rows = qb.build().persistent(false).fetch_all(p).await?;
-            rows.iter().map(|row| Ok(audit_from_row!(row))).collect()
         })
     }
 

@@ -86,10 +86,9 @@ impl Default for DbOptions {
 
 #[derive(Debug, Clone)]
 pub struct SqliteDb {
-    /// One connection: SQLite allows one writer, and queuing here beats retrying on SQLITE_BUSY.
+    /// The one write connection (docs/storage.md, "Write path on SQLite").
     pub(crate) writer: SqlitePool,
-    /// Copies the WAL back into the database file every so often, so the writer never
-    /// stalls on the fsyncs a checkpoint takes.
+    /// Runs the WAL checkpoints, off the writer's path (docs/storage.md, "WAL checkpoints").
     pub(crate) checkpointer: SqlitePool,
     /// The group-commit task that owns `writer` for changes made through [`Db::write`].
     pub(crate) jobs: tokio::sync::mpsc::Sender<crate::writer::Job>,
@@ -107,18 +106,13 @@ pub enum Db {
 
 /// One open transaction. Dropping it without [`Tx::commit`] rolls everything back.
 pub enum Tx {
-    /// On SQLite, full-text index changes wait until just before commit: FTS5 writes a new
-    /// index segment at every savepoint it has pending changes at, so writing it once per
-    /// transaction keeps group commit cheap.
+    /// On SQLite, with the rows it writes just before its commit.
     Sqlite(Transaction<'static, Sqlite>, Box<Deferred>),
     Postgres(Transaction<'static, Postgres>),
 }
 
-/// Writes a SQLite transaction saves for its commit. Statements cross to SQLite's own thread
-/// one at a time, so writing the audit rows, the chain head and the full-text changes of a
-/// whole group of changes in a few multi-row statements at the end is much cheaper than
-/// writing them as each change happens. FTS5 also starts a new index segment at every
-/// savepoint it has pending changes at, which deferring avoids.
+/// Rows a SQLite transaction writes just before its commit, in a few multi-row statements
+/// for the whole group (why: docs/storage.md, "Deferred rows and read-through").
 #[derive(Debug, Default)]
 pub struct Deferred {
     pub(crate) search: Vec<SearchUpdate>,
@@ -177,11 +171,11 @@ impl Db {
                             .create_if_missing(true)
                             .journal_mode(SqliteJournalMode::Wal)
                             .synchronous(SqliteSynchronous::Normal)
-                            // The checkpointer below does this, off the writer's path.
+                            // No automatic checkpoints: see docs/storage.md, "WAL checkpoints".
                             .pragma("wal_autocheckpoint", "0")
                             .pragma("journal_size_limit", "268435456")
-                            // A group of changes fits in the page cache, so nothing spills to
-                            // the WAL before commit, and statement journals stay in memory.
+                            // A group fits in memory until its commit: see docs/storage.md,
+                            // "Write path on SQLite".
                             .pragma("cache_size", "-16384")
                             .pragma("temp_store", "memory"),
                     )
@@ -244,9 +238,8 @@ impl Db {
         m.iter().map(|m| m.version).collect()
     }
 
-    /// Runs `task` beside the single writer: on SQLite on the writer's own thread, so that a
-    /// task feeding it changes is polled as soon as the last change commits rather than
-    /// queuing behind the requests being served; on PostgreSQL on the caller's runtime.
+    /// Runs `task` beside the single writer: on SQLite on the writer's own thread, on
+    /// PostgreSQL on the caller's runtime (why: docs/storage.md, "Write path on SQLite").
     ///
     /// That thread's runtime has timers but no I/O driver: `task`, and every change it
     /// submits, must not use sockets or child processes (they would panic there on SQLite).
@@ -264,10 +257,9 @@ impl Db {
         }
     }
 
-    /// Runs `f` in a write transaction and commits it. On SQLite, changes waiting at the same
-    /// time share one transaction and one commit, without savepoints: a change that fails
-    /// before writing is left out, one that fails after writing rolls the group back (see
-    /// `writer.rs` and docs/storage.md); the result is returned only once the commit is done.
+    /// Runs `f` in a write transaction and returns its result once committed. On SQLite,
+    /// changes waiting at the same time share one transaction: a change that fails after
+    /// writing rolls the group back (docs/storage.md, "Write path on SQLite").
     pub async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
     where
         T: Send + 'static,
@@ -410,10 +402,8 @@ impl Tx {
 /// WAL pages (4 KiB each) after which the writer resets the log.
 const WAL_RESET_PAGES: i64 = 65_536;
 
-/// Copies the WAL into the database file five times a second without blocking the writer or
-/// readers, until closed. A log that is written all the time never gets fully copied, so
-/// SQLite never starts it over; once it is long, this asks the writer to reset it between two
-/// groups of changes, which is quick because most of it has been copied already.
+/// Copies the WAL into the database file five times a second until closed, and asks the
+/// writer to reset a long log (docs/storage.md, "WAL checkpoints").
 async fn checkpoint(pool: SqlitePool, wal_full: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -302,13 +302,11 @@ struct Contribution {
 /// or changed since the earliest window's start. `$1` is the earliest start, `$2`..`$4` cut
 /// the `age` buckets at one, seven and thirty days before now, only tickets with ids in
 /// `[$5, $6)` are read, and window `i` is `[$(7 + 2i), $(8 + 2i))`, bit `i` of each mask.
-///
-/// Grouping is left to the reader: SQLite groups by sorting every row, which took most of the
-/// time with a million open tickets, while adding the contributions up in a hash map costs
-/// next to nothing. The conditions stay here, each worked out once per ticket and window.
+/// Grouping is left to [`FactsTally`] (why: docs/storage.md, "Statements shaped for
+/// speed").
 fn contributions_sql(backend: crate::Backend, windows: usize) -> String {
-    // A plain scan beats SQLite's two-index OR plan (and its row lookups) for the share of
-    // the table these windows touch.
+    // A plain scan on SQLite (`NOT INDEXED`): see docs/storage.md, "Statements shaped for
+    // speed".
     let (scan, array, (agg_start, agg_end)) = match backend {
         crate::Backend::Sqlite => (
             "tickets t NOT INDEXED",
@@ -321,7 +319,8 @@ fn contributions_sql(backend: crate::Backend, windows: usize) -> String {
             ("COALESCE(json_agg(", "), '[]')::text"),
         ),
     };
-    // Two comparisons instead of a lookup in a four-value list.
+    // Two comparisons, not a four-value list: see docs/storage.md, "Statements shaped for
+    // speed".
     let open = "t.status NOT IN ('resolved', 'closed')";
     let mask = |cond: &dyn Fn(&str, &str) -> String| {
         (0..windows)

@@ -1,10 +1,6 @@
-//! Many rows read as one, on SQLite.
-//!
-//! sqlx hands each row of a SQLite query over from the connection's own thread, one at a
-//! time, and the reading task wakes for each. Where a query returns hundreds of rows (a page
-//! of an export, a group of tickets being ingested), SQLite folds them into one JSON array
-//! with `json_group_array(json_array(...))` and the reader decodes them in one go, into a
-//! struct whose fields follow the column order.
+//! Many rows read as one on SQLite: a query folds them into one JSON array with
+//! `json_group_array(json_array(...))`, decoded here into a struct whose fields follow the
+//! column order. Why: docs/storage.md, "Folded reads (SQLite)".
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

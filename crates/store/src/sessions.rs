@@ -130,11 +130,15 @@ impl Tx {
         since: DateTime<Utc>,
     ) -> Result<(i64, i64)> {
         on_tx!(self, c, backend => {
-            if backend == crate::Backend::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7261))")
-                    .bind(email)
-                    .execute(&mut *c)
-                    .await?;
+            match backend {
+                // One writer at a time: nothing to wait for.
+                crate::Backend::Sqlite => {}
+                crate::Backend::Postgres => {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7261))")
+                        .bind(email)
+                        .execute(&mut *c)
+                        .await?;
+                }
             }
             let by_email: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures WHERE email = $1 AND at > $2")
                 .bind(email)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use crate::{on_read, on_tx, Db, Result, StoreError, Ts, Tx};
+use crate::{on_read, on_tx, Backend, Db, Result, StoreError, Ts, Tx};
 
 impl Db {
     pub async fn poller_cursor(&self, name: &str) -> Result<Option<String>> {
@@ -494,11 +494,9 @@ where
     qb.push(" ON CONFLICT (receipt_key) DO NOTHING");
 }
 
-/// Upserts correlations; `with_ticket` false leaves the ticket of a stored row as it is.
-///
-/// Setting a column rewrites its index entries even when the value stays the same, so a
-/// problem that stays with its ticket (most occurrences) is written without `ticket_id`: one
-/// page fewer for the index of correlations by ticket.
+/// Upserts correlations; `with_ticket` false leaves the ticket of a stored row as it is, for
+/// problems that stay with their ticket (why: docs/storage.md, "Statements shaped for
+/// speed").
 fn push_correlation_rows<DB>(
     qb: &mut sqlx::QueryBuilder<'_, DB>,
     rows: &[&Correlation],
@@ -653,13 +651,14 @@ impl Tx {
         }
         for chunk in ask.chunks(ROWS) {
             on_tx!(self, c, backend => {
-                // One row holding them all on SQLite (crate::rows).
-                let folded = backend == crate::Backend::Sqlite;
-                let mut qb = sqlx::QueryBuilder::new(if folded {
-                    format!("SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
-                             WHERE (source, dedup_key) IN (VALUES ")
-                } else {
-                    format!("SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES ")
+                let mut qb = sqlx::QueryBuilder::new(match backend {
+                    Backend::Sqlite => format!(
+                        "SELECT json_group_array(json_array({CORRELATION_COLUMNS})) FROM correlations \
+                         WHERE (source, dedup_key) IN (VALUES "
+                    ),
+                    Backend::Postgres => format!(
+                        "SELECT {CORRELATION_COLUMNS} FROM correlations WHERE (source, dedup_key) IN (VALUES "
+                    ),
                 });
                 let mut list = qb.separated(", ");
                 for (source, key) in chunk {
@@ -670,24 +669,29 @@ impl Tx {
                     list.push_unseparated(")");
                 }
                 qb.push(")");
-                if folded {
-                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
-                    let mut stored = Vec::new();
-                    for p in crate::rows::decode::<CorrelationParts>("correlations", &all)? {
-                        let k = p.into_correlation()?;
-                        let key = (k.source.clone(), k.dedup_key.clone());
-                        stored.push((key.clone(), k.ticket_id));
-                        found.insert(key, k);
+                match backend {
+                    // A folded read (docs/storage.md, "Folded reads (SQLite)"); the tickets
+                    // read are kept for the write at commit.
+                    Backend::Sqlite => {
+                        let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
+                        let mut stored = Vec::new();
+                        for p in crate::rows::decode::<CorrelationParts>("correlations", &all)? {
+                            let k = p.into_correlation()?;
+                            let key = (k.source.clone(), k.dedup_key.clone());
+                            stored.push((key.clone(), k.ticket_id));
+                            found.insert(key, k);
+                        }
+                        if let Tx::Sqlite(_, d) = &mut *self {
+                            d.signals.stored_tickets.extend(stored);
+                        }
                     }
-                    if let Tx::Sqlite(_, d) = &mut *self {
-                        d.signals.stored_tickets.extend(stored);
+                    Backend::Postgres => {
+                        let rows = qb.build().persistent(false).fetch_all(&mut *c).await?;
+                        for row in &rows {
+                            let k = correlation_from_row(row)?;
+                            found.insert((k.source.clone(), k.dedup_key.clone()), k);
+                        }
                     }
-                    continue;
-                }
-                let rows = qb.build().persistent(false).fetch_all(&mut *c).await?;
-                for row in &rows {
-                    let k = correlation_from_row(row)?;
-                    found.insert((k.source.clone(), k.dedup_key.clone()), k);
                 }
             });
         }

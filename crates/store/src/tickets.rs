@@ -228,28 +228,31 @@ impl Tx {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             on_tx!(self, c, backend => {
-                // One row holding them all on SQLite (crate::rows).
-                let folded = backend == Backend::Sqlite;
-                let mut qb = QueryBuilder::new(if folded {
-                    format!("SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN (")
-                } else {
-                    format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN (")
+                let mut qb = QueryBuilder::new(match backend {
+                    Backend::Sqlite => format!(
+                        "SELECT json_group_array(json_array({TICKET_COLUMNS})) FROM tickets t WHERE t.id IN ("
+                    ),
+                    Backend::Postgres => format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id IN ("),
                 });
                 let mut list = qb.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);
                 }
-                qb.push(")");
-                if folded {
-                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
-                    for p in crate::rows::decode::<TicketParts>("tickets", &all)? {
-                        out.push(p.into_ticket()?);
+                match backend {
+                    // A folded read: see docs/storage.md, "Folded reads (SQLite)".
+                    Backend::Sqlite => {
+                        qb.push(")");
+                        let all: String = qb.build_query_scalar().persistent(false).fetch_one(&mut *c).await?;
+                        for p in crate::rows::decode::<TicketParts>("tickets", &all)? {
+                            out.push(p.into_ticket()?);
+                        }
                     }
-                    continue;
-                }
-                qb.push(backend.for_update());
-                for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
-                    out.push(ticket_from_row!(&row));
+                    Backend::Postgres => {
+                        qb.push(") FOR UPDATE");
+                        for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
+                            out.push(ticket_from_row!(&row));
+                        }
+                    }
                 }
             });
         }
@@ -259,21 +262,20 @@ impl Tx {
     /// Writes the state of many tickets, each given as it is now and as it was read: severity,
     /// status, its timestamps and the version, in one statement per few hundred. For changes
     /// that touch no other field (signals do this); each ticket must still be as read.
-    ///
-    /// Setting a column rewrites its index entries even when the value stays the same, so the
-    /// tickets whose status and severity stay put (most occurrences of a signal) are written
-    /// without them: one page fewer each for the status and severity indexes. PostgreSQL
-    /// compares the values itself, so there every ticket goes in the same statement.
     pub async fn update_ticket_states(&mut self, tickets: &[(&Ticket, &Ticket)]) -> Result<()> {
-        let split = self.backend() == Backend::Sqlite;
+        let backend = self.backend();
         let mut moved = Vec::new();
         let mut touched = Vec::new();
         for (now, before) in tickets {
             let row = (*now, before.version);
-            if !split || now.status != before.status || now.severity != before.severity {
-                moved.push(row);
-            } else {
-                touched.push(row);
+            let state_moved = now.status != before.status || now.severity != before.severity;
+            match backend {
+                // Tickets whose status and severity stay put are written without them: see
+                // docs/storage.md, "Statements shaped for speed".
+                Backend::Sqlite if !state_moved => touched.push(row),
+                Backend::Sqlite => moved.push(row),
+                // PostgreSQL compares the values itself.
+                Backend::Postgres => moved.push(row),
             }
         }
         self.write_ticket_states(&moved, true).await?;
@@ -396,8 +398,8 @@ impl Tx {
                     "ticket {} changed underneath a locked update", t.id
                 )));
             }
-            // Only the tags that changed: the tag index is keyed by tag first, so a delete of
-            // all of a ticket's tags by ticket alone would read the whole index.
+            // Only the tags that changed, by tag and ticket: see docs/storage.md, "Statements
+            // shaped for speed".
             let gone: Vec<&String> = before.tags.iter().filter(|g| !t.tags.contains(g)).collect();
             let added: Vec<&String> = t.tags.iter().filter(|g| !before.tags.contains(g)).collect();
             if !gone.is_empty() {
@@ -717,8 +719,9 @@ pub(crate) fn push_in<'a, DB, T>(
     sep.push_unseparated(")");
 }
 
+/// The filters of a ticket list other than full-text search, as ` AND ...` conditions.
 macro_rules! push_filters {
-    ($qb:expr, $f:expr, $backend:expr, $id_col:expr, $tag_driven:expr) => {{
+    ($qb:expr, $f:expr, $tag_driven:expr) => {{
         let qb = $qb;
         let f = $f;
         push_in(qb, "t.status", f.statuses.iter().map(|s| s.as_str()));
@@ -737,25 +740,21 @@ macro_rules! push_filters {
             }
         }
         if let Some(tag) = f.tag.as_ref().filter(|_| !$tag_driven) {
-            qb.push(" AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ")
-                .push_bind(tag.trim().to_lowercase())
-                .push(")");
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id = t.id AND g.tag = ",
+            )
+            .push_bind(tag.trim().to_lowercase())
+            .push(")");
         }
-        if $backend == Backend::Postgres {
-            if let Some(q) = f.q.as_deref().and_then(pg_tsquery) {
-                if f.q_without_comments {
-                    qb.push(" AND t.search @@ to_tsquery('english', ")
-                        .push_bind(q)
-                        .push(")");
-                } else {
-                    qb.push(" AND (t.search @@ to_tsquery('english', ")
-                        .push_bind(q.clone())
-                        .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ to_tsquery('english', ")
-                        .push_bind(q)
-                        .push(")))");
-                }
-            }
-        }
+    }};
+}
+
+/// A ticket list's cursor condition, order and limit (one more than the page, to tell
+/// whether another page follows).
+macro_rules! push_page {
+    ($qb:expr, $f:expr, $id_col:expr) => {{
+        let qb = $qb;
+        let f = $f;
         let sort = f.sort;
         let cmp = if sort.descending() { "<" } else { ">" };
         if let Some(c) = &f.cursor {
@@ -798,12 +797,12 @@ impl Db {
         workload: Option<&str>,
     ) -> Result<Vec<Ticket>> {
         on_read!(self, p, backend => {
-            // A page is read as one row on SQLite (crate::rows).
-            let folded = backend == Backend::Sqlite;
-            let mut qb = QueryBuilder::new(if folded {
-                format!("SELECT json_group_array(json_array({TICKET_COLUMNS}) ORDER BY t.id) FROM (SELECT * FROM tickets t WHERE t.id > ")
-            } else {
-                format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id > ")
+            let mut qb = QueryBuilder::new(match backend {
+                Backend::Sqlite => format!(
+                    "SELECT json_group_array(json_array({TICKET_COLUMNS}) ORDER BY t.id) \
+                     FROM (SELECT * FROM tickets t WHERE t.id > "
+                ),
+                Backend::Postgres => format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id > "),
             });
             qb.push_bind(after);
             if let Some(from) = created_from {
@@ -816,16 +815,21 @@ impl Db {
                 qb.push(" AND t.workload = ").push_bind(w.to_owned());
             }
             qb.push(" ORDER BY t.id LIMIT ").push_bind(limit);
-            if folded {
-                qb.push(") t");
-                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
-                return crate::rows::decode::<TicketParts>("tickets", &all)?
-                    .into_iter()
-                    .map(TicketParts::into_ticket)
-                    .collect();
+            match backend {
+                // A folded read: see docs/storage.md, "Folded reads (SQLite)".
+                Backend::Sqlite => {
+                    qb.push(") t");
+                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                    crate::rows::decode::<TicketParts>("tickets", &all)?
+                        .into_iter()
+                        .map(TicketParts::into_ticket)
+                        .collect()
+                }
+                Backend::Postgres => {
+                    let rows = qb.build().persistent(false).fetch_all(p).await?;
+                    rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
+                }
             }
-            let rows = qb.build().persistent(false).fetch_all(p).await?;
-            rows.iter().map(|row| Ok(ticket_from_row!(row))).collect()
         })
     }
 
@@ -835,29 +839,35 @@ impl Db {
             return Ok(Vec::new());
         }
         on_read!(self, p, backend => {
-            // Read as one row on SQLite (crate::rows).
-            let folded = backend == Backend::Sqlite;
-            let mut qb = QueryBuilder::new(if folded {
-                "SELECT json_group_array(json_array(id, ticket_id, body, author, public, created_at) ORDER BY id) \
-                 FROM comments WHERE ticket_id IN ("
-            } else {
-                "SELECT id, ticket_id, body, author, public, created_at FROM comments WHERE ticket_id IN ("
+            let mut qb = QueryBuilder::new(match backend {
+                Backend::Sqlite => {
+                    "SELECT json_group_array(json_array(id, ticket_id, body, author, public, created_at) ORDER BY id) \
+                     FROM comments WHERE ticket_id IN ("
+                }
+                Backend::Postgres => {
+                    "SELECT id, ticket_id, body, author, public, created_at FROM comments WHERE ticket_id IN ("
+                }
             });
             let mut list = qb.separated(", ");
             for id in ticket_ids {
                 list.push_bind(*id);
             }
-            if folded {
-                qb.push(")");
-                let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
-                return Ok(crate::rows::decode::<CommentParts>("comments", &all)?
-                    .into_iter()
-                    .map(CommentParts::into_comment)
-                    .collect());
+            match backend {
+                // A folded read: see docs/storage.md, "Folded reads (SQLite)".
+                Backend::Sqlite => {
+                    qb.push(")");
+                    let all: String = qb.build_query_scalar().persistent(false).fetch_one(p).await?;
+                    Ok(crate::rows::decode::<CommentParts>("comments", &all)?
+                        .into_iter()
+                        .map(CommentParts::into_comment)
+                        .collect())
+                }
+                Backend::Postgres => {
+                    qb.push(") ORDER BY id");
+                    let rows = qb.build().persistent(false).fetch_all(p).await?;
+                    rows.iter().map(|row| Ok(comment_from_row!(row))).collect()
+                }
             }
-            qb.push(") ORDER BY id");
-            let rows = qb.build().persistent(false).fetch_all(p).await?;
-            rows.iter().map(|row| Ok(comment_from_row!(row))).collect()
         })
     }
 
@@ -889,29 +899,27 @@ impl Db {
     }
 
     pub async fn list_tickets(&self, f: &TicketFilter) -> Result<TicketPage> {
-        let fts = match self.backend() {
-            Backend::Sqlite => f.q.as_deref().and_then(fts5_query).map(|m| {
-                if f.q_without_comments {
-                    format!("{{title description}} : ({m})")
-                } else {
-                    m
-                }
-            }),
-            Backend::Postgres => None,
-        };
         on_read!(self, p, backend => {
+            // The FTS5 query a search on SQLite starts from; PostgreSQL searches in a condition.
+            let fts = match backend {
+                Backend::Sqlite => f.q.as_deref().and_then(fts5_query).map(|m| {
+                    if f.q_without_comments {
+                        format!("{{title description}} : ({m})")
+                    } else {
+                        m
+                    }
+                }),
+                Backend::Postgres => None,
+            };
             let mut qb = QueryBuilder::new(format!("SELECT {TICKET_COLUMNS} FROM "));
-            // With a search on SQLite, walk the full-text index in id order and join tickets to it.
-            // Start from the most selective index that also yields ticket ids in order: the
-            // full-text index for a search on SQLite, the tag index for a tag.
+            // Start from the full-text index for a search on SQLite, from the tag index for a
+            // tag alone: see docs/storage.md, "Statements shaped for speed".
             let (id_col, tag_driven) = match (&fts, &f.tag) {
                 (Some(m), _) => {
                     qb.push("ticket_search JOIN tickets t ON t.id = ticket_search.rowid WHERE ticket_search MATCH ")
                         .push_bind(m.clone());
                     ("ticket_search.rowid", false)
                 }
-                // Another equality filter is usually more selective than a tag; then the
-                // planner picks its index and the tag is checked per ticket.
                 (None, Some(tag))
                     if f.assignee.is_none()
                         && f.team.is_none()
@@ -928,7 +936,27 @@ impl Db {
                     ("t.id", false)
                 }
             };
-            push_filters!(&mut qb, f, backend, id_col, tag_driven);
+            push_filters!(&mut qb, f, tag_driven);
+            match backend {
+                // Searched through the FTS5 index the query starts from.
+                Backend::Sqlite => {}
+                Backend::Postgres => {
+                    if let Some(q) = f.q.as_deref().and_then(pg_tsquery) {
+                        if f.q_without_comments {
+                            qb.push(" AND t.search @@ to_tsquery('english', ")
+                                .push_bind(q)
+                                .push(")");
+                        } else {
+                            qb.push(" AND (t.search @@ to_tsquery('english', ")
+                                .push_bind(q.clone())
+                                .push(") OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.search @@ to_tsquery('english', ")
+                                .push_bind(q)
+                                .push(")))");
+                        }
+                    }
+                }
+            }
+            push_page!(&mut qb, f, id_col);
             let rows = qb.build().persistent(false).fetch_all(p).await?;
             let mut items = rows
                 .iter()

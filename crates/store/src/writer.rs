@@ -1,9 +1,6 @@
 //! Group commit for SQLite: one task owns the single write connection and runs the changes
-//! waiting for it in one transaction, then commits once.
-//!
-//! SQLite writes every page a transaction touches to the WAL at commit; a ticket touches about
-//! twenty (table, indexes, full-text index, audit). Committing many changes together writes
-//! shared pages once, which is what lets one writer keep up with thousands of changes a second.
+//! waiting for it in one transaction, then commits once. Why, and what a change may rely on:
+//! docs/storage.md, "Write path on SQLite".
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -25,20 +22,15 @@ pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>
 
 pub(crate) type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Finish)> + Send>;
 
-/// Starts the writer on a thread of its own; it ends when every sender is gone.
-///
-/// A group of changes is a chain of statements, each a hand-off to SQLite's thread and back.
-/// On the server's runtime every step of that chain would queue behind the HTTP requests
-/// being served, and the single writer would wait more than it works; on its own thread it
-/// is polled as soon as SQLite answers.
+/// Starts the writer on a thread of its own (why: docs/storage.md, "Write path on SQLite");
+/// it ends when every sender is gone.
 pub(crate) fn spawn(
     pool: sqlx::SqlitePool,
     wal_full: Arc<AtomicBool>,
 ) -> Result<(mpsc::Sender<Job>, tokio::runtime::Handle)> {
     let (tx, rx) = mpsc::channel::<Job>(4096);
-    // No I/O driver: every change runs here and only talks to SQLite (whose own thread is
-    // reached over channels), and parking on a futex instead of epoll makes each wake-up
-    // from SQLite's thread cheaper. A change that used a socket would panic.
+    // Timers but no I/O driver: a change that used a socket would panic here. See
+    // docs/storage.md, "Write path on SQLite".
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -90,15 +82,9 @@ async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<
     }
 }
 
-/// Runs a group of changes in one transaction. Returns the outcome of the commit and the
-/// changes that did not get to run.
-///
-/// There are no savepoints between changes: SQLite would copy every page a change touches
-/// into a sub-journal first, which costs more than the rest of the change. A change that
-/// fails before writing anything (the usual case: not found, stale version, refused input)
-/// is simply left out. One that fails after writing has its writes mixed with the others',
-/// so the whole transaction is rolled back: the changes run before it fail with it, and the
-/// ones after it run in the next transaction.
+/// Runs a group of changes in one transaction, without savepoints between them. Returns the
+/// outcome of the commit and the changes that did not get to run. What a failed change costs,
+/// and why: docs/storage.md, "Write path on SQLite".
 async fn run_batch(
     pool: &sqlx::SqlitePool,
     batch: Vec<Job>,
