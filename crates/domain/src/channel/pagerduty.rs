@@ -4,7 +4,7 @@
 //! One ticket is one PagerDuty alert: the `dedup_key` is the ticket key (`OPS-12`). A ticket
 //! that is created, escalated, changes severity or misses its SLA sends `trigger` (PagerDuty
 //! adds a repeat to the open alert); `acknowledged` sends `acknowledge`; `resolved` sends
-//! `resolve`. A KPI is its own alert (`kpi:<name>`): breached triggers it, recovered
+//! `resolve`. A KPI is its own alert (`kpi:<title>`): breached triggers it, recovered
 //! resolves it. A test message is a change event (`/v2/change/enqueue`): it shows on the
 //! service's timeline and pages no one. Readiness events and trend reports are work and
 //! documents, not alerts: they are not sent.
