@@ -66,6 +66,9 @@ pub(crate) struct Routing {
     base_url: Option<String>,
     /// The accounts of the configuration file, for their account teams.
     accounts: Arc<Vec<opsdesk_domain::AwsAccount>>,
+    /// Channels whose type follows a ticket it was told about to its acknowledgement and
+    /// resolution (PagerDuty's alerts).
+    followers: Vec<String>,
 }
 
 /// Routing as of a moment; changes through this node drop it at once, changes through other
@@ -317,8 +320,27 @@ impl Routing {
             return Ok(());
         }
         let mut items: Vec<NewOutboxItem> = Vec::new();
+        let mut followed: Option<Vec<(String, Vec<String>)>> = None;
         for e in Routing::events(before, after) {
-            items.extend(self.items(tx, e, after, now).await?);
+            let extra = match e {
+                NotificationEvent::Acknowledged | NotificationEvent::Resolved
+                    if !self.followers.is_empty() =>
+                {
+                    if followed.is_none() {
+                        let told = tx.ticket_channels(after.id).await?;
+                        followed = Some(
+                            self.followers
+                                .iter()
+                                .filter(|f| told.contains(f))
+                                .map(|f| (f.clone(), Vec::new()))
+                                .collect(),
+                        );
+                    }
+                    followed.as_deref().unwrap_or_default()
+                }
+                _ => &[],
+            };
+            items.extend(self.items_with(tx, e, after, now, None, extra).await?);
         }
         tx.enqueue(&items, now).await?;
         Ok(())
@@ -396,11 +418,19 @@ impl Desk {
         } else {
             HashMap::new()
         };
+        let followers = self
+            .channel_specs()
+            .await?
+            .into_iter()
+            .filter(|c| c.channel_type().follows_tickets())
+            .map(|c| c.name)
+            .collect();
         let routing = Arc::new(Routing {
             rules,
             environments,
             base_url: self.settings.notify.base_url.clone(),
             accounts: self.settings.aws_accounts.clone(),
+            followers,
         });
         if let Ok(mut guard) = self.caches.routing.0.lock() {
             *guard = Some((Instant::now(), routing.clone()));
@@ -473,6 +503,7 @@ impl Desk {
             })
         })
         .await?;
+        self.caches.routing.clear();
         Ok(spec.redacted())
     }
 
@@ -496,7 +527,9 @@ impl Desk {
                 Ok(())
             })
         })
-        .await
+        .await?;
+        self.caches.routing.clear();
+        Ok(())
     }
 
     /// Every routing rule in the order tried: the config file's first.

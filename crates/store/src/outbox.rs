@@ -268,6 +268,16 @@ impl Tx {
         })
     }
 
+    /// The channels any notification of ticket `ticket_id` was queued for.
+    pub async fn ticket_channels(&mut self, ticket_id: i64) -> Result<Vec<String>> {
+        Ok(on_tx!(self, c, _b => {
+            sqlx::query_scalar("SELECT DISTINCT channel FROM outbox WHERE ticket_id = $1")
+                .bind(ticket_id)
+                .fetch_all(&mut *c)
+                .await?
+        }))
+    }
+
     /// Takes up to `limit` pending items that are due and not leased by another dispatcher,
     /// leasing them until `lease_until` and counting the attempt about to be made. A ticket's
     /// items reach each channel in the order they were written: an item waits while an

@@ -18,6 +18,7 @@ on_both_backends!(
     tickets_page_trigger_acknowledge_and_resolve_one_alert,
     a_busy_events_api_is_tried_again,
     a_test_message_is_a_change_event,
+    an_alert_is_followed_to_its_resolution_when_the_rule_stops_matching,
 );
 
 const ROUTING_KEY: &str = "R0123456789ABCDEF0123456789ABCDE";
@@ -403,6 +404,75 @@ async fn a_test_message_is_a_change_event(backend: Backend) {
     assert!(
         change.get("event_action").is_none(),
         "pages no one: {change}"
+    );
+    s.stop().await;
+}
+
+async fn an_alert_is_followed_to_its_resolution_when_the_rule_stops_matching(backend: Backend) {
+    let api = EventsApi::start(0).await;
+    let s = TestServer::start_with(backend, |config, _| {
+        config.notify.allow_private_addresses = true;
+    })
+    .await;
+    let admin =
+        |path: &'static str, body: Value| s.call(Method::POST, path, Some(&s.admin), Some(body));
+    let saved = admin(
+        "/api/v1/channels",
+        json!({"name": "pd", "type": "pagerduty", "routing_key": ROUTING_KEY, "url": api.url}),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    // Pages on SEV1 tickets being created, and names neither acknowledged nor resolved.
+    let rule = admin(
+        "/api/v1/routing-rules",
+        json!({"name": "page", "events": ["created"], "severities": ["SEV1"], "channels": ["pd"]}),
+    )
+    .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.body);
+    let quiet = s
+        .ticket(json!({"title": "Printer jam", "kind": "incident", "severity": "SEV4"}))
+        .await;
+    let t = s
+        .ticket(json!({"title": "Payments failing", "kind": "incident", "severity": "SEV1"}))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tickets/{key}");
+    events_until(&api, |e| !e.is_empty()).await;
+    // Lowered to SEV3: the rule no longer matches the ticket.
+    let r = s.patch(&path, None, json!({"severity": "SEV3"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s
+        .patch(&path, None, json!({"status": "acknowledged"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s.patch(&path, None, json!({"status": "resolved"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A ticket the channel was never told about is not followed.
+    let quiet_path = format!("/api/v1/tickets/{}", quiet["key"].as_str().unwrap());
+    let r = s
+        .patch(&quiet_path, None, json!({"status": "resolved"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let seen = events_until(&api, |e| e.len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seen_now = api.seen();
+    assert_eq!(seen_now.len(), seen.len(), "nothing more: {seen_now:?}");
+    let actions: Vec<(&str, &str)> = seen_now
+        .iter()
+        .map(|(_, e)| {
+            (
+                e["event_action"].as_str().unwrap_or_default(),
+                e["dedup_key"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("trigger", key.as_str()),
+            ("acknowledge", key.as_str()),
+            ("resolve", key.as_str()),
+        ]
     );
     s.stop().await;
 }

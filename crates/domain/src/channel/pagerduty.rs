@@ -4,7 +4,9 @@
 //! One ticket is one PagerDuty alert: the `dedup_key` is the ticket key (`OPS-12`). A ticket
 //! that is created, escalated, changes severity or misses its SLA sends `trigger` (PagerDuty
 //! adds a repeat to the open alert); `acknowledged` sends `acknowledge`; `resolved` sends
-//! `resolve`. A KPI is its own alert (`kpi:<title>`): breached triggers it, recovered
+//! `resolve`. A ticket this channel was told about is followed: its `acknowledged` and
+//! `resolved` reach the channel even when no routing rule picks them (the rule's severity no
+//! longer matching, say), so an alert is not left open. A KPI is its own alert (`kpi:<title>`): breached triggers it, recovered
 //! resolves it. A test message is a change event (`/v2/change/enqueue`): it shows on the
 //! service's timeline and pages no one. Readiness events and trend reports are work and
 //! documents, not alerts: they are not sent.
@@ -84,6 +86,7 @@ impl ChannelType for PagerDuty {
     type Settings = PagerDutyTarget;
     const NAME: &'static str = "pagerduty";
     const LABEL: &'static str = "PagerDuty";
+    const FOLLOWS_TICKETS: bool = true;
     const FIELDS: &'static [FormField] = &[
         FormField {
             key: "routing_key",

@@ -149,6 +149,10 @@ pub trait ChannelType: Send + Sync + 'static {
     const EMAILS_PEOPLE: bool = false;
     /// Whether it carries scheduled trend reports.
     const CARRIES_REPORTS: bool = false;
+    /// Whether it keeps state per ticket (an alert that is open until resolved), so that a
+    /// ticket it was told about is followed to its acknowledgement and resolution whatever
+    /// the routing rules say of those events.
+    const FOLLOWS_TICKETS: bool = false;
 
     /// Checks the settings; the error names the bad field. May tidy them (trim, dedup).
     fn validate(settings: Self::Settings) -> Result<Self::Settings, FieldError>;
@@ -177,6 +181,7 @@ pub trait AnyChannelType: Send + Sync {
     fn fields(&self) -> &'static [FormField];
     fn emails_people(&self) -> bool;
     fn carries_reports(&self) -> bool;
+    fn follows_tickets(&self) -> bool;
     /// Reads settings (without `name` and `type`); the error is serde's.
     fn read(&self, settings: Value) -> Result<Map<String, Value>, String>;
     fn validate(&self, settings: Map<String, Value>) -> Result<Map<String, Value>, FieldError>;
@@ -231,6 +236,10 @@ impl<T: ChannelType> AnyChannelType for Registered<T> {
 
     fn carries_reports(&self) -> bool {
         T::CARRIES_REPORTS
+    }
+
+    fn follows_tickets(&self) -> bool {
+        T::FOLLOWS_TICKETS
     }
 
     fn read(&self, settings: Value) -> Result<Map<String, Value>, String> {
