@@ -248,7 +248,7 @@ impl Tx {
                         }
                     }
                     Backend::Postgres => {
-                        qb.push(") FOR UPDATE");
+                        qb.push(")").push(backend.for_update());
                         for row in qb.build().persistent(false).fetch_all(&mut *c).await? {
                             out.push(ticket_from_row!(&row));
                         }

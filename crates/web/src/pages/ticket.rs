@@ -470,14 +470,17 @@ async fn conversation_part(
 async fn clocks_part(state: &AppState, actor: &Actor, id: i64) -> Result<ClocksPart, PageError> {
     let sla = match state.desk.ticket_sla(actor, id, None).await {
         Ok(sla) => sla,
-        // A ticket no SLA policy covers has no clocks to show.
-        Err(opsdesk_core::Error::NotFound(_)) => {
+        // A ticket no SLA policy covers has no clocks to show; clocks that cannot be read
+        // now leave the rest of the page (and a change already made) standing.
+        Err(e) => {
+            if !matches!(e, opsdesk_core::Error::NotFound(_)) {
+                tracing::warn!(ticket = id, error = %e, "the ticket's SLA clocks could not be read");
+            }
             return Ok(ClocksPart {
                 policy: None,
                 rows: Vec::new(),
-            })
+            });
         }
-        Err(e) => return Err(e.into()),
     };
     let rows = [
         ("First response", &sla.first_response),
