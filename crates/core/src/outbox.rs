@@ -305,6 +305,9 @@ impl Routing {
         if before.status != Status::Resolved && after.status == Status::Resolved {
             events.push(NotificationEvent::Resolved);
         }
+        if !before.status.is_open() && after.status.is_open() {
+            events.push(NotificationEvent::Reopened);
+        }
         events
     }
 
@@ -323,7 +326,9 @@ impl Routing {
         let mut followed: Option<Vec<(String, Vec<String>)>> = None;
         for e in Routing::events(before, after) {
             let extra = match e {
-                NotificationEvent::Acknowledged | NotificationEvent::Resolved
+                NotificationEvent::Acknowledged
+                | NotificationEvent::Resolved
+                | NotificationEvent::Reopened
                     if !self.followers.is_empty() =>
                 {
                     if followed.is_none() {
@@ -873,5 +878,11 @@ mod tests {
             ]
         );
         assert!(Routing::events(Some(&worse), &worse).is_empty());
+        let mut reopened = worse.clone();
+        reopened.status = Status::InProgress;
+        assert_eq!(
+            Routing::events(Some(&worse), &reopened),
+            vec![NotificationEvent::Reopened]
+        );
     }
 }

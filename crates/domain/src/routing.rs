@@ -23,8 +23,9 @@ const NAME_MAX: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct RoutingRule {
     pub name: String,
-    /// Ticket events this rule takes; empty = every event but `acknowledged`, which a rule
-    /// takes only when it names it (rules written before it existed send what they sent).
+    /// Ticket events this rule takes; empty = every event but `acknowledged` and `reopened`,
+    /// which a rule takes only when it names them (rules written before they existed send
+    /// what they sent).
     #[serde(default)]
     pub events: Vec<NotificationEvent>,
     #[serde(default)]
@@ -101,10 +102,13 @@ pub(crate) fn glob_any(patterns: &[String], value: Option<&str>) -> bool {
 
 impl RoutingRule {
     /// Whether the rule takes `event`: one it names, or with no events named, any event but
-    /// `acknowledged`.
+    /// `acknowledged` and `reopened`.
     pub fn takes(&self, event: NotificationEvent) -> bool {
         if self.events.is_empty() {
-            event != NotificationEvent::Acknowledged
+            !matches!(
+                event,
+                NotificationEvent::Acknowledged | NotificationEvent::Reopened
+            )
         } else {
             self.events.contains(&event)
         }
@@ -363,6 +367,7 @@ mod tests {
         assert!(rule.takes(NotificationEvent::Created));
         assert!(rule.takes(NotificationEvent::Resolved));
         assert!(!rule.takes(NotificationEvent::Acknowledged));
+        assert!(!rule.takes(NotificationEvent::Reopened));
         rule.events = vec![NotificationEvent::Acknowledged, NotificationEvent::Resolved];
         assert!(rule.takes(NotificationEvent::Acknowledged));
         assert!(!rule.takes(NotificationEvent::Created));

@@ -447,13 +447,16 @@ async fn an_alert_is_followed_to_its_resolution_when_the_rule_stops_matching(bac
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = s.patch(&path, None, json!({"status": "resolved"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Reopened: a new alert for the same key.
+    let r = s.patch(&path, None, json!({"status": "in_progress"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // A ticket the channel was never told about is not followed.
     let quiet_path = format!("/api/v1/tickets/{}", quiet["key"].as_str().unwrap());
     let r = s
         .patch(&quiet_path, None, json!({"status": "resolved"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let seen = events_until(&api, |e| e.len() >= 3).await;
+    let seen = events_until(&api, |e| e.len() >= 4).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let seen_now = api.seen();
     assert_eq!(seen_now.len(), seen.len(), "nothing more: {seen_now:?}");
@@ -472,6 +475,7 @@ async fn an_alert_is_followed_to_its_resolution_when_the_rule_stops_matching(bac
             ("trigger", key.as_str()),
             ("acknowledge", key.as_str()),
             ("resolve", key.as_str()),
+            ("trigger", key.as_str()),
         ]
     );
     s.stop().await;

@@ -47,6 +47,8 @@ named_enum! {
         Created => "created",
         /// A ticket was acknowledged: someone took it up (its first move out of `new`).
         Acknowledged => "acknowledged",
+        /// A resolved or closed ticket was opened again.
+        Reopened => "reopened",
         /// A ticket's severity went up or down.
         SeverityChanged => "severity_changed",
         /// An SLA target is close.
@@ -80,6 +82,7 @@ impl NotificationEvent {
         match self {
             NotificationEvent::Created => "created",
             NotificationEvent::Acknowledged => "acknowledged",
+            NotificationEvent::Reopened => "reopened",
             NotificationEvent::SeverityChanged => "severity changed",
             NotificationEvent::SlaWarning => "SLA warning",
             NotificationEvent::SlaBreach => "SLA breached",

@@ -4,8 +4,8 @@
 //! One ticket is one PagerDuty alert: the `dedup_key` is the ticket key (`OPS-12`). A ticket
 //! that is created, escalated, changes severity or misses its SLA sends `trigger` (PagerDuty
 //! adds a repeat to the open alert); `acknowledged` sends `acknowledge`; `resolved` sends
-//! `resolve`. A ticket this channel was told about is followed: its `acknowledged` and
-//! `resolved` reach the channel even when no routing rule picks them (the rule's severity no
+//! `resolve`; `reopened` triggers a new alert. A ticket this channel was told about is
+//! followed: its `acknowledged`, `resolved` and `reopened` reach the channel even when no routing rule picks them (the rule's severity no
 //! longer matching, say), so an alert is not left open. A KPI is its own alert (`kpi:<title>`): breached triggers it, recovered
 //! resolves it. A test message is a change event (`/v2/change/enqueue`): it shows on the
 //! service's timeline and pages no one. Readiness events and trend reports are work and
@@ -194,7 +194,8 @@ pub fn action(event: NotificationEvent) -> Option<&'static str> {
         | E::SlaWarning
         | E::SlaBreach
         | E::Escalated
-        | E::KpiBreach => Some("trigger"),
+        | E::KpiBreach
+        | E::Reopened => Some("trigger"),
         E::Acknowledged => Some("acknowledge"),
         E::Resolved | E::KpiRecovered => Some("resolve"),
         E::Test | E::Report | E::ReviewDue | E::ReviewOverdue | E::ActionItemOverdue => None,

@@ -350,7 +350,7 @@ pub(super) async fn admin_page(
                     vec![
                         cell(&r.name),
                         if events.is_empty() {
-                            cell("any but acknowledged")
+                            cell("any but acknowledged, reopened")
                         } else {
                             list(&events)
                         },
