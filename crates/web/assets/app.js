@@ -42,4 +42,34 @@
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
   // Every element htmx swaps in, out of band too, brings its own times.
   document.addEventListener("htmx:load", function (e) { localTimes(e.target); });
+
+  // A request htmx sent that failed (refused, signed out, server error, no network) would
+  // otherwise change nothing on the page: say so at the top of the page.
+  function pageError(text) {
+    var p = document.getElementById("page-error");
+    if (!p) {
+      var main = document.querySelector("main") || document.body;
+      p = document.createElement("p");
+      p.id = "page-error";
+      p.className = "error";
+      p.setAttribute("role", "alert");
+      main.insertBefore(p, main.firstChild);
+    }
+    p.hidden = false;
+    p.textContent = text;
+  }
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail && e.detail.xhr;
+    var status = xhr ? xhr.status : 0;
+    if (status === 401) {
+      pageError("You are signed out: sign in again, then repeat the change.");
+    } else if (status === 403) {
+      pageError("The change was refused: your session or your role does not allow it. Reload the page and try again.");
+    } else {
+      pageError("The change was not made (HTTP " + status + "). Reload the page and try again.");
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    pageError("opsdesk could not be reached: the change was not made. Try again.");
+  });
 })();

@@ -308,11 +308,20 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             // A person in a browser (no token) is answered with pages; an API client with
             // problem documents.
             let browser = page && auth::token_in_headers(req.headers()).is_none();
+            let htmx = headers_say_htmx(req.headers());
             let (mut req, actor) = match auth::credentials(&state, req).await {
                 Ok(found) => found,
-                // A person opening a page is sent to sign in; an API client is told why.
+                // A person opening a page is sent to sign in (htmx, which would follow a
+                // redirect inside its request, is told to go there); an API client is told why.
                 Err(ApiError::Unauthorized(_)) if page => {
-                    return axum::response::Redirect::to("/login").into_response()
+                    if htmx {
+                        return (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            [("hx-redirect", "/login")],
+                        )
+                            .into_response();
+                    }
+                    return axum::response::Redirect::to("/login").into_response();
                 }
                 Err(e) if browser => return crate::pages::PageError(e).into_response(),
                 Err(e) => return e.into_response(),
@@ -336,4 +345,9 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             next.run(req).await
         }
     }
+}
+
+/// Whether htmx sent the request (it says so in `HX-Request`).
+fn headers_say_htmx(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("hx-request")
 }

@@ -393,7 +393,13 @@ async fn people_work_a_request_from_start_to_end_in_the_browser(backend: Backend
     shot(&c, &dir, "ticket").await;
     c.set_window_size(1400, 1100).await.unwrap();
 
-    sign_out(&c).await;
+    // Signed out behind the page's back (the session cookie gone): a reply sent with htmx
+    // takes the person to sign in instead of doing nothing.
+    c.delete_all_cookies().await.unwrap();
+    fill(&c, "#comment-body", "Anyone there?").await;
+    click(&c, "#send-comment").await;
+    c.wait().for_element(Locator::Css("#email")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
 
     // An admin sees the configuration and verifies the audit chain.
     sign_in(&c, &s, "root@example.com").await;
