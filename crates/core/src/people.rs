@@ -161,6 +161,8 @@ impl Desk {
         .await
     }
 
+    /// Changes a person's role. The last active admin cannot be made something else: nobody
+    /// could administer the desk from its pages any more.
     pub async fn set_user_role(&self, actor: &Actor, email: &str, role: Role) -> Result<User> {
         actor.require(Permission::Administer)?;
         let email = normalise_email("email", email)?;
@@ -173,6 +175,9 @@ impl Desk {
                 let user = existing_user(tx, &email).await?;
                 if user.role == role {
                     return Ok(user);
+                }
+                if user.role == Role::Admin && user.active {
+                    keep_an_admin(tx, &email, "made something else").await?;
                 }
                 tx.set_user_role(user.id, role, now).await?;
                 let mut c = one_change("role", json!(user.role), json!(role));
@@ -190,7 +195,8 @@ impl Desk {
         .await
     }
 
-    /// Disables (or enables again) a person. A disabled person cannot sign in.
+    /// Disables (or enables again) a person. A disabled person cannot sign in. The last active
+    /// admin cannot be disabled.
     pub async fn set_user_active(&self, actor: &Actor, email: &str, active: bool) -> Result<User> {
         actor.require(Permission::Administer)?;
         let email = normalise_email("email", email)?;
@@ -200,6 +206,9 @@ impl Desk {
                 let user = existing_user(tx, &email).await?;
                 if user.active == active {
                     return Ok(user);
+                }
+                if !active && user.role == Role::Admin {
+                    keep_an_admin(tx, &email, "disabled").await?;
                 }
                 tx.set_user_active(user.id, active, now).await?;
                 if !active {
@@ -360,6 +369,16 @@ impl Desk {
         .await?;
         self.team(&name).await
     }
+}
+
+/// Refuses a change that would leave no active admin among people.
+async fn keep_an_admin(tx: &mut Tx, email: &str, what: &str) -> Result<()> {
+    if tx.active_admins().await? <= 1 {
+        return Err(Error::Conflict(format!(
+            "{email} is the last active admin and cannot be {what}: make someone else an admin first"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

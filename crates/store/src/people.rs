@@ -110,6 +110,19 @@ impl Tx {
         })
     }
 
+    /// How many people are active admins (API tokens are not people).
+    pub async fn active_admins(&mut self) -> Result<i64> {
+        Ok(on_tx!(self, c, _b => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM users WHERE role = $1 AND active = $2",
+            )
+            .bind(opsdesk_domain::Role::Admin.as_str())
+            .bind(true)
+            .fetch_one(&mut *c)
+            .await?
+        }))
+    }
+
     pub async fn set_user_active(
         &mut self,
         id: i64,

@@ -14,6 +14,7 @@ on_both_backends!(
     requesters_read_no_inventory_but_the_workload_names,
     requesters_set_only_what_they_report,
     people_and_teams,
+    the_last_active_admin_cannot_be_disabled_or_demoted,
 );
 
 /// Everything a requester reaches beyond the public routes: their own tickets and what they
@@ -752,5 +753,54 @@ async fn people_and_teams(backend: Backend) {
         actions.len()
     );
     desk.db().close().await;
+    s.stop().await;
+}
+
+async fn the_last_active_admin_cannot_be_disabled_or_demoted(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = |m: Method, path: &str, body: Option<Value>| {
+        let path = path.to_owned();
+        let s = &s;
+        async move { s.call(m, &path, Some(&s.admin), body).await }
+    };
+    for email in ["ada@example.com", "max@example.com"] {
+        let r = admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": email, "role": "admin", "password": "plum-tractor-velvet-42"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let ada = "/api/v1/users/ada@example.com";
+    let max = "/api/v1/users/max@example.com";
+    let r = admin(Method::PATCH, ada, Some(json!({"role": "agent"}))).await;
+    assert_eq!(r.body["role"], "agent", "{}", r.body);
+    // Max is now the only active admin among people.
+    admin(Method::PATCH, max, Some(json!({"active": false})))
+        .await
+        .assert_problem(409, None);
+    let r = admin(Method::PATCH, max, Some(json!({"role": "lead"}))).await;
+    r.assert_problem(409, None);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("last active admin"),
+        "{}",
+        r.body
+    );
+    let still = admin(Method::GET, max, None).await;
+    assert_eq!(still.body["role"], "admin");
+    assert_eq!(still.body["active"], true);
+    // With a second admin again, either may go.
+    let r = admin(Method::PATCH, ada, Some(json!({"role": "admin"}))).await;
+    assert_eq!(r.body["role"], "admin", "{}", r.body);
+    let r = admin(Method::PATCH, max, Some(json!({"active": false}))).await;
+    assert_eq!(r.body["active"], false, "{}", r.body);
+    // A disabled admin does not count: Ada is the last one now.
+    admin(Method::PATCH, ada, Some(json!({"active": false})))
+        .await
+        .assert_problem(409, None);
     s.stop().await;
 }

@@ -203,6 +203,7 @@ struct UserChange {
     responses(
         (status = 200, description = "The person after the change", body = User),
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last active admin cannot be disabled or made something else", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_user(
