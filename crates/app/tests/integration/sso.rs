@@ -368,14 +368,26 @@ async fn sso_refuses_what_it_must(backend: Backend) {
         StatusCode::UNAUTHORIZED
     );
 
-    // A disabled person stays out.
-    s.call(
-        Method::PATCH,
-        "/api/v1/users/ana@example.com",
-        Some(&s.admin),
-        Some(json!({"active": false})),
-    )
-    .await;
+    // A disabled person stays out. (Another admin first: the last active admin cannot be
+    // disabled.)
+    let keeper = s
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&s.admin),
+            Some(json!({"email": "keeper@example.com", "role": "admin", "password": "plum-tractor-velvet-42"})),
+        )
+        .await;
+    assert_eq!(keeper.status, StatusCode::CREATED, "{}", keeper.body);
+    let disabled = s
+        .call(
+            Method::PATCH,
+            "/api/v1/users/ana@example.com",
+            Some(&s.admin),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
     let b = browser();
     assert_eq!(
         sso(&s, &p, &b, "ana@example.com").await.status(),
