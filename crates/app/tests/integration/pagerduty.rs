@@ -228,7 +228,16 @@ async fn events_until(
     }
 }
 
-async fn server_with_channel(backend: Backend, api: &EventsApi) -> TestServer {
+/// The PagerDuty rule most tests use: SEV1 tickets, the events that move an alert named.
+fn sev1_rule() -> Value {
+    json!({
+        "name": "page-sev1", "severities": ["SEV1"], "channels": ["payments-oncall"],
+        "events": ["created", "escalated", "severity_changed", "acknowledged", "resolved"]
+    })
+}
+
+/// A server with the PagerDuty channel `payments-oncall` (to `api`) and the routing `rule`.
+async fn server_with_channel(backend: Backend, api: &EventsApi, rule: Value) -> TestServer {
     let s = TestServer::start_with(backend, |config, _| {
         config.notify.allow_private_addresses = true;
         config.notify.base_url = Some("https://desk.example.com".into());
@@ -243,21 +252,14 @@ async fn server_with_channel(backend: Backend, api: &EventsApi) -> TestServer {
     .await;
     assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
     assert_eq!(saved.body["routing_key"], "<redacted>");
-    let rule = admin(
-        "/api/v1/routing-rules",
-        json!({
-            "name": "page-sev1", "severities": ["SEV1"], "channels": ["payments-oncall"],
-            "events": ["created", "escalated", "severity_changed", "acknowledged", "resolved"]
-        }),
-    )
-    .await;
+    let rule = admin("/api/v1/routing-rules", rule).await;
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.body);
     s
 }
 
 async fn tickets_page_trigger_acknowledge_and_resolve_one_alert(backend: Backend) {
     let api = EventsApi::start(0).await;
-    let s = server_with_channel(backend, &api).await;
+    let s = server_with_channel(backend, &api, sev1_rule()).await;
     let t = s
         .ticket(json!({
             "title": "Checkout down", "kind": "incident", "severity": "SEV1"
@@ -360,7 +362,7 @@ async fn tickets_page_trigger_acknowledge_and_resolve_one_alert(backend: Backend
 
 async fn a_busy_events_api_is_tried_again(backend: Backend) {
     let api = EventsApi::start(1).await;
-    let s = server_with_channel(backend, &api).await;
+    let s = server_with_channel(backend, &api, sev1_rule()).await;
     let t = s
         .ticket(json!({"title": "Queue backlog", "kind": "incident", "severity": "SEV1"}))
         .await;
@@ -386,7 +388,7 @@ async fn a_busy_events_api_is_tried_again(backend: Backend) {
 
 async fn a_test_message_is_a_change_event(backend: Backend) {
     let api = EventsApi::start(0).await;
-    let s = server_with_channel(backend, &api).await;
+    let s = server_with_channel(backend, &api, sev1_rule()).await;
     let r = s
         .call(
             Method::POST,
@@ -410,25 +412,13 @@ async fn a_test_message_is_a_change_event(backend: Backend) {
 
 async fn an_alert_is_followed_to_its_resolution_when_the_rule_stops_matching(backend: Backend) {
     let api = EventsApi::start(0).await;
-    let s = TestServer::start_with(backend, |config, _| {
-        config.notify.allow_private_addresses = true;
-    })
-    .await;
-    let admin =
-        |path: &'static str, body: Value| s.call(Method::POST, path, Some(&s.admin), Some(body));
-    let saved = admin(
-        "/api/v1/channels",
-        json!({"name": "pd", "type": "pagerduty", "routing_key": ROUTING_KEY, "url": api.url}),
-    )
-    .await;
-    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
     // Pages on SEV1 tickets being created, and names neither acknowledged nor resolved.
-    let rule = admin(
-        "/api/v1/routing-rules",
-        json!({"name": "page", "events": ["created"], "severities": ["SEV1"], "channels": ["pd"]}),
+    let s = server_with_channel(
+        backend,
+        &api,
+        json!({"name": "page", "events": ["created"], "severities": ["SEV1"], "channels": ["payments-oncall"]}),
     )
     .await;
-    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.body);
     let quiet = s
         .ticket(json!({"title": "Printer jam", "kind": "incident", "severity": "SEV4"}))
         .await;

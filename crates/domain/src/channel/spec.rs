@@ -322,27 +322,6 @@ impl fmt::Debug for ChannelSpec {
 }
 
 impl ChannelSpec {
-    /// A channel of type `kind` (a name in [`TYPES`]) with `settings` (its fields without
-    /// `name` and `type`); the error says what is wrong with the type or the shape.
-    pub fn new(
-        name: impl Into<String>,
-        kind: &str,
-        settings: Value,
-    ) -> Result<ChannelSpec, String> {
-        let Some(kind) = channel_type(kind) else {
-            let known: Vec<String> = TYPES.iter().map(|t| format!("`{}`", t.name())).collect();
-            return Err(format!(
-                "unknown channel type `{kind}`, expected one of {}",
-                known.join(", ")
-            ));
-        };
-        Ok(ChannelSpec {
-            name: name.into(),
-            kind,
-            settings: kind.read(settings)?,
-        })
-    }
-
     /// Its type.
     pub fn channel_type(&self) -> &'static dyn AnyChannelType {
         self.kind
