@@ -124,6 +124,15 @@ impl ChannelType for PagerDuty {
         }
         t.url = t.url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
         if let Some(url) = &t.url {
+            if url.len() > super::webhook::WEBHOOK_URL_MAX {
+                return Err(FieldError::new(
+                    "url",
+                    format!(
+                        "must be at most {} characters",
+                        super::webhook::WEBHOOK_URL_MAX
+                    ),
+                ));
+            }
             if url::Url::parse(url).is_ok_and(|u| u.path() == "/***")
                 && crate::credentials::masked_url(url) == *url
             {
@@ -467,6 +476,11 @@ mod tests {
         assert_eq!(
             spec(json!({"name":"pd","type":"pagerduty","routing_key":KEY,"url":"ftp://x"}))
                 .unwrap_err(),
+            "url"
+        );
+        let long = format!("https://events.example.com/{}", "a".repeat(3000));
+        assert_eq!(
+            spec(json!({"name":"pd","type":"pagerduty","routing_key":KEY,"url":long})).unwrap_err(),
             "url"
         );
         let err = spec(json!({"name":"pd","type":"pagerduty","routing_key":KEY,"service":"x"}))
