@@ -27,6 +27,117 @@ pub struct Config {
     pub kpis: KpiConfig,
     pub reports: ReportsConfig,
     pub readiness: ReadinessConfig,
+    pub email: EmailConfig,
+}
+
+/// Email with requesters (`[email]`): letters out, inboxes in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// Whether requesters get letters (a receipt, agents' public replies, the resolution);
+    /// needs `[notify.smtp]`. Off unless turned on.
+    pub letters: Option<bool>,
+    /// Where requesters' replies go: the address of an inbox opsdesk reads. Not set: the SMTP
+    /// sender.
+    pub reply_to: Option<String>,
+    /// A requester's reply reopens a resolved ticket within this many days; later it opens a
+    /// follow-up ticket linked to the old one.
+    pub reopen_days: u32,
+    /// Messages one sender may send in an hour; more are refused.
+    pub hourly_limit: u32,
+    /// `[email.templates.received]`, `.replied`, `.resolved`: subject and body of each letter.
+    pub templates: opsdesk_domain::mail::LetterTemplates,
+    /// `[[email.inboxes]]`: IMAP mailboxes requests are read from.
+    pub inboxes: Vec<opsdesk_mail::InboxSettings>,
+    /// Whether an unknown sender of a message received through Amazon SES (an SES receipt
+    /// rule publishing to an SNS topic of `ingest.sns.topics`) becomes a requester; otherwise
+    /// the message is held for an agent.
+    pub ses_create_requesters: bool,
+    /// The SNS topics (ARNs) SES receipt rules publish mail to; each must also be allowed by
+    /// `ingest.sns.topics`. A receipt on any other topic is refused, so that whoever may
+    /// publish to an alarm topic cannot write mail in someone's name.
+    pub ses_topics: Vec<String>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            letters: None,
+            reply_to: None,
+            reopen_days: 7,
+            hourly_limit: 20,
+            templates: opsdesk_domain::mail::LetterTemplates::default(),
+            inboxes: Vec::new(),
+            ses_create_requesters: false,
+            ses_topics: Vec::new(),
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The settings, once valid; the error names the key.
+    pub fn settings(
+        &self,
+        notify: &NotifyConfig,
+    ) -> Result<opsdesk_core::mail::MailSettings, String> {
+        let sender = match &notify.smtp {
+            Some(smtp) => Some(
+                smtp.sender()
+                    .map_err(|e| format!("notify.smtp.{}: {}", e.field, e.message))?,
+            ),
+            None => None,
+        };
+        let letters = self.letters.unwrap_or(false);
+        if letters && sender.is_none() {
+            return Err("email.letters needs [notify.smtp] to send them".into());
+        }
+        self.reply_to()?;
+        if self.reopen_days == 0 || self.reopen_days > 365 {
+            return Err("email.reopen_days must be 1 to 365".into());
+        }
+        if self.hourly_limit == 0 {
+            return Err("email.hourly_limit must be 1 or more".into());
+        }
+        self.templates
+            .validate()
+            .map_err(|e| format!("email.templates.{}: {}", e.field, e.message))?;
+        let mut names: Vec<&str> = Vec::new();
+        for (i, inbox) in self.inboxes.iter().enumerate() {
+            inbox
+                .validate()
+                .map_err(|e| format!("email.inboxes[{i}].{}: {}", e.field, e.message))?;
+            if names.contains(&inbox.name.as_str()) {
+                return Err(format!(
+                    "email.inboxes[{i}].name: {} is used twice",
+                    inbox.name
+                ));
+            }
+            names.push(&inbox.name);
+        }
+        Ok(opsdesk_core::mail::MailSettings {
+            letters,
+            domain: sender
+                .map(|s| s.email.domain().to_owned())
+                .unwrap_or_else(|| "opsdesk.invalid".into()),
+            templates: self.templates.clone(),
+            reopen_window: chrono::TimeDelta::days(i64::from(self.reopen_days)),
+            hourly_limit: i64::from(self.hourly_limit),
+            ses_create_requesters: self.ses_create_requesters,
+            ses_topics: self.ses_topics.clone(),
+        })
+    }
+
+    /// `reply_to`, parsed.
+    pub fn reply_to(&self) -> Result<Option<lettre::message::Mailbox>, String> {
+        self.reply_to
+            .as_deref()
+            .map(|r| {
+                r.trim()
+                    .parse::<lettre::message::Mailbox>()
+                    .map_err(|e| format!("email.reply_to: `{r}` is not an address: {e}"))
+            })
+            .transpose()
+    }
 }
 
 /// Readiness reviews after incidents and their action items (`[readiness]`).

@@ -46,6 +46,10 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
     let sla = config.sla.settings().map_err(anyhow::Error::msg)?;
     let kpis = config.kpis.settings().map_err(anyhow::Error::msg)?;
     let readiness = config.readiness.settings().map_err(anyhow::Error::msg)?;
+    let mail = config
+        .email
+        .settings(&config.notify)
+        .map_err(anyhow::Error::msg)?;
     let reports = config
         .reports
         .schedules(&config.notify)
@@ -63,6 +67,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_escalation_settings(escalation)
         .with_kpi_settings(kpis)
         .with_readiness_settings(readiness)
+        .with_mail_settings(mail)
         .with_report_schedules(reports);
     desk.seed_readiness()
         .await
@@ -368,6 +373,7 @@ pub fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
             .with_smtp(smtp, clock)
             .map_err(|e| anyhow::anyhow!("notify.smtp.{}: {}", e.field, e.message))?;
     }
+    channels = channels.with_reply_to(config.email.reply_to().map_err(anyhow::Error::msg)?);
     // SNS channels can be added through the API at any time; the publisher reads the AWS
     // environment (region, credentials) when the first SNS message goes out.
     Ok(channels.with_sns_from_env())
@@ -375,6 +381,13 @@ pub fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
 
 /// Starts the SQS consumers and the AWS pollers the configuration asks for.
 fn spawn_ingest(config: &Config, desk: &Desk, stop: &tokio_util::sync::CancellationToken) {
+    for inbox in &config.email.inboxes {
+        tokio::spawn(opsdesk_mail::imap::run(
+            desk.clone(),
+            inbox.clone(),
+            stop.clone(),
+        ));
+    }
     for queue in &config.ingest.sqs {
         tracing::info!(queue = %queue.queue_url, "consuming SQS queue");
         tokio::spawn(opsdesk_aws::sqs::run(

@@ -10,6 +10,7 @@ mod error;
 pub mod escalation;
 pub mod export;
 pub mod kpis;
+pub mod mail;
 pub mod outbox;
 pub mod people;
 pub mod readiness;
@@ -99,6 +100,7 @@ struct Settings {
     kpis: Arc<kpis::KpiSettings>,
     reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
     readiness: Arc<readiness::ReadinessSettings>,
+    mail: Arc<mail::MailSettings>,
 }
 
 /// What the desk keeps in memory of the store, read through and dropped when it changes.

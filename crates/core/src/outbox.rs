@@ -69,6 +69,8 @@ pub(crate) struct Routing {
     /// Channels whose type follows a ticket it was told about to its acknowledgement and
     /// resolution (PagerDuty's alerts).
     followers: Vec<String>,
+    /// Letters to requesters, when they are on.
+    pub(crate) mail: Option<Arc<crate::mail::MailSettings>>,
 }
 
 /// Routing as of a moment; changes through this node drop it at once, changes through other
@@ -120,14 +122,18 @@ impl Routing {
             environment: self.environment(t),
             team: t.team.clone(),
             summary: summary(event, t),
-            url: self
-                .base_url
-                .as_ref()
-                .map(|b| format!("{}/tickets/{}", b.trim_end_matches('/'), t.key)),
+            url: self.ticket_url(t),
             at,
             recipients: Vec::new(),
             report: None,
         }
+    }
+
+    /// Where people open `t`, when the desk's address is known.
+    pub(crate) fn ticket_url(&self, t: &Ticket) -> Option<String> {
+        self.base_url
+            .as_ref()
+            .map(|b| format!("{}/tickets/{}", b.trim_end_matches('/'), t.key))
     }
 
     fn environment(&self, t: &Ticket) -> Option<Environment> {
@@ -319,12 +325,23 @@ impl Routing {
         after: &Ticket,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let events = Routing::events(before, after);
+        for e in &events {
+            let letter = match e {
+                NotificationEvent::Created => Some(opsdesk_domain::mail::LetterKind::Received),
+                NotificationEvent::Resolved => Some(opsdesk_domain::mail::LetterKind::Resolved),
+                _ => None,
+            };
+            if let Some(kind) = letter {
+                self.letter(tx, kind, after, None, now).await?;
+            }
+        }
         if self.rules.is_empty() {
             return Ok(());
         }
         let mut items: Vec<NewOutboxItem> = Vec::new();
         let mut followed: Option<Vec<(String, Vec<String>)>> = None;
-        for e in Routing::events(before, after) {
+        for e in events {
             let extra = match e {
                 NotificationEvent::Acknowledged
                 | NotificationEvent::Resolved
@@ -436,6 +453,7 @@ impl Desk {
             base_url: self.settings.notify.base_url.clone(),
             accounts: self.settings.aws_accounts.clone(),
             followers,
+            mail: Some(self.settings.mail.clone()).filter(|m| m.letters),
         });
         if let Ok(mut guard) = self.caches.routing.0.lock() {
             *guard = Some((Instant::now(), routing.clone()));

@@ -47,9 +47,26 @@ pub(crate) async fn insert_ticket(
     input: NewTicket,
     now: DateTime<Utc>,
 ) -> Result<Ticket> {
+    insert_ticket_answering(tx, routing, actor, input, now, None).await
+}
+
+/// [`insert_ticket`] for a ticket raised by the logged message `mail`: the message is tied to
+/// the ticket before the receipt is written, so the receipt answers it.
+pub(crate) async fn insert_ticket_answering(
+    tx: &mut Tx,
+    routing: &Routing,
+    actor: &Actor,
+    input: NewTicket,
+    now: DateTime<Utc>,
+    mail: Option<i64>,
+) -> Result<Ticket> {
     let mut ticket = Ticket::open(input, now);
     ticket.id = tx.insert_ticket(&ticket).await?;
     ticket.key = Ticket::key_for(ticket.id);
+    if let Some(mail) = mail {
+        tx.settle_mail(mail, "ticket", Some(ticket.id), None, None)
+            .await?;
+    }
     tx.append_audit(AuditEntry {
         at: now,
         actor: actor.name.clone(),
@@ -181,12 +198,18 @@ impl Desk {
             return Err(Error::Forbidden("a requester's comments are public".into()));
         }
         let actor = actor.clone();
+        let routing = self.routing().await?;
+        let reopen_window = self.settings.mail.reopen_window;
         self.change(move |tx, now| {
             Box::pin(async move {
                 let current = locked_ticket(tx, id).await?;
                 if own_only && current.requester.as_deref() != Some(actor.identity()) {
                     return Err(not_found(id));
                 }
+                let by_requester = current
+                    .requester
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(actor.identity()));
                 let comment = tx
                     .insert_comment(id, &input.body, &actor.name, input.public, now)
                     .await?;
@@ -201,6 +224,35 @@ impl Desk {
                     one_change("comment", Value::Null, change),
                 )
                 .await?;
+                routing
+                    .letter_for_comment(tx, &current, &comment, &actor, now)
+                    .await?;
+                // The requester answering their resolved ticket within the reopen window
+                // says it is not solved: it opens again, and the reopening is announced.
+                if by_requester
+                    && current.status == opsdesk_domain::Status::Resolved
+                    && current
+                        .resolved_at
+                        .is_none_or(|at| now - at <= reopen_window)
+                {
+                    let touched = locked_ticket(tx, id).await?;
+                    let patch = TicketPatch {
+                        status: Some(opsdesk_domain::Status::InProgress),
+                        ..TicketPatch::default()
+                    }
+                    .validate()?;
+                    let (next, changes) = touched.patched(patch, now)?;
+                    tx.update_ticket(&next, &touched).await?;
+                    tx.append_audit(AuditEntry {
+                        at: now,
+                        actor: actor.name.clone(),
+                        action: "ticket.reopened".into(),
+                        ticket_id: Some(id),
+                        changes,
+                    })
+                    .await?;
+                    routing.announce(tx, Some(&touched), &next, now).await?;
+                }
                 Ok(comment)
             })
         })

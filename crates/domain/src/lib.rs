@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod escalation;
 pub mod intake;
 pub mod kpi;
+pub mod mail;
 pub mod rate_limit;
 pub mod readiness;
 pub mod report;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use opsdesk_core::outbox::AttemptReport;
 use opsdesk_core::Desk;
 use opsdesk_domain::channel::{ChannelSpec, Notification};
+use opsdesk_domain::mail::{Letter, REQUESTER_MAIL};
 use opsdesk_store::OutboxItem;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,9 @@ async fn attempt(
     channels: &Channels,
     item: &OutboxItem,
 ) -> AttemptReport {
+    if item.channel == REQUESTER_MAIL {
+        return letter(channels, item).await;
+    }
     let spec = match specs {
         Ok(specs) => match specs.iter().find(|c| c.name == item.channel) {
             Some(spec) => spec,
@@ -56,7 +60,28 @@ async fn attempt(
             }
         }
     };
-    match tokio::time::timeout(SEND_TIMEOUT, channels.send(spec, &n, &item.idempotency_key)).await {
+    report(tokio::time::timeout(SEND_TIMEOUT, channels.send(spec, &n, &item.idempotency_key)).await)
+}
+
+/// Sends a letter to a ticket's requester.
+async fn letter(channels: &Channels, item: &OutboxItem) -> AttemptReport {
+    let letter: Letter = match serde_json::from_value(item.notification.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            return AttemptReport {
+                ok: false,
+                retryable: false,
+                detail: format!("unreadable letter: {e}"),
+            }
+        }
+    };
+    report(tokio::time::timeout(SEND_TIMEOUT, channels.send_letter(&letter)).await)
+}
+
+fn report(
+    sent: Result<Result<crate::Receipt, crate::SendError>, tokio::time::error::Elapsed>,
+) -> AttemptReport {
+    match sent {
         Ok(Ok(receipt)) => AttemptReport {
             ok: true,
             retryable: false,

@@ -16,6 +16,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use opsdesk_core::Clock;
 use opsdesk_domain::channel::{EmailTarget, Notification};
+use opsdesk_domain::mail::{Letter, LetterKind};
 use opsdesk_domain::validation::FieldError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -129,6 +130,8 @@ impl SmtpSettings {
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Where requesters' replies go, when not to `from`.
+    reply_to: Option<Mailbox>,
     clock: Arc<dyn Clock>,
 }
 
@@ -152,6 +155,7 @@ impl Email {
         Ok(Email {
             transport: builder.build(),
             from: settings.sender()?,
+            reply_to: None,
             clock,
         })
     }
@@ -163,6 +167,23 @@ fn tls_parameters(host: &str) -> Result<TlsParameters, FieldError> {
 }
 
 impl Email {
+    /// Replies to letters go to `reply_to` (the inbox opsdesk reads) instead of the sender.
+    pub fn with_reply_to(mut self, reply_to: Option<Mailbox>) -> Email {
+        self.reply_to = reply_to;
+        self
+    }
+
+    /// Mails a letter to a ticket's requester.
+    pub async fn send_letter(&self, letter: &Letter) -> Result<Receipt, SendError> {
+        let message = letter_message(
+            &self.from,
+            self.reply_to.as_ref(),
+            letter,
+            self.clock.now().into(),
+        )?;
+        self.deliver(message).await
+    }
+
     /// Mails `n` to `target`'s addresses and the notification's own recipients.
     pub async fn send(
         &self,
@@ -177,6 +198,10 @@ impl Email {
             idempotency_key,
             self.clock.now().into(),
         )?;
+        self.deliver(message).await
+    }
+
+    async fn deliver(&self, message: Message) -> Result<Receipt, SendError> {
         let response = self.transport.send(message).await.map_err(|e| {
             let text = format!("SMTP: {e}");
             // 5xx answers and mistakes on this side stay as they are; 4xx answers, broken
@@ -224,7 +249,7 @@ pub fn message(
         .subject(n.subject())
         .message_id(Some(message_id(idempotency_key, from)))
         .date(date)
-        .header(AutoSubmitted);
+        .header(AUTO_GENERATED);
     for a in &target.to {
         builder = builder.to(mailbox(a)?);
     }
@@ -251,9 +276,12 @@ pub fn message(
         .map_err(|e| SendError::permanent(format!("cannot build the message: {e}")))
 }
 
-/// `Auto-Submitted: auto-generated` (RFC 3834): out-of-office replies stay away.
+/// `Auto-Submitted` (RFC 3834): `auto-generated` for notifications, `auto-replied` for a
+/// receipt; out-of-office replies stay away from both.
 #[derive(Clone)]
-struct AutoSubmitted;
+struct AutoSubmitted(&'static str);
+
+const AUTO_GENERATED: AutoSubmitted = AutoSubmitted("auto-generated");
 
 impl Header for AutoSubmitted {
     fn name() -> HeaderName {
@@ -261,12 +289,50 @@ impl Header for AutoSubmitted {
     }
 
     fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(AutoSubmitted)
+        Ok(AUTO_GENERATED)
     }
 
     fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "auto-generated".to_owned())
+        HeaderValue::new(Self::name(), self.0.to_owned())
     }
+}
+
+/// The message for a letter to a requester: plain text, threaded to the ticket's mail.
+/// Letters written by the desk (receipt, resolution) say they are automatic; an agent's reply
+/// does not, so that the requester's mail client treats it as a person's.
+pub fn letter_message(
+    from: &Mailbox,
+    reply_to: Option<&Mailbox>,
+    letter: &Letter,
+    date: SystemTime,
+) -> Result<Message, SendError> {
+    let to = letter.to.parse::<Mailbox>().map_err(|e| {
+        SendError::permanent(format!("`{}` is not an email address: {e}", letter.to))
+    })?;
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(letter.subject.clone())
+        .message_id(Some(format!("<{}>", letter.message_id)))
+        .date(date);
+    if let Some(reply_to) = reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    if let Some(id) = &letter.in_reply_to {
+        builder = builder.in_reply_to(format!("<{id}>"));
+    }
+    if !letter.references.is_empty() {
+        let refs: Vec<String> = letter.references.iter().map(|r| format!("<{r}>")).collect();
+        builder = builder.references(refs.join(" "));
+    }
+    builder = match letter.kind {
+        LetterKind::Received => builder.header(AutoSubmitted("auto-replied")),
+        LetterKind::Resolved => builder.header(AUTO_GENERATED),
+        LetterKind::Replied => builder,
+    };
+    builder
+        .body(letter.text.clone())
+        .map_err(|e| SendError::permanent(format!("cannot build the message: {e}")))
 }
 
 #[cfg(test)]

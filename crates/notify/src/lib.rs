@@ -40,6 +40,7 @@ use std::time::Duration;
 use opsdesk_aws::sns::SnsPublisher;
 use opsdesk_core::Clock;
 use opsdesk_domain::channel::{Attempt, ChannelSpec, EmailTarget, Notification, Outgoing};
+use opsdesk_domain::mail::Letter;
 use opsdesk_domain::validation::FieldError;
 
 pub use email::{Email, SmtpSettings, SmtpTls};
@@ -116,6 +117,22 @@ impl Channels {
     ) -> Result<Channels, FieldError> {
         self.email = Some(Email::new(settings, clock)?);
         Ok(self)
+    }
+
+    /// Letters to requesters say `reply_to` (the inbox opsdesk reads) as where to answer.
+    pub fn with_reply_to(mut self, reply_to: Option<lettre::message::Mailbox>) -> Channels {
+        self.email = self.email.take().map(|e| e.with_reply_to(reply_to));
+        self
+    }
+
+    /// Mails a letter to a ticket's requester.
+    pub async fn send_letter(&self, letter: &Letter) -> Result<Receipt, SendError> {
+        match &self.email {
+            Some(email) => email.send_letter(letter).await,
+            None => Err(SendError::permanent(
+                "email is not configured: set [notify.smtp] to write to requesters",
+            )),
+        }
     }
 
     /// SNS topics through a publisher made from the AWS SDK's environment on first use.

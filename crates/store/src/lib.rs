@@ -10,6 +10,7 @@ mod clocks;
 pub mod db;
 mod followups;
 mod kpis;
+mod mail;
 mod outbox;
 mod people;
 mod readiness;
@@ -33,6 +34,7 @@ pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,
 };
+pub use mail::{MailFilter, MailRecord, NewMailRecord};
 pub use opsdesk_domain::signal::Correlation;
 pub use opsdesk_domain::TokenSummary;
 pub use outbox::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};

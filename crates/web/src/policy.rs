@@ -99,6 +99,8 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/admin/audit/verify") => Needs(ReadAudit),
         ("POST", "/logout") => SignedIn,
         ("GET", "/api/v1/me") => SignedIn,
+        ("GET" | "PUT", "/api/v1/me/receipts") => Needs(CreateTickets),
+        ("GET", "/api/v1/mail") => Needs(WriteTickets),
         ("POST", "/api/v1/me/totp" | "/api/v1/me/totp/confirm") => SignedIn,
         ("GET", "/api/v1/openapi.json") => Needs(ReadTickets),
         ("GET", "/api/v1/tickets" | "/api/v1/tickets/{id}") => Needs(ReadTickets),

@@ -12,6 +12,7 @@ mod browser;
 mod channels;
 mod cli;
 mod dates;
+mod email;
 mod emergency;
 mod escalation;
 mod followups;

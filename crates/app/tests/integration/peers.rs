@@ -59,13 +59,18 @@ impl Process {
 
     /// Waits until the program on `port` greets a new connection with `220` (SMTP).
     async fn wait_greeting(&mut self, port: u16, hint: &str) {
+        self.wait_banner(port, b"220", hint).await
+    }
+
+    /// Waits until the program on `port` greets a new connection with `banner`.
+    async fn wait_banner(&mut self, port: u16, banner: &'static [u8], hint: &str) {
         use tokio::io::AsyncReadExt as _;
         self.wait_until(&format!("port {port}"), hint, || async move {
             let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
                 return false;
             };
-            let mut greeting = [0u8; 3];
-            stream.read_exact(&mut greeting).await.is_ok() && &greeting == b"220"
+            let mut greeting = vec![0u8; banner.len()];
+            stream.read_exact(&mut greeting).await.is_ok() && greeting == banner
         })
         .await
     }
@@ -242,6 +247,93 @@ impl Smtp {
     }
 
     /// What aiosmtpd logged, for a test's panic message.
+    pub fn log(&self) -> String {
+        self.process.output()
+    }
+}
+
+/// An IMAP server (Dovecot, no TLS, any user with the password `secret`) with throwaway
+/// Maildir mailboxes, for the inbox tests.
+pub struct Dovecot {
+    pub port: u16,
+    process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Dovecot {
+    pub async fn start() -> Dovecot {
+        const HINT: &str = "Dovecot is needed: apt-get install dovecot-imapd (scripts/test does)";
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["run", "state", "mail", "home"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        // Dovecot will not keep mail as root: mailboxes belong to nobody.
+        for d in ["mail", "home"] {
+            std::os::unix::fs::chown(root.join(d), Some(65534), Some(65534)).unwrap();
+        }
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let port = free_port();
+        let root = root.display();
+        let config = format!(
+            "base_dir = {root}/run\nstate_dir = {root}/state\nlog_path = /dev/stderr\n\
+             protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\nmail_location = maildir:{root}/mail/%u\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n}}\n\
+             passdb {{\n  driver = static\n  args = password=secret\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={root}/home/%u\n}}\n"
+        );
+        let path = dir.path().join("dovecot.conf");
+        std::fs::write(&path, config).unwrap();
+        let mut process = Process::spawn(
+            "dovecot",
+            Command::new("dovecot").arg("-F").arg("-c").arg(&path),
+            dir.path(),
+            HINT,
+        );
+        process.wait_banner(port, b"* OK", HINT).await;
+        Dovecot {
+            port,
+            process,
+            _dir: dir,
+        }
+    }
+
+    async fn session(&self, user: &str) -> async_imap::Session<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.unwrap().unwrap();
+        client
+            .login(user, "secret")
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+    }
+
+    /// Delivers `raw` to `user`'s INBOX, as a mail server would.
+    pub async fn deliver(&self, user: &str, raw: &str) {
+        let mut s = self.session(user).await;
+        s.append("INBOX", None, None, raw.replace('\n', "\r\n").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        s.logout().await.unwrap();
+    }
+
+    /// How many messages `user`'s `folder` holds (0 when there is no such folder).
+    pub async fn count(&self, user: &str, folder: &str) -> u32 {
+        let mut s = self.session(user).await;
+        let n = match s.examine(folder).await {
+            Ok(m) => m.exists,
+            Err(_) => 0,
+        };
+        s.logout().await.unwrap();
+        n
+    }
+
     pub fn log(&self) -> String {
         self.process.output()
     }

@@ -74,7 +74,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn sign_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
+pub(crate) async fn sign_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
     let b = browser();
     let csrf = login_form(s, &b).await;
     let r = submit(s, &b, email, PASSWORD, &csrf, &[]).await;

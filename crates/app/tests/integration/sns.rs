@@ -29,7 +29,10 @@ use x509_cert::time::{Time, Validity};
 use crate::common::{on_both_backends, Backend, Reply, TestServer};
 use crate::signals::{alarm_event, ACCOUNT};
 
-on_both_backends!(sns_messages_are_verified_then_taken);
+on_both_backends!(
+    sns_messages_are_verified_then_taken,
+    ses_receipts_through_sns_become_tickets_once
+);
 
 const TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:opsdesk-alarms";
 const CERT_URL: &str =
@@ -389,5 +392,116 @@ async fn sns_messages_are_verified_then_taken(backend: Backend) {
             "{metrics}"
         );
     }
+    s.stop().await;
+}
+
+const MAIL_TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:opsdesk-mail";
+
+/// An SNS notification of an SES receipt, published to `topic`, signed.
+fn ses_notification(receipt: &Value, id: &str, topic: &str) -> Value {
+    let mut n = notification(receipt, id);
+    n["TopicArn"] = json!(topic);
+    sign(n, "2", &KEY)
+}
+
+/// An SES receipt rule's SNS action, as SES publishes it (the message inline, UTF-8).
+fn ses_receipt(ses_id: &str, raw: &str, dmarc: &str) -> Value {
+    json!({
+        "notificationType": "Received",
+        "mail": {
+            "timestamp": "2026-12-07T10:00:00.000Z",
+            "source": "rob@example.com",
+            "messageId": ses_id,
+            "destination": ["support@desk.example.com"],
+            "headersTruncated": false,
+            "commonHeaders": {"returnPath": "rob@example.com", "from": ["rob@example.com"], "subject": "x"}
+        },
+        "receipt": {
+            "timestamp": "2026-12-07T10:00:00.000Z",
+            "processingTimeMillis": 222,
+            "recipients": ["support@desk.example.com"],
+            "spamVerdict": {"status": "PASS"},
+            "virusVerdict": {"status": "PASS"},
+            "spfVerdict": {"status": "PASS"},
+            "dkimVerdict": {"status": "PASS"},
+            "dmarcVerdict": {"status": dmarc},
+            "dmarcPolicy": "reject",
+            "action": {"type": "SNS", "topicArn": "arn:aws:sns:eu-west-1:111122223333:opsdesk-mail", "encoding": "UTF8"}
+        },
+        "content": raw.replace('\n', "\r\n")
+    })
+}
+
+async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, root_pem()).unwrap();
+    let pem = dir.path().join("sns.pem");
+    std::fs::write(&pem, certificate_pem(&KEY)).unwrap();
+    let s = TestServer::start_with(backend, |c, _| {
+        c.ingest.sns.topics = vec!["arn:aws:sns:eu-west-1:111122223333:opsdesk-*".into()];
+        c.ingest.sns.trust_anchors = vec![root.clone()];
+        c.ingest
+            .sns
+            .certificates
+            .insert(CERT_URL.into(), pem.clone());
+        c.email.ses_create_requesters = true;
+        c.email.ses_topics = vec![MAIL_TOPIC.into()];
+    })
+    .await;
+    let raw = "From: Rob <rob@example.com>\nTo: support@desk.example.com\nSubject: Printer on fire\nMessage-ID: <p1@example.com>\n\nSmoke everywhere.\n";
+    // A receipt published to an alarm topic is not taken as mail: whoever may publish there
+    // could otherwise write in anyone's name.
+    let r = post(
+        &s,
+        &ses_notification(&ses_receipt("ses-0", raw, "PASS"), "m-ses-0", TOPIC),
+    )
+    .await;
+    r.assert_problem(422, Some("TopicArn"));
+    let first = ses_notification(&ses_receipt("ses-1", raw, "PASS"), "m-ses-1", MAIL_TOPIC);
+    let r = post(&s, &first).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["mail"], "ticket", "{}", r.body);
+    let mail = s.get("/api/v1/mail").await.body;
+    let id = mail[0]["ticket_id"].as_i64().unwrap();
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(t["title"], "Printer on fire");
+    assert_eq!(t["requester"], "rob@example.com");
+    // SNS delivers the same message again, or a second subscription does: taken once.
+    let again = ses_notification(&ses_receipt("ses-1", raw, "PASS"), "m-ses-2", MAIL_TOPIC);
+    assert_eq!(post(&s, &again).await.body["mail"], "seen");
+    // A reply without a DMARC pass may not speak for the requester opsdesk now knows.
+    let forged = format!("From: rob@example.com\nSubject: Re: [OPS-{id}] Printer on fire\nMessage-ID: <p2@example.com>\n\nClose it.\n");
+    let r = post(
+        &s,
+        &ses_notification(
+            &ses_receipt("ses-2", &forged, "GRAY"),
+            "m-ses-3",
+            MAIL_TOPIC,
+        ),
+    )
+    .await;
+    assert_eq!(r.body["mail"], "held", "{}", r.body);
+    let comments = s.get(&format!("/api/v1/tickets/{id}/comments")).await.body;
+    assert_eq!(comments.as_array().unwrap().len(), 0, "{comments}");
+    // With the DMARC pass it is a comment.
+    let genuine = forged.replace("p2@", "p3@");
+    let r = post(
+        &s,
+        &ses_notification(
+            &ses_receipt("ses-3", &genuine, "PASS"),
+            "m-ses-4",
+            MAIL_TOPIC,
+        ),
+    )
+    .await;
+    assert_eq!(r.body["mail"], "comment", "{}", r.body);
+    // A receipt rule that stores messages in S3 is named, not half-taken.
+    let mut s3 = ses_receipt("ses-4", raw, "PASS");
+    s3.as_object_mut().unwrap().remove("content");
+    s3["receipt"]["action"] =
+        json!({"type": "S3", "topicArn": MAIL_TOPIC, "bucketName": "mail", "objectKey": "k"});
+    let r = post(&s, &ses_notification(&s3, "m-ses-5", MAIL_TOPIC)).await;
+    r.assert_problem(422, Some("Message.content"));
     s.stop().await;
 }

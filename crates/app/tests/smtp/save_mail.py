@@ -54,6 +54,9 @@ class SaveMail:
             "cc": addresses("Cc"),
             "message_id": str(message["Message-ID"]),
             "auto_submitted": message["Auto-Submitted"],
+            "in_reply_to": message["In-Reply-To"],
+            "references": message["References"],
+            "reply_to": addresses("Reply-To"),
             "content_type": message.get_content_type(),
             "parts": parts,
         }

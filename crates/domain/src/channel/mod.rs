@@ -312,7 +312,7 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// Control characters and line breaks become single spaces; the ends are trimmed.
-fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()

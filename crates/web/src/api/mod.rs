@@ -5,6 +5,7 @@ mod audit;
 mod channels;
 mod escalation;
 mod kpis;
+mod mail;
 mod people;
 mod readiness;
 mod responses;
@@ -33,6 +34,7 @@ use crate::AppState;
         (name = "tokens", description = "API tokens and their roles (admin)"),
         (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
         (name = "people", description = "People, their roles and teams"),
+        (name = "mail", description = "Email with requesters: the mail log and receipts"),
         (name = "signals", description = "Signals in from AWS and monitors, and what each did"),
         (name = "workloads", description = "Workloads signals are matched to, and maintenance windows"),
         (name = "notify", description = "Channels, routing rules and deliveries of notifications"),
@@ -70,6 +72,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(people::routes())
+        .merge(mail::routes())
         .merge(signals::routes())
         .merge(sns::routes())
         .merge(workloads::routes())

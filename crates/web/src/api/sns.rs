@@ -42,6 +42,10 @@ pub struct SnsAnswer {
     /// For subscription confirmations: confirmed with SNS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmed: Option<bool>,
+    /// For an Amazon SES receipt: what the message became (`ticket`, `comment`, `held`,
+    /// `ignored`, `refused`, or `seen` when it was taken before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
 }
 
 fn sns_refused(e: SnsError) -> ApiError {
@@ -100,6 +104,7 @@ async fn post_sns(
                     r#type: kind,
                     signals: None,
                     confirmed: Some(true),
+                    mail: None,
                 }),
             ))
         }
@@ -111,6 +116,7 @@ async fn post_sns(
                     r#type: kind,
                     signals: None,
                     confirmed: None,
+                    mail: None,
                 }),
             ))
         }
@@ -118,9 +124,21 @@ async fn post_sns(
             let inner: serde_json::Value = serde_json::from_str(&msg.message).map_err(|_| {
                 sns_refused_invalid(
                     "Message",
-                    "is not JSON: opsdesk reads CloudWatch alarms and EventBridge events",
+                    "is not JSON: opsdesk reads CloudWatch alarms, EventBridge events and SES receipts",
                 )
             })?;
+            if opsdesk_domain::mail::ses::is_receipt(&inner) {
+                let outcome = take_ses_mail(&state, &msg.topic_arn, &inner).await?;
+                return Ok((
+                    StatusCode::OK,
+                    Json(SnsAnswer {
+                        r#type: kind,
+                        signals: None,
+                        confirmed: None,
+                        mail: Some(outcome.as_str().to_owned()),
+                    }),
+                ));
+            }
             let signals = opsdesk_domain::signal::from_payload(&inner, state.desk.now())
                 .map_err(|e| sns_refused_invalid(&format!("Message.{}", e.field), &e.message))?;
             let topic = msg.topic_arn.rsplit(':').next().unwrap_or("sns");
@@ -132,10 +150,57 @@ async fn post_sns(
                     r#type: kind,
                     signals: Some(Accepted::from_outcomes(outcomes)),
                     confirmed: None,
+                    mail: None,
                 }),
             ))
         }
     }
+}
+
+/// Takes the message an SES receipt rule published: once, whichever node SNS reaches.
+async fn take_ses_mail(
+    state: &AppState,
+    topic: &str,
+    inner: &serde_json::Value,
+) -> Result<opsdesk_core::mail::MailOutcome, ApiError> {
+    let settings = state.desk.mail_settings();
+    if !settings.ses_topics.iter().any(|t| t == topic) {
+        return Err(sns_refused_invalid(
+            "TopicArn",
+            "SES receipts are taken only from the topics of email.ses_topics",
+        ));
+    }
+    let r = opsdesk_domain::mail::ses::receipt(inner)
+        .map_err(|e| sns_refused_invalid(&format!("Message.{}", e.field), &e.message))?;
+    if r.topic_arn.as_deref() != Some(topic) {
+        return Err(sns_refused_invalid(
+            "Message.receipt.action.topicArn",
+            "must be the topic the message came through",
+        ));
+    }
+    if let Some(why) = r.refused {
+        return Ok(state
+            .desk
+            .refuse_mail(
+                "ses",
+                &r.message_id,
+                opsdesk_domain::mail::MailError::Unsafe(why),
+            )
+            .await?);
+    }
+    Ok(state
+        .desk
+        .take_mail(opsdesk_core::mail::Arrival {
+            source: "ses".into(),
+            source_id: r.message_id,
+            raw: r.raw,
+            trust: opsdesk_core::mail::SenderTrust::Checked(r.authenticated),
+            policy: opsdesk_domain::mail::InboxPolicy {
+                create_requesters: settings.ses_create_requesters,
+            },
+            max_bytes: opsdesk_domain::mail::message::MAIL_MAX_BYTES,
+        })
+        .await?)
 }
 
 fn sns_refused_invalid(field: &str, message: &str) -> ApiError {

@@ -1,0 +1,417 @@
+//! Email with requesters, end to end against real peers: a Dovecot IMAP inbox opsdesk reads
+//! and an SMTP server (aiosmtpd) that keeps what opsdesk sends. A person writes to the support
+//! inbox and gets a receipt; an agent answers in opsdesk and the person gets a threaded email;
+//! the person's reply lands on the ticket once, however often it is read; an out-of-office
+//! answer does nothing; a stranger's reply is held; a reply to a resolved ticket reopens it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+use crate::peers::{Dovecot, Smtp};
+
+on_both_backends!(
+    a_conversation_by_email_lands_on_one_ticket,
+    requesters_get_letters_for_requests_raised_in_the_desk,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start(backend: Backend, smtp: &Smtp, imap: Option<&Dovecot>) -> TestServer {
+    let smtp_port = smtp.port;
+    let imap_port = imap.map(|d| d.port);
+    TestServer::start_with(backend, move |config, _| {
+        config.notify.base_url = Some("https://desk.example.com".into());
+        config.notify.smtp = Some(
+            toml::from_str(&format!(
+                "host = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\nfrom = \"opsdesk <desk@desk.example.com>\"\n"
+            ))
+            .unwrap(),
+        );
+        config.email.letters = Some(true);
+        config.email.reply_to = Some("support@desk.example.com".into());
+        if let Some(port) = imap_port {
+            config.email.inboxes = vec![toml::from_str(&format!(
+                "name = \"support\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+                 username = \"support\"\npassword = \"secret\"\nmove_to = \"Taken\"\n\
+                 create_requesters = true\npoll_seconds = 1\n"
+            ))
+            .unwrap()];
+        }
+    })
+    .await
+}
+
+/// The ticket the mail log ties `message_id` to, once the message was taken.
+async fn mail_entry(server: &TestServer, message_id: &str) -> Value {
+    until(&format!("{message_id} in the mail log"), || async {
+        let r = server.get("/api/v1/mail?direction=in").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message_id"] == message_id)
+            .cloned()
+    })
+    .await
+}
+
+async fn letters(smtp: &Smtp, n: usize) -> Vec<Value> {
+    until(&format!("{n} letters"), || async {
+        let m = smtp.messages();
+        (m.len() >= n).then_some(m)
+    })
+    .await
+}
+
+async fn comments(server: &TestServer, key: &str) -> Vec<Value> {
+    let r = server.get(&format!("/api/v1/tickets/{key}/comments")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body.as_array().unwrap().clone()
+}
+
+async fn a_conversation_by_email_lands_on_one_ticket(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let imap = Dovecot::start().await;
+    let server = start(backend, &smtp, Some(&imap)).await;
+
+    // A person opsdesk does not know writes to the support inbox.
+    imap.deliver(
+        "support",
+        "From: Rob Smith <rob@example.com>\nTo: support@desk.example.com\nSubject: VPN down since 9:00\n\
+         Message-ID: <first@mail.example.com>\nDate: Mon, 7 Dec 2026 09:05:00 +0000\n\n\
+         The VPN refuses my password since this morning.\n\n-- \nRob Smith\nACME Ltd\n",
+    )
+    .await;
+    let entry = mail_entry(&server, "first@mail.example.com").await;
+    assert_eq!(entry["outcome"], "ticket", "{entry}");
+    let id = entry["ticket_id"].as_i64().unwrap();
+    let key = format!("OPS-{id}");
+    let ticket = server.get(&format!("/api/v1/tickets/{key}")).await.body;
+    assert_eq!(ticket["title"], "VPN down since 9:00");
+    assert_eq!(ticket["requester"], "rob@example.com");
+    assert_eq!(ticket["source"], "email");
+    assert!(ticket["description"]
+        .as_str()
+        .unwrap()
+        .contains("refuses my password"));
+    // They became a requester, named as their mail says.
+    let people = server
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/users",
+            Some(&server.admin),
+            None,
+        )
+        .await
+        .body;
+    let rob = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["email"] == "rob@example.com")
+        .unwrap();
+    assert_eq!(rob["role"], "requester");
+    assert_eq!(rob["display_name"], "Rob Smith");
+    // The inbox keeps nothing it took: it moved the message, it did not delete it.
+    until("the message moved", || async {
+        (imap.count("support", "INBOX").await == 0 && imap.count("support", "Taken").await == 1)
+            .then_some(())
+    })
+    .await;
+
+    // A receipt, threaded to their message, marked automatic, with replies to the inbox.
+    let sent = letters(&smtp, 1).await;
+    let receipt = &sent[0];
+    assert_eq!(receipt["to"], json!(["rob@example.com"]));
+    assert_eq!(receipt["subject"], format!("[{key}] VPN down since 9:00"));
+    assert_eq!(receipt["in_reply_to"], "<first@mail.example.com>");
+    assert_eq!(receipt["auto_submitted"], "auto-replied");
+    assert_eq!(receipt["reply_to"], json!(["support@desk.example.com"]));
+    let text = receipt["parts"]["text/plain"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("https://desk.example.com/tickets/{key}")),
+        "{text}"
+    );
+
+    // An agent answers publicly, then writes an internal note: only the answer goes out.
+    let r = server
+        .post(
+            &format!("/api/v1/tickets/{key}/comments"),
+            json!({"body": "Your account was locked; I unlocked it.", "public": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = server
+        .post(
+            &format!("/api/v1/tickets/{key}/comments"),
+            json!({"body": "INTERNAL: third lockout this month", "public": false}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sent = letters(&smtp, 2).await;
+    let reply = &sent[1];
+    assert_eq!(reply["subject"], format!("Re: [{key}] VPN down since 9:00"));
+    assert_eq!(reply["in_reply_to"], "<first@mail.example.com>");
+    assert!(reply["references"]
+        .as_str()
+        .unwrap()
+        .contains("<first@mail.example.com>"));
+    assert_eq!(reply["auto_submitted"], Value::Null);
+    let text = reply["parts"]["text/plain"].as_str().unwrap();
+    assert!(
+        text.contains("Your account was locked; I unlocked it."),
+        "{text}"
+    );
+    let reply_id = reply["message_id"]
+        .as_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned();
+
+    // The person answers from their mail client: quoted history and signature are trimmed.
+    let answer = format!(
+        "From: rob@example.com\nTo: support@desk.example.com\nSubject: Re: [{key}] VPN down since 9:00\n\
+         Message-ID: <second@mail.example.com>\nIn-Reply-To: <{reply_id}>\nReferences: <first@mail.example.com> <{reply_id}>\n\n\
+         Works again, thank you!\n\nOn Mon, 7 Dec 2026 at 10:00, opsdesk <desk@desk.example.com> wrote:\n> Your account was locked; I unlocked it.\n"
+    );
+    imap.deliver("support", &answer).await;
+    let entry = mail_entry(&server, "second@mail.example.com").await;
+    assert_eq!(entry["outcome"], "comment", "{entry}");
+    assert_eq!(entry["ticket_id"], id);
+    // The same message again (a resend, a second copy in the inbox): taken once.
+    imap.deliver("support", &answer).await;
+    until("the copy moved", || async {
+        (imap.count("support", "Taken").await == 3).then_some(())
+    })
+    .await;
+    let all = comments(&server, &key).await;
+    let from_rob: Vec<_> = all
+        .iter()
+        .filter(|c| c["author"] == "user:rob@example.com")
+        .collect();
+    assert_eq!(from_rob.len(), 1, "{all:?}");
+    assert_eq!(from_rob[0]["body"], "Works again, thank you!");
+    assert_eq!(from_rob[0]["public"], true);
+
+    // An out-of-office answer to the reply does nothing and is never answered.
+    imap.deliver(
+        "support",
+        &format!(
+            "From: rob@example.com\nTo: support@desk.example.com\nSubject: Automatic reply: Re: [{key}] VPN down\n\
+             Message-ID: <ooo@mail.example.com>\nIn-Reply-To: <{reply_id}>\nAuto-Submitted: auto-replied\n\n\
+             I am out of the office until Monday.\n"
+        ),
+    )
+    .await;
+    let entry = mail_entry(&server, "ooo@mail.example.com").await;
+    assert_eq!(entry["outcome"], "ignored", "{entry}");
+    assert_eq!(comments(&server, &key).await.len(), all.len());
+
+    // Someone else answering the ticket is held for an agent, not added to it.
+    imap.deliver(
+        "support",
+        &format!(
+            "From: eve@example.net\nTo: support@desk.example.com\nSubject: Re: [{key}] VPN down\n\
+             Message-ID: <eve@example.net>\n\nPlease close this ticket.\n"
+        ),
+    )
+    .await;
+    let entry = mail_entry(&server, "eve@example.net").await;
+    assert_eq!(entry["outcome"], "held", "{entry}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not its requester"),
+        "{entry}"
+    );
+    let held = server.get("/api/v1/mail?outcome=held").await.body;
+    assert_eq!(held.as_array().unwrap().len(), 1, "{held}");
+    assert_eq!(comments(&server, &key).await.len(), all.len());
+
+    // Resolved: the person is told, and a reply reopens the ticket.
+    let r = server
+        .patch(
+            &format!("/api/v1/tickets/{key}"),
+            None,
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = letters(&smtp, 3).await;
+    assert_eq!(
+        sent[2]["subject"],
+        format!("[{key}] Resolved: VPN down since 9:00")
+    );
+    assert_eq!(sent[2]["auto_submitted"], "auto-generated");
+    // It answers the requester's newest message: not the stranger's held one.
+    assert_eq!(sent[2]["in_reply_to"], "<second@mail.example.com>");
+    let resolved_id = sent[2]["message_id"]
+        .as_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned();
+    imap.deliver(
+        "support",
+        &format!(
+            "From: rob@example.com\nTo: support@desk.example.com\nSubject: Re: [{key}] Resolved: VPN down\n\
+             Message-ID: <third@mail.example.com>\nIn-Reply-To: <{resolved_id}>\n\nIt broke again.\n"
+        ),
+    )
+    .await;
+    let entry = mail_entry(&server, "third@mail.example.com").await;
+    assert_eq!(entry["outcome"], "comment", "{entry}");
+    let ticket = server.get(&format!("/api/v1/tickets/{key}")).await.body;
+    assert_eq!(ticket["status"], "in_progress", "{ticket}");
+    let history = server
+        .get(&format!("/api/v1/tickets/{key}/history"))
+        .await
+        .body;
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["action"] == "ticket.reopened"),
+        "{history}"
+    );
+
+    // Nothing more went out than the three letters: not the internal note, not an answer to
+    // the out-of-office message, not to the stranger.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(
+        sent.iter().all(|m| m["to"] == json!(["rob@example.com"])),
+        "{sent:?}"
+    );
+    assert!(!sent.iter().any(|m| m["parts"]["text/plain"]
+        .as_str()
+        .unwrap_or("")
+        .contains("INTERNAL")));
+    server.stop().await;
+}
+
+async fn requesters_get_letters_for_requests_raised_in_the_desk(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let server = start(backend, &smtp, None).await;
+    // An agent files a request for a person; the person gets a receipt.
+    let t = server
+        .ticket(json!({"title": "New laptop", "kind": "service_request", "severity": "SEV4", "requester": "ann@example.com"}))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let sent = letters(&smtp, 1).await;
+    assert_eq!(sent[0]["subject"], format!("[{key}] New laptop"));
+    assert_eq!(sent[0]["to"], json!(["ann@example.com"]));
+    // The letter is in the ticket's delivery log, like every notification.
+    let deliveries = server
+        .get(&format!("/api/v1/tickets/{key}/deliveries"))
+        .await
+        .body;
+    let letter = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event"] == "letter.received")
+        .cloned();
+    assert!(
+        letter.is_some_and(|d| d["state"] == "delivered"),
+        "{deliveries}"
+    );
+
+    // A person who opted out of receipts gets none, but still hears when an agent answers.
+    crate::common::add_local_user(
+        &server.db.desk().await,
+        "bo@example.com",
+        opsdesk_domain::Role::Requester,
+    )
+    .await;
+    let (b, _) = crate::signin::sign_in(&server, "bo@example.com").await;
+    let me: Value = b
+        .get(server.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let r = b
+        .put(server.url("/api/v1/me/receipts"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"receipts": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = b
+        .get(server.url("/api/v1/me/receipts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r, json!({"receipts": false}));
+    let t = server
+        .ticket(json!({"title": "Monitor flickers", "kind": "incident", "severity": "SEV4", "requester": "bo@example.com"}))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let r = server
+        .post(
+            &format!("/api/v1/tickets/{key}/comments"),
+            json!({"body": "Try the other cable.", "public": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sent = letters(&smtp, 2).await;
+    assert_eq!(sent[1]["subject"], format!("Re: [{key}] Monitor flickers"));
+    assert_eq!(sent[1]["to"], json!(["bo@example.com"]));
+
+    // Resolved; the person answers in the desk that it is not: the ticket opens again.
+    let r = server
+        .patch(
+            &format!("/api/v1/tickets/{key}"),
+            None,
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = letters(&smtp, 3).await;
+    assert_eq!(
+        sent[2]["subject"],
+        format!("[{key}] Resolved: Monitor flickers")
+    );
+    let r = b
+        .post(server.url(&format!("/api/v1/tickets/{key}/comments")))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"body": "Still flickers with the other cable.", "public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let t = server.get(&format!("/api/v1/tickets/{key}")).await.body;
+    assert_eq!(t["status"], "in_progress", "{t}");
+    // Their own comment is not mailed back to them.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(smtp.messages().len(), 3);
+    server.stop().await;
+}

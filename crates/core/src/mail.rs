@@ -1,0 +1,586 @@
+//! Email with requesters: what a message that came in does, and the letters opsdesk writes.
+//!
+//! A message is logged first, under its Message-ID, in the same transaction as everything it
+//! does: a second copy (another poll, another node, SNS redelivering) finds the id taken and
+//! does nothing. The decision is pure ([`opsdesk_domain::mail::decide`]); this module reads the
+//! facts it needs and writes its outcome. Letters to requesters go through the outbox like
+//! every notification.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use opsdesk_domain::audit::one_change;
+use opsdesk_domain::channel::{is_email, truncate};
+use opsdesk_domain::mail::thread::{ticket_in_subject, title_from_subject, trim_reply};
+use opsdesk_domain::mail::{
+    decide, parse, Disposition, Facts, InboundMail, InboxPolicy, KnownSender, Letter, LetterKind,
+    LetterTemplates, LetterVars, MailError, ThreadTicket, REQUESTER_MAIL,
+};
+use opsdesk_domain::validation::{NewTicket, TITLE_MAX};
+use opsdesk_domain::{
+    Comment, Kind, LinkKind, Role, Severity, Status, Ticket, TicketPatch, Validated,
+};
+use opsdesk_store::{MailFilter, MailRecord, NewMailRecord, NewOutboxItem, Tx, UserRecord};
+use serde_json::{json, Value};
+
+use crate::outbox::Routing;
+use crate::{Actor, Desk, Error, Result};
+
+/// How opsdesk writes to requesters and takes their mail, from `[email]`.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// Whether requesters get letters: a receipt, agents' public replies, the resolution.
+    pub letters: bool,
+    /// The domain of the Message-IDs opsdesk writes: the sender address's.
+    pub domain: String,
+    pub templates: LetterTemplates,
+    /// A requester's reply reopens a resolved ticket within this long; later it opens a
+    /// follow-up ticket.
+    pub reopen_window: TimeDelta,
+    /// Messages one sender may send in an hour; more are refused.
+    pub hourly_limit: i64,
+    /// Whether an unknown sender of a message through Amazon SES becomes a requester.
+    pub ses_create_requesters: bool,
+    /// The SNS topics SES receipt rules publish mail to; receipts on other topics are refused.
+    pub ses_topics: Vec<String>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            letters: false,
+            domain: "opsdesk.invalid".into(),
+            templates: LetterTemplates::default(),
+            reopen_window: TimeDelta::days(7),
+            hourly_limit: 20,
+            ses_create_requesters: false,
+            ses_topics: Vec::new(),
+        }
+    }
+}
+
+/// One message as a source hands it over.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The inbox's name (`ses` for Amazon SES).
+    pub source: String,
+    /// The source's own id of the message (an IMAP UID with its UIDVALIDITY, SES's message
+    /// id): the message's id when it has no Message-ID, and in the log when it cannot be read.
+    pub source_id: String,
+    pub raw: Vec<u8>,
+    pub trust: SenderTrust,
+    pub policy: InboxPolicy,
+    pub max_bytes: usize,
+}
+
+/// How a source knows who sent a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderTrust {
+    /// The receiving service checked and said (Amazon SES's verdicts).
+    Checked(bool),
+    /// The receiving server of this name writes `Authentication-Results`; only a DMARC pass
+    /// in its header lets a message speak for a person opsdesk knows.
+    Header(String),
+    /// The mailbox's own server is trusted to have refused forged mail.
+    Mailbox,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailOutcome {
+    /// Taken before (this message id is in the mail log).
+    Seen,
+    Ticket(i64),
+    Comment {
+        ticket_id: i64,
+        comment_id: i64,
+    },
+    Held(String),
+    Ignored(String),
+    Refused(String),
+}
+
+impl MailOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MailOutcome::Seen => "seen",
+            MailOutcome::Ticket(_) => "ticket",
+            MailOutcome::Comment { .. } => "comment",
+            MailOutcome::Held(_) => "held",
+            MailOutcome::Ignored(_) => "ignored",
+            MailOutcome::Refused(_) => "refused",
+        }
+    }
+}
+
+fn record(mail: &InboundMail, source: &str, outcome: &str, at: DateTime<Utc>) -> NewMailRecord {
+    NewMailRecord {
+        message_id: mail.message_id.clone(),
+        direction: "in",
+        source: source.to_owned(),
+        sender: mail.from.clone(),
+        recipient: None,
+        subject: mail.subject.clone(),
+        ticket_id: None,
+        comment_id: None,
+        outcome: outcome.to_owned(),
+        reason: None,
+        body: Some(mail.text.clone()),
+        at,
+    }
+}
+
+impl Desk {
+    pub fn with_mail_settings(mut self, settings: MailSettings) -> Desk {
+        self.settings.mail = std::sync::Arc::new(settings);
+        self
+    }
+
+    pub fn mail_settings(&self) -> &MailSettings {
+        &self.settings.mail
+    }
+
+    /// Takes one message: logs it once and does what [`decide`] says.
+    pub async fn take_mail(&self, arrival: Arrival) -> Result<MailOutcome> {
+        let fallback_id = format!("{}@{}.opsdesk", arrival.source_id, arrival.source);
+        let parsed = parse(&arrival.raw, arrival.max_bytes, &fallback_id);
+        let routing = self.routing().await?;
+        let settings = self.settings.mail.clone();
+        let source = arrival.source.clone();
+        let inbox = arrival.source.clone();
+        let outcome = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let mail = match parsed {
+                        Ok(mail) => mail,
+                        Err(e) => return refuse(tx, &source, &fallback_id, &e, now).await,
+                    };
+                    take(tx, &routing, &settings, &arrival, mail, now).await
+                })
+            })
+            .await?;
+        metrics::counter!("opsdesk_mail_total", "outcome" => outcome.as_str()).increment(1);
+        match &outcome {
+            MailOutcome::Held(why) | MailOutcome::Ignored(why) | MailOutcome::Refused(why) => {
+                tracing::info!(%inbox, outcome = outcome.as_str(), reason = %why, "mail not taken as a request")
+            }
+            _ => tracing::debug!(%inbox, outcome = outcome.as_str(), "mail taken"),
+        }
+        Ok(outcome)
+    }
+
+    /// Logs a message its source would not hand over (too large to fetch, say) as refused,
+    /// once.
+    pub async fn refuse_mail(
+        &self,
+        source: &str,
+        source_id: &str,
+        why: MailError,
+    ) -> Result<MailOutcome> {
+        let fallback_id = format!("{source_id}@{source}.opsdesk");
+        let source = source.to_owned();
+        let outcome = self
+            .change(move |tx, now| {
+                Box::pin(async move { refuse(tx, &source, &fallback_id, &why, now).await })
+            })
+            .await?;
+        metrics::counter!("opsdesk_mail_total", "outcome" => outcome.as_str()).increment(1);
+        if let MailOutcome::Refused(why) = &outcome {
+            tracing::info!(outcome = "refused", reason = %why, "mail not taken as a request");
+        }
+        Ok(outcome)
+    }
+
+    /// The mail log, newest first (staff only; requesters see their mail as comments).
+    pub async fn mail_log(&self, actor: &Actor, filter: &MailFilter) -> Result<Vec<MailRecord>> {
+        actor.require(opsdesk_domain::Permission::WriteTickets)?;
+        Ok(self.db().mail_log(filter).await?)
+    }
+
+    /// Whether the actor gets receipts for the requests they raise.
+    pub async fn mail_receipts(&self, actor: &Actor) -> Result<bool> {
+        Ok(self.db().mail_receipts(actor.identity()).await?)
+    }
+
+    /// Turns the actor's receipts on or off.
+    pub async fn set_mail_receipts(&self, actor: &Actor, receipts: bool) -> Result<bool> {
+        let email = actor
+            .user_email()
+            .ok_or_else(|| Error::Forbidden("only a person gets receipts".into()))?
+            .to_owned();
+        let actor = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                tx.set_mail_receipts(&email, receipts, now).await?;
+                crate::audit::record(
+                    tx,
+                    &actor,
+                    now,
+                    "user.mail_receipts",
+                    one_change("mail_receipts", Value::Null, json!(receipts)),
+                )
+                .await?;
+                Ok(receipts)
+            })
+        })
+        .await
+    }
+}
+
+async fn refuse(
+    tx: &mut Tx,
+    source: &str,
+    fallback_id: &str,
+    e: &MailError,
+    now: DateTime<Utc>,
+) -> Result<MailOutcome> {
+    let reason = e.to_string();
+    let logged = tx
+        .log_mail(&NewMailRecord {
+            message_id: fallback_id.to_owned(),
+            direction: "in",
+            source: source.to_owned(),
+            sender: String::new(),
+            recipient: None,
+            subject: String::new(),
+            ticket_id: None,
+            comment_id: None,
+            outcome: "refused".into(),
+            reason: Some(reason.clone()),
+            body: None,
+            at: now,
+        })
+        .await?;
+    Ok(match logged {
+        Some(_) => MailOutcome::Refused(reason),
+        None => MailOutcome::Seen,
+    })
+}
+
+async fn take(
+    tx: &mut Tx,
+    routing: &Routing,
+    settings: &MailSettings,
+    arrival: &Arrival,
+    mail: InboundMail,
+    now: DateTime<Utc>,
+) -> Result<MailOutcome> {
+    let Some(log_id) = tx
+        .log_mail(&record(&mail, &arrival.source, "pending", now))
+        .await?
+    else {
+        return Ok(MailOutcome::Seen);
+    };
+    let person = tx.user_by_email(&mail.from).await?;
+    let sender = person.as_ref().map(|p| KnownSender {
+        role: p.role,
+        active: p.active,
+    });
+    let mut thread_id = tx.ticket_of_mail(&mail.replies_to).await?;
+    if thread_id.is_none() {
+        thread_id = ticket_in_subject(&mail.subject);
+    }
+    let thread = match thread_id {
+        Some(id) => tx.ticket_for_update(id).await?.map(|t| ThreadTicket {
+            id: t.id,
+            requester: t.requester.clone(),
+            status: t.status,
+            resolved_at: t.resolved_at,
+            closed_at: t.closed_at,
+        }),
+        None => None,
+    };
+    // Messages that acted, and this one: forged mail that was held or refused cannot use up
+    // a real sender's allowance.
+    let sent = tx
+        .mail_from_since(&mail.from, now - TimeDelta::hours(1))
+        .await?
+        + 1;
+    let authenticated = match &arrival.trust {
+        SenderTrust::Checked(ok) => *ok,
+        SenderTrust::Header(server) => {
+            opsdesk_domain::mail::message::dmarc_passed(&mail.authentication_results, server)
+        }
+        SenderTrust::Mailbox => true,
+    };
+    let facts = Facts {
+        mail: &mail,
+        authenticated,
+        sender,
+        thread,
+        inbox: arrival.policy,
+        over_rate: sent > settings.hourly_limit,
+        reopen_window: settings.reopen_window,
+        now,
+    };
+    let role = person.as_ref().map(|p| p.role).unwrap_or(Role::Requester);
+    let actor = Actor::new(format!("user:{}", mail.from), role);
+    let outcome = match decide(&facts) {
+        Disposition::Ignore(why) => MailOutcome::Ignored(why),
+        Disposition::Refuse(why) => MailOutcome::Refused(why),
+        Disposition::Hold(why) => MailOutcome::Held(why),
+        Disposition::Comment { ticket_id, reopen } => {
+            let comment = comment(tx, routing, &actor, ticket_id, &mail, reopen, now).await?;
+            MailOutcome::Comment {
+                ticket_id,
+                comment_id: comment.id,
+            }
+        }
+        Disposition::Open {
+            create_person,
+            follows,
+        } => {
+            if create_person {
+                add_requester(tx, &actor, &mail, now).await?;
+            }
+            let input = NewTicket {
+                title: truncate(&title_from_subject(&mail.subject), TITLE_MAX),
+                description: mail.text.trim().to_owned(),
+                kind: Kind::ServiceRequest,
+                severity: Severity::Sev4,
+                requester: Some(mail.from.clone()),
+                assignee: None,
+                team: None,
+                workload: None,
+                tags: vec!["email".into()],
+                source: Some("email".into()),
+                dedup_key: None,
+            }
+            .validate()?;
+            let ticket = crate::tickets::insert_ticket_answering(
+                tx,
+                routing,
+                &actor,
+                input,
+                now,
+                Some(log_id),
+            )
+            .await?;
+            if let Some(old) = follows {
+                tx.insert_link(ticket.id, old, LinkKind::RelatesTo, &actor.name, now)
+                    .await?;
+            }
+            MailOutcome::Ticket(ticket.id)
+        }
+    };
+    let (outcome_name, ticket_id, comment_id, reason) = match &outcome {
+        MailOutcome::Ticket(id) => ("ticket", Some(*id), None, None),
+        MailOutcome::Comment {
+            ticket_id,
+            comment_id,
+        } => ("comment", Some(*ticket_id), Some(*comment_id), None),
+        MailOutcome::Held(r) => ("held", thread_id, None, Some(r.as_str())),
+        MailOutcome::Ignored(r) => ("ignored", None, None, Some(r.as_str())),
+        MailOutcome::Refused(r) => ("refused", None, None, Some(r.as_str())),
+        MailOutcome::Seen => ("seen", None, None, None),
+    };
+    // A held message names the ticket it answers only when that ticket exists.
+    let ticket_id = match (outcome_name, ticket_id) {
+        ("held", Some(id)) if !tx.ticket_exists(id).await? => None,
+        (_, id) => id,
+    };
+    tx.settle_mail(log_id, outcome_name, ticket_id, comment_id, reason)
+        .await?;
+    Ok(outcome)
+}
+
+/// A public comment from the message's new text; reopens the ticket when `reopen`.
+async fn comment(
+    tx: &mut Tx,
+    routing: &Routing,
+    actor: &Actor,
+    ticket_id: i64,
+    mail: &InboundMail,
+    reopen: bool,
+    now: DateTime<Utc>,
+) -> Result<Comment> {
+    let current = tx
+        .ticket_for_update(ticket_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(Ticket::key_for(ticket_id)))?;
+    let body = match trim_reply(&mail.text) {
+        b if b.trim().is_empty() => "(the message had no text)".to_owned(),
+        b => b,
+    };
+    let comment = tx
+        .insert_comment(ticket_id, &body, &actor.name, true, now)
+        .await?;
+    let change =
+        json!({ "id": comment.id, "public": true, "body": comment.body, "email": mail.message_id });
+    let mut next = current.clone();
+    next.touch(now);
+    let mut changes = one_change("comment", Value::Null, change);
+    let mut action = "ticket.commented";
+    if reopen {
+        let patch = TicketPatch {
+            status: Some(Status::InProgress),
+            ..TicketPatch::default()
+        }
+        .validate()?;
+        let (patched, status_changes) = current.patched(patch, now)?;
+        next = patched;
+        changes.extend(status_changes);
+        action = "ticket.reopened";
+    }
+    tx.update_ticket(&next, &current).await?;
+    tx.append_audit(opsdesk_domain::AuditEntry {
+        at: now,
+        actor: actor.name.clone(),
+        action: action.into(),
+        ticket_id: Some(ticket_id),
+        changes,
+    })
+    .await?;
+    if reopen {
+        routing.announce(tx, Some(&current), &next, now).await?;
+    }
+    // Staff answering by email reach the requester like an answer in the desk.
+    if actor.role.can_write_tickets() {
+        routing
+            .letter_for_comment(tx, &next, &comment, actor, now)
+            .await?;
+    }
+    Ok(comment)
+}
+
+async fn add_requester(
+    tx: &mut Tx,
+    actor: &Actor,
+    mail: &InboundMail,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let display_name = mail
+        .from_name
+        .clone()
+        .filter(|n| n.chars().count() <= 200)
+        .unwrap_or_else(|| mail.from.split('@').next().unwrap_or_default().to_owned());
+    let id = tx
+        .insert_user(&UserRecord {
+            email: mail.from.clone(),
+            display_name,
+            role: Role::Requester,
+            password_hash: None,
+            at: now,
+        })
+        .await?;
+    let after = json!({ "id": id, "email": mail.from, "role": Role::Requester, "via": "email" });
+    crate::audit::record(
+        tx,
+        actor,
+        now,
+        "user.created",
+        one_change("user", Value::Null, after),
+    )
+    .await?;
+    Ok(())
+}
+
+impl Routing {
+    /// Queues the letter of `kind` to `t`'s requester, when letters are on and the requester
+    /// is an address; `comment` for a reply.
+    pub(crate) async fn letter(
+        &self,
+        tx: &mut Tx,
+        kind: LetterKind,
+        t: &Ticket,
+        comment: Option<(&Comment, &str)>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let Some(settings) = self.mail.as_ref().filter(|m| m.letters) else {
+            return Ok(());
+        };
+        let Some(to) = t.requester.as_deref().filter(|r| is_email(r)) else {
+            return Ok(());
+        };
+        if kind == LetterKind::Received && tx.mail_opted_out(to).await? {
+            return Ok(());
+        }
+        let person = tx.user_by_email(&to.to_ascii_lowercase()).await?;
+        if person.as_ref().is_some_and(|p| !p.active) {
+            return Ok(());
+        }
+        let name = person
+            .as_ref()
+            .map(|p| p.display_name.clone())
+            .unwrap_or_else(|| to.to_owned());
+        let key = match (kind, comment) {
+            (LetterKind::Replied, Some((c, _))) => format!("letter-replied-{}", c.id),
+            (kind, _) => format!("letter-{kind}-{}-{}", t.id, t.version),
+        };
+        let url = self.ticket_url(t);
+        let vars = LetterVars {
+            key: &t.key,
+            title: &t.title,
+            name: &name,
+            url: url.as_deref(),
+            comment: comment.map(|(c, _)| c.body.as_str()),
+            author: comment.map(|(_, a)| a),
+            reopen_days: settings.reopen_window.num_days(),
+        };
+        let message_id = Letter::message_id_for(&key, &settings.domain);
+        let mut letter = Letter::write(kind, &settings.templates, &vars, t.id, to, message_id);
+        let (first, last_in) = tx.mail_thread(t.id).await?;
+        letter.in_reply_to = last_in.clone().or(first.clone());
+        letter.references = first.into_iter().chain(last_in).collect();
+        letter.references.dedup();
+        let logged = tx
+            .log_mail(&NewMailRecord {
+                message_id: letter.message_id.clone(),
+                direction: "out",
+                source: kind.as_str().to_owned(),
+                sender: String::new(),
+                recipient: Some(to.to_owned()),
+                subject: letter.subject.clone(),
+                ticket_id: Some(t.id),
+                comment_id: comment.map(|(c, _)| c.id),
+                outcome: "queued".into(),
+                reason: None,
+                body: None,
+                at: now,
+            })
+            .await?;
+        if logged.is_none() {
+            return Ok(());
+        }
+        let notification = serde_json::to_value(&letter)
+            .map_err(|e| Error::Internal(format!("cannot write a letter: {e}")))?;
+        tx.enqueue(
+            &[NewOutboxItem {
+                idempotency_key: key,
+                ticket_id: Some(t.id),
+                event: format!("letter.{kind}"),
+                channel: REQUESTER_MAIL.to_owned(),
+                notification,
+            }],
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The letter for a public comment on `t`, unless the requester wrote it.
+    pub(crate) async fn letter_for_comment(
+        &self,
+        tx: &mut Tx,
+        t: &Ticket,
+        comment: &Comment,
+        author: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !comment.public
+            || t.requester
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(author.identity()))
+        {
+            return Ok(());
+        }
+        let name = match author.user_email() {
+            Some(email) => tx
+                .user_by_email(email)
+                .await?
+                .map(|p| p.display_name)
+                .unwrap_or_else(|| email.to_owned()),
+            None => "opsdesk".to_owned(),
+        };
+        self.letter(tx, LetterKind::Replied, t, Some((comment, &name)), now)
+            .await
+    }
+}

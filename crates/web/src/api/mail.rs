@@ -1,0 +1,122 @@
+//! The mail log (messages that came in and letters that went out) and people's receipts.
+
+use axum::extract::State;
+use axum::Json;
+use opsdesk_store::{MailFilter, MailRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::json::ApiJson;
+use crate::params::ApiQuery;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_mail))
+        .routes(routes!(get_receipts, set_receipts))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct MailQuery {
+    /// `ticket`, `comment`, `held`, `ignored`, `refused` (in) or `queued` (out).
+    #[param(pattern = "^(ticket|comment|held|ignored|refused|queued)$")]
+    outcome: Option<String>,
+    /// `in` or `out`.
+    #[param(pattern = "^(in|out)$")]
+    direction: Option<String>,
+    ticket_id: Option<i64>,
+    /// At most this many, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+}
+
+/// The mail log, newest first: every message that came in (with what it became and why)
+/// and every letter written to a requester. `?outcome=held` lists what waits for an agent.
+#[utoipa::path(
+    get,
+    path = "/api/v1/mail",
+    tag = "mail",
+    params(MailQuery),
+    responses((status = 200, description = "Messages", body = Vec<MailRecord>))
+)]
+async fn list_mail(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<MailQuery>,
+) -> Result<Json<Vec<MailRecord>>, ApiError> {
+    if let Some(o) = q.outcome.as_deref() {
+        if !matches!(
+            o,
+            "ticket" | "comment" | "held" | "ignored" | "refused" | "queued"
+        ) {
+            return Err(ApiError::invalid(
+                "outcome",
+                "must be ticket, comment, held, ignored, refused or queued",
+            ));
+        }
+    }
+    if let Some(d) = q.direction.as_deref() {
+        if !matches!(d, "in" | "out") {
+            return Err(ApiError::invalid("direction", "must be in or out"));
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+    }
+    let filter = MailFilter {
+        outcome: q.outcome,
+        ticket_id: q.ticket_id,
+        direction: q.direction,
+        limit,
+    };
+    Ok(Json(state.desk.mail_log(&actor, &filter).await?))
+}
+
+/// Whether one gets a receipt by email for each request one raises.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receipts {
+    pub receipts: bool,
+}
+
+/// Whether I get receipts for the requests I raise.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/receipts",
+    tag = "mail",
+    responses((status = 200, description = "The setting", body = Receipts))
+)]
+async fn get_receipts(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Receipts>, ApiError> {
+    Ok(Json(Receipts {
+        receipts: state.desk.mail_receipts(&actor).await?,
+    }))
+}
+
+/// Turn my receipts on or off (replies from agents and resolutions still come).
+#[utoipa::path(
+    put,
+    path = "/api/v1/me/receipts",
+    tag = "mail",
+    request_body = Receipts,
+    responses(
+        (status = 200, description = "Saved", body = Receipts),
+        (status = 403, description = "Not a person (a token)", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn set_receipts(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(req): ApiJson<Receipts>,
+) -> Result<Json<Receipts>, ApiError> {
+    Ok(Json(Receipts {
+        receipts: state.desk.set_mail_receipts(&actor, req.receipts).await?,
+    }))
+}
