@@ -344,7 +344,7 @@ mod tests {
         let raw = mail(
             &format!(
                 "From: a@{}.com\r\nSubject: x",
-                ["b".repeat(60)].repeat(4).join(".")
+                vec!["b".repeat(60); 4].join(".")
             ),
             "x",
         );
