@@ -22,6 +22,8 @@ on_both_backends!(
 /// signals, AWS cases, KPIs, reports).
 const REQUESTER_REACHES: &[(&str, &str)] = &[
     ("GET", "/"),
+    ("GET", "/api/v1/me/receipts"),
+    ("PUT", "/api/v1/me/receipts"),
     ("POST", "/logout"),
     ("GET", "/tickets"),
     ("GET", "/tickets/similar"),
