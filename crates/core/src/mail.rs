@@ -15,9 +15,7 @@ use opsdesk_domain::mail::{
     LetterTemplates, LetterVars, MailError, ThreadTicket, REQUESTER_MAIL,
 };
 use opsdesk_domain::validation::{NewTicket, TITLE_MAX};
-use opsdesk_domain::{
-    Comment, Kind, LinkKind, Role, Severity, Status, Ticket, TicketPatch, Validated,
-};
+use opsdesk_domain::{Comment, Kind, LinkKind, Role, Severity, Ticket, Validated};
 use opsdesk_store::{MailFilter, MailRecord, NewMailRecord, NewOutboxItem, Tx, UserRecord};
 use serde_json::{json, Value};
 
@@ -278,16 +276,16 @@ async fn take(
     if thread_id.is_none() {
         thread_id = ticket_in_subject(&mail.subject);
     }
-    let thread = match thread_id {
-        Some(id) => tx.ticket_for_update(id).await?.map(|t| ThreadTicket {
-            id: t.id,
-            requester: t.requester.clone(),
-            status: t.status,
-            resolved_at: t.resolved_at,
-            closed_at: t.closed_at,
-        }),
+    let threaded = match thread_id {
+        Some(id) => tx.ticket_for_update(id).await?,
         None => None,
     };
+    let thread = threaded.as_ref().map(|t| ThreadTicket {
+        id: t.id,
+        requester: t.requester.clone(),
+        status: t.status,
+        resolved_at: t.resolved_at,
+    });
     // Messages that acted, and this one: forged mail that was held or refused cannot use up
     // a real sender's allowance.
     let sent = tx
@@ -318,7 +316,10 @@ async fn take(
         Disposition::Refuse(why) => MailOutcome::Refused(why),
         Disposition::Hold(why) => MailOutcome::Held(why),
         Disposition::Comment { ticket_id, reopen } => {
-            let comment = comment(tx, routing, &actor, ticket_id, &mail, reopen, now).await?;
+            let current = threaded
+                .as_ref()
+                .ok_or_else(|| Error::NotFound(Ticket::key_for(ticket_id)))?;
+            let comment = comment(tx, routing, &actor, current, &mail, reopen, now).await?;
             MailOutcome::Comment {
                 ticket_id,
                 comment_id: comment.id,
@@ -367,18 +368,22 @@ async fn take(
             ticket_id,
             comment_id,
         } => ("comment", Some(*ticket_id), Some(*comment_id), None),
-        MailOutcome::Held(r) => ("held", thread_id, None, Some(r.as_str())),
+        // A held message names the ticket it answers, when that ticket exists.
+        MailOutcome::Held(r) => (
+            "held",
+            threaded.as_ref().map(|t| t.id),
+            None,
+            Some(r.as_str()),
+        ),
         MailOutcome::Ignored(r) => ("ignored", None, None, Some(r.as_str())),
         MailOutcome::Refused(r) => ("refused", None, None, Some(r.as_str())),
         MailOutcome::Seen => ("seen", None, None, None),
     };
-    // A held message names the ticket it answers only when that ticket exists.
-    let ticket_id = match (outcome_name, ticket_id) {
-        ("held", Some(id)) if !tx.ticket_exists(id).await? => None,
-        (_, id) => id,
-    };
-    tx.settle_mail(log_id, outcome_name, ticket_id, comment_id, reason)
-        .await?;
+    // A new ticket's message was settled when the ticket was made, before its receipt.
+    if !matches!(outcome, MailOutcome::Ticket(_)) {
+        tx.settle_mail(log_id, outcome_name, ticket_id, comment_id, reason)
+            .await?;
+    }
     Ok(outcome)
 }
 
@@ -387,58 +392,21 @@ async fn comment(
     tx: &mut Tx,
     routing: &Routing,
     actor: &Actor,
-    ticket_id: i64,
+    current: &Ticket,
     mail: &InboundMail,
     reopen: bool,
     now: DateTime<Utc>,
 ) -> Result<Comment> {
-    let current = tx
-        .ticket_for_update(ticket_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(Ticket::key_for(ticket_id)))?;
     let body = match trim_reply(&mail.text) {
         b if b.trim().is_empty() => "(the message had no text)".to_owned(),
         b => b,
     };
-    let comment = tx
-        .insert_comment(ticket_id, &body, &actor.name, true, now)
-        .await?;
-    let change =
-        json!({ "id": comment.id, "public": true, "body": comment.body, "email": mail.message_id });
-    let mut next = current.clone();
-    next.touch(now);
-    let mut changes = one_change("comment", Value::Null, change);
-    let mut action = "ticket.commented";
-    if reopen {
-        let patch = TicketPatch {
-            status: Some(Status::InProgress),
-            ..TicketPatch::default()
-        }
-        .validate()?;
-        let (patched, status_changes) = current.patched(patch, now)?;
-        next = patched;
-        changes.extend(status_changes);
-        action = "ticket.reopened";
-    }
-    tx.update_ticket(&next, &current).await?;
-    tx.append_audit(opsdesk_domain::AuditEntry {
-        at: now,
-        actor: actor.name.clone(),
-        action: action.into(),
-        ticket_id: Some(ticket_id),
-        changes,
-    })
-    .await?;
-    if reopen {
-        routing.announce(tx, Some(&current), &next, now).await?;
-    }
-    // Staff answering by email reach the requester like an answer in the desk.
-    if actor.role.can_write_tickets() {
-        routing
-            .letter_for_comment(tx, &next, &comment, actor, now)
-            .await?;
-    }
-    Ok(comment)
+    let input = crate::tickets::NewCommentIn {
+        body: &body,
+        public: true,
+        email: Some(&mail.message_id),
+    };
+    crate::tickets::comment_on(tx, routing, actor, current, input, reopen, now).await
 }
 
 async fn add_requester(

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use opsdesk_domain::audit::{one_change, AuditEntry, AuditRecord, Changes};
 use opsdesk_domain::intake::{admit_new_ticket, Intake};
+use opsdesk_domain::ticket::reply_reopens;
 use opsdesk_domain::validation::{NewComment, NewLink, NewTicket, TicketPatch};
 use opsdesk_domain::{Comment, Ticket, TicketLink, Validated};
 use opsdesk_store::{TicketFilter, TicketPage, Tx};
@@ -77,6 +78,66 @@ pub(crate) async fn insert_ticket_answering(
     .await?;
     routing.announce(tx, None, &ticket, now).await?;
     Ok(ticket)
+}
+
+/// A comment as it is written, and the message it came in, if it came by email.
+pub(crate) struct NewCommentIn<'a> {
+    pub body: &'a str,
+    pub public: bool,
+    pub email: Option<&'a str>,
+}
+
+/// Writes a comment on `current` with its audit entry, writes to the requester when it is a
+/// public answer from someone else, and when `reopen` (the requester answered their resolved
+/// ticket in time) opens the ticket again, inside `tx`.
+pub(crate) async fn comment_on(
+    tx: &mut Tx,
+    routing: &Routing,
+    actor: &Actor,
+    current: &Ticket,
+    input: NewCommentIn<'_>,
+    reopen: bool,
+    now: DateTime<Utc>,
+) -> Result<Comment> {
+    let comment = tx
+        .insert_comment(current.id, input.body, &actor.name, input.public, now)
+        .await?;
+    let mut change = json!({ "id": comment.id, "public": comment.public, "body": comment.body });
+    if let Some(message_id) = input.email {
+        change["email"] = json!(message_id);
+    }
+    touch_and_record(
+        tx,
+        actor,
+        current,
+        now,
+        "ticket.commented",
+        one_change("comment", Value::Null, change),
+    )
+    .await?;
+    routing
+        .letter_for_comment(tx, current, &comment, actor, now)
+        .await?;
+    if reopen {
+        let touched = locked_ticket(tx, current.id).await?;
+        let patch = TicketPatch {
+            status: Some(opsdesk_domain::Status::InProgress),
+            ..TicketPatch::default()
+        }
+        .validate()?;
+        let (next, changes) = touched.patched(patch, now)?;
+        tx.update_ticket(&next, &touched).await?;
+        tx.append_audit(AuditEntry {
+            at: now,
+            actor: actor.name.clone(),
+            action: "ticket.reopened".into(),
+            ticket_id: Some(current.id),
+            changes,
+        })
+        .await?;
+        routing.announce(tx, Some(&touched), &next, now).await?;
+    }
+    Ok(comment)
 }
 
 async fn locked_ticket(tx: &mut Tx, id: i64) -> Result<Ticket> {
@@ -206,53 +267,25 @@ impl Desk {
                 if own_only && current.requester.as_deref() != Some(actor.identity()) {
                     return Err(not_found(id));
                 }
-                let by_requester = current
+                let reopen = current
                     .requester
                     .as_deref()
-                    .is_some_and(|r| r.eq_ignore_ascii_case(actor.identity()));
-                let comment = tx
-                    .insert_comment(id, &input.body, &actor.name, input.public, now)
-                    .await?;
-                let change =
-                    json!({ "id": comment.id, "public": comment.public, "body": comment.body });
-                touch_and_record(
+                    .is_some_and(|r| r.eq_ignore_ascii_case(actor.identity()))
+                    && reply_reopens(current.status, current.resolved_at, now, reopen_window);
+                let comment = comment_on(
                     tx,
+                    &routing,
                     &actor,
                     &current,
+                    NewCommentIn {
+                        body: &input.body,
+                        public: input.public,
+                        email: None,
+                    },
+                    reopen,
                     now,
-                    "ticket.commented",
-                    one_change("comment", Value::Null, change),
                 )
                 .await?;
-                routing
-                    .letter_for_comment(tx, &current, &comment, &actor, now)
-                    .await?;
-                // The requester answering their resolved ticket within the reopen window
-                // says it is not solved: it opens again, and the reopening is announced.
-                if by_requester
-                    && current.status == opsdesk_domain::Status::Resolved
-                    && current
-                        .resolved_at
-                        .is_none_or(|at| now - at <= reopen_window)
-                {
-                    let touched = locked_ticket(tx, id).await?;
-                    let patch = TicketPatch {
-                        status: Some(opsdesk_domain::Status::InProgress),
-                        ..TicketPatch::default()
-                    }
-                    .validate()?;
-                    let (next, changes) = touched.patched(patch, now)?;
-                    tx.update_ticket(&next, &touched).await?;
-                    tx.append_audit(AuditEntry {
-                        at: now,
-                        actor: actor.name.clone(),
-                        action: "ticket.reopened".into(),
-                        ticket_id: Some(id),
-                        changes,
-                    })
-                    .await?;
-                    routing.announce(tx, Some(&touched), &next, now).await?;
-                }
                 Ok(comment)
             })
         })

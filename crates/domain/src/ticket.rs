@@ -211,6 +211,17 @@ pub struct Ticket {
     pub version: i64,
 }
 
+/// Whether the requester answering a ticket in `status`, resolved at `resolved_at`, opens it
+/// again: only a resolved ticket (not a closed one), within `window` of its resolution.
+pub fn reply_reopens(
+    status: Status,
+    resolved_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    window: chrono::TimeDelta,
+) -> bool {
+    status == Status::Resolved && resolved_at.is_none_or(|at| now - at <= window)
+}
+
 impl Ticket {
     pub fn key_for(id: i64) -> String {
         format!("OPS-{id}")

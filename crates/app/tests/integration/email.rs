@@ -81,6 +81,17 @@ async fn letters(smtp: &Smtp, n: usize) -> Vec<Value> {
     .await
 }
 
+async fn resolve(server: &TestServer, key: &str) {
+    let r = server
+        .patch(
+            &format!("/api/v1/tickets/{key}"),
+            None,
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 async fn comments(server: &TestServer, key: &str) -> Vec<Value> {
     let r = server.get(&format!("/api/v1/tickets/{key}/comments")).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -248,14 +259,7 @@ async fn a_conversation_by_email_lands_on_one_ticket(backend: Backend) {
     assert_eq!(comments(&server, &key).await.len(), all.len());
 
     // Resolved: the person is told, and a reply reopens the ticket.
-    let r = server
-        .patch(
-            &format!("/api/v1/tickets/{key}"),
-            None,
-            json!({"status": "resolved"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    resolve(&server, &key).await;
     let sent = letters(&smtp, 3).await;
     assert_eq!(
         sent[2]["subject"],
@@ -387,14 +391,7 @@ async fn requesters_get_letters_for_requests_raised_in_the_desk(backend: Backend
     assert_eq!(sent[1]["to"], json!(["bo@example.com"]));
 
     // Resolved; the person answers in the desk that it is not: the ticket opens again.
-    let r = server
-        .patch(
-            &format!("/api/v1/tickets/{key}"),
-            None,
-            json!({"status": "resolved"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    resolve(&server, &key).await;
     let sent = letters(&smtp, 3).await;
     assert_eq!(
         sent[2]["subject"],

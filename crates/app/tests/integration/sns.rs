@@ -214,22 +214,32 @@ async fn post(s: &TestServer, body: &Value) -> Reply {
     Reply::from(r).await
 }
 
-async fn sns_messages_are_verified_then_taken(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root.pem");
+/// A server that takes SNS messages from the `opsdesk-*` topics signed under the test root
+/// (written to `dir`), configured further by `more`.
+async fn sns_server(
+    backend: Backend,
+    dir: &std::path::Path,
+    more: impl FnOnce(&mut opsdesk::config::Config),
+) -> TestServer {
+    let root = dir.join("root.pem");
     std::fs::write(&root, root_pem()).unwrap();
-    let pem = dir.path().join("sns.pem");
+    let pem = dir.join("sns.pem");
     std::fs::write(&pem, certificate_pem(&KEY)).unwrap();
-    let self_signed = dir.path().join("self-signed.pem");
-    std::fs::write(&self_signed, self_signed_pem(&KEY)).unwrap();
-    let s = TestServer::start_with(backend, |c, _| {
+    TestServer::start_with(backend, move |c, _| {
         c.ingest.sns.topics = vec!["arn:aws:sns:eu-west-1:111122223333:opsdesk-*".into()];
         // The trust anchor is explicit: the test root, instead of the public roots.
-        c.ingest.sns.trust_anchors = vec![root.clone()];
-        c.ingest
-            .sns
-            .certificates
-            .insert(CERT_URL.into(), pem.clone());
+        c.ingest.sns.trust_anchors = vec![root];
+        c.ingest.sns.certificates.insert(CERT_URL.into(), pem);
+        more(c);
+    })
+    .await
+}
+
+async fn sns_messages_are_verified_then_taken(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let self_signed = dir.path().join("self-signed.pem");
+    std::fs::write(&self_signed, self_signed_pem(&KEY)).unwrap();
+    let s = sns_server(backend, dir.path(), |c| {
         c.ingest
             .sns
             .certificates
@@ -434,17 +444,7 @@ fn ses_receipt(ses_id: &str, raw: &str, dmarc: &str) -> Value {
 
 async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root.pem");
-    std::fs::write(&root, root_pem()).unwrap();
-    let pem = dir.path().join("sns.pem");
-    std::fs::write(&pem, certificate_pem(&KEY)).unwrap();
-    let s = TestServer::start_with(backend, |c, _| {
-        c.ingest.sns.topics = vec!["arn:aws:sns:eu-west-1:111122223333:opsdesk-*".into()];
-        c.ingest.sns.trust_anchors = vec![root.clone()];
-        c.ingest
-            .sns
-            .certificates
-            .insert(CERT_URL.into(), pem.clone());
+    let s = sns_server(backend, dir.path(), |c| {
         c.email.ses_create_requesters = true;
         c.email.ses_topics = vec![MAIL_TOPIC.into()];
     })

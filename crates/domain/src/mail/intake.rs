@@ -28,7 +28,6 @@ pub struct ThreadTicket {
     pub requester: Option<String>,
     pub status: Status,
     pub resolved_at: Option<DateTime<Utc>>,
-    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// Everything the decision needs.
@@ -123,14 +122,12 @@ pub fn decide(facts: &Facts<'_>) -> Disposition {
                 reopen: false,
             };
         }
-        let since = if t.status == Status::Closed {
-            t.closed_at.or(t.resolved_at)
-        } else {
-            t.resolved_at
-        };
-        let within = t.status == Status::Resolved
-            && since.is_none_or(|at| facts.now - at <= facts.reopen_window);
-        return if within {
+        return if crate::ticket::reply_reopens(
+            t.status,
+            t.resolved_at,
+            facts.now,
+            facts.reopen_window,
+        ) {
             Disposition::Comment {
                 ticket_id: t.id,
                 reopen: true,
@@ -207,7 +204,6 @@ mod tests {
             requester: Some("rob@example.com".into()),
             status,
             resolved_at: resolved_days_ago.map(|d| now() - TimeDelta::days(d)),
-            closed_at: None,
         }
     }
 
