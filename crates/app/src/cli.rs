@@ -495,7 +495,7 @@ fn export_time(
         })
 }
 
-const CSV_HEADER: [&str; 21] = [
+const CSV_HEADER: [&str; 22] = [
     "id",
     "key",
     "title",
@@ -517,6 +517,7 @@ const CSV_HEADER: [&str; 21] = [
     "closed_at",
     "comments",
     "history",
+    "attachments",
 ];
 
 async fn report(
@@ -729,6 +730,7 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
                         time(t.closed_at),
                         serde_json::to_string(&e.comments)?,
                         serde_json::to_string(&e.history)?,
+                        serde_json::to_string(&e.attachments)?,
                     ])?;
                 }
             }

@@ -28,6 +28,82 @@ pub struct Config {
     pub reports: ReportsConfig,
     pub readiness: ReadinessConfig,
     pub email: EmailConfig,
+    pub attachments: AttachmentsConfig,
+}
+
+/// Files on tickets (`[attachments]`): how large, of which types, and where they are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// The largest file taken, in bytes.
+    pub max_bytes: usize,
+    /// The types taken, such as `image/png` or `image/*`. Files are typed by their content.
+    pub types: Vec<String>,
+    /// The folder files are kept in on this machine. Not set: `opsdesk-files` beside the
+    /// SQLite database (or in the working folder with PostgreSQL).
+    pub dir: Option<String>,
+    /// `[attachments.s3]`: keep files in S3 instead, so that every node sees them.
+    pub s3: Option<opsdesk_aws::files::S3FilesSettings>,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        let policy = opsdesk_domain::attachment::AttachmentPolicy::default();
+        AttachmentsConfig {
+            max_bytes: policy.max_bytes,
+            types: policy.types,
+            dir: None,
+            s3: None,
+        }
+    }
+}
+
+impl AttachmentsConfig {
+    /// The policy, once valid; the error names the key.
+    pub fn policy(&self) -> Result<opsdesk_domain::attachment::AttachmentPolicy, String> {
+        if !(1..=1024 * 1024 * 1024).contains(&self.max_bytes) {
+            return Err("attachments.max_bytes must be 1 to 1073741824 (1 GiB)".into());
+        }
+        if self.types.is_empty() {
+            return Err("attachments.types: list at least one type".into());
+        }
+        for (i, t) in self.types.iter().enumerate() {
+            let t = t.trim();
+            let valid = t.split_once('/').is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && !a.contains('*') && (b == "*" || !b.contains('*'))
+            });
+            if !valid {
+                return Err(format!(
+                    "attachments.types[{i}]: `{t}` is not a type such as image/png or image/*"
+                ));
+            }
+        }
+        if let Some(s3) = &self.s3 {
+            s3.validate().map_err(|e| format!("attachments.s3.{e}"))?;
+        }
+        Ok(opsdesk_domain::attachment::AttachmentPolicy {
+            max_bytes: self.max_bytes,
+            types: self
+                .types
+                .iter()
+                .map(|t| opsdesk_domain::attachment::media_type(t))
+                .collect(),
+        })
+    }
+
+    /// The folder of the disk store for a desk on `database_url`.
+    pub fn folder(&self, database_url: &str) -> std::path::PathBuf {
+        if let Some(dir) = &self.dir {
+            return dir.into();
+        }
+        let beside = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.is_empty() && !path.contains(":memory:"))
+            .and_then(|path| Path::new(path).parent().map(Path::to_path_buf));
+        beside.unwrap_or_default().join("opsdesk-files")
+    }
 }
 
 /// Email with requesters (`[email]`): letters out, inboxes in.
@@ -57,6 +133,10 @@ pub struct EmailConfig {
     /// `ingest.sns.topics`. A receipt on any other topic is refused, so that whoever may
     /// publish to an alarm topic cannot write mail in someone's name.
     pub ses_topics: Vec<String>,
+    /// `[email.ses_s3]`: the buckets SES receipt rules' S3 actions store messages in (for
+    /// messages over the 150 KB an SNS action carries); a notification naming another bucket
+    /// is refused.
+    pub ses_s3: Option<opsdesk_core::mail::SesS3>,
 }
 
 impl Default for EmailConfig {
@@ -70,6 +150,7 @@ impl Default for EmailConfig {
             inboxes: Vec::new(),
             ses_create_requesters: false,
             ses_topics: Vec::new(),
+            ses_s3: None,
         }
     }
 }
@@ -101,6 +182,11 @@ impl EmailConfig {
         self.templates
             .validate()
             .map_err(|e| format!("email.templates.{}: {}", e.field, e.message))?;
+        if let Some(s3) = &self.ses_s3 {
+            if s3.buckets.is_empty() || s3.buckets.iter().any(|b| b.trim().is_empty()) {
+                return Err("email.ses_s3.buckets: name the buckets SES stores mail in".into());
+            }
+        }
         let mut names: Vec<&str> = Vec::new();
         for (i, inbox) in self.inboxes.iter().enumerate() {
             inbox
@@ -124,6 +210,7 @@ impl EmailConfig {
             hourly_limit: i64::from(self.hourly_limit),
             ses_create_requesters: self.ses_create_requesters,
             ses_topics: self.ses_topics.clone(),
+            ses_s3: self.ses_s3.clone(),
         })
     }
 

@@ -58,7 +58,19 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .escalation
         .settings(&config.notify)
         .map_err(anyhow::Error::msg)?;
+    let policy = config.attachments.policy().map_err(anyhow::Error::msg)?;
+    let blobs: Arc<dyn opsdesk_core::attachments::Blobs> = match &config.attachments.s3 {
+        Some(s3) => Arc::new(opsdesk_aws::files::S3Blobs::new(s3).await),
+        None => Arc::new(opsdesk_core::attachments::LocalBlobs::new(
+            config.attachments.folder(&config.database.url),
+        )),
+    };
+    tracing::debug!(store = %blobs.describe(), "ticket files");
     let desk = Desk::new(db, Arc::new(SystemClock))
+        .with_attachment_settings(opsdesk_core::attachments::AttachmentSettings {
+            policy,
+            blobs: Some(blobs),
+        })
         .with_auth_settings(config.auth.settings())
         .with_ingest_settings(ingest)
         .with_notify_settings(notify)

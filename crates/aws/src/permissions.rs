@@ -72,6 +72,15 @@ pub const CALLS: &[(&str, Option<&str>)] = &[
         "describe_severity_levels",
         Some("support:DescribeSeverityLevels"),
     ),
+    // Files with a case, and files of AWS's messages.
+    (
+        "add_attachments_to_set",
+        Some("support:AddAttachmentsToSet"),
+    ),
+    ("describe_attachment", Some("support:DescribeAttachment")),
+    // Ticket files in S3 ([attachments.s3]), and messages SES stored in S3 ([email.ses_s3]).
+    ("put_object", Some("s3:PutObject")),
+    ("get_object", Some("s3:GetObject")),
     // Which account opsdesk's own credentials belong to: STS answers it without a permission.
     ("get_caller_identity", None),
     // The role of an account's support_role_arn, through the SDK's AssumeRoleProvider.
@@ -131,6 +140,43 @@ mod tests {
         decode_authorization_message get_access_key_info get_caller_identity
         get_delegated_access_token get_federation_token get_session_token
         get_web_identity_token
+        abort_multipart_upload complete_multipart_upload copy_object create_bucket
+        create_bucket_metadata_configuration create_bucket_metadata_table_configuration
+        create_multipart_upload create_session delete_bucket delete_bucket_analytics_configuration
+        delete_bucket_cors delete_bucket_encryption
+        delete_bucket_intelligent_tiering_configuration delete_bucket_inventory_configuration
+        delete_bucket_lifecycle delete_bucket_metadata_configuration
+        delete_bucket_metadata_table_configuration delete_bucket_metrics_configuration
+        delete_bucket_ownership_controls delete_bucket_policy delete_bucket_replication
+        delete_bucket_tagging delete_bucket_website delete_object delete_object_annotation
+        delete_object_tagging delete_objects delete_public_access_block get_bucket_abac
+        get_bucket_accelerate_configuration get_bucket_acl get_bucket_analytics_configuration
+        get_bucket_cors get_bucket_encryption get_bucket_intelligent_tiering_configuration
+        get_bucket_inventory_configuration get_bucket_lifecycle_configuration get_bucket_location
+        get_bucket_logging get_bucket_metadata_configuration
+        get_bucket_metadata_table_configuration get_bucket_metrics_configuration
+        get_bucket_notification_configuration get_bucket_ownership_controls get_bucket_policy
+        get_bucket_policy_status get_bucket_replication get_bucket_request_payment
+        get_bucket_tagging get_bucket_versioning get_bucket_website get_object get_object_acl
+        get_object_annotation get_object_attributes get_object_legal_hold
+        get_object_lock_configuration get_object_retention get_object_tagging get_object_torrent
+        get_public_access_block head_bucket head_object list_bucket_analytics_configurations
+        list_bucket_intelligent_tiering_configurations list_bucket_inventory_configurations
+        list_bucket_metrics_configurations list_buckets list_directory_buckets
+        list_multipart_uploads list_object_annotations list_object_versions list_objects
+        list_objects_v2 list_parts put_bucket_abac put_bucket_accelerate_configuration
+        put_bucket_acl put_bucket_analytics_configuration put_bucket_cors put_bucket_encryption
+        put_bucket_intelligent_tiering_configuration put_bucket_inventory_configuration
+        put_bucket_lifecycle_configuration put_bucket_logging put_bucket_metrics_configuration
+        put_bucket_notification_configuration put_bucket_ownership_controls put_bucket_policy
+        put_bucket_replication put_bucket_request_payment put_bucket_tagging put_bucket_versioning
+        put_bucket_website put_object put_object_acl put_object_annotation put_object_legal_hold
+        put_object_lock_configuration put_object_retention put_object_tagging
+        put_public_access_block rename_object restore_object select_object_content
+        update_bucket_metadata_annotation_table_configuration
+        update_bucket_metadata_inventory_table_configuration
+        update_bucket_metadata_journal_table_configuration update_object_encryption upload_part
+        upload_part_copy write_get_object_response
     ";
 
     fn sources(dir: &Path, out: &mut String) {
@@ -192,7 +238,9 @@ mod tests {
                 let l = l.strip_prefix("- ").unwrap_or(l).trim();
                 let (service, action) = l.split_once(':')?;
                 (!service.is_empty()
-                    && service.bytes().all(|b| b.is_ascii_lowercase())
+                    && service
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                     && action.bytes().all(|b| b.is_ascii_alphabetic())
                     && action.starts_with(|c: char| c.is_ascii_uppercase()))
                 .then(|| l.to_owned())

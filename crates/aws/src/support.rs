@@ -16,7 +16,8 @@ use aws_sdk_support::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_support::types::Communication;
 use chrono::{DateTime, SecondsFormat, Utc};
 use opsdesk_core::cases::{
-    CaseAccount, CaseCommunication, CaseError, CaseRequest, CaseState, SupportCases, SupportService,
+    CaseAccount, CaseAttachmentRef, CaseCommunication, CaseError, CaseFile, CaseRequest, CaseState,
+    SupportCases, SupportService,
 };
 use opsdesk_domain::signal::parse_time;
 use opsdesk_domain::CaseSeverity;
@@ -159,6 +160,7 @@ impl SupportCases for SupportClient {
             .issue_type(ISSUE_TYPE)
             .language(LANGUAGE)
             .set_cc_email_addresses(cc(&case.cc))
+            .set_attachment_set_id(case.attachment_set_id.clone())
             .send()
             .await
             .map_err(|e| case_error(OPERATION, e))?;
@@ -224,6 +226,7 @@ impl SupportCases for SupportClient {
         case_id: &str,
         body: &str,
         cc_addresses: &[String],
+        attachment_set_id: Option<&str>,
     ) -> Result<(), CaseError> {
         const OPERATION: &str = "AddCommunicationToCase";
         let out = self
@@ -233,6 +236,7 @@ impl SupportCases for SupportClient {
             .case_id(case_id)
             .communication_body(body)
             .set_cc_email_addresses(cc(cc_addresses))
+            .set_attachment_set_id(attachment_set_id.map(str::to_owned))
             .send()
             .await
             .map_err(|e| case_error(OPERATION, e))?;
@@ -243,6 +247,62 @@ impl SupportCases for SupportClient {
                 "{OPERATION}: AWS Support did not add the communication to case {case_id}"
             )))
         }
+    }
+
+    async fn add_attachment_set(
+        &self,
+        account: &CaseAccount,
+        files: &[CaseFile],
+    ) -> Result<String, CaseError> {
+        const OPERATION: &str = "AddAttachmentsToSet";
+        let attachments = files
+            .iter()
+            .map(|f| {
+                aws_sdk_support::types::Attachment::builder()
+                    .file_name(&f.name)
+                    .data(aws_sdk_support::primitives::Blob::new(f.bytes.clone()))
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client_for(account)
+            .await?
+            .add_attachments_to_set()
+            .set_attachments(Some(attachments))
+            .send()
+            .await
+            .map_err(|e| case_error(OPERATION, e))?;
+        match out.attachment_set_id() {
+            Some(id) if !id.is_empty() => Ok(id.to_owned()),
+            _ => Err(CaseError::Failed(format!(
+                "{OPERATION}: AWS Support answered without an attachment set id"
+            ))),
+        }
+    }
+
+    async fn attachment(
+        &self,
+        account: &CaseAccount,
+        attachment_id: &str,
+    ) -> Result<CaseFile, CaseError> {
+        const OPERATION: &str = "DescribeAttachment";
+        let out = self
+            .client_for(account)
+            .await?
+            .describe_attachment()
+            .attachment_id(attachment_id)
+            .send()
+            .await
+            .map_err(|e| case_error(OPERATION, e))?;
+        let a = out.attachment().ok_or_else(|| {
+            CaseError::Failed(format!(
+                "{OPERATION}: AWS Support answered without attachment {attachment_id}"
+            ))
+        })?;
+        Ok(CaseFile {
+            name: a.file_name().unwrap_or("attachment").to_owned(),
+            bytes: a.data().map(|d| d.as_ref().to_vec()).unwrap_or_default(),
+        })
     }
 
     async fn resolve_case(
@@ -426,6 +486,16 @@ fn communication(operation: &str, c: &Communication) -> Result<CaseCommunication
         body: c.body().unwrap_or_default().to_owned(),
         submitted_by: c.submitted_by().unwrap_or_default().to_owned(),
         at,
+        attachments: c
+            .attachment_set()
+            .iter()
+            .filter_map(|a| {
+                Some(CaseAttachmentRef {
+                    id: a.attachment_id()?.to_owned(),
+                    name: a.file_name().unwrap_or("attachment").to_owned(),
+                })
+            })
+            .collect(),
     })
 }
 
@@ -543,6 +613,7 @@ mod tests {
             service_code: "amazon-relational-database-service-aurora".into(),
             category_code: "performance".into(),
             cc: vec!["tam@example.com".into()],
+            attachment_set_id: None,
         }
     }
 
@@ -602,7 +673,7 @@ mod tests {
         };
         assert_eq!(client.create_case(&case).await.unwrap(), CASE);
         client
-            .add_communication(&account(), CASE, "An update.", &team)
+            .add_communication(&account(), CASE, "An update.", &team, None)
             .await
             .unwrap();
         assert_eq!(rules[0].num_calls(), 1);
@@ -777,7 +848,7 @@ mod tests {
             ))
         );
         let added = c
-            .add_communication(&account(), CASE, "Any news?", &[])
+            .add_communication(&account(), CASE, "Any news?", &[], None)
             .await
             .unwrap_err();
         assert!(matches!(added, CaseError::NotFound(_)), "{added:?}");
@@ -884,6 +955,7 @@ mod tests {
                 body: "We are checking the cluster.".into(),
                 submitted_by: "Amazon Web Services".into(),
                 at: at("2026-11-24T10:40:00Z"),
+                attachments: Vec::new(),
             }]
         );
 
@@ -1025,6 +1097,7 @@ mod tests {
             CASE,
             "Failover completed at 11:02 UTC.",
             &["tam@example.com".into()],
+            None,
         )
         .await
         .unwrap();
@@ -1036,10 +1109,119 @@ mod tests {
             json!({ "result": false })
         )];
         let err = client(&rules)
-            .add_communication(&account(), CASE, "Any news?", &[])
+            .add_communication(&account(), CASE, "Any news?", &[], None)
             .await
             .unwrap_err();
         assert!(matches!(err, CaseError::Failed(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn files_go_in_an_attachment_set_and_with_the_case_and_its_messages() {
+        use base64::Engine;
+        const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest";
+        let png = PNG.to_vec();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
+        let rules = [
+            reply!(
+                Client::add_attachments_to_set,
+                when | r | r.attachment_set_id().is_none()
+                    && r.attachments().len() == 2
+                    && r.attachments()[0].file_name() == Some("graph.png")
+                    && r.attachments()[0].data().map(|d| d.as_ref()) == Some(PNG)
+                    && r.attachments()[1].file_name() == Some("app.log"),
+                200,
+                json!({ "attachmentSetId": "set-1", "expiryTime": "2026-11-24T11:00:00.000Z" })
+            ),
+            reply!(
+                Client::create_case,
+                when | r | r.attachment_set_id() == Some("set-1"),
+                200,
+                json!({ "caseId": CASE })
+            ),
+            reply!(
+                Client::add_communication_to_case,
+                when | r | r.attachment_set_id() == Some("set-1"),
+                200,
+                json!({ "result": true })
+            ),
+        ];
+        let c = client(&rules);
+        let files = [
+            CaseFile {
+                name: "graph.png".into(),
+                bytes: png.clone(),
+            },
+            CaseFile {
+                name: "app.log".into(),
+                bytes: b"timeout".to_vec(),
+            },
+        ];
+        let set = c.add_attachment_set(&account(), &files).await.unwrap();
+        assert_eq!(set, "set-1");
+        let case = CaseRequest {
+            attachment_set_id: Some(set.clone()),
+            ..request()
+        };
+        assert_eq!(c.create_case(&case).await.unwrap(), CASE);
+        c.add_communication(&account(), CASE, "More files", &[], Some(&set))
+            .await
+            .unwrap();
+        assert!(rules.iter().all(|r| r.num_calls() == 1));
+
+        // A file on a case message is read back whole, under its name.
+        let rules = [reply!(
+            Client::describe_attachment,
+            when | r | r.attachment_id() == Some("att-9"),
+            200,
+            json!({ "attachment": { "fileName": "trace.png", "data": encoded }, "attachmentId": "att-9" })
+        )];
+        let file = client(&rules)
+            .attachment(&account(), "att-9")
+            .await
+            .unwrap();
+        assert_eq!(file.name, "trace.png");
+        assert_eq!(file.bytes, png);
+
+        // AWS's limits are its errors, told apart like any refusal.
+        let rules = [reply!(
+            Client::add_attachments_to_set,
+            400,
+            aws_error_body(
+                "AttachmentSetSizeLimitExceeded",
+                "A set can hold at most 3 attachments"
+            )
+        )];
+        let err = client(&rules)
+            .add_attachment_set(&account(), &files)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("AddAttachmentsToSet")
+                && err.to_string().contains("AttachmentSetSizeLimitExceeded"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn files_of_case_messages_are_named() {
+        let c = Communication::builder()
+            .body("See the trace")
+            .time_created("2026-11-24T10:00:00Z")
+            .attachment_set(
+                aws_sdk_support::types::AttachmentDetails::builder()
+                    .attachment_id("att-9")
+                    .file_name("trace.png")
+                    .build(),
+            )
+            .build();
+        let m = communication("DescribeCases", &c).unwrap();
+        assert_eq!(
+            m.attachments,
+            [CaseAttachmentRef {
+                id: "att-9".into(),
+                name: "trace.png".into()
+            }]
+        );
     }
 
     #[tokio::test]

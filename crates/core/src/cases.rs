@@ -43,6 +43,8 @@ pub struct CaseRequest {
     pub category_code: String,
     /// The AWS account team, copied on every message of the case.
     pub cc: Vec<String>,
+    /// Files sent with the case (AddAttachmentsToSet's set).
+    pub attachment_set_id: Option<String>,
 }
 
 /// One message on a case, as AWS Support keeps it.
@@ -52,7 +54,41 @@ pub struct CaseCommunication {
     /// Who wrote it, as AWS names them (an address, or "Amazon Web Services").
     pub submitted_by: String,
     pub at: DateTime<Utc>,
+    /// The files the message carries.
+    #[serde(default)]
+    pub attachments: Vec<CaseAttachmentRef>,
 }
+
+/// A file on a case message, as AWS Support names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaseAttachmentRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// A file sent to AWS Support or read from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaseFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaseFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseFile")
+            .field("name", &self.name)
+            .field("size", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// AddAttachmentsToSet takes at most three files per set.
+pub const CASE_FILES_PER_SET: usize = 3;
+/// AWS Support takes files of at most 5 MB.
+pub const CASE_FILE_MAX_BYTES: usize = 5 * 1024 * 1024;
+/// How the message carrying ticket files to a case begins; such messages coming back from AWS
+/// are not mirrored onto the ticket.
+pub const CASE_FILES_MESSAGE: &str = "Files from opsdesk ticket";
 
 /// A case as AWS reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +153,30 @@ pub trait SupportCases: Send + Sync {
         since: Option<DateTime<Utc>>,
     ) -> Result<CaseState, CaseError>;
 
-    /// AddCommunicationToCase.
+    /// AddCommunicationToCase, with the files of an attachment set when one is given.
     async fn add_communication(
         &self,
         account: &CaseAccount,
         case_id: &str,
         body: &str,
         cc: &[String],
+        attachment_set_id: Option<&str>,
     ) -> Result<(), CaseError>;
+
+    /// AddAttachmentsToSet: a new set holding `files` (at most [`CASE_FILES_PER_SET`], each
+    /// at most [`CASE_FILE_MAX_BYTES`]); the set's id, good for an hour.
+    async fn add_attachment_set(
+        &self,
+        account: &CaseAccount,
+        files: &[CaseFile],
+    ) -> Result<String, CaseError>;
+
+    /// DescribeAttachment: a file on a case message.
+    async fn attachment(
+        &self,
+        account: &CaseAccount,
+        attachment_id: &str,
+    ) -> Result<CaseFile, CaseError>;
 
     /// ResolveCase; the status the case ends in.
     async fn resolve_case(&self, account: &CaseAccount, case_id: &str)
@@ -177,8 +229,9 @@ struct Opening {
 
 /// What AWS answered for one case, to record in one transaction.
 enum Outcome {
-    /// The case id, the service and category codes and the severity it was opened with.
-    Opened(String, (String, String), Opening),
+    /// The case id, the service and category codes and the severity it was opened with, and
+    /// the files that went with it.
+    Opened(String, (String, String), Opening, Vec<i64>),
     /// Not opened: retry later, or give up (`dead`); the severity it is to be opened with
     /// next time; `notes` for the ticket.
     NotOpened {
@@ -200,7 +253,21 @@ enum Outcome {
         resolved: Option<String>,
         error: Option<CaseError>,
         refused: Vec<Refusal>,
+        files: FileWork,
     },
+}
+
+/// Files between a ticket and its case on one pass.
+#[derive(Debug, Default)]
+struct FileWork {
+    /// Ticket files now on the case.
+    sent: Vec<i64>,
+    /// Ticket files AWS will not take, and why: they are no longer chosen for the case.
+    refused: Vec<(i64, String)>,
+    /// Files of case messages, stored, to record on the ticket.
+    came: Vec<crate::attachments::StoredFile>,
+    /// What the ticket is told about files.
+    notes: Vec<String>,
 }
 
 /// The codes to open a case with: the configured mapping or defaults, unless DescribeServices
@@ -342,7 +409,7 @@ impl crate::Desk {
                 let mut notes: Vec<(String, String)> = Vec::new();
                 let mut tell: Option<(&str, bool)> = None;
                 match outcome {
-                    Outcome::Opened(case_id, _, _)
+                    Outcome::Opened(case_id, _, _, _)
                         if record.state != "requested" || record.case_id.is_some() =>
                     {
                         // Another node opened it meanwhile (its lease ran out under us): keep
@@ -356,10 +423,11 @@ impl crate::Desk {
                             ),
                         ));
                     }
-                    Outcome::Opened(case_id, (service_code, category_code), opening) => {
+                    Outcome::Opened(case_id, (service_code, category_code), opening, sent) => {
                         for n in opening.notes {
                             notes.push(("ticket.aws_case_severity".into(), n));
                         }
+                        tx.mark_sent_to_case(&sent, now).await?;
                         record.severity = Some(opening.severity.as_str().to_owned());
                         record.severity_source = Some(opening.source);
                         if opening.plan.is_some() {
@@ -434,7 +502,24 @@ impl crate::Desk {
                         resolved,
                         error,
                         refused,
+                        files,
                     } => {
+                        tx.mark_sent_to_case(&files.sent, now).await?;
+                        for (id, _) in &files.refused {
+                            tx.set_attachment_to_case(*id, false).await?;
+                        }
+                        for n in files.notes {
+                            notes.push(("ticket.aws_case_files".into(), n));
+                        }
+                        let from_aws = crate::Actor::new(AWS_AUTHOR, opsdesk_domain::Role::Agent);
+                        let how = crate::attachments::FileUse {
+                            comment_id: None,
+                            public: false,
+                            source: opsdesk_domain::attachment::AttachmentSource::AwsCase,
+                            to_case: false,
+                        };
+                        crate::attachments::record_files(tx, &from_aws, ticket.id, &files.came, how, now)
+                            .await?;
                         for r in refused {
                             let case_id = record.case_id.clone().unwrap_or_default();
                             let text = if r.taken == 0 {
@@ -623,6 +708,30 @@ impl crate::Desk {
         let mut opening = self
             .opening(aws, case, account, configured.as_ref(), recorded, false)
             .await?;
+        // The files chosen for the case go with it; when AWS will not take them the case is
+        // opened without them (they follow on a later pass).
+        // Files AWS cannot take are told of on the first pass that follows the case.
+        let mut files = self.files_for_case(case.ticket_id).await?;
+        let first: Vec<_> = files
+            .ready
+            .drain(..files.ready.len().min(CASE_FILES_PER_SET))
+            .collect();
+        let mut sent = Vec::new();
+        let mut attachment_set_id = None;
+        if !first.is_empty() {
+            let payload: Vec<CaseFile> = first.iter().map(|(_, f)| f.clone()).collect();
+            match aws.add_attachment_set(account, &payload).await {
+                Ok(set) => {
+                    attachment_set_id = Some(set);
+                    sent = first.iter().map(|(id, _)| *id).collect();
+                }
+                Err(e) => opening.notes.push(format!(
+                    "The case is opened without its files ({}): AWS Support did not take them: {e}. \
+                     opsdesk sends them again with the next pass.",
+                    names(&first)
+                )),
+            }
+        }
         let mut request = CaseRequest {
             account: account.clone(),
             subject: case.subject.clone(),
@@ -631,6 +740,7 @@ impl crate::Desk {
             service_code,
             category_code,
             cc: case.cc.clone(),
+            attachment_set_id,
         };
         let mut refusals = 0;
         loop {
@@ -640,7 +750,8 @@ impl crate::Desk {
                         id,
                         (request.service_code, request.category_code),
                         opening,
-                    ))
+                        sent,
+                    ));
                 }
                 Err(error) => error,
             };
@@ -945,6 +1056,7 @@ impl crate::Desk {
                     resolved: Some(status),
                     error: None,
                     refused: Vec::new(),
+                    files: FileWork::default(),
                 },
                 Err(error) => Outcome::Followed {
                     state: None,
@@ -953,6 +1065,7 @@ impl crate::Desk {
                     resolved: None,
                     error: Some(error),
                     refused: Vec::new(),
+                    files: FileWork::default(),
                 },
             });
         }
@@ -969,6 +1082,7 @@ impl crate::Desk {
                     resolved: None,
                     error: Some(error),
                     refused: Vec::new(),
+                    files: FileWork::default(),
                 })
             }
         };
@@ -978,8 +1092,39 @@ impl crate::Desk {
             let body = m.body.trim();
             case.last_message_at.is_none_or(|l| m.at > l)
                 && body != case.body.trim()
+                && !body.starts_with(CASE_FILES_MESSAGE)
                 && !comments.iter().any(|c| c.body.trim() == body)
         });
+        let mut files = FileWork::default();
+        // Files AWS's messages carry come to the ticket (once: each is recorded under its
+        // AWS id).
+        for m in &state.communications {
+            for a in &m.attachments {
+                match aws.attachment(account, &a.id).await {
+                    Ok(file) => {
+                        let upload = crate::attachments::Upload {
+                            name: file.name,
+                            declared_type: None,
+                            bytes: file.bytes,
+                        };
+                        match self.store_files(vec![upload]).await {
+                            Ok(stored) => files.came.extend(stored.into_iter().map(|mut f| {
+                                f.case_attachment = Some(a.id.clone());
+                                f
+                            })),
+                            Err(e) => files.notes.push(format!(
+                                "The file {} of an AWS Support case message was not kept: {e}",
+                                a.name
+                            )),
+                        }
+                    }
+                    Err(e) => files.notes.push(format!(
+                        "The file {} of an AWS Support case message could not be read: {e}",
+                        a.name
+                    )),
+                }
+            }
+        }
         let mut error = None;
         let mut refused = Vec::new();
         'replies: for c in comments
@@ -992,7 +1137,7 @@ impl crate::Desk {
             let parts = communication_parts(&c.body);
             for (i, part) in parts.iter().enumerate().skip(done) {
                 match aws
-                    .add_communication(account, case_id, part, &case.cc)
+                    .add_communication(account, case_id, part, &case.cc, None)
                     .await
                 {
                     Ok(()) => sent_parts = i64::try_from(i + 1).unwrap_or(i64::MAX),
@@ -1018,6 +1163,11 @@ impl crate::Desk {
             sent_upto = c.id;
             sent_parts = 0;
         }
+        if error.is_none() {
+            error = self
+                .send_files(aws, case, case_id, account, &mut files)
+                .await?;
+        }
         Ok(Outcome::Followed {
             state: Some(state),
             sent_upto,
@@ -1025,7 +1175,81 @@ impl crate::Desk {
             resolved: None,
             error,
             refused,
+            files,
         })
+    }
+
+    /// The ticket's files chosen for its case and not sent yet, read from the file store;
+    /// those AWS cannot take are refused with a note.
+    async fn files_for_case(&self, ticket_id: i64) -> crate::Result<CaseFiles> {
+        let mut out = CaseFiles::default();
+        for a in self.db().attachments_for_case(ticket_id).await? {
+            if a.size > CASE_FILE_MAX_BYTES as i64 {
+                let why = format!(
+                    "{} is {}, over the 5 MB AWS Support takes; attach it in the AWS Support Center",
+                    a.name,
+                    opsdesk_domain::attachment::readable_size(a.size)
+                );
+                out.notes.push(format!("The file {why}."));
+                out.refused.push((a.id, why));
+                continue;
+            }
+            match self.stored_bytes(&a).await {
+                Ok(bytes) => out.ready.push((
+                    a.id,
+                    CaseFile {
+                        name: a.name.clone(),
+                        bytes,
+                    },
+                )),
+                Err(e) => {
+                    let why = format!("{} cannot be read from the file store: {e}", a.name);
+                    out.notes.push(format!("The file {why}."));
+                    out.refused.push((a.id, why));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends the files chosen for an open case, three to a message; returns the error that
+    /// stopped it, if any (the rest go on the next pass).
+    async fn send_files(
+        &self,
+        aws: &dyn SupportCases,
+        case: &SupportCaseRecord,
+        case_id: &str,
+        account: &CaseAccount,
+        work: &mut FileWork,
+    ) -> crate::Result<Option<CaseError>> {
+        let mut files = self.files_for_case(case.ticket_id).await?;
+        work.refused.append(&mut files.refused);
+        work.notes.append(&mut files.notes);
+        let key = opsdesk_domain::Ticket::key_for(case.ticket_id);
+        for batch in files.ready.chunks(CASE_FILES_PER_SET) {
+            let payload: Vec<CaseFile> = batch.iter().map(|(_, f)| f.clone()).collect();
+            let sent = match aws.add_attachment_set(account, &payload).await {
+                Ok(set) => {
+                    let body = format!("{CASE_FILES_MESSAGE} {key}: {}", names(batch));
+                    aws.add_communication(account, case_id, &body, &case.cc, Some(&set))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => work.sent.extend(batch.iter().map(|(id, _)| *id)),
+                Err(e @ CaseError::Refused(_)) => {
+                    work.notes.push(format!(
+                        "AWS Support refused the files {}: {e}. Attach them in the AWS Support Center.",
+                        names(batch)
+                    ));
+                    work.refused
+                        .extend(batch.iter().map(|(id, _)| (*id, e.to_string())));
+                }
+                Err(e) => return Ok(Some(e)),
+            }
+        }
+        Ok(None)
     }
 
     /// The account of a case with the role to assume for it, as configured now.
@@ -1049,4 +1273,21 @@ fn retry_wait(attempts: i64) -> Duration {
         Duration::minutes(30),
         &mut rand::thread_rng(),
     )
+}
+
+/// A ticket's files for its case: ready to send (by attachment id), or refused.
+#[derive(Debug, Default)]
+struct CaseFiles {
+    ready: Vec<(i64, CaseFile)>,
+    refused: Vec<(i64, String)>,
+    notes: Vec<String>,
+}
+
+/// `a.png, b.log`.
+fn names(files: &[(i64, CaseFile)]) -> String {
+    files
+        .iter()
+        .map(|(_, f)| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

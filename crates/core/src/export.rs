@@ -30,6 +30,8 @@ pub struct TicketExport {
     pub comments: Vec<Comment>,
     /// Its audit entries, oldest first: who changed what, when, from what to what.
     pub history: Vec<AuditRecord>,
+    /// Its files (name, type, size, SHA-256, who added them), oldest first.
+    pub attachments: Vec<opsdesk_domain::attachment::Attachment>,
 }
 
 impl Desk {
@@ -55,12 +57,14 @@ impl Desk {
         let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
         let comments = self.db().comments_of(&ids).await?;
         let history = self.db().audit_of(&ids).await?;
+        let files = self.db().attachments_of(&ids).await?;
         let mut out: Vec<TicketExport> = tickets
             .into_iter()
             .map(|ticket| TicketExport {
                 ticket,
                 comments: Vec::new(),
                 history: Vec::new(),
+                attachments: Vec::new(),
             })
             .collect();
         let index =
@@ -68,6 +72,11 @@ impl Desk {
         for c in comments {
             if let Some(i) = index(c.ticket_id, &out) {
                 out[i].comments.push(c);
+            }
+        }
+        for f in files {
+            if let Some(i) = index(f.ticket_id, &out) {
+                out[i].attachments.push(f);
             }
         }
         for entry in history {

@@ -2,6 +2,7 @@
 //! audit entry; nothing is visible until that transaction commits.
 
 pub mod accounts;
+pub mod attachments;
 pub mod audit;
 pub mod cases;
 mod clock;
@@ -101,6 +102,7 @@ struct Settings {
     reports: Arc<Vec<opsdesk_domain::report::ReportSchedule>>,
     readiness: Arc<readiness::ReadinessSettings>,
     mail: Arc<mail::MailSettings>,
+    attachments: Arc<attachments::AttachmentSettings>,
 }
 
 /// What the desk keeps in memory of the store, read through and dropped when it changes.

@@ -19,8 +19,11 @@ use opsdesk_domain::{Comment, Kind, LinkKind, Role, Severity, Ticket, Validated}
 use opsdesk_store::{MailFilter, MailRecord, NewMailRecord, NewOutboxItem, Tx, UserRecord};
 use serde_json::{json, Value};
 
+use crate::attachments::{record_files, FileUse, StoredFile, Upload};
 use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
+use opsdesk_domain::attachment::AttachmentSource;
+use opsdesk_domain::mail::message::MailFile;
 
 /// How opsdesk writes to requesters and takes their mail, from `[email]`.
 #[derive(Debug, Clone)]
@@ -39,6 +42,21 @@ pub struct MailSettings {
     pub ses_create_requesters: bool,
     /// The SNS topics SES receipt rules publish mail to; receipts on other topics are refused.
     pub ses_topics: Vec<String>,
+    /// Where SES receipt rules' S3 actions store messages, when they do.
+    pub ses_s3: Option<SesS3>,
+}
+
+/// The S3 buckets SES receipt rules store messages in (`[email.ses_s3]`): only these are read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesS3 {
+    pub buckets: Vec<String>,
+    /// The buckets' region; the SDK's usual chain when not set.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Another S3 endpoint (an S3-compatible store); path-style addressing is used with it.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for MailSettings {
@@ -51,6 +69,7 @@ impl Default for MailSettings {
             hourly_limit: 20,
             ses_create_requesters: false,
             ses_topics: Vec::new(),
+            ses_s3: None,
         }
     }
 }
@@ -139,7 +158,13 @@ impl Desk {
     /// Takes one message: logs it once and does what [`decide`] says.
     pub async fn take_mail(&self, arrival: Arrival) -> Result<MailOutcome> {
         let fallback_id = format!("{}@{}.opsdesk", arrival.source_id, arrival.source);
-        let parsed = parse(&arrival.raw, arrival.max_bytes, &fallback_id);
+        let mut parsed = parse(&arrival.raw, arrival.max_bytes, &fallback_id);
+        // Files are checked and stored before the message's transaction; they are recorded
+        // on the ticket only if the message acts.
+        let files = match &mut parsed {
+            Ok(mail) => self.mail_files(std::mem::take(&mut mail.files)).await,
+            Err(_) => MailFiles::default(),
+        };
         let routing = self.routing().await?;
         let settings = self.settings.mail.clone();
         let source = arrival.source.clone();
@@ -151,7 +176,7 @@ impl Desk {
                         Ok(mail) => mail,
                         Err(e) => return refuse(tx, &source, &fallback_id, &e, now).await,
                     };
-                    take(tx, &routing, &settings, &arrival, mail, now).await
+                    take(tx, &routing, &settings, &arrival, mail, &files, now).await
                 })
             })
             .await?;
@@ -253,12 +278,39 @@ async fn refuse(
     })
 }
 
+/// A message's files: those stored, and why the others were not.
+#[derive(Debug, Default)]
+struct MailFiles {
+    stored: Vec<StoredFile>,
+    refused: Vec<String>,
+}
+
+impl Desk {
+    async fn mail_files(&self, files: Vec<MailFile>) -> MailFiles {
+        let mut out = MailFiles::default();
+        for f in files {
+            let name = opsdesk_domain::attachment::file_name(&f.name);
+            let upload = Upload {
+                name: name.clone(),
+                declared_type: f.content_type,
+                bytes: f.bytes,
+            };
+            match self.store_files(vec![upload]).await {
+                Ok(mut stored) => out.stored.append(&mut stored),
+                Err(e) => out.refused.push(format!("{name}: {e}")),
+            }
+        }
+        out
+    }
+}
+
 async fn take(
     tx: &mut Tx,
     routing: &Routing,
     settings: &MailSettings,
     arrival: &Arrival,
     mail: InboundMail,
+    files: &MailFiles,
     now: DateTime<Utc>,
 ) -> Result<MailOutcome> {
     let Some(log_id) = tx
@@ -379,8 +431,23 @@ async fn take(
         MailOutcome::Refused(r) => ("refused", None, None, Some(r.as_str())),
         MailOutcome::Seen => ("seen", None, None, None),
     };
+    // The files go with what the message did, seen by the requester as the message is.
+    let mut files_note = None;
+    if let Some(ticket_id) = ticket_id.filter(|_| outcome_name != "held") {
+        let how = FileUse {
+            comment_id,
+            public: true,
+            source: AttachmentSource::Email,
+            to_case: false,
+        };
+        record_files(tx, &actor, ticket_id, &files.stored, how, now).await?;
+        if !files.refused.is_empty() {
+            files_note = Some(format!("files not taken: {}", files.refused.join("; ")));
+        }
+    }
+    let reason = reason.or(files_note.as_deref());
     // A new ticket's message was settled when the ticket was made, before its receipt.
-    if !matches!(outcome, MailOutcome::Ticket(_)) {
+    if !matches!(outcome, MailOutcome::Ticket(_)) || reason.is_some() {
         tx.settle_mail(log_id, outcome_name, ticket_id, comment_id, reason)
             .await?;
     }

@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 
 use opsdesk_domain::Permission;
 
+use crate::attachments::{record_files, FileUse, Upload};
 use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
+use opsdesk_domain::attachment::AttachmentSource;
 
 fn not_found(id: i64) -> Error {
     Error::NotFound(format!("ticket {}", Ticket::key_for(id)))
@@ -158,12 +160,35 @@ impl Desk {
         intake: Intake,
         input: NewTicket,
     ) -> Result<Ticket> {
+        self.create_ticket_with_files(actor, intake, input, Vec::new())
+            .await
+    }
+
+    /// [`Desk::create_ticket_from`] with files, public, recorded in the same transaction.
+    pub async fn create_ticket_with_files(
+        &self,
+        actor: &Actor,
+        intake: Intake,
+        input: NewTicket,
+        files: Vec<Upload>,
+    ) -> Result<Ticket> {
         actor.require(Permission::CreateTickets)?;
         let input = admit_new_ticket(actor.role, actor.identity(), intake, input)?.validate()?;
+        let files = self.store_files(files).await?;
         let actor = actor.clone();
         let routing = self.routing().await?;
         self.change(move |tx, now| {
-            Box::pin(async move { insert_ticket(tx, &routing, &actor, input, now).await })
+            Box::pin(async move {
+                let ticket = insert_ticket(tx, &routing, &actor, input, now).await?;
+                let how = FileUse {
+                    comment_id: None,
+                    public: true,
+                    source: AttachmentSource::Upload,
+                    to_case: false,
+                };
+                record_files(tx, &actor, ticket.id, &files, how, now).await?;
+                Ok(ticket)
+            })
         })
         .await
     }
@@ -252,12 +277,30 @@ impl Desk {
     }
 
     pub async fn add_comment(&self, actor: &Actor, id: i64, input: NewComment) -> Result<Comment> {
+        self.add_comment_with_files(actor, id, input, Vec::new())
+            .await
+    }
+
+    /// [`Desk::add_comment`] with files, seen by whoever sees the comment, recorded in the
+    /// same transaction.
+    pub async fn add_comment_with_files(
+        &self,
+        actor: &Actor,
+        id: i64,
+        input: NewComment,
+        files: Vec<Upload>,
+    ) -> Result<Comment> {
         actor.require(Permission::CreateTickets)?;
         let input = input.validate()?;
         let own_only = actor.role.sees_own_tickets_only();
         if own_only && !input.public {
             return Err(Error::Forbidden("a requester's comments are public".into()));
         }
+        if !files.is_empty() {
+            // Seeing the ticket comes before the files are stored.
+            self.ticket(actor, id).await?;
+        }
+        let files = self.store_files(files).await?;
         let actor = actor.clone();
         let routing = self.routing().await?;
         let reopen_window = self.settings.mail.reopen_window;
@@ -286,6 +329,13 @@ impl Desk {
                     now,
                 )
                 .await?;
+                let how = FileUse {
+                    comment_id: Some(comment.id),
+                    public: comment.public,
+                    source: AttachmentSource::Upload,
+                    to_case: false,
+                };
+                record_files(tx, &actor, id, &files, how, now).await?;
                 Ok(comment)
             })
         })

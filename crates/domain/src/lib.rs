@@ -2,6 +2,7 @@
 //! readiness lenses and the audit hash chain. No IO, no async and no clock reads: time is always a parameter.
 
 pub mod access;
+pub mod attachment;
 pub mod audit;
 pub mod change;
 pub mod channel;

@@ -5,6 +5,7 @@
 //! runs inside a [`Tx`], which the use cases in `opsdesk-core` open and commit.
 
 mod accounts;
+mod attachments;
 mod audit;
 mod clocks;
 pub mod db;
@@ -24,6 +25,7 @@ mod views;
 mod writer;
 
 pub use accounts::{AwsAccountRecord, SeverityLevelsRecord};
+pub use attachments::NewAttachment;
 pub use audit::AuditHead;
 pub use clocks::{SupportCaseRecord, TicketClock};
 pub use db::{Backend, Db, DbOptions, Tx};

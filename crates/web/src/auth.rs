@@ -113,20 +113,34 @@ pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Act
             Some(token) => token.to_owned(),
             None => {
                 let (parts, body) = req.into_parts();
-                let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+                // A form with files (the request and reply forms) is larger than others.
+                let multipart = parts
+                    .headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
+                    .map(str::to_owned);
+                let max = match multipart {
+                    Some(_) => crate::upload::body_limit(state),
+                    None => crate::MAX_BODY_BYTES,
+                };
+                let bytes = axum::body::to_bytes(body, max)
                     .await
-                    .map_err(|_| ApiError::TooLarge {
-                        max: crate::MAX_BODY_BYTES,
-                    })?;
-                let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-                    .ok()
-                    .and_then(|fields| {
-                        fields
-                            .into_iter()
-                            .find(|(k, _)| k == "csrf")
-                            .map(|(_, v)| v)
-                    })
-                    .unwrap_or_default();
+                    .map_err(|_| ApiError::TooLarge { max })?;
+                let token = match &multipart {
+                    Some(content_type) => crate::upload::csrf_field(content_type, bytes.clone())
+                        .await
+                        .unwrap_or_default(),
+                    None => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                        .ok()
+                        .and_then(|fields| {
+                            fields
+                                .into_iter()
+                                .find(|(k, _)| k == "csrf")
+                                .map(|(_, v)| v)
+                        })
+                        .unwrap_or_default(),
+                };
                 req = Request::from_parts(parts, Body::from(bytes));
                 token
             }

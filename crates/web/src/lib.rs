@@ -13,6 +13,7 @@ pub mod policy;
 pub mod sso;
 pub mod throttle;
 mod ui;
+mod upload;
 
 use std::future::Future;
 

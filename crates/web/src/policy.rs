@@ -113,6 +113,12 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/v1/tickets/{id}/links") => Needs(WriteTickets),
         ("DELETE", "/api/v1/tickets/{id}/links/{link_id}") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/history") => Needs(ReadTickets),
+        (
+            "GET",
+            "/api/v1/tickets/{id}/attachments" | "/api/v1/tickets/{id}/attachments/{attachment_id}",
+        ) => Needs(ReadTickets),
+        ("POST", "/api/v1/tickets/{id}/attachments") => Needs(CreateTickets),
+        ("PATCH", "/api/v1/tickets/{id}/attachments/{attachment_id}") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/escalate") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/escalation") => Needs(ReadInventory),

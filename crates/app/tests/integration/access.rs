@@ -43,6 +43,9 @@ const REQUESTER_REACHES: &[(&str, &str)] = &[
     ("GET", "/api/v1/tickets/{id}/comments"),
     ("POST", "/api/v1/tickets/{id}/comments"),
     ("GET", "/api/v1/tickets/{id}/links"),
+    ("GET", "/api/v1/tickets/{id}/attachments"),
+    ("POST", "/api/v1/tickets/{id}/attachments"),
+    ("GET", "/api/v1/tickets/{id}/attachments/{attachment_id}"),
     // The handler refuses a requester: audit entries hold internal notes.
     ("GET", "/api/v1/tickets/{id}/history"),
     ("GET", "/api/v1/tickets/{id}/sla"),
@@ -111,6 +114,7 @@ async fn every_route_has_a_policy_and_every_role_gets_it(backend: Backend) {
         let concrete = path
             .replace("{id}", "1")
             .replace("{link_id}", "999")
+            .replace("{attachment_id}", "999")
             .replace("{name}", "nobody")
             .replace("{email}", "nobody@example.com");
         for role in Role::ALL {

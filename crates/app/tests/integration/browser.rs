@@ -14,6 +14,7 @@ use crate::common::{add_local_user, around_now, on_both_backends, Backend, TestS
 on_both_backends!(
     people_work_a_request_from_start_to_end_in_the_browser,
     a_readiness_review_is_answered_in_the_browser,
+    a_screenshot_goes_with_a_new_request_and_the_agent_downloads_it,
 );
 
 /// ChromeDriver on a port of its own, stopped when dropped.
@@ -53,6 +54,15 @@ impl Driver {
     }
 
     async fn browser_with(&self, extra: &[&str]) -> Client {
+        self.browser_saving_to(extra, None).await
+    }
+
+    /// A browser that saves downloads in `downloads`, without asking.
+    async fn browser_saving_to(
+        &self,
+        extra: &[&str],
+        downloads: Option<&std::path::Path>,
+    ) -> Client {
         let mut args = vec![
             "--headless=new",
             "--no-sandbox",
@@ -62,10 +72,14 @@ impl Driver {
         ];
         args.extend_from_slice(extra);
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": "/usr/bin/chromium", "args": args }),
-        );
+        let mut options = json!({ "binary": "/usr/bin/chromium", "args": args });
+        if let Some(dir) = downloads {
+            options["prefs"] = json!({
+                "download.default_directory": dir.display().to_string(),
+                "download.prompt_for_download": false,
+            });
+        }
+        caps.insert("goog:chromeOptions".into(), options);
 
         // Two TLS back-ends are linked in; the WebDriver client (plain HTTP here) needs one.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -612,4 +626,83 @@ async fn a_readiness_review_is_answered_in_the_browser(backend: Backend) {
     assert_eq!(api["timeline_generated"], json!(true), "{api}");
     wait_text(&c, "#what_happened", |t| t.contains("The pool ran dry")).await;
     shot(&c, &dir, "post-incident-review").await;
+}
+
+async fn a_screenshot_goes_with_a_new_request_and_the_agent_downloads_it(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "rita@example.com", Role::Requester).await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    let dir = screenshots(backend);
+    let files = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let c = driver.browser_saving_to(&[], Some(downloads.path())).await;
+
+    // The requester takes a screenshot of what she sees and sends it with her request.
+    sign_in(&c, &s, "rita@example.com").await;
+    c.goto(&s.url("/tickets/new")).await.unwrap();
+    let screenshot = c.screenshot().await.unwrap();
+    assert!(screenshot.starts_with(b"\x89PNG"));
+    let path = files.path().join("what I see.png");
+    std::fs::write(&path, &screenshot).unwrap();
+    fill(&c, "#title", "The new request form looks odd").await;
+    c.find(Locator::Css("#files"))
+        .await
+        .unwrap()
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap();
+    click(&c, "#create").await;
+    c.wait()
+        .for_element(Locator::Css("#ticket-title"))
+        .await
+        .unwrap();
+    let listed = text(&c, "table#files").await;
+    assert!(listed.contains("what I see.png"), "{listed}");
+    shot(&c, &dir, "ticket-with-file").await;
+    let key = c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    sign_out(&c).await;
+
+    // The agent opens the ticket and downloads the file: the same bytes.
+    sign_in(&c, &s, "ana@example.com").await;
+    c.goto(&s.url(&format!("/tickets/{key}"))).await.unwrap();
+    click(&c, "table#files a[download]").await;
+    let saved = downloads.path().join("what I see.png");
+    let mut got = None;
+    for _ in 0..100 {
+        if let Ok(bytes) = std::fs::read(&saved) {
+            if bytes.len() == screenshot.len() {
+                got = Some(bytes);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listing: Vec<_> = std::fs::read_dir(downloads.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let got = got.unwrap_or_else(|| panic!("no download; the folder holds {listing:?}"));
+    assert_eq!(got, screenshot);
+    // The download is in the ticket's history, with who and what.
+    let history = s.get(&format!("/api/v1/tickets/{key}/history")).await.body;
+    let downloaded = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "attachment.downloaded")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(downloaded["actor"], "user:ana@example.com", "{history}");
+    c.close().await.unwrap();
+    s.stop().await;
 }

@@ -747,7 +747,26 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     )
     .await
     .unwrap();
+    desk.attach(
+        &cli,
+        noted,
+        vec![opsdesk_core::attachments::Upload {
+            name: "trace.log".into(),
+            declared_type: None,
+            bytes: b"stack trace".to_vec(),
+        }],
+        opsdesk_core::attachments::AttachOptions {
+            public: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     desk.db().close().await;
+    let trace_sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"stack trace"))
+    };
 
     let (code, out, err) = run(opsdesk(dir.path(), &db.url).args(["export", "tickets"]));
     assert_eq!(code, 0, "{err}");
@@ -779,9 +798,15 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
             "ticket.created",
             "ticket.commented",
             "ticket.commented",
-            "ticket.updated"
+            "ticket.updated",
+            "ticket.attached"
         ]
     );
+    // Its files, with size and hash.
+    assert_eq!(one["attachments"][0]["name"], "trace.log");
+    assert_eq!(one["attachments"][0]["size"], 11);
+    assert_eq!(one["attachments"][0]["sha256"], trace_sha256.as_str());
+    assert!(lines[1601]["attachments"].as_array().unwrap().is_empty());
     assert_eq!(
         one["history"][3]["changes"]["status"]["after"],
         "acknowledged"
@@ -813,7 +838,10 @@ async fn export_tickets_with_history_and_conversation(backend: Backend) {
     assert_eq!(&row[3], "on\ntwo lines");
     assert_eq!(&row[11], "a;b");
     let history: serde_json::Value = serde_json::from_str(&row[20]).unwrap();
-    assert_eq!(history.as_array().unwrap().len(), 4);
+    assert_eq!(history.as_array().unwrap().len(), 5);
+    assert_eq!(&headers[21], "attachments");
+    let files: serde_json::Value = serde_json::from_str(&row[21]).unwrap();
+    assert_eq!(files[0]["sha256"], trace_sha256.as_str());
 
     // Time filters, and a time that does not parse.
     let (code, out, _) =

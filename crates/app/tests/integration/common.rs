@@ -89,7 +89,8 @@ impl TestDb {
                 TestDb {
                     url,
                     schema: Some((base, schema)),
-                    _dir: None,
+                    // Ticket files of this desk.
+                    _dir: Some(tempfile::tempdir().unwrap()),
                 }
             }
         }
@@ -121,6 +122,9 @@ impl TestDb {
         config.database.url = self.url.clone();
         config.database.max_connections = 4;
         config.server.shutdown_grace_secs = 5;
+        if let (Some(dir), Some(_)) = (&self._dir, &self.schema) {
+            config.attachments.dir = Some(dir.path().join("files").display().to_string());
+        }
         config
     }
 

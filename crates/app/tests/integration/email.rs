@@ -14,6 +14,7 @@ use crate::peers::{Dovecot, Smtp};
 on_both_backends!(
     a_conversation_by_email_lands_on_one_ticket,
     requesters_get_letters_for_requests_raised_in_the_desk,
+    files_in_mail_come_with_the_ticket,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -410,5 +411,63 @@ async fn requesters_get_letters_for_requests_raised_in_the_desk(backend: Backend
     // Their own comment is not mailed back to them.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(smtp.messages().len(), 3);
+    server.stop().await;
+}
+
+async fn files_in_mail_come_with_the_ticket(backend: Backend) {
+    use base64::Engine;
+    let smtp = Smtp::start().await;
+    let imap = Dovecot::start().await;
+    let server = start(backend, &smtp, Some(&imap)).await;
+    let png = base64::engine::general_purpose::STANDARD.encode(crate::attachments::PNG);
+    let zip =
+        base64::engine::general_purpose::STANDARD.encode(b"PK\x03\x04\x14\x00\x00\x00\x08\x00bomb");
+    imap.deliver(
+        "support",
+        &format!(
+            "From: Rob Smith <rob@example.com>\nTo: support@desk.example.com\nSubject: Broken dashboard\n\
+             Message-ID: <files@mail.example.com>\nMIME-Version: 1.0\n\
+             Content-Type: multipart/mixed; boundary=\"b1\"\n\n\
+             --b1\nContent-Type: text/plain; charset=utf-8\n\nThe dashboard shows nothing, see the picture.\n\
+             --b1\nContent-Type: image/png; name=\"screen.png\"\nContent-Disposition: attachment; filename=\"screen.png\"\n\
+             Content-Transfer-Encoding: base64\n\n{png}\n\
+             --b1\nContent-Type: text/plain; name=\"readme.txt\"\nContent-Disposition: attachment; filename=\"readme.txt\"\n\
+             Content-Transfer-Encoding: base64\n\n{zip}\n\
+             --b1\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"../../etc/passwd\"\n\n\
+             root:x:0:0\n--b1--\n"
+        ),
+    )
+    .await;
+    let entry = mail_entry(&server, "files@mail.example.com").await;
+    assert_eq!(entry["outcome"], "ticket", "{entry}");
+    // The file that lied about being text is named in the log; the others came.
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("readme.txt") && reason.contains("application/zip"),
+        "{entry}"
+    );
+    let key = format!("OPS-{}", entry["ticket_id"]);
+    let files = server
+        .get(&format!("/api/v1/tickets/{key}/attachments"))
+        .await
+        .body;
+    let files = files.as_array().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files[0]["name"], "screen.png");
+    assert_eq!(files[0]["content_type"], "image/png");
+    assert_eq!(files[0]["source"], "email");
+    assert_eq!(files[0]["public"], true);
+    assert_eq!(files[1]["name"], "passwd");
+    let res = server
+        .http
+        .get(server.url(&format!(
+            "/api/v1/tickets/{key}/attachments/{}",
+            files[0]["id"]
+        )))
+        .bearer_auth(&server.agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), crate::attachments::PNG);
     server.stop().await;
 }

@@ -35,6 +35,7 @@ on_both_backends!(
     a_severity_aws_refuses_is_asked_again_then_lowered,
     the_same_configuration_escalates_differently_from_2027,
     kpi_measures_a_case_against_the_plan_it_was_opened_on,
+    files_go_with_the_case_and_come_back_from_it,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -78,7 +79,9 @@ fn accounts() -> Vec<AwsAccount> {
 async fn desk(backend: Backend, escalation: EscalationSettings) -> (TestDb, Desk, Arc<FixedClock>) {
     let db = TestDb::new(backend).await;
     let clock = Arc::new(FixedClock::new(t0()));
-    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+    let configured = db.desk().await;
+    let desk = Desk::new(configured.db().clone(), clock.clone())
+        .with_attachment_settings(configured.attachment_settings().clone())
         .with_notify_settings(notify())
         .with_aws_accounts(accounts())
         .with_escalation_settings(escalation);
@@ -573,6 +576,10 @@ struct Aws {
     level_asks: std::sync::Mutex<u32>,
     /// CreateCase refuses cases of this severity, as AWS does one the account cannot open.
     refused_severity: std::sync::Mutex<Option<CaseSeverity>>,
+    /// The attachment sets made, in order.
+    sets: std::sync::Mutex<Vec<Vec<opsdesk_core::cases::CaseFile>>>,
+    /// Files on AWS's messages, by attachment id.
+    case_files: std::sync::Mutex<std::collections::HashMap<String, opsdesk_core::cases::CaseFile>>,
 }
 
 #[async_trait::async_trait]
@@ -582,12 +589,16 @@ impl opsdesk_core::cases::SupportCases for Aws {
         case: &opsdesk_core::cases::CaseRequest,
     ) -> Result<String, opsdesk_core::cases::CaseError> {
         self.calls.lock().unwrap().push(format!(
-            "create {} {} {}/{} cc={}",
+            "create {} {} {}/{} cc={}{}",
             case.account.id,
             case.severity,
             case.service_code,
             case.category_code,
-            case.cc.join(",")
+            case.cc.join(","),
+            case.attachment_set_id
+                .as_deref()
+                .map(|s| format!(" files={s}"))
+                .unwrap_or_default()
         ));
         if *self.refused_severity.lock().unwrap() == Some(case.severity) {
             return Err(opsdesk_core::cases::CaseError::Refused(format!(
@@ -636,11 +647,14 @@ impl opsdesk_core::cases::SupportCases for Aws {
         case_id: &str,
         body: &str,
         _cc: &[String],
+        attachment_set_id: Option<&str>,
     ) -> Result<(), opsdesk_core::cases::CaseError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("reply {case_id}: {body}"));
+        self.calls.lock().unwrap().push(format!(
+            "reply {case_id}: {body}{}",
+            attachment_set_id
+                .map(|s| format!(" files={s}"))
+                .unwrap_or_default()
+        ));
         if self.reply_fails.lock().unwrap().as_deref() == Some(body) {
             return Err(opsdesk_core::cases::CaseError::Throttled(
                 "Rate exceeded".into(),
@@ -655,6 +669,47 @@ impl opsdesk_core::cases::SupportCases for Aws {
             ));
         }
         Ok(())
+    }
+
+    async fn add_attachment_set(
+        &self,
+        _account: &opsdesk_core::cases::CaseAccount,
+        files: &[opsdesk_core::cases::CaseFile],
+    ) -> Result<String, opsdesk_core::cases::CaseError> {
+        // As AWS does: at most three files of at most 5 MB.
+        if files.len() > 3 || files.iter().any(|f| f.bytes.len() > 5 * 1024 * 1024) {
+            return Err(opsdesk_core::cases::CaseError::Refused(
+                "AddAttachmentsToSet: AttachmentLimitExceeded".into(),
+            ));
+        }
+        let mut sets = self.sets.lock().unwrap();
+        sets.push(files.to_vec());
+        let id = format!("set-{}", sets.len());
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("attach {id}: {}", names.join(",")));
+        Ok(id)
+    }
+
+    async fn attachment(
+        &self,
+        _account: &opsdesk_core::cases::CaseAccount,
+        attachment_id: &str,
+    ) -> Result<opsdesk_core::cases::CaseFile, opsdesk_core::cases::CaseError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("read file {attachment_id}"));
+        self.case_files
+            .lock()
+            .unwrap()
+            .get(attachment_id)
+            .cloned()
+            .ok_or_else(|| {
+                opsdesk_core::cases::CaseError::NotFound(format!("attachment {attachment_id}"))
+            })
     }
 
     async fn resolve_case(
@@ -748,6 +803,7 @@ async fn the_case_worker_opens_follows_and_resolves_cases(backend: Backend) {
             body: "We are looking into the payment gateway errors.".into(),
             submitted_by: "Amazon Web Services".into(),
             at: t0() + TimeDelta::minutes(3),
+            attachments: Vec::new(),
         });
     *aws.status.lock().unwrap() = "pending-customer-action".into();
     let cli = Actor::cli();
@@ -1596,7 +1652,9 @@ async fn kpi_measures_a_case_against_the_plan_it_was_opened_on(backend: Backend)
     clock.advance(Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap() - t0());
     let ramp: Vec<AwsAccount> = vec![from(json!({"id": "444444444444", "name": "ramp",
         "support_plan": "enterprise_on_ramp"}))];
-    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+    let configured = db.desk().await;
+    let desk = Desk::new(configured.db().clone(), clock.clone())
+        .with_attachment_settings(configured.attachment_settings().clone())
         .with_notify_settings(notify())
         .with_aws_accounts(ramp)
         .with_escalation_settings(EscalationSettings::default());
@@ -1617,6 +1675,7 @@ async fn kpi_measures_a_case_against_the_plan_it_was_opened_on(backend: Backend)
             body: "An engineer is on it.".into(),
             submitted_by: "Amazon Web Services".into(),
             at: opened_at + TimeDelta::minutes(25),
+            attachments: Vec::new(),
         });
     desk.sync_cases(&aws).await.unwrap();
     let case = case_of(&desk, t.id).await.unwrap();
@@ -1627,7 +1686,9 @@ async fn kpi_measures_a_case_against_the_plan_it_was_opened_on(backend: Backend)
     clock.advance(TimeDelta::days(2));
     let moved: Vec<AwsAccount> = vec![from(json!({"id": "444444444444", "name": "ramp",
         "support_plan": "enterprise"}))];
-    let desk = Desk::new(db.desk().await.db().clone(), clock.clone())
+    let configured = db.desk().await;
+    let desk = Desk::new(configured.db().clone(), clock.clone())
+        .with_attachment_settings(configured.attachment_settings().clone())
         .with_notify_settings(notify())
         .with_aws_accounts(moved)
         .with_escalation_settings(EscalationSettings::default());
@@ -1642,4 +1703,168 @@ async fn kpi_measures_a_case_against_the_plan_it_was_opened_on(backend: Backend)
         met, 100.0,
         "measured against Enterprise On-Ramp's 30 minutes"
     );
+}
+
+async fn files_go_with_the_case_and_come_back_from_it(backend: Backend) {
+    use opsdesk_core::attachments::{AttachOptions, Upload};
+    let (_db, desk, clock) = desk(backend, EscalationSettings::default()).await;
+    workload(&desk, "shop", "production", "111111111111").await;
+    let aws = Aws::default();
+    *aws.status.lock().unwrap() = "opened".into();
+    let t = open(
+        &desk,
+        json!({"title": "Payments fail", "severity": "SEV2", "workload": "shop"}),
+    )
+    .await;
+    let cli = Actor::cli();
+    let upload = |name: &str, bytes: Vec<u8>| Upload {
+        name: name.into(),
+        declared_type: None,
+        bytes,
+    };
+    let for_case = AttachOptions {
+        comment_id: None,
+        public: false,
+        to_case: true,
+    };
+    let chosen = desk
+        .attach(
+            &cli,
+            t.id,
+            vec![
+                upload("graph.png", crate::attachments::PNG.to_vec()),
+                upload("app.log", b"timeout after 30s".to_vec()),
+                upload("rates.csv", b"minute,errors\n1,40".to_vec()),
+                upload("notes.txt", b"rolled back 10:04".to_vec()),
+                upload("heap.txt", vec![b'h'; 6 * 1024 * 1024]),
+            ],
+            for_case,
+        )
+        .await
+        .unwrap();
+    desk.attach(
+        &cli,
+        t.id,
+        vec![upload("private.txt", b"not for AWS".to_vec())],
+        AttachOptions {
+            to_case: false,
+            ..for_case
+        },
+    )
+    .await
+    .unwrap();
+    desk.watch_clocks().await.unwrap();
+
+    // Three files go with the case; the fourth follows in a message; the one over AWS's 5 MB
+    // stays, with a note; the file not chosen never goes.
+    assert_eq!(desk.sync_cases(&aws).await.unwrap(), 2);
+    let key = t.key.clone();
+    assert_eq!(
+        aws.calls(),
+        [
+            "attach set-1: graph.png,app.log,rates.csv".to_owned(),
+            "create 111111111111 urgent general-info/using-aws cc=tam@example.com files=set-1"
+                .to_owned(),
+            "describe case-1".to_owned(),
+            "attach set-2: notes.txt".to_owned(),
+            format!("reply case-1: Files from opsdesk ticket {key}: notes.txt files=set-2"),
+        ]
+    );
+    assert_eq!(
+        aws.sets.lock().unwrap()[0][0].bytes,
+        crate::attachments::PNG
+    );
+    let files = desk.attachments(&cli, t.id).await.unwrap();
+    let sent: Vec<&str> = files
+        .iter()
+        .filter(|f| f.sent_to_case_at.is_some())
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(sent, ["graph.png", "app.log", "rates.csv", "notes.txt"]);
+    let heap = files.iter().find(|f| f.id == chosen[4].id).unwrap();
+    assert!(!heap.to_case && heap.sent_to_case_at.is_none());
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|c| !c.public && c.body.contains("heap.txt") && c.body.contains("5 MB")),
+        "{notes:?}"
+    );
+    // Nothing is sent twice.
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["describe case-1"]);
+
+    // AWS answers with a file: it comes to the ticket once, for staff; a file the desk does
+    // not take is told of instead.
+    aws.case_files.lock().unwrap().insert(
+        "att-1".into(),
+        opsdesk_core::cases::CaseFile {
+            name: "trace.png".into(),
+            bytes: crate::attachments::PNG.to_vec(),
+        },
+    );
+    aws.case_files.lock().unwrap().insert(
+        "att-2".into(),
+        opsdesk_core::cases::CaseFile {
+            name: "page.html".into(),
+            bytes: b"<html><script>x</script></html>".to_vec(),
+        },
+    );
+    aws.messages
+        .lock()
+        .unwrap()
+        .push(opsdesk_core::cases::CaseCommunication {
+            body: "Please see the attached trace.".into(),
+            submitted_by: "Amazon Web Services".into(),
+            at: t0() + TimeDelta::minutes(3),
+            attachments: vec![
+                opsdesk_core::cases::CaseAttachmentRef {
+                    id: "att-1".into(),
+                    name: "trace.png".into(),
+                },
+                opsdesk_core::cases::CaseAttachmentRef {
+                    id: "att-2".into(),
+                    name: "page.html".into(),
+                },
+            ],
+        });
+    // Our own files message comes back from AWS too; it is not mirrored.
+    aws.messages
+        .lock()
+        .unwrap()
+        .push(opsdesk_core::cases::CaseCommunication {
+            body: format!("Files from opsdesk ticket {key}: notes.txt"),
+            submitted_by: "opsdesk@example.com".into(),
+            at: t0() + TimeDelta::minutes(3),
+            attachments: Vec::new(),
+        });
+    clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(
+        aws.calls(),
+        ["describe case-1", "read file att-1", "read file att-2"]
+    );
+    let files = desk.attachments(&cli, t.id).await.unwrap();
+    let came: Vec<_> = files
+        .iter()
+        .filter(|f| f.source == opsdesk_domain::attachment::AttachmentSource::AwsCase)
+        .collect();
+    assert_eq!(came.len(), 1, "{files:?}");
+    assert_eq!(came[0].name, "trace.png");
+    assert!(!came[0].public);
+    assert_eq!(came[0].added_by, "aws:support");
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        notes.iter().any(|c| c.body.contains("page.html")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes
+            .iter()
+            .any(|c| c.body.contains("Files from opsdesk ticket")),
+        "{notes:?}"
+    );
+    let (_, bytes) = desk.download(&cli, t.id, came[0].id).await.unwrap();
+    assert_eq!(bytes, crate::attachments::PNG);
 }

@@ -7,6 +7,7 @@ mod common;
 mod access;
 mod accounts;
 mod admin;
+mod attachments;
 mod audit;
 mod browser;
 mod channels;

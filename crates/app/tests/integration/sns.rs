@@ -444,9 +444,32 @@ fn ses_receipt(ses_id: &str, raw: &str, dmarc: &str) -> Value {
 
 async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = sns_server(backend, dir.path(), |c| {
+    let moto = crate::peers::Moto::start().await;
+    let sdk = moto.sdk_config().await;
+    let bucket = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    bucket
+        .create_bucket()
+        .bucket("desk-mail")
+        .send()
+        .await
+        .unwrap();
+    // The SDK's usual chain finds these.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let endpoint = moto.endpoint.clone();
+    let s = sns_server(backend, dir.path(), move |c| {
         c.email.ses_create_requesters = true;
         c.email.ses_topics = vec![MAIL_TOPIC.into()];
+        c.email.ses_s3 = Some(
+            toml::from_str(&format!(
+                "buckets = [\"desk-mail\"]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+            ))
+            .unwrap(),
+        );
     })
     .await;
     let raw = "From: Rob <rob@example.com>\nTo: support@desk.example.com\nSubject: Printer on fire\nMessage-ID: <p1@example.com>\n\nSmoke everywhere.\n";
@@ -496,12 +519,68 @@ async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
     )
     .await;
     assert_eq!(r.body["mail"], "comment", "{}", r.body);
-    // A receipt rule that stores messages in S3 is named, not half-taken.
-    let mut s3 = ses_receipt("ses-4", raw, "PASS");
-    s3.as_object_mut().unwrap().remove("content");
-    s3["receipt"]["action"] =
-        json!({"type": "S3", "topicArn": MAIL_TOPIC, "bucketName": "mail", "objectKey": "k"});
-    let r = post(&s, &ses_notification(&s3, "m-ses-5", MAIL_TOPIC)).await;
-    r.assert_problem(422, Some("Message.content"));
+    // A receipt rule that stores messages in S3 (those over the 150 KB an SNS action
+    // carries): the notification names the object, opsdesk reads it.
+    let stored = |bucket_name: &str, key: &str| {
+        let mut n = ses_receipt("ses-4", "", "PASS");
+        n.as_object_mut().unwrap().remove("content");
+        n["receipt"]["action"] = json!({"type": "S3", "topicArn": MAIL_TOPIC,
+            "bucketName": bucket_name, "objectKeyPrefix": "inbox/", "objectKey": key});
+        n
+    };
+    // Only from the buckets configured.
+    let r = post(
+        &s,
+        &ses_notification(&stored("other", "inbox/ses-4"), "m-ses-5", MAIL_TOPIC),
+    )
+    .await;
+    r.assert_problem(422, Some("Message.receipt.action.bucketName"));
+    // Not there (yet): SNS is asked to deliver again.
+    let r = post(
+        &s,
+        &ses_notification(&stored("desk-mail", "inbox/ses-4"), "m-ses-6", MAIL_TOPIC),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    let big = format!(
+        "From: Ann <ann@example.com>\r\nTo: support@desk.example.com\r\nSubject: Core dump attached\r\n\
+         Message-ID: <big@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThe service crashed, log attached.\r\n\
+         --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=crash.log\r\n\r\n{}\r\n--b--\r\n",
+        "panic at worker 7: index out of bounds\r\n".repeat(6000)
+    );
+    assert!(big.len() > 150 * 1024);
+    bucket
+        .put_object()
+        .bucket("desk-mail")
+        .key("inbox/ses-4")
+        .body(aws_sdk_s3::primitives::ByteStream::from(big.into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    let r = post(
+        &s,
+        &ses_notification(&stored("desk-mail", "inbox/ses-4"), "m-ses-7", MAIL_TOPIC),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["mail"], "ticket", "{}", r.body);
+    let mail = s.get("/api/v1/mail").await.body;
+    let id = mail[0]["ticket_id"].as_i64().unwrap();
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(t["title"], "Core dump attached");
+    let files = s
+        .get(&format!("/api/v1/tickets/{id}/attachments"))
+        .await
+        .body;
+    assert_eq!(files[0]["name"], "crash.log", "{files}");
+    assert!(files[0]["size"].as_i64().unwrap() > 150_000, "{files}");
+    // Delivered again: read again, taken once.
+    let r = post(
+        &s,
+        &ses_notification(&stored("desk-mail", "inbox/ses-4"), "m-ses-8", MAIL_TOPIC),
+    )
+    .await;
+    assert_eq!(r.body["mail"], "seen", "{}", r.body);
     s.stop().await;
 }

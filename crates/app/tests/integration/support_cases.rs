@@ -40,6 +40,7 @@ fn request() -> CaseRequest {
         service_code: "amazon-relational-database-service-aurora".into(),
         category_code: "performance".into(),
         cc: vec!["tam@example.com".into()],
+        attachment_set_id: None,
     }
 }
 

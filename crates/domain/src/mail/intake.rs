@@ -175,7 +175,7 @@ mod tests {
             automatic: None,
             authentication_results: vec![],
             size: 10,
-            attachments: 0,
+            files: Vec::new(),
         }
     }
 

@@ -32,9 +32,32 @@ pub struct InboundMail {
     pub authentication_results: Vec<String>,
     /// Bytes as received.
     pub size: usize,
-    /// Attachments the message carries (not taken yet).
-    pub attachments: usize,
+    /// The files the message carries, as they came (checked when they are taken).
+    pub files: Vec<MailFile>,
 }
+
+/// A file a message carries.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailFile {
+    /// The name the sender gave it (made safe when it is taken).
+    pub name: String,
+    /// The MIME part's type, e.g. `image/png`.
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for MailFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailFile")
+            .field("name", &self.name)
+            .field("content_type", &self.content_type)
+            .field("size", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The most files taken from one message; more are left in the mail log's count.
+pub const MAIL_FILES_MAX: usize = 20;
 
 /// Why a message cannot be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +141,21 @@ pub fn parse(raw: &[u8], limit: usize, fallback_id: &str) -> Result<InboundMail,
         automatic,
         authentication_results,
         size: raw.len(),
-        attachments: message.attachment_count(),
+        files: message
+            .attachments()
+            .take(MAIL_FILES_MAX)
+            .map(|part| MailFile {
+                name: part
+                    .attachment_name()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "attachment".into()),
+                content_type: part.content_type().map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{sub}", ct.ctype()),
+                    None => ct.ctype().to_owned(),
+                }),
+                bytes: part.contents().to_vec(),
+            })
+            .collect(),
     })
 }
 

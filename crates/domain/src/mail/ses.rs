@@ -6,13 +6,22 @@ use serde_json::Value;
 
 use crate::validation::FieldError;
 
+/// Where the message of an SES notification is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SesContent {
+    /// In the notification (an SNS action, up to 150 KB).
+    Inline(Vec<u8>),
+    /// In an S3 object an S3 action wrote (messages up to 40 MB).
+    S3 { bucket: String, key: String },
+}
+
 /// What an SES notification carries of one received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SesReceipt {
     /// SES's id of the message.
     pub message_id: String,
-    /// The message as received.
-    pub raw: Vec<u8>,
+    /// The message as received, or where it is.
+    pub content: SesContent,
     /// True only when SES reports that the sender passed DMARC: the `From` domain's own
     /// policy vouches for the address (SPF or DKIM alone may pass for another domain).
     pub authenticated: bool,
@@ -36,7 +45,8 @@ fn verdict<'a>(receipt: &'a Value, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Reads an SES receiving notification whose SNS action carried the message (`content`).
+/// Reads an SES receiving notification: of an SNS action that carried the message
+/// (`content`), or of an S3 action that stored it (`receipt.action.bucketName`/`objectKey`).
 pub fn receipt(v: &Value) -> Result<SesReceipt, FieldError> {
     let message_id = v
         .pointer("/mail/messageId")
@@ -48,33 +58,48 @@ pub fn receipt(v: &Value) -> Result<SesReceipt, FieldError> {
         .get("receipt")
         .ok_or_else(|| FieldError::new("receipt", "is missing"))?;
     let action = receipt.get("action").cloned().unwrap_or(Value::Null);
-    let content = match v.get("content").and_then(Value::as_str) {
-        Some(c) => c,
-        None => {
-            let kind = action
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
+    let kind = action
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let text = |name: &str| {
+        action
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 1024)
+            .map(str::to_owned)
+    };
+    let content = match (v.get("content").and_then(Value::as_str), kind) {
+        (Some(content), _) => {
+            SesContent::Inline(match action.get("encoding").and_then(Value::as_str) {
+                Some("BASE64") => base64::engine::general_purpose::STANDARD
+                    .decode(content.trim())
+                    .map_err(|e| FieldError::new("content", format!("is not base64: {e}")))?,
+                _ => content.as_bytes().to_vec(),
+            })
+        }
+        (None, "S3") => SesContent::S3 {
+            bucket: text("bucketName")
+                .ok_or_else(|| FieldError::new("receipt.action.bucketName", "is missing"))?,
+            key: text("objectKey")
+                .ok_or_else(|| FieldError::new("receipt.action.objectKey", "is missing"))?,
+        },
+        (None, kind) => {
             return Err(FieldError::new(
                 "content",
                 format!(
-                    "is missing: the receipt rule's action is {kind}; opsdesk reads messages an SNS action carries (up to 150 KB)"
+                    "is missing: the receipt rule's action is {kind}; opsdesk reads messages an SNS action carries (up to 150 KB) or an S3 action stores"
                 ),
             ));
         }
-    };
-    let raw = match action.get("encoding").and_then(Value::as_str) {
-        Some("BASE64") => base64::engine::general_purpose::STANDARD
-            .decode(content.trim())
-            .map_err(|e| FieldError::new("content", format!("is not base64: {e}")))?,
-        _ => content.as_bytes().to_vec(),
     };
     let authenticated = verdict(receipt, "dmarcVerdict") == "PASS";
     let refused = (verdict(receipt, "virusVerdict") == "FAIL")
         .then(|| "SES found a virus in the message".to_owned());
     Ok(SesReceipt {
         message_id,
-        raw,
+        content,
         authenticated,
         topic_arn: action
             .get("topicArn")
@@ -110,7 +135,7 @@ mod tests {
         let n = notification(json!(raw), "UTF8", ["PASS", "PASS", "PASS", "PASS"]);
         assert!(is_receipt(&n));
         let r = receipt(&n).unwrap();
-        assert_eq!(r.raw, raw.as_bytes());
+        assert_eq!(r.content, SesContent::Inline(raw.as_bytes().to_vec()));
         assert_eq!(r.message_id, "o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1");
         assert!(r.authenticated && r.refused.is_none());
         let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
@@ -120,7 +145,7 @@ mod tests {
             ["PASS", "PASS", "PASS", "PASS"],
         ))
         .unwrap();
-        assert_eq!(r.raw, raw.as_bytes());
+        assert_eq!(r.content, SesContent::Inline(raw.as_bytes().to_vec()));
     }
 
     #[test]
@@ -137,13 +162,29 @@ mod tests {
     }
 
     #[test]
-    fn an_s3_action_without_content_is_named() {
+    fn an_s3_action_names_its_object() {
         let mut n = notification(Value::Null, "UTF8", ["PASS", "PASS", "PASS", "PASS"]);
         n.as_object_mut().unwrap().remove("content");
-        n["receipt"]["action"] = json!({"type": "S3", "bucketName": "b", "objectKey": "k"});
+        n["receipt"]["action"] = json!({"type": "S3", "topicArn": "arn:aws:sns:eu-west-1:123456789012:mail",
+            "bucketName": "desk-mail", "objectKeyPrefix": "inbox/", "objectKey": "inbox/o3vr"});
+        let r = receipt(&n).unwrap();
+        assert_eq!(
+            r.content,
+            SesContent::S3 {
+                bucket: "desk-mail".into(),
+                key: "inbox/o3vr".into()
+            }
+        );
+        assert_eq!(
+            r.topic_arn.as_deref(),
+            Some("arn:aws:sns:eu-west-1:123456789012:mail")
+        );
+        n["receipt"]["action"] = json!({"type": "S3", "bucketName": "desk-mail"});
+        assert_eq!(receipt(&n).unwrap_err().field, "receipt.action.objectKey");
+        n["receipt"]["action"] = json!({"type": "Lambda"});
         let e = receipt(&n).unwrap_err();
         assert_eq!(e.field, "content");
-        assert!(e.message.contains("S3"), "{}", e.message);
+        assert!(e.message.contains("Lambda"), "{}", e.message);
         assert!(!is_receipt(&json!({"notificationType": "Bounce"})));
     }
 }

@@ -49,6 +49,10 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
         ("PlanChange", sent(PlanChange::ALL)),
         ("CapSource", sent(CapSource::ALL)),
         (
+            "AttachmentSource",
+            sent(opsdesk_domain::attachment::AttachmentSource::ALL),
+        ),
+        (
             "ReviewKind",
             sent(&[
                 ReviewKind::Periodic,

@@ -1,6 +1,7 @@
 //! The REST API under /api/v1.
 
 mod accounts;
+mod attachments;
 mod audit;
 mod channels;
 mod escalation;
@@ -69,6 +70,7 @@ pub fn split() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tickets::routes())
+        .merge(attachments::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(people::routes())

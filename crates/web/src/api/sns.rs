@@ -188,17 +188,51 @@ async fn take_ses_mail(
             )
             .await?);
     }
+    let max_bytes = opsdesk_domain::mail::message::MAIL_MAX_BYTES;
+    let raw = match r.content {
+        opsdesk_domain::mail::ses::SesContent::Inline(raw) => raw,
+        opsdesk_domain::mail::ses::SesContent::S3 { bucket, key } => {
+            let Some(s3) = settings
+                .ses_s3
+                .as_ref()
+                .filter(|s| s.buckets.contains(&bucket))
+            else {
+                return Err(sns_refused_invalid(
+                    "Message.receipt.action.bucketName",
+                    "SES messages are read only from the buckets of email.ses_s3",
+                ));
+            };
+            match opsdesk_aws::files::read_object(
+                s3.region.as_deref(),
+                s3.endpoint_url.as_deref(),
+                &bucket,
+                &key,
+                max_bytes,
+            )
+            .await
+            {
+                Ok(raw) => raw,
+                // SNS delivers again: the object may not be readable yet, or S3 may be down.
+                Err(e) => {
+                    tracing::warn!(%bucket, %key, error = %e, "reading an SES message from S3 failed");
+                    return Err(ApiError::Upstream(format!(
+                        "the message could not be read from S3: {e}"
+                    )));
+                }
+            }
+        }
+    };
     Ok(state
         .desk
         .take_mail(opsdesk_core::mail::Arrival {
             source: "ses".into(),
             source_id: r.message_id,
-            raw: r.raw,
+            raw,
             trust: opsdesk_core::mail::SenderTrust::Checked(r.authenticated),
             policy: opsdesk_domain::mail::InboxPolicy {
                 create_requesters: settings.ses_create_requesters,
             },
-            max_bytes: opsdesk_domain::mail::message::MAIL_MAX_BYTES,
+            max_bytes,
         })
         .await?)
 }

@@ -14,7 +14,7 @@ mod reports;
 mod ticket;
 
 use askama::Template;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -37,10 +37,19 @@ pub fn routes() -> Router<AppState> {
         .route("/tickets/similar", get(queue::similar))
         .route("/tickets/views", post(queue::save_view))
         .route("/tickets/views/{id}/delete", post(queue::delete_view))
-        .route("/tickets/new", get(ticket::new_form).post(ticket::create))
+        // Forms with files are measured file by file as they are read (`upload::read`).
+        .route(
+            "/tickets/new",
+            get(ticket::new_form)
+                .post(ticket::create)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/tickets/{id}", get(ticket::show))
         .route("/tickets/{id}/change", post(ticket::change))
-        .route("/tickets/{id}/comments", post(ticket::comment))
+        .route(
+            "/tickets/{id}/comments",
+            post(ticket::comment).layer(DefaultBodyLimit::disable()),
+        )
         .route("/tickets/{id}/escalate", post(ticket::escalate))
         .route("/tickets/{id}/links", post(ticket::add_link))
         .route(
@@ -300,10 +309,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    // A stricter policy set by the answer itself (a downloaded file's sandbox) stays.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

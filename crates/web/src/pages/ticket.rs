@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::{iso, markdown, message, render, span, when, PageError, Shell, Visit};
 use crate::api::tickets::ticket_id;
+use crate::upload::FormWithFiles;
 use crate::AppState;
 
 /// A choice in a form's select: its value, what it says, and whether it is chosen.
@@ -58,6 +59,9 @@ fn kind_choices(chosen: Option<Kind>) -> Vec<Choice> {
 struct NewPage {
     shell: Shell,
     error: Option<String>,
+    /// The files the desk takes, for the form's `accept` and hint.
+    accept: String,
+    max_size: String,
     title: String,
     description: String,
     kinds: Vec<Choice>,
@@ -103,6 +107,10 @@ async fn new_page(
         NewPage {
             shell: visit.at("new").shell,
             error,
+            accept: state.desk.attachment_settings().policy.types.join(","),
+            max_size: opsdesk_domain::attachment::readable_size(
+                state.desk.attachment_settings().policy.max_bytes as i64,
+            ),
             kinds: kind_choices(Kind::parse(&form.kind).or(Some(Kind::Incident))),
             severities: severity_choices(Severity::parse(&form.severity).or(Some(Severity::Sev4))),
             workloads: workload_choices,
@@ -119,7 +127,7 @@ pub async fn new_form(State(state): State<AppState>, visit: Visit) -> Result<Res
 pub async fn create(
     State(state): State<AppState>,
     visit: Visit,
-    Form(form): Form<NewForm>,
+    FormWithFiles { form, files }: FormWithFiles<NewForm>,
 ) -> Result<Response, PageError> {
     let (kind, severity) = match (Kind::parse(&form.kind), Severity::parse(&form.severity)) {
         (Some(k), Some(s)) => (k, s),
@@ -148,7 +156,7 @@ pub async fn create(
     };
     let created = state
         .desk
-        .create_ticket_from(&visit.actor, Intake::Form, input)
+        .create_ticket_with_files(&visit.actor, Intake::Form, input, files)
         .await;
     match created {
         Ok(ticket) => Ok(Redirect::to(&format!("/tickets/{}", ticket.key)).into_response()),
@@ -167,6 +175,43 @@ struct CommentView {
     when: String,
     html: String,
     public: bool,
+    files: Vec<FileView>,
+}
+
+/// A file on the ticket, as the page lists it.
+struct FileView {
+    name: String,
+    url: String,
+    size: String,
+    sha256: String,
+    short_hash: String,
+    content_type: String,
+    public: bool,
+    source: String,
+    added_by: String,
+    to_case: bool,
+    sent_to_case: bool,
+}
+
+fn file_view(key: &str, f: &opsdesk_domain::attachment::Attachment) -> FileView {
+    FileView {
+        name: f.name.clone(),
+        url: format!("/api/v1/tickets/{key}/attachments/{}", f.id),
+        size: opsdesk_domain::attachment::readable_size(f.size),
+        sha256: f.sha256.clone(),
+        short_hash: f.sha256.chars().take(12).collect(),
+        content_type: f.content_type.clone(),
+        public: f.public,
+        source: match f.source {
+            opsdesk_domain::attachment::AttachmentSource::Upload => "uploaded",
+            opsdesk_domain::attachment::AttachmentSource::Email => "by email",
+            opsdesk_domain::attachment::AttachmentSource::AwsCase => "from the AWS case",
+        }
+        .into(),
+        added_by: f.added_by.clone(),
+        to_case: f.to_case,
+        sent_to_case: f.sent_to_case_at.is_some(),
+    }
 }
 
 struct ChangeView {
@@ -259,6 +304,11 @@ struct FieldsPart {
 struct ConversationPart {
     key: String,
     comments: Vec<CommentView>,
+    /// Every file the viewer may see, the ticket's own and its comments'.
+    files: Vec<FileView>,
+    /// The files the desk takes, for the form's `accept` and hint.
+    accept: String,
+    max_size: String,
     timeline: Vec<HistoryEntry>,
     error: Option<String>,
     /// A refused reply as it was typed, with its visibility, to send again.
@@ -442,6 +492,9 @@ async fn conversation_part(
 ) -> Result<ConversationPart, PageError> {
     let desk = &state.desk;
     let comments = desk.comments(actor, id).await?;
+    let files = desk.attachments(actor, id).await?;
+    let key = Ticket::key_for(id);
+    let policy = &desk.attachment_settings().policy;
     // The audit trail holds internal notes: not for requesters.
     let history = if staff(actor) {
         desk.history(actor, id).await?
@@ -449,7 +502,6 @@ async fn conversation_part(
         Vec::new()
     };
     Ok(ConversationPart {
-        key: Ticket::key_for(id),
         comments: comments
             .iter()
             .map(|c| CommentView {
@@ -458,8 +510,17 @@ async fn conversation_part(
                 when: when(&c.created_at),
                 html: markdown::to_html(&c.body),
                 public: c.public,
+                files: files
+                    .iter()
+                    .filter(|f| f.comment_id == Some(c.id))
+                    .map(|f| file_view(&key, f))
+                    .collect(),
             })
             .collect(),
+        files: files.iter().map(|f| file_view(&key, f)).collect(),
+        accept: policy.types.join(","),
+        max_size: opsdesk_domain::attachment::readable_size(policy.max_bytes as i64),
+        key,
         timeline: timeline(&history),
         error: None,
         draft: String::new(),
@@ -939,7 +1000,7 @@ pub async fn comment(
     visit: Visit,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<CommentForm>,
+    FormWithFiles { form, files }: FormWithFiles<CommentForm>,
 ) -> Result<Response, PageError> {
     let internal = form.visibility == "internal";
     let input = NewComment {
@@ -949,7 +1010,7 @@ pub async fn comment(
     let ticket = ticket_id(&id)?;
     let result = state
         .desk
-        .add_comment(&visit.actor, ticket, input)
+        .add_comment_with_files(&visit.actor, ticket, input, files)
         .await
         .map(|_| ());
     let home = Home::Conversation {
