@@ -4,6 +4,7 @@
 
 mod create;
 mod events;
+mod files;
 mod load;
 mod payload;
 mod query;
@@ -71,6 +72,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Ask one read-only route again and again (GET, e.g. /api/v1/kpis).
     Read(read::ReadArgs),
+    /// Upload or download files on a ticket (multipart POST, GET .../attachments/{id}).
+    Files(files::FilesArgs),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Query(a) => a.concurrency,
             Command::Events(a) => a.concurrency,
             Command::Read(a) => a.concurrency,
+            Command::Files(a) => a.concurrency,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
         // An ingest token may not list tickets; `events` checks its own endpoint.
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Load(a) => (load::run(&target, &a, seed, limit).await?, None),
             Command::Query(a) => (query::run(&target, &a, seed, limit).await?, None),
             Command::Read(a) => (read::run(&target, &a, limit).await?, None),
+            Command::Files(a) => (files::run(&target, &a, seed, limit).await?, None),
             Command::Events(a) => {
                 let (report, tally) = events::run(&target, &a, seed, limit).await?;
                 (report, Some(tally))

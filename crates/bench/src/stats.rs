@@ -110,6 +110,8 @@ impl Summary {
     }
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// What a command measured.
 pub struct Report {
     pub command: &'static str,
@@ -120,6 +122,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Tickets created, when the command creates them.
     pub tickets: Option<u64>,
+    /// Bytes of files moved, when the command moves them.
+    pub bytes: Option<u64>,
     /// Latency per request type, in the order they are printed.
     pub groups: Vec<(&'static str, Samples)>,
     pub stopped_early: bool,
@@ -147,6 +151,7 @@ impl Report {
             done,
             elapsed,
             tickets: None,
+            bytes: None,
             groups,
             stopped_early: done < planned,
             first_errors,
@@ -204,6 +209,14 @@ impl Report {
                 self.per_second(t)
             );
         }
+        if let Some(b) = self.bytes {
+            let _ = writeln!(
+                out,
+                "files: {:.1} MiB moved, {:.1} MiB/s",
+                b as f64 / MIB,
+                self.per_second(b) / MIB
+            );
+        }
         let _ = writeln!(out, "errors: {}", self.errors());
         let _ = writeln!(
             out,
@@ -241,6 +254,7 @@ impl Report {
             "requests_per_s": self.per_second(self.done),
             "tickets": self.tickets,
             "tickets_per_s": self.tickets.map(|t| self.per_second(t)),
+            "mib_per_s": self.bytes.map(|b| self.per_second(b) / MIB),
             "errors": self.errors(),
             "stopped_early": self.stopped_early,
             "latency": latency,

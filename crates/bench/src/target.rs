@@ -53,6 +53,16 @@ impl Target {
         })
     }
 
+    /// The keep-alive client, for requests the helpers here do not make.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The `Authorization` header's value.
+    pub fn bearer(&self) -> &str {
+        &self.bearer
+    }
+
     /// An address on the server under test.
     pub fn url(&self, path: &str) -> anyhow::Result<Url> {
         Ok(self.base.join(path)?)
