@@ -136,6 +136,22 @@ impl Blobs for S3Blobs {
     }
 }
 
+/// Why an object was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// Larger than the reader takes: reading again will not help.
+    #[error("s3://{bucket}/{key} is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        bucket: String,
+        key: String,
+        size: u64,
+        limit: usize,
+    },
+    /// S3 did not hand it over (not there yet, no permission, unreachable).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Reads an object whole (a message an SES receipt rule's S3 action stored), refusing more
 /// than `limit` bytes. `region` and `endpoint_url` as in [`S3FilesSettings`].
 pub async fn read_object(
@@ -144,7 +160,7 @@ pub async fn read_object(
     bucket: &str,
     key: &str,
     limit: usize,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ObjectError> {
     let store = S3Blobs::new(&S3FilesSettings {
         bucket: bucket.to_owned(),
         prefix: String::new(),
@@ -160,26 +176,32 @@ pub async fn read_object(
         .send()
         .await
         .map_err(|e| {
-            format!(
+            ObjectError::Failed(format!(
                 "S3 GetObject s3://{bucket}/{key}: {}",
                 DisplayErrorContext(&e)
-            )
+            ))
         })?;
-    if object
-        .content_length()
-        .is_some_and(|n| n > 0 && n as u64 > limit as u64)
-    {
-        return Err(format!(
-            "s3://{bucket}/{key} is {} bytes, over the limit of {limit}",
-            object.content_length().unwrap_or_default()
-        ));
+    let too_large = |size: u64| ObjectError::TooLarge {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size,
+        limit,
+    };
+    if let Some(n) = object.content_length().and_then(|n| u64::try_from(n).ok()) {
+        if n > limit as u64 {
+            return Err(too_large(n));
+        }
     }
     let data = object
         .body
         .collect()
         .await
-        .map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?;
-    Ok(data.into_bytes().to_vec())
+        .map_err(|e| ObjectError::Failed(format!("reading s3://{bucket}/{key}: {e}")))?
+        .into_bytes();
+    if data.len() > limit {
+        return Err(too_large(data.len() as u64));
+    }
+    Ok(data.to_vec())
 }
 
 #[cfg(test)]

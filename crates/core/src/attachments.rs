@@ -238,6 +238,7 @@ impl Desk {
             .map_err(|e| {
                 opsdesk_domain::FieldError::new("files", format!("file {} ({name}): {e}", i + 1))
             })?;
+            let name = attachment::name_for_type(&name, &content_type);
             checked.push((name, content_type, u.bytes));
         }
         let blobs = self.blobs()?;
@@ -246,7 +247,7 @@ impl Desk {
             let sha256 = attachment::digest(&bytes);
             blobs.put(&sha256, &bytes).await.map_err(|e| {
                 tracing::error!(error = %e, "storing a file failed");
-                Error::Internal(format!("the file could not be stored: {e}"))
+                Error::Files(format!("the file could not be stored: {e}"))
             })?;
             stored.push(StoredFile {
                 name,
@@ -290,17 +291,24 @@ impl Desk {
                     .ticket_for_update(id)
                     .await?
                     .ok_or_else(|| Error::NotFound(Ticket::key_for(id)))?;
+                // A comment's files are seen by whoever sees the comment: an internal note's
+                // files are internal, and a requester knows no internal note.
+                let mut public = options.public;
                 if let Some(comment_id) = options.comment_id {
-                    if !tx.comment_on_ticket(id, comment_id).await? {
-                        return Err(Error::NotFound(format!(
-                            "comment {comment_id} on {}",
-                            current.key
-                        )));
+                    let missing =
+                        || Error::NotFound(format!("comment {comment_id} on {}", current.key));
+                    let comment_public = tx
+                        .comment_public(id, comment_id)
+                        .await?
+                        .ok_or_else(missing)?;
+                    if own_only && !comment_public {
+                        return Err(missing());
                     }
+                    public = public && comment_public;
                 }
                 let how = FileUse {
                     comment_id: options.comment_id,
-                    public: options.public,
+                    public,
                     source: AttachmentSource::Upload,
                     to_case: options.to_case,
                 };
@@ -367,11 +375,14 @@ impl Desk {
     pub(crate) async fn stored_bytes(&self, file: &Attachment) -> Result<Vec<u8>> {
         let bytes = self.blobs()?.get(&file.sha256).await.map_err(|e| {
             tracing::error!(error = %e, file = file.id, "reading a stored file failed");
-            Error::Internal(format!("the file cannot be read: {e}"))
+            match e {
+                BlobError::Missing(_) => Error::FileLost(e.to_string()),
+                BlobError::Failed(_) => Error::Files(format!("the file cannot be read: {e}")),
+            }
         })?;
         if attachment::digest(&bytes) != file.sha256 {
             tracing::error!(file = file.id, "a stored file does not match its SHA-256");
-            return Err(Error::Internal(
+            return Err(Error::FileLost(
                 "the stored file does not match its SHA-256".into(),
             ));
         }

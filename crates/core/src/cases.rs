@@ -505,8 +505,16 @@ impl crate::Desk {
                         files,
                     } => {
                         tx.mark_sent_to_case(&files.sent, now).await?;
-                        for (id, _) in &files.refused {
+                        for (id, why) in &files.refused {
                             tx.set_attachment_to_case(*id, false).await?;
+                            entries.push((
+                                "attachment.changed".into(),
+                                whole(
+                                    &format!("attachment {id} to_case"),
+                                    json!(true),
+                                    json!({ "to_case": false, "reason": why }),
+                                ),
+                            ));
                         }
                         for n in files.notes {
                             notes.push(("ticket.aws_case_files".into(), n));
@@ -718,6 +726,7 @@ impl crate::Desk {
             .collect();
         let mut sent = Vec::new();
         let mut attachment_set_id = None;
+        let mut files_note = None;
         if !first.is_empty() {
             let payload: Vec<CaseFile> = first.iter().map(|(_, f)| f.clone()).collect();
             match aws.add_attachment_set(account, &payload).await {
@@ -725,11 +734,13 @@ impl crate::Desk {
                     attachment_set_id = Some(set);
                     sent = first.iter().map(|(id, _)| *id).collect();
                 }
-                Err(e) => opening.notes.push(format!(
-                    "The case is opened without its files ({}): AWS Support did not take them: {e}. \
-                     opsdesk sends them again with the next pass.",
-                    names(&first)
-                )),
+                Err(e) => {
+                    files_note = Some(format!(
+                        "The case is opened without its files ({}): AWS Support did not take them: {e}. \
+                         opsdesk sends them again with the next pass.",
+                        names(&first)
+                    ))
+                }
             }
         }
         let mut request = CaseRequest {
@@ -746,6 +757,7 @@ impl crate::Desk {
         loop {
             let error = match aws.create_case(&request).await {
                 Ok(id) => {
+                    opening.notes.extend(files_note);
                     return Ok(Outcome::Opened(
                         id,
                         (request.service_code, request.category_code),
@@ -1097,10 +1109,21 @@ impl crate::Desk {
         });
         let mut files = FileWork::default();
         // Files AWS's messages carry come to the ticket (once: each is recorded under its
-        // AWS id).
+        // AWS id). When one cannot be read for now, the messages are read again next pass.
         for m in &state.communications {
             for a in &m.attachments {
                 match aws.attachment(account, &a.id).await {
+                    Err(error) if error.retryable() => {
+                        return Ok(Outcome::Followed {
+                            state: None,
+                            sent_upto,
+                            sent_parts,
+                            resolved: None,
+                            error: Some(error),
+                            refused: Vec::new(),
+                            files: FileWork::default(),
+                        });
+                    }
                     Ok(file) => {
                         let upload = crate::attachments::Upload {
                             name: file.name,
@@ -1112,6 +1135,20 @@ impl crate::Desk {
                                 f.case_attachment = Some(a.id.clone());
                                 f
                             })),
+                            // The file store failed: the messages are read again next pass.
+                            Err(crate::Error::Files(e)) => {
+                                return Ok(Outcome::Followed {
+                                    state: None,
+                                    sent_upto,
+                                    sent_parts,
+                                    resolved: None,
+                                    error: Some(CaseError::Failed(format!(
+                                        "keeping a file of the case: {e}"
+                                    ))),
+                                    refused: Vec::new(),
+                                    files: FileWork::default(),
+                                });
+                            }
                             Err(e) => files.notes.push(format!(
                                 "The file {} of an AWS Support case message was not kept: {e}",
                                 a.name
@@ -1202,10 +1239,15 @@ impl crate::Desk {
                         bytes,
                     },
                 )),
-                Err(e) => {
+                // Gone, or not what was stored: it will not come back.
+                Err(e @ crate::Error::FileLost(_)) => {
                     let why = format!("{} cannot be read from the file store: {e}", a.name);
                     out.notes.push(format!("The file {why}."));
                     out.refused.push((a.id, why));
+                }
+                // The store failed for now: tried again on the next pass.
+                Err(e) => {
+                    tracing::warn!(file = a.id, error = %e, "reading a file for an AWS Support case failed");
                 }
             }
         }

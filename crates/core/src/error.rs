@@ -25,6 +25,12 @@ pub enum Error {
     /// Work that failed for no fault of the caller (a task that panicked).
     #[error("{0}")]
     Internal(String),
+    /// The file store failed (for now: trying again may work).
+    #[error("{0}")]
+    Files(String),
+    /// A stored file is gone from the file store, or is not what was stored.
+    #[error("{0}")]
+    FileLost(String),
 }
 
 impl From<StoreError> for Error {

@@ -162,8 +162,14 @@ impl Desk {
         // Files are checked and stored before the message's transaction; they are recorded
         // on the ticket only if the message acts.
         let files = match &mut parsed {
-            Ok(mail) => self.mail_files(std::mem::take(&mut mail.files)).await,
-            Err(_) => MailFiles::default(),
+            // Not for automatic mail, which does nothing, nor a message taken before.
+            Ok(mail)
+                if mail.automatic.is_none()
+                    && !self.db().mail_logged("in", &mail.message_id).await? =>
+            {
+                self.mail_files(std::mem::take(&mut mail.files)).await?
+            }
+            _ => MailFiles::default(),
         };
         let routing = self.routing().await?;
         let settings = self.settings.mail.clone();
@@ -286,7 +292,9 @@ struct MailFiles {
 }
 
 impl Desk {
-    async fn mail_files(&self, files: Vec<MailFile>) -> MailFiles {
+    /// Checks and stores a message's files. A file the desk does not take is named in the
+    /// mail log; a file store that fails fails the message, which its source hands over again.
+    async fn mail_files(&self, files: Vec<MailFile>) -> Result<MailFiles> {
         let mut out = MailFiles::default();
         for f in files {
             let name = opsdesk_domain::attachment::file_name(&f.name);
@@ -297,10 +305,11 @@ impl Desk {
             };
             match self.store_files(vec![upload]).await {
                 Ok(mut stored) => out.stored.append(&mut stored),
+                Err(e @ Error::Files(_)) => return Err(e),
                 Err(e) => out.refused.push(format!("{name}: {e}")),
             }
         }
-        out
+        Ok(out)
     }
 }
 

@@ -129,7 +129,11 @@ pub fn file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '|' | ':' | '*' | '?'))
+        .filter(|c| {
+            !c.is_control()
+                && !is_format(*c)
+                && !matches!(c, '"' | '<' | '>' | '|' | ':' | '*' | '?')
+        })
         .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').trim();
     if cleaned.is_empty() {
@@ -150,6 +154,64 @@ pub fn file_name(raw: &str) -> String {
         format!("{stem}.{ext}")
     }
 }
+
+/// Invisible characters that change how a name reads (a right-to-left override makes
+/// `gpj.exe` show as `exe.jpg`).
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{FEFF}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}'
+        | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// The extensions a type's files carry, the usual one first.
+fn extensions(t: &str) -> &'static [&'static str] {
+    match t {
+        "image/png" => &["png"],
+        "image/jpeg" => &["jpg", "jpeg"],
+        "image/gif" => &["gif"],
+        "image/webp" => &["webp"],
+        "application/pdf" => &["pdf"],
+        "text/plain" => &[
+            "txt", "log", "text", "md", "conf", "cfg", "ini", "yaml", "yml", "out", "err",
+        ],
+        "text/csv" => &["csv"],
+        "application/json" => &["json"],
+        "application/zip" => &["zip"],
+        "application/gzip" => &["gz", "tgz"],
+        _ => &[],
+    }
+}
+
+/// A file's name as it is kept for a file of type `t`: when its extension is not one of the
+/// type's, the type's own is added (`report.html` sent as text is `report.html.txt`), so that
+/// a downloaded file opens as what it is, never as a page or a program.
+pub fn name_for_type(name: &str, t: &str) -> String {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let known = extensions(t);
+    let kept = match known.first() {
+        Some(_) if known.contains(&ext.as_str()) => return file_name(name),
+        Some(first) => format!("{name}.{first}"),
+        // A type without a known extension: a name that would open as a page or a program
+        // gets `.bin`.
+        None if RUNNABLE.contains(&ext.as_str()) => format!("{name}.bin"),
+        None => return file_name(name),
+    };
+    file_name(&kept)
+}
+
+/// Extensions a system would open as a page, a script or a program.
+const RUNNABLE: &[&str] = &[
+    "html", "htm", "xhtml", "shtml", "svg", "svgz", "xml", "js", "mjs", "hta", "exe", "com", "bat",
+    "cmd", "ps1", "psm1", "vbs", "vbe", "jse", "wsf", "wsh", "scr", "msi", "msp", "jar", "sh",
+    "bash", "zsh", "command", "app", "lnk", "reg", "cpl", "dll", "py", "pl", "rb", "php",
+    "desktop", "appimage", "deb", "rpm", "dmg", "pkg", "iso", "docm", "xlsm", "pptm",
+];
 
 /// Hex SHA-256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
@@ -334,6 +396,29 @@ mod tests {
         let kept = file_name(&long);
         assert_eq!(kept.chars().count(), FILE_NAME_MAX);
         assert!(kept.ends_with(".log"));
+    }
+
+    #[test]
+    fn names_end_as_what_the_file_is() {
+        assert_eq!(
+            name_for_type("report.html", "text/plain"),
+            "report.html.txt"
+        );
+        assert_eq!(name_for_type("run.ps1", "text/plain"), "run.ps1.txt");
+        assert_eq!(name_for_type("app.log", "text/plain"), "app.log");
+        assert_eq!(name_for_type("shot.PNG", "image/png"), "shot.PNG");
+        assert_eq!(name_for_type("shot", "image/png"), "shot.png");
+        assert_eq!(name_for_type("photo.jpeg", "image/jpeg"), "photo.jpeg");
+        assert_eq!(name_for_type("x.exe", "application/x-custom"), "x.exe.bin");
+        assert_eq!(name_for_type("x.dat", "application/x-custom"), "x.dat");
+        // A right-to-left override cannot disguise the extension.
+        assert_eq!(file_name("invoice\u{202E}gpj.exe"), "invoicegpj.exe");
+        let long = format!("{}.html", "x".repeat(300));
+        let kept = name_for_type(&long, "text/plain");
+        assert!(
+            kept.ends_with(".txt") && kept.chars().count() <= FILE_NAME_MAX,
+            "{kept}"
+        );
     }
 
     #[test]

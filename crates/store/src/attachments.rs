@@ -191,17 +191,22 @@ impl Db {
 }
 
 impl Tx {
-    /// Whether comment `comment_id` is on ticket `ticket_id`.
-    pub async fn comment_on_ticket(&mut self, ticket_id: i64, comment_id: i64) -> Result<bool> {
+    /// Whether comment `comment_id` of ticket `ticket_id` is public; `None` when the ticket
+    /// has no such comment.
+    pub async fn comment_public(
+        &mut self,
+        ticket_id: i64,
+        comment_id: i64,
+    ) -> Result<Option<bool>> {
         on_tx!(self, c, _b => {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM comments WHERE ticket_id = $1 AND id = $2",
+            let found: Option<bool> = sqlx::query_scalar(
+                "SELECT public FROM comments WHERE ticket_id = $1 AND id = $2",
             )
             .bind(ticket_id)
             .bind(comment_id)
             .fetch_optional(c)
             .await?;
-            Ok(found.is_some())
+            Ok(found)
         })
     }
 }

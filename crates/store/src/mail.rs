@@ -238,6 +238,22 @@ pub struct MailFilter {
 }
 
 impl Db {
+    /// Whether a message with this Message-ID is in the mail log already.
+    pub async fn mail_logged(&self, direction: &str, message_id: &str) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM mail_messages WHERE direction = $1 AND message_id = $2",
+            )
+            .bind(direction)
+            .bind(message_id)
+            .fetch_optional(p)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+}
+
+impl Db {
     /// The mail log, newest first.
     pub async fn mail_log(&self, f: &MailFilter) -> Result<Vec<MailRecord>> {
         on_read!(self, p, _b => {

@@ -113,7 +113,11 @@ pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Act
             Some(token) => token.to_owned(),
             None => {
                 let (parts, body) = req.into_parts();
-                // A form with files (the request and reply forms) is larger than others.
+                // A form with files (to the routes that take them) is larger than others.
+                let takes_files = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .is_some_and(|p| crate::upload::FILE_ROUTES.contains(&p.as_str()));
                 let multipart = parts
                     .headers
                     .get(axum::http::header::CONTENT_TYPE)
@@ -121,8 +125,8 @@ pub async fn credentials(state: &AppState, req: Request) -> Result<(Request, Act
                     .filter(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
                     .map(str::to_owned);
                 let max = match multipart {
-                    Some(_) => crate::upload::body_limit(state),
-                    None => crate::MAX_BODY_BYTES,
+                    Some(_) if takes_files => crate::upload::body_limit(state),
+                    _ => crate::MAX_BODY_BYTES,
                 };
                 let bytes = axum::body::to_bytes(body, max)
                     .await

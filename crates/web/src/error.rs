@@ -124,7 +124,9 @@ impl From<Error> for ApiError {
             Error::Unauthorized(msg) => ApiError::Unauthorized(msg),
             Error::Throttled(msg) => ApiError::TooManyRequests(msg),
             Error::Store(e) => ApiError::Internal(e.to_string()),
-            Error::Internal(cause) => ApiError::Internal(cause),
+            Error::Internal(cause) | Error::Files(cause) | Error::FileLost(cause) => {
+                ApiError::Internal(cause)
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Reading `multipart/form-data` forms that carry files: the API's uploads and the pages'
-//! request and reply forms. Files are counted and measured as they arrive, so an oversized
-//! upload is refused before it is all read.
+//! request and reply forms. The whole body is bounded by [`body_limit`] and each file by the
+//! desk's per-file limit as the bytes arrive, so an oversized upload is refused before it is
+//! all read, whoever sends it.
 
 use std::collections::HashMap;
 
-use axum::extract::multipart::{Field, Multipart, MultipartError};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use opsdesk_core::attachments::Upload;
 
 use crate::{ApiError, AppState};
@@ -13,8 +15,15 @@ use crate::{ApiError, AppState};
 pub const FILES_MAX: usize = 10;
 /// The most bytes one text field of a form carries (a comment is at most 100,000 characters).
 const FIELD_MAX: usize = 512 * 1024;
-/// The most text fields one form carries.
-const FIELDS_MAX: usize = 50;
+/// The most parts one form carries, files, fields and empty file inputs together.
+const PARTS_MAX: usize = 64;
+
+/// The routes that take files; only these may send a body over the usual limit.
+pub const FILE_ROUTES: &[&str] = &[
+    "/api/v1/tickets/{id}/attachments",
+    "/tickets/new",
+    "/tickets/{id}/comments",
+];
 
 /// The most bytes a request with files may carry, given the desk's per-file limit.
 pub fn body_limit(state: &AppState) -> usize {
@@ -52,36 +61,68 @@ impl UploadForm {
     }
 }
 
-fn broken(e: MultipartError) -> ApiError {
-    let status = e.status();
-    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::TooLarge { max: 0 };
-    }
-    ApiError::Malformed(format!("the form cannot be read: {}", e.body_text()))
+fn content_type(req: &Request) -> Option<String> {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
+        .map(str::to_owned)
 }
 
-async fn read_field(mut field: Field<'_>, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(broken)? {
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge { max: limit });
-        }
-        bytes.extend_from_slice(&chunk);
+fn broken(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { limit }
+        | multer::Error::FieldSizeExceeded { limit, .. } => ApiError::TooLarge {
+            max: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+        other => ApiError::Malformed(format!("the form cannot be read: {other}")),
     }
-    Ok(bytes)
 }
 
-/// Reads every part: parts with a file name are files (an empty file input, as a browser
-/// sends when none was chosen, is skipped); the others are text fields.
-pub async fn read(state: &AppState, mut form: Multipart) -> Result<UploadForm, ApiError> {
+/// Reads a `multipart/form-data` request: parts with a file name are files (an empty file
+/// input, as a browser sends when none was chosen, is skipped); the others are text fields.
+/// A body that is not `multipart/form-data` is 415.
+pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError> {
+    let content_type = content_type(&req).ok_or_else(|| {
+        ApiError::UnsupportedMediaType("send multipart/form-data with `file` parts".into())
+    })?;
+    let boundary = multer::parse_boundary(&content_type)
+        .map_err(|e| ApiError::Malformed(format!("the form cannot be read: {e}")))?;
     let per_file = state.desk.attachment_settings().policy.max_bytes;
+    let limits = multer::SizeLimit::new()
+        .whole_stream(body_limit(state) as u64)
+        .per_field(per_file.max(FIELD_MAX) as u64);
+    let mut form = multer::Multipart::with_constraints(
+        req.into_body().into_data_stream(),
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    );
     let mut out = UploadForm::default();
-    while let Some(field) = form.next_field().await.map_err(broken)? {
+    let mut parts = 0;
+    while let Some(mut field) = form.next_field().await.map_err(broken)? {
+        parts += 1;
+        if parts > PARTS_MAX {
+            return Err(ApiError::Malformed(format!(
+                "send at most {PARTS_MAX} parts in one form"
+            )));
+        }
         let name = field.name().unwrap_or_default().to_owned();
-        match field.file_name().map(str::to_owned) {
+        let file_name = field.file_name().map(str::to_owned);
+        let declared = field.content_type().map(ToString::to_string);
+        let limit = if file_name.is_some() {
+            per_file
+        } else {
+            FIELD_MAX
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::TooLarge { max: limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match file_name {
             Some(file_name) => {
-                let declared = field.content_type().map(str::to_owned);
-                let bytes = read_field(field, per_file).await?;
                 if file_name.is_empty() && bytes.is_empty() {
                     continue;
                 }
@@ -97,12 +138,6 @@ pub async fn read(state: &AppState, mut form: Multipart) -> Result<UploadForm, A
                 });
             }
             None => {
-                if out.fields.len() == FIELDS_MAX {
-                    return Err(ApiError::Malformed(format!(
-                        "send at most {FIELDS_MAX} fields at once"
-                    )));
-                }
-                let bytes = read_field(field, FIELD_MAX).await?;
                 let text = String::from_utf8(bytes).map_err(|_| {
                     ApiError::Malformed(format!("the field `{name}` is not UTF-8 text"))
                 })?;
@@ -117,7 +152,7 @@ pub async fn read(state: &AppState, mut form: Multipart) -> Result<UploadForm, A
 /// check that runs before the handler.
 pub async fn csrf_field(content_type: &str, body: axum::body::Bytes) -> Option<String> {
     let boundary = multer::parse_boundary(content_type).ok()?;
-    let stream = futures_util_once(body);
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut parts = multer::Multipart::new(stream, boundary);
     while let Ok(Some(field)) = parts.next_field().await {
         if field.file_name().is_some() {
@@ -128,12 +163,6 @@ pub async fn csrf_field(content_type: &str, body: axum::body::Bytes) -> Option<S
         }
     }
     None
-}
-
-fn futures_util_once(
-    body: axum::body::Bytes,
-) -> impl futures::Stream<Item = Result<axum::body::Bytes, std::convert::Infallible>> {
-    futures::stream::once(async move { Ok(body) })
 }
 
 /// A page's form, sent either as `application/x-www-form-urlencoded` or, when it carries
@@ -147,19 +176,10 @@ impl<T> axum::extract::FromRequest<AppState> for FormWithFiles<T>
 where
     T: serde::de::DeserializeOwned + Send,
 {
-    type Rejection = axum::response::Response;
+    type Rejection = Response;
 
-    async fn from_request(
-        req: axum::extract::Request,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        use axum::response::IntoResponse;
-        let multipart = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
-        if !multipart {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if content_type(&req).is_none() {
             // This route takes no body limit from the router: the form is measured here.
             let max = crate::MAX_BODY_BYTES;
             let bytes = axum::body::to_bytes(req.into_body(), max)
@@ -173,10 +193,7 @@ where
                 files: Vec::new(),
             });
         }
-        let parts = Multipart::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let read = read(state, parts)
+        let read = read(state, req)
             .await
             .map_err(IntoResponse::into_response)?;
         let fields = serde_json::Value::Object(

@@ -179,6 +179,28 @@ async fn files_go_up_and_come_down_whole_and_audited(backend: Backend) {
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 
+    // A file named as a page but holding text is kept, and downloaded, as text.
+    let form = Form::new().part("file", file("notes.html", Some("text/plain"), b"just text"));
+    let r = upload(&s, &s.agent, &key, form).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body[0]["name"], "notes.html.txt");
+
+    // A file sent for an internal note is internal, whatever the form says.
+    let note = s
+        .post(
+            &format!("/api/v1/tickets/{key}/comments"),
+            json!({"body": "root cause notes", "public": false}),
+        )
+        .await;
+    assert_eq!(note.status, 201, "{}", note.body);
+    let form = Form::new()
+        .part("file", file("rca.txt", None, b"the cause"))
+        .text("comment_id", note.body["id"].to_string());
+    let r = upload(&s, &s.agent, &key, form).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body[0]["public"], false);
+    assert_eq!(r.body[0]["comment_id"], note.body["id"]);
+
     // Unknown files and tickets are 404s.
     let r = download(
         &s,
@@ -238,6 +260,23 @@ async fn files_that_lie_or_are_too_large_are_refused_and_nothing_is_kept(backend
     upload(&s, &s.agent, &key, form)
         .await
         .assert_problem(413, None);
+    // A body that never gets to its parts (a preamble larger than any upload) is cut off.
+    let boundary = "b0undary";
+    let mut body = vec![b'x'; 3 * 1024 * 1024];
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/tickets/{key}/attachments")))
+        .bearer_auth(&s.agent)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(r).await.assert_problem(413, None);
     // No file at all, and a body that is not a form.
     upload(&s, &s.agent, &key, Form::new().text("public", "true"))
         .await
@@ -317,6 +356,19 @@ async fn requesters_see_only_their_public_files(backend: Backend) {
     send(&rita, &rita_csrf, form)
         .await
         .assert_problem(403, None);
+    // She cannot hang a file on an internal note (she does not know it is there).
+    let note = s
+        .post(
+            &format!("/api/v1/tickets/{key}/comments"),
+            json!({"body": "internal", "public": false}),
+        )
+        .await;
+    let form = Form::new()
+        .part("file", file("x.png", None, PNG))
+        .text("comment_id", note.body["id"].to_string());
+    send(&rita, &rita_csrf, form)
+        .await
+        .assert_problem(404, None);
     // Staff add an internal note's file.
     let form = Form::new()
         .part("file", file("internal.log", None, b"secret stack trace"))

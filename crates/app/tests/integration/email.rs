@@ -457,7 +457,8 @@ async fn files_in_mail_come_with_the_ticket(backend: Backend) {
     assert_eq!(files[0]["content_type"], "image/png");
     assert_eq!(files[0]["source"], "email");
     assert_eq!(files[0]["public"], true);
-    assert_eq!(files[1]["name"], "passwd");
+    // Named as what it is: a text file.
+    assert_eq!(files[1]["name"], "passwd.txt");
     let res = server
         .http
         .get(server.url(&format!(

@@ -7,6 +7,9 @@ use crate::channel::is_email;
 
 /// The largest message taken unless an inbox says otherwise.
 pub const MAIL_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// The largest message taken from S3, where an SES receipt rule stores messages of up to
+/// 40 MB.
+pub const SES_S3_MAX_BYTES: usize = 40 * 1024 * 1024;
 /// The longest subject kept; a longer one is cut.
 const SUBJECT_MAX: usize = 998;
 /// The most text kept of a message (a comment's limit).
@@ -56,7 +59,7 @@ impl std::fmt::Debug for MailFile {
     }
 }
 
-/// The most files taken from one message; more are left in the mail log's count.
+/// The most files taken from one message; more are not taken.
 pub const MAIL_FILES_MAX: usize = 20;
 
 /// Why a message cannot be taken.

@@ -1,7 +1,7 @@
 //! Files on tickets: upload (`multipart/form-data`), list, download and choose for the AWS
 //! Support case.
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -65,13 +65,10 @@ async fn upload(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<String>,
-    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    req: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Vec<Attachment>>), ApiError> {
     let id = ticket_id(&id)?;
-    let form = form.map_err(|e| {
-        ApiError::UnsupportedMediaType(format!("send multipart/form-data: {}", e.body_text()))
-    })?;
-    let form = crate::upload::read(&state, form).await?;
+    let form = crate::upload::read(&state, req).await?;
     let comment_id = match form.field("comment_id").map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(raw.parse::<i64>().map_err(|_| {

@@ -188,7 +188,7 @@ async fn take_ses_mail(
             )
             .await?);
     }
-    let max_bytes = opsdesk_domain::mail::message::MAIL_MAX_BYTES;
+    let mut max_bytes = opsdesk_domain::mail::message::MAIL_MAX_BYTES;
     let raw = match r.content {
         opsdesk_domain::mail::ses::SesContent::Inline(raw) => raw,
         opsdesk_domain::mail::ses::SesContent::S3 { bucket, key } => {
@@ -202,6 +202,8 @@ async fn take_ses_mail(
                     "SES messages are read only from the buckets of email.ses_s3",
                 ));
             };
+            // SES stores messages of up to 40 MB.
+            max_bytes = opsdesk_domain::mail::message::SES_S3_MAX_BYTES;
             match opsdesk_aws::files::read_object(
                 s3.region.as_deref(),
                 s3.endpoint_url.as_deref(),
@@ -212,6 +214,19 @@ async fn take_ses_mail(
             .await
             {
                 Ok(raw) => raw,
+                Err(opsdesk_aws::files::ObjectError::TooLarge { size, limit, .. }) => {
+                    return Ok(state
+                        .desk
+                        .refuse_mail(
+                            "ses",
+                            &r.message_id,
+                            opsdesk_domain::mail::MailError::TooLarge {
+                                size: usize::try_from(size).unwrap_or(usize::MAX),
+                                limit,
+                            },
+                        )
+                        .await?);
+                }
                 // SNS delivers again: the object may not be readable yet, or S3 may be down.
                 Err(e) => {
                     tracing::warn!(%bucket, %key, error = %e, "reading an SES message from S3 failed");
