@@ -12,7 +12,7 @@ use opsdesk_domain::channel::{is_email, truncate};
 use opsdesk_domain::mail::thread::{ticket_in_subject, title_from_subject, trim_reply};
 use opsdesk_domain::mail::{
     decide, parse, Disposition, Facts, InboundMail, InboxPolicy, KnownSender, Letter, LetterKind,
-    LetterTemplates, LetterVars, MailError, ThreadTicket, REQUESTER_MAIL,
+    LetterTemplate, LetterTemplates, LetterVars, MailError, ThreadTicket, REQUESTER_MAIL,
 };
 use opsdesk_domain::validation::{NewTicket, TITLE_MAX};
 use opsdesk_domain::{Comment, Kind, LinkKind, Role, Severity, Ticket, Validated};
@@ -24,6 +24,18 @@ use crate::outbox::Routing;
 use crate::{Actor, Desk, Error, Result};
 use opsdesk_domain::attachment::AttachmentSource;
 use opsdesk_domain::mail::message::MailFile;
+
+/// A letter's template as it is used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct MailTemplateView {
+    pub kind: LetterKind,
+    pub subject: String,
+    pub body: String,
+    /// Rewritten by an admin (otherwise the configured template, or opsdesk's own).
+    pub edited: bool,
+    pub updated_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
 
 /// How opsdesk writes to requesters and takes their mail, from `[email]`.
 #[derive(Debug, Clone)]
@@ -216,6 +228,145 @@ impl Desk {
             tracing::info!(outcome = "refused", reason = %why, "mail not taken as a request");
         }
         Ok(outcome)
+    }
+
+    /// The letter settings in force when letters are on: the configured templates with those
+    /// an admin rewrote in their place.
+    pub(crate) async fn letter_settings(&self) -> Result<Option<std::sync::Arc<MailSettings>>> {
+        if !self.settings.mail.letters {
+            return Ok(None);
+        }
+        let stored = self.db().mail_templates().await?;
+        if stored.is_empty() {
+            return Ok(Some(self.settings.mail.clone()));
+        }
+        let mut settings = (*self.settings.mail).clone();
+        for t in stored {
+            if let Some(kind) = LetterKind::parse(&t.kind) {
+                settings.templates.set(
+                    kind,
+                    LetterTemplate {
+                        subject: t.subject,
+                        body: t.body,
+                    },
+                );
+            }
+        }
+        Ok(Some(std::sync::Arc::new(settings)))
+    }
+
+    /// The letters' templates as they are used: each the configured one or an admin's (admin).
+    pub async fn mail_templates(&self, actor: &Actor) -> Result<Vec<MailTemplateView>> {
+        actor.require_admin()?;
+        let stored = self.db().mail_templates().await?;
+        Ok(LetterKind::ALL
+            .iter()
+            .map(|&kind| {
+                let edited = stored.iter().find(|t| t.kind == kind.as_str());
+                let configured = self.settings.mail.templates.get(kind);
+                MailTemplateView {
+                    kind,
+                    subject: edited.map_or(configured.subject.clone(), |t| t.subject.clone()),
+                    body: edited.map_or(configured.body.clone(), |t| t.body.clone()),
+                    edited: edited.is_some(),
+                    updated_by: edited.map(|t| t.updated_by.clone()),
+                    updated_at: edited.map(|t| t.updated_at),
+                }
+            })
+            .collect())
+    }
+
+    /// Rewrites the template of `kind` (admin); placeholders are checked as at start.
+    pub async fn set_mail_template(
+        &self,
+        actor: &Actor,
+        kind: LetterKind,
+        template: LetterTemplate,
+    ) -> Result<MailTemplateView> {
+        actor.require_admin()?;
+        let mut check = self.settings.mail.templates.clone();
+        check.set(kind, template.clone());
+        check.validate()?;
+        let actor_name = actor.name.clone();
+        let who = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let before = tx.mail_template(kind.as_str()).await?;
+                tx.save_mail_template(&opsdesk_store::StoredTemplate {
+                    kind: kind.as_str().to_owned(),
+                    subject: template.subject.clone(),
+                    body: template.body.clone(),
+                    updated_by: actor_name,
+                    updated_at: now,
+                })
+                .await?;
+                crate::audit::record(
+                    tx,
+                    &who,
+                    now,
+                    "mail.template_changed",
+                    one_change(
+                        &format!("template {kind}"),
+                        before.map_or(
+                            Value::Null,
+                            |b| json!({"subject": b.subject, "body": b.body}),
+                        ),
+                        json!({"subject": template.subject, "body": template.body}),
+                    ),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.caches.routing.clear();
+        self.mail_template_view(actor, kind).await
+    }
+
+    /// Goes back to the configured template of `kind` (admin).
+    pub async fn reset_mail_template(
+        &self,
+        actor: &Actor,
+        kind: LetterKind,
+    ) -> Result<MailTemplateView> {
+        actor.require_admin()?;
+        let who = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let Some(before) = tx.mail_template(kind.as_str()).await? else {
+                    return Ok(());
+                };
+                tx.delete_mail_template(kind.as_str()).await?;
+                crate::audit::record(
+                    tx,
+                    &who,
+                    now,
+                    "mail.template_changed",
+                    one_change(
+                        &format!("template {kind}"),
+                        json!({"subject": before.subject, "body": before.body}),
+                        Value::Null,
+                    ),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.caches.routing.clear();
+        self.mail_template_view(actor, kind).await
+    }
+
+    async fn mail_template_view(
+        &self,
+        actor: &Actor,
+        kind: LetterKind,
+    ) -> Result<MailTemplateView> {
+        self.mail_templates(actor)
+            .await?
+            .into_iter()
+            .find(|t| t.kind == kind)
+            .ok_or_else(|| Error::NotFound(format!("template {kind}")))
     }
 
     /// The mail log, newest first (staff only; requesters see their mail as comments).

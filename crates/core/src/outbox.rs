@@ -453,7 +453,7 @@ impl Desk {
             base_url: self.settings.notify.base_url.clone(),
             accounts: self.settings.aws_accounts.clone(),
             followers,
-            mail: Some(self.settings.mail.clone()).filter(|m| m.letters),
+            mail: self.letter_settings().await?,
         });
         if let Ok(mut guard) = self.caches.routing.0.lock() {
             *guard = Some((Instant::now(), routing.clone()));

@@ -36,7 +36,7 @@ pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,
 };
-pub use mail::{MailFilter, MailRecord, NewMailRecord};
+pub use mail::{MailFilter, MailRecord, NewMailRecord, StoredTemplate};
 pub use opsdesk_domain::signal::Correlation;
 pub use opsdesk_domain::TokenSummary;
 pub use outbox::{AfterAttempt, DeliveryAttempt, NewOutboxItem, OutboxFilter, OutboxItem, Stored};

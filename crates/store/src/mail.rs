@@ -285,3 +285,90 @@ impl Db {
         })
     }
 }
+
+/// A letter template as an admin rewrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTemplate {
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! template_from {
+    ($row:expr) => {
+        StoredTemplate {
+            kind: $row.try_get("kind")?,
+            subject: $row.try_get("subject")?,
+            body: $row.try_get("body")?,
+            updated_by: $row.try_get("updated_by")?,
+            updated_at: $row.try_get::<Ts, _>("updated_at")?.0,
+        }
+    };
+}
+
+impl Db {
+    /// The letter templates admins rewrote.
+    pub async fn mail_templates(&self) -> Result<Vec<StoredTemplate>> {
+        on_read!(self, p, _b => {
+            let rows = sqlx::query(
+                "SELECT kind, subject, body, updated_by, updated_at FROM mail_templates ORDER BY kind",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|r| Ok(template_from!(r))).collect()
+        })
+    }
+}
+
+impl Tx {
+    /// The rewritten template of `kind`, if any.
+    pub async fn mail_template(&mut self, kind: &str) -> Result<Option<StoredTemplate>> {
+        on_tx!(self, c, _b => {
+            let row = sqlx::query(
+                "SELECT kind, subject, body, updated_by, updated_at FROM mail_templates WHERE kind = $1",
+            )
+            .bind(kind)
+            .fetch_optional(c)
+            .await?;
+            match row {
+                Some(r) => Ok(Some(template_from!(&r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Keeps `t` as the template of its kind.
+    pub async fn save_mail_template(&mut self, t: &StoredTemplate) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query(
+                "INSERT INTO mail_templates (kind, subject, body, updated_by, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (kind) DO UPDATE SET subject = excluded.subject, body = excluded.body, \
+                 updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            )
+            .bind(&t.kind)
+            .bind(&t.subject)
+            .bind(&t.body)
+            .bind(&t.updated_by)
+            .bind(Ts(t.updated_at))
+            .execute(c)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Drops the rewritten template of `kind`; the configured one is used again.
+    pub async fn delete_mail_template(&mut self, kind: &str) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("DELETE FROM mail_templates WHERE kind = $1")
+                .bind(kind)
+                .execute(c)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -118,6 +118,9 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             "/api/v1/tickets/{id}/attachments" | "/api/v1/tickets/{id}/attachments/{attachment_id}",
         ) => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/attachments") => Needs(CreateTickets),
+        ("GET", "/api/v1/mail/templates") => Needs(Administer),
+        ("PUT" | "DELETE", "/api/v1/mail/templates/{kind}") => Needs(Administer),
+        ("POST", "/admin/letters/{kind}" | "/admin/letters/{kind}/reset") => Needs(Administer),
         ("PATCH", "/api/v1/tickets/{id}/attachments/{attachment_id}") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/escalate") => Needs(WriteTickets),
@@ -202,6 +205,8 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
 
 /// Every route outside the OpenAPI document, for the test that walks them all.
 pub const NON_API_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/admin/letters/{kind}"),
+    ("POST", "/admin/letters/{kind}/reset"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -115,6 +115,7 @@ async fn every_route_has_a_policy_and_every_role_gets_it(backend: Backend) {
             .replace("{id}", "1")
             .replace("{link_id}", "999")
             .replace("{attachment_id}", "999")
+            .replace("{kind}", "received")
             .replace("{name}", "nobody")
             .replace("{email}", "nobody@example.com");
         for role in Role::ALL {

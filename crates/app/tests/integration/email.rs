@@ -15,6 +15,7 @@ on_both_backends!(
     a_conversation_by_email_lands_on_one_ticket,
     requesters_get_letters_for_requests_raised_in_the_desk,
     files_in_mail_come_with_the_ticket,
+    admins_rewrite_the_letters,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -470,5 +471,135 @@ async fn files_in_mail_come_with_the_ticket(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.bytes().await.unwrap().as_ref(), crate::attachments::PNG);
+    server.stop().await;
+}
+
+async fn admins_rewrite_the_letters(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let server = start(backend, &smtp, None).await;
+    let admin = |m: reqwest::Method, path: &'static str, body: Option<Value>| {
+        server.call(m, path, Some(&server.admin), body)
+    };
+    let r = admin(reqwest::Method::GET, "/api/v1/mail/templates", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kinds: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["received", "replied", "resolved"]);
+    assert!(r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["edited"] == false));
+    // Only admins see or change them.
+    let r = server.get("/api/v1/mail/templates").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // An unknown placeholder is refused, naming where it is.
+    let r = admin(
+        reqwest::Method::PUT,
+        "/api/v1/mail/templates/received",
+        Some(json!({"subject": "[{key}] Thanks", "body": "Dear {name}, {nonsense}"})),
+    )
+    .await;
+    r.assert_problem(422, Some("received.body"));
+    let r = admin(
+        reqwest::Method::PUT,
+        "/api/v1/mail/templates/thanks",
+        Some(json!({"subject": "x", "body": "y"})),
+    )
+    .await;
+    r.assert_problem(404, None);
+    let r = admin(
+        reqwest::Method::PUT,
+        "/api/v1/mail/templates/received",
+        Some(json!({"subject": "[{key}] We have it: {title}", "body": "Dear {name},\n\nyour request {key} is with us.\n{url}\n"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["edited"], true);
+    assert_eq!(r.body["updated_by"], "token:test-admin");
+
+    // The next receipt is written with it.
+    let t = server
+        .ticket(json!({"title": "New monitor", "kind": "service_request", "severity": "SEV4", "requester": "ann@example.com"}))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let sent = letters(&smtp, 1).await;
+    assert_eq!(
+        sent[0]["subject"],
+        format!("[{key}] We have it: New monitor")
+    );
+    assert!(
+        sent[0]["parts"]["text/plain"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("your request {key} is with us")),
+        "{}",
+        sent[0]
+    );
+
+    // Back to the configured one; both changes are in the audit trail.
+    let r = admin(
+        reqwest::Method::DELETE,
+        "/api/v1/mail/templates/received",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["edited"], false);
+    assert_eq!(r.body["subject"], "[{key}] {title}");
+    let trail = server.audit_trail().await;
+    let changes = trail
+        .iter()
+        .filter(|e| e["action"] == "mail.template_changed")
+        .count();
+    assert_eq!(changes, 2);
+
+    // The admin page rewrites them too.
+    crate::common::add_local_user(
+        &server.db.desk().await,
+        "root@example.com",
+        opsdesk_domain::Role::Admin,
+    )
+    .await;
+    let (b, _) = crate::signin::sign_in(&server, "root@example.com").await;
+    let page = server.page(&b, "/admin").await;
+    assert!(
+        page.contains("Letters to requesters") && page.contains("id=\"letter-resolved\""),
+        "{page}"
+    );
+    let me: Value = b
+        .get(server.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let r = b
+        .post(server.url("/admin/letters/resolved"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("subject", "[{key}] Done: {title}"),
+            ("body", "Solved. Reply within {reopen_days} days to reopen."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let r = admin(reqwest::Method::GET, "/api/v1/mail/templates", None).await;
+    assert_eq!(r.body[2]["subject"], "[{key}] Done: {title}");
+    assert_eq!(r.body[2]["updated_by"], "user:root@example.com");
     server.stop().await;
 }

@@ -70,6 +70,15 @@ impl Default for LetterTemplates {
 }
 
 impl LetterTemplates {
+    /// Replaces the template of `kind`.
+    pub fn set(&mut self, kind: LetterKind, t: LetterTemplate) {
+        match kind {
+            LetterKind::Received => self.received = t,
+            LetterKind::Replied => self.replied = t,
+            LetterKind::Resolved => self.resolved = t,
+        }
+    }
+
     pub fn get(&self, kind: LetterKind) -> &LetterTemplate {
         match kind {
             LetterKind::Received => &self.received,

@@ -2,6 +2,8 @@
 
 use axum::extract::State;
 use axum::Json;
+use opsdesk_core::mail::MailTemplateView;
+use opsdesk_domain::mail::{LetterKind, LetterTemplate};
 use opsdesk_store::{MailFilter, MailRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +19,83 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_mail))
         .routes(routes!(get_receipts, set_receipts))
+        .routes(routes!(list_templates))
+        .routes(routes!(set_template, reset_template))
+}
+
+fn letter_kind(raw: &str) -> Result<LetterKind, ApiError> {
+    LetterKind::parse(raw).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "letter {raw:?} (one of {})",
+            LetterKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// The letters to requesters as they are written: each kind's subject and body, and whether
+/// an admin rewrote it (otherwise the configured template). Placeholders: `{key}` `{title}`
+/// `{name}` `{url}` `{comment}` `{author}` `{reopen_days}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/mail/templates",
+    tag = "mail",
+    responses((status = 200, description = "One per kind of letter", body = Vec<MailTemplateView>))
+)]
+async fn list_templates(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<Vec<MailTemplateView>>, ApiError> {
+    Ok(Json(state.desk.mail_templates(&actor).await?))
+}
+
+/// Rewrites the letter of one kind (`received`, `replied`, `resolved`); every node uses it
+/// within seconds. Unknown placeholders are refused.
+#[utoipa::path(
+    put,
+    path = "/api/v1/mail/templates/{kind}",
+    tag = "mail",
+    params(("kind" = String, Path, description = "received, replied or resolved")),
+    request_body = LetterTemplate,
+    responses(
+        (status = 200, description = "The template as it is now used", body = MailTemplateView),
+        (status = 404, description = "No such kind of letter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty, too long, or an unknown placeholder", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn set_template(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+    ApiJson(template): ApiJson<LetterTemplate>,
+) -> Result<Json<MailTemplateView>, ApiError> {
+    let kind = letter_kind(&kind)?;
+    Ok(Json(
+        state.desk.set_mail_template(&actor, kind, template).await?,
+    ))
+}
+
+/// Goes back to the configured letter of one kind.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mail/templates/{kind}",
+    tag = "mail",
+    params(("kind" = String, Path, description = "received, replied or resolved")),
+    responses(
+        (status = 200, description = "The template as it is now used", body = MailTemplateView),
+        (status = 404, description = "No such kind of letter", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn reset_template(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+) -> Result<Json<MailTemplateView>, ApiError> {
+    let kind = letter_kind(&kind)?;
+    Ok(Json(state.desk.reset_mail_template(&actor, kind).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

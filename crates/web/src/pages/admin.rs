@@ -73,6 +73,8 @@ pub struct Table {
 struct AdminPage {
     shell: Shell,
     tables: Vec<Table>,
+    /// Each letter's template, to rewrite.
+    letters: Vec<LetterForm>,
     notice: Option<String>,
     error: Option<String>,
     /// Roles a person may have, and roles a token may have (`ingest` too).
@@ -87,6 +89,13 @@ struct AdminPage {
     severities: Vec<&'static str>,
     /// Each plan's name and label.
     plans: Vec<(&'static str, &'static str)>,
+}
+
+/// One letter's form on the admin page.
+struct LetterForm {
+    kind: &'static str,
+    subject: String,
+    body: String,
 }
 
 /// One channel type's form on the admin page.
@@ -171,6 +180,7 @@ pub(super) async fn admin_page(
     }
     let sla = desk.sla_settings();
     let escalation = desk.escalation_settings();
+    let letters = desk.mail_templates(actor).await?;
 
     let tables = vec![
         Table {
@@ -489,9 +499,48 @@ pub(super) async fn admin_page(
                 })
                 .collect(),
         },
+        Table {
+            id: "letters",
+            title: "Letters to requesters",
+            note: if desk.mail_settings().letters {
+                "Sent through [notify.smtp]. Placeholders: {key} {title} {name} {url} {comment} {author} {reopen_days}.".into()
+            } else {
+                "Letters are off: set [email] letters = true (and [notify.smtp]) to send them. Placeholders: {key} {title} {name} {url} {comment} {author} {reopen_days}.".into()
+            },
+            headers: vec!["Letter", "Subject", "From", ""],
+            rows: letters
+                .iter()
+                .map(|l| {
+                    vec![
+                        cell(l.kind.as_str()),
+                        cell(&l.subject),
+                        cell(match &l.updated_by {
+                            Some(by) if l.edited => format!("rewritten by {by}"),
+                            _ => "the configuration".to_owned(),
+                        }),
+                        if l.edited {
+                            button(
+                                "Use the configured one",
+                                format!("/admin/letters/{}/reset", l.kind),
+                            )
+                        } else {
+                            cell("")
+                        },
+                    ]
+                })
+                .collect(),
+        },
     ];
     let page = AdminPage {
         tables,
+        letters: letters
+            .iter()
+            .map(|l| LetterForm {
+                kind: l.kind.as_str(),
+                subject: l.subject.clone(),
+                body: l.body.clone(),
+            })
+            .collect(),
         notice,
         error,
         people_roles: opsdesk_domain::Role::ALL

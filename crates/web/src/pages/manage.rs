@@ -523,3 +523,56 @@ mod tests {
         assert!(words(" ,\n").is_empty());
     }
 }
+
+#[derive(Debug, Deserialize)]
+pub struct LetterFormInput {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+}
+
+fn letter_kind(raw: &str) -> Result<opsdesk_domain::mail::LetterKind, ApiError> {
+    opsdesk_domain::mail::LetterKind::parse(raw)
+        .ok_or_else(|| ApiError::NotFound(format!("letter {raw:?}")))
+}
+
+/// Rewrites one letter to requesters.
+pub async fn save_letter(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(kind): Path<String>,
+    Form(form): Form<LetterFormInput>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let kind = letter_kind(&kind)?;
+        let template = opsdesk_domain::mail::LetterTemplate {
+            subject: form.subject.trim().to_owned(),
+            body: form.body.replace("\r\n", "\n"),
+        };
+        state
+            .desk
+            .set_mail_template(&visit.actor, kind, template)
+            .await?;
+        Ok::<_, ApiError>(format!(
+            "The {kind} letter is saved; every node uses it within seconds."
+        ))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}
+
+/// Goes back to the configured letter.
+pub async fn reset_letter(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(kind): Path<String>,
+) -> Result<Response, PageError> {
+    let result = async {
+        let kind = letter_kind(&kind)?;
+        state.desk.reset_mail_template(&visit.actor, kind).await?;
+        Ok::<_, ApiError>(format!("The {kind} letter is the configured one again."))
+    }
+    .await;
+    outcome(&state, visit, result).await
+}

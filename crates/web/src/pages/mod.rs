@@ -82,6 +82,8 @@ pub fn routes() -> Router<AppState> {
             "/admin/routing-rules/{name}/delete",
             post(manage::delete_rule),
         )
+        .route("/admin/letters/{kind}", post(manage::save_letter))
+        .route("/admin/letters/{kind}/reset", post(manage::reset_letter))
         .route("/admin/kpis", post(manage::save_kpi))
         .route("/admin/kpis/{name}/delete", post(manage::delete_kpi))
         .route("/admin/aws-accounts", post(manage::save_account))
