@@ -544,29 +544,7 @@ async fn take(
             if create_person {
                 add_requester(tx, &actor, &mail, now).await?;
             }
-            let input = NewTicket {
-                title: truncate(&title_from_subject(&mail.subject), TITLE_MAX),
-                description: mail.text.trim().to_owned(),
-                kind: Kind::ServiceRequest,
-                severity: Severity::Sev4,
-                requester: Some(mail.from.clone()),
-                assignee: None,
-                team: None,
-                workload: None,
-                tags: vec!["email".into()],
-                source: Some("email".into()),
-                dedup_key: None,
-            }
-            .validate()?;
-            let ticket = crate::tickets::insert_ticket_answering(
-                tx,
-                routing,
-                &actor,
-                input,
-                now,
-                Some(log_id),
-            )
-            .await?;
+            let ticket = open_from_mail(tx, routing, &actor, &mail, log_id, now).await?;
             if let Some(old) = follows {
                 tx.insert_link(ticket.id, old, LinkKind::RelatesTo, &actor.name, now)
                     .await?;
@@ -612,6 +590,119 @@ async fn take(
             .await?;
     }
     Ok(outcome)
+}
+
+/// A new request from a message: its subject as title, its text as description.
+async fn open_from_mail(
+    tx: &mut Tx,
+    routing: &Routing,
+    actor: &Actor,
+    mail: &InboundMail,
+    log_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Ticket> {
+    let input = NewTicket {
+        title: truncate(&title_from_subject(&mail.subject), TITLE_MAX),
+        description: mail.text.trim().to_owned(),
+        kind: Kind::ServiceRequest,
+        severity: Severity::Sev4,
+        requester: Some(mail.from.clone()),
+        assignee: None,
+        team: None,
+        workload: None,
+        tags: vec!["email".into()],
+        source: Some("email".into()),
+        dedup_key: None,
+    }
+    .validate()?;
+    crate::tickets::insert_ticket_answering(tx, routing, actor, input, now, Some(log_id)).await
+}
+
+impl Desk {
+    /// Releases a held message: an agent vouches for it. A reply to a ticket becomes the
+    /// sender's public comment there; a new message opens a ticket for the sender (a
+    /// requester is made for an unknown address). The release is audited under the agent.
+    pub async fn release_mail(&self, actor: &Actor, id: i64) -> Result<MailOutcome> {
+        actor.require(opsdesk_domain::Permission::WriteTickets)?;
+        let routing = self.routing().await?;
+        let agent = actor.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let record = tx
+                    .mail_record(id)
+                    .await?
+                    .filter(|r| r.direction == "in")
+                    .ok_or_else(|| Error::NotFound(format!("message {id}")))?;
+                if record.outcome != "held" {
+                    return Err(Error::Conflict(format!(
+                        "message {id} is {}: only held messages are released",
+                        record.outcome
+                    )));
+                }
+                let mail = InboundMail {
+                    message_id: record.message_id.clone(),
+                    replies_to: Vec::new(),
+                    from: record.sender.clone(),
+                    from_name: None,
+                    subject: record.subject.clone(),
+                    text: record.body.clone().unwrap_or_default(),
+                    automatic: None,
+                    authentication_results: Vec::new(),
+                    size: 0,
+                    files: Vec::new(),
+                };
+                let person = tx.user_by_email(&mail.from).await?;
+                let role = person.as_ref().map(|p| p.role).unwrap_or(Role::Requester);
+                let sender = Actor::new(format!("user:{}", mail.from), role);
+                let threaded = match record.ticket_id {
+                    Some(t) => tx.ticket_for_update(t).await?,
+                    None => None,
+                };
+                let outcome = match threaded {
+                    Some(current) => {
+                        let c = comment(tx, &routing, &sender, &current, &mail, false, now).await?;
+                        MailOutcome::Comment {
+                            ticket_id: current.id,
+                            comment_id: c.id,
+                        }
+                    }
+                    None => {
+                        if person.is_none() {
+                            add_requester(tx, &sender, &mail, now).await?;
+                        }
+                        let t = open_from_mail(tx, &routing, &sender, &mail, id, now).await?;
+                        MailOutcome::Ticket(t.id)
+                    }
+                };
+                let (name, ticket_id, comment_id) = match &outcome {
+                    MailOutcome::Comment {
+                        ticket_id,
+                        comment_id,
+                    } => ("comment", Some(*ticket_id), Some(*comment_id)),
+                    MailOutcome::Ticket(t) => ("ticket", Some(*t), None),
+                    _ => ("held", None, None),
+                };
+                let reason = format!("released by {}", agent.name);
+                tx.settle_mail(id, name, ticket_id, comment_id, Some(&reason))
+                    .await?;
+                crate::audit::record(
+                    tx,
+                    &agent,
+                    now,
+                    "mail.released",
+                    one_change(
+                        "mail",
+                        json!({"id": id, "outcome": "held", "reason": record.reason}),
+                        json!({"id": id, "outcome": name, "sender": mail.from,
+                               "message_id": mail.message_id, "ticket_id": ticket_id}),
+                    ),
+                )
+                .await?;
+                Ok(outcome)
+            })
+        })
+        .await
+    }
 }
 
 /// A public comment from the message's new text; reopens the ticket when `reopen`.

@@ -73,6 +73,21 @@ macro_rules! mail_from {
 }
 
 impl Tx {
+    /// One message of the mail log, read for a change.
+    pub async fn mail_record(&mut self, id: i64) -> Result<Option<MailRecord>> {
+        on_tx!(self, c, backend => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM mail_messages WHERE id = $1{}",
+                backend.for_update()
+            );
+            let row = sqlx::query(&sql).bind(id).fetch_optional(c).await?;
+            match row {
+                Some(row) => Ok(Some(mail_from!(row))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Writes `m` to the mail log unless its Message-ID is there already; returns its id, or
     /// `None` when the message was logged before (by this node or another).
     pub async fn log_mail(&mut self, m: &NewMailRecord) -> Result<Option<i64>> {

@@ -119,6 +119,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ) => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/attachments") => Needs(CreateTickets),
         ("GET", "/api/v1/mail/templates") => Needs(Administer),
+        ("POST", "/api/v1/mail/{id}/release") => Needs(WriteTickets),
         ("PUT" | "DELETE", "/api/v1/mail/templates/{kind}") => Needs(Administer),
         ("POST", "/admin/letters/{kind}" | "/admin/letters/{kind}/reset") => Needs(Administer),
         ("PATCH", "/api/v1/tickets/{id}/attachments/{attachment_id}") => Needs(WriteTickets),

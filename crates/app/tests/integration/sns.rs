@@ -575,6 +575,83 @@ async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
         .body;
     assert_eq!(files[0]["name"], "crash.log", "{files}");
     assert!(files[0]["size"].as_i64().unwrap() > 150_000, "{files}");
+    // Held messages wait for an agent, who may release them: the forged-looking reply
+    // becomes the sender's comment, a stranger's new message a ticket for them.
+    let stranger = "From: Zoe <zoe@example.org>\nSubject: Badge does not open door 3\nMessage-ID: <z1@example.org>\n\nSince Monday.\n";
+    let r = post(
+        &s,
+        &ses_notification(
+            &ses_receipt("ses-9", stranger, "GRAY"),
+            "m-ses-9",
+            MAIL_TOPIC,
+        ),
+    )
+    .await;
+    assert_eq!(r.body["mail"], "held", "{}", r.body);
+    let held = s.get("/api/v1/mail?outcome=held").await.body;
+    let held = held.as_array().unwrap();
+    assert_eq!(held.len(), 2, "{held:?}");
+    let reply = held
+        .iter()
+        .find(|m| m["message_id"] == "p2@example.com")
+        .unwrap();
+    let new = held
+        .iter()
+        .find(|m| m["message_id"] == "z1@example.org")
+        .unwrap();
+    async fn release(s: &TestServer, id: &Value, token: &str) -> crate::common::Reply {
+        s.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/mail/{id}/release"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+    let r = release(&s, &reply["id"], &s.viewer).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = release(&s, &reply["id"], &s.agent).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["outcome"], "comment");
+    assert_eq!(r.body["ticket_id"], reply["ticket_id"]);
+    let comments = s
+        .get(&format!("/api/v1/tickets/{}/comments", reply["ticket_id"]))
+        .await
+        .body;
+    let last = comments.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["author"], "user:rob@example.com");
+    assert!(
+        last["body"].as_str().unwrap().contains("Close it."),
+        "{last}"
+    );
+    // Once only.
+    let r = release(&s, &reply["id"], &s.agent).await;
+    r.assert_problem(409, None);
+    let r = release(&s, &new["id"], &s.agent).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["outcome"], "ticket");
+    let t = s
+        .get(&format!("/api/v1/tickets/{}", r.body["ticket_id"]))
+        .await
+        .body;
+    assert_eq!(t["title"], "Badge does not open door 3");
+    assert_eq!(t["requester"], "zoe@example.org");
+    let released = s.get("/api/v1/mail?direction=in").await.body;
+    let entry = released
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == "z1@example.org")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["outcome"], "ticket");
+    assert_eq!(entry["reason"], "released by token:test-agent");
+    assert!(s
+        .audit_trail()
+        .await
+        .iter()
+        .any(|e| e["action"] == "mail.released" && e["actor"] == "token:test-agent"));
+
     // Delivered again: read again, taken once.
     let r = post(
         &s,

@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_mail))
         .routes(routes!(get_receipts, set_receipts))
         .routes(routes!(list_templates))
+        .routes(routes!(release_mail))
         .routes(routes!(set_template, reset_template))
 }
 
@@ -34,6 +35,61 @@ fn letter_kind(raw: &str) -> Result<LetterKind, ApiError> {
                 .join(", ")
         ))
     })
+}
+
+/// What a released message became.
+#[derive(Debug, Serialize, ToSchema)]
+struct Released {
+    /// `ticket` or `comment`.
+    outcome: &'static str,
+    ticket_id: Option<i64>,
+    comment_id: Option<i64>,
+}
+
+/// Releases a held message (`?outcome=held` in the mail log): the agent vouches for its
+/// sender. A reply to a ticket becomes the sender's public comment there; a new message opens
+/// a ticket for the sender, who becomes a requester if unknown. Audited as `mail.released`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/mail/{id}/release",
+    tag = "mail",
+    params(("id" = i64, Path, description = "The message's id in the mail log")),
+    responses(
+        (status = 200, description = "What the message became", body = Released),
+        (status = 404, description = "No such message", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The message is not held", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn release_mail(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Released>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("message {id:?}")))?;
+    let released = match state.desk.release_mail(&actor, id).await? {
+        opsdesk_core::mail::MailOutcome::Ticket(t) => Released {
+            outcome: "ticket",
+            ticket_id: Some(t),
+            comment_id: None,
+        },
+        opsdesk_core::mail::MailOutcome::Comment {
+            ticket_id,
+            comment_id,
+        } => Released {
+            outcome: "comment",
+            ticket_id: Some(ticket_id),
+            comment_id: Some(comment_id),
+        },
+        other => {
+            return Err(ApiError::Internal(format!(
+                "a release ended as {}",
+                other.as_str()
+            )))
+        }
+    };
+    Ok(Json(released))
 }
 
 /// The letters to requesters as they are written: each kind's subject and body, and whether
