@@ -6,6 +6,7 @@ mod create;
 mod events;
 mod files;
 mod load;
+mod mail;
 mod payload;
 mod query;
 mod read;
@@ -74,6 +75,8 @@ enum Command {
     Read(read::ReadArgs),
     /// Upload or download files on a ticket (multipart POST, GET .../attachments/{id}).
     Files(files::FilesArgs),
+    /// Send requests by email into an IMAP mailbox the server reads; messages taken per second.
+    Mail(mail::MailArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Events(a) => a.concurrency,
             Command::Read(a) => a.concurrency,
             Command::Files(a) => a.concurrency,
+            Command::Mail(a) => a.concurrency,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
         // An ingest token may not list tickets; `events` checks its own endpoint.
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Query(a) => (query::run(&target, &a, seed, limit).await?, None),
             Command::Read(a) => (read::run(&target, &a, limit).await?, None),
             Command::Files(a) => (files::run(&target, &a, seed, limit).await?, None),
+            Command::Mail(a) => (mail::run(&target, &a, seed, limit).await?, None),
             Command::Events(a) => {
                 let (report, tally) = events::run(&target, &a, seed, limit).await?;
                 (report, Some(tally))
