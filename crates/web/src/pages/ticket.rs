@@ -847,6 +847,10 @@ fn said(action: &str) -> String {
         "ticket.aws_case_message" => "mirrored a message of the AWS Support case".into(),
         "ticket.aws_case_status" => "recorded the AWS Support case's status".into(),
         "ticket.aws_case_resolved" => "recorded the AWS Support case as resolved".into(),
+        "ticket.aws_case_files" => "noted files of the AWS Support case".into(),
+        "ticket.attached" => "added a file".into(),
+        "attachment.downloaded" => "downloaded a file".into(),
+        "attachment.changed" => "changed whether a file goes to the AWS Support case".into(),
         other => other
             .strip_prefix("ticket.")
             .unwrap_or(other)
