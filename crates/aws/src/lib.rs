@@ -4,6 +4,7 @@ pub mod files;
 pub mod health;
 pub mod permissions;
 pub mod poll;
+pub mod ses;
 pub mod sns;
 pub mod sqs;
 pub mod support;

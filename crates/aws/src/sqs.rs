@@ -268,7 +268,32 @@ impl Consumer {
         let mut signals = Vec::new();
         // The readable messages, with how many signals each carried.
         let mut readable: Vec<(&Message, usize)> = Vec::new();
+        // Mail an SES receipt rule published to a topic this queue is subscribed to.
+        let mut mail: Vec<&Message> = Vec::new();
         for m in &messages {
+            if let Some((topic, inner)) = m.body().and_then(crate::ses::in_envelope) {
+                match crate::ses::take(&self.desk, &topic, &inner).await {
+                    Ok(outcome) => {
+                        tracing::debug!(queue = %self.queue, outcome = outcome.as_str(), "SES mail taken");
+                        mail.push(m);
+                    }
+                    Err(crate::ses::SesError::Refused { field, message }) => self.refuse(
+                        m,
+                        &Refusal {
+                            reason: "invalid",
+                            detail: format!("{field}: {message}"),
+                        },
+                    ),
+                    // Left on the queue: it comes back after its visibility timeout.
+                    Err(e) => tracing::warn!(
+                        queue = %self.queue,
+                        message_id = m.message_id().unwrap_or("?"),
+                        error = %e,
+                        "SES mail not taken now; it comes back"
+                    ),
+                }
+                continue;
+            }
             match read_body(m.body(), now) {
                 Ok(s) => {
                     readable.push((m, s.len()));
@@ -276,6 +301,10 @@ impl Consumer {
                 }
                 Err(refusal) => self.refuse(m, &refusal),
             }
+        }
+        if !mail.is_empty() {
+            self.count(mail.len(), "mail");
+            self.delete(mail.into_iter()).await?;
         }
         if readable.is_empty() {
             return Ok(());

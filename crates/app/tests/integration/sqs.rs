@@ -24,6 +24,7 @@ on_both_backends!(
     health_event_through_eventbridge_opens_one_ticket_once,
     unreadable_message_is_left_for_the_dead_letter_queue,
     cloudwatch_alarm_through_sns_opens_and_resolves_a_ticket,
+    ses_mail_through_sns_into_the_queue_becomes_a_request_once,
 );
 
 /// How long the consumer may take to get a message through.
@@ -117,10 +118,23 @@ impl Aws {
 
     /// A server consuming the queue.
     async fn server(&self, backend: Backend) -> TestServer {
+        self.server_with(backend, |_| {}).await
+    }
+
+    /// A server consuming the queue, configured further by `more`.
+    async fn server_with(
+        &self,
+        backend: Backend,
+        more: impl FnOnce(&mut opsdesk::config::Config),
+    ) -> TestServer {
         let mut sqs = SqsConfig::new(&self.queue_url);
         sqs.endpoint_url = Some(self.moto.endpoint.clone());
         sqs.region = Some("us-east-1".into());
-        TestServer::start_with(backend, move |config, _| config.ingest.sqs.push(sqs)).await
+        TestServer::start_with(backend, move |config, _| {
+            config.ingest.sqs.push(sqs);
+            more(config);
+        })
+        .await
     }
 
     /// Messages on a queue: visible, and received but not yet deleted.
@@ -413,5 +427,74 @@ async fn cloudwatch_alarm_through_sns_opens_and_resolves_a_ticket(backend: Backe
     .await;
     aws.drained().await;
     assert_eq!(tickets(&s, "aws.cloudwatch").await.len(), 1);
+    s.stop().await;
+}
+
+/// An SES receipt rule's SNS action publishes to a topic; the topic delivers to the queue
+/// opsdesk reads (no HTTPS endpoint needed). The message becomes a request once, however often
+/// it is delivered.
+async fn ses_mail_through_sns_into_the_queue_becomes_a_request_once(backend: Backend) {
+    let aws = Aws::start().await;
+    let topic = aws
+        .sns
+        .create_topic()
+        .name("opsdesk-mail")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    aws.sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&aws.queue_arn)
+        .send()
+        .await
+        .unwrap();
+    let listed = topic.clone();
+    let s = aws
+        .server_with(backend, move |c| {
+            c.email.ses_topics = vec![listed];
+            c.email.ses_create_requesters = true;
+        })
+        .await;
+    let raw = "From: Ann <ann@example.com>\r\nTo: support@desk.example.com\r\nSubject: Shared drive is read-only\r\nMessage-ID: <q1@example.com>\r\n\r\nSince the upgrade.\r\n";
+    let receipt = json!({
+        "notificationType": "Received",
+        "mail": {"timestamp": "2026-12-07T10:00:00.000Z", "source": "ann@example.com",
+                 "messageId": "ses-q1", "destination": ["support@desk.example.com"]},
+        "receipt": {"spamVerdict": {"status": "PASS"}, "virusVerdict": {"status": "PASS"},
+                    "spfVerdict": {"status": "PASS"}, "dkimVerdict": {"status": "PASS"},
+                    "dmarcVerdict": {"status": "PASS"},
+                    "action": {"type": "SNS", "topicArn": topic, "encoding": "UTF8"}},
+        "content": raw
+    });
+    for _ in 0..2 {
+        aws.sns
+            .publish()
+            .topic_arn(&topic)
+            .message(receipt.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let id = eventually("the message in the mail log", || async {
+        let log = s.get("/api/v1/mail?direction=in").await.body;
+        log.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["message_id"] == "q1@example.com" && m["outcome"] == "ticket")
+            .and_then(|m| m["ticket_id"].as_i64())
+    })
+    .await;
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(t["title"], "Shared drive is read-only");
+    assert_eq!(t["requester"], "ann@example.com");
+    aws.drained().await;
+    // Both deliveries were taken off the queue; one request came of them.
+    let log = s.get("/api/v1/mail?direction=in").await.body;
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(s.count_tickets().await, 1);
     s.stop().await;
 }

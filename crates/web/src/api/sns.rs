@@ -163,93 +163,14 @@ async fn take_ses_mail(
     topic: &str,
     inner: &serde_json::Value,
 ) -> Result<opsdesk_core::mail::MailOutcome, ApiError> {
-    let settings = state.desk.mail_settings();
-    if !settings.ses_topics.iter().any(|t| t == topic) {
-        return Err(sns_refused_invalid(
-            "TopicArn",
-            "SES receipts are taken only from the topics of email.ses_topics",
-        ));
+    use opsdesk_aws::ses::SesError;
+    match opsdesk_aws::ses::take(&state.desk, topic, inner).await {
+        Ok(outcome) => Ok(outcome),
+        Err(SesError::Refused { field, message }) => Err(sns_refused_invalid(&field, &message)),
+        // SNS delivers again: the object may not be readable yet, or S3 may be down.
+        Err(SesError::Unavailable(why)) => Err(ApiError::Upstream(why)),
+        Err(SesError::Desk(e)) => Err(e.into()),
     }
-    let r = opsdesk_domain::mail::ses::receipt(inner)
-        .map_err(|e| sns_refused_invalid(&format!("Message.{}", e.field), &e.message))?;
-    if r.topic_arn.as_deref() != Some(topic) {
-        return Err(sns_refused_invalid(
-            "Message.receipt.action.topicArn",
-            "must be the topic the message came through",
-        ));
-    }
-    if let Some(why) = r.refused {
-        return Ok(state
-            .desk
-            .refuse_mail(
-                "ses",
-                &r.message_id,
-                opsdesk_domain::mail::MailError::Unsafe(why),
-            )
-            .await?);
-    }
-    let mut max_bytes = opsdesk_domain::mail::message::MAIL_MAX_BYTES;
-    let raw = match r.content {
-        opsdesk_domain::mail::ses::SesContent::Inline(raw) => raw,
-        opsdesk_domain::mail::ses::SesContent::S3 { bucket, key } => {
-            let Some(s3) = settings
-                .ses_s3
-                .as_ref()
-                .filter(|s| s.buckets.contains(&bucket))
-            else {
-                return Err(sns_refused_invalid(
-                    "Message.receipt.action.bucketName",
-                    "SES messages are read only from the buckets of email.ses_s3",
-                ));
-            };
-            // SES stores messages of up to 40 MB.
-            max_bytes = opsdesk_domain::mail::message::SES_S3_MAX_BYTES;
-            match opsdesk_aws::files::read_object(
-                s3.region.as_deref(),
-                s3.endpoint_url.as_deref(),
-                &bucket,
-                &key,
-                max_bytes,
-            )
-            .await
-            {
-                Ok(raw) => raw,
-                Err(opsdesk_aws::files::ObjectError::TooLarge { size, limit, .. }) => {
-                    return Ok(state
-                        .desk
-                        .refuse_mail(
-                            "ses",
-                            &r.message_id,
-                            opsdesk_domain::mail::MailError::TooLarge {
-                                size: usize::try_from(size).unwrap_or(usize::MAX),
-                                limit,
-                            },
-                        )
-                        .await?);
-                }
-                // SNS delivers again: the object may not be readable yet, or S3 may be down.
-                Err(e) => {
-                    tracing::warn!(%bucket, %key, error = %e, "reading an SES message from S3 failed");
-                    return Err(ApiError::Upstream(format!(
-                        "the message could not be read from S3: {e}"
-                    )));
-                }
-            }
-        }
-    };
-    Ok(state
-        .desk
-        .take_mail(opsdesk_core::mail::Arrival {
-            source: "ses".into(),
-            source_id: r.message_id,
-            raw,
-            trust: opsdesk_core::mail::SenderTrust::Checked(r.authenticated),
-            policy: opsdesk_domain::mail::InboxPolicy {
-                create_requesters: settings.ses_create_requesters,
-            },
-            max_bytes,
-        })
-        .await?)
 }
 
 fn sns_refused_invalid(field: &str, message: &str) -> ApiError {
