@@ -295,7 +295,7 @@ impl SupportCases for SupportClient {
             .await
             .map_err(|e| case_error(OPERATION, e))?;
         let a = out.attachment().ok_or_else(|| {
-            CaseError::Failed(format!(
+            CaseError::Refused(format!(
                 "{OPERATION}: AWS Support answered without attachment {attachment_id}"
             ))
         })?;
@@ -512,8 +512,16 @@ where
         (None, _) => format!("{operation}: {}", DisplayErrorContext(&err)),
     };
     match code.as_deref() {
-        Some(CASE_ID_NOT_FOUND) => CaseError::NotFound(message),
-        Some(TOO_MANY_REQUESTS) => CaseError::Throttled(message),
+        Some(CASE_ID_NOT_FOUND | "AttachmentIdNotFound" | "AttachmentSetIdNotFound") => {
+            CaseError::NotFound(message)
+        }
+        Some(TOO_MANY_REQUESTS | "DescribeAttachmentLimitExceeded") => {
+            CaseError::Throttled(message)
+        }
+        // Files AWS will never take: too many in a set, or too large.
+        Some("AttachmentLimitExceeded" | "AttachmentSetSizeLimitExceeded") => {
+            CaseError::Refused(message)
+        }
         // A request AWS finds invalid (unknown service or category code, say) stays invalid.
         Some(c) if c.starts_with("InvalidParameter") || c.ends_with("ValidationException") => {
             CaseError::Refused(message)
@@ -1199,6 +1207,24 @@ mod tests {
             err.to_string().contains("AddAttachmentsToSet")
                 && err.to_string().contains("AttachmentSetSizeLimitExceeded"),
             "{err}"
+        );
+        assert!(matches!(err, CaseError::Refused(_)), "{err:?}");
+        // A file AWS no longer has will not come back: not worth asking again.
+        let rules = [reply!(
+            Client::describe_attachment,
+            400,
+            aws_error_body(
+                "AttachmentIdNotFound",
+                "An attachment with this ID could not be found"
+            )
+        )];
+        let err = client(&rules)
+            .attachment(&account(), "att-0")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CaseError::NotFound(_)) && !err.retryable(),
+            "{err:?}"
         );
     }
 

@@ -1,7 +1,7 @@
 //! `mail`: requests by email, end to end. Messages are appended to an IMAP mailbox that the
-//! server reads (`[[email.inboxes]]`), each from its own sender; the run ends when the mail log
-//! holds every one of them. The figure is messages taken per second, from the first append to
-//! the last message logged.
+//! server reads (`[[email.inboxes]]` with `move_to`), each from its own sender; the run ends
+//! when the server has moved every one of them out of the folder. The figure is messages
+//! taken per second, from the first append to the last message moved.
 
 use std::time::{Duration, Instant};
 
@@ -133,16 +133,25 @@ pub async fn run(
     })
     .await?;
     let appended = Samples::merged(results);
-    let sent = appended.ok_count() as i64;
-    // Every message appended is logged once (as a ticket, or with the reason it was not).
+    // The inbox moves every message it took out of the folder (`move_to`): the run is over
+    // when the folder is empty.
     let deadline = started + limit;
-    let mut last = before;
-    while last < before + sent && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = newest(target).await?;
+    let mut watcher = session(&args_ref)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut left = u64::MAX;
+    while left > 0 && Instant::now() < deadline {
+        left = u64::from(watcher.examine(&args_ref.folder).await?.exists);
+        if left > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let elapsed = started.elapsed();
-    let taken = u64::try_from(last - before).unwrap_or(0);
+    let _ = watcher.logout().await;
+    let sent = appended.ok_count();
+    let taken = sent.saturating_sub(left.min(sent));
+    // Each one is in the mail log, as a request or with the reason it was not.
+    let logged = newest(target).await? - before;
     let mut report = Report::new(
         "mail",
         args.concurrency,
@@ -155,6 +164,11 @@ pub async fn run(
         report.stopped_early = true;
         report.first_errors.push(format!(
             "{taken} of {sent} messages were taken before the time limit"
+        ));
+    }
+    if logged < i64::try_from(taken).unwrap_or(i64::MAX) {
+        report.first_errors.push(format!(
+            "the mail log grew by {logged}, fewer than the {taken} messages taken"
         ));
     }
     Ok(report)

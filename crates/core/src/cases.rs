@@ -1109,21 +1109,13 @@ impl crate::Desk {
         });
         let mut files = FileWork::default();
         // Files AWS's messages carry come to the ticket (once: each is recorded under its
-        // AWS id). When one cannot be read for now, the messages are read again next pass.
-        for m in &state.communications {
+        // AWS id). When one cannot be read for now, that message and those after it are read
+        // again next pass (they are not mirrored now); the replies still go.
+        let mut files_error = None;
+        let mut kept = state.communications.len();
+        'messages: for (i, m) in state.communications.iter().enumerate() {
             for a in &m.attachments {
-                match aws.attachment(account, &a.id).await {
-                    Err(error) if error.retryable() => {
-                        return Ok(Outcome::Followed {
-                            state: None,
-                            sent_upto,
-                            sent_parts,
-                            resolved: None,
-                            error: Some(error),
-                            refused: Vec::new(),
-                            files: FileWork::default(),
-                        });
-                    }
+                let read = match aws.attachment(account, &a.id).await {
                     Ok(file) => {
                         let upload = crate::attachments::Upload {
                             name: file.name,
@@ -1131,29 +1123,33 @@ impl crate::Desk {
                             bytes: file.bytes,
                         };
                         match self.store_files(vec![upload]).await {
-                            Ok(stored) => files.came.extend(stored.into_iter().map(|mut f| {
-                                f.case_attachment = Some(a.id.clone());
-                                f
-                            })),
-                            // The file store failed: the messages are read again next pass.
-                            Err(crate::Error::Files(e)) => {
-                                return Ok(Outcome::Followed {
-                                    state: None,
-                                    sent_upto,
-                                    sent_parts,
-                                    resolved: None,
-                                    error: Some(CaseError::Failed(format!(
-                                        "keeping a file of the case: {e}"
-                                    ))),
-                                    refused: Vec::new(),
-                                    files: FileWork::default(),
-                                });
+                            Ok(stored) => {
+                                files.came.extend(stored.into_iter().map(|mut f| {
+                                    f.case_attachment = Some(a.id.clone());
+                                    f
+                                }));
+                                Ok(())
                             }
-                            Err(e) => files.notes.push(format!(
-                                "The file {} of an AWS Support case message was not kept: {e}",
-                                a.name
-                            )),
+                            Err(crate::Error::Files(e)) => Err(CaseError::Failed(format!(
+                                "keeping a file of the case: {e}"
+                            ))),
+                            Err(e) => {
+                                files.notes.push(format!(
+                                    "The file {} of an AWS Support case message was not kept: {e}",
+                                    a.name
+                                ));
+                                Ok(())
+                            }
                         }
+                    }
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(()) => {}
+                    Err(e) if e.retryable() => {
+                        files_error = Some(e);
+                        kept = i;
+                        break 'messages;
                     }
                     Err(e) => files.notes.push(format!(
                         "The file {} of an AWS Support case message could not be read: {e}",
@@ -1162,6 +1158,9 @@ impl crate::Desk {
                 }
             }
         }
+        state.communications.truncate(kept);
+        // Files already taken from a message read again are not recorded twice (each is
+        // kept under its AWS id).
         let mut error = None;
         let mut refused = Vec::new();
         'replies: for c in comments
@@ -1205,6 +1204,7 @@ impl crate::Desk {
                 .send_files(aws, case, case_id, account, &mut files)
                 .await?;
         }
+        let error = error.or(files_error);
         Ok(Outcome::Followed {
             state: Some(state),
             sent_upto,

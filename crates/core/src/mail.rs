@@ -626,6 +626,7 @@ impl Desk {
         actor.require(opsdesk_domain::Permission::WriteTickets)?;
         let routing = self.routing().await?;
         let agent = actor.clone();
+        let reopen_window = self.settings.mail.reopen_window;
         self.change(move |tx, now| {
             Box::pin(async move {
                 let record = tx
@@ -652,15 +653,35 @@ impl Desk {
                     files: Vec::new(),
                 };
                 let person = tx.user_by_email(&mail.from).await?;
-                let role = person.as_ref().map(|p| p.role).unwrap_or(Role::Requester);
-                let sender = Actor::new(format!("user:{}", mail.from), role);
+                // An agent vouches for a requester, not for a colleague's or a disabled
+                // account's voice: such mail is answered by hand.
+                if let Some(p) = &person {
+                    if p.role != Role::Requester || !p.active {
+                        return Err(Error::Conflict(format!(
+                            "message {id} claims to come from {}, {}: it is not released in their name",
+                            mail.from,
+                            if p.active { "a member of staff" } else { "a disabled account" }
+                        )));
+                    }
+                }
+                let sender = Actor::new(format!("user:{}", mail.from), Role::Requester);
                 let threaded = match record.ticket_id {
                     Some(t) => tx.ticket_for_update(t).await?,
                     None => None,
                 };
                 let outcome = match threaded {
                     Some(current) => {
-                        let c = comment(tx, &routing, &sender, &current, &mail, false, now).await?;
+                        let reopen = current
+                            .requester
+                            .as_deref()
+                            .is_some_and(|r| r.eq_ignore_ascii_case(&mail.from))
+                            && opsdesk_domain::ticket::reply_reopens(
+                                current.status,
+                                current.resolved_at,
+                                now,
+                                reopen_window,
+                            );
+                        let c = comment(tx, &routing, &sender, &current, &mail, reopen, now).await?;
                         MailOutcome::Comment {
                             ticket_id: current.id,
                             comment_id: c.id,

@@ -340,10 +340,12 @@ impl Db {
 impl Tx {
     /// The rewritten template of `kind`, if any.
     pub async fn mail_template(&mut self, kind: &str) -> Result<Option<StoredTemplate>> {
-        on_tx!(self, c, _b => {
-            let row = sqlx::query(
-                "SELECT kind, subject, body, updated_by, updated_at FROM mail_templates WHERE kind = $1",
-            )
+        on_tx!(self, c, backend => {
+            let sql = format!(
+                "SELECT kind, subject, body, updated_by, updated_at FROM mail_templates WHERE kind = $1{}",
+                backend.for_update()
+            );
+            let row = sqlx::query(&sql)
             .bind(kind)
             .fetch_optional(c)
             .await?;

@@ -75,6 +75,15 @@ fn broken(e: multer::Error) -> ApiError {
         | multer::Error::FieldSizeExceeded { limit, .. } => ApiError::TooLarge {
             max: usize::try_from(limit).unwrap_or(usize::MAX),
         },
+        multer::Error::StreamReadFailed(e)
+            if e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<OutsideParts>()) =>
+        {
+            ApiError::TooLarge {
+                max: HEADERS_MAX as usize,
+            }
+        }
         other => ApiError::Malformed(format!("the form cannot be read: {other}")),
     }
 }
@@ -92,8 +101,12 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
     let limits = multer::SizeLimit::new()
         .whole_stream(body_limit(state) as u64)
         .per_field(per_file.max(FIELD_MAX) as u64);
+    // Between parts (a preamble, a part's headers) at most HEADERS_MAX bytes may arrive: the
+    // parser looks through all it holds for the next boundary each time more comes.
+    let in_part = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = guarded(req.into_body().into_data_stream(), in_part.clone());
     let mut form = multer::Multipart::with_constraints(
-        req.into_body().into_data_stream(),
+        body,
         boundary,
         multer::Constraints::new().size_limit(limits),
     );
@@ -108,6 +121,11 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
         }
         let name = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
+        if name.len() > NAME_MAX || file_name.as_ref().is_some_and(|f| f.len() > NAME_MAX) {
+            return Err(ApiError::Malformed(format!(
+                "a part's name or file name is over {NAME_MAX} bytes"
+            )));
+        }
         let declared = field.content_type().map(ToString::to_string);
         let limit = if file_name.is_some() {
             per_file
@@ -115,12 +133,14 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
             FIELD_MAX
         };
         let mut bytes = Vec::new();
+        in_part.store(true, std::sync::atomic::Ordering::Relaxed);
         while let Some(chunk) = field.chunk().await.map_err(broken)? {
             if bytes.len() + chunk.len() > limit {
                 return Err(ApiError::TooLarge { max: limit });
             }
             bytes.extend_from_slice(&chunk);
         }
+        in_part.store(false, std::sync::atomic::Ordering::Relaxed);
         match file_name {
             Some(file_name) => {
                 if file_name.is_empty() && bytes.is_empty() {
@@ -148,21 +168,55 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
     Ok(out)
 }
 
-/// The `csrf` field of a buffered multipart body (the pages put it first), for the session
-/// check that runs before the handler.
+/// The `csrf` field of a buffered multipart body, for the session check that runs before the
+/// handler. The pages put it first; it is looked for among the first few parts only.
 pub async fn csrf_field(content_type: &str, body: axum::body::Bytes) -> Option<String> {
     let boundary = multer::parse_boundary(content_type).ok()?;
     let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut parts = multer::Multipart::new(stream, boundary);
-    while let Ok(Some(field)) = parts.next_field().await {
-        if field.file_name().is_some() {
-            continue;
-        }
-        if field.name() == Some("csrf") {
+    for _ in 0..CSRF_PARTS {
+        let field = parts.next_field().await.ok()??;
+        if field.file_name().is_none() && field.name() == Some("csrf") {
             return field.text().await.ok();
         }
     }
     None
+}
+
+/// More than [`HEADERS_MAX`] bytes came between a form's parts.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {HEADERS_MAX} bytes arrived outside the form's parts")]
+struct OutsideParts;
+
+/// The parts among which a form's `csrf` field is looked for.
+const CSRF_PARTS: usize = 8;
+/// The most bytes that may arrive outside a part's content: a preamble, a part's headers.
+const HEADERS_MAX: u64 = 64 * 1024;
+/// The longest part name or file name taken.
+const NAME_MAX: usize = 1024;
+
+/// `body`, refused once more than [`HEADERS_MAX`] bytes have arrived while no part's content
+/// is being read (`in_part` is false) and still more comes.
+fn guarded(
+    body: axum::body::BodyDataStream,
+    in_part: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    use futures::StreamExt;
+    let mut outside: u64 = 0;
+    body.map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        if in_part.load(std::sync::atomic::Ordering::Relaxed) {
+            outside = 0;
+        } else {
+            // A chunk may carry a part's headers and the start of its content together: only
+            // what came before it counts against the limit.
+            if outside > HEADERS_MAX {
+                return Err(std::io::Error::other(OutsideParts));
+            }
+            outside += chunk.len() as u64;
+        }
+        Ok(chunk)
+    })
 }
 
 /// A page's form, sent either as `application/x-www-form-urlencoded` or, when it carries

@@ -580,6 +580,8 @@ struct Aws {
     sets: std::sync::Mutex<Vec<Vec<opsdesk_core::cases::CaseFile>>>,
     /// Files on AWS's messages, by attachment id.
     case_files: std::sync::Mutex<std::collections::HashMap<String, opsdesk_core::cases::CaseFile>>,
+    /// DescribeAttachment is throttled.
+    attachment_throttled: std::sync::Mutex<bool>,
 }
 
 #[async_trait::async_trait]
@@ -702,6 +704,11 @@ impl opsdesk_core::cases::SupportCases for Aws {
             .lock()
             .unwrap()
             .push(format!("read file {attachment_id}"));
+        if *self.attachment_throttled.lock().unwrap() {
+            return Err(opsdesk_core::cases::CaseError::Throttled(
+                "DescribeAttachment: DescribeAttachmentLimitExceeded".into(),
+            ));
+        }
         self.case_files
             .lock()
             .unwrap()
@@ -1839,7 +1846,20 @@ async fn files_go_with_the_case_and_come_back_from_it(backend: Backend) {
             at: t0() + TimeDelta::minutes(3),
             attachments: Vec::new(),
         });
+    // AWS throttles the file: the message waits for the next pass, nothing is half-taken.
+    *aws.attachment_throttled.lock().unwrap() = true;
     clock.advance(TimeDelta::minutes(2));
+    desk.sync_cases(&aws).await.unwrap();
+    assert_eq!(aws.calls(), ["describe case-1", "read file att-1"]);
+    let notes = desk.comments(&cli, t.id).await.unwrap();
+    assert!(
+        !notes
+            .iter()
+            .any(|c| c.body.contains("Please see the attached trace")),
+        "{notes:?}"
+    );
+    *aws.attachment_throttled.lock().unwrap() = false;
+    clock.advance(TimeDelta::minutes(30));
     desk.sync_cases(&aws).await.unwrap();
     assert_eq!(
         aws.calls(),

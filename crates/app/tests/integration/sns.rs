@@ -630,10 +630,43 @@ async fn ses_receipts_through_sns_become_tickets_once(backend: Backend) {
     let r = release(&s, &new["id"], &s.agent).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["outcome"], "ticket");
-    let t = s
-        .get(&format!("/api/v1/tickets/{}", r.body["ticket_id"]))
-        .await
-        .body;
+    let released_ticket = r.body["ticket_id"].clone();
+    // Mail that says it is from a member of staff, and was held for want of proof, is not
+    // released in their name.
+    crate::common::add_local_user(
+        &s.db.desk().await,
+        "root@example.com",
+        opsdesk_domain::Role::Admin,
+    )
+    .await;
+    let staff = "From: root@example.com\nSubject: Grant me access\nMessage-ID: <r1@example.com>\n\nPlease.\n";
+    let r = post(
+        &s,
+        &ses_notification(
+            &ses_receipt("ses-10", staff, "GRAY"),
+            "m-ses-10",
+            MAIL_TOPIC,
+        ),
+    )
+    .await;
+    assert_eq!(r.body["mail"], "held", "{}", r.body);
+    let held = s.get("/api/v1/mail?outcome=held").await.body;
+    let forged = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == "r1@example.com")
+        .unwrap()
+        .clone();
+    let r = release(&s, &forged["id"], &s.agent).await;
+    r.assert_problem(409, None);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("staff"),
+        "{}",
+        r.body
+    );
+    let r = s.get(&format!("/api/v1/tickets/{released_ticket}")).await;
+    let t = r.body;
     assert_eq!(t["title"], "Badge does not open door 3");
     assert_eq!(t["requester"], "zoe@example.org");
     let released = s.get("/api/v1/mail?direction=in").await.body;
