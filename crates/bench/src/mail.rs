@@ -142,8 +142,10 @@ pub async fn run(
     let mut left = u64::MAX;
     while left > 0 && Instant::now() < deadline {
         left = u64::from(watcher.examine(&args_ref.folder).await?.exists);
+        // Once a second: a mailbox looked at often slows the server's own session (a maildir
+        // is locked while it is looked at).
         if left > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     let elapsed = started.elapsed();

@@ -415,7 +415,7 @@ pub async fn run(desk: Desk, inbox: InboxSettings, stop: CancellationToken) {
 pub async fn take_once(desk: &Desk, inbox: &InboxSettings) -> Result<usize, InboxError> {
     let mut session = connect(inbox).await?;
     let mailbox = open(inbox, &mut session).await?;
-    let taken = take_new(desk, inbox, &mut session, mailbox.uid_validity.unwrap_or(0)).await?;
+    let (taken, _) = take_new(desk, inbox, &mut session, mailbox.uid_validity.unwrap_or(0)).await?;
     let _ = timed(session.logout()).await;
     Ok(taken)
 }
@@ -431,10 +431,23 @@ async fn watch(
     let idle = inbox.idle && timed(session.capabilities()).await?.has_str("IDLE");
     tracing::info!(inbox = %inbox.name, folder = %inbox.folder, idle, "reading the inbox");
     loop {
-        take_new(desk, inbox, &mut session, validity).await?;
+        let (_, marked) = take_new(desk, inbox, &mut session, validity).await?;
         if stop.is_cancelled() {
             let _ = timed(session.logout()).await;
             return Ok(());
+        }
+        // IDLE tells of mail that comes after it starts: mail that came while the last
+        // messages were taken is looked for first.
+        let mut arrived = false;
+        while let Ok(r) = session.unsolicited_responses.try_recv() {
+            arrived |= matches!(
+                r,
+                async_imap::types::UnsolicitedResponse::Exists(_)
+                    | async_imap::types::UnsolicitedResponse::Recent(_)
+            );
+        }
+        if marked > 0 || arrived {
+            continue;
         }
         if idle {
             let mut handle = session.idle();
@@ -483,13 +496,14 @@ async fn open(
     timed(session.select(&inbox.folder)).await
 }
 
-/// Hands every new message to the desk and marks each one taken.
+/// Hands every new message to the desk and marks each one taken; how many the desk took (not
+/// seen before), and how many were marked.
 async fn take_new(
     desk: &Desk,
     inbox: &InboxSettings,
     session: &mut Session<Conn>,
     validity: u32,
-) -> Result<usize, InboxError> {
+) -> Result<(usize, usize), InboxError> {
     let query = if inbox.move_to.is_some() {
         "ALL"
     } else {
@@ -501,6 +515,7 @@ async fn take_new(
         .collect();
     uids.sort_unstable();
     let mut taken = 0;
+    let mut marked = 0;
     for chunk in uids.chunks(BATCH) {
         let set = chunk
             .iter()
@@ -572,9 +587,10 @@ async fn take_new(
                 taken += 1;
             }
             mark_taken(inbox, session, uid).await?;
+            marked += 1;
         }
     }
-    Ok(taken)
+    Ok((taken, marked))
 }
 
 async fn mark_taken(

@@ -16,6 +16,7 @@ on_both_backends!(
     requesters_get_letters_for_requests_raised_in_the_desk,
     files_in_mail_come_with_the_ticket,
     admins_rewrite_the_letters,
+    a_burst_of_mail_is_all_taken_at_once,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -601,5 +602,42 @@ async fn admins_rewrite_the_letters(backend: Backend) {
     let r = admin(reqwest::Method::GET, "/api/v1/mail/templates", None).await;
     assert_eq!(r.body[2]["subject"], "[{key}] Done: {title}");
     assert_eq!(r.body[2]["updated_by"], "user:root@example.com");
+    server.stop().await;
+}
+
+/// Mail that arrives while the inbox is busy taking earlier mail is taken at once too, not when
+/// IDLE is next renewed.
+async fn a_burst_of_mail_is_all_taken_at_once(backend: Backend) {
+    let smtp = Smtp::start().await;
+    let imap = Dovecot::start().await;
+    let server = start(backend, &smtp, Some(&imap)).await;
+    // One after another while the inbox takes them, as mail comes in a busy hour.
+    let burst = 40;
+    for n in 0..burst {
+        imap.deliver(
+            "support",
+            &format!(
+                "From: p{n}@example.com\nTo: support@desk.example.com\nSubject: Request {n}\n\
+                 Message-ID: <burst-{n}@example.com>\n\nPlease help.\n"
+            ),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    until("every message of the burst in the mail log", || async {
+        let log = server
+            .get("/api/v1/mail?direction=in&limit=1000")
+            .await
+            .body;
+        let n = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["message_id"].as_str().unwrap_or("").starts_with("burst-"))
+            .count();
+        (n == burst).then_some(())
+    })
+    .await;
+    assert_eq!(imap.count("support", "INBOX").await, 0);
     server.stop().await;
 }
