@@ -452,7 +452,10 @@ async fn watch(
         if idle {
             let mut handle = session.idle();
             timed(handle.init()).await?;
-            let (wait, interrupt) = handle.wait_with_timeout(IDLE_RENEW);
+            // A message that came just as IDLE began may not be told of: IDLE is also left
+            // every `poll_seconds` to look.
+            let renew = Duration::from_secs(inbox.poll_seconds).min(IDLE_RENEW);
+            let (wait, interrupt) = handle.wait_with_timeout(renew);
             let stopped = tokio::select! {
                 r = wait => { r?; false }
                 _ = stop.cancelled() => true,
