@@ -52,6 +52,7 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
             "AttachmentSource",
             sent(opsdesk_domain::attachment::AttachmentSource::ALL),
         ),
+        ("LetterKind", sent(opsdesk_domain::mail::LetterKind::ALL)),
         (
             "ReviewKind",
             sent(&[
