@@ -176,7 +176,8 @@ impl Desk {
         let files = match &mut parsed {
             // Not for automatic mail, which does nothing, nor a message taken before.
             Ok(mail)
-                if mail.automatic.is_none()
+                if !mail.files.is_empty()
+                    && mail.automatic.is_none()
                     && !self.db().mail_logged("in", &mail.message_id).await? =>
             {
                 self.mail_files(std::mem::take(&mut mail.files)).await?

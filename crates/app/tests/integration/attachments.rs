@@ -311,15 +311,7 @@ async fn requesters_see_only_their_public_files(backend: Backend) {
     add_local_user(&desk, "sam@example.com", Role::Requester).await;
     let (rita, _) = crate::signin::sign_in(&s, "rita@example.com").await;
     let (sam, _) = crate::signin::sign_in(&s, "sam@example.com").await;
-    let csrf = |b: &reqwest::Client| {
-        let b = b.clone();
-        let url = s.url("/api/v1/me");
-        async move {
-            let me: Value = b.get(url).send().await.unwrap().json().await.unwrap();
-            me["csrf_token"].as_str().unwrap().to_owned()
-        }
-    };
-    let rita_csrf = csrf(&rita).await;
+    let rita_csrf = crate::signin::session_csrf(&s, &rita).await;
     let r = rita
         .post(s.url("/api/v1/tickets"))
         .header("x-csrf-token", &rita_csrf)
@@ -403,7 +395,7 @@ async fn requesters_see_only_their_public_files(backend: Backend) {
     assert_eq!(r.bytes().await.unwrap().as_ref(), PNG);
 
     // Another requester learns nothing of her ticket or its files.
-    let sam_csrf = csrf(&sam).await;
+    let sam_csrf = crate::signin::session_csrf(&s, &sam).await;
     let r = sam
         .get(s.url(&format!("/api/v1/tickets/{key}/attachments/{own}")))
         .send()
@@ -433,15 +425,7 @@ async fn files_come_with_a_new_request_and_a_reply_from_the_pages(backend: Backe
     let desk = s.db.desk().await;
     add_local_user(&desk, "rita@example.com", Role::Requester).await;
     let (rita, _) = crate::signin::sign_in(&s, "rita@example.com").await;
-    let me: Value = rita
-        .get(s.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = crate::signin::session_csrf(&s, &rita).await;
     let form = page_form(&csrf, "Printer jams on floor 2")
         .part("file", file("jam.png", Some("image/png"), PNG));
     let r = rita

@@ -352,15 +352,7 @@ async fn requesters_get_letters_for_requests_raised_in_the_desk(backend: Backend
     )
     .await;
     let (b, _) = crate::signin::sign_in(&server, "bo@example.com").await;
-    let me: Value = b
-        .get(server.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = crate::signin::session_csrf(&server, &b).await;
     let r = b
         .put(server.url("/api/v1/me/receipts"))
         .header("x-csrf-token", &csrf)
@@ -575,15 +567,7 @@ async fn admins_rewrite_the_letters(backend: Backend) {
         page.contains("Letters to requesters") && page.contains("id=\"letter-resolved\""),
         "{page}"
     );
-    let me: Value = b
-        .get(server.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = crate::signin::session_csrf(&server, &b).await;
     let r = b
         .post(server.url("/admin/letters/resolved"))
         .form(&[

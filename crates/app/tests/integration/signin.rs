@@ -88,6 +88,13 @@ pub(crate) async fn sign_in(s: &TestServer, email: &str) -> (reqwest::Client, St
     (b, cookie)
 }
 
+/// The CSRF token of the session `b` is signed in with.
+pub(crate) async fn session_csrf(s: &TestServer, b: &reqwest::Client) -> String {
+    let (status, me) = me(s, b).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
 async fn me(s: &TestServer, b: &reqwest::Client) -> (StatusCode, Value) {
     let r = b.get(s.url("/api/v1/me")).send().await.unwrap();
     let status = r.status();

@@ -24,16 +24,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_template, reset_template))
 }
 
-fn letter_kind(raw: &str) -> Result<LetterKind, ApiError> {
+/// A kind of letter named in a path; 404 naming the kinds otherwise.
+pub(crate) fn letter_kind(raw: &str) -> Result<LetterKind, ApiError> {
     LetterKind::parse(raw).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "letter {raw:?} (one of {})",
-            LetterKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        ApiError::NotFound(format!("letter {raw:?} (one of {})", LetterKind::names()))
     })
 }
 

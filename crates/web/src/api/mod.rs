@@ -6,7 +6,7 @@ mod audit;
 mod channels;
 mod escalation;
 mod kpis;
-mod mail;
+pub(crate) mod mail;
 mod people;
 mod readiness;
 mod responses;

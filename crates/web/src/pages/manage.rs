@@ -532,11 +532,6 @@ pub struct LetterFormInput {
     body: String,
 }
 
-fn letter_kind(raw: &str) -> Result<opsdesk_domain::mail::LetterKind, ApiError> {
-    opsdesk_domain::mail::LetterKind::parse(raw)
-        .ok_or_else(|| ApiError::NotFound(format!("letter {raw:?}")))
-}
-
 /// Rewrites one letter to requesters.
 pub async fn save_letter(
     State(state): State<AppState>,
@@ -545,7 +540,7 @@ pub async fn save_letter(
     Form(form): Form<LetterFormInput>,
 ) -> Result<Response, PageError> {
     let result = async {
-        let kind = letter_kind(&kind)?;
+        let kind = crate::api::mail::letter_kind(&kind)?;
         let template = opsdesk_domain::mail::LetterTemplate {
             subject: form.subject.trim().to_owned(),
             body: form.body.replace("\r\n", "\n"),
@@ -569,7 +564,7 @@ pub async fn reset_letter(
     Path(kind): Path<String>,
 ) -> Result<Response, PageError> {
     let result = async {
-        let kind = letter_kind(&kind)?;
+        let kind = crate::api::mail::letter_kind(&kind)?;
         state.desk.reset_mail_template(&visit.actor, kind).await?;
         Ok::<_, ApiError>(format!("The {kind} letter is the configured one again."))
     }
