@@ -136,6 +136,7 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
         in_part.store(true, std::sync::atomic::Ordering::Relaxed);
         while let Some(chunk) = field.chunk().await.map_err(broken)? {
             if bytes.len() + chunk.len() > limit {
+                drain(field, &mut form).await;
                 return Err(ApiError::TooLarge { max: limit });
             }
             bytes.extend_from_slice(&chunk);
@@ -166,6 +167,33 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
         }
     }
     Ok(out)
+}
+
+/// The most of a refused form read on to its end, so that a sender slightly over the limit
+/// gets the answer instead of a connection closed while it was still sending.
+const DRAIN_MAX: usize = 2 * 1024 * 1024;
+/// How long reading on may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads on to the end of a form refused for its size, at most [`DRAIN_MAX`] bytes in
+/// [`DRAIN_TIME`]; a larger or slower one is cut off.
+async fn drain<'r>(mut field: multer::Field<'r>, form: &mut multer::Multipart<'r>) {
+    let read_on = async {
+        let mut read = 0usize;
+        loop {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                read += chunk.len();
+                if read > DRAIN_MAX {
+                    return;
+                }
+            }
+            match form.next_field().await {
+                Ok(Some(next)) => field = next,
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_on).await;
 }
 
 /// The `csrf` field of a buffered multipart body, for the session check that runs before the
