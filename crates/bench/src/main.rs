@@ -11,6 +11,7 @@ mod payload;
 mod query;
 mod read;
 mod run;
+mod sns;
 mod stats;
 mod target;
 
@@ -77,6 +78,34 @@ enum Command {
     Files(files::FilesArgs),
     /// Send requests by email into an IMAP mailbox the server reads; messages taken per second.
     Mail(mail::MailArgs),
+    /// Send requests by email as SES receipts in signed SNS notifications (POST
+    /// /api/v1/ingest/sns); messages taken per second. Needs the keys `sns-keys` writes.
+    Sns(sns::SnsArgs),
+    /// Write a stand-in SNS signing certificate, its root and key for `sns`, and print the
+    /// server configuration that trusts them (no server or token needed).
+    SnsKeys(sns::SnsKeysArgs),
+}
+
+/// What the server said it did with what a command sent, where the command counts it.
+enum Tally {
+    Events(events::Tally),
+    Sns(sns::Tally),
+}
+
+impl Tally {
+    fn to_text(&self) -> String {
+        match self {
+            Tally::Events(t) => t.to_text(),
+            Tally::Sns(t) => t.to_text(),
+        }
+    }
+
+    fn add_to(&self, summary: &mut serde_json::Value) {
+        match self {
+            Tally::Events(t) => t.add_to(summary),
+            Tally::Sns(t) => t.add_to(summary),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -101,9 +130,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         threads,
         json,
     } = cli.common;
-    let token = token
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| anyhow::anyhow!("no token: pass --token or set OPSDESK_BENCH_TOKEN"))?;
+    if let Command::SnsKeys(a) = &cli.command {
+        print!("{}", sns::write_keys(a)?);
+        return Ok(true);
+    }
+    // SNS signs its messages instead of sending a token.
+    let needs_token = !matches!(cli.command, Command::Sns(_));
+    let token = match token.filter(|t| !t.trim().is_empty()) {
+        Some(t) => t,
+        None if needs_token => {
+            anyhow::bail!("no token: pass --token or set OPSDESK_BENCH_TOKEN")
+        }
+        None => String::new(),
+    };
     anyhow::ensure!(max_seconds > 0, "--max-seconds must be at least 1");
     anyhow::ensure!(threads > 0, "--threads must be at least 1");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,10 +159,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Read(a) => a.concurrency,
             Command::Files(a) => a.concurrency,
             Command::Mail(a) => a.concurrency,
+            Command::Sns(a) => a.concurrency,
+            Command::SnsKeys(_) => 1,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
-        // An ingest token may not list tickets; `events` checks its own endpoint.
-        if !matches!(cli.command, Command::Events(_)) {
+        // An ingest token may not list tickets; `events` and `sns` check their own endpoint.
+        if !matches!(cli.command, Command::Events(_) | Command::Sns(_)) {
             target.check().await?;
         }
         let (report, tally) = match cli.command {
@@ -135,8 +176,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Mail(a) => (mail::run(&target, &a, seed, limit).await?, None),
             Command::Events(a) => {
                 let (report, tally) = events::run(&target, &a, seed, limit).await?;
-                (report, Some(tally))
+                (report, Some(Tally::Events(tally)))
             }
+            Command::Sns(a) => {
+                let (report, tally) = sns::run(&target, &a, seed, limit).await?;
+                (report, Some(Tally::Sns(tally)))
+            }
+            Command::SnsKeys(_) => anyhow::bail!("sns-keys runs without a server"),
         };
         if json {
             let mut summary = report.to_json();
