@@ -5,6 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Uncased;
@@ -29,6 +30,8 @@ pub struct Config {
     pub readiness: ReadinessConfig,
     pub email: EmailConfig,
     pub attachments: AttachmentsConfig,
+    /// `[[connectors]]`: two-way links with other ticketing systems.
+    pub connectors: Vec<opsdesk_domain::connector::ConnectorSpec>,
 }
 
 /// Files on tickets (`[attachments]`): how large, of which types, and where they are kept.
@@ -932,6 +935,23 @@ fn env_key(key: &str) -> Option<String> {
 }
 
 impl Config {
+    /// The clients of `[[connectors]]`, each checked; names are unique.
+    pub fn connector_remotes(
+        &self,
+    ) -> Result<Vec<Arc<dyn opsdesk_core::connectors::RemoteSystem>>, String> {
+        let mut out = Vec::with_capacity(self.connectors.len());
+        for (i, spec) in self.connectors.iter().enumerate() {
+            if self.connectors[..i].iter().any(|c| c.name == spec.name) {
+                return Err(format!(
+                    "connectors[{i}].name: {:?} is used by another connector",
+                    spec.name
+                ));
+            }
+            out.push(opsdesk_connectors::remote(spec).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
     /// Loads defaults, then `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

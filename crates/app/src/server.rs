@@ -80,7 +80,8 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Desk> {
         .with_kpi_settings(kpis)
         .with_readiness_settings(readiness)
         .with_mail_settings(mail)
-        .with_report_schedules(reports);
+        .with_report_schedules(reports)
+        .with_connectors(config.connector_remotes().map_err(anyhow::Error::msg)?);
     desk.seed_readiness()
         .await
         .with_context(|| format!("cannot keep the built-in readiness lens in {shown}"))?;
@@ -393,6 +394,9 @@ pub fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
 
 /// Starts the SQS consumers and the AWS pollers the configuration asks for.
 fn spawn_ingest(config: &Config, desk: &Desk, stop: &tokio_util::sync::CancellationToken) {
+    for remote in desk.connector_remotes() {
+        tokio::spawn(opsdesk_connectors::run(desk.clone(), remote, stop.clone()));
+    }
     for inbox in &config.email.inboxes {
         tokio::spawn(opsdesk_mail::imap::run(
             desk.clone(),

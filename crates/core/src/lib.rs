@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod audit;
 pub mod cases;
 mod clock;
+pub mod connectors;
 pub mod csv_writer;
 mod error;
 pub mod escalation;
@@ -103,6 +104,8 @@ struct Settings {
     readiness: Arc<readiness::ReadinessSettings>,
     mail: Arc<mail::MailSettings>,
     attachments: Arc<attachments::AttachmentSettings>,
+    /// The connectors of `[[connectors]]`.
+    connectors: Arc<Vec<Arc<dyn connectors::RemoteSystem>>>,
 }
 
 /// What the desk keeps in memory of the store, read through and dropped when it changes.

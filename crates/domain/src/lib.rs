@@ -6,6 +6,7 @@ pub mod attachment;
 pub mod audit;
 pub mod change;
 pub mod channel;
+pub mod connector;
 pub mod credentials;
 pub mod escalation;
 pub mod intake;

@@ -8,6 +8,7 @@ mod accounts;
 mod attachments;
 mod audit;
 mod clocks;
+mod connectors;
 pub mod db;
 mod followups;
 mod kpis;
@@ -28,6 +29,7 @@ pub use accounts::{AwsAccountRecord, SeverityLevelsRecord};
 pub use attachments::NewAttachment;
 pub use audit::AuditHead;
 pub use clocks::{SupportCaseRecord, TicketClock};
+pub use connectors::{ConnectorCursor, ExternalLink, NewExternalLink};
 pub use db::{Backend, Db, DbOptions, Tx};
 pub use followups::{
     ActionItemFilter, ActionItemRecord, IncidentReviewFact, IncidentReviewRecord, ScheduleRecord,

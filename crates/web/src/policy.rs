@@ -123,6 +123,8 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("PUT" | "DELETE", "/api/v1/mail/templates/{kind}") => Needs(Administer),
         ("POST", "/admin/letters/{kind}" | "/admin/letters/{kind}/reset") => Needs(Administer),
         ("PATCH", "/api/v1/tickets/{id}/attachments/{attachment_id}") => Needs(WriteTickets),
+        ("GET", "/api/v1/connectors" | "/api/v1/tickets/{id}/external") => Needs(ReadInventory),
+        ("POST", "/api/v1/tickets/{id}/external") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/sla") => Needs(ReadTickets),
         ("POST", "/api/v1/tickets/{id}/escalate") => Needs(WriteTickets),
         ("GET", "/api/v1/tickets/{id}/escalation") => Needs(ReadInventory),

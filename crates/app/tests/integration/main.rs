@@ -12,6 +12,7 @@ mod audit;
 mod browser;
 mod channels;
 mod cli;
+mod connectors;
 mod dates;
 mod email;
 mod emergency;

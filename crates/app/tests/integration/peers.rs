@@ -33,7 +33,9 @@ impl Process {
     fn spawn(name: &'static str, command: &mut Command, dir: &Path, hint: &str) -> Process {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = command
+        // A process group of its own: servers that fork workers (RT's, Dovecot's) are
+        // stopped whole.
+        let child = std::os::unix::process::CommandExt::process_group(command, 0)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -108,6 +110,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -490,4 +496,213 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .attributes
         .unwrap()[&QueueAttributeName::QueueArn]
         .clone()
+}
+
+/// Request Tracker 5 (Debian's `request-tracker5` with `rt5-db-sqlite`), run by its own
+/// standalone server on a free port with a database of its own, copied from the one the
+/// package made. Users `opsdesk` (the connector's) and `alice` (a person working in RT), each
+/// with the password `password-<name>`; root's is `password`.
+pub struct RequestTracker {
+    pub url: String,
+    pub port: u16,
+    http: reqwest::Client,
+    process: Option<Process>,
+    dir: tempfile::TempDir,
+}
+
+const RT_HINT: &str = "Request Tracker 5 is needed: apt-get install request-tracker5 \
+                       rt5-db-sqlite rt5-standalone (scripts/test does)";
+const RT_LIB: &str = "/usr/share/request-tracker5/lib";
+const RT_SERVER: &str = "/usr/share/request-tracker5/libexec/rt-server";
+const RT_PACKAGE_DB: &str = "/var/lib/dbconfig-common/sqlite3/request-tracker5/rtdb";
+
+/// The package's database with the test users added, made once per test run.
+static RT_TEMPLATE: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rtdb");
+    std::fs::copy(RT_PACKAGE_DB, &db).unwrap_or_else(|e| panic!("{RT_PACKAGE_DB}: {e}; {RT_HINT}"));
+    let conf = rt_config(dir.path(), &db, 0);
+    let script = dir.path().join("users.pl");
+    std::fs::write(
+        &script,
+        format!(
+            "use strict; use warnings; use lib '{RT_LIB}'; use RT; RT::LoadConfig(); RT::Init();\n\
+             for my $name (@ARGV) {{\n\
+               my $u = RT::User->new(RT->SystemUser);\n\
+               my ($ok, $msg) = $u->Create(Name => $name, Password => \"password-$name\",\n\
+                 EmailAddress => \"$name\\@example.com\", RealName => ucfirst($name), Privileged => 1);\n\
+               die \"user $name: $msg\\n\" unless $ok;\n\
+               ($ok, $msg) = $u->PrincipalObj->GrantRight(Right => 'SuperUser', Object => $RT::System);\n\
+               die \"right for $name: $msg\\n\" unless $ok;\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("perl")
+        .arg(&script)
+        .args(["opsdesk", "alice"])
+        .env("RT_SITE_CONFIG", conf.join("RT_SiteConfig.pm"))
+        .env("RT_SITE_CONFIG_DIR", &conf)
+        .output()
+        .unwrap_or_else(|e| panic!("perl: {e}; {RT_HINT}"));
+    assert!(
+        out.status.success(),
+        "adding RT's test users failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+});
+
+/// RT's site configuration for a database at `db` served on `port`, in `dir/conf`.
+fn rt_config(dir: &Path, db: &Path, port: u16) -> std::path::PathBuf {
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("RT_SiteConfig.pm"),
+        format!(
+            "Set($rtname, 'opsdesk-test');\nSet($Organization, 'opsdesk.test');\n\
+             Set($DatabaseType, 'SQLite');\nSet($DatabaseName, '{}');\n\
+             Set($WebPath, '');\nSet($WebDomain, '127.0.0.1');\nSet($WebPort, {port});\n\
+             Set($WebBaseURL, 'http://127.0.0.1:{port}');\n\
+             Set($LogToSTDERR, 'warning');\nSet($LogToSyslog, undef);\nSet($LogToFile, undef);\n\
+             Set($MailCommand, 'testfile');\nSet($Timezone, 'UTC');\n1;\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+impl RequestTracker {
+    pub async fn start() -> RequestTracker {
+        let template = RT_TEMPLATE.path().join("rtdb");
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rtdb");
+        std::fs::copy(&template, &db).unwrap();
+        let port = free_port();
+        let mut rt = RequestTracker {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::new(),
+            process: None,
+            dir,
+        };
+        rt.run().await;
+        rt
+    }
+
+    /// Starts the server (again, after [`RequestTracker::stop`]) on the same port and database.
+    pub async fn run(&mut self) {
+        let db = self.dir.path().join("rtdb");
+        let conf = rt_config(self.dir.path(), &db, self.port);
+        let mut process = Process::spawn(
+            "rt-server",
+            Command::new(RT_SERVER)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .env("RT_SITE_CONFIG", conf.join("RT_SiteConfig.pm"))
+                .env("RT_SITE_CONFIG_DIR", &conf),
+            self.dir.path(),
+            RT_HINT,
+        );
+        let http = self.http.clone();
+        let url = format!("{}/REST/2.0/queues/all", self.url);
+        process
+            .wait_until(&url, RT_HINT, || {
+                let req = http.get(&url).basic_auth("root", Some("password")).send();
+                async move { req.await.is_ok_and(|r| r.status().is_success()) }
+            })
+            .await;
+        self.process = Some(process);
+    }
+
+    /// Stops the server, as an outage would.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// A REST 2.0 call as `user`; the JSON answer, panicking with RT's log on a non-2xx.
+    pub async fn call(
+        &self,
+        user: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let password = if user == "root" {
+            "password".to_owned()
+        } else {
+            format!("password-{user}")
+        };
+        let mut req = self
+            .http
+            .request(method, format!("{}/REST/2.0/{path}", self.url))
+            .basic_auth(user, Some(password));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "RT {path}: {status} {text}\n{}",
+            self.log()
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A ticket's fields.
+    pub async fn ticket(&self, id: &str) -> Value {
+        self.call("root", reqwest::Method::GET, &format!("ticket/{id}"), None)
+            .await
+    }
+
+    /// The texts of a ticket's messages of `kind` (`Correspond`, `Comment` or `Create`),
+    /// oldest first.
+    pub async fn messages(&self, id: &str, kind: &str) -> Vec<String> {
+        let history = self
+            .call(
+                "root",
+                reqwest::Method::GET,
+                &format!("ticket/{id}/history?fields=Type&per_page=100"),
+                None,
+            )
+            .await;
+        let mut out = Vec::new();
+        for t in history["items"].as_array().unwrap() {
+            if t["Type"] != kind {
+                continue;
+            }
+            let tid = t["id"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| t["id"].to_string());
+            let parts = self
+                .call(
+                    "root",
+                    reqwest::Method::GET,
+                    &format!("transaction/{tid}/attachments?fields=Content,ContentType"),
+                    None,
+                )
+                .await;
+            let text = parts["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["ContentType"] == "text/plain")
+                .and_then(|p| p["Content"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            out.push(text);
+        }
+        out
+    }
+
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Process::output)
+            .unwrap_or_default()
+    }
 }

@@ -54,6 +54,10 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
         ),
         ("LetterKind", sent(opsdesk_domain::mail::LetterKind::ALL)),
         (
+            "ConnectorType",
+            sent(&[opsdesk_domain::connector::ConnectorType::RequestTracker]),
+        ),
+        (
             "ReviewKind",
             sent(&[
                 ReviewKind::Periodic,

@@ -4,6 +4,7 @@ mod accounts;
 mod attachments;
 mod audit;
 mod channels;
+mod connectors;
 mod escalation;
 mod kpis;
 pub(crate) mod mail;
@@ -42,6 +43,7 @@ use crate::AppState;
         (name = "aws", description = "AWS accounts, their support plans and plan advice"),
         (name = "kpis", description = "KPIs of the support process and the workloads, their series and trend reports"),
         (name = "readiness", description = "Readiness lenses (Well-Architected custom lenses) and reviews of workloads"),
+        (name = "connectors", description = "Links with tickets in other ticketing systems (Request Tracker)"),
     ),
 )]
 struct ApiDoc;
@@ -83,6 +85,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(escalation::routes())
         .merge(kpis::routes())
         .merge(readiness::routes())
+        .merge(connectors::routes())
 }
 
 #[cfg(test)]

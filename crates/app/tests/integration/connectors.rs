@@ -1,0 +1,285 @@
+//! The Request Tracker connector against a real Request Tracker 5: tickets pushed and linked,
+//! comments and status both ways exactly once, opsdesk's own changes not taken back, an
+//! outage caught up, a change made on both sides kept as a conflict, and tickets made in RT
+//! imported.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::{on_both_backends, Backend, TestServer};
+use crate::emergency::eventually;
+use crate::peers::RequestTracker;
+
+on_both_backends!(tickets_sync_both_ways_with_request_tracker);
+
+async fn rt_server(backend: Backend, rt: &RequestTracker) -> TestServer {
+    let url = rt.url.clone();
+    TestServer::start_with(backend, move |c, _| {
+        c.connectors = vec![toml::from_str(&format!(
+            "name = \"rt\"\ntype = \"request_tracker\"\nurl = \"{url}\"\n\
+             username = \"opsdesk\"\npassword = \"password-opsdesk\"\nqueue = \"General\"\n\
+             poll_seconds = 1\nimport_new = true\n[create_for]\nseverities = [\"SEV1\"]\n"
+        ))
+        .unwrap()];
+    })
+    .await
+}
+
+async fn link_of(s: &TestServer, id: i64) -> Option<Value> {
+    let links = s.get(&format!("/api/v1/tickets/{id}/external")).await.body;
+    links.as_array()?.first().cloned()
+}
+
+/// The RT id of the ticket's link, once the connector has made the RT ticket.
+async fn remote_id(s: &TestServer, id: i64) -> String {
+    eventually("the RT ticket to be made", || async {
+        link_of(s, id).await?["remote_id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await
+}
+
+async fn comments(s: &TestServer, id: i64) -> Vec<Value> {
+    s.get(&format!("/api/v1/tickets/{id}/comments"))
+        .await
+        .body
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
+    let mut rt = RequestTracker::start().await;
+    let s = rt_server(backend, &rt).await;
+
+    // The connector is listed, its password never shown.
+    let listed = s.get("/api/v1/connectors").await.body;
+    assert_eq!(listed[0]["name"], "rt");
+    assert_eq!(listed[0]["password"], "***");
+
+    // A SEV1 ticket goes to RT by itself, with its key in the subject.
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "Checkout is down", "description": "500s everywhere", "kind": "incident", "severity": "SEV1"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sev1 = r.body["id"].as_i64().unwrap();
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    let rt1 = remote_id(&s, sev1).await;
+    let t = rt.ticket(&rt1).await;
+    assert_eq!(t["Subject"], format!("[{key}] Checkout is down"));
+    assert_eq!(t["Priority"], "90");
+    assert_eq!(rt.messages(&rt1, "Create").await, vec!["500s everywhere"]);
+    let link = link_of(&s, sev1).await.unwrap();
+    assert_eq!(link["state"], "linked");
+    assert_eq!(
+        link["remote_url"],
+        format!("{}/Ticket/Display.html?id={rt1}", rt.url)
+    );
+
+    // A SEV3 ticket is not pushed by itself; pushed by hand it is, once.
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "New laptop for Bo", "kind": "service_request", "severity": "SEV3"}),
+        )
+        .await;
+    let sev3 = r.body["id"].as_i64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(link_of(&s, sev3).await.is_none());
+    let pushed = s
+        .post(
+            &format!("/api/v1/tickets/{sev3}/external"),
+            json!({"connector": "rt"}),
+        )
+        .await;
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let rt3 = pushed.body["remote_id"]
+        .as_str()
+        .expect("made at once")
+        .to_owned();
+    let again = s
+        .post(
+            &format!("/api/v1/tickets/{sev3}/external"),
+            json!({"connector": "rt"}),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["remote_id"], rt3.as_str());
+    let unknown = s
+        .post(
+            &format!("/api/v1/tickets/{sev3}/external"),
+            json!({"connector": "jira"}),
+        )
+        .await;
+    unknown.assert_problem(422, Some("connector"));
+    // A requester-less viewer may look but not push.
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/tickets/{sev3}/external"),
+            Some(&s.viewer),
+            Some(json!({"connector": "rt"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // Replies and internal notes go to RT as correspondence and comments.
+    s.post(
+        &format!("/api/v1/tickets/{sev1}/comments"),
+        json!({"body": "We are on it", "public": true}),
+    )
+    .await;
+    s.post(
+        &format!("/api/v1/tickets/{sev1}/comments"),
+        json!({"body": "Looks like the database", "public": false}),
+    )
+    .await;
+    eventually("the reply and the note in RT", || async {
+        let c = rt.messages(&rt1, "Correspond").await;
+        let n = rt.messages(&rt1, "Comment").await;
+        (c == ["We are on it"] && n == ["Looks like the database"]).then_some(())
+    })
+    .await;
+
+    // Alice answers in RT: a public comment, once; her note stays internal.
+    rt.call(
+        "alice",
+        Method::POST,
+        &format!("ticket/{rt1}/correspond"),
+        Some(json!({"Content": "Disk replaced", "ContentType": "text/plain"})),
+    )
+    .await;
+    rt.call(
+        "alice",
+        Method::POST,
+        &format!("ticket/{rt1}/comment"),
+        Some(json!({"Content": "Vendor ticket 7781", "ContentType": "text/plain"})),
+    )
+    .await;
+    let mirrored = eventually("Alice's messages in opsdesk", || async {
+        let c = comments(&s, sev1).await;
+        (c.len() >= 4).then_some(c)
+    })
+    .await;
+    let from_alice: Vec<(&str, bool)> = mirrored
+        .iter()
+        .filter(|c| c["author"] == "rt:alice")
+        .map(|c| (c["body"].as_str().unwrap(), c["public"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        from_alice,
+        [("Disk replaced", true), ("Vendor ticket 7781", false)]
+    );
+    // Several passes later, still once each, and opsdesk's own messages did not come back.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let c = comments(&s, sev1).await;
+    assert_eq!(c.len(), 4, "{c:#?}");
+    assert_eq!(rt.messages(&rt1, "Correspond").await.len(), 2);
+
+    // Resolved in RT: resolved in opsdesk, by Alice.
+    rt.call(
+        "alice",
+        Method::PUT,
+        &format!("ticket/{rt1}"),
+        Some(json!({"Status": "resolved"})),
+    )
+    .await;
+    eventually("the ticket resolved", || async {
+        let t = s.get(&format!("/api/v1/tickets/{sev1}")).await.body;
+        (t["status"] == "resolved").then_some(())
+    })
+    .await;
+    let history = s.get(&format!("/api/v1/tickets/{sev1}/history")).await.body;
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["actor"] == "rt:alice" && h["changes"]["status"]["after"] == "resolved"),
+        "{history:#}"
+    );
+
+    // Reopened in opsdesk: open in RT.
+    let r = s
+        .patch(
+            &format!("/api/v1/tickets/{sev1}"),
+            None,
+            json!({"status": "in_progress"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the RT ticket open again", || async {
+        (rt.ticket(&rt1).await["Status"] == "open").then_some(())
+    })
+    .await;
+
+    // RT is down while the ticket changes: nothing is lost, and it arrives once RT is back.
+    rt.stop();
+    s.post(
+        &format!("/api/v1/tickets/{sev1}/comments"),
+        json!({"body": "Still watching the disk", "public": true}),
+    )
+    .await;
+    let failing = eventually("the link to say RT cannot be reached", || async {
+        let l = link_of(&s, sev1).await?;
+        (l["attempts"].as_i64()? > 0).then_some(l)
+    })
+    .await;
+    assert!(
+        !failing["detail"].as_str().unwrap().is_empty(),
+        "{failing:#}"
+    );
+    rt.run().await;
+    // The retry waits 30 s after the first failure; pushed again by hand, it does not wait.
+    s.post(
+        &format!("/api/v1/tickets/{sev1}/external"),
+        json!({"connector": "rt"}),
+    )
+    .await;
+    let hurried = s
+        .get(&format!("/api/v1/tickets/{sev1}/external"))
+        .await
+        .body;
+    assert_eq!(hurried[0]["remote_id"], rt1.as_str());
+    let done = eventually("the message sent after the outage", || async {
+        let c = rt.messages(&rt1, "Correspond").await;
+        c.iter()
+            .any(|m| m == "Still watching the disk")
+            .then_some(c)
+    })
+    .await;
+    assert_eq!(
+        done.iter()
+            .filter(|m| *m == "Still watching the disk")
+            .count(),
+        1
+    );
+
+    // Made in RT by Alice: imported as an opsdesk ticket, linked to it.
+    let made = rt
+        .call("alice", Method::POST, "ticket", Some(json!({"Queue": "General", "Subject": "VPN drops every hour", "Content": "Since Monday.", "ContentType": "text/plain", "Priority": 70})))
+        .await;
+    let rt_new = made["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| made["id"].to_string());
+    let imported = eventually("the RT ticket imported", || async {
+        let list = s.get("/api/v1/tickets?q=VPN").await.body;
+        list["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(imported["title"], "VPN drops every hour");
+    assert_eq!(imported["severity"], "SEV2");
+    let id = imported["id"].as_i64().unwrap();
+    let t = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(t["description"], "Since Monday.");
+    assert_eq!(link_of(&s, id).await.unwrap()["remote_id"], rt_new.as_str());
+    // Once only, however many passes see it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let list = s.get("/api/v1/tickets?q=VPN").await.body;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,542 @@
+//! Request Tracker 5 through its REST 2.0 API (`/REST/2.0/`): tickets, correspondence and
+//! comments, and transactions for what changed. The transaction ids are the cursor: they only
+//! grow, so nothing depends on the two servers' clocks or time zones.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use opsdesk_core::connectors::{
+    RemoteChange, RemoteChangeKind, RemoteError, RemoteFields, RemoteNew, RemoteSystem,
+    RemoteTicket,
+};
+use opsdesk_domain::connector::ConnectorSpec;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Transactions asked for per page (RT's most).
+const PAGE: usize = 100;
+/// Pages of transactions read per look, so that one look is bounded.
+const PAGES_PER_LOOK: usize = 10;
+/// The user RT makes changes as when they follow from another (a status opened by a reply).
+const RT_SYSTEM: &str = "RT_System";
+
+pub struct RequestTracker {
+    spec: ConnectorSpec,
+    http: reqwest::Client,
+    /// `<url>/REST/2.0/`.
+    api: Url,
+    auth: HeaderValue,
+    /// The configured queue's id, read once.
+    queue_id: OnceCell<String>,
+}
+
+impl std::fmt::Debug for RequestTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTracker")
+            .field("spec", &self.spec)
+            .field("api", &self.api.as_str())
+            .finish()
+    }
+}
+
+/// Why a client cannot be built from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl RequestTracker {
+    pub fn new(spec: ConnectorSpec) -> Result<RequestTracker, BuildError> {
+        spec.check().map_err(|e| BuildError(e.to_string()))?;
+        let mut base = spec.url.trim_end_matches('/').to_owned();
+        base.push_str("/REST/2.0/");
+        let api = Url::parse(&base).map_err(|e| BuildError(format!("{}: {e}", spec.url)))?;
+        let username = spec.username.clone().unwrap_or_default();
+        let header = match (&spec.token, &spec.password) {
+            (Some(token), _) => format!("token {token}"),
+            (None, password) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{username}:{}",
+                    password.as_deref().unwrap_or_default()
+                ))
+            ),
+        };
+        let mut auth = HeaderValue::from_str(&header).map_err(|_| {
+            BuildError(format!(
+                "connectors.{}: the credentials hold characters a header cannot",
+                spec.name
+            ))
+        })?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError(e.to_string()))?;
+        Ok(RequestTracker {
+            spec,
+            http,
+            api,
+            auth,
+            queue_id: OnceCell::new(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, RemoteError> {
+        self.api
+            .join(path)
+            .map_err(|e| RemoteError::Refused(format!("{path}: {e}")))
+    }
+
+    fn username(&self) -> &str {
+        self.spec.username.as_deref().unwrap_or_default()
+    }
+
+    /// One call; the JSON answer of a 2xx, otherwise the error its status stands for.
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Value, RemoteError> {
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(AUTHORIZATION, self.auth.clone());
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let what = format!("{} {method} {}", self.spec.kind.label(), url.path());
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RemoteError::Unavailable(format!("{what}: {}", without_url(&e))))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RemoteError::Unavailable(format!("{what}: {}", without_url(&e))))?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after.unwrap_or(60).clamp(1, 3600);
+            return Err(RemoteError::RateLimited(chrono::Duration::seconds(wait)));
+        }
+        if status.is_server_error() {
+            return Err(RemoteError::Unavailable(format!("{what}: {status}")));
+        }
+        let answer: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| {
+                RemoteError::Unavailable(format!("{what}: {status}, and the answer is not JSON"))
+            })?
+        };
+        if !status.is_success() {
+            let message = answer["message"].as_str().unwrap_or_default();
+            let why = match status {
+                StatusCode::UNAUTHORIZED => {
+                    "the user or its password or token is not accepted".to_owned()
+                }
+                StatusCode::FORBIDDEN => format!("the user may not do this ({message})"),
+                _ => format!("{status}: {message}"),
+            };
+            return Err(RemoteError::Refused(format!("{what}: {why}")));
+        }
+        Ok(answer)
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, RemoteError> {
+        let url = self.url(path)?;
+        self.call(Method::GET, url, None).await
+    }
+
+    /// The configured queue's id.
+    async fn queue_id(&self) -> Result<&str, RemoteError> {
+        self.queue_id
+            .get_or_try_init(|| async {
+                let path = format!("queue/{}", encode(&self.spec.queue));
+                let q = self.get(&path).await?;
+                id_of(&q["id"]).ok_or_else(|| {
+                    RemoteError::Refused(format!("RT has no queue {:?}", self.spec.queue))
+                })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Transactions matching `filter` (RT's JSON search), oldest first, at most `pages` pages.
+    async fn transactions(
+        &self,
+        filter: Value,
+        fields: &str,
+        pages: usize,
+    ) -> Result<Vec<Value>, RemoteError> {
+        let mut out = Vec::new();
+        for page in 1..=pages {
+            let mut url = self.url("transactions")?;
+            url.query_pairs_mut()
+                .append_pair("fields", fields)
+                .append_pair("orderby", "id")
+                .append_pair("order", "ASC")
+                .append_pair("per_page", &PAGE.to_string())
+                .append_pair("page", &page.to_string());
+            let answer = self.call(Method::POST, url, Some(&filter)).await?;
+            let items = answer["items"].as_array().cloned().unwrap_or_default();
+            let last_page =
+                items.len() < PAGE || answer["pages"].as_f64().is_some_and(|p| p <= page as f64);
+            out.extend(items);
+            if last_page {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The text of a message transaction: its first text/plain part.
+    async fn message_text(&self, transaction: &str) -> Result<String, RemoteError> {
+        let t = self.get(&format!("transaction/{transaction}")).await?;
+        let parts: Vec<String> = t["_hyperlinks"]
+            .as_array()
+            .map(|links| {
+                links
+                    .iter()
+                    .filter(|l| l["ref"] == "attachment")
+                    .filter_map(|l| l["_url"].as_str())
+                    .filter_map(|u| u.rsplit('/').next().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut html = false;
+        for id in parts {
+            let a = self.get(&format!("attachment/{}", encode(&id))).await?;
+            let kind = a["ContentType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let Some(content) = a["Content"].as_str() else {
+                continue;
+            };
+            if kind.starts_with("text/plain") {
+                let compact: String = content.split_whitespace().collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .map_err(|_| {
+                        RemoteError::Unavailable(format!(
+                            "RT attachment {id}: content is not base64"
+                        ))
+                    })?;
+                return Ok(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            html |= kind.starts_with("text/html");
+        }
+        Ok(if html {
+            "(A message written in HTML only; read it in Request Tracker.)".into()
+        } else {
+            String::new()
+        })
+    }
+
+    fn ticket_of(&self, t: &Value, queue_id: Option<&str>) -> Result<RemoteTicket, RemoteError> {
+        let id = id_of(&t["id"])
+            .ok_or_else(|| RemoteError::Unavailable("RT answered a ticket without an id".into()))?;
+        Ok(RemoteTicket {
+            url: self.display_url(&id),
+            subject: t["Subject"].as_str().unwrap_or_default().to_owned(),
+            status: t["Status"].as_str().unwrap_or_default().to_owned(),
+            priority: number(&t["Priority"]).unwrap_or(0),
+            by_us: t["Creator"]["id"].as_str() == Some(self.username()),
+            in_queue: queue_id.is_some_and(|q| id_of(&t["Queue"]["id"]).as_deref() == Some(q)),
+            id,
+        })
+    }
+
+    /// Where people open the ticket in RT's web pages.
+    fn display_url(&self, id: &str) -> String {
+        format!(
+            "{}/Ticket/Display.html?id={id}",
+            self.spec.url.trim_end_matches('/')
+        )
+    }
+}
+
+/// A transport error's words without the address (which could carry a query).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url (") {
+        e.truncate(i);
+    }
+    e
+}
+
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// RT sends ids and numbers as strings or numbers.
+fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// A TicketSQL string literal.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[async_trait::async_trait]
+impl RemoteSystem for RequestTracker {
+    fn spec(&self) -> &ConnectorSpec {
+        &self.spec
+    }
+
+    async fn find(&self, key: &str) -> Result<Option<RemoteTicket>, RemoteError> {
+        let query = format!(
+            "Queue = {} AND Creator = {} AND Subject LIKE {}",
+            quoted(&self.spec.queue),
+            quoted(self.username()),
+            quoted(&format!("[{key}]"))
+        );
+        let mut url = self.url("tickets")?;
+        url.query_pairs_mut()
+            .append_pair("query", &query)
+            .append_pair("fields", "Subject,Status,Priority,Creator,Queue")
+            .append_pair("orderby", "id")
+            .append_pair("order", "ASC");
+        let answer = self.call(Method::GET, url, None).await?;
+        let prefix = format!("[{key}]");
+        let queue = self.queue_id().await?.to_owned();
+        for t in answer["items"].as_array().into_iter().flatten() {
+            if t["Subject"]
+                .as_str()
+                .is_some_and(|s| s.trim_start().starts_with(&prefix))
+            {
+                return self.ticket_of(t, Some(&queue)).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create(&self, t: &RemoteNew) -> Result<RemoteTicket, RemoteError> {
+        let body = json!({
+            "Queue": self.spec.queue,
+            "Subject": t.subject,
+            "Content": if t.description.trim().is_empty() { "(no description)" } else { t.description.as_str() },
+            "ContentType": "text/plain",
+            "Priority": t.priority,
+            "Status": t.status,
+        });
+        let url = self.url("ticket")?;
+        let made = self.call(Method::POST, url, Some(&body)).await?;
+        let id = id_of(&made["id"])
+            .ok_or_else(|| RemoteError::Unavailable("RT created a ticket but sent no id".into()))?;
+        self.ticket(&id).await
+    }
+
+    async fn ticket(&self, id: &str) -> Result<RemoteTicket, RemoteError> {
+        let t = self.get(&format!("ticket/{}", encode(id))).await?;
+        let queue = self.queue_id().await?.to_owned();
+        self.ticket_of(&t, Some(&queue))
+    }
+
+    async fn update(&self, id: &str, f: &RemoteFields) -> Result<(), RemoteError> {
+        let mut body = serde_json::Map::new();
+        if let Some(s) = &f.subject {
+            body.insert("Subject".into(), json!(s));
+        }
+        if let Some(s) = f.status {
+            body.insert("Status".into(), json!(s));
+        }
+        if let Some(p) = f.priority {
+            body.insert("Priority".into(), json!(p));
+        }
+        let url = self.url(&format!("ticket/{}", encode(id)))?;
+        let answer = self
+            .call(Method::PUT, url, Some(&Value::Object(body)))
+            .await?;
+        // RT answers 200 with the messages of what it did; a refused field says so in words.
+        for m in answer
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let lower = m.to_ascii_lowercase();
+            if lower.contains("permission denied")
+                || lower.contains("illegal value")
+                || lower.contains("can't change status")
+            {
+                return Err(RemoteError::Refused(format!("RT ticket {id}: {m}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn message(&self, id: &str, body: &str, public: bool) -> Result<(), RemoteError> {
+        let what = if public { "correspond" } else { "comment" };
+        let url = self.url(&format!("ticket/{}/{what}", encode(id)))?;
+        self.call(
+            Method::POST,
+            url,
+            Some(&json!({ "Content": body, "ContentType": "text/plain" })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn changes(&self, id: &str, after: i64) -> Result<Vec<RemoteChange>, RemoteError> {
+        let ticket_id: i64 = id
+            .parse()
+            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "ObjectId", "value": ticket_id},
+            {"field": "id", "operator": ">", "value": after}
+        ]);
+        let items = self
+            .transactions(
+                filter,
+                "Type,Creator,Field,OldValue,NewValue",
+                PAGES_PER_LOOK,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut previous_ours = false;
+        for t in items {
+            let Some(tid) = number(&t["id"]) else {
+                continue;
+            };
+            let creator = t["Creator"]["id"].as_str().unwrap_or_default().to_owned();
+            // What RT did by itself right after one of our changes (a reply that opens the
+            // ticket) is ours too.
+            let by_us = creator == self.username() || (creator == RT_SYSTEM && previous_ours);
+            previous_ours = by_us;
+            let new_value = t["NewValue"].as_str().unwrap_or_default();
+            let kind = match (
+                t["Type"].as_str().unwrap_or_default(),
+                t["Field"].as_str().unwrap_or_default(),
+            ) {
+                ("Correspond", _) | ("Comment", _) if !by_us => RemoteChangeKind::Message {
+                    public: t["Type"] == "Correspond",
+                    body: self.message_text(&tid.to_string()).await?,
+                },
+                ("Status", _) | ("Set", "Status") => RemoteChangeKind::Status(new_value.to_owned()),
+                ("Set", "Subject") => RemoteChangeKind::Subject(new_value.to_owned()),
+                ("Set", "Priority") => match number(&t["NewValue"]) {
+                    Some(p) => RemoteChangeKind::Priority(p),
+                    None => RemoteChangeKind::Other,
+                },
+                _ => RemoteChangeKind::Other,
+            };
+            out.push(RemoteChange {
+                id: tid,
+                by_us,
+                author: creator,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn description(&self, id: &str) -> Result<String, RemoteError> {
+        let ticket_id: i64 = id
+            .parse()
+            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "ObjectId", "value": ticket_id},
+            {"field": "Type", "value": "Create"}
+        ]);
+        let created = self.transactions(filter, "Type", 1).await?;
+        match created.first().and_then(|t| number(&t["id"])) {
+            Some(tid) => self.message_text(&tid.to_string()).await,
+            None => Ok(String::new()),
+        }
+    }
+
+    async fn newest_change(&self) -> Result<i64, RemoteError> {
+        let mut url = self.url("transactions")?;
+        url.query_pairs_mut()
+            .append_pair("fields", "ObjectId")
+            .append_pair("orderby", "id")
+            .append_pair("order", "DESC")
+            .append_pair("per_page", "1");
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "id", "operator": ">", "value": 0}
+        ]);
+        let answer = self.call(Method::POST, url, Some(&filter)).await?;
+        Ok(answer["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .and_then(|t| number(&t["id"]))
+            .unwrap_or(0))
+    }
+
+    async fn changed_after(&self, after: i64) -> Result<(Vec<String>, i64), RemoteError> {
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "id", "operator": ">", "value": after}
+        ]);
+        let items = self
+            .transactions(filter, "ObjectId", PAGES_PER_LOOK)
+            .await?;
+        let mut newest = after;
+        let mut tickets: Vec<String> = Vec::new();
+        for t in &items {
+            if let Some(id) = number(&t["id"]) {
+                newest = newest.max(id);
+            }
+            if let Some(ticket) = id_of(&t["ObjectId"]) {
+                if !tickets.contains(&ticket) {
+                    tickets.push(ticket);
+                }
+            }
+        }
+        Ok((tickets, newest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticketsql_literals_are_quoted() {
+        assert_eq!(quoted("General"), "'General'");
+        assert_eq!(quoted("O'Brien\\x"), "'O\\'Brien\\\\x'");
+        assert_eq!(encode("IT Support/EU"), "IT%20Support%2FEU");
+        assert_eq!(id_of(&json!("12")), Some("12".into()));
+        assert_eq!(id_of(&json!(12)), Some("12".into()));
+        assert_eq!(number(&json!("80")), Some(80));
+    }
+}

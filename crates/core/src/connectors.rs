@@ -1,0 +1,1079 @@
+//! Connectors: opsdesk tickets kept in step with tickets in another ticketing system.
+//!
+//! A link records what both sides held at the last sync (title, status, severity), the newest
+//! opsdesk comment sent and the newest remote change taken. A pass of the connector:
+//! 1. links the new tickets `create_for` asks for;
+//! 2. asks the other side which of its tickets changed since it last looked (with an overlap),
+//!    hurries their links and, with `import_new`, brings in tickets made there;
+//! 3. syncs each due link: creates the remote ticket (or finds the one an interrupted pass
+//!    made, by the key in its subject), takes the remote changes after the cursor in the same
+//!    transaction that moves the cursor (so each is taken once), then sends opsdesk's field
+//!    changes and comments.
+//!
+//! A change opsdesk made over there is recognised by its author (the connector's user) and not
+//! taken back. A field is overwritten only on a side that still holds the value last synced;
+//! when both sides changed it, the ticket gets an internal note and the link says so. Nothing
+//! is lost while the other side is down: what is to be sent is read from the ticket itself,
+//! and the link is tried again with a growing wait (or when the other side says, on 429).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use opsdesk_domain::audit::AuditEntry;
+use opsdesk_domain::channel::truncate;
+use opsdesk_domain::connector::{
+    remote_subject, rt_priority, rt_status, same_in_rt, severity_from_rt_priority,
+    title_from_subject, ConnectorSpec,
+};
+use opsdesk_domain::validation::{DESCRIPTION_MAX, TITLE_MAX};
+use opsdesk_domain::{
+    FieldError, NewTicket, Permission, Role, Severity, Status, Ticket, TicketPatch, Validated,
+};
+use opsdesk_store::{ExternalLink, NewExternalLink, Tx};
+use serde_json::{json, Value};
+
+use crate::audit::whole;
+use crate::outbox::Routing;
+use crate::tickets::{comment_on, insert_ticket, NewCommentIn};
+use crate::{Actor, Desk, Error, Result};
+
+/// A ticket of the other system as opsdesk reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTicket {
+    pub id: String,
+    /// Where people open it.
+    pub url: String,
+    pub subject: String,
+    pub status: String,
+    pub priority: i64,
+    /// Made by the user opsdesk acts as.
+    pub by_us: bool,
+    /// In the connector's queue (tickets elsewhere are not imported).
+    pub in_queue: bool,
+}
+
+/// What one remote change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteChangeKind {
+    /// Correspondence (public) or a comment (internal).
+    Message {
+        public: bool,
+        body: String,
+    },
+    Status(String),
+    Subject(String),
+    Priority(i64),
+    /// Anything opsdesk does not mirror.
+    Other,
+}
+
+/// One change of a remote ticket, in the order the other system made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteChange {
+    /// Grows with each change (RT: the transaction id).
+    pub id: i64,
+    /// Made by the user opsdesk acts as: opsdesk's own change, not taken back.
+    pub by_us: bool,
+    /// Who made it over there.
+    pub author: String,
+    pub kind: RemoteChangeKind,
+}
+
+/// A ticket for the other system to create.
+#[derive(Debug, Clone)]
+pub struct RemoteNew {
+    pub subject: String,
+    pub description: String,
+    pub status: &'static str,
+    pub priority: i64,
+}
+
+/// Fields to change on a remote ticket; `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteFields {
+    pub subject: Option<String>,
+    pub status: Option<&'static str>,
+    pub priority: Option<i64>,
+}
+
+impl RemoteFields {
+    fn is_empty(&self) -> bool {
+        *self == RemoteFields::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The other side is down, slow or answered 5xx: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 429: try again after this long.
+    #[error("asked to wait {} s before trying again", .0.num_seconds())]
+    RateLimited(Duration),
+    /// The other side refused the request (4xx): a setting or the data is wrong.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The other system, as a connector uses it.
+#[async_trait::async_trait]
+pub trait RemoteSystem: Send + Sync {
+    fn spec(&self) -> &ConnectorSpec;
+    /// The ticket opsdesk made for `key` earlier, found by the key in its subject.
+    async fn find(&self, key: &str) -> std::result::Result<Option<RemoteTicket>, RemoteError>;
+    async fn create(&self, t: &RemoteNew) -> std::result::Result<RemoteTicket, RemoteError>;
+    async fn ticket(&self, id: &str) -> std::result::Result<RemoteTicket, RemoteError>;
+    async fn update(&self, id: &str, f: &RemoteFields) -> std::result::Result<(), RemoteError>;
+    /// Correspondence when `public`, an internal comment otherwise.
+    async fn message(
+        &self,
+        id: &str,
+        body: &str,
+        public: bool,
+    ) -> std::result::Result<(), RemoteError>;
+    /// The ticket's changes after change `after`, oldest first.
+    async fn changes(
+        &self,
+        id: &str,
+        after: i64,
+    ) -> std::result::Result<Vec<RemoteChange>, RemoteError>;
+    /// The description it was created with.
+    async fn description(&self, id: &str) -> std::result::Result<String, RemoteError>;
+    /// The newest change the other system has made to any ticket (the first look starts
+    /// there).
+    async fn newest_change(&self) -> std::result::Result<i64, RemoteError>;
+    /// The tickets changed after change `after` (a bounded number of changes), and the newest
+    /// change looked at.
+    async fn changed_after(
+        &self,
+        after: i64,
+    ) -> std::result::Result<(Vec<String>, i64), RemoteError>;
+}
+
+/// How long a link is leased to one node's pass.
+const LEASE: Duration = Duration::seconds(120);
+/// Links synced per pass at most.
+const PASS_LINKS: usize = 200;
+/// A link with nothing new is looked at again after this many poll intervals anyway.
+const RECONCILE_POLLS: i32 = 30;
+
+/// The wait before the next try after `attempts` failures in a row: 30 s doubling, at most an
+/// hour.
+fn retry_wait(attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.clamp(1, 8) - 1).unwrap_or(0);
+    Duration::seconds(30 * 2_i64.pow(doublings)).min(Duration::hours(1))
+}
+
+/// The name comments and audit entries of a connector carry: `rt:alice` for a change alice
+/// made in the connector `rt`.
+fn author(connector: &str, who: &str) -> String {
+    format!("{connector}:{who}")
+}
+
+fn connector_actor(connector: &str) -> Actor {
+    Actor::new(format!("connector:{connector}"), Role::Agent)
+}
+
+/// Whether a comment came from the connector's side (mirrored in, so not sent back).
+fn came_from(connector: &str, comment_author: &str) -> bool {
+    comment_author
+        .strip_prefix(connector)
+        .is_some_and(|rest| rest.starts_with(':'))
+}
+
+impl Desk {
+    /// Uses these connectors (from `[[connectors]]`), each with its system's client.
+    pub fn with_connectors(mut self, remotes: Vec<Arc<dyn RemoteSystem>>) -> Desk {
+        self.settings.connectors = Arc::new(remotes);
+        self
+    }
+
+    /// The clients of the configured connectors, for their loops.
+    pub fn connector_remotes(&self) -> Vec<Arc<dyn RemoteSystem>> {
+        self.settings.connectors.iter().cloned().collect()
+    }
+
+    /// The configured connectors, secrets masked.
+    pub fn connectors(&self, actor: &Actor) -> Result<Vec<ConnectorSpec>> {
+        actor.require(Permission::ReadInventory)?;
+        Ok(self
+            .settings
+            .connectors
+            .iter()
+            .map(|r| r.spec().redacted())
+            .collect())
+    }
+
+    fn remote(&self, name: &str) -> Result<Arc<dyn RemoteSystem>> {
+        self.settings
+            .connectors
+            .iter()
+            .find(|r| r.spec().name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .settings
+                    .connectors
+                    .iter()
+                    .map(|r| r.spec().name.as_str())
+                    .collect();
+                Error::Invalid(FieldError::new(
+                    "connector",
+                    if known.is_empty() {
+                        format!("no connector {name:?}: none is configured ([[connectors]])")
+                    } else {
+                        format!("no connector {name:?}; configured: {}", known.join(", "))
+                    },
+                ))
+            })
+    }
+
+    /// The ticket's links with other systems.
+    pub async fn external_links(&self, actor: &Actor, ticket_id: i64) -> Result<Vec<ExternalLink>> {
+        actor.require(Permission::ReadInventory)?;
+        self.ticket(actor, ticket_id).await?;
+        Ok(self.db().external_links(ticket_id).await?)
+    }
+
+    /// Links the ticket with `connector` and syncs it at once, so that the answer shows the
+    /// remote ticket (when the other side is down, the link says why and the connector keeps
+    /// trying). A ticket linked already keeps its link, synced on the connector's next pass
+    /// (within a second) even if it was waiting to retry; the bool says whether it is new.
+    pub async fn push_ticket(
+        &self,
+        actor: &Actor,
+        ticket_id: i64,
+        connector: &str,
+    ) -> Result<(ExternalLink, bool)> {
+        actor.require(Permission::WriteTickets)?;
+        let remote = self.remote(connector)?;
+        self.ticket(actor, ticket_id).await?;
+        let actor = actor.clone();
+        let spec = remote.spec().clone();
+        let (link, created) = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let ticket = tx.ticket_for_update(ticket_id).await?.ok_or_else(|| {
+                        Error::NotFound(format!("ticket {}", Ticket::key_for(ticket_id)))
+                    })?;
+                    let linked = link_ticket(tx, &spec, &ticket, &actor.name, now).await?;
+                    if !linked.1 {
+                        // Pushed again: synced on the next pass, even one that was waiting
+                        // to retry.
+                        tx.hurry_external_link(&spec.name, ticket_id, now).await?;
+                    }
+                    Ok(linked)
+                })
+            })
+            .await?;
+        if link.remote_id.is_some() {
+            return Ok((link, created));
+        }
+        let name = link.connector.clone();
+        let leased = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    Ok(tx
+                        .lease_external_link(&name, ticket_id, now, now + LEASE)
+                        .await?)
+                })
+            })
+            .await?;
+        let Some(leased) = leased else {
+            // A connector pass is making it right now.
+            return Ok((link, created));
+        };
+        self.sync_link(remote.as_ref(), leased).await?;
+        let now_link = self
+            .db()
+            .external_links(ticket_id)
+            .await?
+            .into_iter()
+            .find(|l| l.connector == link.connector)
+            .unwrap_or(link);
+        Ok((now_link, created))
+    }
+
+    /// One pass of a connector (see the module's words); `look` asks the other side what
+    /// changed there too. Returns how many links it synced.
+    pub async fn sync_connector(&self, remote: &dyn RemoteSystem, look: bool) -> Result<usize> {
+        let spec = remote.spec().clone();
+        self.link_new_tickets(&spec).await?;
+        if look {
+            if let Err(e) = self.look_for_remote_changes(remote).await {
+                tracing::warn!(connector = %spec.name, error = %e, "asking what changed failed");
+            }
+        }
+        let mut done = 0;
+        while done < PASS_LINKS {
+            let name = spec.name.clone();
+            let claimed = self
+                .change(move |tx, now| {
+                    Box::pin(async move {
+                        Ok(tx.claim_external_links(&name, now, now + LEASE, 1).await?)
+                    })
+                })
+                .await?;
+            let Some(link) = claimed.into_iter().next() else {
+                break;
+            };
+            done += 1;
+            let key = Ticket::key_for(link.ticket_id);
+            if let Err(e) = self.sync_link(remote, link).await {
+                tracing::warn!(connector = %spec.name, ticket = %key, error = %e, "syncing a linked ticket failed");
+            }
+        }
+        Ok(done)
+    }
+
+    /// Links the tickets made since the last pass that `create_for` asks for.
+    async fn link_new_tickets(&self, spec: &ConnectorSpec) -> Result<()> {
+        let spec = spec.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let mut cursor = tx.connector_cursor(&spec.name, now).await?;
+                let severities: Vec<&str> = spec
+                    .create_for
+                    .severities
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                loop {
+                    let (ids, last) = tx
+                        .tickets_of_severities_after(cursor.last_ticket_id, &severities, 500)
+                        .await?;
+                    if last == cursor.last_ticket_id {
+                        break;
+                    }
+                    for id in ids {
+                        if let Some(ticket) = tx.ticket_for_update(id).await? {
+                            let actor = connector_actor(&spec.name);
+                            link_ticket(tx, &spec, &ticket, &actor.name, now).await?;
+                        }
+                    }
+                    cursor.last_ticket_id = last;
+                }
+                tx.save_connector_cursor(&spec.name, &cursor, now).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Asks the other side what changed since the last look: hurries those links, and with
+    /// `import_new` brings in the tickets made there.
+    async fn look_for_remote_changes(&self, remote: &dyn RemoteSystem) -> Result<()> {
+        let spec = remote.spec().clone();
+        let name = spec.name.clone();
+        let cursor = self
+            .change(move |tx, now| {
+                Box::pin(async move { Ok(tx.connector_cursor(&name, now).await?) })
+            })
+            .await?;
+        let unavailable = |e: RemoteError| Error::Internal(format!("{}: {e}", spec.name));
+        let (changed, newest) = match cursor.remote_cursor {
+            // The first look: from now on.
+            None => (
+                Vec::new(),
+                remote.newest_change().await.map_err(unavailable)?,
+            ),
+            Some(after) => remote.changed_after(after).await.map_err(unavailable)?,
+        };
+        let name = spec.name.clone();
+        let ids = changed.clone();
+        let unlinked = self
+            .change(move |tx, now| {
+                Box::pin(async move { Ok(tx.hurry_external_links(&name, &ids, now).await?) })
+            })
+            .await?;
+        if spec.import_new {
+            for id in &unlinked {
+                let t = remote.ticket(id).await.map_err(unavailable)?;
+                if t.by_us || !t.in_queue {
+                    continue;
+                }
+                // A failure leaves the cursor where it was: the ticket is looked at again.
+                self.import_remote(remote, &t).await?;
+            }
+        }
+        let name = spec.name.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let mut cursor = tx.connector_cursor(&name, now).await?;
+                cursor.remote_cursor = Some(cursor.remote_cursor.map_or(newest, |c| c.max(newest)));
+                tx.save_connector_cursor(&name, &cursor, now).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Makes an opsdesk ticket of a ticket made in the other system, linked to it.
+    async fn import_remote(&self, remote: &dyn RemoteSystem, t: &RemoteTicket) -> Result<()> {
+        let spec = remote.spec().clone();
+        let description = remote
+            .description(&t.id)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let changes = remote
+            .changes(&t.id, 0)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let cursor = changes.iter().map(|c| c.id).max().unwrap_or(0);
+        let mut input = NewTicket {
+            title: truncate(
+                &plain(title_from_subject(&t.subject)).replace('\n', " "),
+                TITLE_MAX,
+            ),
+            description: truncate(&plain(&description), DESCRIPTION_MAX),
+            kind: opsdesk_domain::Kind::Incident,
+            severity: severity_from_rt_priority(t.priority),
+            requester: None,
+            assignee: None,
+            team: None,
+            workload: None,
+            tags: vec![spec.name.clone()],
+            source: Some(spec.kind.as_str().into()),
+            dedup_key: None,
+        };
+        if input.title.trim().is_empty() {
+            input.title = format!("{} ticket {}", spec.kind.label(), t.id);
+        }
+        let input = input.validate()?;
+        let routing = self.routing().await?;
+        let remote_ticket = t.clone();
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                if tx
+                    .external_link_by_remote(&spec.name, &remote_ticket.id)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let actor = connector_actor(&spec.name);
+                let ticket = insert_ticket(tx, &routing, &actor, input, now).await?;
+                let (link, _) = tx
+                    .insert_external_link(&NewExternalLink {
+                        connector: &spec.name,
+                        ticket_id: ticket.id,
+                        remote: Some((&remote_ticket.id, &remote_ticket.url)),
+                        synced_title: &ticket.title,
+                        synced_status: ticket.status.as_str(),
+                        synced_severity: ticket.severity.as_str(),
+                        remote_cursor: cursor,
+                        sent_comment_id: 0,
+                        created_by: &actor.name,
+                        at: now,
+                    })
+                    .await?;
+                audit_link(
+                    tx,
+                    &actor.name,
+                    &ticket,
+                    &link,
+                    "ticket.external_imported",
+                    now,
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Syncs one leased link both ways; a failure over there is kept on the link and tried
+    /// again later.
+    async fn sync_link(&self, remote: &dyn RemoteSystem, link: ExternalLink) -> Result<()> {
+        let outcome = self.sync_link_once(remote, &link).await;
+        let name = link.connector.clone();
+        let ticket_id = link.ticket_id;
+        let poll = Duration::seconds(i64::try_from(remote.spec().poll_seconds).unwrap_or(60));
+        match outcome {
+            Ok(read_at) => {
+                self.change(move |tx, now| {
+                    Box::pin(async move {
+                        let Some(mut l) = tx.external_link(&name, ticket_id).await? else {
+                            return Ok(());
+                        };
+                        l.attempts = 0;
+                        if !l.detail.starts_with("conflict") {
+                            l.detail = String::new();
+                        }
+                        l.last_synced_at = Some(read_at);
+                        l.next_sync_at = now + poll * RECONCILE_POLLS;
+                        l.updated_at = now;
+                        tx.save_external_link(&l).await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let wait = match &e {
+                    SyncError::Remote(RemoteError::RateLimited(after)) => Some(*after),
+                    _ => None,
+                };
+                self.change(move |tx, now| {
+                    Box::pin(async move {
+                        let Some(mut l) = tx.external_link(&name, ticket_id).await? else {
+                            return Ok(());
+                        };
+                        l.attempts += 1;
+                        l.detail = why;
+                        l.next_sync_at = now + wait.unwrap_or_else(|| retry_wait(l.attempts));
+                        l.updated_at = now;
+                        tx.save_external_link(&l).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+                match e {
+                    SyncError::Desk(e) => Err(e),
+                    SyncError::Remote(_) => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The sync itself; the time the ticket was read for sending, which later changes are
+    /// after.
+    async fn sync_link_once(
+        &self,
+        remote: &dyn RemoteSystem,
+        link: &ExternalLink,
+    ) -> std::result::Result<DateTime<Utc>, SyncError> {
+        let spec = remote.spec().clone();
+        let ticket = self
+            .db()
+            .get_ticket(link.ticket_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::NotFound(format!("ticket {}", Ticket::key_for(link.ticket_id)))
+            })?;
+        let mut link = link.clone();
+        if link.remote_id.is_none() {
+            link = self.create_remote(remote, &link, &ticket).await?;
+        }
+        let remote_id = link.remote_id.clone().unwrap_or_default();
+        // Theirs first: a change made over there is taken before ours is sent, so that a field
+        // both sides changed is seen as such.
+        let changes = remote.changes(&remote_id, link.remote_cursor).await?;
+        if !changes.is_empty() {
+            link = self.take_changes(&spec, &link, changes).await?;
+        }
+        let read_at = self.now();
+        let ticket = self
+            .db()
+            .get_ticket(link.ticket_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::NotFound(format!("ticket {}", Ticket::key_for(link.ticket_id)))
+            })?;
+        self.send_fields(remote, &link, &ticket, &remote_id).await?;
+        self.send_comments(remote, &link, &remote_id).await?;
+        Ok(read_at)
+    }
+
+    /// Creates the remote ticket, or finds the one an interrupted pass created, and records it.
+    async fn create_remote(
+        &self,
+        remote: &dyn RemoteSystem,
+        link: &ExternalLink,
+        ticket: &Ticket,
+    ) -> std::result::Result<ExternalLink, SyncError> {
+        let made = match remote.find(&ticket.key).await? {
+            Some(found) => found,
+            None => {
+                remote
+                    .create(&RemoteNew {
+                        subject: remote_subject(&ticket.key, &ticket.title),
+                        description: ticket.description.clone(),
+                        status: rt_status(ticket.status),
+                        priority: rt_priority(ticket.severity),
+                    })
+                    .await?
+            }
+        };
+        // What the ticket holds now over there is what it was made with, by us.
+        let cursor = remote
+            .changes(&made.id, 0)
+            .await?
+            .iter()
+            .map(|c| c.id)
+            .max()
+            .unwrap_or(0);
+        let name = link.connector.clone();
+        let ticket_id = link.ticket_id;
+        let saved = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let Some(mut l) = tx.external_link(&name, ticket_id).await? else {
+                        return Err(Error::NotFound("the link".into()));
+                    };
+                    if l.remote_id.is_some() {
+                        return Ok(l);
+                    }
+                    let ticket = tx.ticket_for_update(ticket_id).await?.ok_or_else(|| {
+                        Error::NotFound(format!("ticket {}", Ticket::key_for(ticket_id)))
+                    })?;
+                    l.remote_id = Some(made.id.clone());
+                    l.remote_url = Some(made.url.clone());
+                    l.state = "linked".into();
+                    l.synced_title = title_from_subject(&made.subject).to_owned();
+                    l.synced_status = opsdesk_status_of(&made.status, ticket.status);
+                    l.synced_severity =
+                        severity_from_rt_priority(made.priority).as_str().to_owned();
+                    l.remote_cursor = l.remote_cursor.max(cursor);
+                    l.updated_at = now;
+                    tx.save_external_link(&l).await?;
+                    audit_link(
+                        tx,
+                        &l.created_by.clone(),
+                        &ticket,
+                        &l,
+                        "ticket.external_created",
+                        now,
+                    )
+                    .await?;
+                    Ok(l)
+                })
+            })
+            .await?;
+        Ok(saved)
+    }
+
+    /// Takes remote changes onto the ticket, in one transaction with the cursor.
+    async fn take_changes(
+        &self,
+        spec: &ConnectorSpec,
+        link: &ExternalLink,
+        changes: Vec<RemoteChange>,
+    ) -> Result<ExternalLink> {
+        let spec = spec.clone();
+        let routing = self.routing().await?;
+        let ticket_id = link.ticket_id;
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let Some(mut l) = tx.external_link(&spec.name, ticket_id).await? else {
+                    return Err(Error::NotFound("the link".into()));
+                };
+                for change in changes {
+                    // Another node took it meanwhile.
+                    if change.id <= l.remote_cursor {
+                        continue;
+                    }
+                    l.remote_cursor = change.id;
+                    if change.by_us {
+                        continue;
+                    }
+                    take_change(tx, &routing, &spec, &mut l, change, now).await?;
+                }
+                l.updated_at = now;
+                tx.save_external_link(&l).await?;
+                Ok(l)
+            })
+        })
+        .await
+    }
+
+    /// Sends the title, status and severity changed in opsdesk since the last sync, unless
+    /// they were changed over there too.
+    async fn send_fields(
+        &self,
+        remote: &dyn RemoteSystem,
+        link: &ExternalLink,
+        ticket: &Ticket,
+        remote_id: &str,
+    ) -> std::result::Result<(), SyncError> {
+        let title_changed = ticket.title != link.synced_title;
+        let status_changed =
+            Status::parse(&link.synced_status).is_none_or(|s| !same_in_rt(s, ticket.status));
+        let severity_changed = ticket.severity.as_str() != link.synced_severity;
+        if !title_changed && !status_changed && !severity_changed {
+            return Ok(());
+        }
+        let theirs = remote.ticket(remote_id).await?;
+        let their_title = title_from_subject(&theirs.subject).to_owned();
+        let their_status = opsdesk_status_of(&theirs.status, ticket.status);
+        let their_severity = severity_from_rt_priority(theirs.priority);
+        let mut fields = RemoteFields::default();
+        let mut conflicts = Vec::new();
+        if title_changed && their_title != ticket.title {
+            if their_title == link.synced_title || link.synced_title.is_empty() {
+                fields.subject = Some(remote_subject(&ticket.key, &ticket.title));
+            } else {
+                conflicts.push(format!(
+                    "title (here {:?}, there {their_title:?})",
+                    ticket.title
+                ));
+            }
+        }
+        if status_changed && theirs.status != rt_status(ticket.status) {
+            if their_status == link.synced_status {
+                fields.status = Some(rt_status(ticket.status));
+            } else {
+                conflicts.push(format!(
+                    "status (here {}, there {})",
+                    ticket.status, theirs.status
+                ));
+            }
+        }
+        if severity_changed && their_severity != ticket.severity {
+            if their_severity.as_str() == link.synced_severity {
+                fields.priority = Some(rt_priority(ticket.severity));
+            } else {
+                conflicts.push(format!(
+                    "severity (here {}, there priority {})",
+                    ticket.severity, theirs.priority
+                ));
+            }
+        }
+        if !fields.is_empty() {
+            remote.update(remote_id, &fields).await?;
+        }
+        let name = link.connector.clone();
+        let ticket_id = ticket.id;
+        let label = remote.spec().kind.label();
+        let sent = ticket.clone();
+        let (sent_title, sent_status, sent_severity) = (
+            fields.subject.is_some() || their_title == ticket.title,
+            fields.status.is_some() || theirs.status == rt_status(ticket.status),
+            fields.priority.is_some() || their_severity == ticket.severity,
+        );
+        self.change(move |tx, now| {
+            Box::pin(async move {
+                let Some(mut l) = tx.external_link(&name, ticket_id).await? else {
+                    return Ok(());
+                };
+                if sent_title {
+                    l.synced_title = sent.title.clone();
+                }
+                if sent_status {
+                    l.synced_status = sent.status.as_str().to_owned();
+                }
+                if sent_severity {
+                    l.synced_severity = sent.severity.as_str().to_owned();
+                }
+                if !conflicts.is_empty() {
+                    let text = format!(
+                        "conflict: changed both here and in {label} since the last sync: {}. \
+                         Neither side was overwritten; set the value you want on either side.",
+                        conflicts.join("; ")
+                    );
+                    if l.detail != text {
+                        note(tx, &sent, &connector_actor(&name), &text, now).await?;
+                        l.detail = text;
+                    }
+                } else if l.detail.starts_with("conflict") {
+                    l.detail = String::new();
+                }
+                l.updated_at = now;
+                tx.save_external_link(&l).await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Sends the ticket's comments after the last one sent, each once: the cursor moves after
+    /// each one the other side took.
+    async fn send_comments(
+        &self,
+        remote: &dyn RemoteSystem,
+        link: &ExternalLink,
+        remote_id: &str,
+    ) -> std::result::Result<(), SyncError> {
+        let comments = self
+            .db()
+            .comments(link.ticket_id)
+            .await
+            .map_err(Error::from)?;
+        for c in comments.into_iter().filter(|c| c.id > link.sent_comment_id) {
+            if !came_from(&link.connector, &c.author) && !c.author.starts_with("connector:") {
+                remote.message(remote_id, &c.body, c.public).await?;
+            }
+            let name = link.connector.clone();
+            let ticket_id = link.ticket_id;
+            self.change(move |tx, now| {
+                Box::pin(async move {
+                    if let Some(mut l) = tx.external_link(&name, ticket_id).await? {
+                        l.sent_comment_id = l.sent_comment_id.max(c.id);
+                        l.updated_at = now;
+                        tx.save_external_link(&l).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a sync stopped: the other side, or opsdesk's own store.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Desk(#[from] Error),
+}
+
+/// Text from the other side as opsdesk keeps it: line breaks as `\n`, no other control
+/// characters but tabs.
+fn plain(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+/// The opsdesk status a remote status stands for; one with no meaning here (RT's `new`) stands
+/// for the ticket's own.
+fn opsdesk_status_of(remote: &str, own: Status) -> String {
+    opsdesk_domain::connector::status_from_rt(remote)
+        .filter(|s| !same_in_rt(*s, own))
+        .unwrap_or(own)
+        .as_str()
+        .to_owned()
+}
+
+/// Records a new link for `ticket` (or returns the one it has), with its audit entry.
+async fn link_ticket(
+    tx: &mut Tx,
+    spec: &ConnectorSpec,
+    ticket: &Ticket,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(ExternalLink, bool)> {
+    let (link, created) = tx
+        .insert_external_link(&NewExternalLink {
+            connector: &spec.name,
+            ticket_id: ticket.id,
+            remote: None,
+            synced_title: &ticket.title,
+            synced_status: ticket.status.as_str(),
+            synced_severity: ticket.severity.as_str(),
+            remote_cursor: 0,
+            sent_comment_id: 0,
+            created_by: actor,
+            at: now,
+        })
+        .await?;
+    if created {
+        audit_link(tx, actor, ticket, &link, "ticket.external_linked", now).await?;
+    }
+    Ok((link, created))
+}
+
+async fn audit_link(
+    tx: &mut Tx,
+    actor: &str,
+    ticket: &Ticket,
+    link: &ExternalLink,
+    action: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tx.append_audit(AuditEntry {
+        at: now,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        ticket_id: Some(ticket.id),
+        changes: whole(
+            "external_link",
+            Value::Null,
+            json!({ "connector": link.connector, "remote_id": link.remote_id, "remote_url": link.remote_url }),
+        ),
+    })
+    .await?;
+    Ok(())
+}
+
+/// An internal note on the ticket, with its audit entry.
+async fn note(
+    tx: &mut Tx,
+    ticket: &Ticket,
+    actor: &Actor,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let c = tx
+        .insert_comment(ticket.id, text, &actor.name, false, now)
+        .await?;
+    let mut next = ticket.clone();
+    next.touch(now);
+    tx.update_ticket(&next, ticket).await?;
+    tx.append_audit(AuditEntry {
+        at: now,
+        actor: actor.name.clone(),
+        action: "ticket.commented".into(),
+        ticket_id: Some(ticket.id),
+        changes: whole(
+            "comment",
+            Value::Null,
+            json!({ "id": c.id, "public": false, "body": c.body }),
+        ),
+    })
+    .await?;
+    Ok(())
+}
+
+/// Takes one remote change onto the ticket, inside `tx`.
+async fn take_change(
+    tx: &mut Tx,
+    routing: &Routing,
+    spec: &ConnectorSpec,
+    link: &mut ExternalLink,
+    change: RemoteChange,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let actor = Actor::new(author(&spec.name, &change.author), Role::Agent);
+    let current = tx
+        .ticket_for_update(link.ticket_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("ticket {}", Ticket::key_for(link.ticket_id))))?;
+    let label = spec.kind.label();
+    let mut patch = TicketPatch::default();
+    let mut conflict = None;
+    match change.kind {
+        RemoteChangeKind::Message { public, body } => {
+            if body.trim().is_empty() {
+                return Ok(());
+            }
+            let body = truncate(&plain(&body), DESCRIPTION_MAX);
+            comment_on(
+                tx,
+                routing,
+                &actor,
+                &current,
+                NewCommentIn {
+                    body: &body,
+                    public,
+                    email: None,
+                },
+                false,
+                now,
+            )
+            .await?;
+            return Ok(());
+        }
+        RemoteChangeKind::Status(s) => {
+            let Some(to) = spec.status_from_remote(&s) else {
+                return Ok(());
+            };
+            if !same_in_rt(to, current.status) {
+                let unchanged_here = Status::parse(&link.synced_status)
+                    .is_some_and(|synced| same_in_rt(synced, current.status));
+                if unchanged_here {
+                    patch.status = Some(to);
+                } else {
+                    conflict = Some(format!("status (here {}, there {s})", current.status));
+                }
+            }
+            link.synced_status = to.as_str().to_owned();
+        }
+        RemoteChangeKind::Subject(s) => {
+            let title = truncate(&plain(title_from_subject(&s)).replace('\n', " "), TITLE_MAX);
+            if title != current.title && !title.trim().is_empty() {
+                if current.title == link.synced_title {
+                    patch.title = Some(title.clone());
+                } else {
+                    conflict = Some(format!("title (here {:?}, there {title:?})", current.title));
+                }
+            }
+            link.synced_title = title;
+        }
+        RemoteChangeKind::Priority(p) => {
+            let to: Severity = severity_from_rt_priority(p);
+            if to != current.severity {
+                if current.severity.as_str() == link.synced_severity {
+                    patch.severity = Some(to);
+                } else {
+                    conflict = Some(format!(
+                        "severity (here {}, there priority {p})",
+                        current.severity
+                    ));
+                }
+            }
+            link.synced_severity = to.as_str().to_owned();
+        }
+        RemoteChangeKind::Other => return Ok(()),
+    }
+    if let Some(what) = conflict {
+        let text = format!(
+            "conflict: changed both here and in {label} since the last sync: {what}. \
+             Neither side was overwritten; set the value you want on either side."
+        );
+        note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
+        link.detail = text;
+        return Ok(());
+    }
+    if patch.is_empty() {
+        return Ok(());
+    }
+    let patch = patch.validate()?;
+    match current.patched(patch, now) {
+        Ok((next, changes)) => {
+            if changes.is_empty() {
+                return Ok(());
+            }
+            tx.update_ticket(&next, &current).await?;
+            tx.append_audit(AuditEntry {
+                at: now,
+                actor: actor.name.clone(),
+                action: "ticket.updated".into(),
+                ticket_id: Some(current.id),
+                changes,
+            })
+            .await?;
+            routing.announce(tx, Some(&current), &next, now).await?;
+        }
+        Err(e) => {
+            // A move opsdesk's workflow does not have (RT's stalled for a new ticket): said
+            // on the ticket, for a person to make by hand.
+            let text = format!("{label} changed the ticket in a way opsdesk cannot follow: {e}.");
+            note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_and_stop_at_an_hour() {
+        assert_eq!(retry_wait(1), Duration::seconds(30));
+        assert_eq!(retry_wait(2), Duration::seconds(60));
+        assert_eq!(retry_wait(50), Duration::hours(1));
+    }
+
+    #[test]
+    fn comments_from_the_other_side_are_known_by_author() {
+        assert!(came_from("rt", "rt:alice"));
+        assert!(!came_from("rt", "rtx:alice"));
+        assert!(!came_from("rt", "user:rt@example.com"));
+    }
+
+    #[test]
+    fn remote_statuses_without_a_meaning_here_keep_the_tickets() {
+        assert_eq!(
+            opsdesk_status_of("new", Status::Acknowledged),
+            "acknowledged"
+        );
+        assert_eq!(
+            opsdesk_status_of("open", Status::Acknowledged),
+            "acknowledged"
+        );
+        assert_eq!(
+            opsdesk_status_of("resolved", Status::InProgress),
+            "resolved"
+        );
+    }
+}

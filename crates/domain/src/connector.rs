@@ -1,0 +1,347 @@
+//! Connectors: two-way links between opsdesk tickets and tickets in another ticketing system.
+//!
+//! What is pure lives here: a connector's settings and their checks, and how opsdesk's
+//! statuses and severities map to the other system's. The sync itself is in opsdesk-core, the
+//! systems' APIs in opsdesk-connectors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ticket::{Severity, Status};
+
+/// The systems opsdesk links to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorType {
+    /// Request Tracker 5, through its REST 2.0 API.
+    RequestTracker,
+}
+
+impl ConnectorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorType::RequestTracker => "request_tracker",
+        }
+    }
+
+    /// How people call the system in messages and on the ticket page.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectorType::RequestTracker => "Request Tracker",
+        }
+    }
+}
+
+/// Which new opsdesk tickets are pushed to the other system without anyone asking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreateFor {
+    /// Tickets of these severities; empty pushes none by itself.
+    pub severities: Vec<Severity>,
+}
+
+/// One `[[connectors]]` entry of the configuration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    /// How tickets and the API name this connection: 1 to 32 of `a-z 0-9 - _`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ConnectorType,
+    /// The system's address, e.g. `https://rt.example.com` (RT's web path included if it has one).
+    pub url: String,
+    /// Basic authentication: the user opsdesk acts as (with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Never shown by the API: `***` when set.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Token authentication instead of a password (RT: an auth token of the user opsdesk acts
+    /// as; `username` still names that user). Never shown by the API.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// RT: the queue tickets are created in and taken from.
+    pub queue: String,
+    /// How often the other side is asked what changed.
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: u64,
+    /// Whether tickets made in the other system (not by opsdesk) become opsdesk tickets.
+    #[serde(default)]
+    pub import_new: bool,
+    #[serde(default)]
+    pub create_for: CreateFor,
+    /// Other-side statuses mapped to opsdesk's, over the defaults (see [`status_from_rt`]).
+    #[serde(default)]
+    pub status_map: BTreeMap<String, Status>,
+}
+
+fn default_poll_seconds() -> u64 {
+    60
+}
+
+impl std::fmt::Debug for ConnectorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorSpec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("queue", &self.queue)
+            .field("poll_seconds", &self.poll_seconds)
+            .field("import_new", &self.import_new)
+            .field("create_for", &self.create_for)
+            .finish()
+    }
+}
+
+/// A setting that cannot work, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connectors.{field}: {message}")]
+pub struct ConnectorConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConnectorSpec {
+    /// Checks what can be checked without asking the other system.
+    pub fn check(&self) -> Result<(), ConnectorConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConnectorConfigError {
+                field: format!("{}.{field}", self.name),
+                message,
+            })
+        };
+        let name_ok = (1..=32).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(ConnectorConfigError {
+                field: "name".into(),
+                message: format!(
+                    "{:?} must be 1 to 32 of lower-case letters, digits, - and _",
+                    self.name
+                ),
+            });
+        }
+        match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if !u.username().is_empty() || u.password().is_some() {
+                    return fail(
+                        "url",
+                        "must not carry credentials; use username and password or token".into(),
+                    );
+                }
+            }
+            _ => return fail("url", format!("{:?} is not an http(s) address", self.url)),
+        }
+        let username = self.username.as_deref().unwrap_or_default().trim();
+        if username.is_empty() {
+            return fail(
+                "username",
+                "names the user opsdesk acts as; it is required".into(),
+            );
+        }
+        let password = self.password.as_deref().is_some_and(|p| !p.is_empty());
+        let token = self.token.as_deref().is_some_and(|t| !t.is_empty());
+        if password == token {
+            return fail(
+                "password",
+                "set either password or token, not both or neither".into(),
+            );
+        }
+        if self.queue.trim().is_empty() {
+            return fail(
+                "queue",
+                "names the queue tickets go to; it is required".into(),
+            );
+        }
+        if self.poll_seconds == 0 || self.poll_seconds > 86_400 {
+            return fail("poll_seconds", "must be 1 to 86400".into());
+        }
+        for name in self.status_map.keys() {
+            if name.trim().is_empty() {
+                return fail("status_map", "a status name may not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings as the API shows them: secrets masked.
+    pub fn redacted(&self) -> ConnectorSpec {
+        let mut out = self.clone();
+        if out.password.is_some() {
+            out.password = Some("***".into());
+        }
+        if out.token.is_some() {
+            out.token = Some("***".into());
+        }
+        out
+    }
+
+    /// The opsdesk status an RT status stands for, this connector's map first.
+    pub fn status_from_remote(&self, remote: &str) -> Option<Status> {
+        self.status_map
+            .get(remote)
+            .copied()
+            .or_else(|| status_from_rt(remote))
+    }
+}
+
+/// The RT status an opsdesk status is shown as (RT's default lifecycle).
+pub fn rt_status(s: Status) -> &'static str {
+    match s {
+        Status::New => "new",
+        Status::Acknowledged | Status::InProgress => "open",
+        Status::Pending => "stalled",
+        Status::Resolved | Status::Closed => "resolved",
+    }
+}
+
+/// The opsdesk status an RT status of the default lifecycle stands for; `new` stands for none
+/// (an RT ticket goes back to `new` only by hand, and opsdesk has no way back to it).
+pub fn status_from_rt(s: &str) -> Option<Status> {
+    match s {
+        "open" => Some(Status::InProgress),
+        "stalled" => Some(Status::Pending),
+        "resolved" | "rejected" | "deleted" => Some(Status::Resolved),
+        _ => None,
+    }
+}
+
+/// Whether two statuses are the same as far as RT can tell (RT has one `open` for
+/// acknowledged and in progress, one `resolved` for resolved and closed).
+pub fn same_in_rt(a: Status, b: Status) -> bool {
+    rt_status(a) == rt_status(b)
+}
+
+/// RT's priority (0 to 99 by default) for a severity.
+pub fn rt_priority(s: Severity) -> i64 {
+    match s {
+        Severity::Sev1 => 90,
+        Severity::Sev2 => 70,
+        Severity::Sev3 => 50,
+        Severity::Sev4 => 30,
+        Severity::Sev5 => 10,
+    }
+}
+
+/// The severity an RT priority stands for: the band it falls in.
+pub fn severity_from_rt_priority(p: i64) -> Severity {
+    match p {
+        p if p >= 90 => Severity::Sev1,
+        p if p >= 70 => Severity::Sev2,
+        p if p >= 50 => Severity::Sev3,
+        p if p >= 30 => Severity::Sev4,
+        _ => Severity::Sev5,
+    }
+}
+
+/// The subject of the remote ticket: the opsdesk key first, so people on either side can
+/// find one from the other and opsdesk can find a ticket it made before it recorded the link.
+pub fn remote_subject(key: &str, title: &str) -> String {
+    format!("[{key}] {title}")
+}
+
+/// The title a remote subject carries: without the `[OPS-n] ` opsdesk put in front.
+pub fn title_from_subject(subject: &str) -> &str {
+    let trimmed = subject.trim();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some((key, title)) = rest.split_once("] ") {
+            let is_key = key.starts_with("OPS-") && crate::Ticket::parse_ref(key).is_some();
+            if is_key && !title.trim().is_empty() {
+                return title.trim();
+            }
+        }
+    }
+    trimmed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ConnectorSpec {
+        ConnectorSpec {
+            name: "rt".into(),
+            kind: ConnectorType::RequestTracker,
+            url: "https://rt.example.com".into(),
+            username: Some("opsdesk".into()),
+            password: Some("hunter2".into()),
+            token: None,
+            queue: "General".into(),
+            poll_seconds: 60,
+            import_new: false,
+            create_for: CreateFor::default(),
+            status_map: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_and_secrets_never_shown() {
+        assert_eq!(spec().check(), Ok(()));
+        let mut s = spec();
+        s.token = Some("t".into());
+        assert_eq!(s.check().unwrap_err().field, "rt.password");
+        let mut s = spec();
+        s.url = "https://opsdesk:pw@rt.example.com".into();
+        assert!(s.check().unwrap_err().message.contains("credentials"));
+        let mut s = spec();
+        s.name = "RT one".into();
+        assert_eq!(s.check().unwrap_err().field, "name");
+        let mut s = spec();
+        s.url = "ftp://rt.example.com".into();
+        assert_eq!(s.check().unwrap_err().field, "rt.url");
+        assert_eq!(spec().redacted().password.as_deref(), Some("***"));
+        assert!(!format!("{:?}", spec()).contains("hunter2"));
+        let parsed: ConnectorSpec = toml::from_str(
+            "name = \"rt\"\ntype = \"request_tracker\"\nurl = \"https://rt.example.com\"\n\
+             username = \"opsdesk\"\ntoken = \"abc\"\nqueue = \"General\"\n\
+             [create_for]\nseverities = [\"SEV1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.poll_seconds, 60);
+        assert_eq!(parsed.create_for.severities, vec![Severity::Sev1]);
+        assert!(toml::from_str::<ConnectorSpec>(
+            "name = \"j\"\ntype = \"jiraa\"\nurl = \"x\"\nqueue = \"q\"\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn statuses_and_severities_go_both_ways() {
+        for s in Status::ALL {
+            let back = status_from_rt(rt_status(*s));
+            // new has no way back; every other status comes back as one RT shows the same.
+            if *s != Status::New {
+                assert!(same_in_rt(back.unwrap(), *s), "{s}");
+            }
+        }
+        for s in Severity::ALL {
+            assert_eq!(severity_from_rt_priority(rt_priority(*s)), *s);
+        }
+        assert_eq!(severity_from_rt_priority(0), Severity::Sev5);
+        assert_eq!(severity_from_rt_priority(99), Severity::Sev1);
+        let mut s = spec();
+        s.status_map.insert("waiting".into(), Status::Pending);
+        assert_eq!(s.status_from_remote("waiting"), Some(Status::Pending));
+        assert_eq!(s.status_from_remote("rejected"), Some(Status::Resolved));
+        assert_eq!(s.status_from_remote("new"), None);
+    }
+
+    #[test]
+    fn subjects_carry_the_key_and_titles_come_back_without_it() {
+        let subject = remote_subject("OPS-42", "Disk full on db-1");
+        assert_eq!(subject, "[OPS-42] Disk full on db-1");
+        assert_eq!(title_from_subject(&subject), "Disk full on db-1");
+        assert_eq!(title_from_subject("[not a key] x"), "[not a key] x");
+        assert_eq!(title_from_subject("[42] x"), "[42] x");
+        assert_eq!(title_from_subject("Printer"), "Printer");
+        assert_eq!(title_from_subject("[OPS-42] "), "[OPS-42]");
+    }
+}
