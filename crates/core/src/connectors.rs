@@ -761,7 +761,7 @@ impl Desk {
                 if !conflicts.is_empty() {
                     let text = format!(
                         "conflict: changed both here and in {label} since the last sync: {}. \
-                         Neither side was overwritten; set the value you want on either side.",
+                         Neither side was overwritten; give both sides the same value to settle it.",
                         conflicts.join("; ")
                     );
                     if l.detail != text {
@@ -975,7 +975,10 @@ async fn take_change(
                     conflict = Some(format!("status (here {}, there {s})", current.status));
                 }
             }
-            link.synced_status = to.as_str().to_owned();
+            // On a conflict the value last synced stays, so that neither side is overwritten.
+            if conflict.is_none() {
+                link.synced_status = to.as_str().to_owned();
+            }
         }
         RemoteChangeKind::Subject(s) => {
             let title = truncate(&plain(title_from_subject(&s)).replace('\n', " "), TITLE_MAX);
@@ -986,7 +989,10 @@ async fn take_change(
                     conflict = Some(format!("title (here {:?}, there {title:?})", current.title));
                 }
             }
-            link.synced_title = title;
+            // On a conflict the value last synced stays, so that neither side is overwritten.
+            if conflict.is_none() {
+                link.synced_title = title;
+            }
         }
         RemoteChangeKind::Priority(p) => {
             let to: Severity = severity_from_rt_priority(p);
@@ -1000,14 +1006,17 @@ async fn take_change(
                     ));
                 }
             }
-            link.synced_severity = to.as_str().to_owned();
+            // On a conflict the value last synced stays, so that neither side is overwritten.
+            if conflict.is_none() {
+                link.synced_severity = to.as_str().to_owned();
+            }
         }
         RemoteChangeKind::Other => return Ok(()),
     }
     if let Some(what) = conflict {
         let text = format!(
             "conflict: changed both here and in {label} since the last sync: {what}. \
-             Neither side was overwritten; set the value you want on either side."
+             Neither side was overwritten; give both sides the same value to settle it."
         );
         note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
         link.detail = text;

@@ -88,6 +88,7 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
         )
         .await;
     let sev3 = r.body["id"].as_i64().unwrap();
+    let key3 = r.body["key"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(link_of(&s, sev3).await.is_none());
     let pushed = s
@@ -218,15 +219,25 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
     .await;
 
     // RT is down while the ticket changes: nothing is lost, and it arrives once RT is back.
+    // Meanwhile the laptop request's title changes here, and then in RT too.
     rt.stop();
     s.post(
         &format!("/api/v1/tickets/{sev1}/comments"),
         json!({"body": "Still watching the disk", "public": true}),
     )
     .await;
-    let failing = eventually("the link to say RT cannot be reached", || async {
+    let r = s
+        .patch(
+            &format!("/api/v1/tickets/{sev3}"),
+            None,
+            json!({"title": "New laptop for Bo (14 inch)"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let failing = eventually("the links to say RT cannot be reached", || async {
         let l = link_of(&s, sev1).await?;
-        (l["attempts"].as_i64()? > 0).then_some(l)
+        let l3 = link_of(&s, sev3).await?;
+        (l["attempts"].as_i64()? > 0 && l3["attempts"].as_i64()? > 0).then_some(l)
     })
     .await;
     assert!(
@@ -234,6 +245,56 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
         "{failing:#}"
     );
     rt.run().await;
+    rt.call(
+        "alice",
+        Method::PUT,
+        &format!("ticket/{rt3}"),
+        Some(json!({"Subject": format!("[{key3}] New laptops for Bo and Cy")})),
+    )
+    .await;
+    s.post(
+        &format!("/api/v1/tickets/{sev3}/external"),
+        json!({"connector": "rt"}),
+    )
+    .await;
+    let conflicted = eventually("the title conflict to be noted", || async {
+        let l = link_of(&s, sev3).await?;
+        l["detail"].as_str()?.starts_with("conflict").then_some(l)
+    })
+    .await;
+    assert!(
+        conflicted["detail"].as_str().unwrap().contains("title"),
+        "{conflicted:#}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Neither side was overwritten, and the ticket says so once.
+    let t = s.get(&format!("/api/v1/tickets/{sev3}")).await.body;
+    assert_eq!(t["title"], "New laptop for Bo (14 inch)");
+    assert_eq!(
+        rt.ticket(&rt3).await["Subject"],
+        format!("[{key3}] New laptops for Bo and Cy")
+    );
+    let notes: Vec<Value> = comments(&s, sev3)
+        .await
+        .into_iter()
+        .filter(|c| c["body"].as_str().unwrap().starts_with("conflict") && c["public"] == false)
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    // A person settles it by giving opsdesk RT's title: the conflict is over, RT unchanged.
+    s.patch(
+        &format!("/api/v1/tickets/{sev3}"),
+        None,
+        json!({"title": "New laptops for Bo and Cy"}),
+    )
+    .await;
+    eventually("the conflict settled", || async {
+        (link_of(&s, sev3).await?["detail"] == "").then_some(())
+    })
+    .await;
+    assert_eq!(
+        rt.ticket(&rt3).await["Subject"],
+        format!("[{key3}] New laptops for Bo and Cy")
+    );
     // The retry waits 30 s after the first failure; pushed again by hand, it does not wait.
     s.post(
         &format!("/api/v1/tickets/{sev1}/external"),
