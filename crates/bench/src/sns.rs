@@ -85,9 +85,7 @@ fn certificate(
     };
     let signer = SigningKey::<sha2::Sha256>::new(issuer_key.clone());
     let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())?;
-    let serial = SerialNumber::from(u32::try_from(
-        now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() & 0x7fff_ffff,
-    )?);
+    let serial = SerialNumber::from(rand::random::<u32>() & 0x7fff_ffff);
     let mut builder = CertificateBuilder::new(
         profile,
         serial,
@@ -133,7 +131,21 @@ pub fn write_keys(args: &SnsKeysArgs) -> anyhow::Result<String> {
     };
     let root_path = write(ROOT_FILE, &root)?;
     let cert_path = write(CERT_FILE, &signing)?;
-    write(KEY_FILE, &key.to_pkcs8_pem(LineEnding::LF)?)?;
+    // Whoever holds the key can sign messages the configured server trusts: only its owner
+    // may read it, from the start.
+    let key_path = dir.join(KEY_FILE);
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = std::fs::remove_file(&key_path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(|| format!("{}", key_path.display()))?;
+        f.write_all(key.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
+    }
     Ok(format!(
         "# Written {root}, {cert} and {KEY_FILE}. Give the server under test:\n\
          [ingest.sns]\n\
@@ -366,11 +378,12 @@ mod tests {
         let signature = base64::engine::general_purpose::STANDARD
             .decode(a["Signature"].as_str().unwrap())
             .unwrap();
+        // Checked over the text the server itself signs.
+        let parsed = opsdesk_aws::sns::SnsMessage::parse(a.to_string().as_bytes()).unwrap();
+        let canonical = parsed.canonical_string().unwrap();
         let verifier = VerifyingKey::<sha2::Sha256>::new(key.to_public_key());
         let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice()).unwrap();
-        verifier
-            .verify(string_to_sign(&a).as_bytes(), &signature)
-            .unwrap();
+        verifier.verify(canonical.as_bytes(), &signature).unwrap();
         // The receipt inside names its sender and carries the message inline.
         let receipt: Value = serde_json::from_str(a["Message"].as_str().unwrap()).unwrap();
         assert_eq!(receipt["receipt"]["action"]["type"], "SNS");
@@ -387,6 +400,11 @@ mod tests {
         assert!(config.contains(CERT_URL));
         assert!(config.contains("root.pem"));
         read_key(&dir).unwrap();
+        let mode = std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         assert!(std::fs::read_to_string(dir.join(CERT_FILE))
             .unwrap()
             .starts_with("-----BEGIN CERTIFICATE-----"));

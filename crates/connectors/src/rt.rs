@@ -62,7 +62,8 @@ impl RequestTracker {
         base.push_str("/REST/2.0/");
         let api = Url::parse(&base).map_err(|e| BuildError(format!("{}: {e}", spec.url)))?;
         let username = spec.username.clone().unwrap_or_default();
-        let header = match (&spec.token, &spec.password) {
+        let token = spec.token.as_deref().filter(|t| !t.is_empty());
+        let header = match (token, &spec.password) {
             (Some(token), _) => format!("token {token}"),
             (None, password) => format!(
                 "Basic {}",
@@ -261,7 +262,9 @@ impl RequestTracker {
             subject: t["Subject"].as_str().unwrap_or_default().to_owned(),
             status: t["Status"].as_str().unwrap_or_default().to_owned(),
             priority: number(&t["Priority"]).unwrap_or(0),
-            by_us: t["Creator"]["id"].as_str() == Some(self.username()),
+            by_us: t["Creator"]["id"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case(self.username())),
             in_queue: queue_id.is_some_and(|q| id_of(&t["Queue"]["id"]).as_deref() == Some(q)),
             id,
         })
@@ -383,20 +386,32 @@ impl RemoteSystem for RequestTracker {
         let answer = self
             .call(Method::PUT, url, Some(&Value::Object(body)))
             .await?;
-        // RT answers 200 with the messages of what it did; a refused field says so in words.
-        for m in answer
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+        // RT answers 200 with the messages of what it did, a refused field among them: what
+        // it holds now tells.
+        let now = self.ticket(id).await?;
+        let kept = |what: &str| {
+            let said: Vec<&str> = answer
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            RemoteError::Refused(format!(
+                "RT ticket {id} kept its {what}: {}",
+                said.join("; ")
+            ))
+        };
+        if f.status.is_some_and(|s| now.status != s) {
+            return Err(kept("status"));
+        }
+        if f.subject
+            .as_ref()
+            .is_some_and(|s| now.subject.trim() != s.trim())
         {
-            let lower = m.to_ascii_lowercase();
-            if lower.contains("permission denied")
-                || lower.contains("illegal value")
-                || lower.contains("can't change status")
-            {
-                return Err(RemoteError::Refused(format!("RT ticket {id}: {m}")));
-            }
+            return Err(kept("subject"));
+        }
+        if f.priority.is_some_and(|p| now.priority != p) {
+            return Err(kept("priority"));
         }
         Ok(())
     }
@@ -438,7 +453,8 @@ impl RemoteSystem for RequestTracker {
             let creator = t["Creator"]["id"].as_str().unwrap_or_default().to_owned();
             // What RT did by itself right after one of our changes (a reply that opens the
             // ticket) is ours too.
-            let by_us = creator == self.username() || (creator == RT_SYSTEM && previous_ours);
+            let by_us = creator.eq_ignore_ascii_case(self.username())
+                || (creator == RT_SYSTEM && previous_ours);
             previous_ours = by_us;
             let new_value = t["NewValue"].as_str().unwrap_or_default();
             let kind = match (

@@ -151,7 +151,7 @@ pub trait RemoteSystem: Send + Sync {
 }
 
 /// How long a link is leased to one node's pass.
-const LEASE: Duration = Duration::seconds(120);
+const LEASE: Duration = Duration::minutes(5);
 /// Links synced per pass at most.
 const PASS_LINKS: usize = 200;
 /// A link with nothing new is looked at again after this many poll intervals anyway.
@@ -371,6 +371,7 @@ impl Desk {
             })
             .await?;
         let unavailable = |e: RemoteError| Error::Internal(format!("{}: {e}", spec.name));
+        let after = cursor.remote_cursor.unwrap_or(i64::MAX);
         let (changed, newest) = match cursor.remote_cursor {
             // The first look: from now on.
             None => (
@@ -388,12 +389,20 @@ impl Desk {
             .await?;
         if spec.import_new {
             for id in &unlinked {
-                let t = remote.ticket(id).await.map_err(unavailable)?;
+                let t = match remote.ticket(id).await {
+                    Ok(t) => t,
+                    // Gone, or not the connector user's to see.
+                    Err(RemoteError::Refused(_)) => continue,
+                    Err(e) => return Err(unavailable(e)),
+                };
                 if t.by_us || !t.in_queue {
                     continue;
                 }
-                // A failure leaves the cursor where it was: the ticket is looked at again.
-                self.import_remote(remote, &t).await?;
+                // One that cannot be imported does not hold up the rest: it is logged, and
+                // looked at again when it next changes.
+                if let Err(e) = self.import_remote(remote, &t, after).await {
+                    tracing::warn!(connector = %spec.name, remote = %t.id, error = %e, "importing a ticket failed");
+                }
             }
         }
         let name = spec.name.clone();
@@ -408,8 +417,14 @@ impl Desk {
         .await
     }
 
-    /// Makes an opsdesk ticket of a ticket made in the other system, linked to it.
-    async fn import_remote(&self, remote: &dyn RemoteSystem, t: &RemoteTicket) -> Result<()> {
+    /// Makes an opsdesk ticket of a ticket made in the other system after change `after`
+    /// (older ones that merely changed are left there), linked to it.
+    async fn import_remote(
+        &self,
+        remote: &dyn RemoteSystem,
+        t: &RemoteTicket,
+        after: i64,
+    ) -> Result<()> {
         let spec = remote.spec().clone();
         let description = remote
             .description(&t.id)
@@ -419,7 +434,11 @@ impl Desk {
             .changes(&t.id, 0)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let cursor = changes.iter().map(|c| c.id).max().unwrap_or(0);
+        // From its creation on: replies made since in RT are taken by the first sync.
+        let cursor = changes.first().map(|c| c.id).unwrap_or(0);
+        if cursor <= after {
+            return Ok(());
+        }
         let mut input = NewTicket {
             title: truncate(
                 &plain(title_from_subject(&t.subject)).replace('\n', " "),
@@ -504,6 +523,7 @@ impl Desk {
                         l.next_sync_at = now + poll * RECONCILE_POLLS;
                         l.updated_at = now;
                         tx.save_external_link(&l).await?;
+                        tx.release_external_link(l.id).await?;
                         Ok(())
                     })
                 })
@@ -525,6 +545,7 @@ impl Desk {
                         l.next_sync_at = now + wait.unwrap_or_else(|| retry_wait(l.attempts));
                         l.updated_at = now;
                         tx.save_external_link(&l).await?;
+                        tx.release_external_link(l.id).await?;
                         Ok(())
                     })
                 })
@@ -537,8 +558,7 @@ impl Desk {
         }
     }
 
-    /// The sync itself; the time the ticket was read for sending, which later changes are
-    /// after.
+    /// The sync itself; the time of the ticket's last change as read for sending.
     async fn sync_link_once(
         &self,
         remote: &dyn RemoteSystem,
@@ -564,7 +584,6 @@ impl Desk {
         if !changes.is_empty() {
             link = self.take_changes(&spec, &link, changes).await?;
         }
-        let read_at = self.now();
         let ticket = self
             .db()
             .get_ticket(link.ticket_id)
@@ -573,6 +592,9 @@ impl Desk {
             .ok_or_else(|| {
                 Error::NotFound(format!("ticket {}", Ticket::key_for(link.ticket_id)))
             })?;
+        // Changes to the ticket after the one read are newer than this, and make the link
+        // due again.
+        let read_at = ticket.updated_at;
         self.send_fields(remote, &link, &ticket, &remote_id).await?;
         self.send_comments(remote, &link, &remote_id).await?;
         Ok(read_at)
@@ -598,13 +620,15 @@ impl Desk {
                     .await?
             }
         };
-        // What the ticket holds now over there is what it was made with, by us.
+        // Our own changes that made it are not taken back; what others did after them (to a
+        // ticket an interrupted pass made) is.
         let cursor = remote
             .changes(&made.id, 0)
             .await?
             .iter()
+            .take_while(|c| c.by_us)
             .map(|c| c.id)
-            .max()
+            .last()
             .unwrap_or(0);
         let name = link.connector.clone();
         let ticket_id = link.ticket_id;
@@ -630,6 +654,7 @@ impl Desk {
                     l.remote_cursor = l.remote_cursor.max(cursor);
                     l.updated_at = now;
                     tx.save_external_link(&l).await?;
+                    tx.extend_external_link_lease(l.id, now + LEASE).await?;
                     audit_link(
                         tx,
                         &l.created_by.clone(),
@@ -674,6 +699,7 @@ impl Desk {
                 }
                 l.updated_at = now;
                 tx.save_external_link(&l).await?;
+                tx.extend_external_link_lease(l.id, now + LEASE).await?;
                 Ok(l)
             })
         })
@@ -694,11 +720,34 @@ impl Desk {
             Status::parse(&link.synced_status).is_none_or(|s| !same_in_rt(s, ticket.status));
         let severity_changed = ticket.severity.as_str() != link.synced_severity;
         if !title_changed && !status_changed && !severity_changed {
+            if link.detail.starts_with("conflict") {
+                // Settled over there (the other side took this side's value).
+                let name = link.connector.clone();
+                let ticket_id = ticket.id;
+                self.change(move |tx, now| {
+                    Box::pin(async move {
+                        if let Some(mut l) = tx.external_link(&name, ticket_id).await? {
+                            l.detail = String::new();
+                            l.updated_at = now;
+                            tx.save_external_link(&l).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await?;
+            }
             return Ok(());
         }
         let theirs = remote.ticket(remote_id).await?;
         let their_title = title_from_subject(&theirs.subject).to_owned();
-        let their_status = opsdesk_status_of(&theirs.status, ticket.status);
+        // RT still shows the status last synced: by its name, or by what it stands for.
+        let rt_unchanged = Status::parse(&link.synced_status).is_some_and(|synced| {
+            rt_status(synced) == theirs.status
+                || remote
+                    .spec()
+                    .status_from_remote(&theirs.status)
+                    .is_some_and(|t| same_in_rt(t, synced))
+        });
         let their_severity = severity_from_rt_priority(theirs.priority);
         let mut fields = RemoteFields::default();
         let mut conflicts = Vec::new();
@@ -713,7 +762,7 @@ impl Desk {
             }
         }
         if status_changed && theirs.status != rt_status(ticket.status) {
-            if their_status == link.synced_status {
+            if rt_unchanged {
                 fields.status = Some(rt_status(ticket.status));
             } else {
                 conflicts.push(format!(
@@ -773,6 +822,7 @@ impl Desk {
                 }
                 l.updated_at = now;
                 tx.save_external_link(&l).await?;
+                    tx.extend_external_link_lease(l.id, now + LEASE).await?;
                 Ok(())
             })
         })
@@ -805,6 +855,7 @@ impl Desk {
                         l.sent_comment_id = l.sent_comment_id.max(c.id);
                         l.updated_at = now;
                         tx.save_external_link(&l).await?;
+                        tx.extend_external_link_lease(l.id, now + LEASE).await?;
                     }
                     Ok(())
                 })
@@ -923,7 +974,25 @@ async fn note(
     Ok(())
 }
 
-/// Takes one remote change onto the ticket, inside `tx`.
+/// A value both sides hold once a remote change is taken.
+enum Synced {
+    Title(String),
+    Status(String),
+    Severity(String),
+}
+
+impl Synced {
+    fn apply(self, link: &mut ExternalLink) {
+        match self {
+            Synced::Title(t) => link.synced_title = t,
+            Synced::Status(s) => link.synced_status = s,
+            Synced::Severity(s) => link.synced_severity = s,
+        }
+    }
+}
+
+/// Takes one remote change onto the ticket, inside `tx`; a move opsdesk's workflow refuses
+/// keeps the value last synced (so it is not sent back over RT's), with a note.
 async fn take_change(
     tx: &mut Tx,
     routing: &Routing,
@@ -940,6 +1009,7 @@ async fn take_change(
     let label = spec.kind.label();
     let mut patch = TicketPatch::default();
     let mut conflict = None;
+    let now_synced;
     match change.kind {
         RemoteChangeKind::Message { public, body } => {
             if body.trim().is_empty() {
@@ -966,36 +1036,39 @@ async fn take_change(
             let Some(to) = spec.status_from_remote(&s) else {
                 return Ok(());
             };
+            let synced = Status::parse(&link.synced_status);
+            if synced.is_some_and(|synced| same_in_rt(synced, to)) {
+                // Not a change as far as opsdesk can tell (RT's open after acknowledged).
+                return Ok(());
+            }
             if !same_in_rt(to, current.status) {
-                let unchanged_here = Status::parse(&link.synced_status)
-                    .is_some_and(|synced| same_in_rt(synced, current.status));
-                if unchanged_here {
+                if synced.is_some_and(|synced| same_in_rt(synced, current.status)) {
                     patch.status = Some(to);
                 } else {
                     conflict = Some(format!("status (here {}, there {s})", current.status));
                 }
             }
-            // On a conflict the value last synced stays, so that neither side is overwritten.
-            if conflict.is_none() {
-                link.synced_status = to.as_str().to_owned();
-            }
+            now_synced = Synced::Status(to.as_str().to_owned());
         }
         RemoteChangeKind::Subject(s) => {
             let title = truncate(&plain(title_from_subject(&s)).replace('\n', " "), TITLE_MAX);
-            if title != current.title && !title.trim().is_empty() {
+            if title == link.synced_title || title.trim().is_empty() {
+                return Ok(());
+            }
+            if title != current.title {
                 if current.title == link.synced_title {
                     patch.title = Some(title.clone());
                 } else {
                     conflict = Some(format!("title (here {:?}, there {title:?})", current.title));
                 }
             }
-            // On a conflict the value last synced stays, so that neither side is overwritten.
-            if conflict.is_none() {
-                link.synced_title = title;
-            }
+            now_synced = Synced::Title(title);
         }
         RemoteChangeKind::Priority(p) => {
             let to: Severity = severity_from_rt_priority(p);
+            if to.as_str() == link.synced_severity {
+                return Ok(());
+            }
             if to != current.severity {
                 if current.severity.as_str() == link.synced_severity {
                     patch.severity = Some(to);
@@ -1006,14 +1079,12 @@ async fn take_change(
                     ));
                 }
             }
-            // On a conflict the value last synced stays, so that neither side is overwritten.
-            if conflict.is_none() {
-                link.synced_severity = to.as_str().to_owned();
-            }
+            now_synced = Synced::Severity(to.as_str().to_owned());
         }
         RemoteChangeKind::Other => return Ok(()),
     }
     if let Some(what) = conflict {
+        // The value last synced stays, so that neither side is overwritten.
         let text = format!(
             "conflict: changed both here and in {label} since the last sync: {what}. \
              Neither side was overwritten; give both sides the same value to settle it."
@@ -1023,11 +1094,13 @@ async fn take_change(
         return Ok(());
     }
     if patch.is_empty() {
+        now_synced.apply(link);
         return Ok(());
     }
     let patch = patch.validate()?;
     match current.patched(patch, now) {
         Ok((next, changes)) => {
+            now_synced.apply(link);
             if changes.is_empty() {
                 return Ok(());
             }

@@ -77,6 +77,28 @@ pub struct ConnectorSpec {
     pub status_map: BTreeMap<String, Status>,
 }
 
+/// Names that would make the authors a connector writes (`<name>:<remote user>`) look like
+/// opsdesk's own actors (`user:<email>`, `token:<name>`, `connector:<name>`, ...).
+const RESERVED_NAMES: &[&str] = &[
+    "user",
+    "token",
+    "connector",
+    "cli",
+    "system",
+    "aws",
+    "sso",
+    "oidc",
+    "mail",
+    "email",
+    "imap",
+    "ses",
+    "sns",
+    "sqs",
+    "health",
+    "signal",
+    "persona",
+];
+
 fn default_poll_seconds() -> u64 {
     60
 }
@@ -120,6 +142,15 @@ impl ConnectorSpec {
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if RESERVED_NAMES.contains(&self.name.as_str()) {
+            return Err(ConnectorConfigError {
+                field: "name".into(),
+                message: format!(
+                    "{:?} is how opsdesk names its own actors; choose another name",
+                    self.name
+                ),
+            });
+        }
         if !name_ok {
             return Err(ConnectorConfigError {
                 field: "name".into(),
@@ -138,7 +169,15 @@ impl ConnectorSpec {
                     );
                 }
             }
-            _ => return fail("url", format!("{:?} is not an http(s) address", self.url)),
+            _ => {
+                return fail(
+                    "url",
+                    format!(
+                        "{:?} is not an http(s) address",
+                        crate::credentials::masked_url(&self.url)
+                    ),
+                )
+            }
         }
         let username = self.username.as_deref().unwrap_or_default().trim();
         if username.is_empty() {
@@ -294,6 +333,9 @@ mod tests {
         let mut s = spec();
         s.name = "RT one".into();
         assert_eq!(s.check().unwrap_err().field, "name");
+        let mut s = spec();
+        s.name = "user".into();
+        assert!(s.check().unwrap_err().message.contains("own actors"));
         let mut s = spec();
         s.url = "ftp://rt.example.com".into();
         assert_eq!(s.check().unwrap_err().field, "rt.url");

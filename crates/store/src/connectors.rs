@@ -183,7 +183,8 @@ impl Tx {
         })
     }
 
-    /// Writes back a link's sync state; the lease is given up.
+    /// Writes back a link's sync state; a lease on it stays (see
+    /// [`Tx::release_external_link`]).
     pub async fn save_external_link(&mut self, l: &ExternalLink) -> Result<()> {
         self.note_write();
         on_tx!(self, c, _b => {
@@ -191,7 +192,7 @@ impl Tx {
                 "UPDATE external_links SET remote_id = $2, remote_url = $3, state = $4, \
                  synced_title = $5, synced_status = $6, synced_severity = $7, \
                  sent_comment_id = $8, remote_cursor = $9, attempts = $10, detail = $11, \
-                 next_sync_at = $12, last_synced_at = $13, updated_at = $14, lease_until = NULL \
+                 next_sync_at = $12, last_synced_at = $13, updated_at = $14 \
                  WHERE id = $1",
             )
             .bind(l.id)
@@ -260,6 +261,35 @@ impl Tx {
             self.note_write();
         }
         Ok(links)
+    }
+
+    /// Holds the lease on a link a little longer (`until`), for a sync that is still at work.
+    pub async fn extend_external_link_lease(
+        &mut self,
+        id: i64,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE external_links SET lease_until = $2 WHERE id = $1")
+                .bind(id)
+                .bind(Ts(until))
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Gives up the lease on a link: its sync is over.
+    pub async fn release_external_link(&mut self, id: i64) -> Result<()> {
+        self.note_write();
+        on_tx!(self, c, _b => {
+            sqlx::query("UPDATE external_links SET lease_until = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Asks for the ticket's link with the connector to be synced now, failing or not.

@@ -100,7 +100,8 @@ pub async fn read(state: &AppState, req: Request) -> Result<UploadForm, ApiError
     let per_file = state.desk.attachment_settings().policy.max_bytes;
     let limits = multer::SizeLimit::new()
         .whole_stream(body_limit(state) as u64)
-        .per_field(per_file.max(FIELD_MAX) as u64);
+        // Above the limits checked below, so that those answer first and read on to the end.
+        .per_field((per_file.max(FIELD_MAX) + DRAIN_MAX) as u64);
     // Between parts (a preamble, a part's headers) at most HEADERS_MAX bytes may arrive: the
     // parser looks through all it holds for the next boundary each time more comes.
     let in_part = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

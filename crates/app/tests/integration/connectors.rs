@@ -128,6 +128,21 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
         .await;
     assert_eq!(r.status, 403);
 
+    // Acknowledged here while RT still shows it new: open there.
+    let r = s
+        .patch(
+            &format!("/api/v1/tickets/{sev3}"),
+            None,
+            json!({"status": "acknowledged"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the laptop request open in RT", || async {
+        (rt.ticket(&rt3).await["Status"] == "open").then_some(())
+    })
+    .await;
+    assert_eq!(link_of(&s, sev3).await.unwrap()["detail"], "");
+
     // Replies and internal notes go to RT as correspondence and comments.
     s.post(
         &format!("/api/v1/tickets/{sev1}/comments"),
@@ -242,6 +257,10 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
     .await;
     assert!(
         !failing["detail"].as_str().unwrap().is_empty(),
+        "{failing:#}"
+    );
+    assert!(
+        !failing.to_string().contains("password-opsdesk"),
         "{failing:#}"
     );
     rt.run().await;
