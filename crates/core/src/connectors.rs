@@ -152,6 +152,9 @@ pub trait RemoteSystem: Send + Sync {
 
 /// How long a link is leased to one node's pass.
 const LEASE: Duration = Duration::minutes(5);
+/// How long (in quarter seconds) a push by hand waits for a connector pass that is making
+/// the remote ticket already.
+const PUSH_WAIT_STEPS: usize = 120;
 /// Links synced per pass at most.
 const PASS_LINKS: usize = 200;
 /// A link with nothing new is looked at again after this many poll intervals anyway.
@@ -280,7 +283,20 @@ impl Desk {
             })
             .await?;
         let Some(leased) = leased else {
-            // A connector pass is making it right now.
+            // A connector pass is making it right now: its outcome is the answer, if it comes
+            // soon (the link as it is, otherwise).
+            for _ in 0..PUSH_WAIT_STEPS {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let now_link = self
+                    .db()
+                    .external_links(ticket_id)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.connector == link.connector);
+                if let Some(l) = now_link.filter(|l| l.remote_id.is_some() || l.attempts > 0) {
+                    return Ok((l, created));
+                }
+            }
             return Ok((link, created));
         };
         self.sync_link(remote.as_ref(), leased).await?;

@@ -45,6 +45,7 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
             | "/tickets/{id}/escalate"
             | "/tickets/bulk"
             | "/tickets/{id}/links"
+            | "/tickets/{id}/external"
             | "/tickets/{id}/links/{link}/delete",
         ) => Needs(WriteTickets),
         ("GET", "/reports") => Needs(ReadInventory),
@@ -228,6 +229,7 @@ pub const NON_API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/tickets/{id}/comments"),
     ("POST", "/tickets/{id}/escalate"),
     ("POST", "/tickets/{id}/links"),
+    ("POST", "/tickets/{id}/external"),
     ("POST", "/tickets/{id}/links/{link}/delete"),
     ("GET", "/reports"),
     ("GET", "/admin"),

@@ -6,9 +6,10 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::{on_both_backends, Backend, TestServer};
+use crate::common::{add_local_user, on_both_backends, Backend, TestServer};
 use crate::emergency::eventually;
 use crate::peers::RequestTracker;
+use opsdesk_domain::Role;
 
 on_both_backends!(tickets_sync_both_ways_with_request_tracker);
 
@@ -362,4 +363,47 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let list = s.get("/api/v1/tickets?q=VPN").await.body;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // On the ticket page, staff see the RT ticket and send another ticket from there.
+    let desk = s.db.desk().await;
+    add_local_user(&desk, "ana@example.com", Role::Agent).await;
+    let (ana, _) = crate::signin::sign_in(&s, "ana@example.com").await;
+    let page = ana
+        .get(s.url(&format!("/tickets/{key}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("In other systems"), "{page}");
+    assert!(
+        page.contains(&format!("{}/Ticket/Display.html?id={rt1}", rt.url)),
+        "{page}"
+    );
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "Printer toner", "kind": "service_request", "severity": "SEV4"}),
+        )
+        .await;
+    let sev4 = r.body["id"].as_i64().unwrap();
+    let key4 = r.body["key"].as_str().unwrap().to_owned();
+    let csrf = crate::signin::session_csrf(&s, &ana).await;
+    let r = ana
+        .post(s.url(&format!("/tickets/{key4}/external")))
+        .form(&[("csrf", csrf.as_str()), ("connector", "rt")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let rt4 = remote_id(&s, sev4).await;
+    assert_eq!(
+        rt.ticket(&rt4).await["Subject"],
+        format!("[{key4}] Printer toner")
+    );
 }

@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/tickets/{id}/escalate", post(ticket::escalate))
         .route("/tickets/{id}/links", post(ticket::add_link))
+        .route("/tickets/{id}/external", post(ticket::push_external))
         .route(
             "/tickets/{id}/links/{link}/delete",
             post(ticket::remove_link),

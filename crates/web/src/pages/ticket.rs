@@ -235,6 +235,17 @@ struct LinkView {
     other: String,
 }
 
+/// The ticket's twin in another system (a connector's link).
+struct ExternalView {
+    connector: String,
+    remote_id: String,
+    url: Option<String>,
+    state: String,
+    last_synced: String,
+    /// Why the last sync failed, or a conflict.
+    detail: String,
+}
+
 struct ClockView {
     name: &'static str,
     state: String,
@@ -329,6 +340,9 @@ struct CasePart {
 struct LinksPart {
     key: String,
     rows: Vec<LinkView>,
+    /// Staff only: links with other systems, and the connectors a ticket can be sent to.
+    external: Vec<ExternalView>,
+    connectors: Vec<String>,
     error: Option<String>,
     /// The ticket a refused link named, as it was typed.
     target: String,
@@ -582,8 +596,36 @@ async fn case_part(state: &AppState, actor: &Actor, id: i64) -> Result<CasePart,
 
 async fn links_part(state: &AppState, actor: &Actor, id: i64) -> Result<LinksPart, PageError> {
     let links = state.desk.links(actor, id).await?;
+    let (external, connectors) = if staff(actor) {
+        let external = state.desk.external_links(actor, id).await?;
+        let connectors = state
+            .desk
+            .connectors(actor)?
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|name| !external.iter().any(|l| &l.connector == name))
+            .collect();
+        (external, connectors)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(LinksPart {
         key: Ticket::key_for(id),
+        external: external
+            .into_iter()
+            .map(|l| ExternalView {
+                remote_id: l.remote_id.unwrap_or_else(|| "(being made)".into()),
+                url: l.remote_url,
+                state: l.state,
+                last_synced: l
+                    .last_synced_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| "not yet".into()),
+                detail: l.detail,
+                connector: l.connector,
+            })
+            .collect(),
+        connectors,
         rows: links
             .iter()
             .map(|l| {
@@ -1102,6 +1144,33 @@ pub async fn add_link(
     };
     let home = Home::Links {
         target: form.target,
+    };
+    let htmx = from_htmx(&headers);
+    answer(&state, visit, htmx, ticket, result, home, LINKED).await
+}
+
+#[derive(Deserialize)]
+pub struct PushForm {
+    #[serde(default)]
+    connector: String,
+}
+
+/// Sends the ticket to a connector's system (or has its link synced again).
+pub async fn push_external(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<PushForm>,
+) -> Result<Response, PageError> {
+    let ticket = ticket_id(&id)?;
+    let result = state
+        .desk
+        .push_ticket(&visit.actor, ticket, &form.connector)
+        .await
+        .map(|_| ());
+    let home = Home::Links {
+        target: String::new(),
     };
     let htmx = from_htmx(&headers);
     answer(&state, visit, htmx, ticket, result, home, LINKED).await
