@@ -404,9 +404,15 @@ impl RemoteSystem for RequestTracker {
         if f.status.is_some_and(|s| now.status != s) {
             return Err(kept("status"));
         }
+        let first = |s: &str| -> String {
+            s.trim()
+                .chars()
+                .take(opsdesk_domain::connector::RT_SUBJECT_MAX)
+                .collect()
+        };
         if f.subject
             .as_ref()
-            .is_some_and(|s| now.subject.trim() != s.trim())
+            .is_some_and(|s| first(&now.subject) != first(s))
         {
             return Err(kept("subject"));
         }
@@ -481,6 +487,19 @@ impl RemoteSystem for RequestTracker {
             });
         }
         Ok(out)
+    }
+
+    async fn created_change(&self, id: &str) -> Result<Option<i64>, RemoteError> {
+        let ticket_id: i64 = id
+            .parse()
+            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "ObjectId", "value": ticket_id},
+            {"field": "Type", "value": "Create"}
+        ]);
+        let created = self.transactions(filter, "Type", 1).await?;
+        Ok(created.first().and_then(|t| number(&t["id"])))
     }
 
     async fn description(&self, id: &str) -> Result<String, RemoteError> {

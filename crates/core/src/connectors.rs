@@ -137,6 +137,8 @@ pub trait RemoteSystem: Send + Sync {
         id: &str,
         after: i64,
     ) -> std::result::Result<Vec<RemoteChange>, RemoteError>;
+    /// The change that created the ticket.
+    async fn created_change(&self, id: &str) -> std::result::Result<Option<i64>, RemoteError>;
     /// The description it was created with.
     async fn description(&self, id: &str) -> std::result::Result<String, RemoteError>;
     /// The newest change the other system has made to any ticket (the first look starts
@@ -152,9 +154,9 @@ pub trait RemoteSystem: Send + Sync {
 
 /// How long a link is leased to one node's pass.
 const LEASE: Duration = Duration::minutes(5);
-/// How long (in quarter seconds) a push by hand waits for a connector pass that is making
-/// the remote ticket already.
-const PUSH_WAIT_STEPS: usize = 120;
+/// How long a push by hand waits for the remote ticket to be made before it answers with the
+/// link as it is (the sync goes on).
+const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Links synced per pass at most.
 const PASS_LINKS: usize = 200;
 /// A link with nothing new is looked at again after this many poll intervals anyway.
@@ -282,10 +284,23 @@ impl Desk {
                 })
             })
             .await?;
-        let Some(leased) = leased else {
+        if let Some(leased) = leased {
+            // Synced in a task of its own, so that a request given up half way does not stop
+            // a sync half done (the task releases the lease); the answer waits a little.
+            let desk = self.clone();
+            let remote = remote.clone();
+            let sync = tokio::spawn(async move { desk.sync_link(remote.as_ref(), leased).await });
+            match tokio::time::timeout(PUSH_WAIT, sync).await {
+                Ok(Ok(done)) => done?,
+                Ok(Err(e)) => return Err(Error::Internal(format!("the sync stopped: {e}"))),
+                // Still at work: the link as it is now is the answer.
+                Err(_) => {}
+            }
+        } else {
             // A connector pass is making it right now: its outcome is the answer, if it comes
-            // soon (the link as it is, otherwise).
-            for _ in 0..PUSH_WAIT_STEPS {
+            // soon.
+            let started = tokio::time::Instant::now();
+            while started.elapsed() < PUSH_WAIT {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 let now_link = self
                     .db()
@@ -293,13 +308,11 @@ impl Desk {
                     .await?
                     .into_iter()
                     .find(|l| l.connector == link.connector);
-                if let Some(l) = now_link.filter(|l| l.remote_id.is_some() || l.attempts > 0) {
+                if let Some(l) = now_link.filter(|l| l.updated_at > link.updated_at) {
                     return Ok((l, created));
                 }
             }
-            return Ok((link, created));
-        };
-        self.sync_link(remote.as_ref(), leased).await?;
+        }
         let now_link = self
             .db()
             .external_links(ticket_id)
@@ -387,7 +400,9 @@ impl Desk {
             })
             .await?;
         let unavailable = |e: RemoteError| Error::Internal(format!("{}: {e}", spec.name));
-        let after = cursor.remote_cursor.unwrap_or(i64::MAX);
+        // Tickets made after the first look are imported; a failed import is tried again
+        // when the ticket next changes.
+        let first = cursor.first_cursor.unwrap_or(i64::MAX);
         let (changed, newest) = match cursor.remote_cursor {
             // The first look: from now on.
             None => (
@@ -416,7 +431,7 @@ impl Desk {
                 }
                 // One that cannot be imported does not hold up the rest: it is logged, and
                 // looked at again when it next changes.
-                if let Err(e) = self.import_remote(remote, &t, after).await {
+                if let Err(e) = self.import_remote(remote, &t, first).await {
                     tracing::warn!(connector = %spec.name, remote = %t.id, error = %e, "importing a ticket failed");
                 }
             }
@@ -426,6 +441,7 @@ impl Desk {
             Box::pin(async move {
                 let mut cursor = tx.connector_cursor(&name, now).await?;
                 cursor.remote_cursor = Some(cursor.remote_cursor.map_or(newest, |c| c.max(newest)));
+                cursor.first_cursor = cursor.first_cursor.or(Some(newest));
                 tx.save_connector_cursor(&name, &cursor, now).await?;
                 Ok(())
             })
@@ -442,19 +458,19 @@ impl Desk {
         after: i64,
     ) -> Result<()> {
         let spec = remote.spec().clone();
+        let created = remote
+            .created_change(&t.id)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if created.is_none_or(|c| c <= after) {
+            return Ok(());
+        }
         let description = remote
             .description(&t.id)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let changes = remote
-            .changes(&t.id, 0)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
         // From its creation on: replies made since in RT are taken by the first sync.
-        let cursor = changes.first().map(|c| c.id).unwrap_or(0);
-        if cursor <= after {
-            return Ok(());
-        }
+        let cursor = created.unwrap_or(0);
         let mut input = NewTicket {
             title: truncate(
                 &plain(title_from_subject(&t.subject)).replace('\n', " "),
@@ -736,8 +752,16 @@ impl Desk {
             Status::parse(&link.synced_status).is_none_or(|s| !same_in_rt(s, ticket.status));
         let severity_changed = ticket.severity.as_str() != link.synced_severity;
         if !title_changed && !status_changed && !severity_changed {
-            if link.detail.starts_with("conflict") {
-                // Settled over there (the other side took this side's value).
+            let settled = if link.detail.starts_with("conflict") {
+                let theirs = remote.ticket(remote_id).await?;
+                title_from_subject(&theirs.subject) == ticket.title
+                    && theirs.status == rt_status(ticket.status)
+                    && severity_from_rt_priority(theirs.priority) == ticket.severity
+            } else {
+                false
+            };
+            if settled {
+                // Settled over there: RT holds this side's values again.
                 let name = link.connector.clone();
                 let ticket_id = ticket.id;
                 self.change(move |tx, now| {
@@ -798,7 +822,19 @@ impl Desk {
             }
         }
         if !fields.is_empty() {
-            remote.update(remote_id, &fields).await?;
+            match remote.update(remote_id, &fields).await {
+                Ok(()) => {}
+                // Refused over there (a status its lifecycle lacks, open dependencies): kept
+                // as it is on both sides and said, like a conflict, while replies still go.
+                Err(RemoteError::Refused(why)) => {
+                    conflicts.push(format!(
+                        "{} refused what opsdesk sent ({why})",
+                        remote.spec().kind.label()
+                    ));
+                    fields = RemoteFields::default();
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let name = link.connector.clone();
         let ticket_id = ticket.id;
@@ -833,7 +869,12 @@ impl Desk {
                         note(tx, &sent, &connector_actor(&name), &text, now).await?;
                         l.detail = text;
                     }
-                } else if l.detail.starts_with("conflict") {
+                } else if l.detail.starts_with("conflict")
+                    && sent_title
+                    && sent_status
+                    && sent_severity
+                {
+                    // Both sides hold the same values again.
                     l.detail = String::new();
                 }
                 l.updated_at = now;

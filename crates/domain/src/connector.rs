@@ -283,8 +283,14 @@ pub fn severity_from_rt_priority(p: i64) -> Severity {
 
 /// The subject of the remote ticket: the opsdesk key first, so people on either side can
 /// find one from the other and opsdesk can find a ticket it made before it recorded the link.
+/// RT keeps at most this many characters of a subject.
+pub const RT_SUBJECT_MAX: usize = 200;
+
 pub fn remote_subject(key: &str, title: &str) -> String {
     format!("[{key}] {title}")
+        .chars()
+        .take(RT_SUBJECT_MAX)
+        .collect()
 }
 
 /// The title a remote subject carries: without the `[OPS-n] ` opsdesk put in front.
@@ -385,5 +391,7 @@ mod tests {
         assert_eq!(title_from_subject("[42] x"), "[42] x");
         assert_eq!(title_from_subject("Printer"), "Printer");
         assert_eq!(title_from_subject("[OPS-42] "), "[OPS-42]");
+        let long = remote_subject("OPS-42", &"é".repeat(300));
+        assert_eq!(long.chars().count(), RT_SUBJECT_MAX);
     }
 }

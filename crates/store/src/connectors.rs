@@ -98,6 +98,8 @@ pub struct ConnectorCursor {
     pub last_ticket_id: i64,
     /// The newest remote change looked at; none before the first look.
     pub remote_cursor: Option<i64>,
+    /// The newest remote change at the first look.
+    pub first_cursor: Option<i64>,
 }
 
 impl Tx {
@@ -416,13 +418,15 @@ impl Tx {
             .execute(&mut *c)
             .await?;
             let sql = format!(
-                "SELECT last_ticket_id, remote_cursor FROM connector_cursors WHERE connector = $1{}",
+                "SELECT last_ticket_id, remote_cursor, first_cursor FROM connector_cursors \
+                 WHERE connector = $1{}",
                 b.for_update()
             );
             let row = sqlx::query(&sql).bind(connector).fetch_one(&mut *c).await?;
             Ok(ConnectorCursor {
                 last_ticket_id: row.try_get("last_ticket_id")?,
                 remote_cursor: row.try_get("remote_cursor")?,
+                first_cursor: row.try_get("first_cursor")?,
             })
         })
     }
@@ -437,12 +441,13 @@ impl Tx {
         on_tx!(self, c, _b => {
             sqlx::query(
                 "UPDATE connector_cursors SET last_ticket_id = $2, remote_cursor = $3, \
-                 updated_at = $4 WHERE connector = $1",
+                 first_cursor = $5, updated_at = $4 WHERE connector = $1",
             )
             .bind(connector)
             .bind(cursor.last_ticket_id)
             .bind(cursor.remote_cursor)
             .bind(Ts(now))
+            .bind(cursor.first_cursor)
             .execute(&mut *c)
             .await?;
             Ok(())

@@ -364,6 +364,41 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
     let list = s.get("/api/v1/tickets?q=VPN").await.body;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
+    // A title longer than RT keeps: the subject is cut to RT's 200 characters, and the link
+    // goes on syncing (a reply still arrives).
+    let long_title = format!("Disk {}", "x".repeat(290));
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": long_title, "kind": "incident", "severity": "SEV1"}),
+        )
+        .await;
+    let long = r.body["id"].as_i64().unwrap();
+    let rt_long = remote_id(&s, long).await;
+    assert_eq!(
+        rt.ticket(&rt_long).await["Subject"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        200
+    );
+    s.post(
+        &format!("/api/v1/tickets/{long}/comments"),
+        json!({"body": "Long one, looking", "public": true}),
+    )
+    .await;
+    eventually("the reply on the long-titled ticket in RT", || async {
+        (rt.messages(&rt_long, "Correspond").await == ["Long one, looking"]).then_some(())
+    })
+    .await;
+    let l = link_of(&s, long).await.unwrap();
+    assert_eq!(
+        (l["attempts"].as_i64(), l["detail"].as_str()),
+        (Some(0), Some("")),
+        "{l:#}"
+    );
+
     // On the ticket page, staff see the RT ticket and send another ticket from there.
     let desk = s.db.desk().await;
     add_local_user(&desk, "ana@example.com", Role::Agent).await;

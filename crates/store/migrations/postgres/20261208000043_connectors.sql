@@ -36,5 +36,7 @@ CREATE TABLE connector_cursors (
     connector       TEXT    PRIMARY KEY,
     last_ticket_id  BIGINT  NOT NULL,
     remote_cursor   BIGINT,
+    -- The newest remote change at the first look: tickets made after it are imported.
+    first_cursor    BIGINT,
     updated_at      TIMESTAMPTZ NOT NULL
 );

@@ -36,5 +36,7 @@ CREATE TABLE connector_cursors (
     connector       TEXT    PRIMARY KEY,
     last_ticket_id  INTEGER NOT NULL,
     remote_cursor   INTEGER,
+    -- The newest remote change at the first look: tickets made after it are imported.
+    first_cursor    INTEGER,
     updated_at      TEXT    NOT NULL
 );
