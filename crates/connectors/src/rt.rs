@@ -311,6 +311,12 @@ fn number(v: &Value) -> Option<i64> {
     }
 }
 
+/// RT's number of a ticket id opsdesk keeps as text.
+fn rt_ticket_id(id: &str) -> Result<i64, RemoteError> {
+    id.parse()
+        .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))
+}
+
 /// A TicketSQL string literal.
 fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -435,9 +441,7 @@ impl RemoteSystem for RequestTracker {
     }
 
     async fn changes(&self, id: &str, after: i64) -> Result<Vec<RemoteChange>, RemoteError> {
-        let ticket_id: i64 = id
-            .parse()
-            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
+        let ticket_id = rt_ticket_id(id)?;
         let filter = json!([
             {"field": "ObjectType", "value": "RT::Ticket"},
             {"field": "ObjectId", "value": ticket_id},
@@ -490,9 +494,7 @@ impl RemoteSystem for RequestTracker {
     }
 
     async fn created_change(&self, id: &str) -> Result<Option<i64>, RemoteError> {
-        let ticket_id: i64 = id
-            .parse()
-            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
+        let ticket_id = rt_ticket_id(id)?;
         let filter = json!([
             {"field": "ObjectType", "value": "RT::Ticket"},
             {"field": "ObjectId", "value": ticket_id},
@@ -502,20 +504,8 @@ impl RemoteSystem for RequestTracker {
         Ok(created.first().and_then(|t| number(&t["id"])))
     }
 
-    async fn description(&self, id: &str) -> Result<String, RemoteError> {
-        let ticket_id: i64 = id
-            .parse()
-            .map_err(|_| RemoteError::Refused(format!("{id:?} is not an RT ticket id")))?;
-        let filter = json!([
-            {"field": "ObjectType", "value": "RT::Ticket"},
-            {"field": "ObjectId", "value": ticket_id},
-            {"field": "Type", "value": "Create"}
-        ]);
-        let created = self.transactions(filter, "Type", 1).await?;
-        match created.first().and_then(|t| number(&t["id"])) {
-            Some(tid) => self.message_text(&tid.to_string()).await,
-            None => Ok(String::new()),
-        }
+    async fn change_text(&self, change: i64) -> Result<String, RemoteError> {
+        self.message_text(&change.to_string()).await
     }
 
     async fn newest_change(&self) -> Result<i64, RemoteError> {

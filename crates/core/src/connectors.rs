@@ -139,8 +139,8 @@ pub trait RemoteSystem: Send + Sync {
     ) -> std::result::Result<Vec<RemoteChange>, RemoteError>;
     /// The change that created the ticket.
     async fn created_change(&self, id: &str) -> std::result::Result<Option<i64>, RemoteError>;
-    /// The description it was created with.
-    async fn description(&self, id: &str) -> std::result::Result<String, RemoteError>;
+    /// The text of a message change (the description, for the change that created a ticket).
+    async fn change_text(&self, change: i64) -> std::result::Result<String, RemoteError>;
     /// The newest change the other system has made to any ticket (the first look starts
     /// there).
     async fn newest_change(&self) -> std::result::Result<i64, RemoteError>;
@@ -302,25 +302,27 @@ impl Desk {
             let started = tokio::time::Instant::now();
             while started.elapsed() < PUSH_WAIT {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                let now_link = self
-                    .db()
-                    .external_links(ticket_id)
-                    .await?
-                    .into_iter()
-                    .find(|l| l.connector == link.connector);
+                let now_link = self.link_with(ticket_id, &link.connector).await?;
                 if let Some(l) = now_link.filter(|l| l.updated_at > link.updated_at) {
                     return Ok((l, created));
                 }
             }
         }
         let now_link = self
+            .link_with(ticket_id, &link.connector)
+            .await?
+            .unwrap_or(link);
+        Ok((now_link, created))
+    }
+
+    /// The ticket's link with `connector`, as stored now.
+    async fn link_with(&self, ticket_id: i64, connector: &str) -> Result<Option<ExternalLink>> {
+        Ok(self
             .db()
             .external_links(ticket_id)
             .await?
             .into_iter()
-            .find(|l| l.connector == link.connector)
-            .unwrap_or(link);
-        Ok((now_link, created))
+            .find(|l| l.connector == connector))
     }
 
     /// One pass of a connector (see the module's words); `look` asks the other side what
@@ -462,15 +464,14 @@ impl Desk {
             .created_change(&t.id)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        if created.is_none_or(|c| c <= after) {
+        // From its creation on: replies made since in RT are taken by the first sync.
+        let Some(cursor) = created.filter(|c| *c > after) else {
             return Ok(());
-        }
+        };
         let description = remote
-            .description(&t.id)
+            .change_text(cursor)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        // From its creation on: replies made since in RT are taken by the first sync.
-        let cursor = created.unwrap_or(0);
         let mut input = NewTicket {
             title: truncate(
                 &plain(title_from_subject(&t.subject)).replace('\n', " "),
