@@ -276,6 +276,8 @@ async fn files_that_lie_or_are_too_large_are_refused_and_nothing_is_kept(backend
         .send()
         .await
         .unwrap();
+    // The rest of that body is never read: the client is told not to use the connection again.
+    assert_eq!(r.headers()["connection"], "close");
     Reply::from(r).await.assert_problem(413, None);
     // No file at all, and a body that is not a form.
     upload(&s, &s.agent, &key, Form::new().text("public", "true"))
