@@ -61,6 +61,10 @@ pub enum Command {
     /// Export tickets with their history and conversation (works without the server running).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Bring existing tickets in with their history, from a connector's system or a CSV file;
+    /// running it again changes nothing (works without the server running).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// KPIs: their latest values, or an evaluation now (works without the server running).
     #[command(subcommand)]
     Kpi(KpiCommand),
@@ -151,6 +155,46 @@ pub enum ExportCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// The tickets a TicketSQL query finds in a Request Tracker connector's RT, with their
+    /// correspondence and comments, linked so the connector keeps them in step.
+    Rt {
+        /// The connector's name (`[[connectors]]`, type request_tracker).
+        #[arg(long)]
+        connector: String,
+        /// TicketSQL, e.g. "Queue = 'General' AND Created > '2026-01-01'".
+        #[arg(long)]
+        query: String,
+        #[arg(long, value_enum, default_value = "stop")]
+        on_error: OnErrorArg,
+    },
+    /// One ticket per row of a CSV file with a header row.
+    Csv {
+        file: PathBuf,
+        /// Which column holds each field: title=Subject,description=Body,... Fields: id,
+        /// title (required), description, kind, severity, status, requester, assignee,
+        /// team, workload, tags, created, created_by, comments.
+        #[arg(long)]
+        map: String,
+        /// The name the source is known by (the file's name when not given): the same name
+        /// and ids make a second run change nothing.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "stop")]
+        on_error: OnErrorArg,
+    },
+}
+
+/// What an import does with a ticket it cannot bring in.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnErrorArg {
+    /// Stop there, with the line or ticket and why (what came before stays imported).
+    Stop,
+    /// Say it and go on; the summary lists them.
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -462,6 +506,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Channel(cmd) => return channel(&config, cmd).await,
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
+        Command::Import(cmd) => return import(&config, cmd).await,
         Command::Kpi(cmd) => kpi(&config, cmd).await?,
         Command::SupportPlans { format } => return support_plans(&config, format).await,
         Command::Report {
@@ -742,6 +787,83 @@ async fn export(config: &Config, cmd: ExportCommand) -> anyhow::Result<()> {
     }
     desk.db().close().await;
     Ok(())
+}
+
+async fn import(config: &Config, cmd: ImportCommand) -> anyhow::Result<ExitCode> {
+    use opsdesk_core::import::{CsvMap, OnError};
+    let on_error = |a: OnErrorArg| match a {
+        OnErrorArg::Stop => OnError::Stop,
+        OnErrorArg::Skip => OnError::Skip,
+    };
+    let mut progress = |line: &str| eprintln!("{line}");
+    let actor = Actor::cli();
+    let desk = server::open_desk(config).await?;
+    let outcome = match cmd {
+        ImportCommand::Rt {
+            connector,
+            query,
+            on_error: e,
+        } => {
+            let kind = desk.connector_remote(&connector)?.spec().kind;
+            if kind != opsdesk_domain::connector::ConnectorType::RequestTracker {
+                anyhow::bail!(
+                    "connector {connector:?} is a {} connector, not Request Tracker",
+                    kind.label()
+                );
+            }
+            desk.import_from_connector(&actor, &connector, &query, on_error(e), &mut progress)
+                .await?
+        }
+        ImportCommand::Csv {
+            file,
+            map,
+            name,
+            on_error: e,
+        } => {
+            let map: CsvMap = map.parse().map_err(|e| anyhow::anyhow!("--map: {e}"))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "file".into()),
+            };
+            let reader = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            desk.import_csv(
+                &actor,
+                std::io::BufReader::new(reader),
+                &name,
+                &map,
+                on_error(e),
+                &mut progress,
+            )
+            .await?
+        }
+    };
+    desk.db().close().await;
+    let (summary, stopped) = match outcome {
+        Ok(summary) => (summary, None),
+        Err((summary, problem)) => (summary, Some(problem)),
+    };
+    println!(
+        "imported {}, unchanged {}, skipped {}",
+        summary.imported,
+        summary.unchanged,
+        summary.skipped.len()
+    );
+    for p in &summary.skipped {
+        println!("skipped {p}");
+    }
+    if let Some(problem) = stopped {
+        eprintln!("error: stopped at {problem}; run again to go on (--on-error skip passes over such tickets)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if summary.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Where an export goes.

@@ -2,7 +2,11 @@
 //! [`opsdesk_core::connectors::RemoteSystem`] against the system's published API, and the loop
 //! that keeps a connector's links in step.
 
+mod http;
+pub mod jira;
 pub mod rt;
+pub mod servicenow;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +24,8 @@ const LOCAL_TICK: Duration = Duration::from_secs(1);
 pub fn remote(spec: &ConnectorSpec) -> Result<Arc<dyn RemoteSystem>, rt::BuildError> {
     match spec.kind {
         ConnectorType::RequestTracker => Ok(Arc::new(rt::RequestTracker::new(spec.clone())?)),
+        ConnectorType::Jira => Ok(jira::Jira::new(spec.clone())?),
+        ConnectorType::Servicenow => Ok(servicenow::ServiceNow::new(spec.clone())?),
     }
 }
 

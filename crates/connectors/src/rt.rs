@@ -2,34 +2,37 @@
 //! comments, and transactions for what changed. The transaction ids are the cursor: they only
 //! grow, so nothing depends on the two servers' clocks or time zones.
 
-use std::time::Duration;
-
 use base64::Engine as _;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use opsdesk_core::connectors::{
-    RemoteChange, RemoteChangeKind, RemoteError, RemoteFields, RemoteNew, RemoteSystem,
-    RemoteTicket,
+    Created, RemoteChange, RemoteChangeKind, RemoteError, RemoteFields, RemoteHistory, RemoteNew,
+    RemoteSystem, RemoteTicket,
 };
+use opsdesk_core::import::ImportedMessage;
 use opsdesk_domain::connector::ConnectorSpec;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-/// How long one call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::http::BuildError;
+use crate::http::{api_base, basic, encode, Api};
+
 /// Transactions asked for per page (RT's most).
 const PAGE: usize = 100;
 /// Pages of transactions read per look, so that one look is bounded.
 const PAGES_PER_LOOK: usize = 10;
+/// Pages of a ticket's transactions an import reads at most (10,000 transactions).
+const HISTORY_PAGES: usize = 100;
+/// The fields of a ticket opsdesk reads.
+const TICKET_FIELDS: &str = "Subject,Status,Priority,Creator,Queue,LastUpdatedBy";
 /// The user RT makes changes as when they follow from another (a status opened by a reply).
 const RT_SYSTEM: &str = "RT_System";
 
 pub struct RequestTracker {
     spec: ConnectorSpec,
-    http: reqwest::Client,
+    api_client: Api,
     /// `<url>/REST/2.0/`.
     api: Url,
-    auth: HeaderValue,
     /// The configured queue's id, read once.
     queue_id: OnceCell<String>,
 }
@@ -43,124 +46,42 @@ impl std::fmt::Debug for RequestTracker {
     }
 }
 
-/// Why a client cannot be built from the settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError(pub String);
-
-impl std::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BuildError {}
-
 impl RequestTracker {
     pub fn new(spec: ConnectorSpec) -> Result<RequestTracker, BuildError> {
         spec.check().map_err(|e| BuildError(e.to_string()))?;
-        let mut base = spec.url.trim_end_matches('/').to_owned();
-        base.push_str("/REST/2.0/");
-        let api = Url::parse(&base).map_err(|e| BuildError(format!("{}: {e}", spec.url)))?;
+        let api = api_base(&spec.name, &spec.url, "/REST/2.0/")?;
         let username = spec.username.clone().unwrap_or_default();
         let token = spec.token.as_deref().filter(|t| !t.is_empty());
         let header = match (token, &spec.password) {
             (Some(token), _) => format!("token {token}"),
-            (None, password) => format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{username}:{}",
-                    password.as_deref().unwrap_or_default()
-                ))
-            ),
+            (None, password) => basic(&username, password.as_deref().unwrap_or_default()),
         };
-        let mut auth = HeaderValue::from_str(&header).map_err(|_| {
-            BuildError(format!(
-                "connectors.{}: the credentials hold characters a header cannot",
-                spec.name
-            ))
+        let api_client = Api::new(&spec.name, spec.kind.label(), &header, |answer| {
+            answer["message"].as_str().unwrap_or_default().to_owned()
         })?;
-        auth.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| BuildError(e.to_string()))?;
         Ok(RequestTracker {
             spec,
-            http,
+            api_client,
             api,
-            auth,
             queue_id: OnceCell::new(),
         })
     }
 
     fn url(&self, path: &str) -> Result<Url, RemoteError> {
-        self.api
-            .join(path)
-            .map_err(|e| RemoteError::Refused(format!("{path}: {e}")))
+        crate::http::join(&self.api, path)
     }
 
     fn username(&self) -> &str {
         self.spec.username.as_deref().unwrap_or_default()
     }
 
-    /// One call; the JSON answer of a 2xx, otherwise the error its status stands for.
     async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value, RemoteError> {
-        let mut request = self
-            .http
-            .request(method.clone(), url.clone())
-            .header(AUTHORIZATION, self.auth.clone());
-        if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let what = format!("{} {method} {}", self.spec.kind.label(), url.path());
-        let response = request
-            .send()
-            .await
-            .map_err(|e| RemoteError::Unavailable(format!("{what}: {}", without_url(&e))))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| RemoteError::Unavailable(format!("{what}: {}", without_url(&e))))?;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after.unwrap_or(60).clamp(1, 3600);
-            return Err(RemoteError::RateLimited(chrono::Duration::seconds(wait)));
-        }
-        if status.is_server_error() {
-            return Err(RemoteError::Unavailable(format!("{what}: {status}")));
-        }
-        let answer: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|_| {
-                RemoteError::Unavailable(format!("{what}: {status}, and the answer is not JSON"))
-            })?
-        };
-        if !status.is_success() {
-            let message = answer["message"].as_str().unwrap_or_default();
-            let why = match status {
-                StatusCode::UNAUTHORIZED => {
-                    "the user or its password or token is not accepted".to_owned()
-                }
-                StatusCode::FORBIDDEN => format!("the user may not do this ({message})"),
-                _ => format!("{status}: {message}"),
-            };
-            return Err(RemoteError::Refused(format!("{what}: {why}")));
-        }
-        Ok(answer)
+        self.api_client.call(method, url, body).await
     }
 
     async fn get(&self, path: &str) -> Result<Value, RemoteError> {
@@ -266,6 +187,10 @@ impl RequestTracker {
                 .as_str()
                 .is_some_and(|c| c.eq_ignore_ascii_case(self.username())),
             in_queue: queue_id.is_some_and(|q| id_of(&t["Queue"]["id"]).as_deref() == Some(q)),
+            updated_by: t["LastUpdatedBy"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             id,
         })
     }
@@ -277,21 +202,6 @@ impl RequestTracker {
             self.spec.url.trim_end_matches('/')
         )
     }
-}
-
-/// A transport error's words without the address (which could carry a query).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
-    }
-    e
-}
-
-fn encode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 /// RT sends ids and numbers as strings or numbers.
@@ -309,6 +219,20 @@ fn number(v: &Value) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         _ => None,
     }
+}
+
+/// A time as RT's REST 2.0 writes it (`2026-12-08T10:15:30Z`; older ones `2026-12-08
+/// 10:15:30`, in UTC).
+fn rt_time(v: &Value) -> Option<DateTime<Utc>> {
+    let s = v.as_str()?.trim();
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
+        })
 }
 
 /// RT's number of a ticket id opsdesk keeps as text.
@@ -338,7 +262,7 @@ impl RemoteSystem for RequestTracker {
         let mut url = self.url("tickets")?;
         url.query_pairs_mut()
             .append_pair("query", &query)
-            .append_pair("fields", "Subject,Status,Priority,Creator,Queue")
+            .append_pair("fields", TICKET_FIELDS)
             .append_pair("orderby", "id")
             .append_pair("order", "ASC");
         let answer = self.call(Method::GET, url, None).await?;
@@ -382,7 +306,7 @@ impl RemoteSystem for RequestTracker {
         if let Some(s) = &f.subject {
             body.insert("Subject".into(), json!(s));
         }
-        if let Some(s) = f.status {
+        if let Some(s) = &f.status {
             body.insert("Status".into(), json!(s));
         }
         if let Some(p) = f.priority {
@@ -407,7 +331,7 @@ impl RemoteSystem for RequestTracker {
                 said.join("; ")
             ))
         };
-        if f.status.is_some_and(|s| now.status != s) {
+        if f.status.as_ref().is_some_and(|s| now.status != *s) {
             return Err(kept("status"));
         }
         let first = |s: &str| -> String {
@@ -493,7 +417,7 @@ impl RemoteSystem for RequestTracker {
         Ok(out)
     }
 
-    async fn created_change(&self, id: &str) -> Result<Option<i64>, RemoteError> {
+    async fn created(&self, id: &str) -> Result<Option<Created>, RemoteError> {
         let ticket_id = rt_ticket_id(id)?;
         let filter = json!([
             {"field": "ObjectType", "value": "RT::Ticket"},
@@ -501,11 +425,101 @@ impl RemoteSystem for RequestTracker {
             {"field": "Type", "value": "Create"}
         ]);
         let created = self.transactions(filter, "Type", 1).await?;
-        Ok(created.first().and_then(|t| number(&t["id"])))
+        let Some(at) = created.first().and_then(|t| number(&t["id"])) else {
+            return Ok(None);
+        };
+        Ok(Some(Created {
+            at,
+            cursor: at,
+            description: self.message_text(&at.to_string()).await?,
+        }))
     }
 
-    async fn change_text(&self, change: i64) -> Result<String, RemoteError> {
-        self.message_text(&change.to_string()).await
+    async fn search(
+        &self,
+        query: &str,
+        page: usize,
+    ) -> Result<(Vec<RemoteTicket>, bool), RemoteError> {
+        let mut url = self.url("tickets")?;
+        url.query_pairs_mut()
+            .append_pair("query", query)
+            .append_pair("fields", TICKET_FIELDS)
+            .append_pair("orderby", "id")
+            .append_pair("order", "ASC")
+            .append_pair("per_page", &PAGE.to_string())
+            .append_pair("page", &page.to_string());
+        let answer = self.call(Method::GET, url, None).await?;
+        let queue = self.queue_id().await?.to_owned();
+        let items = answer["items"].as_array().cloned().unwrap_or_default();
+        let more = answer["pages"]
+            .as_f64()
+            .is_some_and(|pages| pages > page as f64)
+            && items.len() == PAGE;
+        let tickets = items
+            .iter()
+            .map(|t| self.ticket_of(t, Some(&queue)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((tickets, more))
+    }
+
+    async fn history(&self, id: &str) -> Result<RemoteHistory, RemoteError> {
+        let ticket_id = rt_ticket_id(id)?;
+        let filter = json!([
+            {"field": "ObjectType", "value": "RT::Ticket"},
+            {"field": "ObjectId", "value": ticket_id}
+        ]);
+        let items = self
+            .transactions(filter, "Type,Creator,Created", HISTORY_PAGES)
+            .await?;
+        let mut history = RemoteHistory {
+            created_at: None,
+            created_by: String::new(),
+            description: String::new(),
+            messages: Vec::new(),
+            cursor: 0,
+        };
+        for t in items {
+            let Some(tid) = number(&t["id"]) else {
+                continue;
+            };
+            history.cursor = history.cursor.max(tid);
+            let creator = t["Creator"]["id"].as_str().unwrap_or_default().to_owned();
+            let at = rt_time(&t["Created"]).unwrap_or_default();
+            match t["Type"].as_str().unwrap_or_default() {
+                "Create" if history.created_at.is_none() => {
+                    history.created_at = Some(at);
+                    history.created_by = creator;
+                    history.description = self.message_text(&tid.to_string()).await?;
+                }
+                kind @ ("Correspond" | "Comment") => {
+                    history.messages.push(ImportedMessage {
+                        at,
+                        author: creator,
+                        public: kind == "Correspond",
+                        body: self.message_text(&tid.to_string()).await?,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(history)
+    }
+
+    fn webhook(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<Vec<String>, RemoteError> {
+        crate::webhook::shared_secret(&self.spec, header)?;
+        // The scrip in docs/connectors.md sends {"ticket": <id>}.
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| RemoteError::Refused(format!("the body is not JSON: {e}")))?;
+        let id = id_of(&v["ticket"])
+            .filter(|id| rt_ticket_id(id).is_ok())
+            .ok_or_else(|| {
+                RemoteError::Refused("the body names no RT ticket: {\"ticket\": <id>}".into())
+            })?;
+        Ok(vec![id])
     }
 
     async fn newest_change(&self) -> Result<i64, RemoteError> {

@@ -21,10 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use opsdesk_domain::audit::AuditEntry;
 use opsdesk_domain::channel::truncate;
-use opsdesk_domain::connector::{
-    remote_subject, rt_priority, rt_status, same_in_rt, severity_from_rt_priority,
-    title_from_subject, ConnectorSpec,
-};
+use opsdesk_domain::connector::{title_from_subject, ConnectorSpec};
 use opsdesk_domain::validation::{DESCRIPTION_MAX, TITLE_MAX};
 use opsdesk_domain::{
     FieldError, NewTicket, Permission, Role, Severity, Status, Ticket, TicketPatch, Validated,
@@ -50,6 +47,20 @@ pub struct RemoteTicket {
     pub by_us: bool,
     /// In the connector's queue (tickets elsewhere are not imported).
     pub in_queue: bool,
+    /// Who changed it last over there, where the system says (the author of changes read
+    /// from the ticket's state).
+    pub updated_by: String,
+}
+
+/// How a ticket made in the other system began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Where its creation stands in the system's change stream (compared with the first
+    /// look's position: only tickets made after it are imported).
+    pub at: i64,
+    /// The link's change cursor that takes everything after the creation.
+    pub cursor: i64,
+    pub description: String,
 }
 
 /// What one remote change did.
@@ -79,12 +90,24 @@ pub struct RemoteChange {
     pub kind: RemoteChangeKind,
 }
 
+/// A remote ticket's history, as an import reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHistory {
+    pub created_at: Option<DateTime<Utc>>,
+    pub created_by: String,
+    pub description: String,
+    /// Correspondence and comments after the creation, oldest first.
+    pub messages: Vec<crate::import::ImportedMessage>,
+    /// The newest change read: the link's cursor.
+    pub cursor: i64,
+}
+
 /// A ticket for the other system to create.
 #[derive(Debug, Clone)]
 pub struct RemoteNew {
     pub subject: String,
     pub description: String,
-    pub status: &'static str,
+    pub status: String,
     pub priority: i64,
 }
 
@@ -92,7 +115,7 @@ pub struct RemoteNew {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteFields {
     pub subject: Option<String>,
-    pub status: Option<&'static str>,
+    pub status: Option<String>,
     pub priority: Option<i64>,
 }
 
@@ -137,10 +160,43 @@ pub trait RemoteSystem: Send + Sync {
         id: &str,
         after: i64,
     ) -> std::result::Result<Vec<RemoteChange>, RemoteError>;
-    /// The change that created the ticket.
-    async fn created_change(&self, id: &str) -> std::result::Result<Option<i64>, RemoteError>;
-    /// The text of a message change (the description, for the change that created a ticket).
-    async fn change_text(&self, change: i64) -> std::result::Result<String, RemoteError>;
+    /// How the ticket began: where in the change stream, and its description.
+    async fn created(&self, id: &str) -> std::result::Result<Option<Created>, RemoteError>;
+    /// A page of the tickets a query in the system's own language finds (RT: TicketSQL),
+    /// oldest first, and whether there are more after it: `page` counts from 1.
+    async fn search(
+        &self,
+        query: &str,
+        page: usize,
+    ) -> std::result::Result<(Vec<RemoteTicket>, bool), RemoteError> {
+        let _ = (query, page);
+        Err(RemoteError::Refused(format!(
+            "importing from {} is not built; use a CSV export and opsdesk import csv",
+            self.spec().kind.label()
+        )))
+    }
+    /// The ticket's whole history, for an import.
+    async fn history(&self, id: &str) -> std::result::Result<RemoteHistory, RemoteError> {
+        let _ = id;
+        Err(RemoteError::Refused(format!(
+            "importing from {} is not built",
+            self.spec().kind.label()
+        )))
+    }
+    /// Whether title, status and priority are read from the ticket as it is (compared with
+    /// what was last synced) rather than from `changes`, which then brings messages only.
+    fn fields_by_state(&self) -> bool {
+        false
+    }
+    /// The remote tickets a call to opsdesk's webhook for this connector is about, once its
+    /// authenticity is checked against `webhook_secret` (`header` reads the call's headers by
+    /// lower-case name). The call only hurries their sync: what changed is read through the
+    /// API, so a call sent twice, late or forged with a stale body changes nothing.
+    fn webhook(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> std::result::Result<Vec<String>, RemoteError>;
     /// The newest change the other system has made to any ticket (the first look starts
     /// there).
     async fn newest_change(&self) -> std::result::Result<i64, RemoteError>;
@@ -209,7 +265,8 @@ impl Desk {
             .collect())
     }
 
-    fn remote(&self, name: &str) -> Result<Arc<dyn RemoteSystem>> {
+    /// The client of the connector named `name`.
+    pub fn connector_remote(&self, name: &str) -> Result<Arc<dyn RemoteSystem>> {
         self.settings
             .connectors
             .iter()
@@ -251,7 +308,7 @@ impl Desk {
         connector: &str,
     ) -> Result<(ExternalLink, bool)> {
         actor.require(Permission::WriteTickets)?;
-        let remote = self.remote(connector)?;
+        let remote = self.connector_remote(connector)?;
         self.ticket(actor, ticket_id).await?;
         let actor = actor.clone();
         let spec = remote.spec().clone();
@@ -329,6 +386,9 @@ impl Desk {
     /// changed there too. Returns how many links it synced.
     pub async fn sync_connector(&self, remote: &dyn RemoteSystem, look: bool) -> Result<usize> {
         let spec = remote.spec().clone();
+        if !look && self.db().connector_idle(&spec.name, self.now()).await? {
+            return Ok(0);
+        }
         self.link_new_tickets(&spec).await?;
         if look {
             if let Err(e) = self.look_for_remote_changes(remote).await {
@@ -420,24 +480,7 @@ impl Desk {
                 Box::pin(async move { Ok(tx.hurry_external_links(&name, &ids, now).await?) })
             })
             .await?;
-        if spec.import_new {
-            for id in &unlinked {
-                let t = match remote.ticket(id).await {
-                    Ok(t) => t,
-                    // Gone, or not the connector user's to see.
-                    Err(RemoteError::Refused(_)) => continue,
-                    Err(e) => return Err(unavailable(e)),
-                };
-                if t.by_us || !t.in_queue {
-                    continue;
-                }
-                // One that cannot be imported does not hold up the rest: it is logged, and
-                // looked at again when it next changes.
-                if let Err(e) = self.import_remote(remote, &t, first).await {
-                    tracing::warn!(connector = %spec.name, remote = %t.id, error = %e, "importing a ticket failed");
-                }
-            }
-        }
+        self.import_unlinked(remote, &unlinked, first).await?;
         let name = spec.name.clone();
         self.change(move |tx, now| {
             Box::pin(async move {
@@ -451,6 +494,76 @@ impl Desk {
         .await
     }
 
+    /// With `import_new`, brings in those of `unlinked` made over there (not by opsdesk) after
+    /// the first look's position `first`.
+    async fn import_unlinked(
+        &self,
+        remote: &dyn RemoteSystem,
+        unlinked: &[String],
+        first: i64,
+    ) -> Result<()> {
+        let spec = remote.spec();
+        if !spec.import_new {
+            return Ok(());
+        }
+        for id in unlinked {
+            let t = match remote.ticket(id).await {
+                Ok(t) => t,
+                // Gone, or not the connector user's to see.
+                Err(RemoteError::Refused(_)) => continue,
+                Err(e) => return Err(Error::Internal(format!("{}: {e}", spec.name))),
+            };
+            if t.by_us || !t.in_queue {
+                continue;
+            }
+            // One that cannot be imported does not hold up the rest: it is logged, and
+            // looked at again when it next changes.
+            if let Err(e) = self.import_remote(remote, &t, first).await {
+                tracing::warn!(connector = %spec.name, remote = %t.id, error = %e, "importing a ticket failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// A call of the other system to the connector's webhook: once `RemoteSystem::webhook`
+    /// has checked it, the linked tickets it names are synced on the connector's next pass
+    /// (within a second), and with `import_new` the unlinked ones made there are imported.
+    /// Returns how many remote tickets it named.
+    pub async fn connector_webhook(
+        &self,
+        connector: &str,
+        header: &(dyn Fn(&str) -> Option<String> + Sync),
+        body: &[u8],
+    ) -> Result<usize> {
+        let remote = self
+            .settings
+            .connectors
+            .iter()
+            .find(|r| r.spec().name == connector)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("connector {connector:?}")))?;
+        let ids = remote
+            .webhook(header, body)
+            .map_err(|e| Error::Forbidden(e.to_string()))?;
+        let name = connector.to_owned();
+        let named = ids.len();
+        let (unlinked, first) = self
+            .change(move |tx, now| {
+                Box::pin(async move {
+                    let unlinked = tx.hurry_external_links(&name, &ids, now).await?;
+                    let cursor = tx.connector_cursor(&name, now).await?;
+                    Ok((unlinked, cursor.first_cursor))
+                })
+            })
+            .await?;
+        // Before the connector's first look nothing is imported (it starts from there).
+        if let Some(first) = first {
+            self.import_unlinked(remote.as_ref(), &unlinked, first)
+                .await?;
+        }
+        Ok(named)
+    }
+
     /// Makes an opsdesk ticket of a ticket made in the other system after change `after`
     /// (older ones that merely changed are left there), linked to it.
     async fn import_remote(
@@ -461,25 +574,23 @@ impl Desk {
     ) -> Result<()> {
         let spec = remote.spec().clone();
         let created = remote
-            .created_change(&t.id)
+            .created(&t.id)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        // From its creation on: replies made since in RT are taken by the first sync.
-        let Some(cursor) = created.filter(|c| *c > after) else {
+        // From its creation on: replies made since over there are taken by the first sync.
+        let Some(Created {
+            cursor,
+            description,
+            ..
+        }) = created.filter(|c| c.at > after)
+        else {
             return Ok(());
         };
-        let description = remote
-            .change_text(cursor)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
         let mut input = NewTicket {
-            title: truncate(
-                &plain(title_from_subject(&t.subject)).replace('\n', " "),
-                TITLE_MAX,
-            ),
+            title: remote_title(&t.subject),
             description: truncate(&plain(&description), DESCRIPTION_MAX),
             kind: opsdesk_domain::Kind::Incident,
-            severity: severity_from_rt_priority(t.priority),
+            severity: spec.kind.severity(t.priority),
             requester: None,
             assignee: None,
             team: None,
@@ -615,7 +726,27 @@ impl Desk {
         // both sides changed is seen as such.
         let changes = remote.changes(&remote_id, link.remote_cursor).await?;
         if !changes.is_empty() {
-            link = self.take_changes(&spec, &link, changes).await?;
+            link = self.take_changes(&spec, &link, changes, false).await?;
+        }
+        if remote.fields_by_state() {
+            // Title, status and priority as the other side holds them now; what equals the
+            // value last synced is no change.
+            let theirs = remote.ticket(&remote_id).await?;
+            let author = theirs.updated_by.clone();
+            let state = [
+                RemoteChangeKind::Subject(theirs.subject),
+                RemoteChangeKind::Status(theirs.status),
+                RemoteChangeKind::Priority(theirs.priority),
+            ]
+            .into_iter()
+            .map(|kind| RemoteChange {
+                id: 0,
+                by_us: false,
+                author: author.clone(),
+                kind,
+            })
+            .collect();
+            link = self.take_changes(&spec, &link, state, true).await?;
         }
         let ticket = self
             .db()
@@ -640,15 +771,16 @@ impl Desk {
         link: &ExternalLink,
         ticket: &Ticket,
     ) -> std::result::Result<ExternalLink, SyncError> {
+        let spec = remote.spec().clone();
         let made = match remote.find(&ticket.key).await? {
             Some(found) => found,
             None => {
                 remote
                     .create(&RemoteNew {
-                        subject: remote_subject(&ticket.key, &ticket.title),
+                        subject: spec.remote_subject(&ticket.key, &ticket.title),
                         description: ticket.description.clone(),
-                        status: rt_status(ticket.status),
-                        priority: rt_priority(ticket.severity),
+                        status: spec.remote_status(ticket.status),
+                        priority: spec.kind.priority(ticket.severity),
                     })
                     .await?
             }
@@ -681,9 +813,8 @@ impl Desk {
                     l.remote_url = Some(made.url.clone());
                     l.state = "linked".into();
                     l.synced_title = title_from_subject(&made.subject).to_owned();
-                    l.synced_status = opsdesk_status_of(&made.status, ticket.status);
-                    l.synced_severity =
-                        severity_from_rt_priority(made.priority).as_str().to_owned();
+                    l.synced_status = opsdesk_status_of(&spec, &made.status, ticket.status);
+                    l.synced_severity = spec.kind.severity(made.priority).as_str().to_owned();
                     l.remote_cursor = l.remote_cursor.max(cursor);
                     l.updated_at = now;
                     tx.save_external_link(&l).await?;
@@ -704,12 +835,14 @@ impl Desk {
         Ok(saved)
     }
 
-    /// Takes remote changes onto the ticket, in one transaction with the cursor.
+    /// Takes remote changes onto the ticket, in one transaction with the cursor (`state`:
+    /// the ticket's fields as they are over there, which have no place in the cursor).
     async fn take_changes(
         &self,
         spec: &ConnectorSpec,
         link: &ExternalLink,
         changes: Vec<RemoteChange>,
+        state: bool,
     ) -> Result<ExternalLink> {
         let spec = spec.clone();
         let routing = self.routing().await?;
@@ -720,11 +853,13 @@ impl Desk {
                     return Err(Error::NotFound("the link".into()));
                 };
                 for change in changes {
-                    // Another node took it meanwhile.
-                    if change.id <= l.remote_cursor {
-                        continue;
+                    if !state {
+                        // Another node took it meanwhile.
+                        if change.id <= l.remote_cursor {
+                            continue;
+                        }
+                        l.remote_cursor = change.id;
                     }
-                    l.remote_cursor = change.id;
                     if change.by_us {
                         continue;
                     }
@@ -748,16 +883,17 @@ impl Desk {
         ticket: &Ticket,
         remote_id: &str,
     ) -> std::result::Result<(), SyncError> {
+        let spec = remote.spec();
         let title_changed = ticket.title != link.synced_title;
         let status_changed =
-            Status::parse(&link.synced_status).is_none_or(|s| !same_in_rt(s, ticket.status));
+            Status::parse(&link.synced_status).is_none_or(|s| !spec.same_remote(s, ticket.status));
         let severity_changed = ticket.severity.as_str() != link.synced_severity;
         if !title_changed && !status_changed && !severity_changed {
             let settled = if link.detail.starts_with("conflict") {
                 let theirs = remote.ticket(remote_id).await?;
                 title_from_subject(&theirs.subject) == ticket.title
-                    && theirs.status == rt_status(ticket.status)
-                    && severity_from_rt_priority(theirs.priority) == ticket.severity
+                    && spec.shows(&theirs.status, ticket.status)
+                    && spec.kind.severity(theirs.priority) == ticket.severity
             } else {
                 false
             };
@@ -781,20 +917,15 @@ impl Desk {
         }
         let theirs = remote.ticket(remote_id).await?;
         let their_title = title_from_subject(&theirs.subject).to_owned();
-        // RT still shows the status last synced: by its name, or by what it stands for.
-        let rt_unchanged = Status::parse(&link.synced_status).is_some_and(|synced| {
-            rt_status(synced) == theirs.status
-                || remote
-                    .spec()
-                    .status_from_remote(&theirs.status)
-                    .is_some_and(|t| same_in_rt(t, synced))
-        });
-        let their_severity = severity_from_rt_priority(theirs.priority);
+        // The other side still shows the status last synced.
+        let unchanged_there = Status::parse(&link.synced_status)
+            .is_some_and(|synced| spec.shows(&theirs.status, synced));
+        let their_severity = spec.kind.severity(theirs.priority);
         let mut fields = RemoteFields::default();
         let mut conflicts = Vec::new();
         if title_changed && their_title != ticket.title {
             if their_title == link.synced_title || link.synced_title.is_empty() {
-                fields.subject = Some(remote_subject(&ticket.key, &ticket.title));
+                fields.subject = Some(spec.remote_subject(&ticket.key, &ticket.title));
             } else {
                 conflicts.push(format!(
                     "title (here {:?}, there {their_title:?})",
@@ -802,9 +933,9 @@ impl Desk {
                 ));
             }
         }
-        if status_changed && theirs.status != rt_status(ticket.status) {
-            if rt_unchanged {
-                fields.status = Some(rt_status(ticket.status));
+        if status_changed && !spec.shows(&theirs.status, ticket.status) {
+            if unchanged_there {
+                fields.status = Some(spec.remote_status(ticket.status));
             } else {
                 conflicts.push(format!(
                     "status (here {}, there {})",
@@ -814,7 +945,7 @@ impl Desk {
         }
         if severity_changed && their_severity != ticket.severity {
             if their_severity.as_str() == link.synced_severity {
-                fields.priority = Some(rt_priority(ticket.severity));
+                fields.priority = Some(spec.kind.priority(ticket.severity));
             } else {
                 conflicts.push(format!(
                     "severity (here {}, there priority {})",
@@ -843,7 +974,7 @@ impl Desk {
         let sent = ticket.clone();
         let (sent_title, sent_status, sent_severity) = (
             fields.subject.is_some() || their_title == ticket.title,
-            fields.status.is_some() || theirs.status == rt_status(ticket.status),
+            fields.status.is_some() || spec.shows(&theirs.status, ticket.status),
             fields.priority.is_some() || their_severity == ticket.severity,
         );
         self.change(move |tx, now| {
@@ -935,18 +1066,26 @@ enum SyncError {
 
 /// Text from the other side as opsdesk keeps it: line breaks as `\n`, no other control
 /// characters but tabs.
-fn plain(text: &str) -> String {
+pub(crate) fn plain(text: &str) -> String {
     text.replace("\r\n", "\n")
         .chars()
         .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
         .collect()
 }
 
+/// The title a remote subject carries, as opsdesk keeps titles.
+pub(crate) fn remote_title(subject: &str) -> String {
+    truncate(
+        &plain(title_from_subject(subject)).replace('\n', " "),
+        TITLE_MAX,
+    )
+}
+
 /// The opsdesk status a remote status stands for; one with no meaning here (RT's `new`) stands
 /// for the ticket's own.
-fn opsdesk_status_of(remote: &str, own: Status) -> String {
-    opsdesk_domain::connector::status_from_rt(remote)
-        .filter(|s| !same_in_rt(*s, own))
+fn opsdesk_status_of(spec: &ConnectorSpec, remote: &str, own: Status) -> String {
+    spec.status_from_remote(remote)
+        .filter(|s| !spec.same_remote(*s, own))
         .unwrap_or(own)
         .as_str()
         .to_owned()
@@ -1095,12 +1234,12 @@ async fn take_change(
                 return Ok(());
             };
             let synced = Status::parse(&link.synced_status);
-            if synced.is_some_and(|synced| same_in_rt(synced, to)) {
+            if synced.is_some_and(|synced| spec.same_remote(synced, to)) {
                 // Not a change as far as opsdesk can tell (RT's open after acknowledged).
                 return Ok(());
             }
-            if !same_in_rt(to, current.status) {
-                if synced.is_some_and(|synced| same_in_rt(synced, current.status)) {
+            if !spec.same_remote(to, current.status) {
+                if synced.is_some_and(|synced| spec.same_remote(synced, current.status)) {
                     patch.status = Some(to);
                 } else {
                     conflict = Some(format!("status (here {}, there {s})", current.status));
@@ -1109,7 +1248,7 @@ async fn take_change(
             now_synced = Synced::Status(to.as_str().to_owned());
         }
         RemoteChangeKind::Subject(s) => {
-            let title = truncate(&plain(title_from_subject(&s)).replace('\n', " "), TITLE_MAX);
+            let title = remote_title(&s);
             if title == link.synced_title || title.trim().is_empty() {
                 return Ok(());
             }
@@ -1123,7 +1262,7 @@ async fn take_change(
             now_synced = Synced::Title(title);
         }
         RemoteChangeKind::Priority(p) => {
-            let to: Severity = severity_from_rt_priority(p);
+            let to: Severity = spec.kind.severity(p);
             if to.as_str() == link.synced_severity {
                 return Ok(());
             }
@@ -1203,16 +1342,21 @@ mod tests {
 
     #[test]
     fn remote_statuses_without_a_meaning_here_keep_the_tickets() {
+        let rt: ConnectorSpec = serde_json::from_value(json!({
+            "name": "rt", "type": "request_tracker", "url": "https://rt.example.com",
+            "username": "opsdesk", "token": "abc", "queue": "General"
+        }))
+        .unwrap();
         assert_eq!(
-            opsdesk_status_of("new", Status::Acknowledged),
+            opsdesk_status_of(&rt, "new", Status::Acknowledged),
             "acknowledged"
         );
         assert_eq!(
-            opsdesk_status_of("open", Status::Acknowledged),
+            opsdesk_status_of(&rt, "open", Status::Acknowledged),
             "acknowledged"
         );
         assert_eq!(
-            opsdesk_status_of("resolved", Status::InProgress),
+            opsdesk_status_of(&rt, "resolved", Status::InProgress),
             "resolved"
         );
     }

@@ -11,6 +11,7 @@ pub mod csv_writer;
 mod error;
 pub mod escalation;
 pub mod export;
+pub mod import;
 pub mod kpis;
 pub mod mail;
 pub mod outbox;

@@ -17,12 +17,24 @@ use crate::ticket::{Severity, Status};
 pub enum ConnectorType {
     /// Request Tracker 5, through its REST 2.0 API.
     RequestTracker,
+    /// Jira Cloud, through its platform REST API v3.
+    Jira,
+    /// ServiceNow incidents, through its Table API.
+    Servicenow,
 }
 
 impl ConnectorType {
+    pub const ALL: &'static [ConnectorType] = &[
+        ConnectorType::RequestTracker,
+        ConnectorType::Jira,
+        ConnectorType::Servicenow,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectorType::RequestTracker => "request_tracker",
+            ConnectorType::Jira => "jira",
+            ConnectorType::Servicenow => "servicenow",
         }
     }
 
@@ -30,6 +42,78 @@ impl ConnectorType {
     pub fn label(self) -> &'static str {
         match self {
             ConnectorType::RequestTracker => "Request Tracker",
+            ConnectorType::Jira => "Jira",
+            ConnectorType::Servicenow => "ServiceNow",
+        }
+    }
+
+    /// The status the other system shows for an opsdesk status, before the connector's own
+    /// `status_map`: RT's default lifecycle, Jira's default workflow (by status name),
+    /// ServiceNow's incident state codes.
+    pub fn default_status(self, s: Status) -> &'static str {
+        match self {
+            ConnectorType::RequestTracker => rt_status(s),
+            ConnectorType::Jira => match s {
+                Status::New => "To Do",
+                Status::Acknowledged | Status::InProgress | Status::Pending => "In Progress",
+                Status::Resolved | Status::Closed => "Done",
+            },
+            ConnectorType::Servicenow => match s {
+                Status::New => "1",
+                Status::Acknowledged | Status::InProgress => "2",
+                Status::Pending => "3",
+                Status::Resolved => "6",
+                Status::Closed => "7",
+            },
+        }
+    }
+
+    /// The opsdesk status a status of the other system stands for, before the connector's
+    /// own map; a "new" over there stands for none (opsdesk has no way back to new).
+    pub fn default_status_from(self, remote: &str) -> Option<Status> {
+        match self {
+            ConnectorType::RequestTracker => status_from_rt(remote),
+            ConnectorType::Jira => match remote.trim().to_ascii_lowercase().as_str() {
+                "in progress" => Some(Status::InProgress),
+                "done" | "resolved" | "closed" => Some(Status::Resolved),
+                _ => None,
+            },
+            ConnectorType::Servicenow => match remote.trim() {
+                "2" => Some(Status::InProgress),
+                "3" => Some(Status::Pending),
+                "6" | "8" => Some(Status::Resolved),
+                "7" => Some(Status::Closed),
+                _ => None,
+            },
+        }
+    }
+
+    /// The other system's priority for a severity: RT's 0 to 99 (bands of 20), Jira's
+    /// default priorities Highest (1) to Lowest (5), ServiceNow's priority 1 to 5.
+    pub fn priority(self, s: Severity) -> i64 {
+        match self {
+            ConnectorType::RequestTracker => rt_priority(s),
+            ConnectorType::Jira | ConnectorType::Servicenow => s.rank(),
+        }
+    }
+
+    /// The severity a priority of the other system stands for.
+    pub fn severity(self, priority: i64) -> Severity {
+        match self {
+            ConnectorType::RequestTracker => severity_from_rt_priority(priority),
+            ConnectorType::Jira | ConnectorType::Servicenow => {
+                Severity::ALL[usize::try_from(priority.clamp(1, 5) - 1).unwrap_or(0)]
+            }
+        }
+    }
+
+    /// The most characters the other system keeps of a title: RT's subject (200), Jira's
+    /// summary (255), ServiceNow's short description (160).
+    pub fn subject_max(self) -> usize {
+        match self {
+            ConnectorType::RequestTracker => RT_SUBJECT_MAX,
+            ConnectorType::Jira => 255,
+            ConnectorType::Servicenow => 160,
         }
     }
 }
@@ -58,12 +142,26 @@ pub struct ConnectorSpec {
     /// Never shown by the API: `***` when set.
     #[serde(default)]
     pub password: Option<String>,
-    /// Token authentication instead of a password (RT: an auth token of the user opsdesk acts
-    /// as; `username` still names that user). Never shown by the API.
+    /// Token authentication instead of a password: RT, an auth token of the user opsdesk acts
+    /// as; Jira Cloud, an API token of the account `username` names (its email); ServiceNow,
+    /// an OAuth access token. Never shown by the API.
     #[serde(default)]
     pub token: Option<String>,
-    /// RT: the queue tickets are created in and taken from.
+    /// Where tickets are created and taken from: RT's queue, Jira's project key, ServiceNow's
+    /// table (`incident`).
     pub queue: String,
+    /// Jira: the issue type of the issues opsdesk creates (`Task` when unset).
+    #[serde(default)]
+    pub issue_type: Option<String>,
+    /// ServiceNow: the resolution code sent with a resolved or closed incident (`Solution
+    /// provided` when unset; ServiceNow requires one).
+    #[serde(default)]
+    pub close_code: Option<String>,
+    /// The shared secret the other system's calls to opsdesk's webhook carry (an RT scrip's
+    /// header, Jira's HMAC signature, a ServiceNow business rule's header). Without it the
+    /// webhook is off. Never shown by the API.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     /// How often the other side is asked what changed.
     #[serde(default = "default_poll_seconds")]
     pub poll_seconds: u64,
@@ -113,6 +211,12 @@ impl std::fmt::Debug for ConnectorSpec {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("queue", &self.queue)
+            .field("issue_type", &self.issue_type)
+            .field("close_code", &self.close_code)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "***"),
+            )
             .field("poll_seconds", &self.poll_seconds)
             .field("import_new", &self.import_new)
             .field("create_for", &self.create_for)
@@ -194,10 +298,49 @@ impl ConnectorSpec {
                 "set either password or token, not both or neither".into(),
             );
         }
+        if self.kind == ConnectorType::Jira && password {
+            return fail(
+                "token",
+                "Jira Cloud takes an API token of the account username names, not its password"
+                    .into(),
+            );
+        }
         if self.queue.trim().is_empty() {
             return fail(
                 "queue",
-                "names the queue tickets go to; it is required".into(),
+                format!(
+                    "names the {} tickets go to; it is required",
+                    match self.kind {
+                        ConnectorType::RequestTracker => "queue",
+                        ConnectorType::Jira => "project (its key)",
+                        ConnectorType::Servicenow => "table (incident)",
+                    }
+                ),
+            );
+        }
+        if self.kind == ConnectorType::Servicenow && self.queue != "incident" {
+            return fail(
+                "queue",
+                format!(
+                    "{:?}: ServiceNow incidents are the table opsdesk syncs with; set \"incident\"",
+                    self.queue
+                ),
+            );
+        }
+        if self.kind != ConnectorType::Jira && self.issue_type.is_some() {
+            return fail("issue_type", "is a Jira setting".into());
+        }
+        if self.kind != ConnectorType::Servicenow && self.close_code.is_some() {
+            return fail("close_code", "is a ServiceNow setting".into());
+        }
+        if self
+            .webhook_secret
+            .as_deref()
+            .is_some_and(|s| s.trim().len() < 16)
+        {
+            return fail(
+                "webhook_secret",
+                "must be at least 16 characters (a random one: openssl rand -hex 24)".into(),
             );
         }
         if self.poll_seconds == 0 || self.poll_seconds > 86_400 {
@@ -220,15 +363,61 @@ impl ConnectorSpec {
         if out.token.is_some() {
             out.token = Some("***".into());
         }
+        if out.webhook_secret.is_some() {
+            out.webhook_secret = Some("***".into());
+        }
         out
     }
 
-    /// The opsdesk status an RT status stands for, this connector's map first.
+    /// The opsdesk status a status of the other system stands for, this connector's map first.
     pub fn status_from_remote(&self, remote: &str) -> Option<Status> {
         self.status_map
-            .get(remote)
-            .copied()
-            .or_else(|| status_from_rt(remote))
+            .iter()
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case(remote.trim()))
+            .map(|(_, s)| *s)
+            .or_else(|| self.kind.default_status_from(remote))
+    }
+
+    /// The status opsdesk sets over there for an opsdesk status: the system's default when it
+    /// stands for that very status, otherwise the `status_map` entry that does (a workflow's
+    /// "Waiting for customer" for pending), otherwise the default.
+    pub fn remote_status(&self, s: Status) -> String {
+        let default = self.kind.default_status(s);
+        if self.status_from_remote(default) == Some(s) {
+            return default.to_owned();
+        }
+        self.status_map
+            .iter()
+            .find(|(_, to)| **to == s)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Whether two statuses look the same over there (RT has one `open` for acknowledged and
+    /// in progress).
+    pub fn same_remote(&self, a: Status, b: Status) -> bool {
+        a == b
+            || self
+                .remote_status(a)
+                .eq_ignore_ascii_case(&self.remote_status(b))
+    }
+
+    /// Whether the other system shows `remote` for the status `s`.
+    pub fn shows(&self, remote: &str, s: Status) -> bool {
+        self.remote_status(s).eq_ignore_ascii_case(remote.trim())
+            || self
+                .status_from_remote(remote)
+                .is_some_and(|t| self.same_remote(t, s))
+    }
+
+    /// The remote ticket's subject: the opsdesk key first (so people on either side find one
+    /// from the other, and opsdesk finds a ticket it made before it recorded the link), cut
+    /// to what the other system keeps.
+    pub fn remote_subject(&self, key: &str, title: &str) -> String {
+        format!("[{key}] {title}")
+            .chars()
+            .take(self.kind.subject_max())
+            .collect()
     }
 }
 
@@ -281,17 +470,8 @@ pub fn severity_from_rt_priority(p: i64) -> Severity {
     }
 }
 
-/// The subject of the remote ticket: the opsdesk key first, so people on either side can
-/// find one from the other and opsdesk can find a ticket it made before it recorded the link.
 /// RT keeps at most this many characters of a subject.
 pub const RT_SUBJECT_MAX: usize = 200;
-
-pub fn remote_subject(key: &str, title: &str) -> String {
-    format!("[{key}] {title}")
-        .chars()
-        .take(RT_SUBJECT_MAX)
-        .collect()
-}
 
 /// The title a remote subject carries: without the `[OPS-n] ` opsdesk put in front.
 pub fn title_from_subject(subject: &str) -> &str {
@@ -320,6 +500,9 @@ mod tests {
             password: Some("hunter2".into()),
             token: None,
             queue: "General".into(),
+            issue_type: None,
+            close_code: None,
+            webhook_secret: None,
             poll_seconds: 60,
             import_new: false,
             create_for: CreateFor::default(),
@@ -384,14 +567,14 @@ mod tests {
 
     #[test]
     fn subjects_carry_the_key_and_titles_come_back_without_it() {
-        let subject = remote_subject("OPS-42", "Disk full on db-1");
+        let subject = spec().remote_subject("OPS-42", "Disk full on db-1");
         assert_eq!(subject, "[OPS-42] Disk full on db-1");
         assert_eq!(title_from_subject(&subject), "Disk full on db-1");
         assert_eq!(title_from_subject("[not a key] x"), "[not a key] x");
         assert_eq!(title_from_subject("[42] x"), "[42] x");
         assert_eq!(title_from_subject("Printer"), "Printer");
         assert_eq!(title_from_subject("[OPS-42] "), "[OPS-42]");
-        let long = remote_subject("OPS-42", &"é".repeat(300));
+        let long = spec().remote_subject("OPS-42", &"é".repeat(300));
         assert_eq!(long.chars().count(), RT_SUBJECT_MAX);
     }
 }

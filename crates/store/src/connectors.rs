@@ -464,7 +464,7 @@ impl Tx {
     ) -> Result<(Vec<i64>, i64)> {
         on_tx!(self, c, _b => {
             let rows = sqlx::query(
-                "SELECT id, severity FROM tickets WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id, severity, source FROM tickets WHERE id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after_id)
             .bind(limit)
@@ -476,7 +476,9 @@ impl Tx {
                 let id: i64 = row.try_get("id")?;
                 let severity: String = row.try_get("severity")?;
                 last = id;
-                if severities.contains(&severity.as_str()) {
+                let source: String = row.try_get("source")?;
+                // Tickets brought in by `opsdesk import` are history, not new work to push.
+                if severities.contains(&severity.as_str()) && !source.starts_with("import.") {
                     out.push(id);
                 }
             }
@@ -486,6 +488,30 @@ impl Tx {
 }
 
 impl Db {
+    /// Whether a connector pass would find nothing to do: it has looked at every ticket for
+    /// `create_for`, and none of its links is due at `now`. Read only, so an idle connector
+    /// writes nothing.
+    pub async fn connector_idle(&self, connector: &str, now: DateTime<Utc>) -> Result<bool> {
+        on_read!(self, p, _b => {
+            let row = sqlx::query(
+                "SELECT (SELECT last_ticket_id FROM connector_cursors WHERE connector = $1) AS seen, \
+                 (SELECT COALESCE(MAX(id), 0) FROM tickets) AS newest, \
+                 EXISTS (SELECT 1 FROM external_links l JOIN tickets t ON t.id = l.ticket_id \
+                   WHERE l.connector = $1 AND (l.lease_until IS NULL OR l.lease_until <= $2) \
+                   AND (l.next_sync_at <= $2 OR (l.attempts = 0 AND (l.last_synced_at IS NULL \
+                   OR t.updated_at > l.last_synced_at)))) AS due",
+            )
+            .bind(connector)
+            .bind(Ts(now))
+            .fetch_one(p)
+            .await?;
+            let seen: Option<i64> = row.try_get("seen")?;
+            let newest: i64 = row.try_get("newest")?;
+            let due: bool = row.try_get("due")?;
+            Ok(seen.is_some_and(|s| s >= newest) && !due)
+        })
+    }
+
     /// A ticket's links with other systems, oldest first.
     pub async fn external_links(&self, ticket_id: i64) -> Result<Vec<ExternalLink>> {
         let sql = format!("SELECT {COLUMNS} FROM external_links WHERE ticket_id = $1 ORDER BY id");

@@ -11,6 +11,7 @@ mod clocks;
 mod connectors;
 pub mod db;
 mod followups;
+mod imports;
 mod kpis;
 mod mail;
 mod outbox;

@@ -18,6 +18,7 @@ on_both_backends!(
     channel_urls_are_masked_in_listings_and_config_check,
     csv_exports_neutralise_formulas,
     support_plans_asks_aws_and_names_plans_that_end,
+    csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -1055,4 +1056,101 @@ support_plan = "enterprise"
     assert!(kept.iter().all(|k| k.levels.is_none() && k.error.is_some()));
     desk.db().close().await;
     db.drop_schema().await;
+}
+
+async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zammad.csv");
+    // A header, a good row with its conversation, a row whose severity is not one, a good
+    // row without an id, and a quoted field over two lines.
+    std::fs::write(
+        &file,
+        "Number,Subject,Body,Priority,State,Customer,Created,Articles\n\
+         40001,Laptop will not boot,\"Black screen\nsince the update\",high,closed,ann@example.com,2025-03-04 09:15:00,\"[{\"\"author\"\": \"\"bob\"\", \"\"body\"\": \"\"Try safe mode\"\", \"\"public\"\": true, \"\"created_at\"\": \"\"2025-03-04T10:00:00Z\"\"}]\"\n\
+         40002,Printer,Out of toner,sort of bad,open,cy@example.com,2025-03-05,\n\
+         ,VPN slow,From home,3,new,,,\n",
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.arg("import").arg("csv").arg(&file).args(args);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+    };
+    let map = "id=Number,title=Subject,description=Body,severity=Priority,status=State,requester=Customer,created=Created,comments=Articles";
+
+    // A column the file lacks: refused before anything is written.
+    let (code, out, err) = cli(&["--map", "title=Subject,team=Group"]).await.unwrap();
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("no column \"Group\"") && err.contains("Subject"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&["--map", "subject=Subject"]).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("not a ticket field"), "{err}");
+
+    // Stop at the bad row (the default): the row before it stays imported.
+    let (code, out, err) = cli(&["--map", map]).await.unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("imported 1, unchanged 0, skipped 0"), "{out}");
+    assert!(err.contains("stopped at line 4: severity"), "{err}");
+    assert!(err.contains("\"sort of bad\""), "{err}");
+
+    // Skip it: the rest comes in, the first is not made twice.
+    let (code, out, err) = cli(&["--map", map, "--on-error", "skip"]).await.unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("imported 1, unchanged 1, skipped 1"), "{out}");
+    assert!(out.contains("skipped line 4: severity"), "{out}");
+    let (code, out, _) = cli(&["--map", map, "--on-error", "skip"]).await.unwrap();
+    assert_eq!(code, 2);
+    assert!(out.contains("imported 0, unchanged 2, skipped 1"), "{out}");
+
+    let desk = db.desk().await;
+    let cli_actor = opsdesk_core::Actor::cli();
+    let page = desk
+        .export_page(
+            &cli_actor,
+            &opsdesk_core::export::ExportFilter::default(),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    let laptop = &page[0];
+    assert_eq!(laptop.ticket.title, "Laptop will not boot");
+    assert_eq!(laptop.ticket.description, "Black screen\nsince the update");
+    assert_eq!(laptop.ticket.severity.as_str(), "SEV2");
+    assert_eq!(laptop.ticket.status.as_str(), "closed");
+    assert_eq!(laptop.ticket.requester.as_deref(), Some("ann@example.com"));
+    assert_eq!(laptop.ticket.source, "import.csv");
+    assert_eq!(laptop.comments.len(), 1);
+    assert_eq!(laptop.comments[0].author, "csv:bob");
+    assert_eq!(laptop.comments[0].body, "Try safe mode");
+    assert_eq!(
+        laptop.comments[0].created_at.to_rfc3339(),
+        "2025-03-04T10:00:00+00:00"
+    );
+    let imported = laptop
+        .history
+        .iter()
+        .find(|h| h.action == "ticket.imported")
+        .unwrap();
+    let from = &imported.changes["imported_from"].after;
+    assert_eq!(from["source"], "csv:zammad.csv");
+    assert_eq!(from["id"], "40001");
+    assert_eq!(from["created_at"], "2025-03-04T09:15:00Z");
+    let vpn = &page[1];
+    assert_eq!(vpn.ticket.title, "VPN slow");
+    assert_eq!(vpn.ticket.severity.as_str(), "SEV3");
+    assert_eq!(vpn.ticket.status.as_str(), "new");
+    // The audit chain holds after an import.
+    let (code, out, err) = {
+        let mut cmd = opsdesk(dir.path(), &db.url);
+        cmd.args(["audit", "verify"]);
+        tokio::task::spawn_blocking(move || run(&mut cmd))
+            .await
+            .unwrap()
+    };
+    assert_eq!(code, 0, "{out}{err}");
 }

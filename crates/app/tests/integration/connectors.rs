@@ -11,7 +11,10 @@ use crate::emergency::eventually;
 use crate::peers::RequestTracker;
 use opsdesk_domain::Role;
 
-on_both_backends!(tickets_sync_both_ways_with_request_tracker);
+on_both_backends!(
+    tickets_sync_both_ways_with_request_tracker,
+    rt_tickets_are_imported_with_their_history_and_webhooks_bring_changes_at_once,
+);
 
 async fn rt_server(backend: Backend, rt: &RequestTracker) -> TestServer {
     let url = rt.url.clone();
@@ -441,4 +444,265 @@ async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {
         rt.ticket(&rt4).await["Subject"],
         format!("[{key4}] Printer toner")
     );
+}
+
+const WEBHOOK_SECRET: &str = "rt-webhook-secret-0123456789";
+
+fn rt_id(made: &Value) -> String {
+    made["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| made["id"].to_string())
+}
+
+async fn rt_tickets_are_imported_with_their_history_and_webhooks_bring_changes_at_once(
+    backend: Backend,
+) {
+    let rt = RequestTracker::start().await;
+    // Tickets that were in RT before opsdesk: one open with a reply and a comment, one
+    // resolved.
+    let vpn = rt_id(&rt
+        .call("alice", Method::POST, "ticket", Some(json!({"Queue": "General", "Subject": "VPN drops every hour", "Content": "Since Monday.", "ContentType": "text/plain", "Priority": 70})))
+        .await);
+    rt.call(
+        "alice",
+        Method::POST,
+        &format!("ticket/{vpn}/correspond"),
+        Some(json!({"Content": "Which client version?", "ContentType": "text/plain"})),
+    )
+    .await;
+    rt.call(
+        "alice",
+        Method::POST,
+        &format!("ticket/{vpn}/comment"),
+        Some(json!({"Content": "Probably the new firewall", "ContentType": "text/plain"})),
+    )
+    .await;
+    let mouse = rt_id(&rt
+        .call("alice", Method::POST, "ticket", Some(json!({"Queue": "General", "Subject": "Mouse broken", "Content": "Left button.", "ContentType": "text/plain", "Priority": 10})))
+        .await);
+    rt.call(
+        "alice",
+        Method::PUT,
+        &format!("ticket/{mouse}"),
+        Some(json!({"Status": "resolved"})),
+    )
+    .await;
+
+    let connector = format!(
+        "[[connectors]]\nname = \"rt\"\ntype = \"request_tracker\"\nurl = \"{}\"\n\
+         username = \"opsdesk\"\npassword = \"password-opsdesk\"\nqueue = \"General\"\n\
+         poll_seconds = 3600\nimport_new = true\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n",
+        rt.url
+    );
+    let for_server = connector.clone();
+    let s = TestServer::start_with(backend, move |c, _| {
+        #[derive(serde::Deserialize)]
+        struct Connectors {
+            connectors: Vec<opsdesk_domain::connector::ConnectorSpec>,
+        }
+        c.connectors = toml::from_str::<Connectors>(&for_server)
+            .unwrap()
+            .connectors;
+    })
+    .await;
+
+    // `opsdesk import rt`, next to the running server, on the same database.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsdesk.toml");
+    std::fs::write(&config, &connector).unwrap();
+    let import = |args: Vec<String>| {
+        let mut cmd = crate::cli::opsdesk(dir.path(), &s.db.url);
+        cmd.arg("--config").arg(&config).arg("import").args(args);
+        tokio::task::spawn_blocking(move || {
+            let out = cmd.output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = || {
+        vec![
+            "rt".to_owned(),
+            "--connector".into(),
+            "rt".into(),
+            "--query".into(),
+            format!("Queue = 'General' AND (id = {vpn} OR id = {mouse})"),
+        ]
+    };
+    let (code, out, err) = import(args()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("imported 2, unchanged 0, skipped 0"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains(&format!("Request Tracker ticket {vpn}: imported as OPS-")),
+        "{err}"
+    );
+
+    let list = s.get("/api/v1/tickets?q=VPN").await.body;
+    let t = list["items"][0].clone();
+    assert_eq!(t["title"], "VPN drops every hour");
+    assert_eq!(t["severity"], "SEV2");
+    assert_eq!(t["source"], "import.request_tracker");
+    let id = t["id"].as_i64().unwrap();
+    let full = s.get(&format!("/api/v1/tickets/{id}")).await.body;
+    assert_eq!(full["description"], "Since Monday.");
+    // The conversation, with RT's authors and times.
+    let cs = comments(&s, id).await;
+    let seen: Vec<(&str, &str, bool)> = cs
+        .iter()
+        .map(|c| {
+            (
+                c["author"].as_str().unwrap(),
+                c["body"].as_str().unwrap(),
+                c["public"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("rt:alice", "Which client version?", true),
+            ("rt:alice", "Probably the new firewall", false)
+        ]
+    );
+    let history = rt
+        .call(
+            "root",
+            Method::GET,
+            &format!("ticket/{vpn}/history?fields=Type,Created&per_page=100"),
+            None,
+        )
+        .await;
+    let rt_times: Vec<chrono::DateTime<chrono::Utc>> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["Type"] == "Correspond")
+        .map(|t| t["Created"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let replied: chrono::DateTime<chrono::Utc> =
+        cs[0]["created_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(replied, rt_times[0]);
+    // The audit trail says it was imported, from where, and who made it there.
+    let audit = s.get(&format!("/api/v1/tickets/{id}/history")).await.body;
+    let imported = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["action"] == "ticket.imported")
+        .unwrap_or_else(|| panic!("{audit:#}"));
+    assert_eq!(
+        imported["changes"]["imported_from"]["after"]["id"],
+        vpn.as_str()
+    );
+    assert_eq!(
+        imported["changes"]["imported_from"]["after"]["created_by"],
+        "rt:alice"
+    );
+    assert_eq!(link_of(&s, id).await.unwrap()["remote_id"], vpn.as_str());
+    let m = s.get("/api/v1/tickets?q=Mouse").await.body;
+    assert_eq!(m["items"][0]["status"], "resolved");
+    assert_eq!(m["items"][0]["severity"], "SEV5");
+
+    // Again: nothing changes.
+    let (code, out, err) = import(args()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("imported 0, unchanged 2, skipped 0"),
+        "{out}{err}"
+    );
+    assert_eq!(comments(&s, id).await.len(), 2);
+    // Nothing imported went back to RT.
+    assert_eq!(
+        rt.messages(&vpn, "Correspond").await,
+        vec!["Which client version?"]
+    );
+
+    // The webhook: with polling an hour apart, a reply in RT arrives when the scrip calls.
+    let hook = s.url("/api/v1/connectors/rt/webhook");
+    let call = |secret: &'static str, body: Value| {
+        s.http
+            .post(hook.clone())
+            .header("X-Opsdesk-Webhook-Secret", secret)
+            .json(&body)
+            .send()
+    };
+    // The synced link settles first (the import's links are due at once).
+    eventually("the imported link synced", || async {
+        link_of(&s, id).await?["last_synced_at"]
+            .as_str()
+            .map(|_| ())
+    })
+    .await;
+    rt.call(
+        "alice",
+        Method::POST,
+        &format!("ticket/{vpn}/correspond"),
+        Some(json!({"Content": "3.2.1 on Windows", "ContentType": "text/plain"})),
+    )
+    .await;
+    let r = call("wrong-secret", json!({"ticket": vpn})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = call(WEBHOOK_SECRET, json!({"nothing": 1})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(s.url("/api/v1/connectors/nope/webhook"))
+        .header("X-Opsdesk-Webhook-Secret", WEBHOOK_SECRET)
+        .json(&json!({"ticket": vpn}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = call(
+        WEBHOOK_SECRET,
+        json!({"ticket": vpn.parse::<i64>().unwrap()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let started = std::time::Instant::now();
+    eventually("the reply brought by the webhook", || async {
+        comments(&s, id)
+            .await
+            .iter()
+            .any(|c| c["body"] == "3.2.1 on Windows")
+            .then_some(())
+    })
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Called twice for the same change: still once.
+    let r = call(WEBHOOK_SECRET, json!({"ticket": vpn})).await.unwrap();
+    assert_eq!(r.status(), 202);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        comments(&s, id)
+            .await
+            .iter()
+            .filter(|c| c["body"] == "3.2.1 on Windows")
+            .count(),
+        1
+    );
+
+    // A ticket made in RT now: the webhook brings it in at once (import_new).
+    let printer = rt_id(&rt
+        .call("alice", Method::POST, "ticket", Some(json!({"Queue": "General", "Subject": "Printer jammed", "Content": "Floor 2.", "ContentType": "text/plain", "Priority": 30})))
+        .await);
+    let r = call(WEBHOOK_SECRET, json!({"ticket": printer}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let p = eventually("the printer ticket imported by the webhook", || async {
+        s.get("/api/v1/tickets?q=Printer").await.body["items"]
+            .as_array()?
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(p["severity"], "SEV4");
 }

@@ -13,6 +13,8 @@ mod browser;
 mod channels;
 mod cli;
 mod connectors;
+mod connectors_jira;
+mod connectors_servicenow;
 mod dates;
 mod email;
 mod emergency;

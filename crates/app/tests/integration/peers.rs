@@ -706,3 +706,49 @@ impl RequestTracker {
             .unwrap_or_default()
     }
 }
+
+/// A local stand-in for a vendor's API that cannot run here (Jira Cloud, ServiceNow): a
+/// Python program under `tests/standins/`, strict about the published request shapes. It
+/// answers `GET /_standin/health` once ready; its other `/_standin/` paths are the test's
+/// controls, documented in the program.
+pub struct StandIn {
+    pub url: String,
+    process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    /// Starts `tests/standins/<program>.py --port <free port>` with `args` after it.
+    pub async fn start(program: &'static str, args: &[&str]) -> StandIn {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/standins")
+            .join(format!("{program}.py"));
+        let hint = "python3 is needed (scripts/test installs it)";
+        let mut process = Process::spawn(
+            program,
+            Command::new("python3")
+                .arg(&script)
+                .arg("--port")
+                .arg(port.to_string())
+                .args(args),
+            dir.path(),
+            hint,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        process
+            .wait_ready(&format!("{url}/_standin/health"), hint)
+            .await;
+        StandIn {
+            url,
+            process,
+            _dir: dir,
+        }
+    }
+
+    /// What the stand-in printed (each request it refused, with why).
+    pub fn log(&self) -> String {
+        self.process.output()
+    }
+}

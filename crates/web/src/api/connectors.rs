@@ -1,11 +1,12 @@
 //! Connectors to other ticketing systems: what is configured, and the links of a ticket.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use opsdesk_domain::connector::ConnectorSpec;
 use opsdesk_store::ExternalLink;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +21,50 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connectors))
         .routes(routes!(ticket_links, push_ticket))
+        .routes(routes!(connector_webhook))
+}
+
+/// What a webhook call did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// How many of the other system's tickets the call named: their sync starts within a
+    /// second.
+    pub tickets: usize,
+}
+
+/// Called by the other system when its tickets change (an RT scrip, a Jira admin webhook, a
+/// ServiceNow business rule), so that changes arrive at once rather than at the next poll.
+/// Authenticated by the connector's `webhook_secret`: Jira's `X-Hub-Signature` (HMAC-SHA256
+/// of the body), otherwise the `X-Opsdesk-Webhook-Secret` header. The call only names
+/// tickets; what changed is read through the other system's API, so a call delivered twice
+/// or late changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connectors/{name}/webhook",
+    tag = "connectors",
+    params(("name" = String, Path, description = "The connector's name")),
+    request_body(content = Object, description = "The other system's call: Jira's webhook event, or {\"ticket\": id} from an RT scrip, or {\"sys_id\": id} from a ServiceNow business rule"),
+    responses(
+        (status = 202, description = "The named tickets are being synced", body = WebhookAnswer),
+        (status = 403, description = "Secret or signature missing or wrong, the webhook is off (no webhook_secret), or the body names no ticket", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connector", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+async fn connector_webhook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
+    let header = |name: &str| -> Option<String> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let tickets = state.desk.connector_webhook(&name, &header, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(WebhookAnswer { tickets })))
 }
 
 /// The connectors of the configuration (`[[connectors]]`), passwords and tokens shown as `***`.

@@ -55,7 +55,7 @@ fn enums_sent() -> BTreeMap<&'static str, Vec<String>> {
         ("LetterKind", sent(opsdesk_domain::mail::LetterKind::ALL)),
         (
             "ConnectorType",
-            sent(&[opsdesk_domain::connector::ConnectorType::RequestTracker]),
+            sent(opsdesk_domain::connector::ConnectorType::ALL),
         ),
         (
             "ReviewKind",
