@@ -1281,13 +1281,16 @@ async fn take_change(
         RemoteChangeKind::Other => return Ok(()),
     }
     if let Some(what) = conflict {
-        // The value last synced stays, so that neither side is overwritten.
-        let text = format!(
-            "conflict: changed both here and in {label} since the last sync: {what}. \
-             Neither side was overwritten; give both sides the same value to settle it."
-        );
-        note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
-        link.detail = text;
+        // The value last synced stays, so that neither side is overwritten. Read by state,
+        // the same conflict shows at every sync until it is settled: it is said once.
+        if !link.detail.contains(&what) {
+            let text = format!(
+                "conflict: changed both here and in {label} since the last sync: {what}. \
+                 Neither side was overwritten; give both sides the same value to settle it."
+            );
+            note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
+            link.detail = text;
+        }
         return Ok(());
     }
     if patch.is_empty() {
