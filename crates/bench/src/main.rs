@@ -10,6 +10,7 @@ mod mail;
 mod payload;
 mod query;
 mod read;
+mod rt;
 mod run;
 mod sns;
 mod stats;
@@ -84,6 +85,15 @@ enum Command {
     /// Write a stand-in SNS signing certificate, its root and key for `sns`, and print the
     /// server configuration that trusts them (no server or token needed).
     SnsKeys(sns::SnsKeysArgs),
+    /// Make tickets in a local Request Tracker, each with a reply and a comment (no opsdesk
+    /// server or token needed).
+    RtFill(rt::RtFillArgs),
+    /// Read tickets from a local Request Tracker as `opsdesk import rt` does: RT's own rate
+    /// (no opsdesk server or token needed).
+    RtRead(rt::RtReadArgs),
+    /// Sync lag on a ticket linked to a local Request Tracker: a reply made on one side until
+    /// the other has it, both ways (write token; the server's connector named --connector).
+    RtSync(rt::RtSyncArgs),
 }
 
 /// What the server said it did with what a command sent, where the command counts it.
@@ -134,8 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         print!("{}", sns::write_keys(a)?);
         return Ok(true);
     }
+    // RT alone: no opsdesk server.
+    let rt_only = matches!(cli.command, Command::RtFill(_) | Command::RtRead(_));
     // SNS signs its messages instead of sending a token.
-    let needs_token = !matches!(cli.command, Command::Sns(_));
+    let needs_token = !matches!(cli.command, Command::Sns(_)) && !rt_only;
     let token = match token.filter(|t| !t.trim().is_empty()) {
         Some(t) => t,
         None if needs_token => {
@@ -160,11 +172,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Files(a) => a.concurrency,
             Command::Mail(a) => a.concurrency,
             Command::Sns(a) => a.concurrency,
-            Command::SnsKeys(_) => 1,
+            Command::SnsKeys(_) | Command::RtFill(_) | Command::RtRead(_) | Command::RtSync(_) => 1,
         };
         let target = Target::new(&url, token.trim(), concurrency)?;
         // An ingest token may not list tickets; `events` and `sns` check their own endpoint.
-        if !matches!(cli.command, Command::Events(_) | Command::Sns(_)) {
+        if !matches!(cli.command, Command::Events(_) | Command::Sns(_)) && !rt_only {
             target.check().await?;
         }
         let (report, tally) = match cli.command {
@@ -183,6 +195,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 (report, Some(Tally::Sns(tally)))
             }
             Command::SnsKeys(_) => anyhow::bail!("sns-keys runs without a server"),
+            Command::RtFill(a) => (rt::fill(&a, limit).await?, None),
+            Command::RtRead(a) => (rt::read(&a, limit).await?, None),
+            Command::RtSync(a) => (rt::sync(&target, &a, limit).await?, None),
         };
         if json {
             let mut summary = report.to_json();

@@ -728,15 +728,23 @@ impl RemoteSystem for Jira {
                 }
             }
         }
-        // Cut short, the next look goes on from the last issue read.
+        // Cut short, the next look goes on from the last issue read; when that would not move
+        // it on (more issues changed within a minute than a look reads), from now: linked
+        // issues missed are still looked at every 30 polls.
         let newest = if complete {
             now
         } else {
-            issues
+            let last = issues
                 .last()
                 .and_then(|i| i["fields"]["updated"].as_str())
-                .and_then(epoch_ms)
-                .unwrap_or(after)
+                .and_then(epoch_ms);
+            match last.filter(|l| *l > after + 60_000) {
+                Some(l) => l,
+                None => {
+                    tracing::warn!(connector = %self.spec.name, "more issues changed within a minute than a look reads; going on from now");
+                    now
+                }
+            }
         };
         Ok((ids, newest.max(after)))
     }

@@ -42,7 +42,7 @@ pub async fn run(desk: Desk, remote: Arc<dyn RemoteSystem>, stop: CancellationTo
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let look = looked.is_none_or(|t| t.elapsed() >= poll);
+        let look = looked.is_none_or(|t| t.elapsed() >= poll) || desk.take_connector_look(&name);
         if look {
             looked = Some(Instant::now());
         }

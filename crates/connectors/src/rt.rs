@@ -477,6 +477,7 @@ impl RemoteSystem for RequestTracker {
             description: String::new(),
             messages: Vec::new(),
             cursor: 0,
+            status_changed_at: None,
         };
         for t in items {
             let Some(tid) = number(&t["id"]) else {
@@ -491,6 +492,7 @@ impl RemoteSystem for RequestTracker {
                     history.created_by = creator;
                     history.description = self.message_text(&tid.to_string()).await?;
                 }
+                "Status" => history.status_changed_at = Some(at),
                 kind @ ("Correspond" | "Comment") => {
                     history.messages.push(ImportedMessage {
                         at,

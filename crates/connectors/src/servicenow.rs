@@ -223,7 +223,12 @@ impl ServiceNow {
             priority,
             by_us: text(&t["sys_created_by"]).eq_ignore_ascii_case(self.username()),
             in_queue: true,
-            updated_by: text(&t["sys_updated_by"]).to_owned(),
+            // opsdesk's own last change (a comment it wrote) says nothing of who changed a
+            // field before: unknown then.
+            updated_by: Some(text(&t["sys_updated_by"]))
+                .filter(|u| !u.eq_ignore_ascii_case(self.username()))
+                .unwrap_or_default()
+                .to_owned(),
             id: id.to_owned(),
         })
     }

@@ -100,6 +100,8 @@ pub struct RemoteHistory {
     pub messages: Vec<crate::import::ImportedMessage>,
     /// The newest change read: the link's cursor.
     pub cursor: i64,
+    /// When its status last changed (for a resolved one: when it was resolved).
+    pub status_changed_at: Option<DateTime<Utc>>,
 }
 
 /// A ticket for the other system to create.
@@ -527,41 +529,54 @@ impl Desk {
 
     /// A call of the other system to the connector's webhook: once `RemoteSystem::webhook`
     /// has checked it, the linked tickets it names are synced on the connector's next pass
-    /// (within a second), and with `import_new` the unlinked ones made there are imported.
-    /// Returns how many remote tickets it named.
+    /// (within a second), and with `import_new` a ticket it names that is not linked yet has
+    /// the connector look at the other side at once (which imports it). Nothing here calls
+    /// the other system, so a call is answered at once whatever state that system is in.
+    /// Returns how many remote tickets it named. Every refusal is the same to the caller
+    /// (which connectors exist is not told); the log says why.
     pub async fn connector_webhook(
         &self,
         connector: &str,
         header: &(dyn Fn(&str) -> Option<String> + Sync),
         body: &[u8],
     ) -> Result<usize> {
-        let remote = self
+        let refused = || Error::Forbidden("the call is not one this connector accepts".into());
+        let Some(remote) = self
             .settings
             .connectors
             .iter()
             .find(|r| r.spec().name == connector)
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("connector {connector:?}")))?;
-        let ids = remote
-            .webhook(header, body)
-            .map_err(|e| Error::Forbidden(e.to_string()))?;
+        else {
+            tracing::warn!(connector = %connector, "webhook call for a connector that is not configured");
+            return Err(refused());
+        };
+        let ids = remote.webhook(header, body).map_err(|e| {
+            tracing::warn!(connector = %connector, error = %e, "webhook call refused");
+            refused()
+        })?;
         let name = connector.to_owned();
         let named = ids.len();
-        let (unlinked, first) = self
+        let unlinked = self
             .change(move |tx, now| {
-                Box::pin(async move {
-                    let unlinked = tx.hurry_external_links(&name, &ids, now).await?;
-                    let cursor = tx.connector_cursor(&name, now).await?;
-                    Ok((unlinked, cursor.first_cursor))
-                })
+                Box::pin(async move { Ok(tx.hurry_external_links(&name, &ids, now).await?) })
             })
             .await?;
-        // Before the connector's first look nothing is imported (it starts from there).
-        if let Some(first) = first {
-            self.import_unlinked(remote.as_ref(), &unlinked, first)
-                .await?;
+        if remote.spec().import_new && !unlinked.is_empty() {
+            if let Ok(mut looks) = self.caches.connector_looks.lock() {
+                looks.insert(connector.to_owned());
+            }
         }
         Ok(named)
+    }
+
+    /// Whether a webhook call asked the connector to look at the other side now (asked once).
+    pub fn take_connector_look(&self, connector: &str) -> bool {
+        self.caches
+            .connector_looks
+            .lock()
+            .map(|mut looks| looks.remove(connector))
+            .unwrap_or(false)
     }
 
     /// Makes an opsdesk ticket of a ticket made in the other system after change `after`
@@ -660,9 +675,7 @@ impl Desk {
                             return Ok(());
                         };
                         l.attempts = 0;
-                        if !l.detail.starts_with("conflict") {
-                            l.detail = String::new();
-                        }
+                        l.detail = conflict_part(&l.detail).to_owned();
                         l.last_synced_at = Some(read_at);
                         l.next_sync_at = now + poll * RECONCILE_POLLS;
                         l.updated_at = now;
@@ -685,7 +698,11 @@ impl Desk {
                             return Ok(());
                         };
                         l.attempts += 1;
-                        l.detail = why;
+                        // A standing conflict stays said (so it is not noted again).
+                        l.detail = match conflict_part(&l.detail) {
+                            "" => why,
+                            conflict => format!("{conflict}{FAILED}{why}"),
+                        };
                         l.next_sync_at = now + wait.unwrap_or_else(|| retry_wait(l.attempts));
                         l.updated_at = now;
                         tx.save_external_link(&l).await?;
@@ -812,7 +829,7 @@ impl Desk {
                     l.remote_id = Some(made.id.clone());
                     l.remote_url = Some(made.url.clone());
                     l.state = "linked".into();
-                    l.synced_title = title_from_subject(&made.subject).to_owned();
+                    l.synced_title = remote_title(&made.subject);
                     l.synced_status = opsdesk_status_of(&spec, &made.status, ticket.status);
                     l.synced_severity = spec.kind.severity(made.priority).as_str().to_owned();
                     l.remote_cursor = l.remote_cursor.max(cursor);
@@ -891,14 +908,14 @@ impl Desk {
         if !title_changed && !status_changed && !severity_changed {
             let settled = if link.detail.starts_with("conflict") {
                 let theirs = remote.ticket(remote_id).await?;
-                title_from_subject(&theirs.subject) == ticket.title
+                remote_title(&theirs.subject) == ticket.title
                     && spec.shows(&theirs.status, ticket.status)
                     && spec.kind.severity(theirs.priority) == ticket.severity
             } else {
                 false
             };
             if settled {
-                // Settled over there: RT holds this side's values again.
+                // Settled over there: the other side holds this side's values again.
                 let name = link.connector.clone();
                 let ticket_id = ticket.id;
                 self.change(move |tx, now| {
@@ -916,10 +933,13 @@ impl Desk {
             return Ok(());
         }
         let theirs = remote.ticket(remote_id).await?;
-        let their_title = title_from_subject(&theirs.subject).to_owned();
-        // The other side still shows the status last synced.
+        // As opsdesk keeps titles, so that it compares with what `take_change` saw.
+        let their_title = remote_title(&theirs.subject);
+        // The other side still shows the status last synced, or one with no meaning here
+        // (RT's `new`, Jira's `To Do`), which a person there did not choose over opsdesk's.
         let unchanged_there = Status::parse(&link.synced_status)
-            .is_some_and(|synced| spec.shows(&theirs.status, synced));
+            .is_some_and(|synced| spec.shows(&theirs.status, synced))
+            || spec.status_from_remote(&theirs.status).is_none();
         let their_severity = spec.kind.severity(theirs.priority);
         let mut fields = RemoteFields::default();
         let mut conflicts = Vec::new();
@@ -997,7 +1017,10 @@ impl Desk {
                          Neither side was overwritten; give both sides the same value to settle it.",
                         conflicts.join("; ")
                     );
-                    if l.detail != text {
+                    // Said once: a conflict already said (here or when it was taken) is not
+                    // noted again.
+                    let said = conflict_part(&l.detail);
+                    if conflicts.iter().any(|c| !said.contains(c.as_str())) {
                         note(tx, &sent, &connector_actor(&name), &text, now).await?;
                         l.detail = text;
                     }
@@ -1011,7 +1034,7 @@ impl Desk {
                 }
                 l.updated_at = now;
                 tx.save_external_link(&l).await?;
-                    tx.extend_external_link_lease(l.id, now + LEASE).await?;
+                tx.extend_external_link_lease(l.id, now + LEASE).await?;
                 Ok(())
             })
         })
@@ -1053,6 +1076,17 @@ impl Desk {
         }
         Ok(())
     }
+}
+
+/// What a link's `detail` says after a standing conflict when the last sync failed.
+const FAILED: &str = "\n\nThe last sync failed: ";
+
+/// The conflict a link's `detail` says, without the last failure after it; empty when none.
+fn conflict_part(detail: &str) -> &str {
+    if !detail.starts_with("conflict") {
+        return "";
+    }
+    detail.split(FAILED).next().unwrap_or(detail)
 }
 
 /// Why a sync stopped: the other side, or opsdesk's own store.
@@ -1198,7 +1232,12 @@ async fn take_change(
     change: RemoteChange,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let actor = Actor::new(author(&spec.name, &change.author), Role::Agent);
+    let who = if change.author.trim().is_empty() {
+        "unknown"
+    } else {
+        change.author.as_str()
+    };
+    let actor = Actor::new(author(&spec.name, who), Role::Agent);
     let current = tx
         .ticket_for_update(link.ticket_id)
         .await?
@@ -1283,7 +1322,7 @@ async fn take_change(
     if let Some(what) = conflict {
         // The value last synced stays, so that neither side is overwritten. Read by state,
         // the same conflict shows at every sync until it is settled: it is said once.
-        if !link.detail.contains(&what) {
+        if !conflict_part(&link.detail).contains(&what) {
             let text = format!(
                 "conflict: changed both here and in {label} since the last sync: {what}. \
                  Neither side was overwritten; give both sides the same value to settle it."
@@ -1317,9 +1356,16 @@ async fn take_change(
         }
         Err(e) => {
             // A move opsdesk's workflow does not have (RT's stalled for a new ticket): said
-            // on the ticket, for a person to make by hand.
-            let text = format!("{label} changed the ticket in a way opsdesk cannot follow: {e}.");
-            note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
+            // on the ticket, once, for a person to make by hand (read by state, the same move
+            // shows at every sync).
+            let text = format!(
+                "conflict: {label} changed the ticket in a way opsdesk cannot follow: {e}. \
+                 Make the move by hand, or set the other side back."
+            );
+            if !conflict_part(&link.detail).contains(&e.to_string()) {
+                note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
+                link.detail = text;
+            }
         }
     }
     Ok(())
@@ -1334,6 +1380,15 @@ mod tests {
         assert_eq!(retry_wait(1), Duration::seconds(30));
         assert_eq!(retry_wait(2), Duration::seconds(60));
         assert_eq!(retry_wait(50), Duration::hours(1));
+    }
+
+    #[test]
+    fn a_standing_conflict_outlives_a_failed_sync() {
+        assert_eq!(conflict_part(""), "");
+        assert_eq!(conflict_part("RT is down"), "");
+        let c = "conflict: changed both here and in Jira since the last sync: title.";
+        assert_eq!(conflict_part(c), c);
+        assert_eq!(conflict_part(&format!("{c}{FAILED}429")), c);
     }
 
     #[test]

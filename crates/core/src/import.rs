@@ -1,6 +1,7 @@
 //! Tickets brought in from another ticketing system or a CSV file, with their history.
 //!
-//! Each imported ticket is recorded by where it came from (`rt:<connector>`, `csv:<file>`)
+//! Each imported ticket is recorded by where it came from (`request_tracker:<connector>`,
+//! `csv:<file>`)
 //! and its id there, in the same transaction that makes it, so that running an import again
 //! changes nothing and an interrupted one goes on where it stopped. Its conversation becomes
 //! comments with their original times and authors; the audit trail says, at the time of the
@@ -40,7 +41,7 @@ pub struct ImportLink {
 /// One ticket to bring in.
 #[derive(Debug, Clone)]
 pub struct ImportTicket {
-    /// `rt:<connector>`, `csv:<file name>`.
+    /// `request_tracker:<connector>`, `csv:<file name>`.
     pub source: String,
     /// Its id in the source.
     pub remote_id: String,
@@ -49,6 +50,8 @@ pub struct ImportTicket {
     pub status: Status,
     /// When and by whom it was made there.
     pub created: Option<(DateTime<Utc>, String)>,
+    /// When it was resolved there, for one that is resolved or closed.
+    pub resolved_at: Option<DateTime<Utc>>,
     pub messages: Vec<ImportedMessage>,
     pub link: Option<ImportLink>,
 }
@@ -125,7 +128,21 @@ async fn import_in(
             return Ok(ImportOutcome::Unchanged(Ticket::key_for(l.ticket_id)));
         }
     }
-    let mut ticket = Ticket::open(input, now);
+    // Work done elsewhere keeps its times, so that reports put it in the periods it
+    // happened in; open work starts its clocks (and SLA) now, as new work here.
+    let done = !t.status.is_open();
+    let made_at = t
+        .created
+        .as_ref()
+        .map(|(at, _)| (*at).min(now))
+        .filter(|_| done);
+    let mut ticket = Ticket::open(input, made_at.unwrap_or(now));
+    let finished_at = t
+        .resolved_at
+        .filter(|_| done)
+        .or(made_at)
+        .map(|at| at.max(ticket.created_at).min(now))
+        .unwrap_or(now);
     ticket.id = tx.insert_ticket(&ticket).await?;
     ticket.key = Ticket::key_for(ticket.id);
     let mut changes = ticket.creation_changes();
@@ -159,7 +176,7 @@ async fn import_in(
             ..TicketPatch::default()
         }
         .validate()?;
-        let (next, changes) = ticket.patched(patch, now)?;
+        let (next, changes) = ticket.patched(patch, finished_at)?;
         tx.update_ticket(&next, &ticket).await?;
         tx.append_audit(AuditEntry {
             at: now,
@@ -357,10 +374,18 @@ impl Desk {
         let mut summary = ImportSummary::default();
         let mut page = 1;
         loop {
-            let (tickets, more) = remote
-                .search(query, page)
-                .await
-                .map_err(|e| Error::Internal(format!("{label}: {e}")))?;
+            let (tickets, more) = match remote.search(query, page).await {
+                Ok(found) => found,
+                // Said with what was done before it: a run again goes on from there.
+                Err(e) if page > 1 => {
+                    let problem = ImportProblem {
+                        at: format!("{label}'s search, page {page}"),
+                        error: Error::Internal(e.to_string()),
+                    };
+                    return Ok(Err((summary, problem)));
+                }
+                Err(e) => return Err(Error::Internal(format!("{label}: {e}"))),
+            };
             for t in tickets {
                 let at = format!("{label} ticket {}", t.id);
                 let outcome = self.import_one(actor, &remote, &t).await;
@@ -437,6 +462,7 @@ impl Desk {
                 created: history
                     .created_at
                     .map(|at| (at, format!("{}:{}", spec.name, history.created_by))),
+                resolved_at: history.status_changed_at,
                 messages,
                 link: Some(ImportLink {
                     connector: spec.name.clone(),
@@ -473,6 +499,8 @@ pub enum CsvField {
     Tags,
     /// When it was made there (RFC 3339, `YYYY-MM-DD HH:MM:SS` in UTC, or a date).
     Created,
+    /// When it was resolved there (same forms), for a resolved or closed one.
+    Resolved,
     CreatedBy,
     /// Its conversation as JSON: `[{"author", "body", "public", "created_at"}]` (what
     /// `opsdesk export tickets --format csv` writes).
@@ -493,6 +521,7 @@ impl CsvField {
         ("workload", CsvField::Workload),
         ("tags", CsvField::Tags),
         ("created", CsvField::Created),
+        ("resolved", CsvField::Resolved),
         ("created_by", CsvField::CreatedBy),
         ("comments", CsvField::Comments),
     ];
@@ -648,6 +677,15 @@ fn ticket_of_row(
         })?),
         None => None,
     };
+    let resolved_at = match get(CsvField::Resolved) {
+        Some(t) => Some(time_word(t).ok_or_else(|| {
+            bad(
+                "resolved",
+                format!("{t:?} is not a time (RFC 3339, YYYY-MM-DD HH:MM:SS, or YYYY-MM-DD)"),
+            )
+        })?),
+        None => None,
+    };
     let created_by = opt(CsvField::CreatedBy).unwrap_or_else(|| "(unknown)".into());
     let tags: Vec<String> = get(CsvField::Tags)
         .map(|t| {
@@ -700,6 +738,7 @@ fn ticket_of_row(
         },
         status,
         created: created_at.map(|at| (at, format!("csv:{created_by}"))),
+        resolved_at,
         messages,
         link: None,
     })
@@ -739,12 +778,24 @@ impl Desk {
             }
         }
         let mut summary = ImportSummary::default();
+        // The id of each row taken in this run, and its line: a second row with the same id
+        // is a mistake in the file, not a ticket imported before.
+        let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         for row in reader.records() {
             let (at, outcome) = match row {
                 Ok(row) => {
                     let line = row.position().map_or(0, |p| p.line());
                     let outcome = match ticket_of_row(map, &headers, &row, &source) {
-                        Ok(t) => self.import_ticket(actor, t).await,
+                        Ok(t) => match seen.get(&t.remote_id) {
+                            Some(first) => Err(bad(
+                                "id",
+                                format!("{:?} is the id of line {first} too", t.remote_id),
+                            )),
+                            None => {
+                                seen.insert(t.remote_id.clone(), line);
+                                self.import_ticket(actor, t).await
+                            }
+                        },
                         Err(e) => Err(e),
                     };
                     (format!("line {line}"), outcome)

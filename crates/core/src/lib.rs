@@ -116,6 +116,8 @@ struct Caches {
     tokens: Arc<tokens::TokenCache>,
     routing: Arc<outbox::RoutingCache>,
     lenses: Arc<readiness::LensCache>,
+    /// Connectors a webhook call asked to look at the other side before their next poll.
+    connector_looks: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The support desk: everything the web, the CLI and the jobs ask of opsdesk.

@@ -336,6 +336,16 @@ impl ConnectorSpec {
         if self
             .webhook_secret
             .as_deref()
+            .is_some_and(|s| s.trim() != s)
+        {
+            return fail(
+                "webhook_secret",
+                "must not begin or end with spaces or line breaks".into(),
+            );
+        }
+        if self
+            .webhook_secret
+            .as_deref()
             .is_some_and(|s| s.trim().len() < 16)
         {
             return fail(
@@ -563,6 +573,51 @@ mod tests {
         assert_eq!(s.status_from_remote("waiting"), Some(Status::Pending));
         assert_eq!(s.status_from_remote("rejected"), Some(Status::Resolved));
         assert_eq!(s.status_from_remote("new"), None);
+    }
+
+    #[test]
+    fn each_system_maps_statuses_both_ways_and_the_map_is_read_both_ways() {
+        let mut jira = spec();
+        jira.kind = ConnectorType::Jira;
+        assert_eq!(jira.remote_status(Status::Pending), "In Progress");
+        assert_eq!(jira.remote_status(Status::Resolved), "Done");
+        assert_eq!(jira.status_from_remote("done"), Some(Status::Resolved));
+        assert_eq!(jira.status_from_remote("To Do"), None);
+        jira.status_map
+            .insert("Waiting for customer".into(), Status::Pending);
+        // A status of the workflow's own for pending: set for pending, read back as pending.
+        assert_eq!(jira.remote_status(Status::Pending), "Waiting for customer");
+        assert_eq!(jira.remote_status(Status::InProgress), "In Progress");
+        assert!(jira.shows("waiting for customer", Status::Pending));
+        assert!(!jira.same_remote(Status::Pending, Status::InProgress));
+        let mut rt = spec();
+        rt.status_map.insert("waiting".into(), Status::Pending);
+        // RT's own stalled still stands for pending: it is what opsdesk sets.
+        assert_eq!(rt.remote_status(Status::Pending), "stalled");
+        assert!(rt.same_remote(Status::Acknowledged, Status::InProgress));
+        let mut sn = spec();
+        sn.kind = ConnectorType::Servicenow;
+        sn.queue = "incident".into();
+        assert_eq!(sn.remote_status(Status::Closed), "7");
+        assert_eq!(sn.status_from_remote("8"), Some(Status::Resolved));
+        for s in Severity::ALL {
+            for kind in ConnectorType::ALL {
+                assert_eq!(kind.severity(kind.priority(*s)), *s, "{kind:?} {s}");
+            }
+        }
+        assert_eq!(ConnectorType::Jira.severity(42), Severity::Sev5);
+        assert_eq!(ConnectorType::Servicenow.severity(-1), Severity::Sev1);
+        sn.webhook_secret = Some("0123456789abcdef\n".into());
+        assert_eq!(sn.check().unwrap_err().field, "rt.webhook_secret");
+        sn.webhook_secret = Some("short".into());
+        assert_eq!(sn.check().unwrap_err().field, "rt.webhook_secret");
+        sn.webhook_secret = Some("0123456789abcdef".into());
+        assert_eq!(sn.check(), Ok(()));
+        sn.queue = "problem".into();
+        assert_eq!(sn.check().unwrap_err().field, "rt.queue");
+        jira.password = Some("pw".into());
+        jira.token = None;
+        assert_eq!(jira.check().unwrap_err().field, "rt.token");
     }
 
     #[test]

@@ -1069,7 +1069,8 @@ async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend:
         "Number,Subject,Body,Priority,State,Customer,Created,Articles\n\
          40001,Laptop will not boot,\"Black screen\nsince the update\",high,closed,ann@example.com,2025-03-04 09:15:00,\"[{\"\"author\"\": \"\"bob\"\", \"\"body\"\": \"\"Try safe mode\"\", \"\"public\"\": true, \"\"created_at\"\": \"\"2025-03-04T10:00:00Z\"\"}]\"\n\
          40002,Printer,Out of toner,sort of bad,open,cy@example.com,2025-03-05,\n\
-         ,VPN slow,From home,3,new,,,\n",
+         ,VPN slow,From home,3,new,,,\n\
+         40001,Laptop again,Same id twice,low,new,,,\n",
     )
     .unwrap();
     let cli = |args: &[&str]| {
@@ -1100,11 +1101,16 @@ async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend:
     // Skip it: the rest comes in, the first is not made twice.
     let (code, out, err) = cli(&["--map", map, "--on-error", "skip"]).await.unwrap();
     assert_eq!(code, 2, "{out}{err}");
-    assert!(out.contains("imported 1, unchanged 1, skipped 1"), "{out}");
+    assert!(out.contains("imported 1, unchanged 1, skipped 2"), "{out}");
     assert!(out.contains("skipped line 4: severity"), "{out}");
+    // A second row with an id seen in this run is a mistake in the file, said as such.
+    assert!(
+        out.contains("skipped line 6: id: \"40001\" is the id of line 2 too"),
+        "{out}"
+    );
     let (code, out, _) = cli(&["--map", map, "--on-error", "skip"]).await.unwrap();
     assert_eq!(code, 2);
-    assert!(out.contains("imported 0, unchanged 2, skipped 1"), "{out}");
+    assert!(out.contains("imported 0, unchanged 2, skipped 2"), "{out}");
 
     let desk = db.desk().await;
     let cli_actor = opsdesk_core::Actor::cli();
@@ -1124,6 +1130,12 @@ async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend:
     assert_eq!(laptop.ticket.status.as_str(), "closed");
     assert_eq!(laptop.ticket.requester.as_deref(), Some("ann@example.com"));
     assert_eq!(laptop.ticket.source, "import.csv");
+    // Work done elsewhere keeps its time (reports put it in its period); open work starts now.
+    assert_eq!(
+        laptop.ticket.created_at.to_rfc3339(),
+        "2025-03-04T09:15:00+00:00"
+    );
+    assert_eq!(laptop.ticket.closed_at, Some(laptop.ticket.created_at));
     assert_eq!(laptop.comments.len(), 1);
     assert_eq!(laptop.comments[0].author, "csv:bob");
     assert_eq!(laptop.comments[0].body, "Try safe mode");
@@ -1144,6 +1156,7 @@ async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend:
     assert_eq!(vpn.ticket.title, "VPN slow");
     assert_eq!(vpn.ticket.severity.as_str(), "SEV3");
     assert_eq!(vpn.ticket.status.as_str(), "new");
+    assert!(vpn.ticket.created_at > laptop.ticket.created_at + chrono::Duration::days(300));
     // The audit chain holds after an import.
     let (code, out, err) = {
         let mut cmd = opsdesk(dir.path(), &db.url);

@@ -37,7 +37,8 @@ pub struct WebhookAnswer {
 /// Authenticated by the connector's `webhook_secret`: Jira's `X-Hub-Signature` (HMAC-SHA256
 /// of the body), otherwise the `X-Opsdesk-Webhook-Secret` header. The call only names
 /// tickets; what changed is read through the other system's API, so a call delivered twice
-/// or late changes nothing.
+/// or late changes nothing. A call that names no ticket (a Jira event about something else)
+/// answers 202 with `tickets: 0`.
 #[utoipa::path(
     post,
     path = "/api/v1/connectors/{name}/webhook",
@@ -46,8 +47,7 @@ pub struct WebhookAnswer {
     request_body(content = Object, description = "The other system's call: Jira's webhook event, or {\"ticket\": id} from an RT scrip, or {\"sys_id\": id} from a ServiceNow business rule"),
     responses(
         (status = 202, description = "The named tickets are being synced", body = WebhookAnswer),
-        (status = 403, description = "Secret or signature missing or wrong, the webhook is off (no webhook_secret), or the body names no ticket", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such connector", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused, for any reason alike (which connectors exist is not told; the server's log says why): no such connector, its webhook is off (no webhook_secret), the secret or signature is missing or wrong, or the body is not the system's call", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
 )]
