@@ -729,8 +729,8 @@ impl RemoteSystem for Jira {
             }
         }
         // Cut short, the next look goes on from the last issue read; when that would not move
-        // it on (more issues changed within a minute than a look reads), from now: linked
-        // issues missed are still looked at every 30 polls.
+        // it on (more issues changed within a minute than a look reads), past that minute:
+        // linked issues missed are still looked at every 30 polls.
         let newest = if complete {
             now
         } else {
@@ -741,8 +741,10 @@ impl RemoteSystem for Jira {
             match last.filter(|l| *l > after + 60_000) {
                 Some(l) => l,
                 None => {
-                    tracing::warn!(connector = %self.spec.name, "more issues changed within a minute than a look reads; going on from now");
-                    now
+                    // The next window starts a minute or two before this: it moves on past
+                    // the crowded minute without dropping what came after it.
+                    tracing::warn!(connector = %self.spec.name, "more issues changed within a minute than a look reads; going on past that minute");
+                    (after + 120_000).min(now)
                 }
             }
         };

@@ -42,7 +42,9 @@ pub async fn run(desk: Desk, remote: Arc<dyn RemoteSystem>, stop: CancellationTo
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let look = looked.is_none_or(|t| t.elapsed() >= poll) || desk.take_connector_look(&name);
+        // Taken first, so that a look asked for is not asked again after a poll.
+        let asked = desk.take_connector_look(&name);
+        let look = asked || looked.is_none_or(|t| t.elapsed() >= poll);
         if look {
             looked = Some(Instant::now());
         }

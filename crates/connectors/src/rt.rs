@@ -485,14 +485,19 @@ impl RemoteSystem for RequestTracker {
             };
             history.cursor = history.cursor.max(tid);
             let creator = t["Creator"]["id"].as_str().unwrap_or_default().to_owned();
-            let at = rt_time(&t["Created"]).unwrap_or_default();
+            let when = rt_time(&t["Created"]);
+            // A time RT did not write as a time: the one before it.
+            let at = when
+                .or(history.messages.last().map(|m| m.at))
+                .or(history.created_at)
+                .unwrap_or_default();
             match t["Type"].as_str().unwrap_or_default() {
                 "Create" if history.created_at.is_none() => {
-                    history.created_at = Some(at);
+                    history.created_at = when;
                     history.created_by = creator;
                     history.description = self.message_text(&tid.to_string()).await?;
                 }
-                "Status" => history.status_changed_at = Some(at),
+                "Status" => history.status_changed_at = when.or(history.status_changed_at),
                 kind @ ("Correspond" | "Comment") => {
                     history.messages.push(ImportedMessage {
                         at,

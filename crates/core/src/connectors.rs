@@ -548,11 +548,11 @@ impl Desk {
             .find(|r| r.spec().name == connector)
             .cloned()
         else {
-            tracing::warn!(connector = %connector, "webhook call for a connector that is not configured");
+            tracing::warn!(connector = ?connector, "webhook call for a connector that is not configured");
             return Err(refused());
         };
         let ids = remote.webhook(header, body).map_err(|e| {
-            tracing::warn!(connector = %connector, error = %e, "webhook call refused");
+            tracing::warn!(connector = ?connector, error = %e, "webhook call refused");
             refused()
         })?;
         let name = connector.to_owned();
@@ -935,11 +935,15 @@ impl Desk {
         let theirs = remote.ticket(remote_id).await?;
         // As opsdesk keeps titles, so that it compares with what `take_change` saw.
         let their_title = remote_title(&theirs.subject);
-        // The other side still shows the status last synced, or one with no meaning here
-        // (RT's `new`, Jira's `To Do`), which a person there did not choose over opsdesk's.
+        // The other side still shows the status last synced, or still the first status a new
+        // ticket has there (RT's `new`, Jira's `To Do`), which no person chose over opsdesk's.
         let unchanged_there = Status::parse(&link.synced_status)
             .is_some_and(|synced| spec.shows(&theirs.status, synced))
-            || spec.status_from_remote(&theirs.status).is_none();
+            || (spec.status_from_remote(&theirs.status).is_none()
+                && theirs
+                    .status
+                    .trim()
+                    .eq_ignore_ascii_case(spec.kind.default_status(Status::New)));
         let their_severity = spec.kind.severity(theirs.priority);
         let mut fields = RemoteFields::default();
         let mut conflicts = Vec::new();
@@ -1022,7 +1026,7 @@ impl Desk {
                     let said = conflict_part(&l.detail);
                     if conflicts.iter().any(|c| !said.contains(c.as_str())) {
                         note(tx, &sent, &connector_actor(&name), &text, now).await?;
-                        l.detail = text;
+                        l.detail = with_conflict(&l.detail, &text);
                     }
                 } else if l.detail.starts_with("conflict")
                     && sent_title
@@ -1087,6 +1091,15 @@ fn conflict_part(detail: &str) -> &str {
         return "";
     }
     detail.split(FAILED).next().unwrap_or(detail)
+}
+
+/// The link's `detail` with one more conflict said: the ones said before stay (each is said
+/// once, whichever side of the sync saw it), a failure after them goes.
+fn with_conflict(detail: &str, text: &str) -> String {
+    match conflict_part(detail) {
+        "" => text.to_owned(),
+        said => format!("{said}\n{text}"),
+    }
 }
 
 /// Why a sync stopped: the other side, or opsdesk's own store.
@@ -1328,7 +1341,7 @@ async fn take_change(
                  Neither side was overwritten; give both sides the same value to settle it."
             );
             note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
-            link.detail = text;
+            link.detail = with_conflict(&link.detail, &text);
         }
         return Ok(());
     }
@@ -1364,7 +1377,7 @@ async fn take_change(
             );
             if !conflict_part(&link.detail).contains(&e.to_string()) {
                 note(tx, &current, &connector_actor(&spec.name), &text, now).await?;
-                link.detail = text;
+                link.detail = with_conflict(&link.detail, &text);
             }
         }
     }
@@ -1384,6 +1397,12 @@ mod tests {
 
     #[test]
     fn a_standing_conflict_outlives_a_failed_sync() {
+        let title = "conflict: title (here a, there b).";
+        let status = "conflict: Jira changed the ticket in a way opsdesk cannot follow.";
+        let both = with_conflict(&format!("{title}{FAILED}503"), status);
+        assert_eq!(both, format!("{title}\n{status}"));
+        assert!(conflict_part(&both).contains("title (here a, there b)"));
+        assert_eq!(with_conflict("RT is down", title), title);
         assert_eq!(conflict_part(""), "");
         assert_eq!(conflict_part("RT is down"), "");
         let c = "conflict: changed both here and in Jira since the last sync: title.";

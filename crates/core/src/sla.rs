@@ -77,6 +77,10 @@ impl Desk {
 
     /// The policy for a ticket and the calendar it runs on.
     pub(crate) fn sla_policy(&self, t: &Ticket) -> Option<(SlaPolicy, Calendar)> {
+        // Work done elsewhere and imported was never under opsdesk's clocks.
+        if t.source.starts_with("import.") && !t.status.is_open() {
+            return None;
+        }
         let defaults = default_policies();
         let policy = select_policy(
             &self.settings.sla.policies,
