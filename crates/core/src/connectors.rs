@@ -1166,7 +1166,7 @@ async fn link_ticket(
     Ok((link, created))
 }
 
-async fn audit_link(
+pub(crate) async fn audit_link(
     tx: &mut Tx,
     actor: &str,
     ticket: &Ticket,

@@ -229,17 +229,14 @@ async fn import_in(
                 at: now,
             })
             .await?;
-        tx.append_audit(AuditEntry {
-            at: now,
-            actor: actor.name.clone(),
-            action: "ticket.external_imported".into(),
-            ticket_id: Some(ticket.id),
-            changes: whole(
-                "external_link",
-                Value::Null,
-                json!({ "connector": l.connector, "remote_id": l.remote_id, "remote_url": l.remote_url }),
-            ),
-        })
+        crate::connectors::audit_link(
+            tx,
+            &actor.name,
+            &ticket,
+            &l,
+            "ticket.external_imported",
+            now,
+        )
         .await?;
     }
     tx.record_import(&t.source, &t.remote_id, ticket.id, now)

@@ -29,14 +29,15 @@ async fn rt_server(backend: Backend, rt: &RequestTracker) -> TestServer {
     .await
 }
 
-async fn link_of(s: &TestServer, id: i64) -> Option<Value> {
+/// The ticket's first link with another system (the connector tests link to one each).
+pub(crate) async fn link_of(s: &TestServer, id: i64) -> Option<Value> {
     let links = s.get(&format!("/api/v1/tickets/{id}/external")).await.body;
     links.as_array()?.first().cloned()
 }
 
-/// The RT id of the ticket's link, once the connector has made the RT ticket.
-async fn remote_id(s: &TestServer, id: i64) -> String {
-    eventually("the RT ticket to be made", || async {
+/// The remote id of the ticket's link, once the connector has made the remote ticket.
+pub(crate) async fn remote_id(s: &TestServer, id: i64) -> String {
+    eventually("the remote ticket to be made", || async {
         link_of(s, id).await?["remote_id"]
             .as_str()
             .map(str::to_owned)
@@ -44,13 +45,18 @@ async fn remote_id(s: &TestServer, id: i64) -> String {
     .await
 }
 
-async fn comments(s: &TestServer, id: i64) -> Vec<Value> {
+/// The ticket's comments, oldest first.
+pub(crate) async fn comments(s: &TestServer, id: i64) -> Vec<Value> {
     s.get(&format!("/api/v1/tickets/{id}/comments"))
         .await
         .body
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+pub(crate) async fn ticket(s: &TestServer, id: i64) -> Value {
+    s.get(&format!("/api/v1/tickets/{id}")).await.body
 }
 
 async fn tickets_sync_both_ways_with_request_tracker(backend: Backend) {

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{on_both_backends, Backend, TestServer};
+use crate::connectors::{comments, link_of, remote_id, ticket};
 use crate::emergency::eventually;
 use crate::peers::StandIn;
 
@@ -198,34 +199,6 @@ async fn jira_server_polling(backend: Backend, jira: &JiraCloud, poll_seconds: u
         .unwrap()];
     })
     .await
-}
-
-async fn link_of(s: &TestServer, id: i64) -> Option<Value> {
-    let links = s.get(&format!("/api/v1/tickets/{id}/external")).await.body;
-    links.as_array()?.first().cloned()
-}
-
-/// The Jira issue id of the ticket's link, once the connector has made the issue.
-async fn remote_id(s: &TestServer, id: i64) -> String {
-    eventually("the Jira issue to be made", || async {
-        link_of(s, id).await?["remote_id"]
-            .as_str()
-            .map(str::to_owned)
-    })
-    .await
-}
-
-async fn comments(s: &TestServer, id: i64) -> Vec<Value> {
-    s.get(&format!("/api/v1/tickets/{id}/comments"))
-        .await
-        .body
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn ticket(s: &TestServer, id: i64) -> Value {
-    s.get(&format!("/api/v1/tickets/{id}")).await.body
 }
 
 async fn issues_sync_both_ways_with_jira_cloud(backend: Backend) {

@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{on_both_backends, Backend, TestServer};
+use crate::connectors::{comments, link_of, remote_id, ticket};
 use crate::emergency::eventually;
 use crate::peers::StandIn;
 
@@ -128,34 +129,6 @@ async fn servicenow_server_polling(
         .unwrap()];
     })
     .await
-}
-
-async fn link_of(s: &TestServer, id: i64) -> Option<Value> {
-    let links = s.get(&format!("/api/v1/tickets/{id}/external")).await.body;
-    links.as_array()?.first().cloned()
-}
-
-/// The incident's sys_id, once the connector has made it.
-async fn remote_id(s: &TestServer, id: i64) -> String {
-    eventually("the incident to be made", || async {
-        link_of(s, id).await?["remote_id"]
-            .as_str()
-            .map(str::to_owned)
-    })
-    .await
-}
-
-async fn comments(s: &TestServer, id: i64) -> Vec<Value> {
-    s.get(&format!("/api/v1/tickets/{id}/comments"))
-        .await
-        .body
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn ticket(s: &TestServer, id: i64) -> Value {
-    s.get(&format!("/api/v1/tickets/{id}")).await.body
 }
 
 /// Pushes the ticket again by hand: synced at once, even when it waits to retry.
