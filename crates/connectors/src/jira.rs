@@ -15,7 +15,8 @@ use opsdesk_core::connectors::{
     Created, RemoteChange, RemoteChangeKind, RemoteError, RemoteFields, RemoteNew, RemoteSystem,
     RemoteTicket,
 };
-use opsdesk_domain::connector::ConnectorSpec;
+use opsdesk_domain::connector::{ConnectorSpec, JIRA_PRIORITIES};
+use opsdesk_domain::Severity;
 use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
@@ -27,8 +28,6 @@ use crate::http::{api_base, basic, encode, Api};
 const PAGE: usize = 100;
 /// Pages read per look, so that one look is bounded.
 const PAGES_PER_LOOK: usize = 10;
-/// Jira's default priorities, from priority 1 to 5.
-const PRIORITIES: [&str; 5] = ["Highest", "High", "Medium", "Low", "Lowest"];
 /// The most characters Jira keeps in a rich text field (a description, a comment); counted
 /// here on the document as sent, the stricter reading.
 const RICH_TEXT_MAX: usize = 32_767;
@@ -37,7 +36,7 @@ const OWN_PROPERTY: &str = "opsdesk";
 /// Jira Service Management's comment property that makes a comment internal.
 const INTERNAL_PROPERTY: &str = "sd.public.comment";
 /// The issue fields a ticket is read from.
-const TICKET_FIELDS: &str = "summary,status,priority,creator,project";
+const TICKET_FIELDS: &str = "summary,status,priority,creator,project,issuetype";
 /// The issue fields whose changes a person makes show who changed the ticket last.
 const SYNCED_FIELDS: [&str; 3] = ["summary", "status", "priority"];
 
@@ -198,11 +197,22 @@ impl Jira {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-            priority: priority_rank(fields["priority"]["name"].as_str().unwrap_or_default()),
+            priority: priority_rank(
+                &self.spec,
+                fields["priority"]["name"].as_str().unwrap_or_default(),
+            ),
             by_us: fields["creator"]["accountId"].as_str() == Some(account),
             in_queue: fields["project"]["key"]
                 .as_str()
-                .is_some_and(|k| k.eq_ignore_ascii_case(self.spec.queue.trim())),
+                .is_some_and(|k| self.spec.places().iter().any(|p| p.eq_ignore_ascii_case(k))),
+            place: fields["project"]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            category: fields["issuetype"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             updated_by: String::new(),
             id,
         })
@@ -317,18 +327,30 @@ fn epoch_ms(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// Jira's priority name for opsdesk's 1 to 5.
-fn priority_name(p: i64) -> &'static str {
-    PRIORITIES[usize::try_from(p.clamp(1, 5) - 1).unwrap_or(2)]
+/// Jira's priority name for opsdesk's 1 to 5: the connector's `priority_map`, else Jira's
+/// default priorities.
+fn priority_name(spec: &ConnectorSpec, p: i64) -> String {
+    spec.priority_label(spec.severity(p))
 }
 
-/// 1 to 5 for a priority name; one Jira's defaults lack counts as Medium.
-fn priority_rank(name: &str) -> i64 {
-    PRIORITIES
-        .iter()
-        .position(|p| p.eq_ignore_ascii_case(name.trim()))
-        .and_then(|i| i64::try_from(i + 1).ok())
-        .unwrap_or(3)
+/// 1 to 5 for a priority name; one neither the map nor Jira's defaults name counts as
+/// Medium (SEV3).
+fn priority_rank(spec: &ConnectorSpec, name: &str) -> i64 {
+    spec.severity_of_label(name)
+        .or_else(|| {
+            JIRA_PRIORITIES
+                .iter()
+                .position(|p| p.eq_ignore_ascii_case(name.trim()))
+                .map(|i| Severity::ALL[i])
+        })
+        .unwrap_or(Severity::Sev3)
+        .rank()
+}
+
+/// The JQL for the projects tickets are created in: `project in ("A", "B")`.
+fn projects_jql(spec: &ConnectorSpec) -> String {
+    let keys: Vec<String> = spec.places().iter().map(|p| jql_string(p)).collect();
+    format!("project in ({})", keys.join(", "))
 }
 
 /// A JQL string literal.
@@ -525,14 +547,21 @@ impl RemoteSystem for Jira {
         // The key as a phrase: Jira's text search leaves out the brackets anyway, and outside
         // a phrase they are query syntax. What it finds is checked exactly below.
         let jql = format!(
-            "project = {} AND summary ~ {}",
-            jql_string(self.spec.queue.trim()),
+            "{} AND summary ~ {}",
+            projects_jql(&self.spec),
             jql_string(&format!("\"{key}\""))
         );
         let (issues, _) = self
             .search(
                 &jql,
-                &["summary", "status", "priority", "creator", "project"],
+                &[
+                    "summary",
+                    "status",
+                    "priority",
+                    "creator",
+                    "project",
+                    "issuetype",
+                ],
                 PAGES_PER_LOOK,
             )
             .await?;
@@ -554,10 +583,16 @@ impl RemoteSystem for Jira {
 
     async fn create(&self, t: &RemoteNew) -> Result<RemoteTicket, RemoteError> {
         let mut fields = json!({
-            "project": { "key": self.spec.queue.trim() },
+            "project": { "key": t.place.as_deref().unwrap_or(self.spec.queue.trim()) },
             "summary": summary(&t.subject),
-            "issuetype": { "name": self.spec.issue_type.as_deref().unwrap_or("Task") },
-            "priority": { "name": priority_name(t.priority) },
+            "issuetype": {
+                "name": t
+                    .category
+                    .as_deref()
+                    .or(self.spec.issue_type.as_deref())
+                    .unwrap_or("Task")
+            },
+            "priority": { "name": priority_name(&self.spec, t.priority) },
         });
         if !t.description.trim().is_empty() {
             fields["description"] = rich_text(&t.description);
@@ -598,7 +633,10 @@ impl RemoteSystem for Jira {
             fields.insert("summary".into(), json!(summary(s)));
         }
         if let Some(p) = f.priority {
-            fields.insert("priority".into(), json!({ "name": priority_name(p) }));
+            fields.insert(
+                "priority".into(),
+                json!({ "name": priority_name(&self.spec, p) }),
+            );
         }
         if !fields.is_empty() {
             let url = self.url(&format!("issue/{}", encode(id)))?;
@@ -626,10 +664,10 @@ impl RemoteSystem for Jira {
         {
             return Err(kept("summary", &now.subject));
         }
-        if f.priority
-            .is_some_and(|p| priority_rank(priority_name(p)) != now.priority)
-        {
-            return Err(kept("priority", priority_name(now.priority)));
+        if f.priority.is_some_and(|p| {
+            priority_rank(&self.spec, &priority_name(&self.spec, p)) != now.priority
+        }) {
+            return Err(kept("priority", &priority_name(&self.spec, now.priority)));
         }
         Ok(())
     }
@@ -716,8 +754,8 @@ impl RemoteSystem for Jira {
         // minutes rounded up, and one more for the calls' own time.
         let minutes = (now.saturating_sub(after).max(0) + 59_999) / 60_000 + 1;
         let jql = format!(
-            "project = {} AND updated >= \"-{minutes}m\" ORDER BY updated ASC",
-            jql_string(self.spec.queue.trim())
+            "{} AND updated >= \"-{minutes}m\" ORDER BY updated ASC",
+            projects_jql(&self.spec)
         );
         let (issues, complete) = self.search(&jql, &["updated"], PAGES_PER_LOOK).await?;
         let mut ids: Vec<String> = Vec::new();
@@ -823,12 +861,26 @@ mod tests {
 
     #[test]
     fn priorities_times_and_jql() {
-        assert_eq!(priority_name(1), "Highest");
-        assert_eq!(priority_name(9), "Lowest");
-        assert_eq!(priority_rank("low"), 4);
-        assert_eq!(priority_rank("Blocker"), 3);
+        let s = spec();
+        assert_eq!(priority_name(&s, 1), "Highest");
+        assert_eq!(priority_name(&s, 9), "Lowest");
+        assert_eq!(priority_rank(&s, "low"), 4);
+        assert_eq!(priority_rank(&s, "Blocker"), 3);
+        let mut mapped = spec();
+        mapped.priority_map.insert(Severity::Sev1, "Blocker".into());
+        mapped
+            .priority_map
+            .insert(Severity::Sev2, "Critical".into());
+        assert_eq!(mapped.check(), Ok(()));
+        assert_eq!(priority_name(&mapped, 2), "Critical");
+        assert_eq!(priority_rank(&mapped, "blocker"), 1);
+        // A default name the map moved elsewhere still reads as its default severity.
+        assert_eq!(priority_rank(&mapped, "Highest"), 1);
+        assert_eq!(projects_jql(&mapped), "project in (\"SUP\")");
+        mapped.team_map.insert("payments".into(), "PAY".into());
+        assert_eq!(projects_jql(&mapped), "project in (\"SUP\", \"PAY\")");
         for p in 1..=5 {
-            assert_eq!(priority_rank(priority_name(p)), p);
+            assert_eq!(priority_rank(&s, &priority_name(&s, p)), p);
         }
         assert_eq!(
             epoch_ms("2026-12-08T10:15:30.123+0000"),

@@ -33,8 +33,9 @@ pub struct RequestTracker {
     api_client: Api,
     /// `<url>/REST/2.0/`.
     api: Url,
-    /// The configured queue's id, read once.
-    queue_id: OnceCell<String>,
+    /// The ids and names of the queues tickets are created in (`queue` and the `team_map`'s),
+    /// read once.
+    queues: OnceCell<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for RequestTracker {
@@ -63,7 +64,7 @@ impl RequestTracker {
             spec,
             api_client,
             api,
-            queue_id: OnceCell::new(),
+            queues: OnceCell::new(),
         })
     }
 
@@ -89,18 +90,21 @@ impl RequestTracker {
         self.call(Method::GET, url, None).await
     }
 
-    /// The configured queue's id.
-    async fn queue_id(&self) -> Result<&str, RemoteError> {
-        self.queue_id
+    /// The ids and names of the queues tickets are created in.
+    async fn queues(&self) -> Result<&[(String, String)], RemoteError> {
+        self.queues
             .get_or_try_init(|| async {
-                let path = format!("queue/{}", encode(&self.spec.queue));
-                let q = self.get(&path).await?;
-                id_of(&q["id"]).ok_or_else(|| {
-                    RemoteError::Refused(format!("RT has no queue {:?}", self.spec.queue))
-                })
+                let mut out = Vec::new();
+                for name in self.spec.places() {
+                    let q = self.get(&format!("queue/{}", encode(&name))).await?;
+                    let id = id_of(&q["id"])
+                        .ok_or_else(|| RemoteError::Refused(format!("RT has no queue {name:?}")))?;
+                    out.push((id, name));
+                }
+                Ok(out)
             })
             .await
-            .map(String::as_str)
+            .map(Vec::as_slice)
     }
 
     /// Transactions matching `filter` (RT's JSON search), oldest first, at most `pages` pages.
@@ -175,9 +179,18 @@ impl RequestTracker {
         })
     }
 
-    fn ticket_of(&self, t: &Value, queue_id: Option<&str>) -> Result<RemoteTicket, RemoteError> {
+    fn ticket_of(
+        &self,
+        t: &Value,
+        queues: &[(String, String)],
+    ) -> Result<RemoteTicket, RemoteError> {
         let id = id_of(&t["id"])
             .ok_or_else(|| RemoteError::Unavailable("RT answered a ticket without an id".into()))?;
+        let queue = id_of(&t["Queue"]["id"]);
+        let place = queues
+            .iter()
+            .find(|(id, _)| queue.as_deref() == Some(id.as_str()))
+            .map(|(_, name)| name.clone());
         Ok(RemoteTicket {
             url: self.display_url(&id),
             subject: t["Subject"].as_str().unwrap_or_default().to_owned(),
@@ -186,7 +199,9 @@ impl RequestTracker {
             by_us: t["Creator"]["id"]
                 .as_str()
                 .is_some_and(|c| c.eq_ignore_ascii_case(self.username())),
-            in_queue: queue_id.is_some_and(|q| id_of(&t["Queue"]["id"]).as_deref() == Some(q)),
+            in_queue: place.is_some(),
+            place: place.unwrap_or_default(),
+            category: String::new(),
             updated_by: t["LastUpdatedBy"]["id"]
                 .as_str()
                 .unwrap_or_default()
@@ -253,9 +268,15 @@ impl RemoteSystem for RequestTracker {
     }
 
     async fn find(&self, key: &str) -> Result<Option<RemoteTicket>, RemoteError> {
+        let queues: Vec<String> = self
+            .spec
+            .places()
+            .iter()
+            .map(|q| format!("Queue = {}", quoted(q)))
+            .collect();
         let query = format!(
-            "Queue = {} AND Creator = {} AND Subject LIKE {}",
-            quoted(&self.spec.queue),
+            "({}) AND Creator = {} AND Subject LIKE {}",
+            queues.join(" OR "),
             quoted(self.username()),
             quoted(&format!("[{key}]"))
         );
@@ -267,13 +288,13 @@ impl RemoteSystem for RequestTracker {
             .append_pair("order", "ASC");
         let answer = self.call(Method::GET, url, None).await?;
         let prefix = format!("[{key}]");
-        let queue = self.queue_id().await?.to_owned();
+        let queues = self.queues().await?;
         for t in answer["items"].as_array().into_iter().flatten() {
             if t["Subject"]
                 .as_str()
                 .is_some_and(|s| s.trim_start().starts_with(&prefix))
             {
-                return self.ticket_of(t, Some(&queue)).map(Some);
+                return self.ticket_of(t, queues).map(Some);
             }
         }
         Ok(None)
@@ -281,7 +302,7 @@ impl RemoteSystem for RequestTracker {
 
     async fn create(&self, t: &RemoteNew) -> Result<RemoteTicket, RemoteError> {
         let body = json!({
-            "Queue": self.spec.queue,
+            "Queue": t.place.as_deref().unwrap_or(&self.spec.queue),
             "Subject": t.subject,
             "Content": if t.description.trim().is_empty() { "(no description)" } else { t.description.as_str() },
             "ContentType": "text/plain",
@@ -297,8 +318,8 @@ impl RemoteSystem for RequestTracker {
 
     async fn ticket(&self, id: &str) -> Result<RemoteTicket, RemoteError> {
         let t = self.get(&format!("ticket/{}", encode(id))).await?;
-        let queue = self.queue_id().await?.to_owned();
-        self.ticket_of(&t, Some(&queue))
+        let queues = self.queues().await?;
+        self.ticket_of(&t, queues)
     }
 
     async fn update(&self, id: &str, f: &RemoteFields) -> Result<(), RemoteError> {
@@ -449,7 +470,7 @@ impl RemoteSystem for RequestTracker {
             .append_pair("per_page", &PAGE.to_string())
             .append_pair("page", &page.to_string());
         let answer = self.call(Method::GET, url, None).await?;
-        let queue = self.queue_id().await?.to_owned();
+        let queues = self.queues().await?;
         let items = answer["items"].as_array().cloned().unwrap_or_default();
         let more = answer["pages"]
             .as_f64()
@@ -457,7 +478,7 @@ impl RemoteSystem for RequestTracker {
             && items.len() == PAGE;
         let tickets = items
             .iter()
-            .map(|t| self.ticket_of(t, Some(&queue)))
+            .map(|t| self.ticket_of(t, queues))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((tickets, more))
     }

@@ -48,8 +48,8 @@ const PAGES_PER_LOOK: usize = 10;
 /// How long a journal second must be over by the server's clock before its entries are taken.
 const SETTLE_SECONDS: i64 = 3;
 /// The incident fields opsdesk reads.
-const INCIDENT_FIELDS: &str =
-    "sys_id,short_description,state,priority,sys_created_by,sys_updated_by";
+const INCIDENT_FIELDS: &str = "sys_id,short_description,state,priority,impact,urgency,category,\
+     assignment_group,sys_created_by,sys_updated_by";
 /// The journal fields opsdesk reads.
 const JOURNAL_FIELDS: &str = "sys_id,element,value,sys_created_on,sys_created_by";
 /// `correlation_display` of the incidents opsdesk makes.
@@ -209,10 +209,20 @@ impl ServiceNow {
                 "ServiceNow answered an incident without a sys_id".into(),
             ));
         }
-        // A missing priority must not read as P1.
-        let priority = text(&t["priority"]).trim().parse().map_err(|_| {
-            RemoteError::Unavailable(format!("ServiceNow incident {id} has no priority"))
-        })?;
+        // The severity whose impact and urgency these are (the connector's `priority_map`,
+        // else the default matrix's pairs); another pair reads as the priority ServiceNow
+        // computed from it. A missing priority must not read as P1.
+        let pair = format!(
+            "{},{}",
+            text(&t["impact"]).trim(),
+            text(&t["urgency"]).trim()
+        );
+        let priority = match self.spec.severity_of_label(&pair) {
+            Some(s) => s.rank(),
+            None => text(&t["priority"]).trim().parse().map_err(|_| {
+                RemoteError::Unavailable(format!("ServiceNow incident {id} has no priority"))
+            })?,
+        };
         Ok(RemoteTicket {
             url: format!(
                 "{}/nav_to.do?uri=incident.do?sys_id={id}",
@@ -223,6 +233,8 @@ impl ServiceNow {
             priority,
             by_us: text(&t["sys_created_by"]).eq_ignore_ascii_case(self.username()),
             in_queue: true,
+            place: text(&t["assignment_group"]).trim().to_owned(),
+            category: text(&t["category"]).trim().to_owned(),
             // opsdesk's own last change (a comment it wrote) says nothing of who changed a
             // field before: unknown then.
             updated_by: Some(text(&t["sys_updated_by"]))
@@ -355,15 +367,13 @@ fn key_of(subject: &str) -> Option<&str> {
     (key.starts_with("OPS-") && Ticket::parse_ref(key).is_some()).then_some(key)
 }
 
-/// The impact and urgency ServiceNow's default priority matrix turns into `priority`.
-fn impact_urgency(priority: i64) -> (&'static str, &'static str) {
-    match priority.clamp(1, 5) {
-        1 => ("1", "1"),
-        2 => ("1", "2"),
-        3 => ("2", "2"),
-        4 => ("2", "3"),
-        _ => ("3", "3"),
-    }
+/// The impact and urgency written for opsdesk's 1 to 5: the connector's `priority_map`, else
+/// the pair ServiceNow's default priority matrix turns into that priority.
+fn impact_urgency(spec: &ConnectorSpec, priority: i64) -> (String, String) {
+    let (i, u) =
+        opsdesk_domain::connector::impact_urgency(&spec.priority_label(spec.severity(priority)))
+            .unwrap_or((3, 3));
+    (i.to_string(), u.to_string())
 }
 
 #[async_trait::async_trait]
@@ -383,8 +393,14 @@ impl RemoteSystem for ServiceNow {
     }
 
     async fn create(&self, t: &RemoteNew) -> Result<RemoteTicket, RemoteError> {
-        let (impact, urgency) = impact_urgency(t.priority);
+        let (impact, urgency) = impact_urgency(&self.spec, t.priority);
         let mut body = Map::new();
+        if let Some(group) = &t.place {
+            body.insert("assignment_group".into(), json!(group));
+        }
+        if let Some(category) = &t.category {
+            body.insert("category".into(), json!(category));
+        }
         body.insert("short_description".into(), json!(t.subject));
         body.insert("description".into(), json!(t.description));
         body.insert("impact".into(), json!(impact));
@@ -418,7 +434,7 @@ impl RemoteSystem for ServiceNow {
             self.state_fields(s, &mut body);
         }
         if let Some(p) = f.priority {
-            let (impact, urgency) = impact_urgency(p);
+            let (impact, urgency) = impact_urgency(&self.spec, p);
             body.insert("impact".into(), json!(impact));
             body.insert("urgency".into(), json!(urgency));
         }
@@ -556,6 +572,14 @@ impl RemoteSystem for ServiceNow {
 mod tests {
     use super::*;
 
+    fn spec() -> ConnectorSpec {
+        serde_json::from_value(json!({
+            "name": "sn", "type": "servicenow", "url": "https://example.service-now.com",
+            "username": "opsdesk", "password": "pw-secret", "queue": "incident"
+        }))
+        .unwrap()
+    }
+
     fn entry(second: i64, sys_id: &str) -> Entry {
         Entry {
             second,
@@ -595,12 +619,29 @@ mod tests {
             ("2", "3") | ("3", "2") => 4,
             _ => 5,
         };
+        let s = spec();
         for p in 1..=5 {
-            let (i, u) = impact_urgency(p);
-            assert_eq!(matrix(i, u), p);
+            let (i, u) = impact_urgency(&s, p);
+            assert_eq!(matrix(&i, &u), p);
         }
-        assert_eq!(impact_urgency(0), ("1", "1"));
-        assert_eq!(impact_urgency(9), ("3", "3"));
+        assert_eq!(impact_urgency(&s, 0), ("1".into(), "1".into()));
+        assert_eq!(impact_urgency(&s, 9), ("3".into(), "3".into()));
+        // A map of the site's own: written as mapped, read back by the pair.
+        let mut mapped = spec();
+        mapped
+            .priority_map
+            .insert(opsdesk_domain::Severity::Sev3, "1,3".into());
+        assert_eq!(mapped.check(), Ok(()));
+        assert_eq!(impact_urgency(&mapped, 3), ("1".into(), "3".into()));
+        assert_eq!(
+            mapped.severity_of_label(" 1, 3"),
+            Some(opsdesk_domain::Severity::Sev3)
+        );
+        assert_eq!(mapped.severity_of_label("2,2"), None);
+        mapped
+            .priority_map
+            .insert(opsdesk_domain::Severity::Sev4, "1,3".into());
+        assert!(mapped.check().is_err());
     }
 
     #[test]

@@ -45,8 +45,14 @@ pub struct RemoteTicket {
     pub priority: i64,
     /// Made by the user opsdesk acts as.
     pub by_us: bool,
-    /// In the connector's queue (tickets elsewhere are not imported).
+    /// In the connector's queue or one its `team_map` names (tickets elsewhere are not
+    /// imported).
     pub in_queue: bool,
+    /// Where it is over there, as `team_map` names places: RT's queue, Jira's project key,
+    /// ServiceNow's assignment group; empty when unknown.
+    pub place: String,
+    /// Its Jira issue type or ServiceNow category, as `kind_map` names them; empty for RT.
+    pub category: String,
     /// Who changed it last over there, where the system says (the author of changes read
     /// from the ticket's state).
     pub updated_by: String,
@@ -111,6 +117,11 @@ pub struct RemoteNew {
     pub description: String,
     pub status: String,
     pub priority: i64,
+    /// The `team_map` place for the ticket's team; `None` creates it in the connector's
+    /// queue (ServiceNow: with no assignment group).
+    pub place: Option<String>,
+    /// The `kind_map` issue type or category for the ticket's kind.
+    pub category: Option<String>,
 }
 
 /// Fields to change on a remote ticket; `None` leaves one as it is.
@@ -604,11 +615,11 @@ impl Desk {
         let mut input = NewTicket {
             title: remote_title(&t.subject),
             description: truncate(&plain(&description), DESCRIPTION_MAX),
-            kind: opsdesk_domain::Kind::Incident,
-            severity: spec.kind.severity(t.priority),
+            kind: spec.kind_for(&t.category),
+            severity: spec.severity(t.priority),
             requester: None,
             assignee: None,
-            team: None,
+            team: spec.team_for(&t.place),
             workload: None,
             tags: vec![spec.name.clone()],
             source: Some(spec.kind.as_str().into()),
@@ -797,7 +808,9 @@ impl Desk {
                         subject: spec.remote_subject(&ticket.key, &ticket.title),
                         description: ticket.description.clone(),
                         status: spec.remote_status(ticket.status),
-                        priority: spec.kind.priority(ticket.severity),
+                        priority: spec.priority(ticket.severity),
+                        place: spec.place_for(ticket.team.as_deref()).map(str::to_owned),
+                        category: spec.category_for(ticket.kind).map(str::to_owned),
                     })
                     .await?
             }
@@ -831,7 +844,7 @@ impl Desk {
                     l.state = "linked".into();
                     l.synced_title = remote_title(&made.subject);
                     l.synced_status = opsdesk_status_of(&spec, &made.status, ticket.status);
-                    l.synced_severity = spec.kind.severity(made.priority).as_str().to_owned();
+                    l.synced_severity = spec.severity(made.priority).as_str().to_owned();
                     l.remote_cursor = l.remote_cursor.max(cursor);
                     l.updated_at = now;
                     tx.save_external_link(&l).await?;
@@ -910,7 +923,7 @@ impl Desk {
                 let theirs = remote.ticket(remote_id).await?;
                 remote_title(&theirs.subject) == ticket.title
                     && spec.shows(&theirs.status, ticket.status)
-                    && spec.kind.severity(theirs.priority) == ticket.severity
+                    && spec.severity(theirs.priority) == ticket.severity
             } else {
                 false
             };
@@ -944,7 +957,7 @@ impl Desk {
                     .status
                     .trim()
                     .eq_ignore_ascii_case(spec.kind.default_status(Status::New)));
-        let their_severity = spec.kind.severity(theirs.priority);
+        let their_severity = spec.severity(theirs.priority);
         let mut fields = RemoteFields::default();
         let mut conflicts = Vec::new();
         if title_changed && their_title != ticket.title {
@@ -969,7 +982,7 @@ impl Desk {
         }
         if severity_changed && their_severity != ticket.severity {
             if their_severity.as_str() == link.synced_severity {
-                fields.priority = Some(spec.kind.priority(ticket.severity));
+                fields.priority = Some(spec.priority(ticket.severity));
             } else {
                 conflicts.push(format!(
                     "severity (here {}, there priority {})",
@@ -1314,7 +1327,7 @@ async fn take_change(
             now_synced = Synced::Title(title);
         }
         RemoteChangeKind::Priority(p) => {
-            let to: Severity = spec.kind.severity(p);
+            let to: Severity = spec.severity(p);
             if to.as_str() == link.synced_severity {
                 return Ok(());
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ticket::{Severity, Status};
+use crate::ticket::{Kind, Severity, Status};
 
 /// The systems opsdesk links to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -173,6 +173,19 @@ pub struct ConnectorSpec {
     /// Other-side statuses mapped to opsdesk's, over the defaults (see [`status_from_rt`]).
     #[serde(default)]
     pub status_map: BTreeMap<String, Status>,
+    /// opsdesk severities to the other system's priority, over the defaults: RT's number,
+    /// Jira's priority name, ServiceNow's impact and urgency as `"impact,urgency"`. Read
+    /// both ways, so each severity needs a priority of its own.
+    #[serde(default)]
+    pub priority_map: BTreeMap<Severity, String>,
+    /// opsdesk kinds to Jira's issue type or ServiceNow's category: what the tickets opsdesk
+    /// creates get, and the kind an imported ticket gets. RT has no kind of ticket.
+    #[serde(default)]
+    pub kind_map: BTreeMap<Kind, String>,
+    /// opsdesk teams to RT queues, Jira project keys or ServiceNow assignment groups (sys_id):
+    /// where a ticket of the team is created, and the team an imported ticket gets.
+    #[serde(default)]
+    pub team_map: BTreeMap<String, String>,
 }
 
 /// Names that would make the authors a connector writes (`<name>:<remote user>`) look like
@@ -220,6 +233,10 @@ impl std::fmt::Debug for ConnectorSpec {
             .field("poll_seconds", &self.poll_seconds)
             .field("import_new", &self.import_new)
             .field("create_for", &self.create_for)
+            .field("status_map", &self.status_map)
+            .field("priority_map", &self.priority_map)
+            .field("kind_map", &self.kind_map)
+            .field("team_map", &self.team_map)
             .finish()
     }
 }
@@ -361,7 +378,201 @@ impl ConnectorSpec {
                 return fail("status_map", "a status name may not be empty".into());
             }
         }
+        if let Err(message) = self.check_priority_map() {
+            return fail("priority_map", message);
+        }
+        if !self.kind_map.is_empty() && self.kind == ConnectorType::RequestTracker {
+            return fail(
+                "kind_map",
+                "Request Tracker tickets have no kind; route them to queues with team_map".into(),
+            );
+        }
+        if self.kind_map.values().any(|v| v.trim().is_empty()) {
+            return fail(
+                "kind_map",
+                format!(
+                    "a {} may not be empty",
+                    if self.kind == ConnectorType::Jira {
+                        "issue type"
+                    } else {
+                        "category"
+                    }
+                ),
+            );
+        }
+        for (team, place) in &self.team_map {
+            if team.trim().is_empty() || place.trim().is_empty() {
+                return fail(
+                    "team_map",
+                    "a team and the place it maps to may not be empty".into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Each severity needs a priority of its own (the map is read both ways), and RT's
+    /// numbers must run one way from SEV1 to SEV5 (a number between two is read by band).
+    fn check_priority_map(&self) -> Result<(), String> {
+        let values: Vec<String> = Severity::ALL
+            .iter()
+            .map(|s| self.priority_label(*s))
+            .collect();
+        for (i, v) in values.iter().enumerate() {
+            if v.trim().is_empty() {
+                return Err(format!("{} may not be empty", Severity::ALL[i]));
+            }
+            if values[..i]
+                .iter()
+                .any(|w| w.trim().eq_ignore_ascii_case(v.trim()))
+            {
+                return Err(format!(
+                    "{} and another severity both map to {v:?}; each severity needs a priority of its own",
+                    Severity::ALL[i]
+                ));
+            }
+        }
+        match self.kind {
+            ConnectorType::RequestTracker => {
+                let numbers = values
+                    .iter()
+                    .map(|v| v.trim().parse::<i64>().ok().filter(|n| *n >= 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("Request Tracker priorities are whole numbers, 0 or more")?;
+                let down = numbers.windows(2).all(|w| w[0] > w[1]);
+                let up = numbers.windows(2).all(|w| w[0] < w[1]);
+                if !down && !up {
+                    return Err(format!(
+                        "the numbers must run one way from SEV1 to SEV5 (now {numbers:?}); \
+                         map all five severities"
+                    ));
+                }
+            }
+            ConnectorType::Servicenow => {
+                if values.iter().any(|v| impact_urgency(v).is_none()) {
+                    return Err(
+                        "ServiceNow priorities are written as \"impact,urgency\", each 1 to 3"
+                            .into(),
+                    );
+                }
+            }
+            ConnectorType::Jira => {}
+        }
+        Ok(())
+    }
+
+    /// The other system's priority for a severity as the settings name it: RT's number,
+    /// Jira's priority name, ServiceNow's `"impact,urgency"`.
+    pub fn priority_label(&self, s: Severity) -> String {
+        if let Some(v) = self.priority_map.get(&s) {
+            return v.trim().to_owned();
+        }
+        match self.kind {
+            ConnectorType::RequestTracker => rt_priority(s).to_string(),
+            ConnectorType::Jira => JIRA_PRIORITIES[rank_index(s)].to_owned(),
+            ConnectorType::Servicenow => {
+                let (i, u) = SERVICENOW_IMPACT_URGENCY[rank_index(s)];
+                format!("{i},{u}")
+            }
+        }
+    }
+
+    /// The severity a priority label of the other system stands for (a Jira priority
+    /// name, a ServiceNow `"impact,urgency"`), when the settings or the defaults name it.
+    pub fn severity_of_label(&self, label: &str) -> Option<Severity> {
+        let label = label.trim();
+        let same = |a: &str| match self.kind {
+            ConnectorType::Servicenow => {
+                impact_urgency(a).is_some() && impact_urgency(a) == impact_urgency(label)
+            }
+            _ => a.trim().eq_ignore_ascii_case(label),
+        };
+        Severity::ALL
+            .iter()
+            .copied()
+            .find(|s| same(&self.priority_label(*s)))
+    }
+
+    /// The number a connector carries as a ticket's priority for a severity: RT's own
+    /// priority, the severity's rank (1 to 5) for Jira and ServiceNow (their clients turn it
+    /// into a name or an impact and urgency with [`ConnectorSpec::priority_label`]).
+    pub fn priority(&self, s: Severity) -> i64 {
+        match self.kind {
+            ConnectorType::RequestTracker => self
+                .priority_label(s)
+                .parse()
+                .unwrap_or_else(|_| rt_priority(s)),
+            ConnectorType::Jira | ConnectorType::Servicenow => s.rank(),
+        }
+    }
+
+    /// The severity such a number stands for; an RT number between two mapped ones is read
+    /// by band (with the defaults 70 to 89 is SEV2).
+    pub fn severity(&self, priority: i64) -> Severity {
+        if self.kind != ConnectorType::RequestTracker {
+            return self.kind.severity(priority);
+        }
+        let numbers: Vec<i64> = Severity::ALL.iter().map(|s| self.priority(*s)).collect();
+        let down = numbers.first() >= numbers.last();
+        Severity::ALL
+            .iter()
+            .zip(&numbers)
+            .find(|(_, n)| {
+                if down {
+                    priority >= **n
+                } else {
+                    priority <= **n
+                }
+            })
+            .map(|(s, _)| *s)
+            .unwrap_or(Severity::Sev5)
+    }
+
+    /// Where a ticket of `team` goes over there: the `team_map` entry, if any.
+    pub fn place_for(&self, team: Option<&str>) -> Option<&str> {
+        let team = team?.trim();
+        self.team_map
+            .iter()
+            .find(|(t, _)| t.trim().eq_ignore_ascii_case(team))
+            .map(|(_, place)| place.trim())
+    }
+
+    /// The team a place over there stands for (the first team mapped to it).
+    pub fn team_for(&self, place: &str) -> Option<String> {
+        let place = place.trim();
+        if place.is_empty() {
+            return None;
+        }
+        self.team_map
+            .iter()
+            .find(|(_, p)| p.trim().eq_ignore_ascii_case(place))
+            .map(|(t, _)| t.trim().to_owned())
+    }
+
+    /// The places tickets are created in and imported from: `queue` and the `team_map`'s
+    /// (RT queues, Jira projects).
+    pub fn places(&self) -> Vec<String> {
+        let mut out = vec![self.queue.trim().to_owned()];
+        for p in self.team_map.values() {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(p.trim())) {
+                out.push(p.trim().to_owned());
+            }
+        }
+        out
+    }
+
+    /// The issue type or category a ticket of `kind` gets over there, if the map names one.
+    pub fn category_for(&self, kind: Kind) -> Option<&str> {
+        self.kind_map.get(&kind).map(|c| c.trim())
+    }
+
+    /// The kind a category over there stands for, `incident` when the map names none.
+    pub fn kind_for(&self, category: &str) -> Kind {
+        self.kind_map
+            .iter()
+            .find(|(_, c)| c.trim().eq_ignore_ascii_case(category.trim()))
+            .map(|(k, _)| *k)
+            .unwrap_or(Kind::Incident)
     }
 
     /// The settings as the API shows them: secrets masked.
@@ -480,6 +691,24 @@ pub fn severity_from_rt_priority(p: i64) -> Severity {
     }
 }
 
+fn rank_index(s: Severity) -> usize {
+    Severity::ALL.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+/// Jira's default priorities, for SEV1 to SEV5.
+pub const JIRA_PRIORITIES: [&str; 5] = ["Highest", "High", "Medium", "Low", "Lowest"];
+
+/// The impact and urgency ServiceNow's default priority matrix turns into priority 1 to 5,
+/// for SEV1 to SEV5.
+pub const SERVICENOW_IMPACT_URGENCY: [(u8, u8); 5] = [(1, 1), (1, 2), (2, 2), (2, 3), (3, 3)];
+
+/// `"impact,urgency"`, each 1 to 3.
+pub fn impact_urgency(label: &str) -> Option<(u8, u8)> {
+    let (i, u) = label.trim().split_once(',')?;
+    let read = |x: &str| x.trim().parse::<u8>().ok().filter(|n| (1..=3).contains(n));
+    Some((read(i)?, read(u)?))
+}
+
 /// RT keeps at most this many characters of a subject.
 pub const RT_SUBJECT_MAX: usize = 200;
 
@@ -517,6 +746,9 @@ mod tests {
             import_new: false,
             create_for: CreateFor::default(),
             status_map: BTreeMap::new(),
+            priority_map: BTreeMap::new(),
+            kind_map: BTreeMap::new(),
+            team_map: BTreeMap::new(),
         }
     }
 
@@ -618,6 +850,73 @@ mod tests {
         jira.password = Some("pw".into());
         jira.token = None;
         assert_eq!(jira.check().unwrap_err().field, "rt.token");
+    }
+
+    #[test]
+    fn priority_kind_and_team_maps_are_checked_and_read_both_ways() {
+        // RT's defaults, read by band.
+        let rt = spec();
+        assert_eq!(rt.priority(Severity::Sev2), 70);
+        assert_eq!(rt.severity(89), Severity::Sev2);
+        assert_eq!(rt.severity(0), Severity::Sev5);
+        // A site where 1 is the most urgent: the map runs the other way, still by band.
+        let mut up = spec();
+        for (i, s) in Severity::ALL.iter().enumerate() {
+            up.priority_map.insert(*s, (i + 1).to_string());
+        }
+        assert_eq!(up.check(), Ok(()));
+        for s in Severity::ALL {
+            assert_eq!(up.severity(up.priority(*s)), *s);
+        }
+        assert_eq!(up.severity(0), Severity::Sev1);
+        assert_eq!(up.severity(99), Severity::Sev5);
+        // Half a map that breaks the order, a word, or two severities on one number: refused.
+        let mut half = spec();
+        half.priority_map.insert(Severity::Sev1, "1".into());
+        assert_eq!(half.check().unwrap_err().field, "rt.priority_map");
+        half.priority_map.insert(Severity::Sev1, "high".into());
+        assert!(half.check().unwrap_err().message.contains("whole numbers"));
+        half.priority_map.insert(Severity::Sev1, "70".into());
+        assert!(half.check().unwrap_err().message.contains("own"));
+        // The TOML form.
+        let parsed: ConnectorSpec = toml::from_str(
+            "name = \"rt\"\ntype = \"request_tracker\"\nurl = \"https://rt.example.com\"\n\
+             username = \"opsdesk\"\ntoken = \"abc\"\nqueue = \"General\"\n\
+             [priority_map]\nSEV1 = \"99\"\n[team_map]\npayments = \"Payments\"\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.check(), Ok(()));
+        assert_eq!(parsed.priority(Severity::Sev1), 99);
+        assert_eq!(parsed.place_for(Some("Payments ")), Some("Payments"));
+        assert_eq!(parsed.place_for(Some("web")), None);
+        assert_eq!(parsed.team_for("payments").as_deref(), Some("payments"));
+        assert_eq!(parsed.team_for(""), None);
+        assert_eq!(parsed.places(), vec!["General", "Payments"]);
+        // RT has no kind of ticket.
+        let mut kinds = spec();
+        kinds.kind_map.insert(Kind::Question, "Question".into());
+        assert_eq!(kinds.check().unwrap_err().field, "rt.kind_map");
+        kinds.kind = ConnectorType::Jira;
+        kinds.password = None;
+        kinds.token = Some("t".into());
+        assert_eq!(kinds.check(), Ok(()));
+        assert_eq!(kinds.category_for(Kind::Question), Some("Question"));
+        assert_eq!(kinds.category_for(Kind::Task), None);
+        assert_eq!(kinds.kind_for("question"), Kind::Question);
+        assert_eq!(kinds.kind_for("Bug"), Kind::Incident);
+        // Jira names and ServiceNow pairs.
+        assert_eq!(kinds.priority_label(Severity::Sev4), "Low");
+        assert_eq!(kinds.severity_of_label("lowest"), Some(Severity::Sev5));
+        let mut sn = spec();
+        sn.kind = ConnectorType::Servicenow;
+        sn.queue = "incident".into();
+        assert_eq!(sn.priority_label(Severity::Sev2), "1,2");
+        sn.priority_map.insert(Severity::Sev5, "4,1".into());
+        assert!(sn.check().unwrap_err().message.contains("impact,urgency"));
+        sn.priority_map.insert(Severity::Sev5, "3,2".into());
+        assert_eq!(sn.check(), Ok(()));
+        assert_eq!(sn.severity_of_label("3,2"), Some(Severity::Sev5));
+        assert_eq!(sn.severity_of_label("3,3"), None);
     }
 
     #[test]

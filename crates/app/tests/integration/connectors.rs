@@ -14,6 +14,7 @@ use opsdesk_domain::Role;
 on_both_backends!(
     tickets_sync_both_ways_with_request_tracker,
     rt_tickets_are_imported_with_their_history_and_webhooks_bring_changes_at_once,
+    rt_priorities_and_queues_follow_the_maps,
 );
 
 async fn rt_server(backend: Backend, rt: &RequestTracker) -> TestServer {
@@ -712,4 +713,70 @@ async fn rt_tickets_are_imported_with_their_history_and_webhooks_bring_changes_a
     })
     .await;
     assert_eq!(p["severity"], "SEV4");
+}
+
+/// A site where 1 is RT's most urgent priority and payments has a queue of its own: tickets
+/// go to the team's queue with the mapped priority, and a priority set in RT or a ticket made in
+/// the payments queue is read back through the same maps.
+async fn rt_priorities_and_queues_follow_the_maps(backend: Backend) {
+    let rt = RequestTracker::start().await;
+    let queue = rt
+        .call(
+            "root",
+            Method::POST,
+            "queue",
+            Some(json!({"Name": "Payments"})),
+        )
+        .await;
+    let payments_queue = rt_id(&queue);
+    let url = rt.url.clone();
+    let s = TestServer::start_with(backend, move |c, _| {
+        c.connectors = vec![toml::from_str(&format!(
+            "name = \"rt\"\ntype = \"request_tracker\"\nurl = \"{url}\"\n\
+             username = \"opsdesk\"\npassword = \"password-opsdesk\"\nqueue = \"General\"\n\
+             poll_seconds = 1\nimport_new = true\n[create_for]\nseverities = [\"SEV2\"]\n\
+             [priority_map]\nSEV1 = \"1\"\nSEV2 = \"2\"\nSEV3 = \"3\"\nSEV4 = \"4\"\nSEV5 = \"5\"\n\
+             [team_map]\npayments = \"Payments\"\n"
+        ))
+        .unwrap()];
+    })
+    .await;
+
+    // A payments SEV2: in the Payments queue at priority 2.
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "Card payments fail", "kind": "incident", "severity": "SEV2", "team": "payments"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let rt_ticket = remote_id(&s, id).await;
+    let t = rt.ticket(&rt_ticket).await;
+    assert_eq!(rt_id(&t["Queue"]), payments_queue, "{t:#}");
+    assert_eq!(t["Priority"].to_string().trim_matches('"'), "2");
+
+    // Alice makes it priority 1 in RT: SEV1 in opsdesk.
+    rt.call(
+        "alice",
+        Method::PUT,
+        &format!("ticket/{rt_ticket}"),
+        Some(json!({"Priority": 1})),
+    )
+    .await;
+    eventually("priority 1 arrives as SEV1", || async {
+        (ticket(&s, id).await["severity"] == "SEV1").then_some(())
+    })
+    .await;
+
+    // A ticket Alice makes in the Payments queue at priority 4: a payments SEV4 in opsdesk.
+    rt.call("alice", Method::POST, "ticket", Some(json!({"Queue": "Payments", "Subject": "Refund stuck", "Content": "Since Friday.", "ContentType": "text/plain", "Priority": 4})))
+        .await;
+    let imported = eventually("the Payments ticket imported", || async {
+        let list = s.get("/api/v1/tickets?q=Refund").await.body;
+        list["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(imported["team"], "payments", "{imported:#}");
+    assert_eq!(imported["severity"], "SEV4");
 }

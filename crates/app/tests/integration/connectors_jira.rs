@@ -15,6 +15,7 @@ use crate::peers::StandIn;
 on_both_backends!(
     issues_sync_both_ways_with_jira_cloud,
     jira_webhooks_bring_a_comment_at_once_and_forged_calls_are_refused,
+    jira_priorities_issue_types_and_projects_follow_the_maps,
 );
 
 const OPSDESK: &str = "opsdesk@example.com";
@@ -28,18 +29,19 @@ struct JiraCloud {
 
 impl JiraCloud {
     async fn start() -> JiraCloud {
-        let standin = StandIn::start(
-            "jira",
-            &[
-                "--project",
-                "SUP",
-                "--user",
-                "opsdesk@example.com:tok-opsdesk",
-                "--user",
-                "alice@example.com:tok-alice",
-            ],
-        )
-        .await;
+        JiraCloud::start_with(&["--project", "SUP"]).await
+    }
+
+    /// A site with the stand-in's `extra` arguments (projects, a priority scheme).
+    async fn start_with(extra: &[&str]) -> JiraCloud {
+        let mut args = extra.to_vec();
+        args.extend([
+            "--user",
+            "opsdesk@example.com:tok-opsdesk",
+            "--user",
+            "alice@example.com:tok-alice",
+        ]);
+        let standin = StandIn::start("jira", &args).await;
         JiraCloud {
             standin,
             http: reqwest::Client::new(),
@@ -638,4 +640,125 @@ async fn jira_webhooks_bring_a_comment_at_once_and_forged_calls_are_refused(back
             .count(),
         1
     );
+}
+
+/// A site with its own priority scheme, a project per team and Jira Service Management's issue
+/// types: what opsdesk writes follows the connector's maps, and what it reads back (a priority
+/// changed in Jira, an issue made there) is read through the same maps.
+async fn jira_priorities_issue_types_and_projects_follow_the_maps(backend: Backend) {
+    let jira = JiraCloud::start_with(&[
+        "--project",
+        "SUP",
+        "--project",
+        "PAY",
+        "--priorities",
+        "Blocker,Critical,Major,Minor,Trivial",
+    ])
+    .await;
+    let _log = ShowLogOnFailure(&jira);
+    let url = jira.url().to_owned();
+    let s = TestServer::start_with(backend, move |c, _| {
+        c.connectors = vec![toml::from_str(&format!(
+            "name = \"jira\"\ntype = \"jira\"\nurl = \"{url}\"\n\
+             username = \"{OPSDESK}\"\ntoken = \"{TOKEN}\"\nqueue = \"SUP\"\n\
+             poll_seconds = 1\nimport_new = true\n\
+             [create_for]\nseverities = [\"SEV1\", \"SEV2\"]\n\
+             [priority_map]\nSEV1 = \"Blocker\"\nSEV2 = \"Critical\"\nSEV3 = \"Major\"\n\
+             SEV4 = \"Minor\"\nSEV5 = \"Trivial\"\n\
+             [kind_map]\nincident = \"Incident\"\nservice_request = \"Service Request\"\n\
+             [team_map]\npayments = \"PAY\"\n"
+        ))
+        .unwrap()];
+    })
+    .await;
+    let listed = s.get("/api/v1/connectors").await.body;
+    assert_eq!(listed[0]["priority_map"]["SEV2"], "Critical");
+    assert_eq!(listed[0]["team_map"]["payments"], "PAY");
+
+    // A payments incident at SEV2: in the PAY project, priority Critical, an Incident.
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "Card payments fail", "kind": "incident", "severity": "SEV2", "team": "payments"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let paid = r.body["id"].as_i64().unwrap();
+    let issue_id = remote_id(&s, paid).await;
+    let f = jira.issue(&issue_id).await["fields"].clone();
+    assert_eq!(f["project"]["key"], "PAY");
+    assert_eq!(f["priority"]["name"], "Critical");
+    assert_eq!(f["issuetype"]["name"], "Incident");
+
+    // Raised to Blocker in Jira: SEV1 in opsdesk.
+    jira.call(
+        Method::PUT,
+        &format!("issue/{issue_id}"),
+        Some(json!({"fields": {"priority": {"name": "Blocker"}}})),
+    )
+    .await;
+    eventually("the Blocker priority arrives as SEV1", || async {
+        (ticket(&s, paid).await["severity"] == "SEV1").then_some(())
+    })
+    .await;
+    // Lowered in opsdesk: Minor in Jira.
+    let r = s
+        .patch(
+            &format!("/api/v1/tickets/{paid}"),
+            None,
+            json!({"severity": "SEV4"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("SEV4 arrives as Minor", || async {
+        (jira.issue(&issue_id).await["fields"]["priority"]["name"] == "Minor").then_some(())
+    })
+    .await;
+
+    // A question of no team, pushed by hand: the connector's project, the default issue type.
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "How do I rotate keys?", "kind": "question", "severity": "SEV3"}),
+        )
+        .await;
+    let question = r.body["id"].as_i64().unwrap();
+    let r = s
+        .post(
+            &format!("/api/v1/tickets/{question}/external"),
+            json!({"connector": "jira"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let q_issue = remote_id(&s, question).await;
+    let f = jira.issue(&q_issue).await["fields"].clone();
+    assert_eq!(f["project"]["key"], "SUP");
+    assert_eq!(f["issuetype"]["name"], "Task");
+    assert_eq!(f["priority"]["name"], "Major");
+
+    // A service request made in PAY by Alice: imported for payments, its kind and severity
+    // read through the maps.
+    let made = jira
+        .call(
+            Method::POST,
+            "issue",
+            Some(json!({"fields": {
+                "project": {"key": "PAY"},
+                "summary": "New corporate card for Bo",
+                "issuetype": {"name": "Service Request"},
+                "priority": {"name": "Trivial"}
+            }})),
+        )
+        .await;
+    let key = made["key"].as_str().unwrap().to_owned();
+    let imported = eventually("the PAY issue is imported", || async {
+        let list = s.get("/api/v1/tickets?q=corporate").await.body;
+        list["items"]
+            .as_array()
+            .and_then(|items| items.first().cloned())
+    })
+    .await;
+    assert_eq!(imported["team"], "payments", "{imported:#} from {key}");
+    assert_eq!(imported["kind"], "service_request");
+    assert_eq!(imported["severity"], "SEV5");
 }

@@ -14,6 +14,7 @@ use crate::peers::StandIn;
 on_both_backends!(
     incidents_sync_both_ways_with_servicenow,
     a_business_rule_call_brings_a_work_note_at_once,
+    impact_urgency_categories_and_groups_follow_the_maps,
 );
 
 /// The stand-in, and its Table API as its users call it.
@@ -24,16 +25,19 @@ struct ServiceNow {
 
 impl ServiceNow {
     async fn start() -> ServiceNow {
-        let standin = StandIn::start(
-            "servicenow",
-            &[
-                "--user",
-                "opsdesk:password-opsdesk",
-                "--user",
-                "alice:password-alice",
-            ],
-        )
-        .await;
+        ServiceNow::start_with(&[]).await
+    }
+
+    /// An instance with the stand-in's `extra` arguments (groups).
+    async fn start_with(extra: &[&str]) -> ServiceNow {
+        let mut args = vec![
+            "--user",
+            "opsdesk:password-opsdesk",
+            "--user",
+            "alice:password-alice",
+        ];
+        args.extend_from_slice(extra);
+        let standin = StandIn::start("servicenow", &args).await;
         ServiceNow {
             standin,
             http: reqwest::Client::new(),
@@ -512,4 +516,73 @@ async fn a_business_rule_call_brings_a_work_note_at_once(backend: Backend) {
             "{notes:#?}"
         );
     }
+}
+
+/// The payments group's sys_id on the stand-in.
+const PAYMENTS_GROUP: &str = "0a52d3dcd7011200f2d224837e6103f2";
+
+/// A site's own impact and urgency per severity, a category per kind and an assignment group
+/// per team: written so, and read back through the same maps (a change made in ServiceNow, an
+/// incident made there).
+async fn impact_urgency_categories_and_groups_follow_the_maps(backend: Backend) {
+    let sn = ServiceNow::start_with(&["--group", PAYMENTS_GROUP]).await;
+    let url = sn.url().to_owned();
+    let s = TestServer::start_with(backend, move |c, _| {
+        c.connectors = vec![toml::from_str(&format!(
+            "name = \"servicenow\"\ntype = \"servicenow\"\nurl = \"{url}\"\n\
+             username = \"opsdesk\"\npassword = \"password-opsdesk\"\nqueue = \"incident\"\n\
+             poll_seconds = 1\nimport_new = true\n\
+             [priority_map]\nSEV3 = \"1,3\"\nSEV4 = \"3,2\"\n\
+             [kind_map]\nincident = \"software\"\nquestion = \"inquiry\"\n\
+             [team_map]\npayments = \"{PAYMENTS_GROUP}\"\n"
+        ))
+        .unwrap()];
+    })
+    .await;
+
+    // A payments incident at SEV3, pushed by hand: the group, the category, impact 1 and
+    // urgency 3 as mapped (the default matrix would write 2 and 2).
+    let r = s
+        .post(
+            "/api/v1/tickets",
+            json!({"title": "Refunds are slow", "kind": "incident", "severity": "SEV3", "team": "payments"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    push(&s, id).await;
+    let inc = remote_id(&s, id).await;
+    let i = sn.incident(&inc).await;
+    assert_eq!(i["assignment_group"], PAYMENTS_GROUP, "{i:#}");
+    assert_eq!(i["category"], "software");
+    assert_eq!((&i["impact"], &i["urgency"]), (&json!("1"), &json!("3")));
+    // Read back as SEV3, not as the priority ServiceNow computed: nothing moves.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(ticket(&s, id).await["severity"], "SEV3");
+    assert_eq!(link_of(&s, id).await.unwrap()["state"], "linked");
+
+    // Alice sets the pair SEV4 maps to: SEV4 in opsdesk.
+    sn.patch(&inc, json!({"impact": "3", "urgency": "2"})).await;
+    eventually("impact 3, urgency 2 arrives as SEV4", || async {
+        (ticket(&s, id).await["severity"] == "SEV4").then_some(())
+    })
+    .await;
+
+    // An inquiry for the payments group made by Alice: imported as a payments question at
+    // SEV3.
+    sn.call(
+        "alice",
+        Method::POST,
+        "incident",
+        Some(json!({"short_description": "Which card for travel?", "impact": "1", "urgency": "3", "category": "inquiry", "assignment_group": PAYMENTS_GROUP})),
+    )
+    .await;
+    let imported = eventually("the inquiry imported", || async {
+        let list = s.get("/api/v1/tickets?q=travel").await.body;
+        list["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(imported["team"], "payments", "{imported:#}");
+    assert_eq!(imported["kind"], "question");
+    assert_eq!(imported["severity"], "SEV3");
 }

@@ -8,8 +8,10 @@ characters or with a line break, an unknown project, priority or issue type, a t
 issue does not have, `status` set by an edit, JQL it does not know (400), and the removed
 `/rest/api/3/search` (410). One line per refused request goes to stderr, with why.
 
-One project (`--project`, default SUP), one workflow: To Do, In Progress, Done, each reachable
-from any other by a global transition (11, 21, 31). Priorities Highest (1) to Lowest (5).
+Projects by `--project` (repeatable, SUP when none), one workflow: To Do, In Progress, Done,
+each reachable from any other by a global transition (11, 21, 31). Priorities Highest (1) to
+Lowest (5), or the scheme `--priorities` names. Issue types Task, Bug, Story, Incident and
+Service Request.
 
 Control endpoints (no authentication) under /_standin/:
   GET  health
@@ -56,7 +58,9 @@ STATUSES = {
 # transition id -> target status
 TRANSITIONS = {"11": "To Do", "21": "In Progress", "31": "Done"}
 PRIORITIES = ["Highest", "High", "Medium", "Low", "Lowest"]
-ISSUE_TYPES = {"Task": "10001", "Bug": "10002", "Story": "10003"}
+ISSUE_TYPES = {
+    "Task": "10001", "Bug": "10002", "Story": "10003", "Incident": "10004", "Service Request": "10005",
+}
 
 CREATE_FIELDS = {"project", "summary", "description", "issuetype", "priority", "labels"}
 EDIT_FIELDS = {"summary", "description", "priority", "labels"}
@@ -90,10 +94,12 @@ def jira_time(ms):
 
 
 class Jira:
-    def __init__(self, base, project, users):
+    def __init__(self, base, projects, users):
         self.lock = threading.RLock()
         self.base = base
-        self.project = {"id": "10000", "key": project, "name": f"{project} project"}
+        self.projects = [
+            {"id": str(10000 + i), "key": key, "name": f"{key} project"} for i, key in enumerate(projects)
+        ]
         self.users = users  # email -> {accountId, displayName, token, email}
         self.issues = {}  # id -> issue
         self.next_issue = 10000
@@ -141,8 +147,12 @@ class Jira:
             "id": pid,
         }
 
-    def project_json(self):
-        p = self.project
+    def project_of(self, ref):
+        """A project by key, id or name, or None."""
+        return next((p for p in self.projects if ref in (p["key"], p["id"], p["name"])), None)
+
+    def project_json(self, key):
+        p = self.project_of(key)
         return {
             "self": f"{self.base}/rest/api/3/project/{p['id']}",
             "id": p["id"],
@@ -165,7 +175,7 @@ class Jira:
                 "subtask": False,
                 "hierarchyLevel": 0,
             },
-            "project": self.project_json(),
+            "project": self.project_json(issue["project"]),
             "creator": self.user_json(issue["creator"]),
             "reporter": self.user_json(issue["creator"]),
             "created": jira_time(issue["created"]),
@@ -330,10 +340,11 @@ class Jira:
         if not isinstance(fields, dict):
             raise Refusal(400, ["Invalid request payload. Refer to the REST API documentation and try again."])
         self.unknown_fields(fields, CREATE_FIELDS)
-        project = fields.get("project")
-        if not isinstance(project, dict) or not (
-            project.get("key") == self.project["key"] or str(project.get("id")) == self.project["id"]
-        ):
+        ref = fields.get("project")
+        project = None
+        if isinstance(ref, dict) and set(ref) <= {"key", "id"}:
+            project = self.project_of(ref.get("key")) if "key" in ref else self.project_of(str(ref.get("id")))
+        if project is None:
             raise Refusal(400, errors={"project": "Specify a valid project ID or key"})
         self.check_summary(fields.get("summary"))
         issuetype = fields.get("issuetype")
@@ -354,7 +365,8 @@ class Jira:
         at = now_ms()
         issue = {
             "id": str(self.next_issue),
-            "key": f"{self.project['key']}-{self.next_number}",
+            "key": f"{project['key']}-{self.next_number}",
+            "project": project["key"],
             "summary": fields["summary"],
             "description": description,
             "status": "To Do",
@@ -508,7 +520,7 @@ class Jira:
         if not isinstance(max_results, int) or max_results < 0:
             raise Refusal(400, ["maxResults is a number"])
         max_results = min(max_results, 100)
-        match, order = parse_jql(jql, self.project)
+        match, order = parse_jql(jql, self)
         found = [i for i in sorted(self.issues.values(), key=lambda i: int(i["id"])) if match(i)]
         if order is not None:
             field, desc = order
@@ -620,7 +632,7 @@ def text_matcher(value, raw):
     return match
 
 
-def parse_jql(jql, project):
+def parse_jql(jql, jira):
     toks = tokens(jql)
     clauses, order, i = [], None, 0
 
@@ -661,15 +673,36 @@ def parse_jql(jql, project):
             raise Refusal(400, ["Error in the JQL Query: Expecting a field name."])
         field = value.lower()
         i += 1
-        if i >= len(toks) or toks[i][0] != "op":
+        if i >= len(toks) or not (toks[i][0] == "op" or toks[i][1].lower() == "in"):
             raise Refusal(400, ["Error in the JQL Query: Expecting an operator."])
         op = toks[i][1]
         i += 1
+        if field == "project" and op.lower() == "in":
+            if i >= len(toks) or toks[i][1] != "(":
+                raise Refusal(400, ["Error in the JQL Query: Expecting '(' after IN."])
+            i += 1
+            keys = []
+            while True:
+                _, v, _ = expect_value()
+                project = jira.project_of(v)
+                if project is None:
+                    raise Refusal(400, [f"The value '{v}' does not exist for the field 'project'."])
+                keys.append(project["key"])
+                if i < len(toks) and toks[i][1] == ",":
+                    i += 1
+                    continue
+                if i < len(toks) and toks[i][1] == ")":
+                    i += 1
+                    break
+                raise Refusal(400, ["Error in the JQL Query: Expecting ',' or ')'."])
+            clauses.append(lambda issue, keys=keys: issue["project"] in keys)
+            continue
         vkind, v, raw = expect_value()
         if field == "project" and op == "=":
-            if v not in (project["key"], project["id"], project["name"]):
+            project = jira.project_of(v)
+            if project is None:
                 raise Refusal(400, [f"The value '{v}' does not exist for the field 'project'."])
-            clauses.append(lambda issue: True)
+            clauses.append(lambda issue, key=project["key"]: issue["project"] == key)
         elif field in ("key", "issuekey") and op == "=":
             clauses.append(lambda issue, v=v: issue["key"] == v or issue["id"] == v)
         elif field == "summary" and op == "~":
@@ -894,7 +927,9 @@ def route(method, path, query, body, user):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--project", default="SUP")
+    p.add_argument("--project", action="append", default=[], help="a project key (repeatable; SUP when none)")
+    p.add_argument("--priorities", default=",".join(PRIORITIES),
+                   help="the site's priority scheme, most urgent first (ids 1, 2, ...)")
     p.add_argument("--user", action="append", default=[], help="email:api-token (repeatable)")
     a = p.parse_args()
     users = {}
@@ -903,10 +938,11 @@ def main():
         local = email.split("@", 1)[0]
         users[email] = {"email": email, "token": token, "accountId": f"acct-{local}", "displayName": local.capitalize()}
     global JIRA
-    JIRA = Jira(f"http://127.0.0.1:{a.port}", a.project, users)
+    PRIORITIES[:] = [n.strip() for n in a.priorities.split(",") if n.strip()]
+    JIRA = Jira(f"http://127.0.0.1:{a.port}", a.project or ["SUP"], users)
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
-    log(f"jira stand-in on {JIRA.base}, project {a.project}, users {sorted(users)}")
+    log(f"jira stand-in on {JIRA.base}, projects {[p['key'] for p in JIRA.projects]}, users {sorted(users)}")
     server.serve_forever()
 
 

@@ -9,6 +9,7 @@ in a query) is refused with 400 where an instance ignores it; priority may not b
 sysparm_query understands only what opsdesk sends (field=value, IN, >= with
 javascript:gs.minutesAgoStart(N), ORDERBY, ORDERBYDESC, joined by ^) and refuses the rest,
 absolute dates among them (an instance reads those in the session user's time zone).
+assignment_group takes only the sys_id of a group given with --group.
 
 Control, without authentication:
   GET  /_standin/health
@@ -33,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 SHORT_DESCRIPTION_MAX = 160
+# The sys_ids of the instance's groups (--group): assignment_group takes only these.
+GROUPS = set()
 
 # The incident fields this stand-in knows (a real incident has many more).
 INCIDENT_FIELDS = {
@@ -235,6 +238,8 @@ def apply_write(incident, body, user, st, creating):
     for f in ("impact", "urgency"):
         if new[f] not in ("1", "2", "3"):
             raise bad(f"{f} must be 1, 2 or 3")
+    if new["assignment_group"] and new["assignment_group"] not in GROUPS:
+        raise bad(f"assignment_group {new['assignment_group']!r} is not the sys_id of a group")
     if new["hold_reason"] and new["hold_reason"] not in HOLD_REASONS:
         raise bad(f"hold_reason {new['hold_reason']!r} is not an on-hold reason")
     missing = []
@@ -467,7 +472,9 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", action="append", default=[], help="name:password")
     p.add_argument("--token", action="append", default=[], help="name:bearer-token")
+    p.add_argument("--group", action="append", default=[], help="the sys_id of a sys_user_group")
     args = p.parse_args()
+    GROUPS.update(args.group)
     users = dict(u.split(":", 1) for u in args.user)
     tokens = {t.split(":", 1)[1]: t.split(":", 1)[0] for t in args.token}
     STATE = State(users, tokens)
