@@ -845,6 +845,13 @@ pub struct ServerConfig {
     /// Proxies (CIDR blocks or addresses) whose `X-Forwarded-For` / `Forwarded` headers name
     /// the client. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// How this node names itself in job leases and /metrics; the host name and process id
+    /// when unset.
+    pub node_name: Option<String>,
+    /// How long a node holds a job that runs on one node at a time (the clock watcher, the AWS
+    /// pollers, ...) without renewing it: another node takes the job over within this long
+    /// after the holder dies. Renewed every third of it.
+    pub job_lease_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -853,11 +860,32 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
+            node_name: None,
+            job_lease_secs: 15,
         }
     }
 }
 
 impl ServerConfig {
+    /// This node's name: `node_name`, else the host name and process id.
+    pub fn node_name(&self) -> String {
+        if let Some(name) = self
+            .node_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            return name.to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "opsdesk".into());
+        format!("{host}-{}", std::process::id())
+    }
+
     /// The trusted proxies, once each is a CIDR block or an address; the error names the key.
     pub fn trusted_proxies(&self) -> Result<Vec<opsdesk_web::client::IpNet>, String> {
         opsdesk_web::client::parse_trusted_proxies(&self.trusted_proxies)

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::{Config, LogFormat};
+use crate::jobs::Leases;
 
 /// Sets up logging to stdout in the configured format.
 pub fn init_logging(config: &Config) {
@@ -165,14 +166,39 @@ pub async fn serve(
         database = %opsdesk_store::db::redact_url(&config.database.url),
         "listening on http://{addr}"
     );
-    tokio::spawn(purge_sign_in_state(desk.clone()));
     let background = tokio_util::sync::CancellationToken::new();
     let _stop_background = background.clone().drop_guard();
-    spawn_ingest(config, &desk, &background);
-    tokio::spawn(watch_clocks(desk.clone(), background.clone()));
-    tokio::spawn(work_on_cases(desk.clone(), background.clone()));
-    tokio::spawn(evaluate_kpis(desk.clone(), background.clone()));
-    tokio::spawn(watch_readiness(desk.clone(), background.clone()));
+    let node = config.server.node_name();
+    if !(3..=3600).contains(&config.server.job_lease_secs) {
+        anyhow::bail!("server.job_lease_secs must be 3 to 3600");
+    }
+    let leases = Leases::new(
+        desk.clone(),
+        node.clone(),
+        Duration::from_secs(config.server.job_lease_secs),
+    );
+    tracing::info!(node = %node, "jobs that run on one node at a time are leased to one node");
+    spawn_ingest(config, &desk, &leases, &background);
+    let d = desk.clone();
+    leases.spawn("sign_in_purge", background.clone(), move |stop| {
+        purge_sign_in_state(d.clone(), stop)
+    });
+    let d = desk.clone();
+    leases.spawn("clock_watcher", background.clone(), move |stop| {
+        watch_clocks(d.clone(), stop)
+    });
+    let d = desk.clone();
+    leases.spawn("aws_support_cases", background.clone(), move |stop| {
+        work_on_cases(d.clone(), stop)
+    });
+    let d = desk.clone();
+    leases.spawn("kpis_and_reports", background.clone(), move |stop| {
+        evaluate_kpis(d.clone(), stop)
+    });
+    let d = desk.clone();
+    leases.spawn("readiness", background.clone(), move |stop| {
+        watch_readiness(d.clone(), stop)
+    });
     let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
@@ -188,6 +214,7 @@ pub async fn serve(
     };
     let db = desk.db().clone();
     let mut state = AppState::new(desk);
+    state.node = node.into();
     state.secure_cookies = config.auth.secure_cookies;
     state.trusted_proxies = config
         .server
@@ -223,12 +250,15 @@ pub async fn serve(
 }
 
 /// Every ten minutes, deletes sign-in state that can no longer be used, so those tables stay
-/// small. Each node may run it; deleting twice is harmless.
-async fn purge_sign_in_state(desk: Desk) {
+/// small. It runs on the node holding its lease (crate::jobs); deleting twice is harmless.
+async fn purge_sign_in_state(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         match desk.purge_sign_in_state().await {
             Ok((sessions, failures, sso)) if sessions + failures + sso > 0 => {
                 tracing::info!(sessions, failures, sso, "purged ended sign-in state");
@@ -244,8 +274,8 @@ async fn purge_sign_in_state(desk: Desk) {
     }
 }
 
-/// Every second, looks at the tickets whose SLA or escalation clocks are due. Each node may
-/// run it: every look locks its ticket and announces each event once.
+/// Every second, looks at the tickets whose SLA or escalation clocks are due. It runs on the
+/// node holding its lease (crate::jobs) and is safe on two at once: every look locks its ticket and announces each event once.
 async fn watch_clocks(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -272,7 +302,8 @@ async fn watch_clocks(desk: Desk, stop: tokio_util::sync::CancellationToken) {
 }
 
 /// Every ten seconds, evaluates the KPIs whose interval has passed and sends the scheduled
-/// reports whose period has ended. Each node may run it: an evaluation is stored once, by the
+/// reports whose period has ended. It runs on the node holding its lease (crate::jobs) and is safe
+/// on two at once: an evaluation is stored once, by the
 /// node that locks the KPI's row first, and a report is queued once per period.
 async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -298,8 +329,8 @@ async fn evaluate_kpis(desk: Desk, stop: tokio_util::sync::CancellationToken) {
 }
 
 /// Every thirty seconds, opens the post-incident reviews resolved incidents call for and the
-/// reviews schedules call for, and announces due and overdue reviews and action items. Each
-/// node may run it: every step is claimed once in the database.
+/// reviews schedules call for, and announces due and overdue reviews and action items. It runs on
+/// the node holding its lease (crate::jobs) and is safe on two at once: every step is claimed once in the database.
 async fn watch_readiness(desk: Desk, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -393,7 +424,12 @@ pub fn channels(config: &Config) -> anyhow::Result<opsdesk_notify::Channels> {
 }
 
 /// Starts the SQS consumers and the AWS pollers the configuration asks for.
-fn spawn_ingest(config: &Config, desk: &Desk, stop: &tokio_util::sync::CancellationToken) {
+fn spawn_ingest(
+    config: &Config,
+    desk: &Desk,
+    leases: &Leases,
+    stop: &tokio_util::sync::CancellationToken,
+) {
     for remote in desk.connector_remotes() {
         tokio::spawn(opsdesk_connectors::run(desk.clone(), remote, stop.clone()));
     }
@@ -412,19 +448,18 @@ fn spawn_ingest(config: &Config, desk: &Desk, stop: &tokio_util::sync::Cancellat
             stop.clone(),
         ));
     }
+    // AWS throttles these APIs per account: one node polls.
     if config.ingest.health.enabled {
-        tokio::spawn(opsdesk_aws::health::run_health(
-            desk.clone(),
-            config.ingest.health.clone(),
-            stop.clone(),
-        ));
+        let (d, c) = (desk.clone(), config.ingest.health.clone());
+        leases.spawn("aws_health_poller", stop.clone(), move |stop| {
+            opsdesk_aws::health::run_health(d.clone(), c.clone(), stop)
+        });
     }
     if config.ingest.trusted_advisor.enabled {
-        tokio::spawn(opsdesk_aws::trusted_advisor::run_trusted_advisor(
-            desk.clone(),
-            config.ingest.trusted_advisor.clone(),
-            stop.clone(),
-        ));
+        let (d, c) = (desk.clone(), config.ingest.trusted_advisor.clone());
+        leases.spawn("trusted_advisor_poller", stop.clone(), move |stop| {
+            opsdesk_aws::trusted_advisor::run_trusted_advisor(d.clone(), c.clone(), stop)
+        });
     }
 }
 

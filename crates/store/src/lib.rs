@@ -7,12 +7,14 @@
 mod accounts;
 mod attachments;
 mod audit;
+pub mod backup;
 mod clocks;
 mod connectors;
 pub mod db;
 mod followups;
 mod imports;
 mod kpis;
+mod leases;
 mod mail;
 mod outbox;
 mod people;
@@ -39,6 +41,7 @@ pub use kpis::{
     CaseFact, FlaggedItem, KpiDefinitionRecord, KpiPoint, KpiQuery, KpiStateRecord, Recurring,
     SignalType, TicketFacts,
 };
+pub use leases::JobLease;
 pub use mail::{MailFilter, MailRecord, NewMailRecord, StoredTemplate};
 pub use opsdesk_domain::signal::Correlation;
 pub use opsdesk_domain::TokenSummary;

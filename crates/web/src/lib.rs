@@ -44,6 +44,8 @@ pub struct AppState {
     pub trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
     /// Per-address limit on sign-in, setup and single sign-on requests.
     pub sign_in_limiter: std::sync::Arc<throttle::AddressLimiter>,
+    /// How this node names itself in job leases (shown by /metrics).
+    pub node: std::sync::Arc<str>,
 }
 
 /// Sign-in, setup and single sign-on requests one address may make per minute by default.
@@ -61,6 +63,7 @@ impl AppState {
             sign_in_limiter: std::sync::Arc::new(throttle::AddressLimiter::per_minute(
                 SIGN_IN_REQUESTS_PER_MINUTE,
             )),
+            node: std::sync::Arc::from("opsdesk"),
         }
     }
 }

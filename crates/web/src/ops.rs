@@ -53,14 +53,25 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How long /readyz waits for the database: well inside a probe's timeout, so that a database
+/// that is down answers 503 rather than a probe timing out.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The process can reach its database.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.desk.db().ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
-        }
+    let unready = |why: String| {
+        tracing::warn!(error = %why, "readiness check failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "database unreachable\n",
+        )
+            .into_response()
+    };
+    match tokio::time::timeout(READY_WAIT, state.desk.db().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => unready(e.to_string()),
+        Err(_) => unready(format!("no answer within {} s", READY_WAIT.as_secs())),
     }
 }
 
@@ -80,11 +91,53 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Err(e) => tracing::warn!(error = %e, "could not count tickets for metrics"),
     }
     let mut text = handle.render();
+    match lease_metrics(&state).await {
+        Ok(leases) => text.push_str(&leases),
+        Err(e) => tracing::warn!(error = %e, "could not read job leases for metrics"),
+    }
     match kpi_metrics(&state.desk).await {
         Ok(kpis) => text.push_str(&kpis),
         Err(e) => tracing::warn!(error = %e, "could not read KPI values for metrics"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Which node holds which job that runs on one node at a time: `opsdesk_job_lease{job, node}`
+/// is 1 for each lease that has not ended, and `opsdesk_job_held{job}` is 1 for the jobs this
+/// node holds (`opsdesk_node{node}` names it).
+async fn lease_metrics(state: &AppState) -> opsdesk_core::Result<String> {
+    use std::fmt::Write;
+    let leases = state.desk.db().job_leases().await?;
+    let now = state.desk.now();
+    let node = label(&state.node);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP opsdesk_node This node's name in job leases.\n# TYPE opsdesk_node gauge\nopsdesk_node{{node=\"{node}\"}} 1"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP opsdesk_job_lease 1 for the node holding a job that runs on one node at a time.\n# TYPE opsdesk_job_lease gauge"
+    );
+    for l in leases.iter().filter(|l| l.expires_at > now) {
+        let _ = writeln!(
+            out,
+            "opsdesk_job_lease{{job=\"{}\",node=\"{}\"}} 1",
+            label(&l.job),
+            label(&l.holder)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP opsdesk_job_held 1 for each job this node holds.\n# TYPE opsdesk_job_held gauge"
+    );
+    for l in leases
+        .iter()
+        .filter(|l| l.expires_at > now && *l.holder == *state.node)
+    {
+        let _ = writeln!(out, "opsdesk_job_held{{job=\"{}\"}} 1", label(&l.job));
+    }
+    Ok(out)
 }
 
 /// A label value as the Prometheus text format writes it.

@@ -1,7 +1,8 @@
 //! Notifications survive a crash and a second node: `opsdesk serve` killed with SIGKILL while
 //! webhooks are in flight and started again loses none and sends each again under the same
 //! `Idempotency-Key`; two nodes on one PostgreSQL send each notification once
-//! (docs/notifications.md, "Delivery").
+//! (docs/notifications.md, "Delivery"); three nodes lease each job that runs on one node at a
+//! time to one of them, and a survivor takes a dead holder's jobs over within one lease.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -573,5 +574,131 @@ async fn two_nodes_on_one_postgres_deliver_each_once() {
     );
     a.kill();
     b.kill();
+    db.drop_schema().await;
+}
+
+/// The jobs every node asks to run, one node at a time.
+const LEASED_JOBS: [&str; 5] = [
+    "aws_support_cases",
+    "clock_watcher",
+    "kpis_and_reports",
+    "readiness",
+    "sign_in_purge",
+];
+
+/// The jobs `node` says it holds (`opsdesk_job_held` in its /metrics).
+async fn held_jobs(node: &Node, token: &str) -> Result<BTreeSet<String>, String> {
+    let r = reqwest::Client::new()
+        .get(format!("{}/metrics", node.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = r.text().await.map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("opsdesk_job_held{job=\""))
+        .filter_map(|l| l.split_once("\"}").filter(|(_, v)| v.trim() == "1"))
+        .map(|(job, _)| job.to_owned())
+        .collect())
+}
+
+/// Which nodes (by index) hold each job, once every leased job is held by some node.
+async fn all_jobs_held(
+    nodes: &[Node],
+    token: &str,
+    limit: Duration,
+) -> BTreeMap<String, Vec<usize>> {
+    let started = Instant::now();
+    loop {
+        let mut by_job: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for job in held_jobs(n, token).await.unwrap_or_default() {
+                by_job.entry(job).or_default().push(i);
+            }
+        }
+        let jobs: BTreeSet<&str> = by_job.keys().map(String::as_str).collect();
+        if jobs == LEASED_JOBS.iter().copied().collect() {
+            return by_job;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "after {limit:?} the jobs held are {by_job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lease_each_job_to_one_and_a_survivor_takes_over() {
+    const LEASE: u64 = 3;
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!("[server]\nnode_name = \"{name}\"\njob_lease_secs = {LEASE}\n"),
+        )
+        .unwrap();
+        nodes.push(Node::start(dir.path(), &config, &db.url).await);
+    }
+    let token = nodes[0]
+        .first_token()
+        .expect("a new database prints a token");
+
+    // Each job is held by exactly one of the three, and /metrics on every node says which.
+    let by_job = all_jobs_held(&nodes, &token, Duration::from_secs(4 * LEASE)).await;
+    for (job, held_by) in &by_job {
+        assert_eq!(held_by.len(), 1, "{job} held by {held_by:?}");
+    }
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", nodes[2].base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let holder = ["a", "b", "c"][by_job["clock_watcher"][0]];
+    assert!(
+        metrics.contains(&format!(
+            "opsdesk_job_lease{{job=\"clock_watcher\",node=\"{holder}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("opsdesk_node{node=\"c\"} 1"), "{metrics}");
+
+    // The clock watcher's holder dies: a survivor runs it within a lease and a renewal.
+    let dead = by_job["clock_watcher"][0];
+    nodes[dead].kill();
+    let killed = Instant::now();
+    let survivors: Vec<Node> = nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != dead)
+        .map(|(_, n)| n)
+        .collect();
+    let after = all_jobs_held(&survivors, &token, Duration::from_secs(4 * LEASE)).await;
+    let took = killed.elapsed();
+    for (job, held_by) in &after {
+        assert_eq!(held_by.len(), 1, "{job} held by {held_by:?} after the kill");
+    }
+    assert!(
+        took <= Duration::from_secs(2 * LEASE),
+        "taken over after {took:?}, more than a lease and a renewal"
+    );
+    let mut survivors = survivors;
+    let taker = after["clock_watcher"][0];
+    let log = survivors[taker].log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("this node runs the job") && l.contains("clock_watcher")),
+        "{log}"
+    );
+    eprintln!("jobs before the kill: {by_job:?}; after, in {took:?}: {after:?}");
+    drop(survivors);
     db.drop_schema().await;
 }
