@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -65,6 +65,20 @@ pub enum Command {
     /// running it again changes nothing (works without the server running).
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Write a consistent copy of the SQLite database to a new file, also while the server
+    /// runs, and check the copy's audit trail. For PostgreSQL, use pg_dump
+    /// (docs/operations.md).
+    Backup {
+        /// The new file; an existing one is never overwritten.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Make the configured SQLite database from a copy `opsdesk backup` wrote, and check its
+    /// audit trail. The database must not exist yet: a restore never overwrites one.
+    Restore {
+        /// The copy to restore.
+        file: PathBuf,
+    },
     /// KPIs: their latest values, or an evaluation now (works without the server running).
     #[command(subcommand)]
     Kpi(KpiCommand),
@@ -507,6 +521,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => rules(&config, cmd).await?,
         Command::Export(cmd) => export(&config, cmd).await?,
         Command::Import(cmd) => return import(&config, cmd).await,
+        Command::Backup { output } => return backup(&config, &output).await,
+        Command::Restore { file } => return restore(&config, &file).await,
         Command::Kpi(cmd) => kpi(&config, cmd).await?,
         Command::SupportPlans { format } => return support_plans(&config, format).await,
         Command::Report {
@@ -1338,4 +1354,121 @@ async fn workload(config: &Config, cmd: WorkloadCommand) -> anyhow::Result<()> {
     }
     desk.db().close().await;
     Ok(())
+}
+
+/// The SQLite file the configuration names, or why a backup or restore does not apply.
+fn sqlite_database(config: &Config, verb: &str) -> anyhow::Result<Option<PathBuf>> {
+    match opsdesk_store::Backend::from_url(&config.database.url)? {
+        opsdesk_store::Backend::Sqlite => Ok(Some(opsdesk_store::backup::sqlite_file(
+            &config.database.url,
+        )?)),
+        opsdesk_store::Backend::Postgres => {
+            eprintln!(
+                "opsdesk {verb} works on a SQLite database; this desk is on PostgreSQL: use \
+                 pg_dump and pg_restore (docs/operations.md, \"Backup and restore\")"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Opens a copy as a desk and checks its audit trail: the number of entries and the head as an
+/// anchor (`SEQ:HASH`).
+async fn check_copy(config: &Config, file: &Path) -> anyhow::Result<(i64, String)> {
+    let mut copy = config.clone();
+    copy.database.url = format!("sqlite://{}", file.display());
+    let desk = server::open_desk(&copy).await?;
+    let verified = desk.verify_audit().await;
+    desk.db().close().await;
+    match verified {
+        Ok(summary) => Ok((summary.entries, summary.head_anchor().to_string())),
+        Err(VerifyError::Broken(e)) => {
+            anyhow::bail!(
+                "the audit trail of {} is broken at seq {}: {e}",
+                file.display(),
+                e.seq()
+            )
+        }
+        Err(VerifyError::Failed(e)) => Err(e.into()),
+    }
+}
+
+async fn backup(config: &Config, output: &Path) -> anyhow::Result<ExitCode> {
+    let Some(source) = sqlite_database(config, "backup")? else {
+        return Ok(ExitCode::from(2));
+    };
+    if output.exists() {
+        anyhow::bail!(
+            "{} exists: name a new file (a backup never overwrites one)",
+            output.display()
+        );
+    }
+    if !source.exists() {
+        anyhow::bail!("there is no database at {}", source.display());
+    }
+    let started = std::time::Instant::now();
+    if let Err(e) = opsdesk_store::backup::sqlite_copy(&source, output).await {
+        let _ = std::fs::remove_file(output);
+        return Err(anyhow::anyhow!(e).context(format!("cannot copy {}", source.display())));
+    }
+    let (entries, anchor) = match check_copy(config, output).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            let _ = std::fs::remove_file(output);
+            return Err(e.context("the copy did not check out; nothing was kept"));
+        }
+    };
+    let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up {} to {} ({} bytes in {:.1} s): audit trail intact, {entries} entries; \
+         anchor {anchor} (keep it elsewhere: opsdesk audit verify --anchor {anchor})",
+        source.display(),
+        output.display(),
+        size,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    let Some(target) = sqlite_database(config, "restore")? else {
+        return Ok(ExitCode::from(2));
+    };
+    let wal = PathBuf::from(format!("{}-wal", target.display()));
+    if target.exists() || wal.exists() {
+        anyhow::bail!(
+            "{} exists: a restore never overwrites a database. Stop opsdesk, move the database \
+             (and its -wal and -shm files) away, and restore again",
+            target.display()
+        );
+    }
+    if !file.is_file() {
+        anyhow::bail!("there is no file {}", file.display());
+    }
+    opsdesk_store::backup::sqlite_check(file)
+        .await
+        .with_context(|| format!("{} is not a usable opsdesk backup", file.display()))?;
+    let remove_target = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
+        }
+    };
+    if let Err(e) = opsdesk_store::backup::sqlite_copy(file, &target).await {
+        remove_target();
+        return Err(anyhow::anyhow!(e).context(format!("cannot write {}", target.display())));
+    }
+    match check_copy(config, &target).await {
+        Ok((entries, anchor)) => {
+            println!(
+                "restored {} into {}: audit trail intact, {entries} entries; head {anchor}",
+                file.display(),
+                target.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            remove_target();
+            Err(e.context("the restored database did not check out; it was removed"))
+        }
+    }
 }

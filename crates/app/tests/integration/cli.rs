@@ -19,6 +19,7 @@ on_both_backends!(
     csv_exports_neutralise_formulas,
     support_plans_asks_aws_and_names_plans_that_end,
     csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line,
+    backup_while_serving_and_restore_that_never_overwrites,
 );
 
 pub(crate) fn opsdesk(dir: &Path, db_url: &str) -> Command {
@@ -1166,4 +1167,146 @@ async fn csv_import_brings_tickets_in_once_and_reports_bad_rows_by_line(backend:
             .unwrap()
     };
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// `opsdesk backup` copies a SQLite desk while the server takes tickets, and `opsdesk restore`
+/// makes a new database from the copy, never over an existing one. On PostgreSQL both say to
+/// use pg_dump.
+async fn backup_while_serving_and_restore_that_never_overwrites(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    if backend == Backend::Postgres {
+        let (code, _, err) = run(opsdesk(dir.path(), &db.url)
+            .args(["backup", "--output"])
+            .arg(&copy));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("pg_dump"), "{err}");
+        let (code, _, err) = run(opsdesk(dir.path(), &db.url).arg("restore").arg(&copy));
+        assert_eq!(code, 2, "{err}");
+        assert!(!copy.exists());
+        db.drop_schema().await;
+        return;
+    }
+    let port = free_port();
+    let server = Server::start(dir.path(), &db.url, port);
+    let token = server
+        .seen
+        .iter()
+        .find(|l| l.starts_with("odk_"))
+        .cloned()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let token_for_create = token.clone();
+    let create = move |i: usize| {
+        let (http, base, token) = (http.clone(), base.clone(), token_for_create.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/tickets"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"title": format!("Ticket {i}"), "kind": "task", "severity": "SEV4"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    for i in 0..20 {
+        create(i).await;
+    }
+    // More tickets arrive while the copy is taken.
+    let writing = tokio::spawn({
+        let create = create.clone();
+        async move {
+            for i in 20..120 {
+                create(i).await;
+            }
+        }
+    });
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let (dir, url, copy) = (dir.path().to_owned(), db.url.clone(), copy.clone());
+        move || run(opsdesk(&dir, &url).args(["backup", "--output"]).arg(&copy))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("audit trail intact"), "{out}");
+    let anchor = out
+        .split("anchor ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    writing.await.unwrap();
+
+    // An existing file is never overwritten.
+    let (code, _, err) = run(opsdesk(dir.path(), &db.url)
+        .args(["backup", "--output"])
+        .arg(&copy));
+    assert_ne!(code, 0);
+    assert!(err.contains("never overwrites"), "{err}");
+
+    // Restored into a new database: the copy's audit trail, and every ticket made before the
+    // backup began.
+    let restored_url = format!("sqlite://{}", dir.path().join("restored.db").display());
+    let (code, out, err) = run(opsdesk(dir.path(), &restored_url).arg("restore").arg(&copy));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("head {anchor}")), "{out} / {anchor}");
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &restored_url).args(["audit", "verify", "--anchor", &anchor]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 anchor matches"), "{out}");
+    let pool = sqlx::SqlitePool::connect(&restored_url).await.unwrap();
+    let (tickets,): (i64,) = sqlx::query_as("SELECT count(*) FROM tickets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!((20..=120).contains(&tickets), "{tickets} tickets restored");
+
+    // Never over a database: neither the restored one nor the live one.
+    for url in [&restored_url, &db.url] {
+        let (code, _, err) = run(opsdesk(dir.path(), url).arg("restore").arg(&copy));
+        assert_ne!(code, 0);
+        assert!(err.contains("never overwrites"), "{err}");
+    }
+    // A file that is no opsdesk database is refused, and nothing is left behind.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database").unwrap();
+    let other = dir.path().join("other.db");
+    let other_url = format!("sqlite://{}", other.display());
+    let (code, _, err) = run(opsdesk(dir.path(), &other_url).arg("restore").arg(&junk));
+    assert_ne!(code, 0);
+    assert!(err.contains("not a usable opsdesk backup"), "{err}");
+    assert!(!other.exists());
+
+    let (code, output) = server.terminate();
+    assert_eq!(code, 0, "{output:#?}");
+}
+
+/// A PostgreSQL URL with `sslmode=require` connects over TLS (as Amazon RDS requires); one with
+/// `sslmode=verify-full` refuses a server whose certificate it cannot trust.
+#[tokio::test]
+async fn postgres_connections_use_tls_when_asked() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = format!("{}&sslmode=require", db.url);
+    let (code, out, err) = run(opsdesk(dir.path(), &tls).arg("migrate"));
+    assert_eq!(code, 0, "{out}{err}");
+    // The server's own view of the connection: encrypted.
+    let pool = sqlx::PgPool::connect(&tls).await.unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert!(ssl);
+    // The local server's certificate is self-signed: verify-full refuses it, saying why.
+    let strict = format!("{}&sslmode=verify-full", db.url);
+    let (code, out, err) = run(opsdesk(dir.path(), &strict).arg("migrate"));
+    assert_ne!(code, 0, "{out}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    db.drop_schema().await;
 }
