@@ -78,6 +78,29 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the database could not be reached or cannot take writes for now (the
+    /// connection failed or was cut, no connection came within the pool's wait, PostgreSQL is shutting
+    /// down or starting, a disk is full): the request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Sqlx(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            // A connection cut while it was being made (TLS negotiation included).
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                // PostgreSQL: connection exceptions, admin shutdown, cannot connect now,
+                // disk full; SQLite: SQLITE_FULL.
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53100" | "13")
+            }),
+            _ => false,
+        }
+    }
+
     /// True when the error is a unique constraint refusing a duplicate.
     pub fn is_unique_violation(&self) -> bool {
         match self {

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// Another service opsdesk needed did not answer as it should.
     #[error("{0}")]
     Upstream(String),
+    /// The database cannot be reached for now: try again shortly.
+    #[error("the database is not reachable right now; try again shortly")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -85,6 +88,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -98,6 +102,10 @@ impl ApiError {
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
                 "the server failed to handle the request; it has been logged".to_owned()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "the database is not reachable");
+                self.to_string()
             }
             ApiError::Invalid { detail, .. } => detail.clone(),
             other => other.to_string(),
@@ -123,6 +131,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(msg) => ApiError::Forbidden(msg),
             Error::Unauthorized(msg) => ApiError::Unauthorized(msg),
             Error::Throttled(msg) => ApiError::TooManyRequests(msg),
+            Error::Store(e) if e.is_unavailable() => ApiError::Unavailable(e.to_string()),
             Error::Store(e) => ApiError::Internal(e.to_string()),
             Error::Internal(cause) | Error::Files(cause) | Error::FileLost(cause) => {
                 ApiError::Internal(cause)
@@ -158,6 +167,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body may be left unread and the connection closed after the

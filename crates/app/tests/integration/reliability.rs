@@ -2,7 +2,8 @@
 //! webhooks are in flight and started again loses none and sends each again under the same
 //! `Idempotency-Key`; two nodes on one PostgreSQL send each notification once
 //! (docs/notifications.md, "Delivery"); three nodes lease each job that runs on one node at a
-//! time to one of them, and a survivor takes a dead holder's jobs over within one lease.
+//! time to one of them, and a survivor takes a dead holder's jobs over within one lease; a node
+//! whose PostgreSQL goes away answers 503 with Retry-After and recovers by itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -700,5 +701,133 @@ async fn three_nodes_lease_each_job_to_one_and_a_survivor_takes_over() {
     );
     eprintln!("jobs before the kill: {by_job:?}; after, in {took:?}: {after:?}");
     drop(survivors);
+    db.drop_schema().await;
+}
+
+/// A TCP proxy to the local PostgreSQL that can be cut (every connection dropped, new ones
+/// closed at once) and restored, as a database restart or failover looks to a node.
+struct CuttableProxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(to: &'static str) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open2.lock().unwrap().push(task);
+            }
+        });
+        CuttableProxy { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_503_while_postgres_is_away_and_recovers_by_itself() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = CuttableProxy::start("127.0.0.1:5432").await;
+    let base_url = std::env::var("OPSDESK_TEST_POSTGRES_URL").unwrap();
+    assert!(base_url.contains("127.0.0.1:5432"), "{base_url}");
+    let url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[server]\nnode_name = \"a\"\n").unwrap();
+    let mut node = Node::start(dir.path(), &config, &url).await;
+    let token = node.first_token().unwrap();
+    let (before, failed) = create_tickets(node.base.clone(), token.clone(), "before", 10).await;
+    assert!(!failed);
+
+    // PostgreSQL goes away: /readyz says so within its 2 s, and a write is answered 503 with
+    // Retry-After (after the pool's wait), never 500.
+    proxy.cut();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let asked = Instant::now();
+    let r = http
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    let r = http
+        .post(format!("{}/api/v1/tickets", node.base))
+        .bearer_auth(&token)
+        .json(&json!({"title": "while away", "severity": "SEV3", "kind": "incident"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let retry = r.headers().get("retry-after").cloned();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}\n{}", node.log());
+    assert_eq!(retry.unwrap(), "5");
+    assert!(body.contains("database_unavailable"), "{body}");
+
+    // Back: the node recovers without a restart and loses nothing it acknowledged.
+    proxy.restore();
+    let back = Instant::now();
+    wait_until(Duration::from_secs(30), || {
+        let http = http.clone();
+        let url = format!("{}/readyz", node.base);
+        async move {
+            match http.get(url).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let recovered = back.elapsed();
+    let (after, failed) = create_tickets(node.base.clone(), token.clone(), "after", 10).await;
+    assert!(!failed);
+    let ids = ticket_ids(&node.base, &token).await;
+    for id in before.iter().chain(&after) {
+        assert!(ids.contains(id), "ticket {id} acknowledged but missing");
+    }
+    // The write refused while the database was away made nothing.
+    assert_eq!(ids.len(), 20, "{ids:?}");
+    eprintln!("ready again {recovered:?} after PostgreSQL came back");
+    node.kill();
     db.drop_schema().await;
 }
