@@ -73,6 +73,15 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Copy the whole SQLite desk (tickets, conversation, links, audit trail, signals, KPI
+    /// series, reviews, settings kept in the database) into an empty PostgreSQL database,
+    /// and check its audit trail there. Stop the server first: what changes during the copy
+    /// stays behind.
+    MigrateDb {
+        /// The PostgreSQL database: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long)]
+        to: String,
+    },
     /// Make the configured SQLite database from a copy `opsdesk backup` wrote, and check its
     /// audit trail. The database must not exist yet: a restore never overwrites one.
     Restore {
@@ -522,6 +531,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(cmd) => export(&config, cmd).await?,
         Command::Import(cmd) => return import(&config, cmd).await,
         Command::Backup { output } => return backup(&config, &output).await,
+        Command::MigrateDb { to } => return migrate_db(&config, &to).await,
         Command::Restore { file } => return restore(&config, &file).await,
         Command::Kpi(cmd) => kpi(&config, cmd).await?,
         Command::SupportPlans { format } => return support_plans(&config, format).await,
@@ -1470,5 +1480,89 @@ async fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
             remove_target();
             Err(e.context("the restored database did not check out; it was removed"))
         }
+    }
+}
+
+async fn migrate_db(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
+    use opsdesk_store::Backend;
+    if Backend::from_url(&config.database.url)? != Backend::Sqlite {
+        anyhow::bail!(
+            "opsdesk migrate-db copies a SQLite desk; database.url already names PostgreSQL"
+        );
+    }
+    if Backend::from_url(to)? != Backend::Postgres {
+        anyhow::bail!(
+            "--to must name a PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB)"
+        );
+    }
+    let shown = opsdesk_store::db::redact_url(to);
+    let source = server::open_desk(config).await?;
+    let before = match source.verify_audit().await {
+        Ok(summary) => summary,
+        Err(VerifyError::Broken(e)) => anyhow::bail!(
+            "the audit trail of this desk is broken at seq {}: {e}; nothing was copied",
+            e.seq()
+        ),
+        Err(VerifyError::Failed(e)) => return Err(e.into()),
+    };
+    let mut target_config = config.clone();
+    target_config.database.url = to.to_owned();
+    let target = server::open_desk(&target_config).await?;
+    println!(
+        "copying {} to {shown}",
+        opsdesk_store::db::redact_url(&config.database.url)
+    );
+    let started = std::time::Instant::now();
+    let copied =
+        opsdesk_store::copy::sqlite_to_postgres(source.db(), target.db(), |table, rows, done| {
+            if done {
+                eprintln!("\r  {table}: {rows} rows");
+            } else {
+                eprint!("\r  {table}: {rows} rows ...");
+            }
+        })
+        .await;
+    source.db().close().await;
+    let copied = match copied {
+        Ok(copied) => copied,
+        Err(e) => {
+            target.db().close().await;
+            if e.is_unique_violation() {
+                eprintln!("opsdesk migrate-db: refused: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            return Err(anyhow::anyhow!(e).context(format!(
+                "the copy to {shown} failed; nothing of it was kept there"
+            )));
+        }
+    };
+    let after = target.verify_audit().await;
+    target.db().close().await;
+    let rows: u64 = copied.iter().map(|(_, n)| n).sum();
+    match after {
+        Ok(after) if after.head_hash == before.head_hash && after.entries == before.entries => {
+            println!(
+                "copied {rows} rows of {} tables in {:.1} s; audit trail verified on arrival: \
+                 {} entries, head {} (the same as here)",
+                copied.len(),
+                started.elapsed().as_secs_f64(),
+                after.entries,
+                after.head_anchor()
+            );
+            println!("point database.url at {shown} and start opsdesk there");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(after) => anyhow::bail!(
+            "the copy's audit trail ends at {} with {} entries, not at {} with {}: do not use it",
+            after.head_anchor(),
+            after.entries,
+            before.head_anchor(),
+            before.entries
+        ),
+        Err(VerifyError::Broken(e)) => anyhow::bail!(
+            "the copy's audit trail is broken at seq {}: {e}; do not use it",
+            e.seq()
+        ),
+        Err(VerifyError::Failed(e)) => Err(e.into()),
     }
 }

@@ -10,6 +10,7 @@ mod audit;
 pub mod backup;
 mod clocks;
 mod connectors;
+pub mod copy;
 pub mod db;
 mod followups;
 mod imports;

@@ -1310,3 +1310,147 @@ async fn postgres_connections_use_tls_when_asked() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     db.drop_schema().await;
 }
+
+/// `opsdesk migrate-db --to postgres://...` copies a whole SQLite desk into an empty
+/// PostgreSQL database: every table row for row, the audit trail verified on arrival with the
+/// same head, new tickets numbered after the copied ones; a second run is refused.
+#[tokio::test]
+async fn migrate_db_copies_a_sqlite_desk_to_postgres() {
+    let source = TestDb::new(Backend::Sqlite).await;
+    let target = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["team", "add", "--name", "payments"],
+        vec![
+            "user",
+            "add",
+            "--email",
+            "rob@example.com",
+            "--role",
+            "agent",
+            "--team",
+            "payments",
+        ],
+        vec!["token", "create", "--name", "monitor", "--role", "ingest"],
+    ] {
+        let (code, out, err) = run(opsdesk(dir.path(), &source.url).args(&args));
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    let desk = source.desk().await;
+    let cli = opsdesk_core::Actor::cli();
+    let inputs = (0..40)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "title": format!("ticket {i}"), "description": "on\ntwo lines",
+                "kind": "incident", "severity": "SEV3", "tags": ["a", "b"], "team": "payments",
+            }))
+            .unwrap()
+        })
+        .collect();
+    let ids = desk.create_tickets(&cli, inputs).await.unwrap();
+    for id in &ids[..5] {
+        desk.add_comment(
+            &cli,
+            *id,
+            serde_json::from_value(serde_json::json!({"body": "on it", "public": true})).unwrap(),
+        )
+        .await
+        .unwrap();
+        desk.update_ticket(
+            &cli,
+            *id,
+            None,
+            serde_json::from_value(serde_json::json!({"status": "acknowledged"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let monitor = opsdesk_core::Actor::new("token:monitor", opsdesk_domain::Role::Ingest);
+    for (state, minute) in [("ALARM", 1), ("OK", 2), ("ALARM", 3)] {
+        let event = crate::signals::alarm_event(
+            "prod-checkout-5xx",
+            state,
+            &format!("2026-12-08T09:{minute:02}:00.000+0000"),
+        );
+        let signals = opsdesk_domain::signal::eventbridge::from_events(&event, desk.now()).unwrap();
+        desk.ingest(&monitor, signals).await.unwrap();
+    }
+    desk.evaluate_kpis(true).await.unwrap();
+    desk.db().close().await;
+    let (code, out, _) = run(opsdesk(dir.path(), &source.url).args(["audit", "verify"]));
+    assert_eq!(code, 0);
+    let anchor = out.rsplit("--anchor ").next().unwrap().trim().to_owned();
+
+    let (code, out, err) =
+        run(opsdesk(dir.path(), &source.url).args(["migrate-db", "--to", &target.url]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("audit trail verified on arrival"), "{out}");
+    assert!(out.contains(&anchor), "{out} / {anchor}");
+    // 40 tickets, and the one the alarm opened.
+    assert!(err.contains("tickets: 41 rows"), "{err}");
+
+    // Every table, row for row.
+    let sqlite = sqlx::SqlitePool::connect(&source.url).await.unwrap();
+    let pg = sqlx::PgPool::connect(&target.url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+         AND table_name <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    assert!(tables.len() > 40, "{tables:?}");
+    let mut nonempty = 0;
+    for table in &tables {
+        let count = format!("SELECT count(*) FROM {table}");
+        let here: i64 = sqlx::query_scalar(&count).fetch_one(&sqlite).await.unwrap();
+        let there: i64 = sqlx::query_scalar(&count).fetch_one(&pg).await.unwrap();
+        assert_eq!(here, there, "{table}");
+        nonempty += usize::from(here > 0);
+    }
+    assert!(nonempty >= 15, "only {nonempty} tables had rows");
+    // Values arrive typed: a ticket as it was, searchable there.
+    let (title, ack): (String, bool) =
+        sqlx::query_as("SELECT title, status = 'acknowledged' FROM tickets WHERE id = $1")
+            .bind(ids[0])
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    assert_eq!((title.as_str(), ack), ("ticket 0", true));
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tickets WHERE search @@ plainto_tsquery('english', 'ticket')",
+    )
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(found, 40, "the 40 titled \"ticket N\"");
+    sqlite.close().await;
+    pg.close().await;
+
+    // The anchor taken on SQLite holds on PostgreSQL, and the desk goes on there.
+    let (code, out, _) =
+        run(opsdesk(dir.path(), &target.url).args(["audit", "verify", "--anchor", &anchor]));
+    assert_eq!(code, 0, "{out}");
+    let desk = target.desk().await;
+    let next = desk
+        .create_ticket(
+            &cli,
+            serde_json::from_value(
+                serde_json::json!({"title": "after the move", "kind": "task", "severity": "SEV4"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // After the 41 copied (the alarm's ticket is the 41st).
+    assert_eq!(next.id, 42);
+    desk.db().close().await;
+
+    // Not twice.
+    let (code, out, err) =
+        run(opsdesk(dir.path(), &source.url).args(["migrate-db", "--to", &target.url]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not empty"), "{err}");
+    target.drop_schema().await;
+}
