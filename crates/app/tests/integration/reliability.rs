@@ -22,7 +22,10 @@ use crate::cli::opsdesk;
 use crate::common::{on_both_backends, Backend, TestDb};
 use crate::peers::free_port;
 
-on_both_backends!(sigkill_while_delivering_loses_nothing);
+on_both_backends!(
+    sigkill_while_delivering_loses_nothing,
+    sigkill_while_ingesting_keeps_every_acknowledged_event_once,
+);
 
 /// How long a node may take to start, and the deliveries to arrive.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -830,4 +833,255 @@ async fn a_node_answers_503_while_postgres_is_away_and_recovers_by_itself() {
     eprintln!("ready again {recovered:?} after PostgreSQL came back");
     node.kill();
     db.drop_schema().await;
+}
+
+/// An EventBridge CloudWatch alarm event for the alarm `crash-{n}`, with an id of its own.
+fn crash_alarm(n: usize) -> Value {
+    let mut event = crate::signals::alarm_event(
+        &format!("crash-{n}"),
+        "ALARM",
+        "2026-12-08T09:00:00.000+0000",
+    );
+    event["id"] = json!(format!("crash-event-{n}"));
+    event
+}
+
+/// Posts `events` one by one, until done or a request fails; the numbers of the events answered
+/// 202 (committed) and whether one was cut off.
+async fn post_events(base: String, token: String, events: Vec<usize>) -> (Vec<usize>, bool) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut acked = Vec::new();
+    for n in events {
+        let sent = http
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(&token)
+            .json(&crash_alarm(n))
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status() == 202 => acked.push(n),
+            Ok(r) => panic!(
+                "event {n}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
+            Err(_) => return (acked, true),
+        }
+    }
+    (acked, false)
+}
+
+/// Whether a ticket title names the alarm `name` (as a word: crash-1 is not crash-10).
+fn names(title: &str, name: &str) -> bool {
+    title
+        .split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .any(|w| w == name)
+}
+
+/// The tickets' titles, each as often as it occurs.
+async fn ticket_titles(base: &str, token: &str) -> BTreeMap<String, usize> {
+    let mut titles = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/tickets?limit=200&cursor={c}"),
+            None => "/api/v1/tickets?limit=200".to_owned(),
+        };
+        let page = get_json(base, token, &path).await;
+        for t in page["items"].as_array().unwrap() {
+            *titles
+                .entry(t["title"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return titles,
+        }
+    }
+}
+
+/// SIGKILL while four clients post alarm events: after a restart every event answered 202 has
+/// its ticket exactly once, the audit chain verifies, and EventBridge's redelivery of every
+/// event (as it retries what it did not see answered) adds nothing.
+async fn sigkill_while_ingesting_keeps_every_acknowledged_event_once(backend: Backend) {
+    const EVENTS: usize = 2_000;
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = {
+        let o = opsdesk(dir.path(), &db.url)
+            .args(["token", "create", "--name", "monitor", "--role", "ingest"])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(0), "{out}{err}");
+    let ingest = out.lines().last().unwrap().to_owned();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut node = Node::start(dir.path(), &config, &db.url).await;
+
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let events: Vec<usize> = (0..EVENTS).filter(|n| n % 4 == c).collect();
+            tokio::spawn(post_events(node.base.clone(), ingest.clone(), events))
+        })
+        .collect();
+    let started = Instant::now();
+    let enough = wait_until(PATIENCE, || async {
+        let n = reqwest::Client::new()
+            .get(format!("{}/metrics", node.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?
+            .lines()
+            .filter(|l| l.starts_with("opsdesk_signals_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if n >= 300.0 {
+            Ok(())
+        } else {
+            Err(format!("{n} signals taken"))
+        }
+    })
+    .await;
+    if let Err(e) = enough {
+        panic!("ingest did not get going: {e}\n{}", node.log());
+    }
+    node.kill();
+    let mut acked = Vec::new();
+    let mut cut = 0;
+    for c in clients {
+        let (a, was_cut) = c.await.unwrap();
+        acked.extend(a);
+        cut += usize::from(was_cut);
+    }
+    assert!(acked.len() < EVENTS, "killed after every event was taken");
+    eprintln!(
+        "killed after {:?}: {} events acknowledged, {cut} requests cut off",
+        started.elapsed(),
+        acked.len()
+    );
+
+    // Restarted on the same database: every acknowledged event's ticket, once.
+    let mut node = Node::start(dir.path(), &config, &db.url).await;
+    let (code, out, _) = {
+        let o = opsdesk(dir.path(), &db.url)
+            .args(["token", "create", "--name", "reader", "--role", "viewer"])
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8(o.stdout).unwrap(), ())
+    };
+    assert_eq!(code, Some(0));
+    let reader = out.lines().last().unwrap().to_owned();
+    let titles = ticket_titles(&node.base, &reader).await;
+    let doubled: Vec<_> = titles.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "tickets made twice: {doubled:?}");
+    for n in &acked {
+        let name = format!("crash-{n}");
+        assert!(
+            titles.keys().any(|t| names(t, &name)),
+            "event {n} was acknowledged but its ticket is missing"
+        );
+    }
+    let before = titles.len();
+
+    // EventBridge delivers every event again: nothing new.
+    let (again, cut) = post_events(node.base.clone(), ingest.clone(), (0..EVENTS).collect()).await;
+    assert!(!cut);
+    assert_eq!(again.len(), EVENTS);
+    let titles = ticket_titles(&node.base, &reader).await;
+    assert!(titles.values().all(|n| *n == 1));
+    assert_eq!(titles.len(), EVENTS, "every event has its ticket, once");
+    assert!(before <= EVENTS);
+    node.kill();
+    let (code, out, _) = {
+        let o = opsdesk(dir.path(), &db.url)
+            .args(["audit", "verify"])
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8(o.stdout).unwrap(), ())
+    };
+    assert_eq!(code, Some(0), "{out}");
+    db.drop_schema().await;
+}
+
+/// SIGKILL of `opsdesk migrate` at moments spread over a new database's migrations: each
+/// migration is one transaction, so the next start completes them and the desk works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_migration_is_completed_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../store/migrations/sqlite"
+    ))
+    .unwrap()
+    .count() as i64;
+    // How long a whole migration takes here, so the kills land across it.
+    let whole = {
+        let url = format!("sqlite://{}", dir.path().join("timing.db").display());
+        let started = Instant::now();
+        let o = opsdesk(dir.path(), &url).arg("migrate").output().unwrap();
+        assert!(o.status.success());
+        started.elapsed()
+    };
+    let mut cut_midway = 0;
+    let mut tries = 0;
+    while tries < 12 || (cut_midway < 2 && tries < 40) {
+        let i = tries;
+        tries += 1;
+        let delay = whole.mul_f64(((i % 12) as f64 + 0.5) / 12.0);
+        let file = dir.path().join(format!("desk-{i}.db"));
+        let url = format!("sqlite://{}", file.display());
+        let mut child = opsdesk(dir.path(), &url)
+            .arg("migrate")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        if file.exists() {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0);
+            pool.close().await;
+            if applied > 0 && applied < total {
+                cut_midway += 1;
+            }
+        }
+        // The next start completes the migrations, and the desk works.
+        let o = opsdesk(dir.path(), &url).arg("migrate").output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = opsdesk(dir.path(), &url)
+            .args(["team", "add", "--name", "after"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = opsdesk(dir.path(), &url)
+            .args(["audit", "verify"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    assert!(
+        cut_midway > 0,
+        "no kill landed between two migrations (a whole one takes {whole:?}): the test proves \
+         nothing on this machine"
+    );
+    eprintln!(
+        "{cut_midway} of {tries} kills landed between migrations (a whole one takes {whole:?})"
+    );
 }
