@@ -74,6 +74,9 @@ pub enum StoreError {
     Unique(String),
     #[error("the change was not saved: {0}")]
     Commit(String),
+    /// The database could not take the change for now (a full disk): try again later.
+    #[error("the change was not saved, the database cannot take it now: {0}")]
+    Unavailable(String),
     #[error("cannot start the database writer: {0}")]
     Writer(#[source] std::io::Error),
 }
@@ -83,8 +86,10 @@ impl StoreError {
     /// connection failed or was cut, no connection came within the pool's wait, PostgreSQL is shutting
     /// down or starting, a disk is full): the request may succeed later.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Sqlx(e) = self else {
-            return false;
+        let e = match self {
+            StoreError::Sqlx(e) => e,
+            StoreError::Unavailable(_) => return true,
+            _ => return false,
         };
         match e {
             sqlx::Error::PoolTimedOut

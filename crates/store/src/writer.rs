@@ -18,7 +18,25 @@ const MAX_BATCH: usize = 64;
 
 /// What a job reports after running: whether its work stands, and how to tell its caller the
 /// outcome once the transaction has committed (or failed to).
-pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), Failed>) + Send>;
+
+/// Why a group's commit failed, as each of its changes hears it: the message, and whether the
+/// database could not take it for now (a full disk) rather than refused it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    message: String,
+    unavailable: bool,
+}
+
+impl Failed {
+    fn error(self) -> StoreError {
+        if self.unavailable {
+            StoreError::Unavailable(self.message)
+        } else {
+            StoreError::Commit(self.message)
+        }
+    }
+}
 
 pub(crate) type Job = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, (bool, Finish)> + Send>;
 
@@ -66,9 +84,15 @@ async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<
         for job in unrun.into_iter().rev() {
             waiting.push_front(job);
         }
-        let outcome = outcome.map_err(|e| e.to_string());
+        let outcome = outcome.map_err(|e| Failed {
+            message: e.to_string(),
+            unavailable: e.is_unavailable(),
+        });
         for finish in finishes.drain(..) {
             finish(outcome.clone());
+        }
+        if outcome.is_err() {
+            reset(&pool).await;
         }
         if wal_full.swap(false, Ordering::Relaxed) {
             // Between two groups nobody waits on this connection's transaction.
@@ -119,6 +143,21 @@ async fn run_batch(
     (tx.commit_boxed().await, Vec::new())
 }
 
+/// Replaces the write connection after a group failed. When a COMMIT fails (a full disk),
+/// SQLite may already have rolled the transaction back, so the ROLLBACK sent when it is dropped
+/// fails, and the connection would believe it is still inside a transaction and refuse every
+/// later one. A new connection starts clean.
+async fn reset(pool: &sqlx::SqlitePool) {
+    match pool.acquire().await {
+        Ok(conn) => {
+            if let Err(e) = sqlx::Connection::close(conn.detach()).await {
+                tracing::debug!(error = %e, "closing the failed write connection");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reach the write connection to replace it"),
+    }
+}
+
 /// Runs `f` through `sender` and waits for the commit.
 pub(crate) async fn submit<T, E, F>(sender: &mpsc::Sender<Job>, f: F) -> std::result::Result<T, E>
 where
@@ -153,7 +192,7 @@ where
             let finish: Finish = Box::new(move |committed| {
                 let outcome = match committed {
                     Ok(()) => result,
-                    Err(e) if keep => Err(E::from(StoreError::Commit(e))),
+                    Err(e) if keep => Err(E::from(e.error())),
                     Err(_) => result,
                 };
                 let _ = done_tx.send(outcome);

@@ -1085,3 +1085,153 @@ async fn sigkill_during_a_migration_is_completed_by_the_next_start() {
         "{cut_midway} of {tries} kills landed between migrations (a whole one takes {whole:?})"
     );
 }
+
+/// A small file system of its own (tmpfs), unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (scripts/test runs as root in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { path }
+    }
+
+    fn grow(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// SQLite on a disk that fills up: writes are answered 503 with Retry-After (never 500), reads
+/// go on, nothing acknowledged is lost, and once there is space again the node takes writes
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("disk"), "4m");
+    let url = format!("sqlite://{}", disk.path.join("opsdesk.db").display());
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut node = Node::start(&disk.path, &config, &url).await;
+    let token = node.first_token().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let create = |i: usize| {
+        http.post(format!("{}/api/v1/tickets", node.base))
+            .bearer_auth(&token)
+            .json(&json!({
+                "title": format!("filling {i}"),
+                "description": format!("{i} ").repeat(4_000),
+                "severity": "SEV4", "kind": "task",
+            }))
+            .send()
+    };
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..2_000 {
+        let r = create(i).await.unwrap();
+        if r.status() == 201 {
+            acked.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+            continue;
+        }
+        let retry = r.headers().get("retry-after").cloned();
+        refused = Some((r.status(), retry, r.text().await.unwrap()));
+        break;
+    }
+    let Some((status, retry, body)) = refused else {
+        panic!("2,000 tickets fitted on the small disk: the test proves nothing");
+    };
+    assert_eq!(status, 503, "{body}\n{}", node.log());
+    assert!(retry.is_some(), "{body}");
+    assert!(!acked.is_empty());
+    // Still full: refused again the same way; reads go on.
+    let r = create(100_000).await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}\n{}", node.log());
+    let r = http
+        .get(format!("{}/api/v1/tickets?limit=1", node.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Space returns: writes resume without a restart.
+    disk.grow("64m");
+    let resumed = Instant::now();
+    let mut after = None;
+    while resumed.elapsed() < PATIENCE {
+        let r = create(200_000).await.unwrap();
+        if r.status() == 201 {
+            after = Some(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after =
+        after.unwrap_or_else(|| panic!("no write taken after the disk grew\n{}", node.log()));
+    let mut present = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/tickets?limit=200&cursor={c}"),
+            None => "/api/v1/tickets?limit=200".to_owned(),
+        };
+        let page = get_json(&node.base, &token, &path).await;
+        for t in page["items"].as_array().unwrap() {
+            present.insert(t["id"].as_i64().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    for id in acked.iter().chain([&after]) {
+        assert!(
+            present.contains(id),
+            "ticket {id} was acknowledged but is missing"
+        );
+    }
+    eprintln!(
+        "{} tickets before the disk was full, refused with 503, writes again {:?} after it grew",
+        acked.len(),
+        resumed.elapsed()
+    );
+    node.kill();
+    let o = opsdesk(dir.path(), &url)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
