@@ -1366,6 +1366,21 @@ async fn workload(config: &Config, cmd: WorkloadCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates `path` empty, readable and writable by its owner only; false when it exists.
+fn create_private(path: &Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(anyhow::anyhow!(e).context(format!("cannot create {}", path.display()))),
+    }
+}
+
 /// The SQLite file the configuration names, or why a backup or restore does not apply.
 fn sqlite_database(config: &Config, verb: &str) -> anyhow::Result<Option<PathBuf>> {
     match opsdesk_store::Backend::from_url(&config.database.url)? {
@@ -1382,12 +1397,20 @@ fn sqlite_database(config: &Config, verb: &str) -> anyhow::Result<Option<PathBuf
     }
 }
 
-/// Opens a copy as a desk and checks its audit trail: the number of entries and the head as an
-/// anchor (`SEQ:HASH`).
-async fn check_copy(config: &Config, file: &Path) -> anyhow::Result<(i64, String)> {
+/// Checks the audit trail of a copy: the number of entries and the head as an anchor
+/// (`SEQ:HASH`). A restored database is opened as a desk (migrated, if the copy is older); a
+/// backup is only read, so that it stays as it was taken.
+async fn check_copy(config: &Config, file: &Path, restored: bool) -> anyhow::Result<(i64, String)> {
     let mut copy = config.clone();
     copy.database.url = format!("sqlite://{}", file.display());
-    let desk = server::open_desk(&copy).await?;
+    let desk = if restored {
+        server::open_desk(&copy).await?
+    } else {
+        let db =
+            opsdesk_store::Db::connect(&copy.database.url, &opsdesk_store::DbOptions::default())
+                .await?;
+        opsdesk_core::Desk::new(db, std::sync::Arc::new(opsdesk_core::SystemClock))
+    };
     let verified = desk.verify_audit().await;
     desk.db().close().await;
     match verified {
@@ -1407,21 +1430,23 @@ async fn backup(config: &Config, output: &Path) -> anyhow::Result<ExitCode> {
     let Some(source) = sqlite_database(config, "backup")? else {
         return Ok(ExitCode::from(2));
     };
-    if output.exists() {
+    if !source.exists() {
+        anyhow::bail!("there is no database at {}", source.display());
+    }
+    // Made here, empty, readable by its owner only (the copy holds password hashes and
+    // two-factor secrets); one that exists is never overwritten.
+    if !create_private(output)? {
         anyhow::bail!(
             "{} exists: name a new file (a backup never overwrites one)",
             output.display()
         );
-    }
-    if !source.exists() {
-        anyhow::bail!("there is no database at {}", source.display());
     }
     let started = std::time::Instant::now();
     if let Err(e) = opsdesk_store::backup::sqlite_copy(&source, output).await {
         let _ = std::fs::remove_file(output);
         return Err(anyhow::anyhow!(e).context(format!("cannot copy {}", source.display())));
     }
-    let (entries, anchor) = match check_copy(config, output).await {
+    let (entries, anchor) = match check_copy(config, output, false).await {
         Ok(checked) => checked,
         Err(e) => {
             let _ = std::fs::remove_file(output);
@@ -1458,6 +1483,12 @@ async fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
     opsdesk_store::backup::sqlite_check(file)
         .await
         .with_context(|| format!("{} is not a usable opsdesk backup", file.display()))?;
+    if !create_private(&target)? {
+        anyhow::bail!(
+            "{} exists: a restore never overwrites a database",
+            target.display()
+        );
+    }
     let remove_target = || {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
@@ -1467,7 +1498,7 @@ async fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
         remove_target();
         return Err(anyhow::anyhow!(e).context(format!("cannot write {}", target.display())));
     }
-    match check_copy(config, &target).await {
+    match check_copy(config, &target, true).await {
         Ok((entries, anchor)) => {
             println!(
                 "restored {} into {}: audit trail intact, {entries} entries; head {anchor}",
@@ -1505,6 +1536,18 @@ async fn migrate_db(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
         ),
         Err(VerifyError::Failed(e)) => return Err(e.into()),
     };
+    // Looked at before anything is written there: a database that holds a desk is neither
+    // migrated nor touched.
+    let probe = opsdesk_store::Db::connect(to, &opsdesk_store::DbOptions::default())
+        .await
+        .with_context(|| format!("cannot open {shown}"))?;
+    let refused = opsdesk_store::copy::refusal(&probe).await;
+    probe.close().await;
+    if let Some(why) = refused? {
+        source.db().close().await;
+        eprintln!("opsdesk migrate-db: refused: {why}");
+        return Ok(ExitCode::from(1));
+    }
     let mut target_config = config.clone();
     target_config.database.url = to.to_owned();
     let target = server::open_desk(&target_config).await?;
@@ -1538,13 +1581,24 @@ async fn migrate_db(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
     };
     let after = target.verify_audit().await;
     target.db().close().await;
-    let rows: u64 = copied.iter().map(|(_, n)| n).sum();
+    let rows: u64 = copied.tables.iter().map(|(_, n)| n).sum();
+    if copied.head != (before.head_seq, before.head_hash.clone()) {
+        eprintln!(
+            "warning: this desk changed while it was copied (its head moved from {} to {}:{}); \
+             the copy has it as it was at {}:{}",
+            before.head_anchor(),
+            copied.head.0,
+            copied.head.1,
+            copied.head.0,
+            copied.head.1
+        );
+    }
     match after {
-        Ok(after) if after.head_hash == before.head_hash && after.entries == before.entries => {
+        Ok(after) if (after.head_seq, after.head_hash.clone()) == copied.head => {
             println!(
                 "copied {rows} rows of {} tables in {:.1} s; audit trail verified on arrival: \
                  {} entries, head {} (the same as here)",
-                copied.len(),
+                copied.tables.len(),
                 started.elapsed().as_secs_f64(),
                 after.entries,
                 after.head_anchor()
@@ -1553,11 +1607,10 @@ async fn migrate_db(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(after) => anyhow::bail!(
-            "the copy's audit trail ends at {} with {} entries, not at {} with {}: do not use it",
+            "the copy's audit trail ends at {}, not at {}:{}: do not use it",
             after.head_anchor(),
-            after.entries,
-            before.head_anchor(),
-            before.entries
+            copied.head.0,
+            copied.head.1
         ),
         Err(VerifyError::Broken(e)) => anyhow::bail!(
             "the copy's audit trail is broken at seq {}: {e}; do not use it",

@@ -850,7 +850,8 @@ pub struct ServerConfig {
     pub node_name: Option<String>,
     /// How long a node holds a job that runs on one node at a time (the clock watcher, the AWS
     /// pollers, ...) without renewing it: another node takes the job over within this long
-    /// after the holder dies. Renewed every third of it.
+    /// and a third after the holder dies (at once after a clean stop). Renewed every third of
+    /// it.
     pub job_lease_secs: u64,
 }
 

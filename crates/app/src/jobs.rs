@@ -12,6 +12,7 @@
 //! its lease.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opsdesk_core::Desk;
@@ -24,20 +25,60 @@ pub struct Leases {
     desk: Desk,
     node: String,
     ttl: Duration,
+    running: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Why a lease could not be asked for.
+#[derive(Debug)]
+enum Unasked {
+    Failed(opsdesk_store::StoreError),
+    /// No answer within a renewal period: the job may not go on counting on it.
+    Slow,
+}
+
+impl std::fmt::Display for Unasked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unasked::Failed(e) => e.fmt(f),
+            Unasked::Slow => f.write_str("the database did not answer in time"),
+        }
+    }
 }
 
 impl Leases {
     pub fn new(desk: Desk, node: String, ttl: Duration) -> Leases {
-        Leases { desk, node, ttl }
+        Leases {
+            desk,
+            node,
+            ttl,
+            running: Arc::default(),
+        }
     }
 
-    /// Takes or renews the lease on `job`.
-    async fn hold(&self, job: &str) -> Result<bool, opsdesk_store::StoreError> {
+    /// Takes or renews the lease on `job`, waiting at most a renewal period for the answer.
+    async fn hold(&self, job: &str) -> Result<bool, Unasked> {
         let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::seconds(15));
-        self.desk
+        let asked = self
+            .desk
             .db()
-            .hold_lease(job, &self.node, self.desk.now(), ttl)
-            .await
+            .hold_lease(job, &self.node, self.desk.now(), ttl);
+        match tokio::time::timeout(self.ttl / 3, asked).await {
+            Ok(answer) => answer.map_err(Unasked::Failed),
+            Err(_) => Err(Unasked::Slow),
+        }
+    }
+
+    /// Waits, at most `within`, for the jobs to stop and give their leases up (after the
+    /// token given to [`Leases::spawn`] is cancelled), so that another node takes them at once.
+    pub async fn stopped(&self, within: Duration) {
+        let handles: Vec<_> = match self.running.lock() {
+            Ok(mut running) => running.drain(..).collect(),
+            Err(_) => return,
+        };
+        let all = futures::future::join_all(handles);
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("jobs did not stop in time; their leases end by themselves");
+        }
     }
 
     /// Runs `job` (made by `start` with a token that stops it) while this node holds its
@@ -48,7 +89,10 @@ impl Leases {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let leases = self.clone();
-        tokio::spawn(async move { leases.run(job, stop, start).await });
+        let handle = tokio::spawn(async move { leases.run(job, stop, start).await });
+        if let Ok(mut running) = self.running.lock() {
+            running.push(handle);
+        }
     }
 
     async fn run<F, Fut>(self, job: &'static str, stop: CancellationToken, start: F)
@@ -84,8 +128,10 @@ impl Leases {
                     _ = &mut running => break true,
                     () = tokio::time::sleep(renew) => {}
                 }
+                // Counted from the asking: the database sets the lease's end when it answers.
+                let asked = Instant::now();
                 match self.hold(job).await {
-                    Ok(true) => renewed = Instant::now(),
+                    Ok(true) => renewed = asked,
                     Ok(false) => {
                         tracing::warn!(job, node = %self.node, "another node took the job's lease; stopping it here");
                         break false;

@@ -244,6 +244,10 @@ pub async fn serve(
             tracing::warn!("grace period over; dropping requests still in flight");
         }
     }
+    // The jobs stop and give their leases up while the database is still open, so another
+    // node takes them at once.
+    background.cancel();
+    leases.stopped(Duration::from_secs(10)).await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -95,11 +95,30 @@ impl RequestTracker {
         self.queues
             .get_or_try_init(|| async {
                 let mut out = Vec::new();
+                let main = self.spec.queue.trim();
                 for name in self.spec.places() {
-                    let q = self.get(&format!("queue/{}", encode(&name))).await?;
-                    let id = id_of(&q["id"])
-                        .ok_or_else(|| RemoteError::Refused(format!("RT has no queue {name:?}")))?;
-                    out.push((id, name));
+                    let id = match self.get(&format!("queue/{}", encode(&name))).await {
+                        Ok(q) => id_of(&q["id"]),
+                        // 404, or a queue the user may not see.
+                        Err(RemoteError::Refused(_)) => None,
+                        Err(e) => return Err(e),
+                    };
+                    match id {
+                        Some(id) => out.push((id, name)),
+                        None if name == main => {
+                            return Err(RemoteError::Refused(format!(
+                                "RT has no queue {name:?} that {} may see",
+                                self.username()
+                            )))
+                        }
+                        // A team's queue that is not there: that team's tickets are refused
+                        // by RT when they are pushed (the link says so); the others sync.
+                        None => tracing::warn!(
+                            connector = %self.spec.name,
+                            queue = %name,
+                            "team_map names a queue RT does not have (or the user may not see); it is left out"
+                        ),
+                    }
                 }
                 Ok(out)
             })
@@ -268,11 +287,12 @@ impl RemoteSystem for RequestTracker {
     }
 
     async fn find(&self, key: &str) -> Result<Option<RemoteTicket>, RemoteError> {
+        // The queues RT has (a team's queue it lacks is left out of the query).
         let queues: Vec<String> = self
-            .spec
-            .places()
+            .queues()
+            .await?
             .iter()
-            .map(|q| format!("Queue = {}", quoted(q)))
+            .map(|(_, name)| format!("Queue = {}", quoted(name)))
             .collect();
         let query = format!(
             "({}) AND Creator = {} AND Subject LIKE {}",

@@ -21,8 +21,9 @@
 //! and one more, and the exact cut is made here on the UTC values `sysparm_display_value=false`
 //! answers with.
 //!
-//! **Priority** is computed by ServiceNow from impact and urgency: a priority is written as the
-//! pair its default matrix turns into it, and read back.
+//! **Priority** is computed by ServiceNow from impact and urgency: a severity is written as
+//! the pair `priority_map` gives, else the pair its default matrix turns into the severity's
+//! priority, and read back by the pair (a pair neither names reads as the computed priority).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -418,14 +418,26 @@ impl ConnectorSpec {
             .iter()
             .map(|s| self.priority_label(*s))
             .collect();
+        // Compared as the system reads them: RT's numbers, ServiceNow's pairs, Jira's names
+        // without case.
+        let same = |a: &str, b: &str| match self.kind {
+            ConnectorType::RequestTracker => {
+                match (a.trim().parse::<i64>(), b.trim().parse::<i64>()) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => a.trim() == b.trim(),
+                }
+            }
+            ConnectorType::Servicenow => match (impact_urgency(a), impact_urgency(b)) {
+                (Some(x), Some(y)) => x == y,
+                _ => a.trim() == b.trim(),
+            },
+            ConnectorType::Jira => a.trim().eq_ignore_ascii_case(b.trim()),
+        };
         for (i, v) in values.iter().enumerate() {
             if v.trim().is_empty() {
                 return Err(format!("{} may not be empty", Severity::ALL[i]));
             }
-            if values[..i]
-                .iter()
-                .any(|w| w.trim().eq_ignore_ascii_case(v.trim()))
-            {
+            if values[..i].iter().any(|w| same(w, v)) {
                 return Err(format!(
                     "{} and another severity both map to {v:?}; each severity needs a priority of its own",
                     Severity::ALL[i]
@@ -507,13 +519,17 @@ impl ConnectorSpec {
     }
 
     /// The severity such a number stands for; an RT number between two mapped ones is read
-    /// by band (with the defaults 70 to 89 is SEV2).
+    /// by band (with the defaults 70 to 89 is SEV2). RT's 0 (a ticket nobody gave a priority)
+    /// is the least urgent, also where 1 is the most urgent.
     pub fn severity(&self, priority: i64) -> Severity {
         if self.kind != ConnectorType::RequestTracker {
             return self.kind.severity(priority);
         }
         let numbers: Vec<i64> = Severity::ALL.iter().map(|s| self.priority(*s)).collect();
         let down = numbers.first() >= numbers.last();
+        if !down && priority <= 0 && numbers.first().is_some_and(|first| *first > 0) {
+            return Severity::Sev5;
+        }
         Severity::ALL
             .iter()
             .zip(&numbers)
@@ -868,7 +884,9 @@ mod tests {
         for s in Severity::ALL {
             assert_eq!(up.severity(up.priority(*s)), *s);
         }
-        assert_eq!(up.severity(0), Severity::Sev1);
+        // RT's 0 is a ticket nobody gave a priority: not SEV1.
+        assert_eq!(up.severity(0), Severity::Sev5);
+        assert_eq!(up.severity(-3), Severity::Sev5);
         assert_eq!(up.severity(99), Severity::Sev5);
         // Half a map that breaks the order, a word, or two severities on one number: refused.
         let mut half = spec();
@@ -877,6 +895,8 @@ mod tests {
         half.priority_map.insert(Severity::Sev1, "high".into());
         assert!(half.check().unwrap_err().message.contains("whole numbers"));
         half.priority_map.insert(Severity::Sev1, "70".into());
+        assert!(half.check().unwrap_err().message.contains("own"));
+        half.priority_map.insert(Severity::Sev1, " 070".into());
         assert!(half.check().unwrap_err().message.contains("own"));
         // The TOML form.
         let parsed: ConnectorSpec = toml::from_str(
@@ -913,6 +933,9 @@ mod tests {
         assert_eq!(sn.priority_label(Severity::Sev2), "1,2");
         sn.priority_map.insert(Severity::Sev5, "4,1".into());
         assert!(sn.check().unwrap_err().message.contains("impact,urgency"));
+        // The same pair written another way is the same pair.
+        sn.priority_map.insert(Severity::Sev5, " 2, 2".into());
+        assert!(sn.check().unwrap_err().message.contains("own"));
         sn.priority_map.insert(Severity::Sev5, "3,2".into());
         assert_eq!(sn.check(), Ok(()));
         assert_eq!(sn.severity_of_label("3,2"), Some(Severity::Sev5));

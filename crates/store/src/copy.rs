@@ -25,11 +25,50 @@ struct Column {
     name: String,
     /// PostgreSQL's name of its type (`bigint`, `timestamp with time zone`, `bytea`, ...).
     data_type: String,
-    identity: bool,
+    /// Numbered by a sequence (an identity or a serial column): moved on past the copied rows.
+    sequenced: bool,
 }
 
-/// How many rows each table got, in the order they were copied.
-pub type Copied = Vec<(String, u64)>;
+/// What a copy did.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    /// How many rows each table got, in the order they were copied.
+    pub tables: Vec<(String, u64)>,
+    /// The audit chain's head as the copy has it (seq, hash), read in the same snapshot as
+    /// everything copied, and found the same on the target before its commit.
+    pub head: (i64, String),
+}
+
+/// Why the PostgreSQL database `target` cannot take a copy (it already holds a desk), before
+/// anything is written to it; `None` when it can. Reads only.
+pub async fn refusal(target: &Db) -> Result<Option<String>> {
+    let Db::Postgres(pg) = target else {
+        return Ok(Some("the target is not a PostgreSQL database".into()));
+    };
+    for (table, what) in [
+        ("tickets", "tickets"),
+        ("audit_log", "audit entries"),
+        ("users", "people"),
+        ("api_tokens", "API tokens"),
+    ] {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(pg)
+            .await?;
+        if exists.is_none() {
+            continue;
+        }
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(pg)
+            .await?;
+        if n > 0 {
+            return Ok(Some(format!(
+                "the target database is not empty (it has {n} {what}); copy into a new, empty one"
+            )));
+        }
+    }
+    Ok(None)
+}
 
 /// Copies every table of the SQLite desk `source` into the PostgreSQL desk `target`, which
 /// must hold nothing yet but what its migrations made. `progress` is told each table's count
@@ -85,7 +124,7 @@ pub async fn sqlite_to_postgres(
 
     let tables = target_tables(&mut dst).await?;
     let order = copy_order(&mut dst, &tables).await?;
-    let mut copied = Copied::new();
+    let mut copied = Vec::new();
     // What the migrations seeded (the audit chain's head, the built-in lens) comes from the
     // source instead; triggers are off while rows arrive as they were (a ticket's clocks are
     // copied, not made again).
@@ -100,6 +139,8 @@ pub async fn sqlite_to_postgres(
             .await?;
     }
     sqlx::query("BEGIN").execute(&mut *src).await?;
+    let head_sql = "SELECT seq, hash FROM audit_head WHERE id = 1";
+    let source_head: (i64, String) = sqlx::query_as(head_sql).fetch_one(&mut *src).await?;
     for table in &order {
         let columns = &tables[table];
         let source_columns = sqlite_columns(&mut src, table).await?;
@@ -159,7 +200,7 @@ pub async fn sqlite_to_postgres(
             count += batch.len() as u64;
         }
         progress(table, count, true);
-        for c in columns.iter().filter(|c| c.identity) {
+        for c in columns.iter().filter(|c| c.sequenced) {
             sqlx::query(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{0}'), \
                  COALESCE((SELECT max(\"{0}\") FROM {table}), 1), \
@@ -177,14 +218,30 @@ pub async fn sqlite_to_postgres(
             .execute(&mut *dst)
             .await?;
     }
+    // The chain arrived whole: the same head, and as many entries as it counts (the chain
+    // itself is walked after the commit by `opsdesk audit verify`'s check).
+    let target_head: (i64, String) = sqlx::query_as(head_sql).fetch_one(&mut *dst).await?;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+        .fetch_one(&mut *dst)
+        .await?;
+    if target_head != source_head || entries != source_head.0 {
+        return Err(StoreError::Corrupt(format!(
+            "the copied audit trail ends at {}:{} with {entries} entries, not at {}:{}; nothing was kept",
+            target_head.0, target_head.1, source_head.0, source_head.1
+        )));
+    }
     dst.commit().await?;
-    Ok(copied)
+    Ok(Copied {
+        tables: copied,
+        head: source_head,
+    })
 }
 
 /// The target's tables (but the migrator's own) with their columns that take values.
 async fn target_tables(dst: &mut sqlx::PgConnection) -> Result<BTreeMap<String, Vec<Column>>> {
     let rows = sqlx::query(
-        "SELECT table_name::text, column_name::text, data_type::text, is_identity::text \
+        "SELECT table_name::text, column_name::text, data_type::text, \
+                (is_identity = 'YES' OR coalesce(column_default, '') LIKE 'nextval(%') \
          FROM information_schema.columns \
          WHERE table_schema = current_schema() AND is_generated = 'NEVER' \
            AND table_name IN (SELECT table_name FROM information_schema.tables \
@@ -200,7 +257,7 @@ async fn target_tables(dst: &mut sqlx::PgConnection) -> Result<BTreeMap<String, 
         tables.entry(table).or_default().push(Column {
             name: r.try_get(1)?,
             data_type: r.try_get(2)?,
-            identity: r.try_get::<String, _>(3)? == "YES",
+            sequenced: r.try_get::<bool, _>(3)?,
         });
     }
     Ok(tables)

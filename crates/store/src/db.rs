@@ -52,6 +52,17 @@ impl Backend {
 
 /// Hides the password of a database URL.
 pub fn redact_url(url: &str) -> String {
+    // A password may also come as a parameter (`?password=...`).
+    if let Some((base, query)) = url.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        return format!("{}?{}", redact_url(base), query.join("&"));
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -342,7 +353,19 @@ impl Tx {
                 write_deferred(&mut t, *deferred).await?;
                 t.commit().await?;
             }
-            Tx::Postgres(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await.map_err(|e| {
+                let e = StoreError::from(e);
+                // The connection went away while COMMIT was on its way: PostgreSQL may have
+                // committed. Not a "try again" (a retry could make the change twice).
+                if e.is_unavailable() {
+                    StoreError::Commit(format!(
+                        "the connection to the database was lost while committing; the change \
+                         may or may not have been saved ({e})"
+                    ))
+                } else {
+                    e
+                }
+            })?,
         }
         Ok(())
     }
@@ -559,6 +582,10 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?sslmode=require&password=pw2"),
+            "postgres://u:***@h/db?sslmode=require&password=***"
+        );
     }
 
     #[test]

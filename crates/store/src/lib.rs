@@ -99,9 +99,12 @@ impl StoreError {
             // A connection cut while it was being made (TLS negotiation included).
             | sqlx::Error::Protocol(_) => true,
             sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-                // PostgreSQL: connection exceptions, admin shutdown, cannot connect now,
-                // disk full; SQLite: SQLITE_FULL.
-                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53100" | "13")
+                // PostgreSQL: connection exceptions, insufficient resources (disk full, too
+                // many connections), admin shutdown, cannot connect now, a read-only
+                // transaction (a failed-over writer now a replica); SQLite: SQLITE_FULL.
+                c.starts_with("08")
+                    || c.starts_with("53")
+                    || matches!(&*c, "57P01" | "57P02" | "57P03" | "25006" | "13")
             }),
             _ => false,
         }

@@ -79,7 +79,7 @@ async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<
         let take = waiting.len().min(MAX_BATCH);
         let batch: Vec<Job> = waiting.drain(..take).collect();
         let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-        let (outcome, unrun) = run_batch(&pool, batch, &mut finishes).await;
+        let (outcome, unrun, broken) = run_batch(&pool, batch, &mut finishes).await;
         // Changes that never ran go first in the next transaction.
         for job in unrun.into_iter().rev() {
             waiting.push_front(job);
@@ -91,7 +91,7 @@ async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<
         for finish in finishes.drain(..) {
             finish(outcome.clone());
         }
-        if outcome.is_err() {
+        if broken {
             reset(&pool).await;
         }
         if wal_full.swap(false, Ordering::Relaxed) {
@@ -107,19 +107,20 @@ async fn run(pool: sqlx::SqlitePool, mut rx: mpsc::Receiver<Job>, wal_full: Arc<
 }
 
 /// Runs a group of changes in one transaction, without savepoints between them. Returns the
-/// outcome of the commit and the changes that did not get to run. What a failed change costs,
+/// outcome of the commit, the changes that did not get to run, and whether the connection must
+/// be replaced (its BEGIN or COMMIT failed: see [`reset`]). What a failed change costs,
 /// and why: docs/storage.md, "Write path on SQLite".
 async fn run_batch(
     pool: &sqlx::SqlitePool,
     batch: Vec<Job>,
     finishes: &mut Vec<Finish>,
-) -> (Result<()>, Vec<Job>) {
+) -> (Result<()>, Vec<Job>, bool) {
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(t) => Tx::Sqlite(t, Box::default()),
         Err(e) => {
             // The jobs are dropped unrun; each caller hears that its change was not made.
             tracing::error!(error = %e, "cannot start a write transaction");
-            return (Err(e.into()), Vec::new());
+            return (Err(e.into()), Vec::new(), true);
         }
     };
     let mut jobs = batch.into_iter();
@@ -135,12 +136,15 @@ async fn run_batch(
                         "another change in the same transaction failed; retry".into(),
                     )),
                     jobs.collect(),
+                    false,
                 );
             }
             tx.rollback_to(mark);
         }
     }
-    (tx.commit_boxed().await, Vec::new())
+    let committed = tx.commit_boxed().await;
+    let broken = committed.is_err();
+    (committed, Vec::new(), broken)
 }
 
 /// Replaces the write connection after a group failed. When a COMMIT fails (a full disk),

@@ -56,7 +56,7 @@ pub enum ApiError {
     #[error("{0}")]
     Upstream(String),
     /// The database cannot be reached for now: try again shortly.
-    #[error("the database is not reachable right now; try again shortly")]
+    #[error("the database cannot take requests right now; try again shortly")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
@@ -104,7 +104,7 @@ impl ApiError {
                 "the server failed to handle the request; it has been logged".to_owned()
             }
             ApiError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "the database is not reachable");
+                tracing::warn!(error = %cause, "the database cannot take requests");
                 self.to_string()
             }
             ApiError::Invalid { detail, .. } => detail.clone(),

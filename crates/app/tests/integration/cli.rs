@@ -1376,6 +1376,8 @@ async fn migrate_db_copies_a_sqlite_desk_to_postgres() {
         desk.ingest(&monitor, signals).await.unwrap();
     }
     desk.evaluate_kpis(true).await.unwrap();
+    let rob = opsdesk_core::Actor::new("user:rob@example.com", opsdesk_domain::Role::Agent);
+    desk.save_view(&rob, "mine", "assignee=me").await.unwrap();
     desk.db().close().await;
     let (code, out, _) = run(opsdesk(dir.path(), &source.url).args(["audit", "verify"]));
     assert_eq!(code, 0);
@@ -1445,6 +1447,13 @@ async fn migrate_db_copies_a_sqlite_desk_to_postgres() {
         .unwrap();
     // After the 41 copied (the alarm's ticket is the 41st).
     assert_eq!(next.id, 42);
+    // Tables numbered by a serial column go on too (a saved view: none copied, then one
+    // after the move, with one made before it on SQLite).
+    let rob = opsdesk_core::Actor::new("user:rob@example.com", opsdesk_domain::Role::Agent);
+    desk.save_view(&rob, "after the move", "status=new")
+        .await
+        .unwrap();
+    assert_eq!(desk.saved_views(&rob).await.unwrap().len(), 2);
     desk.db().close().await;
 
     // Not twice.

@@ -532,7 +532,7 @@ async fn impact_urgency_categories_and_groups_follow_the_maps(backend: Backend) 
             "name = \"servicenow\"\ntype = \"servicenow\"\nurl = \"{url}\"\n\
              username = \"opsdesk\"\npassword = \"password-opsdesk\"\nqueue = \"incident\"\n\
              poll_seconds = 1\nimport_new = true\n\
-             [priority_map]\nSEV3 = \"1,3\"\nSEV4 = \"3,2\"\n\
+             [priority_map]\nSEV3 = \"2,3\"\nSEV4 = \"1,3\"\n\
              [kind_map]\nincident = \"software\"\nquestion = \"inquiry\"\n\
              [team_map]\npayments = \"{PAYMENTS_GROUP}\"\n"
         ))
@@ -540,8 +540,9 @@ async fn impact_urgency_categories_and_groups_follow_the_maps(backend: Backend) 
     })
     .await;
 
-    // A payments incident at SEV3, pushed by hand: the group, the category, impact 1 and
-    // urgency 3 as mapped (the default matrix would write 2 and 2).
+    // A payments incident at SEV3, pushed by hand: the group, the category, impact 2 and
+    // urgency 3 as mapped (the default matrix would write 2 and 2; ServiceNow computes
+    // priority 4 from this pair).
     let r = s
         .post(
             "/api/v1/tickets",
@@ -555,26 +556,28 @@ async fn impact_urgency_categories_and_groups_follow_the_maps(backend: Backend) 
     let i = sn.incident(&inc).await;
     assert_eq!(i["assignment_group"], PAYMENTS_GROUP, "{i:#}");
     assert_eq!(i["category"], "software");
-    assert_eq!((&i["impact"], &i["urgency"]), (&json!("1"), &json!("3")));
-    // Read back as SEV3, not as the priority ServiceNow computed: nothing moves.
+    assert_eq!((&i["impact"], &i["urgency"]), (&json!("2"), &json!("3")));
+    assert_eq!(i["priority"], "4");
+    // Read back as SEV3 by its pair, not as the priority 4 ServiceNow computed: nothing moves.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(ticket(&s, id).await["severity"], "SEV3");
     assert_eq!(link_of(&s, id).await.unwrap()["state"], "linked");
 
-    // Alice sets the pair SEV4 maps to: SEV4 in opsdesk.
-    sn.patch(&inc, json!({"impact": "3", "urgency": "2"})).await;
-    eventually("impact 3, urgency 2 arrives as SEV4", || async {
+    // Alice sets the pair SEV4 maps to (ServiceNow computes priority 3 from it): SEV4 in
+    // opsdesk.
+    sn.patch(&inc, json!({"impact": "1", "urgency": "3"})).await;
+    eventually("impact 1, urgency 3 arrives as SEV4", || async {
         (ticket(&s, id).await["severity"] == "SEV4").then_some(())
     })
     .await;
 
-    // An inquiry for the payments group made by Alice: imported as a payments question at
-    // SEV3.
+    // An inquiry for the payments group made by Alice with the pair SEV3 maps to: imported
+    // as a payments question at SEV3.
     sn.call(
         "alice",
         Method::POST,
         "incident",
-        Some(json!({"short_description": "Which card for travel?", "impact": "1", "urgency": "3", "category": "inquiry", "assignment_group": PAYMENTS_GROUP})),
+        Some(json!({"short_description": "Which card for travel?", "impact": "2", "urgency": "3", "category": "inquiry", "assignment_group": PAYMENTS_GROUP})),
     )
     .await;
     let imported = eventually("the inquiry imported", || async {
