@@ -912,26 +912,30 @@ fn names(title: &str, name: &str) -> bool {
         .any(|w| w == name)
 }
 
+/// An API token made with `opsdesk token create` on the database at `url`.
+fn cli_token(dir: &Path, url: &str, name: &str, role: &str) -> String {
+    let o = opsdesk(dir, url)
+        .args(["token", "create", "--name", name, "--role", role])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
+}
+
 /// The tickets' titles, each as often as it occurs.
 async fn ticket_titles(base: &str, token: &str) -> BTreeMap<String, usize> {
     let mut titles = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/tickets?limit=200&cursor={c}"),
-            None => "/api/v1/tickets?limit=200".to_owned(),
-        };
-        let page = get_json(base, token, &path).await;
-        for t in page["items"].as_array().unwrap() {
-            *titles
-                .entry(t["title"].as_str().unwrap().to_owned())
-                .or_insert(0) += 1;
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return titles,
-        }
+    for t in all_tickets(base, token).await {
+        *titles
+            .entry(t["title"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
     }
+    titles
 }
 
 /// SIGKILL while four clients post alarm events: after a restart every event answered 202 has
@@ -941,19 +945,7 @@ async fn sigkill_while_ingesting_keeps_every_acknowledged_event_once(backend: Ba
     const EVENTS: usize = 2_000;
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = {
-        let o = opsdesk(dir.path(), &db.url)
-            .args(["token", "create", "--name", "monitor", "--role", "ingest"])
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8(o.stdout).unwrap(),
-            String::from_utf8(o.stderr).unwrap(),
-        )
-    };
-    assert_eq!(code, Some(0), "{out}{err}");
-    let ingest = out.lines().last().unwrap().to_owned();
+    let ingest = cli_token(dir.path(), &db.url, "monitor", "ingest");
     let config = dir.path().join("node.toml");
     std::fs::write(&config, "").unwrap();
     let mut node = Node::start(dir.path(), &config, &db.url).await;
@@ -1005,15 +997,7 @@ async fn sigkill_while_ingesting_keeps_every_acknowledged_event_once(backend: Ba
 
     // Restarted on the same database: every acknowledged event's ticket, once.
     let mut node = Node::start(dir.path(), &config, &db.url).await;
-    let (code, out, _) = {
-        let o = opsdesk(dir.path(), &db.url)
-            .args(["token", "create", "--name", "reader", "--role", "viewer"])
-            .output()
-            .unwrap();
-        (o.status.code(), String::from_utf8(o.stdout).unwrap(), ())
-    };
-    assert_eq!(code, Some(0));
-    let reader = out.lines().last().unwrap().to_owned();
+    let reader = cli_token(dir.path(), &db.url, "reader", "viewer");
     let titles = ticket_titles(&node.base, &reader).await;
     let doubled: Vec<_> = titles.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "tickets made twice: {doubled:?}");
@@ -1232,22 +1216,11 @@ async fn a_full_disk_answers_503_and_writes_resume_when_space_returns() {
     }
     let after =
         after.unwrap_or_else(|| panic!("no write taken after the disk grew\n{}", node.log()));
-    let mut present = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/tickets?limit=200&cursor={c}"),
-            None => "/api/v1/tickets?limit=200".to_owned(),
-        };
-        let page = get_json(&node.base, &token, &path).await;
-        for t in page["items"].as_array().unwrap() {
-            present.insert(t["id"].as_i64().unwrap());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let present: BTreeSet<i64> = all_tickets(&node.base, &token)
+        .await
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
     for id in acked.iter().chain([&after]) {
         assert!(
             present.contains(id),
@@ -1297,17 +1270,7 @@ async fn three_nodes_under_mixed_load_lose_nothing_when_one_is_killed() {
     let db = TestDb::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
     let hook = Receiver::start(Duration::from_millis(20)).await;
-    let o = opsdesk(dir.path(), &db.url)
-        .args(["token", "create", "--name", "monitor", "--role", "ingest"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let ingest = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let ingest = cli_token(dir.path(), &db.url, "monitor", "ingest");
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
         let config = write_config(dir.path(), name, &hook.base, 2);
@@ -1318,17 +1281,7 @@ async fn three_nodes_under_mixed_load_lose_nothing_when_one_is_killed() {
         std::fs::write(&config, text).unwrap();
         nodes.push(Node::start(dir.path(), &config, &db.url).await);
     }
-    let o = opsdesk(dir.path(), &db.url)
-        .args(["token", "create", "--name", "admin", "--role", "admin"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let token = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let token = cli_token(dir.path(), &db.url, "admin", "admin");
 
     let mut creating = Vec::new();
     let mut posting = Vec::new();
@@ -1378,12 +1331,7 @@ async fn three_nodes_under_mixed_load_lose_nothing_when_one_is_killed() {
 
     // No ticket twice; every acknowledged ticket and alarm there.
     let tickets = all_tickets(&survivors[0].base, &token).await;
-    let mut titles: BTreeMap<String, usize> = BTreeMap::new();
-    for t in &tickets {
-        *titles
-            .entry(t["title"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
+    let titles = ticket_titles(&survivors[0].base, &token).await;
     let doubled: Vec<_> = titles.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "tickets made twice: {doubled:?}");
     let ids: BTreeSet<i64> = tickets.iter().map(|t| t["id"].as_i64().unwrap()).collect();
