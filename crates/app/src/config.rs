@@ -634,6 +634,12 @@ pub struct IngestConfig {
     /// This many firing/resolved flips within `flapping_window_minutes` mark a problem flapping.
     pub flapping_changes: usize,
     pub flapping_window_minutes: u64,
+    /// Signals older than this whose ticket is resolved or closed (or that have none) are
+    /// deleted; 0 keeps them all. The audit trail, never pruned, keeps what each did.
+    pub signal_retention_days: u64,
+    /// Delivery receipts (how a repeated delivery is known) older than this are deleted: at
+    /// least 1, since EventBridge retries a delivery for up to 24 hours.
+    pub receipt_retention_days: u64,
     /// Severity rules, tried in order before the built-in ones.
     pub rules: Vec<opsdesk_domain::signal::rules::SeverityRule>,
     /// SQS queues to consume (`[[ingest.sqs]]`).
@@ -652,6 +658,8 @@ impl Default for IngestConfig {
             reopen_window_hours: 24,
             flapping_changes: 4,
             flapping_window_minutes: 60,
+            signal_retention_days: 180,
+            receipt_retention_days: 30,
             rules: Vec::new(),
             sqs: Vec::new(),
             sns: Default::default(),
@@ -662,6 +670,31 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// How long signals and receipts are kept: (signals, `None` for ever; receipts).
+    pub fn retention(&self) -> Result<(Option<chrono::Duration>, chrono::Duration), String> {
+        let days = |n: u64, key: &str| {
+            i64::try_from(n)
+                .ok()
+                .and_then(chrono::Duration::try_days)
+                .ok_or(format!("ingest.{key} is too large"))
+        };
+        if self.receipt_retention_days < 1 {
+            return Err(
+                "ingest.receipt_retention_days must be at least 1: EventBridge retries \
+                        a delivery for up to 24 hours"
+                    .into(),
+            );
+        }
+        let signals = match self.signal_retention_days {
+            0 => None,
+            n => Some(days(n, "signal_retention_days")?),
+        };
+        Ok((
+            signals,
+            days(self.receipt_retention_days, "receipt_retention_days")?,
+        ))
+    }
+
     pub fn settings(&self) -> Result<opsdesk_core::signals::IngestSettings, String> {
         if self.flapping_changes < 2 {
             return Err("ingest.flapping_changes must be at least 2".into());
@@ -1006,6 +1039,23 @@ pub const EXAMPLE: &str = include_str!("../../../opsdesk.example.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipts_are_kept_at_least_a_day_and_signals_may_be_kept_for_ever() {
+        let mut c = IngestConfig::default();
+        assert_eq!(
+            c.retention().unwrap(),
+            (
+                Some(chrono::Duration::days(180)),
+                chrono::Duration::days(30)
+            )
+        );
+        c.receipt_retention_days = 0;
+        assert!(c.retention().unwrap_err().contains("24 hours"));
+        c.receipt_retention_days = 2;
+        c.signal_retention_days = 0;
+        assert_eq!(c.retention().unwrap(), (None, chrono::Duration::days(2)));
+    }
 
     #[test]
     fn report_schedules_need_an_email_or_webhook_channel() {

@@ -1,8 +1,9 @@
 //! Jobs that run on one node at a time: the clock watcher, the AWS Support case worker, KPI
-//! evaluation with scheduled reports, the readiness pass, the purge of ended sign-in state and
-//! the AWS Health and Trusted Advisor pollers. Each runs under a lease held in the database
-//! (`job_leases`): the node holding it renews it every third of `server.job_lease_secs`, and
-//! when the holder dies another node takes the job within one lease. HTTP intake, SQS
+//! evaluation with scheduled reports, the readiness pass, the purge of ended sign-in state, the
+//! retention of signals and receipts, and the AWS Health and Trusted Advisor pollers. Each
+//! runs under a lease held in the database (`job_leases`): the node holding it renews it every
+//! third of `server.job_lease_secs`; when the holder dies another node takes the job within a
+//! lease and a third, and when it stops cleanly, at once. HTTP intake, SQS
 //! consumers, mailboxes, connectors and the notification dispatcher run on every node (each
 //! claims its work in the database).
 //!

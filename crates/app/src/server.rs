@@ -199,6 +199,11 @@ pub async fn serve(
     leases.spawn("readiness", background.clone(), move |stop| {
         watch_readiness(d.clone(), stop)
     });
+    let retention = config.ingest.retention().map_err(anyhow::Error::msg)?;
+    let d = desk.clone();
+    leases.spawn("retention", background.clone(), move |stop| {
+        purge_retained(d.clone(), retention, stop)
+    });
     let channels = channels(config)?;
     tokio::spawn(opsdesk_notify::dispatcher::run(
         desk.clone(),
@@ -274,6 +279,65 @@ async fn purge_sign_in_state(desk: Desk, stop: tokio_util::sync::CancellationTok
                 }
                 tracing::warn!(error = %e, "purging ended sign-in state failed");
             }
+        }
+    }
+}
+
+/// Rows deleted per statement by the retention job, so that no write holds the database long.
+const PURGE_BATCH: i64 = 5_000;
+
+/// Every hour (and a minute after start), deletes the signals and delivery receipts older than
+/// `ingest.signal_retention_days` / `ingest.receipt_retention_days`, in batches. It runs on the
+/// node holding its lease (crate::jobs); two at once would only delete the same rows.
+async fn purge_retained(
+    desk: Desk,
+    (signals, receipts): (Option<chrono::Duration>, chrono::Duration),
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        Duration::from_secs(3600),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = desk.now();
+        let db = desk.db();
+        let mut removed = (0u64, 0u64);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let s = match signals {
+                Some(keep) => db.purge_signals(now - keep, PURGE_BATCH).await,
+                None => Ok(0),
+            };
+            let r = db.purge_receipts(now - receipts, PURGE_BATCH).await;
+            match (s, r) {
+                (Ok(s), Ok(r)) => {
+                    removed = (removed.0 + s, removed.1 + r);
+                    if s < PURGE_BATCH as u64 && r < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    if db.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "purging old signals failed");
+                    break;
+                }
+            }
+        }
+        if removed != (0, 0) {
+            tracing::info!(
+                signals = removed.0,
+                receipts = removed.1,
+                "purged old signals and receipts"
+            );
         }
     }
 }

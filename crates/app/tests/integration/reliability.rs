@@ -594,11 +594,12 @@ async fn two_nodes_on_one_postgres_deliver_each_once() {
 }
 
 /// The jobs every node asks to run, one node at a time.
-const LEASED_JOBS: [&str; 5] = [
+const LEASED_JOBS: [&str; 6] = [
     "aws_support_cases",
     "clock_watcher",
     "kpis_and_reports",
     "readiness",
+    "retention",
     "sign_in_purge",
 ];
 

@@ -28,6 +28,7 @@ on_both_backends!(
     organizational_view_event_belongs_to_the_affected_account,
     personas_route_to_their_own_channels,
     security_findings_and_grafana_alerts_open_and_close_one_ticket_each,
+    old_signals_and_receipts_are_purged_but_open_problems_keep_theirs,
 );
 
 pub const ACCOUNT: &str = "111122223333";
@@ -1651,5 +1652,57 @@ async fn security_findings_and_grafana_alerts_open_and_close_one_ticket_each(bac
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+/// Retention: signals past their age go when their ticket is resolved (an open problem keeps
+/// its signals whatever their age), receipts go by age, and the audit trail keeps everything.
+/// A delivery repeated after its receipt went counts as another occurrence of the problem,
+/// not as a new problem.
+async fn old_signals_and_receipts_are_purged_but_open_problems_keep_theirs(backend: Backend) {
+    let s = TestServer::start(backend).await.with_ingest_token().await;
+    let open = alarm_event("prod-keep", "ALARM", "2026-11-23T11:00:00.000+0000");
+    let fired = alarm_event("prod-done", "ALARM", "2026-11-23T11:00:00.000+0000");
+    let cleared = alarm_event("prod-done", "OK", "2026-11-23T11:05:00.000+0000");
+    let kept = s.send_ok(open.clone()).await["tickets"][0]
+        .as_i64()
+        .unwrap();
+    let done = s.send_ok(fired).await["tickets"][0].as_i64().unwrap();
+    s.send_ok(cleared).await;
+    let signals = |id: i64| {
+        let s = &s;
+        async move {
+            s.get(&format!("/api/v1/tickets/{id}/signals")).await.body["signals"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap()
+        }
+    };
+    assert_eq!((signals(kept).await, signals(done).await), (1, 2));
+    let audit_before = s.history_actions(done).await;
+
+    // Everything is "old" as seen from 2100.
+    let db = opsdesk_store::Db::connect(&s.db.url, &Default::default())
+        .await
+        .unwrap();
+    let later: chrono::DateTime<chrono::Utc> = "2100-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(db.purge_signals(later, 5_000).await.unwrap(), 2);
+    assert_eq!(
+        signals(done).await,
+        0,
+        "the resolved problem's signals are gone"
+    );
+    assert_eq!(signals(kept).await, 1, "the open problem keeps its signal");
+    assert_eq!(s.history_actions(done).await, audit_before);
+    assert_eq!(db.purge_receipts(later, 5_000).await.unwrap(), 3);
+    assert_eq!(db.purge_receipts(later, 5_000).await.unwrap(), 0);
+    db.close().await;
+
+    // The open alarm's delivery again, with its receipt gone: one more occurrence of the same
+    // problem, on the same ticket.
+    let again = s.send_ok(open).await;
+    assert_eq!(effects(&again), ["occurrence"], "{again}");
+    assert_eq!(again["tickets"][0], kept);
+    assert_eq!(s.count_tickets().await, 2);
     s.stop().await;
 }
