@@ -874,42 +874,41 @@ impl Db {
     /// closed (or that have none), oldest first; how many went. The audit trail keeps what
     /// each did.
     pub async fn purge_signals(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                crate::on_tx!(tx, c, _b => {
-                    let done = sqlx::query(
-                        "DELETE FROM signals WHERE id IN (\
-                           SELECT s.id FROM signals s LEFT JOIN tickets t ON t.id = s.ticket_id \
-                           WHERE s.received_at < $1 \
-                             AND (t.id IS NULL OR t.status IN ('resolved', 'closed')) \
-                           ORDER BY s.received_at LIMIT $2)",
-                    )
-                    .bind(Ts(before))
-                    .bind(limit)
-                    .execute(&mut *c)
-                    .await?;
-                    Ok(done.rows_affected())
-                })
-            })
-        })
+        self.purge(
+            "DELETE FROM signals WHERE id IN (\
+               SELECT s.id FROM signals s LEFT JOIN tickets t ON t.id = s.ticket_id \
+               WHERE s.received_at < $1 \
+                 AND (t.id IS NULL OR t.status IN ('resolved', 'closed')) \
+               ORDER BY s.received_at LIMIT $2)",
+            before,
+            limit,
+        )
         .await
     }
 
     /// Deletes up to `limit` delivery receipts taken before `before`, oldest first; how many
     /// went. A delivery repeated after its receipt is gone counts as a new occurrence.
     pub async fn purge_receipts(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        self.purge(
+            "DELETE FROM signal_receipts WHERE receipt_key IN (\
+               SELECT receipt_key FROM signal_receipts WHERE received_at < $1 \
+               ORDER BY received_at LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
+    }
+
+    /// Runs a retention DELETE bound to (`before`, `limit`) in a write; how many rows went.
+    async fn purge(&self, sql: &'static str, before: DateTime<Utc>, limit: i64) -> Result<u64> {
         self.write(move |tx| {
             Box::pin(async move {
                 crate::on_tx!(tx, c, _b => {
-                    let done = sqlx::query(
-                        "DELETE FROM signal_receipts WHERE receipt_key IN (\
-                           SELECT receipt_key FROM signal_receipts WHERE received_at < $1 \
-                           ORDER BY received_at LIMIT $2)",
-                    )
-                    .bind(Ts(before))
-                    .bind(limit)
-                    .execute(&mut *c)
-                    .await?;
+                    let done = sqlx::query(sql)
+                        .bind(Ts(before))
+                        .bind(limit)
+                        .execute(&mut *c)
+                        .await?;
                     Ok(done.rows_affected())
                 })
             })

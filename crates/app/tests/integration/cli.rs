@@ -92,6 +92,15 @@ impl Server {
         server
     }
 
+    /// The admin API token a new database prints once.
+    fn first_token(&self) -> String {
+        self.seen
+            .iter()
+            .find(|l| l.starts_with("odk_"))
+            .cloned()
+            .expect("a new database prints its first token")
+    }
+
     fn wait_for(&mut self, needle: &str) -> String {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
@@ -385,12 +394,7 @@ async fn sigterm_lets_a_request_in_flight_finish(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = Server::start(dir.path(), &db.url, port);
-    let token = server
-        .seen
-        .iter()
-        .find(|l| l.starts_with("odk_"))
-        .cloned()
-        .unwrap();
+    let token = server.first_token();
     let batch: Vec<_> = (0..1000)
         .map(|i| serde_json::json!({"title": format!("bulk {i}"), "kind": "task", "severity": "SEV5", "description": "x".repeat(500)}))
         .collect();
@@ -1190,12 +1194,7 @@ async fn backup_while_serving_and_restore_that_never_overwrites(backend: Backend
     }
     let port = free_port();
     let server = Server::start(dir.path(), &db.url, port);
-    let token = server
-        .seen
-        .iter()
-        .find(|l| l.starts_with("odk_"))
-        .cloned()
-        .unwrap();
+    let token = server.first_token();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let token_for_create = token.clone();
